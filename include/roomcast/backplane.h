@@ -1,0 +1,91 @@
+/*
+ * backplane.h: how a node exchanges room traffic with the other nodes. One interface, two
+ * implementations: the embedded single-node backplane (backplane_local.c) and Redis pub/sub
+ * (backplane_redis.c, hiredis async on the node's libevent loop).
+ *
+ * Delivery model: the node always delivers to its own local sockets itself, at once, and then
+ * publishes the message with origin = its node id. A backplane hands the node (on_message) only
+ * messages from *other* publishers (other nodes or backends): it drops those whose origin is the
+ * node's own id, so no node ever delivers its own message twice.
+ *
+ * Subscriptions: the node calls room_open when a room gets its first local member and
+ * room_close when it loses its last one, and ns_open for every namespace it serves; a Redis
+ * backplane (un)subscribes P:room:<ns>:<room> / P:ns:<ns> accordingly (batched and pipelined),
+ * so a node never receives traffic for rooms it has no member of.
+ *
+ * Channels and envelopes: DESIGN.md section 3 and docs/redis.md.
+ *
+ * Ownership: a message passed to publish is borrowed for the call. A message passed to
+ * on_message is valid only during the callback.
+ */
+#ifndef ROOMCAST_BACKPLANE_H
+#define ROOMCAST_BACKPLANE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct evbuffer;
+struct rc_config;
+
+enum rc_bp_kind {
+    RC_BP_EMIT = 0,        /* emit event+args to the room (or the whole namespace) */
+    RC_BP_JOIN,            /* every socket in `room` joins `target_room` */
+    RC_BP_LEAVE,           /* every socket in `room` leaves `target_room` */
+    RC_BP_DISCONNECT       /* every socket in `room` is disconnected */
+};
+
+typedef struct rc_bp_bytes {
+    const uint8_t *data;
+    size_t len;
+} rc_bp_bytes;
+
+typedef struct rc_bp_message {
+    int kind;                       /* enum rc_bp_kind */
+    const char *ns;                 /* namespace, e.g. "/" or "/chat" */
+    const char *room;               /* NULL: the whole namespace (channel P:ns:<ns>) */
+    const char *event;              /* RC_BP_EMIT: event name */
+    const char *args_json;          /* RC_BP_EMIT: JSON array text of the arguments after the name */
+    size_t args_len;
+    const rc_bp_bytes *attachments; /* RC_BP_EMIT: binary attachments referenced by placeholders */
+    size_t attachment_count;
+    const char *const *except;      /* socket ids that must not receive it */
+    size_t except_count;
+    const char *target_room;        /* RC_BP_JOIN / RC_BP_LEAVE */
+    const char *origin;             /* publishing node id; NULL for backends */
+    const char *id;                 /* optional message id */
+} rc_bp_message;
+
+typedef struct rc_backplane_callbacks {
+    /* A message from another publisher for a room/namespace this node subscribed to. */
+    void (*on_message)(void *arg, const rc_bp_message *msg);
+    /* The backplane became usable (up = 1) or not (up = 0). Readiness follows it. */
+    void (*on_state)(void *arg, int up);
+    void *arg;
+} rc_backplane_callbacks;
+
+typedef struct rc_backplane rc_backplane;
+
+typedef struct rc_backplane_ops {
+    /* 0 when accepted for delivery to the other nodes, -1 when the backplane is down (the
+     * caller refuses the client's relay with an error instead of queueing without bound). */
+    int (*publish)(rc_backplane *bp, const rc_bp_message *msg);
+    void (*room_open)(rc_backplane *bp, const char *ns, const char *room);
+    void (*room_close)(rc_backplane *bp, const char *ns, const char *room);
+    void (*ns_open)(rc_backplane *bp, const char *ns);
+    int (*is_up)(const rc_backplane *bp);
+    /* Appends this backplane's metrics in Prometheus text format (may append nothing). */
+    void (*write_metrics)(const rc_backplane *bp, struct evbuffer *out);
+    void (*free)(rc_backplane *bp);
+} rc_backplane_ops;
+
+struct rc_backplane {
+    const rc_backplane_ops *ops;
+};
+
+rc_backplane *rc_backplane_local_new(struct event_base *base, const rc_backplane_callbacks *cb);
+/* cfg->redis_url, cfg->prefix, cfg->node_id are used. Returns NULL and logs on a bad URL. */
+rc_backplane *rc_backplane_redis_new(struct event_base *base, const struct rc_config *cfg,
+                                     const rc_backplane_callbacks *cb);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * common.h: the few helpers every module uses.
+ *
+ * Allocation: rc_malloc/rc_calloc/rc_realloc/rc_strdup/rc_strndup abort the process on
+ * out-of-memory (one place, like Redis's zmalloc), so no caller carries a dead NULL path.
+ * rc_free(NULL) is fine.
+ *
+ * Slices: rc_slice is a (pointer, length) view into memory owned by someone else, never
+ * NUL-terminated by contract. Parsers return slices into their input (parse in place).
+ */
+#ifndef ROOMCAST_COMMON_H
+#define ROOMCAST_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define RC_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define RC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+typedef struct rc_slice {
+    const char *ptr;
+    size_t len;
+} rc_slice;
+
+static inline rc_slice rc_slice_of(const char *s) { rc_slice v = {s, s ? strlen(s) : 0}; return v; }
+static inline int rc_slice_eq(rc_slice a, const char *s)
+{
+    size_t n = strlen(s);
+    return a.len == n && memcmp(a.ptr, s, n) == 0;
+}
+
+void *rc_malloc(size_t n);
+void *rc_calloc(size_t count, size_t n);
+void *rc_realloc(void *p, size_t n);
+char *rc_strdup(const char *s);
+char *rc_strndup(const char *s, size_t n);
+void rc_free(void *p);
+
+/* Monotonic and wall clocks in milliseconds. */
+uint64_t rc_now_mono_ms(void);
+uint64_t rc_now_wall_ms(void);
+/* Monotonic clock in nanoseconds (latency measurement). */
+uint64_t rc_now_mono_ns(void);
+
+/* Fills buf with n cryptographically random bytes (OpenSSL RAND_bytes); aborts on failure. */
+void rc_random_bytes(void *buf, size_t n);
+/* Writes a random base64url id of exactly len characters plus NUL into out (len < 64). */
+void rc_random_id(char *out, size_t len);
+
+#endif

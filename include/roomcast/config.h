@@ -1,0 +1,92 @@
+/*
+ * config.h: every setting of a node in one struct, built once at start from
+ *   built-in defaults -> JSON config file -> environment (ROOMCAST_*) -> command-line flags,
+ * then validated. A node never starts half-configured: rc_config_load either returns a complete,
+ * valid config or a list of problems, each prefixed with the field's path in the JSON file
+ * ("engine.pingInterval: must be a positive integer (ms)", "namespaces./chat.events.join[0]: ...").
+ *
+ * The file format and the rules language are documented in docs/config.md.
+ *
+ * Ownership: rc_config owns every string and the compiled rules; rc_config_dispose frees them.
+ */
+#ifndef ROOMCAST_CONFIG_H
+#define ROOMCAST_CONFIG_H
+
+#include <stddef.h>
+#include "roomcast/auth.h"
+
+struct rc_rules;
+
+/* Problems found while loading: each item is "<path>: <message>". */
+typedef struct rc_config_errors {
+    char **items;
+    size_t count;
+} rc_config_errors;
+
+void rc_config_error(rc_config_errors *errs, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void rc_config_errors_dispose(rc_config_errors *errs);
+
+/* Command-line flags (NULL / -1 when not given); they override everything else. */
+typedef struct rc_config_flags {
+    const char *config_path;   /* --config */
+    int port;                  /* --port, -1 if absent */
+    const char *redis_url;     /* --redis */
+    const char *node_id;       /* --node-id */
+} rc_config_flags;
+
+typedef struct rc_config {
+    /* listener and identity */
+    char *bind;                    /* "0.0.0.0"; env ROOMCAST_BIND; file listen.bind */
+    int port;                      /* 3000; env ROOMCAST_PORT; file listen.port */
+    char *path;                    /* Engine.IO path, "/socket.io/" (always ends with '/'); file path */
+    char *node_id;                 /* hostname-pid; env ROOMCAST_NODE_ID; file nodeId */
+    char *prefix;                  /* "roomcast"; env ROOMCAST_PREFIX; file redis.prefix */
+    char *redis_url;               /* NULL = embedded backplane; env ROOMCAST_REDIS_URL; file redis.url */
+    char *api_key;                 /* NULL = /api/publish disabled; env ROOMCAST_API_KEY; file api.key */
+
+    /* Engine.IO (file: engine.*) */
+    int ping_interval_ms;          /* 25000 */
+    int ping_timeout_ms;           /* 20000 */
+    int connect_timeout_ms;        /* 45000: no namespace joined by then -> closed */
+    int upgrade_timeout_ms;        /* 10000 */
+    size_t max_payload;            /* 1000000 bytes, advertised as maxPayload */
+    int allow_polling;             /* 1; engine.transports */
+    int allow_websocket;           /* 1 */
+
+    /* HTTP (file: http.*) */
+    size_t http_max_header_bytes;  /* 16384 -> 431 */
+    size_t http_max_body_bytes;    /* max_payload -> 413 (polling POST and /api/publish) */
+    int http_header_timeout_ms;    /* 10000: a request's headers must arrive within this */
+    int http_keepalive_timeout_ms; /* 15000: idle keep-alive connection closed after this */
+
+    /* per-socket and per-node limits (file: limits.*) */
+    size_t max_outbound_bytes;     /* 1 MiB: a socket whose unsent bytes exceed this is dropped */
+    int max_connections;           /* 100000 TCP connections */
+
+    /* CORS (file: cors.*; env ROOMCAST_CORS_ORIGINS comma list) */
+    char **cors_origins;
+    size_t cors_origin_count;
+    int cors_credentials;          /* 1 */
+
+    /* JWT (file: jwt.*; env ROOMCAST_JWT_SECRET, ROOMCAST_JWT_PUBLIC_KEY_FILE, ROOMCAST_JWT_ALGS) */
+    rc_auth_config jwt;
+
+    /* logs (env ROOMCAST_LOG_LEVEL, ROOMCAST_LOG_FORMAT; file log.*) */
+    int log_level;                 /* enum rc_log_level, info */
+    int log_json;                  /* 1 = json, 0 = text; default: text on a tty */
+
+    int drain_grace_ms;            /* 30000 (file: drain.grace) */
+
+    struct rc_rules *rules;        /* compiled namespaces and rules (file: namespaces) */
+    char *config_path;             /* the file read, or NULL */
+} rc_config;
+
+/* Builds the config. Returns 0, or -1 with errs filled (cfg is then disposed and zeroed). */
+int rc_config_load(rc_config *cfg, const rc_config_flags *flags, rc_config_errors *errs);
+void rc_config_dispose(rc_config *cfg);
+
+/* Reads a whole file into a heap buffer (NUL-terminated); NULL with errno set on failure. */
+char *rc_read_file(const char *path, size_t *len_out);
+
+#endif

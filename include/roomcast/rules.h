@@ -1,0 +1,87 @@
+/*
+ * rules.h: the per-namespace rules language — what each client event does — compiled from the
+ * config's "namespaces" object, and the template engine behind it. Language reference:
+ * docs/config.md.
+ *
+ * The rules module decides; the node acts. rc_rules_run evaluates the actions of one event (or
+ * of the namespace's onConnect list) and performs each through rc_rule_ops, which the node
+ * implements (join a room, relay to a room, emit to the sender, ack, ...). rules.c never touches
+ * sockets, rooms or the network itself, so it is tested with a fake ops table.
+ *
+ * Ownership: compiled rules are immutable after rc_rules_compile and owned by the config.
+ * During rc_rules_run, the input is borrowed; cJSON values handed to ops (args) become the
+ * callee's and must be freed by it (cJSON_Delete).
+ */
+#ifndef ROOMCAST_RULES_H
+#define ROOMCAST_RULES_H
+
+#include <stddef.h>
+#include "roomcast/config.h"
+
+struct cJSON;
+
+typedef struct rc_rules rc_rules;        /* all namespaces */
+typedef struct rc_ns_rules rc_ns_rules;  /* one namespace */
+
+enum rc_ns_auth { RC_NS_AUTH_REQUIRED = 0, RC_NS_AUTH_OPTIONAL = 1, RC_NS_AUTH_NONE = 2 };
+
+/* Compiles `namespaces` (a JSON object: name -> namespace definition). NULL json compiles the
+ * built-in default (namespace "/" with the join/leave rules of DESIGN.md section 2). Problems are
+ * reported into errs with paths below `path` (for example "namespaces"); returns NULL then. */
+rc_rules *rc_rules_compile(const struct cJSON *json, const char *path, rc_config_errors *errs);
+void rc_rules_free(rc_rules *rules);
+
+size_t rc_rules_ns_count(const rc_rules *rules);
+const rc_ns_rules *rc_rules_ns_at(const rc_rules *rules, size_t i);
+const rc_ns_rules *rc_rules_find_ns(const rc_rules *rules, const char *name, size_t len);
+
+const char *rc_ns_rules_name(const rc_ns_rules *ns);
+int rc_ns_rules_auth(const rc_ns_rules *ns);           /* enum rc_ns_auth */
+int rc_ns_rules_token_in_query(const rc_ns_rules *ns); /* 1 if ?token= is accepted */
+/* The user room for a user ("user:<id>" by default; the namespace's "userRoom" template), as a
+ * heap string; NULL when the namespace has no user room or user is NULL. */
+char *rc_ns_rules_user_room(const rc_ns_rules *ns, const char *user, const char *claims_json);
+
+/* What the rules see of one client event or connect. Everything is borrowed. */
+typedef struct rc_rule_input {
+    const char *ns;
+    const char *sid;                /* Socket.IO socket id */
+    const char *user;               /* user id, NULL when anonymous */
+    const char *claims_json;        /* token claims as JSON text, NULL when anonymous */
+    const struct cJSON *auth;       /* CONNECT auth payload (object), may be NULL */
+    const char *event;              /* event name; NULL means "connect" (run onConnect) */
+    const struct cJSON *args;       /* JSON array of the event's arguments after the name; NULL on connect */
+    int has_ack;                    /* the client asked for an ack */
+} rc_rule_input;
+
+/* What rules can do. Return values that are `const char *` are NULL on success or a static
+ * reason string ("forbidden", "bad_room", "backplane_down", ...) that templates see as {error}.
+ * Every cJSON passed in is owned by the callee. */
+typedef struct rc_rule_ops {
+    const char *(*join)(void *target, const char *room);
+    const char *(*leave)(void *target, const char *room);
+    int (*is_member)(void *target, const char *room);
+    /* args: array of arguments (without the event name). include_sender 0 excludes the sender's
+     * socket only (its other sockets still receive). */
+    const char *(*relay)(void *target, const char *room, const char *event, struct cJSON *args,
+                         int include_sender);
+    /* on_ack: NULL, or an opaque compiled action list to run (rc_rules_run_ack) when the client
+     * acknowledges this emit; the node then sends the event with an ack id. */
+    void (*emit)(void *target, const char *event, struct cJSON *args, const void *on_ack);
+    void (*ack)(void *target, struct cJSON *args);     /* ignored by the node if !has_ack */
+    void (*disconnect)(void *target);
+} rc_rule_ops;
+
+/* Runs the actions for input->event (or onConnect when event is NULL). Returns 1 if a rule
+ * existed for the event, 0 if not (the node then answers an ack, if asked, with an error). */
+int rc_rules_run(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_ops *ops, void *target);
+
+/* Runs an on_ack action list (from ops->emit) with in->args = the client's ack arguments and
+ * in->event = the event that was emitted. */
+void rc_rules_run_ack(const rc_ns_rules *ns, const void *on_ack, const rc_rule_input *in,
+                      const rc_rule_ops *ops, void *target);
+
+/* Glob match used for room authorization: '*' any run, '?' one char, no escapes. */
+int rc_glob_match(const char *pattern, const char *s);
+
+#endif

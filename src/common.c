@@ -1,0 +1,85 @@
+/*
+ * common.c: allocation wrappers that abort on out-of-memory, clocks, randomness.
+ * See include/roomcast/common.h.
+ */
+#include "roomcast/common.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static void rc_oom(size_t n)
+{
+    fprintf(stderr, "roomcast: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *rc_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) rc_oom(n);
+    return p;
+}
+
+void *rc_calloc(size_t count, size_t n)
+{
+    void *p = calloc(count ? count : 1, n ? n : 1);
+    if (!p) rc_oom(count * n);
+    return p;
+}
+
+void *rc_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) rc_oom(n);
+    return q;
+}
+
+char *rc_strdup(const char *s)
+{
+    return rc_strndup(s, strlen(s));
+}
+
+char *rc_strndup(const char *s, size_t n)
+{
+    char *d = rc_malloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+void rc_free(void *p)
+{
+    free(p);
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t rc_now_mono_ms(void) { return clock_ns(CLOCK_MONOTONIC) / 1000000ull; }
+uint64_t rc_now_wall_ms(void) { return clock_ns(CLOCK_REALTIME) / 1000000ull; }
+uint64_t rc_now_mono_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+
+void rc_random_bytes(void *buf, size_t n)
+{
+    if (RAND_bytes(buf, (int)n) != 1) {
+        fprintf(stderr, "roomcast: RAND_bytes failed\n");
+        abort();
+    }
+}
+
+void rc_random_id(char *out, size_t len)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[64];
+    if (len >= sizeof(raw)) len = sizeof(raw) - 1;
+    rc_random_bytes(raw, len);
+    for (size_t i = 0; i < len; i++) out[i] = alphabet[raw[i] & 63];
+    out[len] = '\0';
+}
