@@ -44,7 +44,7 @@ typedef struct rc_auth_config {
     unsigned algs;                 /* allow-list, RC_ALG_* bits; default RC_ALG_HS256 */
     char *hs_secret;               /* HS* key (may be NULL when only public-key algs are allowed) */
     size_t hs_secret_len;
-    char *public_key_pem;          /* RS*/ES* verification key, PEM text (NULL if none) */
+    char *public_key_pem;          /* RS and ES verification key, PEM text (NULL if none) */
     size_t public_key_pem_len;
     int leeway_s;                  /* tolerance for exp and nbf, seconds (default 30) */
     char *issuer;                  /* required `iss` when non-NULL */

@@ -70,6 +70,15 @@ typedef struct rc_rule_ops {
     void (*emit)(void *target, const char *event, struct cJSON *args, const void *on_ack);
     void (*ack)(void *target, struct cJSON *args);     /* ignored by the node if !has_ack */
     void (*disconnect)(void *target);
+    /* Optional (NULL: the action fails with "unsupported"). */
+    /* forward: append {ns, event, user, sid, node, data, ts} to the P:events stream (data may be
+     * a JSON null). */
+    const char *(*forward)(void *target, const char *event, struct cJSON *data);
+    /* presence: look up whether each user id of `users` (an array of 1..100 strings) is online,
+     * then call rc_rules_run_ack(ns, then, in, ...) with in->args = [{"<user>": true|false, ...}],
+     * in->event = the event being handled and in->has_ack = whether that event still awaits its
+     * ack (so `ack` in `then` answers it). */
+    const char *(*presence)(void *target, struct cJSON *users, const void *then);
 } rc_rule_ops;
 
 /* Runs the actions for input->event (or onConnect when event is NULL). Returns 1 if a rule
@@ -77,7 +86,8 @@ typedef struct rc_rule_ops {
 int rc_rules_run(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_ops *ops, void *target);
 
 /* Runs an on_ack action list (from ops->emit) with in->args = the client's ack arguments and
- * in->event = the event that was emitted. */
+ * in->event = the event that was emitted (in->has_ack 0), or a presence `then` list (see
+ * ops->presence). The pointer stays valid as long as the compiled rules. */
 void rc_rules_run_ack(const rc_ns_rules *ns, const void *on_ack, const rc_rule_input *in,
                       const rc_rule_ops *ops, void *target);
 

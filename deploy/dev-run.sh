@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `make run`: starts one node for trying roomcast out. Without ROOMCAST_JWT_SECRET it makes a
+# random development secret (and an API key for POST /api/publish), prints them, a ready token,
+# and how to connect a client and publish to a room. Extra arguments go to roomcast.
+set -euo pipefail
+bin=${1:?usage: dev-run.sh path/to/roomcast [args]}
+shift
+export ROOMCAST_PORT=${ROOMCAST_PORT:-3000}
+if [ -z "${ROOMCAST_JWT_SECRET:-}" ] && [ -z "${ROOMCAST_JWT_PUBLIC_KEY_FILE:-}" ]; then
+  ROOMCAST_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  export ROOMCAST_JWT_SECRET
+  echo "development JWT secret (HS256): $ROOMCAST_JWT_SECRET"
+fi
+if [ -z "${ROOMCAST_API_KEY:-}" ]; then
+  ROOMCAST_API_KEY=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  export ROOMCAST_API_KEY
+  echo "development API key: $ROOMCAST_API_KEY"
+fi
+token=$("$bin" token --sub alice --claim 'rooms=["project_*"]' --ttl 86400 "$@" 2>/dev/null || true)
+port=$ROOMCAST_PORT
+cat <<MSG
+
+token for user "alice" (may join rooms matching project_*):
+  $token
+
+connect a client (Node, socket.io-client 4.x):
+  const s = require("socket.io-client").io("http://localhost:$port", {auth: {token: "$token"}});
+  s.on("connect", () => s.emit("join", {room: "project_p1"}, (r) => console.log("joined", r)));
+  s.onAny((ev, ...args) => console.log(ev, args));
+
+publish to that room:
+  curl -s -X POST http://localhost:$port/api/publish -H "Authorization: Bearer $ROOMCAST_API_KEY" \\
+       -H 'Content-Type: application/json' \\
+       -d '{"room":"project_p1","event":"task_created","data":{"title":"Live Task"}}'
+  (with Redis: redis-cli PUBLISH 'roomcast:room:/:project_p1' '{"event":"task_created","data":{"title":"Live Task"}}')
+
+MSG
+exec "$bin" "$@"

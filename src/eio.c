@@ -1,0 +1,594 @@
+/*
+ * eio.c: Engine.IO v4 sessions (see include/roomcast/eio.h and docs/protocol.md).
+ *
+ * A session has one transport at a time: a WebSocket (rc_ws), or long-polling, where outbound
+ * packets wait in a queue of shared frames until a GET is held open to carry them. During an
+ * upgrade a second, probing WebSocket exists next to the polling transport until the client sends
+ * the `5` (upgrade) packet; the queue is then flushed over the WebSocket in order.
+ *
+ * Ownership: the server owns its sessions (a hash map by sid). Closing a session detaches its
+ * transports at once and puts it on a list that a deferred event drains: that is where on_close
+ * reaches the owner and where the session is freed, after the current callbacks unwind.
+ *
+ * What it does not do: JSONP, HTTP compression, permessage-deflate, WebTransport, cookies.
+ */
+#include "roomcast/eio.h"
+#include "roomcast/common.h"
+#include "roomcast/config.h"
+#include "roomcast/eio_codec.h"
+#include "roomcast/frame.h"
+#include "roomcast/hmap.h"
+#include "roomcast/http.h"
+#include "roomcast/log.h"
+#include "roomcast/metrics.h"
+#include "roomcast/ws.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <strings.h>
+
+#define SID_LEN 20
+
+enum { T_POLLING = 0, T_WEBSOCKET = 1 };
+
+struct rc_eio_session {
+    rc_hmap_node node;          /* in srv->sessions by sid */
+    char sid[SID_LEN + 1];
+    uint8_t transport;
+    uint8_t closed;
+    uint8_t ping_pending;
+    uint8_t connected;          /* the owner reported a namespace connection */
+    rc_eio_server *srv;
+    rc_ws *ws;                  /* T_WEBSOCKET transport */
+    rc_ws *probe;               /* WebSocket being upgraded to */
+    rc_http_request *get;       /* held polling GET */
+    rc_frame **queue;           /* polling outbound queue */
+    uint32_t qlen, qcap;
+    size_t qbytes;
+    struct event *timer;
+    uint64_t next_ping_ms;      /* when the next ping is due (if !ping_pending) */
+    uint64_t pong_deadline_ms;  /* if ping_pending */
+    uint64_t connect_deadline_ms;
+    uint64_t upgrade_deadline_ms;
+    void *owner;
+    const char *close_reason;
+    rc_eio_session *next_closed;
+};
+
+struct rc_eio_server {
+    struct event_base *base;
+    const rc_config *cfg;
+    const rc_eio_callbacks *cb;
+    rc_hmap sessions;
+    rc_eio_session *closed;     /* awaiting on_close + free */
+    struct event *reap_ev;
+    int refuse_new;
+};
+
+static void session_arm_timer(rc_eio_session *s);
+static void session_send_frame(rc_eio_session *s, rc_frame *f);
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static rc_eio_session *find_session(rc_eio_server *srv, const char *sid)
+{
+    rc_hmap_node *n = rc_hmap_find(&srv->sessions, sid, strlen(sid));
+    return n ? RC_CONTAINER_OF(n, rc_eio_session, node) : NULL;
+}
+
+void rc_eio_cors_headers(const rc_eio_server *srv, const rc_http_request *req, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    const char *origin = rc_http_header(req, "Origin");
+    if (!origin) return;
+    for (size_t i = 0; i < srv->cfg->cors_origin_count; i++) {
+        const char *o = srv->cfg->cors_origins[i];
+        if (strcmp(o, "*") == 0 || strcmp(o, origin) == 0) {
+            if (strlen(origin) > 512) return;
+            snprintf(buf, n, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n%s", origin,
+                     srv->cfg->cors_credentials ? "Access-Control-Allow-Credentials: true\r\n" : "");
+            return;
+        }
+    }
+}
+
+static int origin_refused(const rc_eio_server *srv, const rc_http_request *req)
+{
+    const char *origin = rc_http_header(req, "Origin");
+    if (!origin || srv->cfg->cors_origin_count == 0) return 0;
+    char buf[1024];
+    rc_eio_cors_headers(srv, req, buf, sizeof(buf));
+    return buf[0] == '\0';
+}
+
+static void respond_error(rc_eio_server *srv, rc_http_request *req, int code)
+{
+    static const char *const messages[] = {"Transport unknown", "Session ID unknown",
+                                           "Bad handshake method", "Bad request", "Forbidden",
+                                           "Unsupported protocol version"};
+    char body[96], cors[1100];
+    int n = snprintf(body, sizeof(body), "{\"code\":%d,\"message\":\"%s\"}", code, messages[code]);
+    rc_eio_cors_headers(srv, req, cors, sizeof(cors));
+    rc_http_respond(req, code == 4 ? 403 : 400, "application/json", body, (size_t)n, cors);
+}
+
+static void respond_payload(rc_eio_session *s, rc_http_request *req, struct evbuffer *body)
+{
+    char headers[1200];
+    char cors[1100];
+    rc_eio_cors_headers(s->srv, req, cors, sizeof(cors));
+    snprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s", cors);
+    rc_http_respond_buffer(req, 200, "text/plain; charset=UTF-8", body, headers);
+}
+
+/* Answers the held GET with everything queued (or a single packet of `type` if the queue is
+ * empty and type >= 0). */
+static void flush_get(rc_eio_session *s, int type)
+{
+    if (!s->get) return;
+    rc_http_request *req = s->get;
+    s->get = NULL;
+    struct evbuffer *body = evbuffer_new();
+    if (s->qlen == 0 && type >= 0) {
+        rc_eio_payload_append(body, 1, type, 0, NULL, 0);
+    }
+    for (uint32_t i = 0; i < s->qlen; i++) {
+        rc_frame *f = s->queue[i];
+        const uint8_t *p = rc_frame_payload(f);
+        if (f->opcode == RC_WS_OP_BINARY)
+            rc_eio_payload_append(body, i == 0, RC_EIO_MESSAGE, 1, p, f->len);
+        else
+            rc_eio_payload_append(body, i == 0, p[0] - '0', 0, p + 1, f->len - 1);
+        rc_frame_unref(f);
+    }
+    s->qlen = 0;
+    s->qbytes = 0;
+    respond_payload(s, req, body);
+    evbuffer_free(body);
+}
+
+static void get_aborted(void *arg)
+{
+    rc_eio_session *s = arg;
+    s->get = NULL;
+}
+
+/* ---- close -------------------------------------------------------------------------------- */
+
+static void server_on_reap(evutil_socket_t fd, short what, void *arg);
+
+static void session_free(rc_eio_session *s)
+{
+    for (uint32_t i = 0; i < s->qlen; i++) rc_frame_unref(s->queue[i]);
+    rc_free(s->queue);
+    event_free(s->timer);
+    rc_free(s);
+}
+
+void rc_eio_close(rc_eio_session *s, const char *reason)
+{
+    if (s->closed) return;
+    rc_eio_server *srv = s->srv;
+    s->closed = 1;
+    s->close_reason = reason;
+    rc_hmap_remove(&srv->sessions, &s->node);
+    evtimer_del(s->timer);
+    if (s->get) {
+        /* Tell a polling client the session is over. */
+        rc_http_request *req = s->get;
+        s->get = NULL;
+        struct evbuffer *body = evbuffer_new();
+        rc_eio_payload_append(body, 1, RC_EIO_CLOSE, 0, NULL, 0);
+        respond_payload(s, req, body);
+        evbuffer_free(body);
+    }
+    if (s->ws) {
+        rc_ws_close(s->ws, RC_WS_CLOSE_NORMAL);
+        s->ws = NULL;
+    }
+    if (s->probe) {
+        rc_ws_close(s->probe, RC_WS_CLOSE_NORMAL);
+        s->probe = NULL;
+    }
+    s->next_closed = srv->closed;
+    srv->closed = s;
+    event_active(srv->reap_ev, 0, 0);
+}
+
+static void server_on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    rc_eio_server *srv = arg;
+    while (srv->closed) {
+        rc_eio_session *s = srv->closed;
+        srv->closed = s->next_closed;
+        if (s->owner) srv->cb->on_close(s->owner, s->close_reason);
+        session_free(s);
+    }
+}
+
+/* ---- sending ------------------------------------------------------------------------------ */
+
+static void session_send_frame(rc_eio_session *s, rc_frame *f)
+{
+    if (s->closed) return;
+    size_t limit = s->srv->cfg->max_outbound_bytes;
+    if (s->transport == T_WEBSOCKET && s->ws) {
+        rc_ws_send_frame(s->ws, f);
+        if (rc_ws_pending_bytes(s->ws) > limit) {
+            rc_metrics.slow_consumer_drops_total++;
+            rc_log_info("slow_consumer", "sid=%s pending=%zu", s->sid, rc_ws_pending_bytes(s->ws));
+            rc_eio_close(s, "slow consumer");
+        }
+        return;
+    }
+    if (s->qlen == s->qcap) {
+        s->qcap = s->qcap ? s->qcap * 2 : 4;
+        s->queue = rc_realloc(s->queue, s->qcap * sizeof(*s->queue));
+    }
+    s->queue[s->qlen++] = rc_frame_ref(f);
+    s->qbytes += f->len;
+    if (s->qbytes > limit) {
+        rc_metrics.slow_consumer_drops_total++;
+        rc_eio_close(s, "slow consumer");
+        return;
+    }
+    if (s->get) flush_get(s, -1);
+}
+
+void rc_eio_send_frame(rc_eio_session *s, rc_frame *f) { session_send_frame(s, f); }
+
+void rc_eio_send_message(rc_eio_session *s, int binary, const void *data, size_t len)
+{
+    if (s->closed) return;
+    rc_frame *f;
+    if (binary) {
+        f = rc_frame_from(RC_WS_OP_BINARY, data, len);
+    } else {
+        f = rc_frame_new(RC_WS_OP_TEXT, len + 1);
+        uint8_t *p = rc_frame_payload(f);
+        p[0] = '4';
+        memcpy(p + 1, data, len);
+    }
+    session_send_frame(s, f);
+    rc_frame_unref(f);
+}
+
+static void send_control(rc_eio_session *s, char type)
+{
+    rc_frame *f = rc_frame_from(RC_WS_OP_TEXT, &type, 1);
+    session_send_frame(s, f);
+    rc_frame_unref(f);
+}
+
+/* ---- timers ------------------------------------------------------------------------------- */
+
+static void session_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    rc_eio_session *s = arg;
+    const rc_config *cfg = s->srv->cfg;
+    uint64_t now = rc_now_mono_ms();
+    if (!s->connected && s->connect_deadline_ms && now >= s->connect_deadline_ms) {
+        rc_log_debug("connect_timeout", "sid=%s", s->sid);
+        rc_eio_close(s, "connect timeout");
+        return;
+    }
+    if (s->probe && s->upgrade_deadline_ms && now >= s->upgrade_deadline_ms) {
+        rc_ws_close(s->probe, RC_WS_CLOSE_NORMAL);
+        s->probe = NULL;
+        s->upgrade_deadline_ms = 0;
+    }
+    if (s->ping_pending) {
+        if (now >= s->pong_deadline_ms) {
+            rc_metrics.disconnects_total[RC_DISC_PING_TIMEOUT]++;
+            rc_eio_close(s, "ping timeout");
+            return;
+        }
+    } else if (now >= s->next_ping_ms) {
+        s->ping_pending = 1;
+        s->pong_deadline_ms = now + (uint64_t)cfg->ping_timeout_ms;
+        send_control(s, '2');
+        if (s->closed) return;
+    }
+    session_arm_timer(s);
+}
+
+static void session_arm_timer(rc_eio_session *s)
+{
+    uint64_t due = s->ping_pending ? s->pong_deadline_ms : s->next_ping_ms;
+    if (!s->connected && s->connect_deadline_ms && s->connect_deadline_ms < due) due = s->connect_deadline_ms;
+    if (s->probe && s->upgrade_deadline_ms && s->upgrade_deadline_ms < due) due = s->upgrade_deadline_ms;
+    uint64_t now = rc_now_mono_ms();
+    uint64_t ms = due > now ? due - now : 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(s->timer, &tv);
+}
+
+void rc_eio_mark_connected(rc_eio_session *s)
+{
+    s->connected = 1;
+}
+
+int rc_eio_is_websocket(const rc_eio_session *s) { return s->transport == T_WEBSOCKET; }
+const char *rc_eio_sid(const rc_eio_session *s) { return s->sid; }
+
+/* ---- inbound packets ---------------------------------------------------------------------- */
+
+/* Handles one packet on the session's current transport. Returns -1 if the session closed. */
+static int session_on_packet(rc_eio_session *s, const rc_eio_packet *p)
+{
+    if (s->closed) return -1;
+    switch (p->type) {
+    case RC_EIO_PONG:
+        if (s->ping_pending) {
+            s->ping_pending = 0;
+            s->next_ping_ms = rc_now_mono_ms() + (uint64_t)s->srv->cfg->ping_interval_ms;
+            session_arm_timer(s);
+        }
+        return 0;
+    case RC_EIO_MESSAGE:
+        s->srv->cb->on_message(s->owner, p->binary, p->data, p->len);
+        return s->closed ? -1 : 0;
+    case RC_EIO_CLOSE:
+        rc_metrics.disconnects_total[RC_DISC_CLIENT]++;
+        rc_eio_close(s, "transport close");
+        return -1;
+    case RC_EIO_NOOP:
+        return 0;
+    default: /* ping from a client (wrong direction in v4), open, stray upgrade */
+        rc_metrics.disconnects_total[RC_DISC_PARSE_ERROR]++;
+        rc_eio_close(s, "parse error");
+        return -1;
+    }
+}
+
+static int post_packet_cb(void *arg, const rc_eio_packet *p)
+{
+    return session_on_packet(arg, p) < 0 ? 1 : 0;
+}
+
+/* ---- WebSocket transport ------------------------------------------------------------------ */
+
+static void ws_on_message(void *arg, rc_ws *ws, int binary, const uint8_t *data, size_t len)
+{
+    rc_eio_session *s = arg;
+    rc_eio_packet p;
+    if (binary) {
+        p.type = RC_EIO_MESSAGE;
+        p.binary = 1;
+        p.data = data;
+        p.len = len;
+    } else if (rc_eio_decode_text((const char *)data, len, &p) != 0) {
+        rc_metrics.disconnects_total[RC_DISC_PARSE_ERROR]++;
+        rc_eio_close(s, "parse error");
+        return;
+    }
+    session_on_packet(s, &p);
+}
+
+static void ws_on_close(void *arg, rc_ws *ws)
+{
+    rc_eio_session *s = arg;
+    if (s->ws == ws) s->ws = NULL;
+    rc_metrics.disconnects_total[RC_DISC_CLIENT]++;
+    rc_eio_close(s, "transport close");
+}
+
+static const rc_ws_callbacks ws_transport_cb = {ws_on_message, ws_on_close};
+
+static void probe_on_message(void *arg, rc_ws *ws, int binary, const uint8_t *data, size_t len)
+{
+    rc_eio_session *s = arg;
+    if (!binary && len == 6 && memcmp(data, "2probe", 6) == 0) {
+        rc_ws_send(ws, RC_WS_OP_TEXT, "3probe", 6);
+        /* Let the client's paused poll finish now rather than at the next ping. */
+        if (s->get) flush_get(s, RC_EIO_NOOP);
+        return;
+    }
+    if (!binary && len == 1 && data[0] == '5') {
+        /* Upgrade complete: the WebSocket becomes the transport; flush what polling held. */
+        s->probe = NULL;
+        s->upgrade_deadline_ms = 0;
+        s->ws = ws;
+        s->transport = T_WEBSOCKET;
+        rc_ws_set_callbacks(ws, &ws_transport_cb, s);
+        rc_metrics.eio_upgrades_total++;
+        if (s->get) flush_get(s, RC_EIO_NOOP);
+        uint32_t n = s->qlen;
+        rc_frame **q = s->queue;
+        s->queue = NULL;
+        s->qlen = s->qcap = 0;
+        s->qbytes = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            session_send_frame(s, q[i]);
+            rc_frame_unref(q[i]);
+        }
+        rc_free(q);
+        return;
+    }
+    /* Anything else aborts the upgrade; the polling session goes on. */
+    s->probe = NULL;
+    rc_ws_close(ws, RC_WS_CLOSE_PROTOCOL);
+}
+
+static void probe_on_close(void *arg, rc_ws *ws)
+{
+    rc_eio_session *s = arg;
+    if (s->probe == ws) s->probe = NULL;
+}
+
+static const rc_ws_callbacks probe_cb = {probe_on_message, probe_on_close};
+
+/* ---- handshake ---------------------------------------------------------------------------- */
+
+static rc_eio_session *session_new(rc_eio_server *srv, int transport)
+{
+    rc_eio_session *s = rc_calloc(1, sizeof(*s));
+    s->srv = srv;
+    s->transport = (uint8_t)transport;
+    do {
+        rc_random_id(s->sid, SID_LEN);
+    } while (find_session(srv, s->sid));
+    rc_hmap_insert(&srv->sessions, &s->node, s->sid, SID_LEN);
+    s->timer = evtimer_new(srv->base, session_on_timer, s);
+    uint64_t now = rc_now_mono_ms();
+    s->next_ping_ms = now + (uint64_t)srv->cfg->ping_interval_ms;
+    s->connect_deadline_ms = now + (uint64_t)srv->cfg->connect_timeout_ms;
+    session_arm_timer(s);
+    rc_metrics.eio_sessions_opened_total[transport]++;
+    return s;
+}
+
+static int open_packet(rc_eio_session *s, char *buf, size_t n)
+{
+    const rc_config *cfg = s->srv->cfg;
+    int upgrades = s->transport == T_POLLING && cfg->allow_websocket;
+    return snprintf(buf, n, "0{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%d,\"pingTimeout\":%d,"
+                            "\"maxPayload\":%zu}",
+                    s->sid, upgrades ? "\"websocket\"" : "", cfg->ping_interval_ms,
+                    cfg->ping_timeout_ms, cfg->max_payload);
+}
+
+void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
+{
+    char eio[8], transport[16], sid[64];
+    if (req->method == RC_HTTP_OPTIONS) {
+        char cors[1100], headers[2048];
+        rc_eio_cors_headers(srv, req, cors, sizeof(cors));
+        const char *rh = rc_http_header(req, "Access-Control-Request-Headers");
+        if (cors[0]) {
+            snprintf(headers, sizeof(headers),
+                     "%sAccess-Control-Allow-Methods: GET,HEAD,PUT,PATCH,POST,DELETE\r\n"
+                     "Access-Control-Allow-Headers: %.512s\r\n", cors, rh ? rh : "");
+        } else {
+            headers[0] = '\0';
+        }
+        rc_http_respond(req, 204, NULL, NULL, 0, headers);
+        return;
+    }
+    if (!rc_http_query_param(req, "EIO", eio, sizeof(eio)) || strcmp(eio, "4") != 0) {
+        respond_error(srv, req, 5);
+        return;
+    }
+    if (!rc_http_query_param(req, "transport", transport, sizeof(transport))) {
+        respond_error(srv, req, 0);
+        return;
+    }
+    int is_ws = strcmp(transport, "websocket") == 0;
+    int is_polling = strcmp(transport, "polling") == 0;
+    if ((!is_ws && !is_polling) || (is_ws && !srv->cfg->allow_websocket) ||
+        (is_polling && !srv->cfg->allow_polling)) {
+        respond_error(srv, req, 0);
+        return;
+    }
+    int has_sid = rc_http_query_param(req, "sid", sid, sizeof(sid));
+
+    if (is_ws) {
+        if (!req->upgrade || rc_ws_check_upgrade(req) != NULL) {
+            respond_error(srv, req, 3);
+            return;
+        }
+        if (origin_refused(srv, req)) {
+            respond_error(srv, req, 4);
+            return;
+        }
+        if (has_sid) {
+            rc_eio_session *s = find_session(srv, sid);
+            if (!s) { respond_error(srv, req, 1); return; }
+            if (s->transport != T_POLLING || s->probe) { respond_error(srv, req, 3); return; }
+            s->probe = rc_ws_accept(req, srv->cfg->max_payload, &probe_cb, s);
+            s->upgrade_deadline_ms = rc_now_mono_ms() + (uint64_t)srv->cfg->upgrade_timeout_ms;
+            session_arm_timer(s);
+            return;
+        }
+        if (srv->refuse_new) { respond_error(srv, req, 4); return; }
+        rc_eio_session *s = session_new(srv, T_WEBSOCKET);
+        s->owner = srv->cb->on_open(srv->cb->arg, s, req);
+        s->ws = rc_ws_accept(req, srv->cfg->max_payload, &ws_transport_cb, s);
+        char open[256];
+        int n = open_packet(s, open, sizeof(open));
+        rc_ws_send(s->ws, RC_WS_OP_TEXT, open, (size_t)n);
+        return;
+    }
+
+    /* polling */
+    if (!has_sid) {
+        if (req->method != RC_HTTP_GET) { respond_error(srv, req, 2); return; }
+        if (srv->refuse_new) { respond_error(srv, req, 4); return; }
+        rc_eio_session *s = session_new(srv, T_POLLING);
+        s->owner = srv->cb->on_open(srv->cb->arg, s, req);
+        char open[256];
+        int n = open_packet(s, open, sizeof(open));
+        struct evbuffer *body = evbuffer_new();
+        evbuffer_add(body, open, (size_t)n);
+        respond_payload(s, req, body);
+        evbuffer_free(body);
+        return;
+    }
+    rc_eio_session *s = find_session(srv, sid);
+    if (!s) { respond_error(srv, req, 1); return; }
+    if (s->transport != T_POLLING) { respond_error(srv, req, 3); return; }
+    if (req->method == RC_HTTP_GET) {
+        if (s->get) {
+            /* Two GETs at once: a protocol error; end the session. */
+            respond_error(srv, req, 3);
+            rc_eio_close(s, "parse error");
+            return;
+        }
+        s->get = req;
+        rc_http_hold(req, get_aborted, s);
+        if (s->qlen > 0) flush_get(s, -1);
+        return;
+    }
+    if (req->method == RC_HTTP_POST) {
+        const char *ct = rc_http_header(req, "Content-Type");
+        if (ct && strncasecmp(ct, "application/octet-stream", 24) == 0) {
+            respond_error(srv, req, 3);
+            return;
+        }
+        char cors[1100], headers[1200];
+        rc_eio_cors_headers(srv, req, cors, sizeof(cors));
+        snprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s", cors);
+        int r = rc_eio_payload_decode((const char *)req->body, req->body_len, post_packet_cb, s);
+        if (r < 0) {
+            rc_metrics.disconnects_total[RC_DISC_PARSE_ERROR]++;
+            rc_eio_close(s, "parse error");
+            respond_error(srv, req, 3);
+            return;
+        }
+        rc_http_respond(req, 200, "text/html", "ok", 2, headers);
+        return;
+    }
+    respond_error(srv, req, 3);
+}
+
+/* ---- server ------------------------------------------------------------------------------- */
+
+rc_eio_server *rc_eio_server_new(struct event_base *base, const rc_config *cfg, const rc_eio_callbacks *cb)
+{
+    rc_eio_server *srv = rc_calloc(1, sizeof(*srv));
+    srv->base = base;
+    srv->cfg = cfg;
+    srv->cb = cb;
+    srv->reap_ev = event_new(base, -1, 0, server_on_reap, srv);
+    return srv;
+}
+
+void rc_eio_server_refuse_new(rc_eio_server *srv) { srv->refuse_new = 1; }
+
+void rc_eio_close_all(rc_eio_server *srv, const char *reason)
+{
+    rc_hmap_node *n;
+    while ((n = rc_hmap_first(&srv->sessions)) != NULL)
+        rc_eio_close(RC_CONTAINER_OF(n, rc_eio_session, node), reason);
+}
+uint64_t rc_eio_session_count(const rc_eio_server *srv) { return srv->sessions.count; }
+
+void rc_eio_server_free(rc_eio_server *srv)
+{
+    rc_eio_close_all(srv, "server shutting down");
+    server_on_reap(-1, 0, srv);
+    rc_hmap_dispose(&srv->sessions);
+    event_free(srv->reap_ev);
+    rc_free(srv);
+}

@@ -1,0 +1,491 @@
+/*
+ * node.c: the composition root of a roomcast node (see include/roomcast/node.h).
+ *
+ * Data flow in: TCP -> rc_server -> rc_http (routing below) -> rc_eio (Engine.IO paths) ->
+ * rc_sio -> hooks here -> rules (rc_rules_run) -> rule ops here -> rc_sio (join/emit/ack) or
+ * rc_node_broadcast -> local fan-out (rc_sio_broadcast) + backplane publish.
+ * Data flow from other nodes and backends: backplane on_message -> rc_sio_broadcast/control.
+ * HTTP API: POST /api/publish -> rc_node_broadcast.
+ *
+ * What it does not do: parse protocols (the layers do) or decide what events mean (rules do).
+ */
+#include "roomcast/node.h"
+#include "roomcast/backplane.h"
+#include "roomcast/common.h"
+#include "roomcast/config.h"
+#include "roomcast/eio.h"
+#include "roomcast/http.h"
+#include "roomcast/log.h"
+#include "roomcast/metrics.h"
+#include "roomcast/rules.h"
+#include "roomcast/server.h"
+#include "roomcast/sio.h"
+#include "roomcast/sio_codec.h"
+
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+
+#ifndef RC_VERSION
+#define RC_VERSION "dev"
+#endif
+
+struct rc_node {
+    struct event_base *base;
+    rc_config *cfg;
+    rc_server *server;
+    rc_http_limits limits;
+    rc_http_callbacks http_cb;
+    rc_eio_server *eio;
+    rc_sio_server *sio;
+    rc_sio_hooks hooks;
+    rc_backplane *bp;
+    rc_backplane_callbacks bp_cb;
+    int bp_up;
+    int draining;
+    struct event *drain_ev;
+    size_t drain_batch;
+};
+
+/* What a rule acts on: the socket and the inbound packet being handled. */
+typedef struct rule_target {
+    rc_node *node;
+    rc_sio_socket *socket;
+    long long ack_id;               /* -1 once answered or when none was asked */
+    const rc_bp_bytes *att;
+    size_t att_count;
+} rule_target;
+
+/* ---- broadcast ---------------------------------------------------------------------------- */
+
+static int node_ready(const rc_node *n) { return !n->draining && n->bp_up; }
+
+/* Delivers locally, then publishes for the other nodes. -1 when the backplane is down (nothing
+ * is delivered then, so the caller can refuse cleanly). */
+static int node_broadcast(rc_node *n, rc_bp_message *msg)
+{
+    if (!n->bp->ops->is_up(n->bp)) {
+        rc_metrics.backplane_publish_failures_total++;
+        return -1;
+    }
+    msg->origin = n->cfg->node_id;
+    if (msg->kind == RC_BP_EMIT) rc_sio_broadcast(n->sio, msg, rc_now_mono_ns());
+    else rc_sio_control(n->sio, msg);
+    if (n->bp->ops->publish(n->bp, msg) != 0) {
+        rc_metrics.backplane_publish_failures_total++;
+        return -1;
+    }
+    rc_metrics.backplane_publishes_total++;
+    return 0;
+}
+
+static void bp_on_message(void *arg, const rc_bp_message *msg)
+{
+    rc_node *n = arg;
+    rc_metrics.backplane_receives_total++;
+    if (msg->kind == RC_BP_EMIT) rc_sio_broadcast(n->sio, msg, rc_now_mono_ns());
+    else rc_sio_control(n->sio, msg);
+}
+
+static void bp_on_state(void *arg, int up)
+{
+    rc_node *n = arg;
+    if (n->bp_up != up) rc_log_info(up ? "backplane_up" : "backplane_down", "node=%s", n->cfg->node_id);
+    n->bp_up = up;
+}
+
+static void on_room_open(void *arg, const char *ns, const char *room)
+{
+    rc_node *n = arg;
+    n->bp->ops->room_open(n->bp, ns, room);
+}
+
+static void on_room_close(void *arg, const char *ns, const char *room)
+{
+    rc_node *n = arg;
+    n->bp->ops->room_close(n->bp, ns, room);
+}
+
+/* ---- rule operations ---------------------------------------------------------------------- */
+
+/* The attachments go along only if the outgoing arguments still reference them. */
+static size_t attachments_for(const rule_target *t, const cJSON *args)
+{
+    if (!t->att_count) return 0;
+    return rc_sio_count_placeholders(args, (int)t->att_count) > 0 ? t->att_count : 0;
+}
+
+static const char *op_join(void *target, const char *room)
+{
+    rule_target *t = target;
+    rc_sio_join(t->socket, room);
+    return NULL;
+}
+
+static const char *op_leave(void *target, const char *room)
+{
+    rule_target *t = target;
+    rc_sio_leave(t->socket, room);
+    return NULL;
+}
+
+static int op_is_member(void *target, const char *room)
+{
+    rule_target *t = target;
+    return rc_sio_is_member(t->socket, room);
+}
+
+static const char *op_relay(void *target, const char *room, const char *event, cJSON *args,
+                            int include_sender)
+{
+    rule_target *t = target;
+    char *json = cJSON_PrintUnformatted(args);
+    const char *sid = rc_sio_socket_id(t->socket);
+    size_t att = attachments_for(t, args);
+    rc_bp_message msg = {0};
+    msg.kind = RC_BP_EMIT;
+    msg.ns = rc_sio_socket_ns(t->socket);
+    msg.room = room;
+    msg.event = event;
+    msg.args_json = json;
+    msg.args_len = strlen(json);
+    msg.attachments = att ? t->att : NULL;
+    msg.attachment_count = att;
+    if (!include_sender) {
+        msg.except = &sid;
+        msg.except_count = 1;
+    }
+    int r = node_broadcast(t->node, &msg);
+    cJSON_free(json);
+    cJSON_Delete(args);
+    return r == 0 ? NULL : "backplane_down";
+}
+
+static void op_emit(void *target, const char *event, cJSON *args, const void *on_ack)
+{
+    rule_target *t = target;
+    char *json = cJSON_PrintUnformatted(args);
+    size_t att = attachments_for(t, args);
+    rc_sio_emit(t->socket, event, json, strlen(json), att ? t->att : NULL, att, on_ack);
+    cJSON_free(json);
+    cJSON_Delete(args);
+}
+
+static void op_ack(void *target, cJSON *args)
+{
+    rule_target *t = target;
+    if (t->ack_id >= 0) {
+        char *json = cJSON_PrintUnformatted(args);
+        size_t att = attachments_for(t, args);
+        rc_sio_ack(t->socket, t->ack_id, json, strlen(json), att ? t->att : NULL, att);
+        cJSON_free(json);
+        t->ack_id = -1;
+    }
+    cJSON_Delete(args);
+}
+
+static void op_disconnect(void *target)
+{
+    rule_target *t = target;
+    rc_sio_disconnect(t->socket);
+}
+
+static const rc_rule_ops rule_ops = {
+    .join = op_join,
+    .leave = op_leave,
+    .is_member = op_is_member,
+    .relay = op_relay,
+    .emit = op_emit,
+    .ack = op_ack,
+    .disconnect = op_disconnect,
+};
+
+static void fill_input(rc_rule_input *in, rc_sio_socket *s)
+{
+    memset(in, 0, sizeof(*in));
+    in->ns = rc_sio_socket_ns(s);
+    in->sid = rc_sio_socket_id(s);
+    in->user = rc_sio_socket_user(s);
+    in->claims_json = rc_sio_socket_claims(s);
+}
+
+static void hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
+{
+    rule_target t = {arg, s, -1, NULL, 0};
+    rc_rule_input in;
+    fill_input(&in, s);
+    in.auth = auth;
+    rc_rules_run(rc_sio_socket_rules(s), &in, &rule_ops, &t);
+}
+
+static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
+{
+    rule_target t = {arg, s, ev->ack_id, ev->attachments, ev->attachment_count};
+    rc_rule_input in;
+    fill_input(&in, s);
+    in.event = ev->name;
+    in.args = ev->args;
+    in.has_ack = ev->ack_id >= 0;
+    int matched = rc_rules_run(rc_sio_socket_rules(s), &in, &rule_ops, &t);
+    if (!matched && t.ack_id >= 0) {
+        static const char unknown[] = "[{\"ok\":false,\"error\":\"unknown_event\"}]";
+        rc_sio_ack(s, t.ack_id, unknown, sizeof(unknown) - 1, NULL, 0);
+    }
+}
+
+static void hook_on_ack(void *arg, rc_sio_socket *s, const void *ctx, const char *event, const rc_sio_event *ack)
+{
+    rule_target t = {arg, s, -1, ack->attachments, ack->attachment_count};
+    rc_rule_input in;
+    fill_input(&in, s);
+    in.event = event;
+    in.args = ack->args;
+    rc_rules_run_ack(rc_sio_socket_rules(s), ctx, &in, &rule_ops, &t);
+}
+
+/* ---- HTTP routes -------------------------------------------------------------------------- */
+
+static void respond_json(rc_http_request *req, int status, const char *json)
+{
+    rc_http_respond(req, status, "application/json", json, strlen(json), NULL);
+}
+
+static void route_metrics(rc_node *n, rc_http_request *req)
+{
+    size_t count = rc_sio_ns_count(n->sio);
+    const char *names[RC_METRICS_MAX_NS];
+    uint64_t sockets[RC_METRICS_MAX_NS], rooms[RC_METRICS_MAX_NS];
+    if (count > RC_METRICS_MAX_NS) count = RC_METRICS_MAX_NS;
+    rc_sio_gauges(n->sio, names, sockets, rooms);
+    rc_metrics_gauges g = {
+        .ns_names = names, .ns_count = count, .sockets_by_ns = sockets, .rooms_by_ns = rooms,
+        .connections = rc_server_conn_count(n->server), .eio_sessions = rc_eio_session_count(n->eio),
+        .ready = node_ready(n), .draining = n->draining, .version = RC_VERSION, .node_id = n->cfg->node_id,
+    };
+    struct evbuffer *out = evbuffer_new();
+    rc_metrics_write(out, &g);
+    if (n->bp->ops->write_metrics) n->bp->ops->write_metrics(n->bp, out);
+    rc_http_respond_buffer(req, 200, "text/plain; version=0.0.4; charset=utf-8", out, NULL);
+    evbuffer_free(out);
+}
+
+/* POST /api/publish (DESIGN.md section 3). */
+static void route_publish(rc_node *n, rc_http_request *req)
+{
+    const char *auth = rc_http_header(req, "Authorization");
+    size_t keylen = strlen(n->cfg->api_key);
+    if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) != keylen ||
+        CRYPTO_memcmp(auth + 7, n->cfg->api_key, keylen) != 0) {
+        respond_json(req, 401, "{\"ok\":false,\"error\":\"unauthorized\"}");
+        return;
+    }
+    cJSON *body = req->body ? cJSON_ParseWithLength((const char *)req->body, req->body_len) : NULL;
+    if (!cJSON_IsObject(body)) {
+        cJSON_Delete(body);
+        respond_json(req, 400, "{\"ok\":false,\"error\":\"bad_json\"}");
+        return;
+    }
+    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(body, "ns");
+    const cJSON *room = cJSON_GetObjectItemCaseSensitive(body, "room");
+    const cJSON *user = cJSON_GetObjectItemCaseSensitive(body, "user");
+    const cJSON *event = cJSON_GetObjectItemCaseSensitive(body, "event");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(body, "data");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(body, "args");
+    const char *nsname = cJSON_IsString(ns) ? ns->valuestring : "/";
+    const char *error = NULL;
+    if (ns && !cJSON_IsString(ns)) error = "bad_ns";
+    else if (!rc_sio_has_ns(n->sio, nsname)) error = "unknown_namespace";
+    else if (!cJSON_IsString(event) || !event->valuestring[0]) error = "bad_event";
+    else if (room && (!cJSON_IsString(room) || !room->valuestring[0])) error = "bad_room";
+    else if (user && !cJSON_IsString(user)) error = "bad_user";
+    else if (args && !cJSON_IsArray(args)) error = "bad_args";
+    else if (args && data) error = "data_and_args";
+    if (error) {
+        char out[128];
+        snprintf(out, sizeof(out), "{\"ok\":false,\"error\":\"%s\"}", error);
+        respond_json(req, 400, out);
+        cJSON_Delete(body);
+        return;
+    }
+    char *json;
+    if (args) {
+        json = cJSON_PrintUnformatted(args);
+    } else {
+        cJSON *arr = cJSON_CreateArray();
+        if (data) cJSON_AddItemReferenceToArray(arr, (cJSON *)data);
+        json = cJSON_PrintUnformatted(arr);
+        cJSON_Delete(arr);
+    }
+    char *user_room = NULL;
+    if (user) {
+        /* A notification for a user: every socket of the user in that namespace (the offline
+         * fallback to a job comes with the jobs module). */
+        const rc_ns_rules *r = rc_rules_find_ns(n->cfg->rules, nsname, strlen(nsname));
+        user_room = rc_ns_rules_user_room(r, user->valuestring, NULL);
+    }
+    rc_bp_message msg = {0};
+    msg.kind = RC_BP_EMIT;
+    msg.ns = nsname;
+    msg.room = user ? user_room : (room ? room->valuestring : NULL);
+    msg.event = event->valuestring;
+    msg.args_json = json;
+    msg.args_len = strlen(json);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(body, "id");
+    if (cJSON_IsString(id)) msg.id = id->valuestring;
+    if (user && !user_room) {
+        respond_json(req, 400, "{\"ok\":false,\"error\":\"no_user_room\"}");
+    } else if (node_broadcast(n, &msg) != 0) {
+        respond_json(req, 503, "{\"ok\":false,\"error\":\"backplane_down\"}");
+    } else {
+        rc_metrics.api_publishes_total++;
+        respond_json(req, 202, "{\"ok\":true}");
+    }
+    rc_free(user_room);
+    cJSON_free(json);
+    cJSON_Delete(body);
+}
+
+static int path_is(const rc_http_request *req, const char *p) { return rc_slice_eq(req->path, p); }
+
+static void node_on_request(void *arg, rc_http_request *req)
+{
+    rc_node *n = arg;
+    const char *eio_path = n->cfg->path; /* ends with '/' */
+    size_t plen = strlen(eio_path);
+    if ((req->path.len >= plen && memcmp(req->path.ptr, eio_path, plen) == 0) ||
+        (req->path.len == plen - 1 && memcmp(req->path.ptr, eio_path, plen - 1) == 0)) {
+        rc_eio_handle_request(n->eio, req);
+        return;
+    }
+    int get = req->method == RC_HTTP_GET || req->method == RC_HTTP_HEAD;
+    if (path_is(req, "/healthz")) {
+        if (!get) { rc_http_respond(req, 405, "text/plain", "method not allowed\n", 19, "Allow: GET, HEAD\r\n"); return; }
+        rc_http_respond(req, 200, "text/plain", "ok\n", 3, NULL);
+        return;
+    }
+    if (path_is(req, "/readyz")) {
+        if (!get) { rc_http_respond(req, 405, "text/plain", "method not allowed\n", 19, "Allow: GET, HEAD\r\n"); return; }
+        if (node_ready(n)) rc_http_respond(req, 200, "text/plain", "ready\n", 6, NULL);
+        else rc_http_respond(req, 503, "text/plain", n->draining ? "draining\n" : "backplane down\n",
+                             n->draining ? 9 : 15, NULL);
+        return;
+    }
+    if (path_is(req, "/metrics")) {
+        if (!get) { rc_http_respond(req, 405, "text/plain", "method not allowed\n", 19, "Allow: GET, HEAD\r\n"); return; }
+        route_metrics(n, req);
+        return;
+    }
+    if (path_is(req, "/api/publish") && n->cfg->api_key) {
+        if (req->method != RC_HTTP_POST) { rc_http_respond(req, 405, "text/plain", "method not allowed\n", 19, "Allow: POST\r\n"); return; }
+        route_publish(n, req);
+        return;
+    }
+    rc_http_respond(req, 404, "text/plain", "not found\n", 10, NULL);
+}
+
+static void node_on_accept(void *arg, rc_conn *c)
+{
+    rc_node *n = arg;
+    rc_http_attach(c, &n->limits, &n->http_cb);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
+{
+    rc_node *n = rc_calloc(1, sizeof(*n));
+    n->base = base;
+    n->cfg = cfg;
+    n->limits.max_header_bytes = cfg->http_max_header_bytes;
+    n->limits.max_body_bytes = cfg->http_max_body_bytes;
+    n->limits.header_timeout_ms = cfg->http_header_timeout_ms;
+    n->limits.keepalive_timeout_ms = cfg->http_keepalive_timeout_ms;
+    n->http_cb.on_request = node_on_request;
+    n->http_cb.arg = n;
+    n->bp_cb.on_message = bp_on_message;
+    n->bp_cb.on_state = bp_on_state;
+    n->bp_cb.arg = n;
+    if (cfg->redis_url) {
+        n->bp = rc_backplane_redis_new(base, cfg, &n->bp_cb);
+        if (!n->bp) {
+            *err = "cannot create the Redis backplane (see the log)";
+            rc_free(n);
+            return NULL;
+        }
+    } else {
+        n->bp = rc_backplane_local_new(base, &n->bp_cb);
+        n->bp_up = 1;
+    }
+    n->hooks.on_connect = hook_on_connect;
+    n->hooks.on_event = hook_on_event;
+    n->hooks.on_ack = hook_on_ack;
+    n->hooks.on_room_open = on_room_open;
+    n->hooks.on_room_close = on_room_close;
+    n->hooks.arg = n;
+    n->sio = rc_sio_server_new(cfg, &n->hooks);
+    for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)
+        n->bp->ops->ns_open(n->bp, rc_ns_rules_name(rc_rules_ns_at(cfg->rules, i)));
+    n->eio = rc_eio_server_new(base, cfg, rc_sio_eio_callbacks(n->sio));
+    n->server = rc_server_new(base, cfg->bind, cfg->port, cfg->max_connections, node_on_accept, n, err);
+    if (!n->server) {
+        rc_eio_server_free(n->eio);
+        rc_sio_server_free(n->sio);
+        n->bp->ops->free(n->bp);
+        rc_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+int rc_node_port(const rc_node *n) { return rc_server_port(n->server); }
+
+static void node_on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    rc_node *n = arg;
+    rc_sio_disconnect_some(n->sio, n->drain_batch);
+    if (rc_sio_socket_count(n->sio) == 0 && rc_eio_session_count(n->eio) == 0) {
+        rc_log_info("drain_done", "node=%s", n->cfg->node_id);
+        event_base_loopexit(n->base, NULL);
+        return;
+    }
+    if (rc_sio_socket_count(n->sio) == 0) {
+        /* Sessions that never joined a namespace: close them all now. */
+        rc_eio_close_all(n->eio, "server shutting down");
+    }
+    int ms = n->cfg->drain_grace_ms / 10;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(n->drain_ev, &tv);
+}
+
+void rc_node_drain(rc_node *n)
+{
+    if (n->draining) return;
+    n->draining = 1;
+    rc_server_pause_accept(n->server);
+    rc_eio_server_refuse_new(n->eio);
+    uint64_t total = rc_sio_socket_count(n->sio);
+    /* Ten batches over the grace period, so reconnects spread out instead of stampeding. */
+    n->drain_batch = (size_t)((total + 9) / 10);
+    if (n->drain_batch == 0) n->drain_batch = 1;
+    rc_log_info("drain_start", "node=%s sockets=%llu grace_ms=%d", n->cfg->node_id,
+                (unsigned long long)total, n->cfg->drain_grace_ms);
+    n->drain_ev = evtimer_new(n->base, node_on_drain_tick, n);
+    if (total == 0 && rc_eio_session_count(n->eio) == 0) {
+        event_base_loopexit(n->base, NULL);
+        return;
+    }
+    struct timeval tv = {0, 0};
+    evtimer_add(n->drain_ev, &tv);
+}
+
+void rc_node_free(rc_node *n)
+{
+    if (n->drain_ev) event_free(n->drain_ev);
+    rc_eio_server_free(n->eio);       /* on_close reaches sio for every session */
+    rc_server_free(n->server);        /* closes what is left (idle HTTP connections) */
+    rc_sio_server_free(n->sio);
+    n->bp->ops->free(n->bp);
+    rc_free(n);
+}

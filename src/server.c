@@ -1,0 +1,290 @@
+/*
+ * server.c: TCP listener and connections on libevent bufferevents (see include/roomcast/server.h).
+ *
+ * What it does: accepts, counts and limits connections, hands each to the accept callback, calls
+ * the installed handler on input and on close, and frees closed connections at a safe point.
+ * What it does not do: parse anything, or decide when to close (the handler does).
+ *
+ * Ownership: the server owns every rc_conn (a doubly linked list of live ones and a list of
+ * closed ones awaiting free). A bufferevent is freed at close time (which also closes the fd and
+ * drops the output buffer's references to shared frames); the rc_conn struct is freed by
+ * rc_server_collect, run from a deferred event after the callbacks of the current turn.
+ */
+#include "roomcast/server.h"
+#include "roomcast/common.h"
+#include "roomcast/log.h"
+#include "roomcast/metrics.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct rc_conn {
+    struct bufferevent *bev;
+    rc_server *server;
+    const rc_conn_handler *handler;
+    void *data;
+    rc_conn *prev, *next;      /* live list, or the dead list (next only) once closed */
+    uint8_t closed;
+    uint8_t flush_close;
+};
+
+struct rc_server {
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct event *collect_ev;       /* frees dead connections after the current callbacks */
+    struct event *resume_accept_ev; /* re-enables accepting after an accept error */
+    rc_server_accept_fn on_accept;
+    void *arg;
+    rc_conn *live;
+    rc_conn *dead;
+    uint64_t count;
+    int max_conns;
+    int port;
+    int paused;
+};
+
+static void conn_on_read(struct bufferevent *bev, void *arg);
+static void conn_on_write(struct bufferevent *bev, void *arg);
+static void conn_on_event(struct bufferevent *bev, short what, void *arg);
+
+static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                             int salen, void *arg)
+{
+    rc_server *s = arg;
+    if (s->paused || (s->max_conns > 0 && s->count >= (uint64_t)s->max_conns)) {
+        rc_metrics.connections_rejected_total++;
+        close(fd);
+        return;
+    }
+    struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    rc_conn *c = rc_calloc(1, sizeof(*c));
+    c->bev = bev;
+    c->server = s;
+    c->next = s->live;
+    if (s->live) s->live->prev = c;
+    s->live = c;
+    s->count++;
+    rc_metrics.connections_accepted_total++;
+    bufferevent_setcb(bev, conn_on_read, conn_on_write, conn_on_event, c);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    s->on_accept(s->arg, c);
+}
+
+static void server_on_resume_accept(evutil_socket_t fd, short what, void *arg)
+{
+    rc_server *s = arg;
+    if (!s->paused) evconnlistener_enable(s->listener);
+}
+
+static void server_on_accept_error(struct evconnlistener *l, void *arg)
+{
+    rc_server *s = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    /* Out of descriptors or buffers: stop accepting for a moment instead of spinning on a
+     * listener that stays readable. */
+    rc_log_warn("accept_error", "errno=%d error=%s backoff_ms=100", err, evutil_socket_error_to_string(err));
+    evconnlistener_disable(s->listener);
+    struct timeval tv = {0, 100 * 1000};
+    evtimer_add(s->resume_accept_ev, &tv);
+}
+
+static void server_on_collect(evutil_socket_t fd, short what, void *arg)
+{
+    rc_server_collect(arg);
+}
+
+rc_server *rc_server_new(struct event_base *base, const char *bind, int port, int max_conns,
+                         rc_server_accept_fn on_accept, void *arg, const char **err)
+{
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    char spec[300];
+    if (strchr(bind, ':')) snprintf(spec, sizeof(spec), "[%s]:%d", bind, port);
+    else snprintf(spec, sizeof(spec), "%s:%d", bind, port);
+    memset(&ss, 0, sizeof(ss));
+    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
+        *err = "bad listen address";
+        return NULL;
+    }
+    rc_server *s = rc_calloc(1, sizeof(*s));
+    s->base = base;
+    s->on_accept = on_accept;
+    s->arg = arg;
+    s->max_conns = max_conns;
+    s->listener = evconnlistener_new_bind(base, server_on_accept, s,
+                                          LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                          4096, (struct sockaddr *)&ss, sslen);
+    if (!s->listener) {
+        *err = strerror(errno);
+        rc_free(s);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(s->listener, server_on_accept_error);
+    s->collect_ev = event_new(base, -1, 0, server_on_collect, s);
+    s->resume_accept_ev = evtimer_new(base, server_on_resume_accept, s);
+    /* Learn the actual port (port 0 asks the kernel for one). */
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&bound, &blen);
+    s->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                          : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    return s;
+}
+
+void rc_server_pause_accept(rc_server *s)
+{
+    s->paused = 1;
+    evconnlistener_disable(s->listener);
+}
+
+uint64_t rc_server_conn_count(const rc_server *s) { return s->count; }
+int rc_server_port(const rc_server *s) { return s->port; }
+
+void rc_server_collect(rc_server *s)
+{
+    while (s->dead) {
+        rc_conn *c = s->dead;
+        s->dead = c->next;
+        rc_free(c);
+    }
+}
+
+void rc_server_free(rc_server *s)
+{
+    while (s->live) rc_conn_close(s->live);
+    rc_server_collect(s);
+    evconnlistener_free(s->listener);
+    event_free(s->collect_ev);
+    event_free(s->resume_accept_ev);
+    rc_free(s);
+}
+
+void rc_conn_set_handler(rc_conn *c, const rc_conn_handler *h, void *data)
+{
+    c->handler = h;
+    c->data = data;
+}
+
+struct evbuffer *rc_conn_input(rc_conn *c) { return bufferevent_get_input(c->bev); }
+struct evbuffer *rc_conn_output(rc_conn *c) { return bufferevent_get_output(c->bev); }
+
+void rc_conn_write(rc_conn *c, const void *data, size_t len)
+{
+    if (!c->closed) bufferevent_write(c->bev, data, len);
+}
+
+void rc_conn_set_read_timeout(rc_conn *c, int ms)
+{
+    if (c->closed) return;
+    if (ms <= 0) {
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        return;
+    }
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, &tv, NULL);
+}
+
+void rc_conn_pause_read(rc_conn *c)
+{
+    if (!c->closed) bufferevent_disable(c->bev, EV_READ);
+}
+
+void rc_conn_resume_read(rc_conn *c)
+{
+    if (!c->closed) bufferevent_enable(c->bev, EV_READ);
+}
+
+int rc_conn_is_closed(const rc_conn *c) { return c->closed; }
+
+void rc_conn_trigger_read(rc_conn *c)
+{
+    if (!c->closed)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void rc_conn_close(rc_conn *c)
+{
+    if (c->closed) return;
+    c->closed = 1;
+    rc_server *s = c->server;
+    /* Unlink from the live list, push on the dead list. */
+    if (c->prev) c->prev->next = c->next;
+    else s->live = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = s->dead;
+    s->dead = c;
+    s->count--;
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    const rc_conn_handler *h = c->handler;
+    c->handler = NULL;
+    if (h && h->on_close) h->on_close(c, c->data);
+    event_active(s->collect_ev, 0, 0);
+}
+
+void rc_conn_close_after_flush(rc_conn *c)
+{
+    if (c->closed) return;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        rc_conn_close(c);
+        return;
+    }
+    c->flush_close = 1;
+    bufferevent_disable(c->bev, EV_READ);
+    /* A peer that never reads must not keep us waiting: bound the flush. */
+    struct timeval tv = {5, 0};
+    bufferevent_set_timeouts(c->bev, NULL, &tv);
+}
+
+const char *rc_conn_peer(rc_conn *c, char *buf, size_t n)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    buf[0] = '\0';
+    if (c->closed || getpeername(bufferevent_getfd(c->bev), (struct sockaddr *)&ss, &len) != 0) return buf;
+    char host[INET6_ADDRSTRLEN] = "";
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    snprintf(buf, n, "%s:%d", host, port);
+    return buf;
+}
+
+static void conn_on_read(struct bufferevent *bev, void *arg)
+{
+    rc_conn *c = arg;
+    if (!c->closed && c->handler && c->handler->on_read) c->handler->on_read(c, c->data);
+}
+
+static void conn_on_write(struct bufferevent *bev, void *arg)
+{
+    rc_conn *c = arg;
+    if (c->flush_close && evbuffer_get_length(bufferevent_get_output(bev)) == 0) rc_conn_close(c);
+}
+
+static void conn_on_event(struct bufferevent *bev, short what, void *arg)
+{
+    rc_conn *c = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) rc_conn_close(c);
+}

@@ -1,0 +1,737 @@
+/*
+ * sio.c: Socket.IO v5 sessions, sockets and the local fan-out (see include/roomcast/sio.h).
+ *
+ * Structure: one rc_sio_client per Engine.IO session (it is the session's owner object), holding
+ * the sockets it opened, one per namespace. Each namespace (rc_sio_ns) has its room index and a
+ * map sid -> socket. A socket is what rules act on: it has an id (20 random characters, never the
+ * Engine.IO sid), the user id and claims from its token, and its room memberships (embedded
+ * rc_room_member).
+ *
+ * Inbound: eio MESSAGE -> rc_sio_decode -> CONNECT (auth, socket creation, user room, reply,
+ * on_connect hook) / EVENT (on_event hook) / ACK (on_ack hook) / DISCONNECT. A binary packet waits
+ * in the client for its attachments, which must follow it directly. Any protocol error closes the
+ * whole Engine.IO session, as the reference server does.
+ *
+ * Outbound: unicast packets are encoded into a fresh frame; broadcasts encode once and share.
+ *
+ * Deferred free: a socket removed while a hook runs on it is unlinked at once and freed when the
+ * hook returns (client->busy / socket->dead), so a rule that disconnects its own socket is safe.
+ */
+#include "roomcast/sio.h"
+#include "roomcast/auth.h"
+#include "roomcast/common.h"
+#include "roomcast/config.h"
+#include "roomcast/eio.h"
+#include "roomcast/frame.h"
+#include "roomcast/hmap.h"
+#include "roomcast/http.h"
+#include "roomcast/log.h"
+#include "roomcast/metrics.h"
+#include "roomcast/rooms.h"
+#include "roomcast/rules.h"
+#include "roomcast/sio_codec.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <strings.h>
+#include <time.h>
+
+#define SOCKET_ID_LEN 20
+#define MAX_PENDING_ACKS 64
+#define MAX_TOKEN_LEN 8192
+
+typedef struct rc_sio_ns {
+    const rc_ns_rules *rules;
+    const char *name;
+    int index;
+    rc_rooms *rooms;
+    rc_hmap sockets;
+    rc_sio_server *srv;
+} rc_sio_ns;
+
+typedef struct rc_sio_client rc_sio_client;
+
+typedef struct pending_ack {
+    uint32_t id;
+    const void *ctx;
+    char *event;
+} pending_ack;
+
+struct rc_sio_socket {
+    rc_hmap_node node;            /* in ns->sockets */
+    char sid[SOCKET_ID_LEN + 1];
+    uint8_t dead;                 /* removed; free when the client is not busy */
+    rc_room_member member;
+    rc_sio_client *client;
+    rc_sio_ns *ns;
+    rc_sio_socket *next;          /* in client->sockets, then in client->dead */
+    char *user;
+    char *claims_json;
+    pending_ack *acks;
+    uint16_t ack_count;
+    uint32_t next_ack_id;
+};
+
+struct rc_sio_client {
+    rc_sio_server *srv;
+    rc_eio_session *eio;
+    rc_sio_socket *sockets;
+    rc_sio_socket *dead;
+    char *bearer;                 /* Authorization: Bearer of the handshake, if any */
+    char *query_token;            /* ?token= of the handshake, if any */
+    int busy;                     /* inside a hook */
+    /* a binary packet waiting for its attachments */
+    rc_sio_packet bin;
+    char *bin_nsp;
+    rc_bp_bytes *bin_att;
+    int bin_have;
+};
+
+struct rc_sio_server {
+    const rc_config *cfg;
+    const rc_sio_hooks *hooks;
+    rc_sio_ns *ns;
+    size_t ns_count;
+    rc_eio_callbacks eio_cb;
+    uint64_t socket_count;
+};
+
+/* ---- JSON helpers ------------------------------------------------------------------------- */
+
+size_t rc_json_quote(char *out, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    *o++ = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': *o++ = '\\'; *o++ = '"'; break;
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\n': *o++ = '\\'; *o++ = 'n'; break;
+        case '\r': *o++ = '\\'; *o++ = 'r'; break;
+        case '\t': *o++ = '\\'; *o++ = 't'; break;
+        default:
+            if (*p < 0x20) {
+                *o++ = '\\'; *o++ = 'u'; *o++ = '0'; *o++ = '0';
+                *o++ = hex[*p >> 4]; *o++ = hex[*p & 15];
+            } else {
+                *o++ = (char)*p;
+            }
+        }
+    }
+    *o++ = '"';
+    return (size_t)(o - out);
+}
+
+/* Builds the text of a Socket.IO packet into a frame: '4' + header + [ "event", args... ].
+ * event NULL gives a plain array (acks). */
+static rc_frame *encode_packet(int type, const char *nsp, long long id, int attachments,
+                               const char *event, const char *args_json, size_t args_len)
+{
+    /* the inner part of the args array, trimmed */
+    const char *inner = "";
+    size_t inner_len = 0;
+    if (args_json && args_len >= 2) {
+        inner = args_json + 1;
+        inner_len = args_len - 2;
+        while (inner_len && (inner[0] == ' ' || inner[0] == '\n')) { inner++; inner_len--; }
+    }
+    size_t nsp_len = nsp ? strlen(nsp) : 0;
+    size_t ev_len = event ? strlen(event) : 0;
+    size_t cap = 1 + RC_SIO_HEADER_MAX + nsp_len + 2 + 6 * ev_len + 3 + 1 + inner_len + 1;
+    char *buf = rc_malloc(cap);
+    size_t n = 0;
+    buf[n++] = '4';
+    n += rc_sio_encode_header(buf + n, type, nsp, id, attachments);
+    buf[n++] = '[';
+    if (event) n += rc_json_quote(buf + n, event);
+    if (inner_len) {
+        if (event) buf[n++] = ',';
+        memcpy(buf + n, inner, inner_len);
+        n += inner_len;
+    }
+    buf[n++] = ']';
+    rc_frame *f = rc_frame_from(RC_WS_OP_TEXT, buf, n);
+    rc_free(buf);
+    return f;
+}
+
+static void send_text(rc_sio_client *c, const char *text, size_t len)
+{
+    rc_eio_send_message(c->eio, 0, text, len);
+}
+
+/* ---- namespaces and sockets --------------------------------------------------------------- */
+
+static rc_sio_ns *find_ns(const rc_sio_server *srv, const char *name, size_t len)
+{
+    for (size_t i = 0; i < srv->ns_count; i++) {
+        if (strlen(srv->ns[i].name) == len && memcmp(srv->ns[i].name, name, len) == 0)
+            return &srv->ns[i];
+    }
+    return NULL;
+}
+
+static rc_sio_socket *client_socket(rc_sio_client *c, const rc_sio_ns *ns)
+{
+    for (rc_sio_socket *s = c->sockets; s; s = s->next)
+        if (s->ns == ns) return s;
+    return NULL;
+}
+
+static void socket_free(rc_sio_socket *s)
+{
+    for (uint16_t i = 0; i < s->ack_count; i++) rc_free(s->acks[i].event);
+    rc_free(s->acks);
+    rc_free(s->user);
+    rc_free(s->claims_json);
+    rc_free(s);
+}
+
+/* Unlinks the socket from everything; frees it now or when the client's hook returns. */
+static void socket_remove(rc_sio_socket *s)
+{
+    rc_sio_client *c = s->client;
+    rc_sio_ns *ns = s->ns;
+    rc_rooms_leave_all(ns->rooms, &s->member);
+    rc_hmap_remove(&ns->sockets, &s->node);
+    ns->srv->socket_count--;
+    for (rc_sio_socket **pp = &c->sockets; *pp; pp = &(*pp)->next) {
+        if (*pp == s) { *pp = s->next; break; }
+    }
+    if (c->busy) {
+        s->dead = 1;
+        s->next = c->dead;
+        c->dead = s;
+    } else {
+        socket_free(s);
+    }
+}
+
+static void client_unbusy(rc_sio_client *c)
+{
+    if (--c->busy > 0) return;
+    while (c->dead) {
+        rc_sio_socket *s = c->dead;
+        c->dead = s->next;
+        socket_free(s);
+    }
+}
+
+const char *rc_sio_socket_id(const rc_sio_socket *s) { return s->sid; }
+const char *rc_sio_socket_user(const rc_sio_socket *s) { return s->user; }
+const char *rc_sio_socket_claims(const rc_sio_socket *s) { return s->claims_json; }
+const char *rc_sio_socket_ns(const rc_sio_socket *s) { return s->ns->name; }
+const rc_ns_rules *rc_sio_socket_rules(const rc_sio_socket *s) { return s->ns->rules; }
+
+int rc_sio_join(rc_sio_socket *s, const char *room)
+{
+    if (s->dead) return 0;
+    return rc_rooms_join(s->ns->rooms, &s->member, room);
+}
+
+int rc_sio_leave(rc_sio_socket *s, const char *room)
+{
+    if (s->dead) return 0;
+    return rc_rooms_leave(s->ns->rooms, &s->member, room);
+}
+
+int rc_sio_is_member(const rc_sio_socket *s, const char *room)
+{
+    return !s->dead && rc_rooms_is_member(s->ns->rooms, &s->member, room);
+}
+
+static void send_attachments(rc_sio_client *c, const rc_bp_bytes *att, size_t n)
+{
+    for (size_t i = 0; i < n; i++) rc_eio_send_message(c->eio, 1, att[i].data, att[i].len);
+}
+
+void rc_sio_emit(rc_sio_socket *s, const char *event, const char *args_json, size_t args_len,
+                 const rc_bp_bytes *att, size_t att_count, const void *ctx)
+{
+    if (s->dead) return;
+    long long id = -1;
+    if (ctx) {
+        if (s->ack_count == MAX_PENDING_ACKS) {
+            rc_free(s->acks[0].event);
+            memmove(s->acks, s->acks + 1, (MAX_PENDING_ACKS - 1) * sizeof(*s->acks));
+            s->ack_count--;
+        }
+        if (!s->acks) s->acks = rc_malloc(MAX_PENDING_ACKS * sizeof(*s->acks));
+        id = s->next_ack_id++;
+        s->acks[s->ack_count].id = (uint32_t)id;
+        s->acks[s->ack_count].ctx = ctx;
+        s->acks[s->ack_count].event = rc_strdup(event);
+        s->ack_count++;
+    }
+    int type = att_count ? RC_SIO_BINARY_EVENT : RC_SIO_EVENT;
+    rc_frame *f = encode_packet(type, s->ns->name, id, (int)att_count, event, args_json, args_len);
+    rc_eio_send_frame(s->client->eio, f);
+    rc_frame_unref(f);
+    send_attachments(s->client, att, att_count);
+    rc_metrics.messages_out_total[s->ns->index]++;
+}
+
+void rc_sio_ack(rc_sio_socket *s, long long id, const char *args_json, size_t args_len,
+                const rc_bp_bytes *att, size_t att_count)
+{
+    if (s->dead || id < 0) return;
+    int type = att_count ? RC_SIO_BINARY_ACK : RC_SIO_ACK;
+    rc_frame *f = encode_packet(type, s->ns->name, id, (int)att_count, NULL, args_json, args_len);
+    rc_eio_send_frame(s->client->eio, f);
+    rc_frame_unref(f);
+    send_attachments(s->client, att, att_count);
+}
+
+void rc_sio_disconnect(rc_sio_socket *s)
+{
+    if (s->dead) return;
+    char buf[RC_SIO_HEADER_MAX + 256];
+    size_t n = rc_sio_encode_header(buf, RC_SIO_DISCONNECT, s->ns->name, -1, 0);
+    send_text(s->client, buf, n);
+    rc_metrics.disconnects_total[RC_DISC_SERVER]++;
+    socket_remove(s);
+}
+
+/* ---- CONNECT ------------------------------------------------------------------------------ */
+
+static void connect_error(rc_sio_client *c, const char *nsp, const char *message, const char *code)
+{
+    char buf[512];
+    size_t n = rc_sio_encode_header(buf, RC_SIO_CONNECT_ERROR, nsp, -1, 0);
+    if (code)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"message\":\"%s\",\"data\":{\"code\":\"%s\"}}",
+                              message, code);
+    else
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"message\":\"%s\"}", message);
+    send_text(c, buf, n);
+}
+
+static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
+{
+    rc_sio_server *srv = c->srv;
+    char nsp[256];
+    if (p->nsp.len >= sizeof(nsp)) {
+        rc_eio_close(c->eio, "parse error");
+        return;
+    }
+    memcpy(nsp, p->nsp.ptr, p->nsp.len);
+    nsp[p->nsp.len] = '\0';
+    rc_sio_ns *ns = find_ns(srv, p->nsp.ptr, p->nsp.len);
+    if (!ns) {
+        connect_error(c, nsp, "Invalid namespace", NULL);
+        return;
+    }
+    if (client_socket(c, ns)) { /* a second CONNECT for the same namespace */
+        rc_eio_close(c->eio, "parse error");
+        return;
+    }
+    /* The token: auth.token, else Authorization: Bearer, else ?token= where allowed. */
+    const char *token = NULL;
+    const cJSON *t = p->payload ? cJSON_GetObjectItemCaseSensitive(p->payload, "token") : NULL;
+    if (cJSON_IsString(t) && t->valuestring[0]) token = t->valuestring;
+    else if (c->bearer) token = c->bearer;
+    else if (c->query_token && rc_ns_rules_token_in_query(ns->rules)) token = c->query_token;
+    int mode = rc_ns_rules_auth(ns->rules);
+    rc_auth_result ar;
+    memset(&ar, 0, sizeof(ar));
+    if (mode != RC_NS_AUTH_NONE && (token || mode == RC_NS_AUTH_REQUIRED)) {
+        rc_auth_status st = rc_auth_verify(&srv->cfg->jwt, token, token ? strlen(token) : 0,
+                                           time(NULL), &ar);
+        if (st != RC_AUTH_OK) {
+            rc_metrics.auth_failures_total[st]++;
+            rc_log_info("auth_failed", "ns=%s reason=%s", nsp, rc_auth_reason(st));
+            connect_error(c, nsp, "unauthorized", rc_auth_reason(st));
+            return;
+        }
+    }
+    rc_sio_socket *s = rc_calloc(1, sizeof(*s));
+    s->client = c;
+    s->ns = ns;
+    s->user = ar.user_id;
+    s->claims_json = ar.claims_json;
+    do {
+        rc_random_id(s->sid, SOCKET_ID_LEN);
+    } while (rc_hmap_find(&ns->sockets, s->sid, SOCKET_ID_LEN));
+    rc_hmap_insert(&ns->sockets, &s->node, s->sid, SOCKET_ID_LEN);
+    s->next = c->sockets;
+    c->sockets = s;
+    srv->socket_count++;
+    rc_metrics.handshakes_total++;
+    rc_eio_mark_connected(c->eio);
+    if (s->user) {
+        char *room = rc_ns_rules_user_room(ns->rules, s->user, s->claims_json);
+        if (room) {
+            rc_rooms_join(ns->rooms, &s->member, room);
+            rc_free(room);
+        }
+    }
+    char buf[RC_SIO_HEADER_MAX + 256 + 64];
+    size_t n = rc_sio_encode_header(buf, RC_SIO_CONNECT, nsp, -1, 0);
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"sid\":\"%s\"}", s->sid);
+    send_text(c, buf, n);
+    rc_log_debug("socket_connected", "ns=%s sid=%s user=%s", nsp, s->sid, s->user ? s->user : "-");
+    if (srv->hooks->on_connect) srv->hooks->on_connect(srv->hooks->arg, s, p->payload);
+}
+
+/* ---- inbound packets ---------------------------------------------------------------------- */
+
+static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes *att, size_t att_count)
+{
+    rc_sio_server *srv = c->srv;
+    if (p->type == RC_SIO_CONNECT) {
+        handle_connect(c, p);
+        return;
+    }
+    rc_sio_ns *ns = find_ns(srv, p->nsp.ptr, p->nsp.len);
+    rc_sio_socket *s = ns ? client_socket(c, ns) : NULL;
+    if (!s) { /* a packet for a namespace this client is not connected to */
+        rc_eio_close(c->eio, "parse error");
+        return;
+    }
+    switch (p->type) {
+    case RC_SIO_DISCONNECT:
+        rc_metrics.disconnects_total[RC_DISC_CLIENT]++;
+        socket_remove(s);
+        return;
+    case RC_SIO_EVENT:
+    case RC_SIO_BINARY_EVENT: {
+        rc_metrics.messages_in_total[ns->index]++;
+        const cJSON *name = cJSON_GetArrayItem(p->payload, 0);
+        /* The arguments after the name: detach them into a temporary array view. */
+        cJSON *args = cJSON_CreateArray();
+        for (cJSON *it = name ? name->next : NULL; it; it = it->next)
+            cJSON_AddItemReferenceToArray(args, it);
+        char numname[32];
+        const char *ev = p->event;
+        if (!ev) {
+            snprintf(numname, sizeof(numname), "%g", name ? name->valuedouble : 0.0);
+            ev = numname;
+        }
+        rc_sio_event e = {ev, args, p->ack_id, att, att_count};
+        if (srv->hooks->on_event) srv->hooks->on_event(srv->hooks->arg, s, &e);
+        cJSON_Delete(args);
+        return;
+    }
+    case RC_SIO_ACK:
+    case RC_SIO_BINARY_ACK:
+        for (uint16_t i = 0; i < s->ack_count; i++) {
+            if (s->acks[i].id != (uint32_t)p->ack_id) continue;
+            pending_ack a = s->acks[i];
+            memmove(s->acks + i, s->acks + i + 1, (size_t)(s->ack_count - i - 1) * sizeof(*s->acks));
+            s->ack_count--;
+            rc_sio_event e = {NULL, p->payload, p->ack_id, att, att_count};
+            if (srv->hooks->on_ack) srv->hooks->on_ack(srv->hooks->arg, s, a.ctx, a.event, &e);
+            rc_free(a.event);
+            return;
+        }
+        return; /* unknown ack ids are ignored */
+    default: /* CONNECT_ERROR from a client */
+        rc_eio_close(c->eio, "parse error");
+        return;
+    }
+}
+
+static void bin_reset(rc_sio_client *c)
+{
+    for (int i = 0; i < c->bin_have; i++) rc_free((void *)c->bin_att[i].data);
+    rc_free(c->bin_att);
+    rc_free(c->bin_nsp);
+    rc_sio_packet_dispose(&c->bin);
+    memset(&c->bin, 0, sizeof(c->bin));
+    c->bin_att = NULL;
+    c->bin_nsp = NULL;
+    c->bin_have = 0;
+}
+
+static void client_on_message(void *owner, int binary, const uint8_t *data, size_t len)
+{
+    rc_sio_client *c = owner;
+    c->busy++;
+    if (binary) {
+        if (!c->bin.attachments) {
+            rc_eio_close(c->eio, "parse error");
+        } else {
+            c->bin_att[c->bin_have].data = rc_malloc(len ? len : 1);
+            memcpy((void *)c->bin_att[c->bin_have].data, data, len);
+            c->bin_att[c->bin_have].len = len;
+            if (++c->bin_have == c->bin.attachments) {
+                c->bin.nsp.ptr = c->bin_nsp;
+                dispatch(c, &c->bin, c->bin_att, (size_t)c->bin_have);
+                bin_reset(c);
+            }
+        }
+        client_unbusy(c);
+        return;
+    }
+    if (c->bin.attachments) { /* text while attachments are expected */
+        rc_eio_close(c->eio, "parse error");
+        client_unbusy(c);
+        return;
+    }
+    rc_sio_packet p;
+    const char *err = NULL;
+    if (rc_sio_decode((const char *)data, len, &p, &err) != 0) {
+        rc_log_debug("sio_parse_error", "error=%s", err ? err : "?");
+        rc_sio_packet_dispose(&p);
+        rc_metrics.disconnects_total[RC_DISC_PARSE_ERROR]++;
+        rc_eio_close(c->eio, "parse error");
+        client_unbusy(c);
+        return;
+    }
+    if (p.attachments > 0) {
+        if (rc_sio_count_placeholders(p.payload, p.attachments) < 0) {
+            rc_sio_packet_dispose(&p);
+            rc_eio_close(c->eio, "parse error");
+            client_unbusy(c);
+            return;
+        }
+        /* Keep the packet (its namespace slice points into `data`: copy it). */
+        c->bin = p;
+        c->bin_nsp = rc_strndup(p.nsp.ptr, p.nsp.len);
+        c->bin.nsp.ptr = c->bin_nsp;
+        c->bin_att = rc_calloc((size_t)p.attachments, sizeof(*c->bin_att));
+        client_unbusy(c);
+        return;
+    }
+    dispatch(c, &p, NULL, 0);
+    rc_sio_packet_dispose(&p);
+    client_unbusy(c);
+}
+
+/* ---- Engine.IO owner callbacks ------------------------------------------------------------ */
+
+static char *bearer_of(const rc_http_request *req)
+{
+    const char *h = rc_http_header(req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return NULL;
+    h += 7;
+    while (*h == ' ') h++;
+    size_t n = strlen(h);
+    return n && n <= MAX_TOKEN_LEN ? rc_strndup(h, n) : NULL;
+}
+
+static void *client_on_open(void *arg, rc_eio_session *eio, const rc_http_request *req)
+{
+    rc_sio_server *srv = arg;
+    rc_sio_client *c = rc_calloc(1, sizeof(*c));
+    c->srv = srv;
+    c->eio = eio;
+    c->bearer = bearer_of(req);
+    char tok[MAX_TOKEN_LEN + 1];
+    if (rc_http_query_param(req, "token", tok, sizeof(tok)) && tok[0]) c->query_token = rc_strdup(tok);
+    return c;
+}
+
+static void client_on_close(void *owner, const char *reason)
+{
+    rc_sio_client *c = owner;
+    c->busy++;
+    while (c->sockets) socket_remove(c->sockets);
+    bin_reset(c);
+    client_unbusy(c);
+    rc_free(c->bearer);
+    rc_free(c->query_token);
+    rc_free(c);
+}
+
+const rc_eio_callbacks *rc_sio_eio_callbacks(rc_sio_server *srv) { return &srv->eio_cb; }
+
+/* ---- broadcast ---------------------------------------------------------------------------- */
+
+typedef struct fanout {
+    const rc_bp_message *msg;
+    rc_frame *head;
+    rc_frame **att;
+    size_t att_count;
+    size_t delivered;
+    uint64_t born_ns;
+    int ns_index;
+} fanout;
+
+static int excepted(const rc_bp_message *msg, const rc_sio_socket *s)
+{
+    for (size_t i = 0; i < msg->except_count; i++)
+        if (strcmp(msg->except[i], s->sid) == 0) return 1;
+    return 0;
+}
+
+static void fanout_one(fanout *f, rc_sio_socket *s)
+{
+    if (s->dead || excepted(f->msg, s)) return;
+    rc_eio_send_frame(s->client->eio, f->head);
+    for (size_t i = 0; i < f->att_count; i++) rc_eio_send_frame(s->client->eio, f->att[i]);
+    f->delivered++;
+    if (f->born_ns) {
+        uint64_t now = rc_now_mono_ns();
+        rc_histogram_observe(&rc_metrics.delivery_latency, (double)(now - f->born_ns) / 1e9);
+    }
+}
+
+static void fanout_visit(void *arg, rc_room_member *m)
+{
+    fanout_one(arg, RC_CONTAINER_OF(m, rc_sio_socket, member));
+}
+
+size_t rc_sio_broadcast(rc_sio_server *srv, const rc_bp_message *msg, uint64_t born_ns)
+{
+    rc_sio_ns *ns = find_ns(srv, msg->ns, strlen(msg->ns));
+    if (!ns || !msg->event) return 0;
+    rc_room *room = NULL;
+    if (msg->room) {
+        room = rc_rooms_find(ns->rooms, msg->room);
+        if (!room) return 0;
+    } else if (ns->sockets.count == 0) {
+        return 0;
+    }
+    fanout f = {0};
+    f.msg = msg;
+    f.born_ns = born_ns;
+    f.ns_index = ns->index;
+    int type = msg->attachment_count ? RC_SIO_BINARY_EVENT : RC_SIO_EVENT;
+    f.head = encode_packet(type, ns->name, -1, (int)msg->attachment_count, msg->event,
+                           msg->args_json, msg->args_len);
+    f.head->born_ns = born_ns;
+    rc_frame *att_local[RC_SIO_MAX_ATTACHMENTS];
+    f.att = att_local;
+    f.att_count = msg->attachment_count <= RC_SIO_MAX_ATTACHMENTS ? msg->attachment_count : 0;
+    for (size_t i = 0; i < f.att_count; i++)
+        f.att[i] = rc_frame_from(RC_WS_OP_BINARY, msg->attachments[i].data, msg->attachments[i].len);
+    if (room) {
+        rc_room_foreach(room, fanout_visit, &f);
+    } else {
+        for (rc_hmap_node *n = rc_hmap_first(&ns->sockets); n; n = rc_hmap_next(&ns->sockets, n))
+            fanout_one(&f, RC_CONTAINER_OF(n, rc_sio_socket, node));
+    }
+    rc_frame_unref(f.head);
+    for (size_t i = 0; i < f.att_count; i++) rc_frame_unref(f.att[i]);
+    rc_metrics.broadcasts_total[ns->index]++;
+    rc_metrics.messages_out_total[ns->index] += f.delivered;
+    return f.delivered;
+}
+
+typedef struct collect {
+    rc_sio_socket **items;
+    size_t count, cap;
+} collect;
+
+static void collect_visit(void *arg, rc_room_member *m)
+{
+    collect *c = arg;
+    if (c->count == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        c->items = rc_realloc(c->items, c->cap * sizeof(*c->items));
+    }
+    c->items[c->count++] = RC_CONTAINER_OF(m, rc_sio_socket, member);
+}
+
+size_t rc_sio_control(rc_sio_server *srv, const rc_bp_message *msg)
+{
+    rc_sio_ns *ns = find_ns(srv, msg->ns, strlen(msg->ns));
+    if (!ns || !msg->room) return 0;
+    rc_room *room = rc_rooms_find(ns->rooms, msg->room);
+    if (!room) return 0;
+    /* Collect first: the operation changes the very memberships being walked. */
+    collect col = {0};
+    rc_room_foreach(room, collect_visit, &col);
+    size_t done = 0;
+    for (size_t i = 0; i < col.count; i++) {
+        rc_sio_socket *s = col.items[i];
+        if (s->dead || excepted(msg, s)) continue;
+        switch (msg->kind) {
+        case RC_BP_JOIN:
+            if (msg->target_room) done += (size_t)rc_sio_join(s, msg->target_room);
+            break;
+        case RC_BP_LEAVE:
+            if (msg->target_room) done += (size_t)rc_sio_leave(s, msg->target_room);
+            break;
+        case RC_BP_DISCONNECT:
+            rc_sio_disconnect(s);
+            done++;
+            break;
+        }
+    }
+    rc_free(col.items);
+    return done;
+}
+
+int rc_sio_has_ns(const rc_sio_server *srv, const char *ns)
+{
+    return find_ns(srv, ns, strlen(ns)) != NULL;
+}
+
+/* ---- server ------------------------------------------------------------------------------- */
+
+static void ns_room_open(void *arg, const char *room)
+{
+    rc_sio_ns *ns = arg;
+    if (ns->srv->hooks->on_room_open) ns->srv->hooks->on_room_open(ns->srv->hooks->arg, ns->name, room);
+}
+
+static void ns_room_close(void *arg, const char *room)
+{
+    rc_sio_ns *ns = arg;
+    if (ns->srv->hooks->on_room_close) ns->srv->hooks->on_room_close(ns->srv->hooks->arg, ns->name, room);
+}
+
+rc_sio_server *rc_sio_server_new(const rc_config *cfg, const rc_sio_hooks *hooks)
+{
+    rc_sio_server *srv = rc_calloc(1, sizeof(*srv));
+    srv->cfg = cfg;
+    srv->hooks = hooks;
+    srv->ns_count = rc_rules_ns_count(cfg->rules);
+    srv->ns = rc_calloc(srv->ns_count, sizeof(*srv->ns));
+    for (size_t i = 0; i < srv->ns_count; i++) {
+        rc_sio_ns *ns = &srv->ns[i];
+        ns->rules = rc_rules_ns_at(cfg->rules, i);
+        ns->name = rc_ns_rules_name(ns->rules);
+        ns->index = (int)i;
+        ns->srv = srv;
+        rc_rooms_callbacks rcb = {ns_room_open, ns_room_close, ns};
+        ns->rooms = rc_rooms_new(&rcb);
+    }
+    srv->eio_cb.on_open = client_on_open;
+    srv->eio_cb.on_message = client_on_message;
+    srv->eio_cb.on_close = client_on_close;
+    srv->eio_cb.arg = srv;
+    return srv;
+}
+
+void rc_sio_server_free(rc_sio_server *srv)
+{
+    for (size_t i = 0; i < srv->ns_count; i++) {
+        rc_rooms_free(srv->ns[i].rooms);
+        rc_hmap_dispose(&srv->ns[i].sockets);
+    }
+    rc_free(srv->ns);
+    rc_free(srv);
+}
+
+size_t rc_sio_ns_count(const rc_sio_server *srv) { return srv->ns_count; }
+uint64_t rc_sio_socket_count(const rc_sio_server *srv) { return srv->socket_count; }
+
+void rc_sio_gauges(const rc_sio_server *srv, const char **names, uint64_t *sockets, uint64_t *rooms)
+{
+    for (size_t i = 0; i < srv->ns_count; i++) {
+        names[i] = srv->ns[i].name;
+        sockets[i] = srv->ns[i].sockets.count;
+        rooms[i] = rc_rooms_count(srv->ns[i].rooms);
+    }
+}
+
+size_t rc_sio_disconnect_some(rc_sio_server *srv, size_t max)
+{
+    size_t done = 0;
+    for (size_t i = 0; i < srv->ns_count && done < max; i++) {
+        rc_sio_ns *ns = &srv->ns[i];
+        rc_hmap_node *n;
+        while (done < max && (n = rc_hmap_first(&ns->sockets)) != NULL) {
+            rc_sio_socket *s = RC_CONTAINER_OF(n, rc_sio_socket, node);
+            /* Closing the whole Engine.IO session makes the client reconnect (elsewhere). */
+            rc_eio_close(s->client->eio, "server shutting down");
+            socket_remove(s);
+            done++;
+        }
+    }
+    return done;
+}

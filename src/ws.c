@@ -1,0 +1,385 @@
+/*
+ * ws.c: WebSocket server side (see include/roomcast/ws.h).
+ *
+ * Inbound: on each read we peek the next frame's header in the connection's input buffer,
+ * validate it, and wait until the whole frame is buffered (its size is bounded by max_message, so
+ * waiting cannot grow memory without bound). Then the frame goes through wslay's frame layer with
+ * ONE wslay_frame_context shared by all connections: its receive callback hands out exactly the
+ * bytes of this frame, so the context is back at its initial state when the frame is done and
+ * never holds another connection's bytes. Payloads are unmasked into a shared scratch buffer and
+ * handed up; only a fragmented message in flight gets a per-socket buffer.
+ *
+ * Outbound: frames are built by us (rc_frame, unmasked, FIN) and appended to the connection's
+ * output, by reference for shared broadcast frames.
+ *
+ * Re-entrancy: the owner may close or abort from inside on_message. The rc_ws stays allocated
+ * until the read loop unwinds (`busy`), then is freed.
+ */
+#include "roomcast/ws.h"
+#include "roomcast/common.h"
+#include "roomcast/frame.h"
+#include "roomcast/http.h"
+#include "roomcast/log.h"
+#include "roomcast/server.h"
+
+#include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <string.h>
+#include <wslay/wslay.h>
+
+struct rc_ws {
+    rc_conn *conn;
+    const rc_ws_callbacks *cb;
+    void *arg;
+    uint8_t *frag;          /* reassembly buffer while a fragmented message is in flight */
+    size_t frag_len;
+    size_t max_message;
+    uint8_t frag_opcode;    /* 0 when no fragmented message is in flight */
+    uint8_t closing;        /* a close was sent or requested: ignore further input */
+    uint8_t busy;           /* inside the read loop */
+    uint8_t dead;           /* the connection closed while busy: free at loop exit */
+};
+
+static void ws_on_conn_read(rc_conn *c, void *data);
+static void ws_on_conn_close(rc_conn *c, void *data);
+static const rc_conn_handler ws_conn_handler = {ws_on_conn_read, ws_on_conn_close};
+
+/* ---- shared wslay frame context ----------------------------------------------------------- */
+
+static struct {
+    wslay_frame_context_ptr ctx;
+    struct evbuffer *in;      /* the input being read */
+    size_t remaining;         /* bytes of the current frame not yet handed to wslay */
+    uint8_t *scratch;         /* unmasked payload of the current frame */
+    size_t scratch_cap;
+} shared;
+
+static ssize_t shared_recv(uint8_t *buf, size_t len, int flags, void *user)
+{
+    size_t n = len < shared.remaining ? len : shared.remaining;
+    if (n == 0) return WSLAY_ERR_WOULDBLOCK;
+    int r = evbuffer_remove(shared.in, buf, n);
+    if (r <= 0) return WSLAY_ERR_WOULDBLOCK;
+    shared.remaining -= (size_t)r;
+    return r;
+}
+
+static ssize_t shared_send(const uint8_t *data, size_t len, int flags, void *user) { return -1; }
+static int shared_genmask(uint8_t *buf, size_t len, void *user) { return -1; }
+
+static void shared_init(void)
+{
+    if (shared.ctx) return;
+    static const struct wslay_frame_callbacks cbs = {shared_send, shared_recv, shared_genmask};
+    if (wslay_frame_context_init(&shared.ctx, &cbs, NULL) != 0) {
+        fprintf(stderr, "roomcast: wslay_frame_context_init failed\n");
+        abort();
+    }
+}
+
+void rc_ws_global_cleanup(void)
+{
+    if (shared.ctx) wslay_frame_context_free(shared.ctx);
+    rc_free(shared.scratch);
+    memset(&shared, 0, sizeof(shared));
+}
+
+/* Reads one complete, buffered frame of total_len bytes through wslay. Returns the payload
+ * length (payload in shared.scratch), or -1 if wslay reported an error. */
+static long read_frame(struct evbuffer *in, size_t total_len, uint64_t payload_len)
+{
+    shared_init();
+    if (payload_len > shared.scratch_cap) {
+        size_t cap = shared.scratch_cap ? shared.scratch_cap : 4096;
+        while (cap < payload_len) cap *= 2;
+        shared.scratch = rc_realloc(shared.scratch, cap);
+        shared.scratch_cap = cap;
+    }
+    shared.in = in;
+    shared.remaining = total_len;
+    uint64_t got = 0;
+    for (;;) {
+        struct wslay_frame_iocb iocb;
+        memset(&iocb, 0, sizeof(iocb));
+        ssize_t r = wslay_frame_recv(shared.ctx, &iocb);
+        if (r < 0) {
+            /* Should not happen: the header was validated. Reset the shared context. */
+            wslay_frame_context_free(shared.ctx);
+            shared.ctx = NULL;
+            evbuffer_drain(in, shared.remaining);
+            shared.remaining = 0;
+            return -1;
+        }
+        if (iocb.data_length) memcpy(shared.scratch + got, iocb.data, iocb.data_length);
+        got += iocb.data_length;
+        if (got == payload_len) break;
+    }
+    shared.in = NULL;
+    return (long)got;
+}
+
+/* ---- UTF-8 and accept key ----------------------------------------------------------------- */
+
+int rc_utf8_valid(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) { i++; continue; }
+        size_t need;
+        uint32_t cp;
+        if (c >= 0xc2 && c <= 0xdf) { need = 1; cp = c & 0x1f; }
+        else if (c >= 0xe0 && c <= 0xef) { need = 2; cp = c & 0x0f; }
+        else if (c >= 0xf0 && c <= 0xf4) { need = 3; cp = c & 0x07; }
+        else return 0;
+        if (i + need >= n) return 0;
+        for (size_t k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+void rc_ws_accept_key(const char *key, char out[29])
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    char buf[128];
+    int n = snprintf(buf, sizeof(buf), "%s%s", key, guid);
+    SHA1((const unsigned char *)buf, (size_t)n, digest);
+    EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
+    out[28] = '\0';
+}
+
+/* ---- upgrade ------------------------------------------------------------------------------ */
+
+const char *rc_ws_check_upgrade(const rc_http_request *req)
+{
+    if (req->method != RC_HTTP_GET) return "WebSocket upgrade must be a GET";
+    if (!rc_http_header_has_token(req, "Upgrade", "websocket")) return "missing Upgrade: websocket";
+    if (!rc_http_header_has_token(req, "Connection", "upgrade")) return "missing Connection: upgrade";
+    const char *v = rc_http_header(req, "Sec-WebSocket-Version");
+    if (!v || strcmp(v, "13") != 0) return "unsupported Sec-WebSocket-Version";
+    const char *key = rc_http_header(req, "Sec-WebSocket-Key");
+    unsigned char raw[32];
+    if (!key || strlen(key) != 24 || EVP_DecodeBlock(raw, (const unsigned char *)key, 24) != 18)
+        return "bad Sec-WebSocket-Key";
+    return NULL;
+}
+
+rc_ws *rc_ws_accept(rc_http_request *req, size_t max_message, const rc_ws_callbacks *cb, void *arg)
+{
+    char accept[29];
+    rc_ws_accept_key(rc_http_header(req, "Sec-WebSocket-Key"), accept);
+    char head[200];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n\r\n", accept);
+    rc_conn *c = rc_http_detach(req);
+    rc_conn_write(c, head, (size_t)n);
+    rc_ws *ws = rc_calloc(1, sizeof(*ws));
+    ws->conn = c;
+    ws->cb = cb;
+    ws->arg = arg;
+    ws->max_message = max_message;
+    rc_conn_set_handler(c, &ws_conn_handler, ws);
+    if (evbuffer_get_length(rc_conn_input(c)) > 0) rc_conn_trigger_read(c);
+    return ws;
+}
+
+void rc_ws_set_callbacks(rc_ws *ws, const rc_ws_callbacks *cb, void *arg)
+{
+    ws->cb = cb;
+    ws->arg = arg;
+}
+
+/* ---- output ------------------------------------------------------------------------------- */
+
+void rc_ws_send(rc_ws *ws, int opcode, const void *data, size_t len)
+{
+    if (ws->closing) return;
+    uint8_t hdr[10];
+    size_t hl = rc_ws_header_write(hdr, opcode, len);
+    struct evbuffer *out = rc_conn_output(ws->conn);
+    evbuffer_add(out, hdr, hl);
+    if (len) evbuffer_add(out, data, len);
+}
+
+static void frame_cleanup(const void *data, size_t len, void *arg)
+{
+    rc_frame_unref(arg);
+}
+
+void rc_ws_send_frame(rc_ws *ws, rc_frame *f)
+{
+    if (ws->closing) return;
+    rc_frame_ref(f);
+    if (evbuffer_add_reference(rc_conn_output(ws->conn), f->bytes, rc_frame_wire_len(f),
+                               frame_cleanup, f) != 0)
+        rc_frame_unref(f);
+}
+
+size_t rc_ws_pending_bytes(const rc_ws *ws)
+{
+    return ws->closing ? 0 : evbuffer_get_length(rc_conn_output(ws->conn));
+}
+
+static void send_close(rc_ws *ws, uint16_t code)
+{
+    uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    rc_ws_send(ws, RC_WS_OP_CLOSE, payload, code ? 2 : 0);
+    ws->closing = 1;
+    rc_conn_close_after_flush(ws->conn);
+}
+
+void rc_ws_close(rc_ws *ws, uint16_t code)
+{
+    ws->cb = NULL; /* the owner asked: no on_close */
+    if (!ws->closing) send_close(ws, code);
+}
+
+void rc_ws_abort(rc_ws *ws)
+{
+    ws->cb = NULL;
+    ws->closing = 1;
+    rc_conn_close(ws->conn);
+}
+
+/* A protocol violation by the peer: close with code, tell the owner. */
+static void fail(rc_ws *ws, uint16_t code)
+{
+    const rc_ws_callbacks *cb = ws->cb;
+    void *arg = ws->arg;
+    ws->cb = NULL;
+    if (!ws->closing) send_close(ws, code);
+    if (cb && cb->on_close) cb->on_close(arg, ws);
+}
+
+/* ---- input -------------------------------------------------------------------------------- */
+
+static void deliver(rc_ws *ws, int opcode, const uint8_t *data, size_t len)
+{
+    if (opcode == RC_WS_OP_TEXT && !rc_utf8_valid(data, len)) {
+        fail(ws, RC_WS_CLOSE_BAD_DATA);
+        return;
+    }
+    if (ws->cb && ws->cb->on_message) ws->cb->on_message(ws->arg, ws, opcode == RC_WS_OP_BINARY, data, len);
+}
+
+static void handle_frame(rc_ws *ws, int fin, int opcode, const uint8_t *p, size_t len)
+{
+    switch (opcode) {
+    case RC_WS_OP_PING:
+        rc_ws_send(ws, RC_WS_OP_PONG, p, len);
+        return;
+    case RC_WS_OP_PONG:
+        return;
+    case RC_WS_OP_CLOSE: {
+        uint16_t code = RC_WS_CLOSE_NORMAL;
+        if (len == 1) { fail(ws, RC_WS_CLOSE_PROTOCOL); return; }
+        if (len >= 2) {
+            code = (uint16_t)(p[0] << 8 | p[1]);
+            int valid = (code >= 1000 && code <= 1011 && code != 1004 && code != 1005 && code != 1006) ||
+                        (code >= 3000 && code <= 4999);
+            if (!valid || !rc_utf8_valid(p + 2, len - 2)) { fail(ws, RC_WS_CLOSE_PROTOCOL); return; }
+        }
+        fail(ws, code);
+        return;
+    }
+    case RC_WS_OP_TEXT:
+    case RC_WS_OP_BINARY:
+        if (fin) { deliver(ws, opcode, p, len); return; }
+        ws->frag_opcode = (uint8_t)opcode;
+        ws->frag = rc_malloc(len ? len : 1);
+        memcpy(ws->frag, p, len);
+        ws->frag_len = len;
+        return;
+    case RC_WS_OP_CONT:
+        ws->frag = rc_realloc(ws->frag, ws->frag_len + len + 1);
+        memcpy(ws->frag + ws->frag_len, p, len);
+        ws->frag_len += len;
+        if (fin) {
+            uint8_t *msg = ws->frag;
+            size_t mlen = ws->frag_len;
+            int op = ws->frag_opcode;
+            ws->frag = NULL;
+            ws->frag_len = 0;
+            ws->frag_opcode = 0;
+            deliver(ws, op, msg, mlen);
+            rc_free(msg);
+        }
+        return;
+    }
+}
+
+static void ws_on_conn_read(rc_conn *c, void *data)
+{
+    rc_ws *ws = data;
+    struct evbuffer *in = rc_conn_input(c);
+    ws->busy = 1;
+    while (!ws->closing && !ws->dead) {
+        uint8_t h[14];
+        size_t avail = evbuffer_get_length(in);
+        if (avail < 2) break;
+        ev_ssize_t got = evbuffer_copyout(in, h, avail < sizeof(h) ? avail : sizeof(h));
+        int fin = h[0] >> 7, rsv = (h[0] >> 4) & 7, opcode = h[0] & 0x0f;
+        int masked = h[1] >> 7;
+        uint64_t plen = h[1] & 0x7f;
+        size_t hlen = 2;
+        if (plen == 126) hlen = 4;
+        else if (plen == 127) hlen = 10;
+        if (masked) hlen += 4;
+        if ((size_t)got < hlen) break;
+        if (plen == 126) plen = (uint64_t)h[2] << 8 | h[3];
+        else if (plen == 127) {
+            plen = 0;
+            for (int i = 0; i < 8; i++) plen = plen << 8 | h[2 + i];
+        }
+        int control = opcode >= 8;
+        if (rsv || !masked || (opcode > 2 && opcode < 8) || opcode > 10 ||
+            (control && (!fin || plen > 125)) ||
+            (opcode == RC_WS_OP_CONT && !ws->frag_opcode) ||
+            ((opcode == RC_WS_OP_TEXT || opcode == RC_WS_OP_BINARY) && ws->frag_opcode)) {
+            fail(ws, RC_WS_CLOSE_PROTOCOL);
+            break;
+        }
+        if (!control && (plen > ws->max_message || ws->frag_len + plen > ws->max_message)) {
+            fail(ws, RC_WS_CLOSE_TOO_BIG);
+            break;
+        }
+        if (avail < hlen + plen) break; /* wait for the rest of this frame */
+        long n = read_frame(in, hlen + (size_t)plen, plen);
+        if (n < 0) {
+            fail(ws, RC_WS_CLOSE_PROTOCOL);
+            break;
+        }
+        handle_frame(ws, fin, opcode, shared.scratch, (size_t)n);
+    }
+    ws->busy = 0;
+    if (ws->dead) {
+        rc_free(ws->frag);
+        rc_free(ws);
+    }
+}
+
+static void ws_on_conn_close(rc_conn *c, void *data)
+{
+    rc_ws *ws = data;
+    const rc_ws_callbacks *cb = ws->cb;
+    ws->cb = NULL;
+    ws->closing = 1;
+    if (cb && cb->on_close) cb->on_close(ws->arg, ws);
+    if (ws->busy) {
+        ws->dead = 1;
+        return;
+    }
+    rc_free(ws->frag);
+    rc_free(ws);
+}

@@ -1,0 +1,176 @@
+'use strict';
+/*
+ * report.js RESULTS.jsonl [DOC.md]: turns the lines run.sh recorded into the comparison table
+ * (figure | roomcast | node | roomcast/node), a CPU table per phase and a delivery check, prints
+ * them, and rewrites DOC (docs/performance.md) when given.
+ */
+const fs = require('fs');
+
+const [, , resFile, docFile] = process.argv;
+const INTRO = '# Performance\n\nMeasured by `make bench` (test/bench/run.sh); see test/bench/ for the tools.\n';
+const lines = fs.readFileSync(resFile, 'utf8').split('\n').filter(Boolean).map((l) => {
+  try {
+    return JSON.parse(l);
+  } catch (e) {
+    return { bad: l };
+  }
+});
+const machine = (lines.find((l) => l.machine) || {}).machine || {};
+const end = (lines.find((l) => l.end) || {}).end || {};
+const R = { roomcast: {}, node: {} };
+for (const l of lines) if (l.target && R[l.target]) R[l.target][l.scenario] = l;
+
+const sum = (a) => (a || []).reduce((x, y) => x + y, 0);
+const cpuDelta = (r) => (r && r.server_cpu1 ? sum(r.server_cpu1) - sum(r.server_cpu0) : undefined);
+const ms = (us) => (us === undefined ? undefined : us / 1000);
+
+// Each figure: [label, better ('higher'|'lower'|''), fn(results of one target) -> number|string]
+const figures = [
+  ['Handshakes/s (WebSocket + JWT CONNECT)', 'higher', (t) => t.handshake && t.handshake.loadgen && t.handshake.loadgen.handshakes_per_s],
+  ['Handshake latency p50 (ms)', 'lower', (t) => ms(t.handshake && t.handshake.loadgen && t.handshake.loadgen.handshake_us.p50)],
+  ['Handshake latency p99 (ms)', 'lower', (t) => ms(t.handshake && t.handshake.loadgen && t.handshake.loadgen.handshake_us.p99)],
+  ['Server CPU per 1,000 handshakes (ms)', 'lower', (t) => {
+    const h = t.handshake;
+    return h && h.loadgen && h.loadgen.connected ? (cpuDelta(h) / h.loadgen.connected) * 1e6 : undefined;
+  }],
+  [`Idle RSS per connection at ${machine.sizes ? machine.sizes.idle1 : ''} (KiB)`, 'lower', (t) => t.idle && (t.idle.rss1_kb - t.idle.rss0_kb) / t.idle.conns1],
+  [`Idle RSS per connection at ${machine.sizes ? machine.sizes.idle2 : ''} (KiB)`, 'lower', (t) => t.idle && (t.idle.rss2_kb - t.idle.rss0_kb) / t.idle.conns2],
+  [`Server RSS with ${machine.sizes ? machine.sizes.idle2 : ''} connections (MiB)`, 'lower', (t) => t.idle && t.idle.rss2_kb / 1024],
+  ['Connect + join rate while filling (joined/s)', 'higher', (t) => t.idle && t.idle.connect1 && t.idle.connect1.joined_per_s],
+  ...phaseFigures('fanout', 'Fan-out, one room of ' + (machine.sizes ? machine.sizes.idle1 : '')),
+  ...phaseFigures('rooms', `${machine.sizes ? machine.sizes.rooms : ''} rooms of ${machine.sizes ? machine.sizes.idle1 / machine.sizes.rooms : ''}`, true),
+  [`Latency at ${machine.sizes ? machine.sizes.lat_rate : ''} msg/s: p50 (ms)`, 'lower', (t) => lat(t.latency, 'p50')],
+  ['Latency at fixed rate: p90 (ms)', 'lower', (t) => lat(t.latency, 'p90')],
+  ['Latency at fixed rate: p99 (ms)', 'lower', (t) => lat(t.latency, 'p99')],
+  ['Latency at fixed rate: max (ms)', 'lower', (t) => lat(t.latency, 'max')],
+  ['Latency phase: server CPU (% of one core)', 'lower', (t) => t.latency && (cpuDelta(t.latency) / t.latency.wall_s) * 100],
+  ...phaseFigures('cluster2', 'One room over 2 nodes'),
+  ...phaseFigures('cluster3', 'One room over 3 nodes'),
+  ['Message for a room with no local member: server CPU per message (µs)', 'lower', voidCost],
+  ['Message for a room with no local member: Redis receivers per message', 'lower', (t) => t.void && t.void.publisher && t.void.publisher.receivers / t.void.publisher.published],
+];
+
+function lat(r, k) {
+  return r && r.loadgen && r.loadgen.latency_us ? r.loadgen.latency_us[k] / 1000 : undefined;
+}
+
+function phaseFigures(key, label, perMessage) {
+  return [
+    [`${label}: deliveries/s`, 'higher', (t) => t[key] && t[key].loadgen && t[key].loadgen.deliveries_per_s],
+    [`${label}: latency p50 (ms)`, 'lower', (t) => lat(t[key], 'p50')],
+    [`${label}: latency p99 (ms)`, 'lower', (t) => lat(t[key], 'p99')],
+    perMessage
+      ? [`${label}: server CPU per published message (µs)`, 'lower', (t) => {
+          const r = t[key];
+          return r && r.publisher && r.publisher.published ? (cpuDelta(r) / r.publisher.published) * 1e6 : undefined;
+        }]
+      : [`${label}: server CPU per delivery (µs, all nodes)`, 'lower', (t) => {
+          const r = t[key];
+          return r && r.loadgen && r.loadgen.deliveries ? (cpuDelta(r) / r.loadgen.deliveries) * 1e6 : undefined;
+        }],
+  ];
+}
+
+function voidCost(t) {
+  const v = t.void, idle = t.void_idle;
+  if (!v || !v.publisher || !idle) return undefined;
+  const idlePerS = idle.idle_cpu_s / idle.secs;
+  return Math.max(0, (cpuDelta(v) - idlePerS * v.wall_s) / v.publisher.published) * 1e6;
+}
+
+function fmt(v) {
+  if (v === undefined || v === null || Number.isNaN(v)) return 'n/a';
+  if (typeof v === 'string') return v;
+  const a = Math.abs(v);
+  if (a >= 1000) return Math.round(v).toLocaleString('en-US');
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+}
+
+function ratio(a, b) {
+  if (typeof a !== 'number' || typeof b !== 'number' || Number.isNaN(a) || Number.isNaN(b)) return 'n/a';
+  if (b === 0) return a === 0 ? '1' : '∞';
+  const r = a / b;
+  return r >= 10 ? r.toFixed(0) + '×' : r.toFixed(2) + '×';
+}
+
+function table(header, rows) {
+  const out = ['| ' + header.join(' | ') + ' |', '|' + header.map((h, i) => (i === 0 ? '---' : '---:')).join('|') + '|'];
+  for (const r of rows) out.push('| ' + r.join(' | ') + ' |');
+  return out.join('\n');
+}
+
+const rc = R.roomcast, nd = R.node;
+const mainRows = figures.map(([label, better, f]) => {
+  let a, b;
+  try { a = f(rc); } catch (e) { a = undefined; }
+  try { b = f(nd); } catch (e) { b = undefined; }
+  return [label, fmt(a), fmt(b), ratio(a, b), better];
+});
+
+const phases = ['handshake', 'fanout', 'rooms', 'latency', 'void', 'cluster2', 'cluster3'];
+const cpuRows = [];
+const checkRows = [];
+for (const target of ['roomcast', 'node']) {
+  for (const p of phases) {
+    const r = R[target][p];
+    if (!r) continue;
+    const srv = r.server_cpu1 ? r.server_cpu1.map((c, i) => (c - r.server_cpu0[i]).toFixed(2)).join(' + ') : 'n/a';
+    const lg = r.loadgen || {};
+    const wall = r.wall_s || (lg.secs_connect !== undefined ? lg.secs_connect : undefined);
+    cpuRows.push([target, p, fmt(wall), srv, r.redis_cpu !== undefined ? r.redis_cpu.toFixed(2) : 'n/a',
+      lg.cpu_s !== undefined ? lg.cpu_s.toFixed(2) : 'n/a', r.publisher ? r.publisher.cpu_s.toFixed(2) : '-']);
+    if (p === 'handshake') {
+      checkRows.push([target, p, `${lg.connected}/${r.expected} connected`, '-', JSON.stringify(lg.errors || {})]);
+    } else if (lg.deliveries !== undefined) {
+      const ok = r.expected === 0 ? lg.deliveries === 0 : lg.deliveries === r.expected;
+      checkRows.push([target, p, `${lg.deliveries}/${r.expected} ${ok ? 'ok' : 'MISMATCH'}`,
+        `${lg.per_conn_min}..${lg.per_conn_max}`, JSON.stringify(lg.errors || {})]);
+    }
+  }
+  const idle = R[target].idle;
+  if (idle) {
+    for (const k of ['connect1', 'connect2']) {
+      const c = idle[k];
+      if (c) checkRows.push([target, 'idle ' + k, `${c.joined}/${c.conns} joined`, '-', JSON.stringify(c.errors || {})]);
+    }
+  }
+}
+
+const mode = rc.mode ? rc.mode.mode : rc.unavailable ? 'unavailable' : 'not run';
+const s = machine.sizes || {};
+const md = [];
+md.push('## Latest run');
+md.push('');
+md.push(`${machine.date || '?'}, commit \`${machine.commit || '?'}\`${machine.quick ? ' (BENCH_QUICK=1: small sizes, not comparable)' : ''}. ` +
+  `Machine: ${machine.nproc} × ${machine.cpu}, ${machine.mem_gib} GiB, Linux ${machine.kernel}; Node.js ${machine.node}, Redis ${machine.redis}. ` +
+  `Load average at start ${machine.load_start}, at end ${end.load_end || '?'}; total ${end.secs || '?'} s. ` +
+  `roomcast published through: ${mode === 'redis' ? 'Redis PUBLISH (JSON envelope)' : mode === 'api' ? 'POST /api/publish (embedded mode: its Redis backplane did not deliver)' : mode}. ` +
+  `Node reference: published with the @socket.io/redis-emitter format. Load generator: ${s.procs} processes, source addresses 127.0.0.1-8.`);
+md.push('');
+md.push(table(['figure', 'roomcast', 'node', 'roomcast / node', 'better'], mainRows));
+md.push('');
+md.push('CPU seconds per phase (server: one figure per node; the load generator and Redis share the same cores):');
+md.push('');
+md.push(table(['server', 'phase', 'wall s', 'server CPU s', 'redis CPU s', 'loadgen CPU s', 'publisher CPU s'], cpuRows));
+md.push('');
+md.push('Delivery check (received / published × members; per-connection min..max; errors by reason):');
+md.push('');
+md.push(table(['server', 'phase', 'deliveries', 'per connection', 'errors'], checkRows));
+md.push('');
+md.push(`Sizes: handshake ${s.hs}; idle ${s.idle1} then ${s.idle2}; fan-out ${s.fan_msgs} messages to ${s.idle1}; ` +
+  `${s.rooms_msgs} messages over ${s.rooms} rooms; latency ${s.lat_rate} msg/s for ${s.lat_secs} s; ` +
+  `no-member room ${s.void_msgs} messages at ${s.void_rate}/s; clusters ${s.cl_msgs} messages to ${s.cl_n}.`);
+const section = md.join('\n') + '\n';
+process.stdout.write('\n' + section);
+
+if (docFile) {
+  let doc = '';
+  try { doc = fs.readFileSync(docFile, 'utf8'); } catch (e) { doc = ''; }
+  const marker = '## Latest run';
+  if (!doc.includes(marker)) doc = INTRO + '\n';
+  else doc = doc.slice(0, doc.indexOf(marker));
+  fs.writeFileSync(docFile, doc + section);
+  process.stderr.write(`[bench] wrote ${docFile}\n`);
+}

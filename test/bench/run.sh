@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# run.sh <builddir>: the benchmark of issue 8. Runs the same scenarios, with the same load
+# generator and the same Redis, against roomcast (<builddir>/roomcast) and against the Node
+# reference (test/bench/node-ref: Socket.IO 4.8 + @socket.io/redis-adapter), then prints a table
+# (figure | roomcast | node | ratio) and writes it into docs/performance.md.
+#
+# Scenarios (sizes from the environment; BENCH_QUICK=1 for a smoke run with small N):
+#   handshake  HS_N connections opened as fast as the server takes them: WebSocket upgrade,
+#              Engine.IO open, Socket.IO CONNECT with an HS256 JWT.
+#   idle       RSS of a fresh server before and after IDLE1 and IDLE2 connections (each joined
+#              to its own user room, one of ROOMS rooms and the room "all").
+#   fanout     FAN_MSGS messages published at once to "all" (IDLE1 members).
+#   rooms      ROOMS_MSGS messages, round robin over ROOMS rooms of IDLE1/ROOMS members.
+#   latency    LAT_RATE messages/s for LAT_SECS s, round robin over the same rooms.
+#   void       VOID_MSGS messages at VOID_RATE/s to a room no socket is in: the server's CPU
+#              over that of an idle window of the same length, per message.
+#   cluster2/3 CL_N connections spread over 2 and 3 nodes, all in "all"; CL_MSGS messages.
+# Each phase records the CPU time of every server process, Redis, the load generator and the
+# publisher, so the bottleneck is visible.
+#
+# Publishing: the Node reference gets @socket.io/redis-emitter messages (msgpack on
+# socket.io#/#<room>#); roomcast gets its JSON envelope on roomcast:room:/:<room>. If a roomcast
+# node started with ROOMCAST_REDIS_URL does not deliver a probe message, roomcast runs in its
+# embedded mode and the publisher POSTs /api/publish (the cluster scenarios are then skipped).
+#
+# Environment: BENCH_TARGETS ("roomcast node"), BENCH_KEEP=1 keeps the work directory,
+# BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes.
+set -euo pipefail
+
+[ $# -ge 1 ] || { echo "usage: $0 <builddir>" >&2; exit 2; }
+B=$(cd "$1" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+LG=$B/bench/loadgen
+PUB=$B/bench/publisher
+RC=$B/roomcast
+for t in "$LG" "$PUB"; do
+  [ -x "$t" ] || { echo "run.sh: $t missing: make -C test/bench O=$B/bench" >&2; exit 2; }
+done
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+  d_hs=500 d_idle1=1000 d_idle2=1500 d_fan=20 d_rooms=100 d_rmsgs=2000 d_lrate=200 d_lsecs=3
+  d_vmsgs=2000 d_vrate=2000 d_cln=1000 d_clmsgs=20
+else
+  d_hs=5000 d_idle1=10000 d_idle2=19000 d_fan=100 d_rooms=1000 d_rmsgs=20000 d_lrate=1000
+  d_lsecs=10 d_vmsgs=20000 d_vrate=5000 d_cln=10000 d_clmsgs=50
+fi
+HS_N=${HS_N:-$d_hs} IDLE1=${IDLE1:-$d_idle1} IDLE2=${IDLE2:-$d_idle2} FAN_MSGS=${FAN_MSGS:-$d_fan}
+ROOMS=${ROOMS:-$d_rooms} ROOMS_MSGS=${ROOMS_MSGS:-$d_rmsgs} LAT_RATE=${LAT_RATE:-$d_lrate}
+LAT_SECS=${LAT_SECS:-$d_lsecs} VOID_MSGS=${VOID_MSGS:-$d_vmsgs} VOID_RATE=${VOID_RATE:-$d_vrate}
+CL_N=${CL_N:-$d_cln} CL_MSGS=${CL_MSGS:-$d_clmsgs}
+PROCS=${BENCH_PROCS:-2}
+TARGETS=${BENCH_TARGETS:-roomcast node}
+SRC_IPS=127.0.0.1-127.0.0.8
+SECRET=bench-secret-$$
+API_KEY=bench-api-key-$$
+DOC=${BENCH_DOC-$ROOT/docs/performance.md}
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+W=$(mktemp -d /tmp/roomcast-bench.XXXXXX)
+RES=$W/results.jsonl
+: > "$RES"
+PIDS=()
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then log "work directory kept: $W"; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- process measurements ------------------------------------------------------------------
+TCK=$(getconf CLK_TCK)
+cpu_of() {   # CPU seconds (user + system) of a pid, 0 if gone
+  local s
+  s=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  awk -v t="$TCK" '{printf "%.3f", ($12 + $13) / t}' <<<"$s"
+}
+rss_of() {   # resident set in KiB
+  awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0
+}
+cpus_of() {  # "a,b,c" CPU seconds of several pids
+  local out="" p
+  for p in "$@"; do out+="${out:+,}$(cpu_of "$p")"; done
+  echo "$out"
+}
+now() { date +%s.%N; }
+
+free_port() {
+  local p=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+  echo "$p"
+}
+
+# ---- Redis -----------------------------------------------------------------------------------
+RPORT=$(free_port 16379)
+redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+  --logfile "$W/redis.log" &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+log "redis on $RPORT (pid $REDIS_PID), work directory $W"
+
+# ---- Node reference dependencies ---------------------------------------------------------------
+if [[ " $TARGETS " == *" node "* ]]; then
+  (
+    cd "$HERE/node-ref"
+    stamp=node_modules/.bench-lock
+    if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+      log "npm ci in test/bench/node-ref"
+      npm ci --no-audit --no-fund --loglevel=error >&2
+      cp package-lock.json "$stamp"
+    fi
+  )
+fi
+
+# ---- servers ---------------------------------------------------------------------------------
+# SRV_PIDS / SRV_PORTS: the servers of the current scenario. MODE: how roomcast publishes.
+SRV_PIDS=()
+SRV_PORTS=()
+MODE=redis
+
+probe() {    # probe PORT: 0 when one authenticated connection succeeds
+  "$LG" --port "$1" --conns 1 --secret "$SECRET" --timeout 2000 2>/dev/null |
+    grep -q '"connected":1,'
+}
+
+start_one() {   # start_one TARGET INDEX: starts a server and appends it to SRV_PIDS/SRV_PORTS
+  local target=$1 i=$2 port pid
+  port=$(free_port $((23000 + i * 10)))
+  if [ "$target" = node ]; then
+    (cd "$HERE/node-ref" && PORT=$port REDIS_URL="redis://127.0.0.1:$RPORT" JWT_SECRET=$SECRET \
+      exec node server.js) >"$W/node-$i.log" 2>&1 &
+  else
+    if [ "$MODE" = redis ]; then
+      ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" \
+        ROOMCAST_LOG_LEVEL=warn exec "$RC" --port "$port" --node-id "bench-$i" \
+        >"$W/roomcast-$i.log" 2>&1 &
+    else
+      ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_API_KEY=$API_KEY ROOMCAST_LOG_LEVEL=warn \
+        exec "$RC" --port "$port" --node-id "bench-$i" >"$W/roomcast-$i.log" 2>&1 &
+    fi
+  fi
+  pid=$!
+  PIDS+=("$pid")
+  local ok=0
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    if probe "$port"; then ok=1; break; fi
+    sleep 0.2
+  done
+  if [ $ok = 0 ]; then
+    log "$target node $i did not come up on $port; last log lines:"
+    tail -5 "$W/$target-$i.log" >&2 || true
+    kill "$pid" 2>/dev/null || true
+    return 1
+  fi
+  SRV_PIDS+=("$pid")
+  SRV_PORTS+=("$port")
+}
+
+stop_servers() {
+  local p
+  for p in "${SRV_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${SRV_PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  SRV_PIDS=()
+  SRV_PORTS=()
+}
+
+start_servers() {   # start_servers TARGET COUNT
+  local i
+  SRV_PIDS=()
+  SRV_PORTS=()
+  for i in $(seq 1 "$2"); do start_one "$1" "$i" || { stop_servers; return 1; }; done
+  # warm-up: the first handshakes of a fresh Node process run cold code
+  "$LG" --port "$(IFS=,; echo "${SRV_PORTS[*]}")" --conns 200 --rooms 10 --join-also warm \
+    --secret "$SECRET" --concurrency 50 >/dev/null 2>&1 || true
+  sleep 1
+}
+
+publish() {     # publish TARGET publisher-args...: prints the publisher's JSON line
+  local target=$1
+  shift
+  if [ "$target" = node ]; then
+    "$PUB" --redis "127.0.0.1:$RPORT" --format emitter "$@"
+  elif [ "$MODE" = redis ]; then
+    "$PUB" --redis "127.0.0.1:$RPORT" --format roomcast "$@"
+  else
+    "$PUB" --format api --api "127.0.0.1:${SRV_PORTS[0]}" --api-key "$API_KEY" "$@"
+  fi
+}
+
+# Decides MODE for roomcast: Redis backplane if a probe message published on Redis arrives.
+roomcast_mode() {
+  [ -x "$RC" ] || { log "no $RC: roomcast skipped"; return 1; }
+  local out
+  for MODE in redis api; do
+    start_one roomcast 9 || continue
+    "$LG" --port "${SRV_PORTS[0]}" --conns 1 --join-also probe --secret "$SECRET" \
+      --duration 3 >"$W/probe.out" 2>/dev/null &
+    local lgp=$!
+    sleep 1
+    publish roomcast --room probe --count 3 >/dev/null 2>&1 || true
+    wait "$lgp" || true
+    stop_servers
+    if grep -q '"phase":"listen".*"deliveries":3,' "$W/probe.out"; then
+      log "roomcast publishes through: $MODE"
+      return 0
+    fi
+    log "roomcast: no delivery with MODE=$MODE"
+  done
+  return 1
+}
+
+# ---- load generator under control ------------------------------------------------------------
+# lg_start SLOT args...: a loadgen reading commands on fd LGFD[SLOT]; waits for its connect line
+# and leaves it in LG_LINE. (Not to be called in $(...): the fd and pid must stay in this shell.)
+declare -A LGFD LGPID
+LG_LINE=null
+lg_start() {
+  local slot=$1 fd
+  shift
+  rm -f "$W/lg-$slot.in"
+  mkfifo "$W/lg-$slot.in"
+  "$LG" --control --secret "$SECRET" --procs "$PROCS" --src-ips "$SRC_IPS" "$@" \
+    <"$W/lg-$slot.in" >"$W/lg-$slot.out" 2>"$W/lg-$slot.err" &
+  LGPID[$slot]=$!
+  PIDS+=("${LGPID[$slot]}")
+  exec {fd}>"$W/lg-$slot.in"
+  LGFD[$slot]=$fd
+  LG_LINE=$(lg_wait "$slot" 1 600) || { LG_LINE=null; return 1; }
+}
+lg_wait() {     # lg_wait SLOT LINES TIMEOUT_S: prints line LINES of the slot's output
+  local slot=$1 n=$2 t=$(( $3 * 10 ))
+  while [ "$(wc -l <"$W/lg-$slot.out")" -lt "$n" ]; do
+    kill -0 "${LGPID[$slot]}" 2>/dev/null || { log "loadgen $slot died"; cat "$W/lg-$slot.err" >&2; return 1; }
+    t=$((t - 1))
+    [ $t -gt 0 ] || { log "loadgen $slot: timeout"; return 1; }
+    sleep 0.1
+  done
+  sed -n "${n}p" "$W/lg-$slot.out"
+}
+lg_cmd() { echo "$2" >&"${LGFD[$1]}"; }
+lg_stop() {
+  local slot=$1 fd=${LGFD[$1]}
+  lg_cmd "$slot" quit || true
+  exec {fd}>&-
+  wait "${LGPID[$slot]}" 2>/dev/null || true
+}
+
+record() {      # record TARGET SCENARIO JSON-FIELDS...
+  local target=$1 scen=$2
+  shift 2
+  local IFS=,
+  echo "{\"target\":\"$target\",\"scenario\":\"$scen\",$*}" >>"$RES"
+}
+
+# measure_phase TARGET SLOT NAME EXPECT QUIET_MS TIMEOUT_MS publisher-args...
+measure_phase() {
+  local target=$1 slot=$2 name=$3 expect=$4 quiet=$5 tmo=$6
+  shift 6
+  local n c0 r0 t0 pubjson lgjson c1 r1 t1
+  n=$(( $(wc -l <"$W/lg-$slot.out") + 1 ))
+  c0=$(cpus_of "${SRV_PIDS[@]}") r0=$(cpu_of "$REDIS_PID") t0=$(now)
+  lg_cmd "$slot" "measure $name $expect $quiet $tmo"
+  pubjson=$(publish "$target" "$@") || pubjson='{"error":"publisher failed"}'
+  lgjson=$(lg_wait "$slot" "$n" $(( tmo / 1000 + 30 ))) || lgjson='{"error":"loadgen"}'
+  c1=$(cpus_of "${SRV_PIDS[@]}") r1=$(cpu_of "$REDIS_PID") t1=$(now)
+  record "$target" "$name" "\"expected\":$expect" "\"loadgen\":$lgjson" "\"publisher\":$pubjson" \
+    "\"server_cpu0\":[$c0]" "\"server_cpu1\":[$c1]" "\"redis_cpu\":$(awk -v a="$r0" -v b="$r1" 'BEGIN{printf "%.3f", b-a}')" \
+    "\"wall_s\":$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')" "\"server_rss_kb\":[$(rss_of "${SRV_PIDS[0]}")]"
+  log "$target $name: $(grep -o '"deliveries":[0-9]*' <<<"$lgjson") of $expect, $(grep -o '"deliveries_per_s":[0-9.]*' <<<"$lgjson")"
+}
+
+# ---- scenarios -------------------------------------------------------------------------------
+scen_handshake() {
+  local target=$1 c0 c1 out
+  start_servers "$target" 1 || return 0
+  c0=$(cpu_of "${SRV_PIDS[0]}")
+  out=$("$LG" --port "${SRV_PORTS[0]}" --conns "$HS_N" --secret "$SECRET" --procs "$PROCS" \
+    --src-ips "$SRC_IPS" --concurrency 64 2>"$W/hs.err") || true
+  c1=$(cpu_of "${SRV_PIDS[0]}")
+  record "$target" handshake "\"expected\":$HS_N" "\"loadgen\":${out:-null}" "\"server_cpu0\":[$c0]" "\"server_cpu1\":[$c1]"
+  log "$target handshake: $(grep -o '"handshakes_per_s":[0-9.]*' <<<"$out")"
+  stop_servers
+}
+
+scen_single() {
+  local target=$1 rss0 rss1 rss2 j1 j2 idle_c0 idle_c1 vt
+  start_servers "$target" 1 || return 0
+  local pid=${SRV_PIDS[0]} port=${SRV_PORTS[0]}
+  sleep 2
+  rss0=$(rss_of "$pid")
+  lg_start A --port "$port" --conns "$IDLE1" --rooms "$ROOMS" --join-also all --concurrency 64 || { stop_servers; return 0; }
+  j1=$LG_LINE
+  sleep 3
+  rss1=$(rss_of "$pid")
+  lg_start B --port "$port" --conns $((IDLE2 - IDLE1)) --offset "$IDLE1" --rooms "$ROOMS" --concurrency 64 || true
+  j2=$LG_LINE
+  sleep 3
+  rss2=$(rss_of "$pid")
+  record "$target" idle "\"conns1\":$IDLE1" "\"conns2\":$IDLE2" "\"rss0_kb\":$rss0" "\"rss1_kb\":$rss1" \
+    "\"rss2_kb\":$rss2" "\"connect1\":$j1" "\"connect2\":$j2"
+  log "$target idle: rss $rss0 -> $rss1 ($IDLE1) -> $rss2 KiB ($IDLE2)"
+  lg_stop B
+  sleep 2
+
+  measure_phase "$target" A fanout $((IDLE1 * FAN_MSGS)) 15000 240000 --room all --count "$FAN_MSGS"
+  local per_room=$(( IDLE1 / ROOMS ))
+  measure_phase "$target" A rooms $((ROOMS_MSGS * per_room)) 10000 240000 --rooms "$ROOMS" --count "$ROOMS_MSGS"
+  measure_phase "$target" A latency $((LAT_RATE * LAT_SECS * per_room)) 5000 $((LAT_SECS * 1000 + 120000)) \
+    --rooms "$ROOMS" --rate "$LAT_RATE" --duration "$LAT_SECS"
+
+  # void: CPU over an idle window of the same length, per message
+  vt=$(awk -v n="$VOID_MSGS" -v r="$VOID_RATE" 'BEGIN{printf "%.1f", n / r}')
+  idle_c0=$(cpu_of "$pid")
+  sleep "$vt"
+  idle_c1=$(cpu_of "$pid")
+  measure_phase "$target" A void 0 0 $(awk -v t="$vt" 'BEGIN{printf "%d", t * 1000 + 1000}') \
+    --room void --count "$VOID_MSGS" --rate "$VOID_RATE"
+  record "$target" void_idle "\"idle_cpu_s\":$(awk -v a="$idle_c0" -v b="$idle_c1" 'BEGIN{printf "%.3f", b-a}')" "\"secs\":$vt"
+  lg_stop A
+  stop_servers
+}
+
+scen_cluster() {
+  local target=$1 k=$2
+  start_servers "$target" "$k" || return 0
+  local ports
+  ports=$(IFS=,; echo "${SRV_PORTS[*]}")
+  lg_start C --port "$ports" --conns "$CL_N" --join-also all --concurrency 64 || { stop_servers; return 0; }
+  record "$target" "cluster${k}_connect" "\"nodes\":$k" "\"connect\":$LG_LINE"
+  measure_phase "$target" C "cluster$k" $((CL_N * CL_MSGS)) 15000 240000 --room all --count "$CL_MSGS"
+  lg_stop C
+  stop_servers
+}
+
+# ---- run -------------------------------------------------------------------------------------
+machine() {
+  local model
+  model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+  printf '{"machine":{"nproc":%s,"cpu":"%s","kernel":"%s","mem_gib":%s,"date":"%s","load_start":"%s","node":"%s","redis":"%s","commit":"%s","quick":%s,' \
+    "$(nproc)" "$model" "$(uname -r)" "$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo)" \
+    "$(date -u +%Y-%m-%dT%H:%MZ)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(node --version 2>/dev/null || echo none)" \
+    "$(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)" \
+    "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "${BENCH_QUICK:-0}"
+  printf '"sizes":{"hs":%s,"idle1":%s,"idle2":%s,"fan_msgs":%s,"rooms":%s,"rooms_msgs":%s,"lat_rate":%s,"lat_secs":%s,"void_msgs":%s,"void_rate":%s,"cl_n":%s,"cl_msgs":%s,"procs":%s}}}\n' \
+    "$HS_N" "$IDLE1" "$IDLE2" "$FAN_MSGS" "$ROOMS" "$ROOMS_MSGS" "$LAT_RATE" "$LAT_SECS" "$VOID_MSGS" "$VOID_RATE" "$CL_N" "$CL_MSGS" "$PROCS"
+}
+machine >>"$RES"
+T0=$(date +%s)
+for target in $TARGETS; do
+  if [ "$target" = roomcast ]; then
+    roomcast_mode || { echo "{\"target\":\"roomcast\",\"scenario\":\"unavailable\"}" >>"$RES"; continue; }
+    echo "{\"target\":\"roomcast\",\"scenario\":\"mode\",\"mode\":\"$MODE\"}" >>"$RES"
+  fi
+  log "== $target"
+  scen_handshake "$target"
+  scen_single "$target"
+  if [ "$target" = node ] || [ "$MODE" = redis ]; then
+    scen_cluster "$target" 2
+    scen_cluster "$target" 3
+  fi
+done
+echo "{\"end\":{\"secs\":$(( $(date +%s) - T0 )),\"load_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}}" >>"$RES"
+[ "${BENCH_KEEP:-0}" = 1 ] && cp "$RES" "$W/results.keep.jsonl"
+node "$HERE/report.js" "$RES" "$DOC"
