@@ -328,6 +328,10 @@ static rc_http_conn *http_of(rc_http_request *req)
 /* After an answer: either close, or get ready for the next request on this connection. */
 static void http_finish(rc_http_conn *h, int keep_alive)
 {
+    /* Answered: a held request no longer needs its abort callback. */
+    h->held = 0;
+    h->on_abort = NULL;
+    h->abort_arg = NULL;
     if (!keep_alive) {
         h->failed = 1;
         rc_conn_close_after_flush(h->conn);

@@ -228,7 +228,11 @@ static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
     in.event = ev->name;
     in.args = ev->args;
     in.has_ack = ev->ack_id >= 0;
+    const char *auth_json = rc_sio_socket_auth(s);
+    cJSON *auth = auth_json ? cJSON_Parse(auth_json) : NULL;
+    in.auth = auth;
     int matched = rc_rules_run(rc_sio_socket_rules(s), &in, &rule_ops, &t);
+    cJSON_Delete(auth);
     if (!matched && t.ack_id >= 0) {
         static const char unknown[] = "[{\"ok\":false,\"error\":\"unknown_event\"}]";
         rc_sio_ack(s, t.ack_id, unknown, sizeof(unknown) - 1, NULL, 0);
@@ -242,7 +246,11 @@ static void hook_on_ack(void *arg, rc_sio_socket *s, const void *ctx, const char
     fill_input(&in, s);
     in.event = event;
     in.args = ack->args;
+    const char *auth_json = rc_sio_socket_auth(s);
+    cJSON *auth = auth_json ? cJSON_Parse(auth_json) : NULL;
+    in.auth = auth;
     rc_rules_run_ack(rc_sio_socket_rules(s), ctx, &in, &rule_ops, &t);
+    cJSON_Delete(auth);
 }
 
 /* ---- HTTP routes -------------------------------------------------------------------------- */

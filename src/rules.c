@@ -538,10 +538,17 @@ static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_con
     }
     ns->token_in_query = get_bool(j, "tokenInQuery", 0, path, e);
 
+    /* Backends address a user by id alone (P:notify, POST /api/publish), so the user room must
+     * be computable from the id: it must read {user} and nothing but {user} and {ns}. */
+    static const char *const user_room_roots[] = {"user", "ns", NULL};
     const cJSON *ur = cJSON_GetObjectItemCaseSensitive(j, "userRoom");
     char *p = pathf("%s.userRoom", path);
     if (!ur) ns->user_room = room_tpl(&default_user_room, p, e);
     else if (!cJSON_IsNull(ur)) ns->user_room = room_tpl(ur, p, e);
+    if (ns->user_room && (!rc_tpl_reads(ns->user_room, "user") ||
+                          rc_tpl_roots_other_than(ns->user_room, user_room_roots)))
+        rc_config_error(e, p, "must contain {user} and use nothing but {user} and {ns} "
+                              "(backends address a user by id alone)");
     rc_free(p);
 
     const cJSON *ja = cJSON_GetObjectItemCaseSensitive(j, "joinAllow");

@@ -67,6 +67,7 @@ struct rc_sio_socket {
     rc_sio_socket *next;          /* in client->sockets, then in client->dead */
     char *user;
     char *claims_json;
+    char *auth_json;              /* CONNECT auth payload without "token", NULL if nothing else */
     pending_ack *acks;
     uint16_t ack_count;
     uint32_t next_ack_id;
@@ -185,6 +186,7 @@ static void socket_free(rc_sio_socket *s)
     rc_free(s->acks);
     rc_free(s->user);
     rc_free(s->claims_json);
+    rc_free(s->auth_json);
     rc_free(s);
 }
 
@@ -221,6 +223,7 @@ static void client_unbusy(rc_sio_client *c)
 const char *rc_sio_socket_id(const rc_sio_socket *s) { return s->sid; }
 const char *rc_sio_socket_user(const rc_sio_socket *s) { return s->user; }
 const char *rc_sio_socket_claims(const rc_sio_socket *s) { return s->claims_json; }
+const char *rc_sio_socket_auth(const rc_sio_socket *s) { return s->auth_json; }
 const char *rc_sio_socket_ns(const rc_sio_socket *s) { return s->ns->name; }
 const rc_ns_rules *rc_sio_socket_rules(const rc_sio_socket *s) { return s->ns->rules; }
 
@@ -350,6 +353,14 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     s->ns = ns;
     s->user = ar.user_id;
     s->claims_json = ar.claims_json;
+    if (cJSON_IsObject(p->payload)) {
+        /* Keep the rest of the auth payload for rules ({auth.x}); the token itself was verified
+         * and its claims are kept, so it is not stored twice. */
+        cJSON *copy = cJSON_Duplicate(p->payload, 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "token");
+        if (copy->child) s->auth_json = cJSON_PrintUnformatted(copy);
+        cJSON_Delete(copy);
+    }
     do {
         rc_random_id(s->sid, SOCKET_ID_LEN);
     } while (rc_hmap_find(&ns->sockets, s->sid, SOCKET_ID_LEN));

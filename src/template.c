@@ -130,7 +130,7 @@ enum tpl_kind { T_CONST, T_LOOKUP, T_INTERP, T_OBJECT, T_ARRAY };
 
 struct rc_tpl {
     enum tpl_kind kind;
-    int reads_claims;
+    unsigned roots;        /* bit (1 << enum tpl_root) for every root a placeholder reads */
     union {
         cJSON *constant;
         struct tpl_lookup lk;
@@ -186,7 +186,7 @@ static int is_path_char(char c)
 }
 
 /* Parses the text between braces: alt ('|' alt)*, alt = root ('.' seg)*. */
-static int parse_lookup(const char *s, size_t len, struct tpl_lookup *out, int *reads_claims,
+static int parse_lookup(const char *s, size_t len, struct tpl_lookup *out, unsigned *roots_read,
                         const char *path, rc_config_errors *errs)
 {
     memset(out, 0, sizeof(*out));
@@ -230,7 +230,7 @@ static int parse_lookup(const char *s, size_t len, struct tpl_lookup *out, int *
                     goto err;
                 }
                 p->root = roots[r].root;
-                if (p->root == ROOT_CLAIMS) *reads_claims = 1;
+                *roots_read |= 1u << p->root;
                 if (!roots[r].has_fields && i < len && s[i] == '.') {
                     rc_config_error(errs, path, "'%s' has no fields in {%.*s}", roots[r].name, (int)len, s);
                     goto err;
@@ -285,7 +285,8 @@ static rc_tpl *compile_string(const cJSON *json, const char *path, rc_config_err
     size_t np = 0, nlookups = 0;
     char *lit = rc_malloc(n + 1);
     size_t lit_len = 0;
-    int reads_claims = 0, bad = 0;
+    unsigned roots_read = 0;
+    int bad = 0;
 
     for (size_t i = 0; i < n;) {
         if (s[i] != '{') { lit[lit_len++] = s[i++]; continue; }
@@ -297,7 +298,7 @@ static rc_tpl *compile_string(const cJSON *json, const char *path, rc_config_err
             break;
         }
         struct tpl_lookup lk;
-        if (parse_lookup(s + i + 1, (size_t)(close - s - i - 1), &lk, &reads_claims, path, errs) < 0) {
+        if (parse_lookup(s + i + 1, (size_t)(close - s - i - 1), &lk, &roots_read, path, errs) < 0) {
             bad = 1;
             break;
         }
@@ -345,7 +346,7 @@ static rc_tpl *compile_string(const cJSON *json, const char *path, rc_config_err
         pieces = NULL;
         np = 0;
     }
-    t->reads_claims = reads_claims;
+    t->roots = roots_read;
 out:
     for (size_t i = 0; i < np; i++) {
         rc_free(pieces[i].lit);
@@ -383,7 +384,8 @@ rc_tpl *rc_tpl_compile(const cJSON *json, const char *path, rc_config_errors *er
     }
     size_t n = (size_t)cJSON_GetArraySize(json);
     rc_tpl **items = rc_calloc(n ? n : 1, sizeof(*items));
-    int bad = 0, all_const = 1, reads_claims = 0;
+    int bad = 0, all_const = 1;
+    unsigned roots_read = 0;
     size_t i = 0;
     for (const cJSON *c = json->child; c; c = c->next, i++) {
         char *sub = cJSON_IsObject(json) ? path_member(path, c->string) : path_index(path, i);
@@ -391,7 +393,7 @@ rc_tpl *rc_tpl_compile(const cJSON *json, const char *path, rc_config_errors *er
         rc_free(sub);
         if (!items[i]) { bad = 1; continue; }
         if (items[i]->kind != T_CONST) all_const = 0;
-        reads_claims |= items[i]->reads_claims;
+        roots_read |= items[i]->roots;
     }
     rc_tpl *t = NULL;
     if (bad) {
@@ -418,7 +420,7 @@ rc_tpl *rc_tpl_compile(const cJSON *json, const char *path, rc_config_errors *er
         i = 0;
         for (const cJSON *c = json->child; c; c = c->next, i++) t->u.obj.keys[i] = rc_strdup(c->string);
     }
-    t->reads_claims = reads_claims;
+    t->roots = roots_read;
     return t;
 }
 
@@ -432,9 +434,20 @@ int rc_tpl_is_lookup(const rc_tpl *t)
     return t && t->kind == T_LOOKUP;
 }
 
-int rc_tpl_reads_claims(const rc_tpl *t)
+int rc_tpl_reads(const rc_tpl *t, const char *root)
 {
-    return t && t->reads_claims;
+    for (size_t r = 0; t && r < RC_ARRAY_LEN(roots); r++)
+        if (strcmp(roots[r].name, root) == 0) return (t->roots >> roots[r].root) & 1u;
+    return 0;
+}
+
+unsigned rc_tpl_roots_other_than(const rc_tpl *t, const char *const *allowed)
+{
+    unsigned other = t ? t->roots : 0;
+    for (; allowed && *allowed; allowed++)
+        for (size_t r = 0; r < RC_ARRAY_LEN(roots); r++)
+            if (strcmp(roots[r].name, *allowed) == 0) other &= ~(1u << roots[r].root);
+    return other;
 }
 
 /* ---- evaluation context --------------------------------------------------------------------- */
@@ -742,6 +755,47 @@ static int each_json_string(const cJSON *j, int (*fn)(void *, const char *), voi
     return 0;
 }
 
+/* Builds the strict text of t with piece `k` replaced by `elem` (k == SIZE_MAX: no replacement)
+ * and passes it to fn. Returns fn's result, or 0 when a piece is not a string or number. */
+static int interp_with(const rc_tpl *t, rc_tpl_ctx *ctx, size_t k, const cJSON *elem,
+                       int (*fn)(void *, const char *), void *arg)
+{
+    struct tbuf b = {0};
+    int ok = 1;
+    for (size_t i = 0; ok && i < t->u.interp.n; i++) {
+        const struct tpl_piece *pc = &t->u.interp.pieces[i];
+        if (pc->lit) tb_put(&b, pc->lit, pc->lit_len);
+        else if (i == k) ok = tb_put_tval(&b, (struct tval){TV_JSON, elem, NULL, 0}, 1) == 0;
+        else ok = tb_put_tval(&b, resolve(&pc->lk, ctx), 1) == 0;
+    }
+    int r = 0;
+    if (ok) {
+        tb_put(&b, "", 0);
+        b.p[b.len] = '\0';
+        r = fn(arg, b.p);
+    }
+    rc_free(b.p);
+    return r;
+}
+
+/* An interpolated string contributes its strict text; when one of its placeholders is an array,
+ * one string per element instead (only the first array placeholder is expanded). */
+static int each_interp_string(const rc_tpl *t, rc_tpl_ctx *ctx, int (*fn)(void *, const char *), void *arg)
+{
+    for (size_t k = 0; k < t->u.interp.n; k++) {
+        const struct tpl_piece *pc = &t->u.interp.pieces[k];
+        if (pc->lit) continue;
+        struct tval v = resolve(&pc->lk, ctx);
+        if (v.kind != TV_JSON || !cJSON_IsArray(v.j)) continue;
+        for (const cJSON *e = v.j->child; e; e = e->next) {
+            int r = interp_with(t, ctx, k, e, fn, arg);
+            if (r) return r;
+        }
+        return 0;
+    }
+    return interp_with(t, ctx, SIZE_MAX, NULL, fn, arg);
+}
+
 int rc_tpl_each_string(const rc_tpl *t, rc_tpl_ctx *ctx, int (*fn)(void *arg, const char *s), void *arg)
 {
     switch (t->kind) {
@@ -752,13 +806,8 @@ int rc_tpl_each_string(const rc_tpl *t, rc_tpl_ctx *ctx, int (*fn)(void *arg, co
         if (v.kind == TV_JSON) return each_json_string(v.j, fn, arg);
         return 0;
     }
-    case T_INTERP: {
-        char *heap;
-        const char *s = rc_tpl_text(t, ctx, &heap);
-        int r = fn(arg, s);
-        rc_free(heap);
-        return r;
-    }
+    case T_INTERP:
+        return each_interp_string(t, ctx, fn, arg);
     case T_OBJECT:
         return 0;
     case T_ARRAY: {

@@ -53,6 +53,8 @@ const rc_eio_callbacks *rc_sio_eio_callbacks(rc_sio_server *srv);
 const char *rc_sio_socket_id(const rc_sio_socket *s);
 const char *rc_sio_socket_user(const rc_sio_socket *s);      /* NULL when anonymous */
 const char *rc_sio_socket_claims(const rc_sio_socket *s);    /* JSON text or NULL */
+/* The CONNECT auth payload without its "token" field, as JSON text; NULL if nothing remains. */
+const char *rc_sio_socket_auth(const rc_sio_socket *s);
 const char *rc_sio_socket_ns(const rc_sio_socket *s);
 const struct rc_ns_rules *rc_sio_socket_rules(const rc_sio_socket *s);
 

@@ -55,8 +55,10 @@ const char *rc_tpl_const_string(const rc_tpl *t);
 /* 1 if the template is a string that is exactly one {path}: its JSON type is known only when it
  * is evaluated. */
 int rc_tpl_is_lookup(const rc_tpl *t);
-/* 1 if the template contains a `{claims...}` lookup anywhere. */
-int rc_tpl_reads_claims(const rc_tpl *t);
+/* 1 if some placeholder of the template reads under `root` ("claims", "user", ...). */
+int rc_tpl_reads(const rc_tpl *t, const char *root);
+/* Non-zero if some placeholder reads a root that is not in `allowed` (NULL-terminated). */
+unsigned rc_tpl_roots_other_than(const rc_tpl *t, const char *const *allowed);
 
 /* Typed evaluation: a new cJSON value owned by the caller, or NULL when the value is missing. */
 struct cJSON *rc_tpl_eval(const rc_tpl *t, rc_tpl_ctx *ctx);
@@ -74,8 +76,11 @@ const char *rc_tpl_text(const rc_tpl *t, rc_tpl_ctx *ctx, char **heap);
  * wrong type, the result is empty, or longer than RC_TPL_NAME_MAX. */
 int rc_tpl_name(const rc_tpl *t, rc_tpl_ctx *ctx, char buf[RC_TPL_NAME_MAX + 1]);
 
-/* Calls fn for each string the value contributes: a string, or each string element of an
- * array. Stops and returns the first non-zero fn result; 0 otherwise. */
+/* Calls fn for each string the value contributes (used for allow globs): a string, or each
+ * string element of an array. An interpolated string contributes its text only if every
+ * placeholder finds a string or a number; if one of them finds an array, the string is
+ * contributed once per element ("p_{claims.projects}" with ["1","2"] gives "p_1", "p_2").
+ * Stops and returns the first non-zero fn result; 0 otherwise. */
 int rc_tpl_each_string(const rc_tpl *t, rc_tpl_ctx *ctx, int (*fn)(void *arg, const char *s),
                        void *arg);
 

@@ -74,7 +74,8 @@ function phaseFigures(key, label, perMessage) {
 function voidCost(t) {
   const v = t.void, idle = t.void_idle;
   if (!v || !v.publisher || !idle) return undefined;
-  const idlePerS = idle.idle_cpu_s / idle.secs;
+  const idleCpu = Array.isArray(idle.idle_cpu_s) ? Math.min(...idle.idle_cpu_s) : idle.idle_cpu_s;
+  const idlePerS = idleCpu / idle.secs;
   return Math.max(0, (cpuDelta(v) - idlePerS * v.wall_s) / v.publisher.published) * 1e6;
 }
 
@@ -119,8 +120,10 @@ for (const target of ['roomcast', 'node']) {
     const srv = r.server_cpu1 ? r.server_cpu1.map((c, i) => (c - r.server_cpu0[i]).toFixed(2)).join(' + ') : 'n/a';
     const lg = r.loadgen || {};
     const wall = r.wall_s || (lg.secs_connect !== undefined ? lg.secs_connect : undefined);
+    const ours = (cpuDelta(r) || 0) + (r.redis_cpu || 0) + (lg.cpu_s || 0) + (r.publisher ? r.publisher.cpu_s : 0);
+    const others = r.machine_cpu !== undefined ? Math.max(0, r.machine_cpu - ours).toFixed(2) : 'n/a';
     cpuRows.push([target, p, fmt(wall), srv, r.redis_cpu !== undefined ? r.redis_cpu.toFixed(2) : 'n/a',
-      lg.cpu_s !== undefined ? lg.cpu_s.toFixed(2) : 'n/a', r.publisher ? r.publisher.cpu_s.toFixed(2) : '-']);
+      lg.cpu_s !== undefined ? lg.cpu_s.toFixed(2) : 'n/a', r.publisher ? r.publisher.cpu_s.toFixed(2) : '-', others]);
     if (p === 'handshake') {
       checkRows.push([target, p, `${lg.connected}/${r.expected} connected`, '-', JSON.stringify(lg.errors || {})]);
     } else if (lg.deliveries !== undefined) {
@@ -151,9 +154,10 @@ md.push(`${machine.date || '?'}, commit \`${machine.commit || '?'}\`${machine.qu
 md.push('');
 md.push(table(['figure', 'roomcast', 'node', 'roomcast / node', 'better'], mainRows));
 md.push('');
-md.push('CPU seconds per phase (server: one figure per node; the load generator and Redis share the same cores):');
+md.push(`CPU seconds per phase. Server: one figure per node. Everything shares the machine's ${machine.nproc} cores ` +
+  `(${machine.nproc} CPU s per wall second); "other" is what the rest of the machine (processes outside the benchmark) used meanwhile.`);
 md.push('');
-md.push(table(['server', 'phase', 'wall s', 'server CPU s', 'redis CPU s', 'loadgen CPU s', 'publisher CPU s'], cpuRows));
+md.push(table(['server', 'phase', 'wall s', 'server CPU s', 'redis CPU s', 'loadgen CPU s', 'publisher CPU s', 'other CPU s'], cpuRows));
 md.push('');
 md.push('Delivery check (received / published × members; per-connection min..max; errors by reason):');
 md.push('');

@@ -43,7 +43,7 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then
   d_vmsgs=2000 d_vrate=2000 d_cln=1000 d_clmsgs=20
 else
   d_hs=5000 d_idle1=10000 d_idle2=19000 d_fan=100 d_rooms=1000 d_rmsgs=20000 d_lrate=1000
-  d_lsecs=10 d_vmsgs=20000 d_vrate=5000 d_cln=10000 d_clmsgs=50
+  d_lsecs=10 d_vmsgs=40000 d_vrate=10000 d_cln=10000 d_clmsgs=50
 fi
 HS_N=${HS_N:-$d_hs} IDLE1=${IDLE1:-$d_idle1} IDLE2=${IDLE2:-$d_idle2} FAN_MSGS=${FAN_MSGS:-$d_fan}
 ROOMS=${ROOMS:-$d_rooms} ROOMS_MSGS=${ROOMS_MSGS:-$d_rmsgs} LAT_RATE=${LAT_RATE:-$d_lrate}
@@ -89,6 +89,10 @@ cpus_of() {  # "a,b,c" CPU seconds of several pids
   echo "$out"
 }
 now() { date +%s.%N; }
+busy_all() { # CPU seconds all processes of the machine have used (from /proc/stat)
+  awk -v t="$TCK" '/^cpu /{printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / t; exit}' /proc/stat
+}
+sub3() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b - a}'; }
 
 free_port() {
   local p=$1
@@ -266,28 +270,31 @@ record() {      # record TARGET SCENARIO JSON-FIELDS...
 measure_phase() {
   local target=$1 slot=$2 name=$3 expect=$4 quiet=$5 tmo=$6
   shift 6
-  local n c0 r0 t0 pubjson lgjson c1 r1 t1
+  local n c0 r0 t0 m0 pubjson lgjson c1 r1 t1 m1
   n=$(( $(wc -l <"$W/lg-$slot.out") + 1 ))
-  c0=$(cpus_of "${SRV_PIDS[@]}") r0=$(cpu_of "$REDIS_PID") t0=$(now)
+  c0=$(cpus_of "${SRV_PIDS[@]}") r0=$(cpu_of "$REDIS_PID") t0=$(now) m0=$(busy_all)
   lg_cmd "$slot" "measure $name $expect $quiet $tmo"
   pubjson=$(publish "$target" "$@") || pubjson='{"error":"publisher failed"}'
   lgjson=$(lg_wait "$slot" "$n" $(( tmo / 1000 + 30 ))) || lgjson='{"error":"loadgen"}'
-  c1=$(cpus_of "${SRV_PIDS[@]}") r1=$(cpu_of "$REDIS_PID") t1=$(now)
+  c1=$(cpus_of "${SRV_PIDS[@]}") r1=$(cpu_of "$REDIS_PID") t1=$(now) m1=$(busy_all)
   record "$target" "$name" "\"expected\":$expect" "\"loadgen\":$lgjson" "\"publisher\":$pubjson" \
-    "\"server_cpu0\":[$c0]" "\"server_cpu1\":[$c1]" "\"redis_cpu\":$(awk -v a="$r0" -v b="$r1" 'BEGIN{printf "%.3f", b-a}')" \
-    "\"wall_s\":$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')" "\"server_rss_kb\":[$(rss_of "${SRV_PIDS[0]}")]"
+    "\"server_cpu0\":[$c0]" "\"server_cpu1\":[$c1]" "\"redis_cpu\":$(sub3 "$r0" "$r1")" \
+    "\"machine_cpu\":$(sub3 "$m0" "$m1")" "\"wall_s\":$(sub3 "$t0" "$t1")" \
+    "\"server_rss_kb\":[$(rss_of "${SRV_PIDS[0]}")]"
   log "$target $name: $(grep -o '"deliveries":[0-9]*' <<<"$lgjson") of $expect, $(grep -o '"deliveries_per_s":[0-9.]*' <<<"$lgjson")"
 }
 
 # ---- scenarios -------------------------------------------------------------------------------
 scen_handshake() {
-  local target=$1 c0 c1 out
+  local target=$1 c0 c1 r0 r1 m0 m1 t0 t1 out
   start_servers "$target" 1 || return 0
-  c0=$(cpu_of "${SRV_PIDS[0]}")
+  c0=$(cpu_of "${SRV_PIDS[0]}") r0=$(cpu_of "$REDIS_PID") m0=$(busy_all) t0=$(now)
   out=$("$LG" --port "${SRV_PORTS[0]}" --conns "$HS_N" --secret "$SECRET" --procs "$PROCS" \
     --src-ips "$SRC_IPS" --concurrency 64 2>"$W/hs.err") || true
-  c1=$(cpu_of "${SRV_PIDS[0]}")
-  record "$target" handshake "\"expected\":$HS_N" "\"loadgen\":${out:-null}" "\"server_cpu0\":[$c0]" "\"server_cpu1\":[$c1]"
+  c1=$(cpu_of "${SRV_PIDS[0]}") r1=$(cpu_of "$REDIS_PID") m1=$(busy_all) t1=$(now)
+  record "$target" handshake "\"expected\":$HS_N" "\"loadgen\":${out:-null}" "\"server_cpu0\":[$c0]" \
+    "\"server_cpu1\":[$c1]" "\"redis_cpu\":$(sub3 "$r0" "$r1")" "\"machine_cpu\":$(sub3 "$m0" "$m1")" \
+    "\"wall_s\":$(sub3 "$t0" "$t1")"
   log "$target handshake: $(grep -o '"handshakes_per_s":[0-9.]*' <<<"$out")"
   stop_servers
 }
@@ -318,14 +325,20 @@ scen_single() {
   measure_phase "$target" A latency $((LAT_RATE * LAT_SECS * per_room)) 5000 $((LAT_SECS * 1000 + 120000)) \
     --rooms "$ROOMS" --rate "$LAT_RATE" --duration "$LAT_SECS"
 
-  # void: CPU over an idle window of the same length, per message
+  # void: the server's CPU while a room it has no member of gets VOID_RATE msg/s, over its CPU
+  # in idle windows of the same length just before and just after (report.js takes the lower).
   vt=$(awk -v n="$VOID_MSGS" -v r="$VOID_RATE" 'BEGIN{printf "%.1f", n / r}')
+  sleep 2
   idle_c0=$(cpu_of "$pid")
   sleep "$vt"
   idle_c1=$(cpu_of "$pid")
   measure_phase "$target" A void 0 0 $(awk -v t="$vt" 'BEGIN{printf "%d", t * 1000 + 1000}') \
     --room void --count "$VOID_MSGS" --rate "$VOID_RATE"
-  record "$target" void_idle "\"idle_cpu_s\":$(awk -v a="$idle_c0" -v b="$idle_c1" 'BEGIN{printf "%.3f", b-a}')" "\"secs\":$vt"
+  local idle_c2 idle_c3
+  idle_c2=$(cpu_of "$pid")
+  sleep "$vt"
+  idle_c3=$(cpu_of "$pid")
+  record "$target" void_idle "\"idle_cpu_s\":[$(sub3 "$idle_c0" "$idle_c1"),$(sub3 "$idle_c2" "$idle_c3")]" "\"secs\":$vt"
   lg_stop A
   stop_servers
 }

@@ -287,7 +287,7 @@ static void test_default_rules(void **state)
 static void test_join_allow(void **state)
 {
     rc_rules *r = compile(
-        "{\"/\": {\"joinAllow\": [\"team:{claims.team}\", \"{claims.extra}\"], \"userRoom\": \"u/{user}/{claims.team}\","
+        "{\"/\": {\"joinAllow\": [\"team:{claims.team}\", \"{claims.extra}\"], \"userRoom\": \"u/{ns}/{user}\","
         "  \"events\": {"
         "    \"any\":   [{\"join\": \"{data}\", \"allow\": \"any\"}],"
         "    \"ns\":    [{\"join\": \"{data}\"}],"
@@ -298,8 +298,8 @@ static void test_join_allow(void **state)
     static const struct { const char *event, *room; int ok; } cases[] = {
         {"any", "whatever", 1},
         {"ns", "team:blue", 1},   {"ns", "team:red", 0},   {"ns", "e1", 1},    {"ns", "e2-more", 1},
-        {"ns", "5", 0},           {"ns", "u/7/blue", 1},   {"ns", "u/8/blue", 0},
-        {"none", "team:blue", 0}, {"none", "u/7/blue", 1},
+        {"ns", "5", 0},           {"ns", "u///7", 1},      {"ns", "u///8", 0},
+        {"none", "team:blue", 0}, {"none", "u///7", 1},
         {"lit", "lobby", 1},      {"lit", "p_1_x", 1},     {"lit", "p_1_y", 0}, {"lit", "team:blue", 0},
     };
     for (size_t i = 0; i < RC_ARRAY_LEN(cases); i++) {
@@ -311,6 +311,10 @@ static void test_join_allow(void **state)
         else snprintf(want, sizeof(want), "ack [{\"ok\":false,\"error\":\"forbidden\"}]\n");
         if (strcmp(f.log, want) != 0) fail_msg("case %zu (%s %s): got '%s'", i, cases[i].event, cases[i].room, f.log);
     }
+    /* a glob with a missing placeholder allows nothing (not the room "team:") */
+    fake f0 = {0};
+    run(r, &f0, NULL, (call){.event = "ns", .args = "[\"team:\"]", .user = "7", .claims = "{\"sub\":\"7\"}", .has_ack = 1});
+    assert_string_equal(f0.log, "ack [{\"ok\":false,\"error\":\"forbidden\"}]\n");
     /* an anonymous socket has no user room */
     fake f = {0};
     run(r, &f, NULL, (call){.event = "none", .args = "[\"u//\"]", .has_ack = 1});
@@ -322,9 +326,8 @@ static void test_join_allow(void **state)
     assert_string_equal(f.log, "join x\nack [{\"ok\":false,\"error\":\"backplane_down\"}]\n");
 
     char *room = rc_ns_rules_user_room(rc_rules_ns_at(r, 0), "7", claims);
-    assert_string_equal(room, "u/7/blue");
+    assert_string_equal(room, "u///7");
     free(room);
-    assert_null(rc_ns_rules_user_room(rc_rules_ns_at(r, 0), "7", NULL)); /* team missing: no room */
     rc_rules_free(r);
 
     r = compile("{\"/\": {\"userRoom\": null}}");
@@ -666,6 +669,10 @@ static void test_compile_errors(void **state)
            "namespaces./.tokenInQuery: must be a boolean",
            "namespaces./.userRoom: room template must be a string",
            "namespaces./.joinAllow: must be \"any\" or an array of glob templates");
+    EXPECT("{\"/\": {\"userRoom\": \"u:{claims.sub}\"}, \"/b\": {\"userRoom\": \"everyone\"}, \"/c\": {\"userRoom\": \"{user}{data}\"}}",
+           "namespaces./.userRoom: must contain {user} and use nothing but {user} and {ns} (backends address a user by id alone)",
+           "namespaces./b.userRoom: must contain {user} and use nothing but {user} and {ns} (backends address a user by id alone)",
+           "namespaces./c.userRoom: must contain {user} and use nothing but {user} and {ns} (backends address a user by id alone)");
     EXPECT("{\"/\": {\"joinAllow\": [\"ok\", 3, \"{bad}\"]}}",
            "namespaces./.joinAllow[1]: must be a string (glob template)",
            "namespaces./.joinAllow[2]: unknown value 'bad' in {bad} (known: args, data, event, ns, sid, user, claims, "

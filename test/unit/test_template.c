@@ -159,10 +159,18 @@ static void test_escape_and_constants(void **state)
     t = compile_text("\"{data}\"");
     assert_null(rc_tpl_const_string(t));
     assert_true(rc_tpl_is_lookup(t));
-    assert_false(rc_tpl_reads_claims(t));
+    assert_false(rc_tpl_reads(t, "claims"));
+    assert_true(rc_tpl_reads(t, "data"));
     rc_tpl_free(t);
-    t = compile_text("{\"x\":[\"{claims.a}\"]}");
-    assert_true(rc_tpl_reads_claims(t));
+    t = compile_text("{\"x\":[\"{claims.a}\", \"u{user|sid}\"]}");
+    assert_true(rc_tpl_reads(t, "claims"));
+    assert_true(rc_tpl_reads(t, "sid"));
+    assert_false(rc_tpl_reads(t, "data"));
+    assert_false(rc_tpl_reads(t, "nonsense"));
+    static const char *const only_user[] = {"user", "sid", NULL};
+    assert_true(rc_tpl_roots_other_than(t, only_user) != 0);
+    static const char *const all3[] = {"user", "sid", "claims", NULL};
+    assert_int_equal(rc_tpl_roots_other_than(t, all3), 0);
     rc_tpl_free(t);
 }
 
@@ -292,6 +300,11 @@ static void test_each_string(void **state)
         {"\"{claims.nope}\"", ""},
         {"[\"a\",\"{user}\",3]", "a;42;"},
         {"\"lit\"", "lit;"},
+        {"\"p_{claims.rooms}\"", "p_project_*;p_chat:1;"},        /* one glob per element */
+        {"\"{user}:{claims.rooms}:{claims.org.id}\"", "42:project_*:7;42:chat:1:7;"},
+        {"\"x{claims.nope}\"", ""},                               /* missing: no glob at all */
+        {"\"x{claims.org}\"", ""},                                /* objects make no glob */
+        {"\"x{claims.sub}{claims.nope}\"", ""},
     };
     for (size_t i = 0; i < RC_ARRAY_LEN(cases); i++) {
         rc_tpl *t = compile_text(cases[i].tpl);
