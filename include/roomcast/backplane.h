@@ -59,8 +59,11 @@ typedef struct rc_bp_message {
 typedef struct rc_backplane_callbacks {
     /* A message from another publisher for a room/namespace this node subscribed to. */
     void (*on_message)(void *arg, const rc_bp_message *msg);
-    /* The backplane became usable (up = 1) or not (up = 0). Readiness follows it. */
+    /* The backplane became usable (up = 1) or not (up = 0). Readiness follows it. After a
+     * reconnect (up = 1 again) Redis may have restarted empty: re-register what the node owns. */
     void (*on_state)(void *arg, int up);
+    /* A message on a raw channel opened with rc_redis_channel_open (redis_cmd.h); may be NULL. */
+    void (*on_raw)(void *arg, const char *channel, const char *payload, size_t len);
     void *arg;
 } rc_backplane_callbacks;
 

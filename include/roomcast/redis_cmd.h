@@ -1,0 +1,45 @@
+/*
+ * redis_cmd.h: commands, scripts and raw channels on the Redis backplane's connections, for the
+ * modules that keep state in Redis (presence, jobs). They do not open connections of their own:
+ * one node = one command connection + one subscription connection, whose reconnects, timeouts
+ * and canary are handled once, in backplane_redis.c.
+ *
+ * All functions return -1 without sending when Redis is down (the caller decides: refuse,
+ * retry on the next on_state(1), or count a failure); callbacks always run from the loop, with
+ * reply NULL on a connection error or a command timeout.
+ *
+ * Scripts: rc_redis_script holds the Lua source and its SHA-1 (computed on first use); calls go
+ * out as EVALSHA and are retried once as EVAL when Redis answers NOSCRIPT (after a restart or a
+ * SCRIPT FLUSH), so a caller never sees NOSCRIPT.
+ *
+ * Raw channels: channel_open/close manage subscriptions beyond the room/namespace channels (for
+ * example P:status:<user>), refcounted and batched like room channels and restored after a
+ * reconnect; messages arrive through rc_backplane_callbacks.on_raw.
+ */
+#ifndef ROOMCAST_REDIS_CMD_H
+#define ROOMCAST_REDIS_CMD_H
+
+#include <stddef.h>
+
+struct redisReply;
+typedef struct rc_backplane rc_backplane;
+
+typedef void (*rc_redis_reply_fn)(void *arg, const struct redisReply *reply);
+
+typedef struct rc_redis_script {
+    const char *source;   /* Lua text, static */
+    char sha[41];         /* filled on first use */
+} rc_redis_script;
+
+/* 1 if bp is the Redis backplane (these functions work), 0 for the embedded one. */
+int rc_redis_available(const rc_backplane *bp);
+int rc_redis_command(rc_backplane *bp, rc_redis_reply_fn cb, void *arg,
+                     int argc, const char **argv, const size_t *argvlen);
+int rc_redis_eval(rc_backplane *bp, rc_redis_script *script, rc_redis_reply_fn cb, void *arg,
+                  int nkeys, int argc, const char **argv, const size_t *argvlen);
+void rc_redis_channel_open(rc_backplane *bp, const char *channel);
+void rc_redis_channel_close(rc_backplane *bp, const char *channel);
+/* The key/channel prefix ("roomcast") and this node's id, for building names. */
+const char *rc_redis_prefix(const rc_backplane *bp);
+
+#endif
