@@ -44,9 +44,22 @@
  * difference as one UNSUBSCRIBE and one SUBSCRIBE of up to SUB_BATCH channels each. Open, close,
  * open again within a turn costs nothing; an entry neither wanted nor sent is freed by the flush.
  *
- * Callbacks: on_message and on_state run only from loop callbacks (hiredis I/O, the timers, the
- * flush event), never from inside publish/room_open/room_close/ns_open/new/free (STYLE 15). free
- * must not be called from inside on_message or on_state (asserted).
+ * Callbacks: on_message, on_raw and on_state run only from loop callbacks (hiredis I/O, the
+ * timers, the flush event), never from inside publish/room_open/room_close/ns_open/new/free
+ * (STYLE 15). free must not be called from inside any callback of ours (asserted).
+ *
+ * Modules (redis_cmd.h: presence, jobs) share the two connections. rc_redis_command and
+ * rc_redis_eval go on the cmd connection through the same in-flight ring as PUBLISH, so they get
+ * the same backlog bounds and the same COMMAND_TIMEOUT_MS (a stuck reply tears everything down
+ * like any other). Each ring entry of a module command carries its callback; when a connection
+ * goes away, those entries move to bp->failed and are answered with reply NULL from fail_ev (the
+ * loop), in the order they were sent; free answers them NULL on the spot. Scripts: the first call
+ * of a script on a connection goes as EVAL (Redis caches it), later ones as EVALSHA pipelined
+ * behind it, so a Redis that restarted empty never answers NOSCRIPT to a burst of calls; a
+ * NOSCRIPT that still comes (SCRIPT FLUSH) is retried once as EVAL from a copy of the arguments
+ * kept with the ring entry (the retry then runs after whatever was pipelined behind the first
+ * attempt). Raw channels are bp_chan entries with raw_refs > 0 (ns NULL): subscribed, batched,
+ * resubscribed and freed exactly like room channels, delivered to on_raw without parsing.
  *
  * What it does not do: no Redis Cluster / Sentinel / TLS / unix sockets; no queueing while down
  * (publish returns -1 and the caller reports the error); delivery is at most once (a publish
@@ -58,8 +71,8 @@
  * belongs to its bp_conn; hiredis callbacks get the bp_conn and ignore a context that is no
  * longer conn->ac, so contexts being freed (by us or by hiredis) never reach freed state.
  *
- * API in call order: rc_backplane_redis_new -> ns_open/room_open/room_close/publish (any order)
- * -> write_metrics when scraped -> free.
+ * API in call order: rc_backplane_redis_new -> ns_open/room_open/room_close/publish and the
+ * redis_cmd.h calls (any order) -> write_metrics when scraped -> free.
  */
 #include "roomcast/backplane.h"
 
@@ -68,6 +81,7 @@
 #include "roomcast/hmap.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
+#include "roomcast/redis_cmd.h"
 #include "roomcast/redis_url.h"
 
 #include <arpa/inet.h>
@@ -80,6 +94,7 @@
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,7 +117,7 @@ enum { SUB_BATCH = 512 };                               /* channels per SUBSCRIB
 
 enum conn_state { CONN_CLOSED = 0, CONN_CONNECTING, CONN_CONNECTED };
 enum conn_role { ROLE_SUB = 0, ROLE_CMD };
-enum cmd_kind { CMD_AUTH = 0, CMD_SELECT, CMD_SETNAME, CMD_PUBLISH, CMD_CANARY };
+enum cmd_kind { CMD_AUTH = 0, CMD_SELECT, CMD_SETNAME, CMD_PUBLISH, CMD_CANARY, CMD_USER, CMD_EVAL };
 enum bp_phase { BP_WAITING = 0, BP_RESOLVING, BP_CONNECTING, BP_SYNCING, BP_UP, BP_CLOSED };
 
 static const char *const phase_names[] = {"waiting", "resolving", "connecting", "syncing", "up",
@@ -110,11 +125,25 @@ static const char *const phase_names[] = {"waiting", "resolving", "connecting", 
 
 struct redis_bp;
 
+/* A script call kept until answered, so that a NOSCRIPT reply can be retried as EVAL: one
+ * allocation holding the arguments after "EVALSHA sha nkeys". */
+typedef struct bp_eval {
+    const char *source;       /* the script's Lua text (static, per redis_cmd.h) */
+    char sha[41];
+    int nkeys, argc;
+    int retried;              /* already sent again as EVAL once */
+    const char **argv;        /* into the same allocation */
+    size_t *argvlen;
+} bp_eval;
+
 /* A regular command sent on a connection whose reply has not been read yet. hiredis answers a
  * connection's regular commands in order, so the oldest is at ring[head]. */
 typedef struct bp_inflight {
     uint64_t sent_ns;
-    int kind; /* enum cmd_kind */
+    int kind;                 /* enum cmd_kind */
+    rc_redis_reply_fn cb;     /* CMD_USER / CMD_EVAL: the module's callback and its argument */
+    void *arg;
+    bp_eval *ev;              /* CMD_EVAL */
 } bp_inflight;
 
 typedef struct bp_conn {
@@ -134,6 +163,7 @@ typedef struct bp_chan {
     const char *ns;           /* into name[] */
     const char *room;         /* into name[]; NULL for a namespace channel */
     size_t len;               /* strlen(name) */
+    uint32_t raw_refs;        /* rc_redis_channel_open count (raw channel; ns is NULL then) */
     unsigned wanted : 1;      /* the node has local members (room) or serves it (ns) */
     unsigned sent : 1;        /* the current sub connection was last told SUBSCRIBE */
     unsigned dirty : 1;       /* on bp->dirty */
@@ -180,14 +210,24 @@ typedef struct redis_bp {
     size_t nsubscribed;          /* entries with sent = 1 */
     int flush_scheduled;
 
-    struct event *flush_ev, *tick_ev, *retry_ev;
+    struct event *flush_ev, *tick_ev, *retry_ev, *fail_ev;
     bp_buf chan_buf, payload_buf;
     const char *argv[SUB_BATCH + 1];
     size_t argvlen[SUB_BATCH + 1];
 
+    /* redis_cmd.h: module commands that lost their connection, answered NULL from fail_ev */
+    bp_inflight *failed;
+    size_t nfailed, failed_cap;
+    /* scripts sent with EVAL on the current cmd connection (later calls go as EVALSHA) */
+    char (*loaded)[41];
+    size_t nloaded, loaded_cap;
+    const char **eargv;          /* scratch argument vector for EVAL/EVALSHA */
+    size_t *eargvlen;
+    size_t eargv_cap;
+
     /* metrics */
     uint64_t reconnects, publishes, publish_failures, received, invalid, own, canary_failures,
-        commands, command_timeouts;
+        commands, command_timeouts, module_commands, module_errors, noscript, raw_received;
     double canary_lag_s;
     rc_histogram publish_latency;
 } redis_bp;
@@ -354,7 +394,7 @@ static void ring_reset(bp_conn *c)
     c->ring_head = c->ring_len = 0;
 }
 
-static int ring_push(bp_conn *c, int kind)
+static int ring_push(bp_conn *c, int kind, rc_redis_reply_fn cb, void *arg, bp_eval *ev)
 {
     if (c->ring_len == c->ring_cap) {
         if (c->ring_cap >= MAX_INFLIGHT) return -1;
@@ -370,6 +410,9 @@ static int ring_push(bp_conn *c, int kind)
     bp_inflight *f = &c->ring[(c->ring_head + c->ring_len) & (c->ring_cap - 1)];
     f->sent_ns = rc_now_mono_ns();
     f->kind = kind;
+    f->cb = cb;
+    f->arg = arg;
+    f->ev = ev;
     c->ring_len++;
     return 0;
 }
@@ -385,18 +428,49 @@ static bp_inflight ring_pop(bp_conn *c)
 
 static void conn_on_reply(redisAsyncContext *ac, void *r, void *privdata);
 
-/* Sends a regular command (its reply goes to conn_on_reply). -1 when over a bound or refused. */
-static int conn_command(bp_conn *c, int kind, int argc, const char **argv, const size_t *argvlen)
+/* Sends a regular command (its reply goes to conn_on_reply). -1 when over a bound or refused.
+ * cb/arg/ev are kept in the ring for module commands (CMD_USER, CMD_EVAL). */
+static int conn_command_cb(bp_conn *c, int kind, rc_redis_reply_fn cb, void *arg, bp_eval *ev,
+                           int argc, const char **argv, const size_t *argvlen)
 {
     if (!c->ac) return -1;
     if (c->ring_len >= MAX_INFLIGHT || sdslen(c->ac->c.obuf) >= MAX_OUTPUT_BYTES) return -1;
-    if (ring_push(c, kind) != 0) return -1;
+    if (ring_push(c, kind, cb, arg, ev) != 0) return -1;
     if (redisAsyncCommandArgv(c->ac, conn_on_reply, c, argc, argv, argvlen) != REDIS_OK) {
         c->ring_len--; /* undo the push */
         return -1;
     }
     c->bp->commands++;
     return 0;
+}
+
+static int conn_command(bp_conn *c, int kind, int argc, const char **argv, const size_t *argvlen)
+{
+    return conn_command_cb(c, kind, NULL, NULL, NULL, argc, argv, argvlen);
+}
+
+static void bp_on_fail_ev(evutil_socket_t fd, short what, void *arg);
+static void bp_run_failed(redis_bp *bp);
+
+/* The connection is going away with commands unanswered: the module commands among them are
+ * queued to be answered with reply NULL from the loop (fail_ev), in the order they were sent. */
+static void ring_abandon(bp_conn *c)
+{
+    redis_bp *bp = c->bp;
+    size_t queued = 0;
+    for (size_t i = 0; i < c->ring_len; i++) {
+        bp_inflight *f = &c->ring[(c->ring_head + i) & (c->ring_cap - 1)];
+        if (f->kind != CMD_USER && f->kind != CMD_EVAL) continue;
+        if (bp->nfailed == bp->failed_cap) {
+            bp->failed_cap = bp->failed_cap ? bp->failed_cap * 2 : 16;
+            bp->failed = rc_realloc(bp->failed, bp->failed_cap * sizeof(*bp->failed));
+        }
+        bp->failed[bp->nfailed++] = *f;
+        queued++;
+    }
+    ring_reset(c);
+    if (c->role == ROLE_CMD) bp->nloaded = 0; /* a new connection may reach a Redis without them */
+    if (queued && bp->fail_ev) event_active(bp->fail_ev, EV_TIMEOUT, 0);
 }
 
 /* SUBSCRIBE/UNSUBSCRIBE on the sub connection: replies arrive as pushes (sub_on_push). */
@@ -421,7 +495,7 @@ static void conn_close(bp_conn *c)
     c->ac = NULL;
     c->state = CONN_CLOSED;
     c->handshake_left = 0;
-    ring_reset(c);
+    ring_abandon(c);
     if (ac) redisAsyncFree(ac);
 }
 
@@ -431,7 +505,7 @@ static void conn_lost(bp_conn *c, const char *reason)
     c->ac = NULL;
     c->state = CONN_CLOSED;
     c->handshake_left = 0;
-    ring_reset(c);
+    ring_abandon(c);
     bp_fail(c->bp, reason);
 }
 
@@ -522,6 +596,8 @@ static void bp_on_publish_reply(redis_bp *bp, bp_inflight f, redisReply *reply)
     }
 }
 
+static void bp_on_module_reply(redis_bp *bp, bp_inflight f, const redisReply *reply);
+
 static void conn_on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     bp_conn *c = privdata;
@@ -557,6 +633,10 @@ static void conn_on_reply(redisAsyncContext *ac, void *r, void *privdata)
             bp_fail(bp, "canary PUBLISH refused");
         }
         return;
+    case CMD_USER:
+    case CMD_EVAL:
+        bp_on_module_reply(bp, f, reply);
+        return;
     }
     if (c->state == CONN_CONNECTING && c->handshake_left == 0) {
         c->state = CONN_CONNECTED;
@@ -582,6 +662,12 @@ static bp_chan *chan_new(const char *name, size_t len, const char *ns, const cha
     }
     e->len = len;
     return e;
+}
+
+/* Subscribed while the node wants it as a room/namespace channel or a module holds it open. */
+static int chan_wanted(const bp_chan *e)
+{
+    return e->wanted || e->raw_refs > 0;
 }
 
 static void chan_mark_dirty(redis_bp *bp, bp_chan *e)
@@ -615,7 +701,7 @@ static int send_batches(redis_bp *bp, int subscribe)
     bp->argv[0] = subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE";
     bp->argvlen[0] = strlen(bp->argv[0]);
     for (bp_chan *e = bp->dirty; e; e = e->dirty_next) {
-        if (e->wanted != (unsigned)subscribe || e->sent == (unsigned)subscribe) continue;
+        if (chan_wanted(e) != subscribe || e->sent == (unsigned)subscribe) continue;
         bp->argv[++n] = e->name;
         bp->argvlen[n] = e->len;
         e->sent = subscribe ? 1 : 0;
@@ -645,7 +731,7 @@ static void bp_flush(redis_bp *bp)
         bp_chan *next = e->dirty_next;
         e->dirty = 0;
         e->dirty_next = NULL;
-        if (!e->wanted && !e->sent) {
+        if (!chan_wanted(e) && !e->sent) {
             rc_hmap_remove(&bp->chans, &e->node);
             rc_free(e);
         }
@@ -677,7 +763,7 @@ static void subs_reset(redis_bp *bp)
         e->sent = 0;
         e->dirty = 0;
         e->dirty_next = NULL;
-        if (!e->wanted) {
+        if (!chan_wanted(e)) {
             e->dirty_next = drop;
             drop = e;
         }
@@ -699,7 +785,7 @@ static void bp_resync(redis_bp *bp)
 {
     for (rc_hmap_node *n = rc_hmap_first(&bp->chans); n; n = rc_hmap_next(&bp->chans, n)) {
         bp_chan *e = RC_CONTAINER_OF(n, bp_chan, node);
-        if (e->wanted) chan_mark_dirty(bp, e);
+        if (chan_wanted(e)) chan_mark_dirty(bp, e);
     }
     bp_flush(bp);
     if (bp->phase == BP_WAITING) return; /* the flush failed */
@@ -1134,8 +1220,17 @@ static void sub_on_push(redisAsyncContext *ac, void *r, void *privdata)
         }
         rc_hmap_node *n = rc_hmap_find(&bp->chans, chan->str, chan->len);
         bp_chan *e = n ? RC_CONTAINER_OF(n, bp_chan, node) : NULL;
-        if (!e || !e->wanted) return; /* closed since: the node has no member left */
-        bp_deliver(bp, e, payload->str, payload->len);
+        if (!e) return;
+        /* An entry closed from inside on_raw stays allocated until the next flush. */
+        if (e->raw_refs) {
+            bp->raw_received++;
+            if (bp->cb.on_raw) {
+                bp->in_callback++;
+                bp->cb.on_raw(bp->cb.arg, e->name, payload->str, payload->len);
+                bp->in_callback--;
+            }
+        }
+        if (e->wanted) bp_deliver(bp, e, payload->str, payload->len); /* else: closed since */
     } else if (strcmp(kind, "subscribe") == 0 && is_canary) {
         bp->sub_synced = 1;
         bp_maybe_probe(bp);
@@ -1287,7 +1382,8 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
                "Connection attempts after the first (each one reconnects both connections).",
                bp->reconnects);
     put_metric(out, "roomcast_redis_subscribed_channels", "gauge",
-               "Room and namespace channels subscribed on the current connection (canary excluded).",
+               "Room, namespace and module (raw) channels subscribed on the current connection "
+               "(canary excluded).",
                bp->nsubscribed);
     put_metric(out, "roomcast_redis_publishes_total", "counter",
                "Messages handed to Redis with PUBLISH.", bp->publishes);
@@ -1311,6 +1407,14 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
     put_metric(out, "roomcast_redis_command_timeouts_total", "counter",
                "Connections torn down because a command went unanswered too long.",
                bp->command_timeouts);
+    put_metric(out, "roomcast_redis_module_commands_total", "counter",
+               "Commands and script calls sent for modules (presence, jobs).", bp->module_commands);
+    put_metric(out, "roomcast_redis_module_errors_total", "counter",
+               "Module commands and script calls answered with an error.", bp->module_errors);
+    put_metric(out, "roomcast_redis_noscript_total", "counter",
+               "Script calls answered NOSCRIPT and sent again as EVAL.", bp->noscript);
+    put_metric(out, "roomcast_redis_raw_messages_total", "counter",
+               "Messages received on module (raw) channels.", bp->raw_received);
     evbuffer_add_printf(out,
                         "# HELP roomcast_redis_canary_lag_seconds Last canary round trip "
                         "(PUBLISH on the command connection to receipt on the subscriber).\n"
@@ -1343,9 +1447,13 @@ static void redis_free(rc_backplane *b)
     bp->phase = BP_CLOSED;
     conn_close(&bp->sub); /* callbacks hiredis runs now see stale contexts and return */
     conn_close(&bp->cmd);
+    /* Module commands still unanswered get reply NULL now: their owners release what they
+     * attached (any command they send from the callback is refused: the phase is CLOSED). */
+    bp_run_failed(bp);
     event_free(bp->flush_ev);
     event_free(bp->tick_ev);
     event_free(bp->retry_ev);
+    event_free(bp->fail_ev);
     if (bp->resolve) {
         /* a resolver thread may still be writing into the request: cancel, or wait for it */
         if (gai_cancel(&bp->resolve->req) == EAI_NOTCANCELED) {
@@ -1366,6 +1474,10 @@ static void redis_free(rc_backplane *b)
     rc_free(bp->cmd.ring);
     rc_free(bp->chan_buf.p);
     rc_free(bp->payload_buf.p);
+    rc_free(bp->failed);
+    rc_free(bp->loaded);
+    rc_free(bp->eargv);
+    rc_free(bp->eargvlen);
     rc_redis_url_dispose(&bp->url);
     rc_free(bp->prefix);
     rc_free(bp->node_id);
@@ -1432,6 +1544,7 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base, const struct rc_co
     bp->flush_ev = event_new(base, -1, 0, bp_on_flush_ev, bp);
     bp->tick_ev = event_new(base, -1, EV_PERSIST, bp_on_tick, bp);
     bp->retry_ev = evtimer_new(base, bp_on_retry, bp);
+    bp->fail_ev = event_new(base, -1, 0, bp_on_fail_ev, bp);
     struct timeval tick = ms_tv(TICK_MS), now = {0, 0};
     event_add(bp->tick_ev, &tick);
     event_add(bp->retry_ev, &now); /* the first attempt runs from the loop, not from here */
@@ -1440,4 +1553,249 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base, const struct rc_co
     rc_log_info("redis_backplane", "url=%s prefix=%s node=%s",
                 rc_redis_url_redacted(&bp->url, buf, sizeof(buf)), bp->prefix, bp->node_id);
     return &bp->super;
+}
+
+/* ---- redis_cmd.h: module commands, scripts and raw channels -------------------------------- */
+
+static int is_redis(const rc_backplane *b)
+{
+    return b && b->ops == &redis_ops;
+}
+
+int rc_redis_available(const rc_backplane *bp)
+{
+    return is_redis(bp) ? 1 : 0;
+}
+
+const char *rc_redis_prefix(const rc_backplane *b)
+{
+    return is_redis(b) ? to_cbp(b)->prefix : NULL;
+}
+
+/* Calls a module callback; free is asserted not to happen inside it. */
+static void module_callback(redis_bp *bp, const bp_inflight *f, const redisReply *reply)
+{
+    bp->in_callback++;
+    if (f->cb) f->cb(f->arg, reply);
+    bp->in_callback--;
+}
+
+/* Answers every queued failure with reply NULL. Callbacks may send new commands meanwhile. */
+static void bp_run_failed(redis_bp *bp)
+{
+    while (bp->nfailed) {
+        bp_inflight *list = bp->failed;
+        size_t n = bp->nfailed;
+        bp->failed = NULL;
+        bp->nfailed = bp->failed_cap = 0;
+        for (size_t i = 0; i < n; i++) {
+            module_callback(bp, &list[i], NULL);
+            rc_free(list[i].ev);
+        }
+        rc_free(list);
+    }
+}
+
+static void bp_on_fail_ev(evutil_socket_t fd, short what, void *arg)
+{
+    bp_run_failed(arg);
+}
+
+static int sha_loaded(const redis_bp *bp, const char *sha)
+{
+    for (size_t i = 0; i < bp->nloaded; i++)
+        if (memcmp(bp->loaded[i], sha, 40) == 0) return 1;
+    return 0;
+}
+
+static void sha_forget(redis_bp *bp, const char *sha)
+{
+    for (size_t i = 0; i < bp->nloaded; i++) {
+        if (memcmp(bp->loaded[i], sha, 40) != 0) continue;
+        memcpy(bp->loaded[i], bp->loaded[bp->nloaded - 1], 41);
+        bp->nloaded--;
+        return;
+    }
+}
+
+static void sha_remember(redis_bp *bp, const char *sha)
+{
+    if (sha_loaded(bp, sha)) return;
+    if (bp->nloaded == bp->loaded_cap) {
+        bp->loaded_cap = bp->loaded_cap ? bp->loaded_cap * 2 : 8;
+        bp->loaded = rc_realloc(bp->loaded, bp->loaded_cap * sizeof(*bp->loaded));
+    }
+    memcpy(bp->loaded[bp->nloaded++], sha, 41);
+}
+
+/* Sends ev as EVALSHA, or as EVAL when the script was not yet sent on this connection (its
+ * first call) or Redis answered NOSCRIPT. Commands on one connection run in order, so every
+ * EVALSHA pipelined behind the EVAL finds the script loaded. */
+static int eval_send(redis_bp *bp, bp_eval *ev, rc_redis_reply_fn cb, void *arg, int as_eval)
+{
+    char nkeys[16];
+    size_t need = (size_t)ev->argc + 3;
+    if (need > bp->eargv_cap) {
+        size_t cap = bp->eargv_cap ? bp->eargv_cap : 64;
+        while (cap < need) cap *= 2;
+        rc_free(bp->eargv);
+        rc_free(bp->eargvlen);
+        bp->eargv = rc_malloc(cap * sizeof(*bp->eargv));
+        bp->eargvlen = rc_malloc(cap * sizeof(*bp->eargvlen));
+        bp->eargv_cap = cap;
+    }
+    if (!as_eval && !sha_loaded(bp, ev->sha)) as_eval = 1;
+    snprintf(nkeys, sizeof(nkeys), "%d", ev->nkeys);
+    bp->eargv[0] = as_eval ? "EVAL" : "EVALSHA";
+    bp->eargvlen[0] = as_eval ? 4 : 7;
+    bp->eargv[1] = as_eval ? ev->source : ev->sha;
+    bp->eargvlen[1] = as_eval ? strlen(ev->source) : 40;
+    bp->eargv[2] = nkeys;
+    bp->eargvlen[2] = strlen(nkeys);
+    for (int i = 0; i < ev->argc; i++) {
+        bp->eargv[3 + i] = ev->argv[i];
+        bp->eargvlen[3 + i] = ev->argvlen[i];
+    }
+    int rc = conn_command_cb(&bp->cmd, CMD_EVAL, cb, arg, ev, (int)need, bp->eargv, bp->eargvlen);
+    if (rc == 0 && as_eval) sha_remember(bp, ev->sha);
+    if (bp->eargv_cap > 4096) { /* one huge call does not pin its scratch vector */
+        rc_free(bp->eargv);
+        rc_free(bp->eargvlen);
+        bp->eargv = NULL;
+        bp->eargvlen = NULL;
+        bp->eargv_cap = 0;
+    }
+    return rc;
+}
+
+static void bp_on_module_reply(redis_bp *bp, bp_inflight f, const redisReply *reply)
+{
+    if (f.kind == CMD_EVAL && reply->type == REDIS_REPLY_ERROR && !f.ev->retried &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        /* Redis forgot the script (restart behind a proxy, SCRIPT FLUSH): send it again as EVAL.
+         * It now runs after the commands pipelined behind the first attempt. */
+        bp->noscript++;
+        f.ev->retried = 1;
+        sha_forget(bp, f.ev->sha);
+        if (eval_send(bp, f.ev, f.cb, f.arg, 1) == 0) return;
+        module_callback(bp, &f, NULL);
+        rc_free(f.ev);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        bp->module_errors++;
+        rc_log_debug("redis_command_error", "error=\"%s\"", reply->str);
+    }
+    module_callback(bp, &f, reply);
+    rc_free(f.ev);
+}
+
+int rc_redis_command(rc_backplane *b, rc_redis_reply_fn cb, void *arg, int argc, const char **argv,
+                     const size_t *argvlen)
+{
+    if (!is_redis(b) || argc < 1 || !argv) return -1;
+    redis_bp *bp = to_bp(b);
+    if (bp->phase != BP_UP) return -1;
+    if (conn_command_cb(&bp->cmd, CMD_USER, cb, arg, NULL, argc, argv, argvlen) != 0) return -1;
+    bp->module_commands++;
+    return 0;
+}
+
+static void script_sha(rc_redis_script *script)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(script->source, strlen(script->source), md, &mdlen, EVP_sha1(), NULL) != 1 ||
+        mdlen != 20)
+        abort(); /* SHA-1 is always there in OpenSSL 3; nothing sensible to do otherwise */
+    for (unsigned i = 0; i < 20; i++) {
+        script->sha[2 * i] = hex[md[i] >> 4];
+        script->sha[2 * i + 1] = hex[md[i] & 15];
+    }
+    script->sha[40] = '\0';
+}
+
+int rc_redis_eval(rc_backplane *b, rc_redis_script *script, rc_redis_reply_fn cb, void *arg,
+                  int nkeys, int argc, const char **argv, const size_t *argvlen)
+{
+    if (!is_redis(b) || !script || !script->source || nkeys < 0 || argc < nkeys ||
+        (argc && !argv))
+        return -1;
+    redis_bp *bp = to_bp(b);
+    if (bp->phase != BP_UP) return -1;
+    if (!script->sha[0]) script_sha(script);
+
+    /* The arguments are copied (one allocation) so that a NOSCRIPT reply can be retried. */
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++) bytes += argvlen ? argvlen[i] : strlen(argv[i]);
+    size_t head = sizeof(bp_eval) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    bp_eval *ev = rc_malloc(head + bytes + 1);
+    ev->source = script->source;
+    memcpy(ev->sha, script->sha, 41);
+    ev->nkeys = nkeys;
+    ev->argc = argc;
+    ev->retried = 0;
+    ev->argvlen = (size_t *)(void *)(ev + 1);
+    ev->argv = (const char **)(void *)(ev->argvlen + argc);
+    char *p = (char *)(ev->argv + argc);
+    for (int i = 0; i < argc; i++) {
+        size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
+        memcpy(p, argv[i], n);
+        ev->argv[i] = p;
+        ev->argvlen[i] = n;
+        p += n;
+    }
+    if (eval_send(bp, ev, cb, arg, 0) != 0) {
+        rc_free(ev);
+        return -1;
+    }
+    bp->module_commands++;
+    return 0;
+}
+
+/* Raw channels may not pose as the backplane's own: room, namespace and canary channels. */
+static int raw_channel_valid(const redis_bp *bp, const char *channel)
+{
+    size_t plen = strlen(bp->prefix);
+    if (!channel || !channel[0]) return 0;
+    if (strcmp(channel, bp->canary_channel) == 0) return 0;
+    if (strncmp(channel, bp->prefix, plen) == 0 &&
+        (strncmp(channel + plen, ":room:", 6) == 0 || strncmp(channel + plen, ":ns:", 4) == 0))
+        return 0;
+    return 1;
+}
+
+void rc_redis_channel_open(rc_backplane *b, const char *channel)
+{
+    if (!is_redis(b)) return;
+    redis_bp *bp = to_bp(b);
+    if (!raw_channel_valid(bp, channel)) {
+        rc_log_warn("redis_bad_channel", "raw=\"%s\"", channel ? channel : "");
+        return;
+    }
+    size_t len = strlen(channel);
+    rc_hmap_node *n = rc_hmap_find(&bp->chans, channel, len);
+    bp_chan *e = n ? RC_CONTAINER_OF(n, bp_chan, node) : NULL;
+    if (!e) {
+        e = rc_calloc(1, sizeof(*e) + len + 1);
+        memcpy(e->name, channel, len);
+        e->len = len;
+        rc_hmap_insert(&bp->chans, &e->node, e->name, e->len);
+    }
+    if (e->raw_refs++ > 0) return;
+    chan_mark_dirty(bp, e);
+    bp_schedule_flush(bp);
+}
+
+void rc_redis_channel_close(rc_backplane *b, const char *channel)
+{
+    if (!is_redis(b) || !channel) return;
+    redis_bp *bp = to_bp(b);
+    rc_hmap_node *n = rc_hmap_find(&bp->chans, channel, strlen(channel));
+    bp_chan *e = n ? RC_CONTAINER_OF(n, bp_chan, node) : NULL;
+    if (!e || e->raw_refs == 0) return;
+    if (--e->raw_refs > 0) return;
+    chan_mark_dirty(bp, e);
+    bp_schedule_flush(bp);
 }

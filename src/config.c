@@ -436,7 +436,7 @@ static void load_file(struct loader *L, const cJSON *root)
         }
     }
     if ((s = section(L, root, "drain", drain_keys))) file_ms(L, s, "drain", "grace", &cfg->drain_grace_ms);
-    L->namespaces = cJSON_GetObjectItemCaseSensitive(root, "namespaces");
+    L->namespaces = item(root, "namespaces");
 }
 
 static void load_path(struct loader *L, const char *file)
@@ -695,8 +695,10 @@ int rc_config_load(rc_config *cfg, const rc_config_flags *flags, rc_config_error
     if (errs && errs->count == 0) {
         *errs = mine;
     } else if (errs) {
-        for (size_t i = 0; i < mine.count; i++) rc_config_error(errs, NULL, "%s", mine.items[i]);
-        rc_config_errors_dispose(&mine);
+        errs->items = rc_realloc(errs->items, (errs->count + mine.count) * sizeof(*errs->items));
+        memcpy(errs->items + errs->count, mine.items, mine.count * sizeof(*mine.items));
+        errs->count += mine.count;
+        rc_free(mine.items);
     } else {
         rc_config_errors_dispose(&mine);
     }

@@ -170,6 +170,7 @@ void rc_eio_close(rc_eio_session *s, const char *reason)
 {
     if (s->closed) return;
     rc_eio_server *srv = s->srv;
+    rc_log_debug("eio_close", "sid=%s reason=\"%s\"", s->sid, reason);
     s->closed = 1;
     s->close_reason = reason;
     rc_hmap_remove(&srv->sessions, &s->node);

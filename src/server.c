@@ -33,8 +33,11 @@ struct rc_conn {
     const rc_conn_handler *handler;
     void *data;
     rc_conn *prev, *next;      /* live list, or the dead list (next only) once closed */
+    rc_conn *next_pending;     /* in server->pending while output waits for the end of the turn */
     uint8_t closed;
     uint8_t flush_close;
+    uint8_t pending;           /* on the pending-write list */
+    uint8_t write_armed;       /* the kernel buffer was full: libevent's write event is on */
 };
 
 struct rc_server {
@@ -42,6 +45,8 @@ struct rc_server {
     struct evconnlistener *listener;
     struct event *collect_ev;       /* frees dead connections after the current callbacks */
     struct event *resume_accept_ev; /* re-enables accepting after an accept error */
+    struct event *flush_ev;         /* writes pending output once per loop turn */
+    rc_conn *pending;               /* connections with output appended this turn */
     rc_server_accept_fn on_accept;
     void *arg;
     rc_conn *live;
@@ -53,6 +58,7 @@ struct rc_server {
 };
 
 static void conn_on_read(struct bufferevent *bev, void *arg);
+static void conn_on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
 static void conn_on_write(struct bufferevent *bev, void *arg);
 static void conn_on_event(struct bufferevent *bev, short what, void *arg);
 
@@ -81,7 +87,10 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     s->count++;
     rc_metrics.connections_accepted_total++;
     bufferevent_setcb(bev, conn_on_read, conn_on_write, conn_on_event, c);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    /* Output is written by server_on_flush at the end of the loop turn, not by the bufferevent:
+     * its write event stays off unless the kernel buffer fills (no epoll_ctl per message). */
+    bufferevent_enable(bev, EV_READ);
+    evbuffer_add_cb(bufferevent_get_output(bev), conn_on_output, c);
     s->on_accept(s->arg, c);
 }
 
@@ -106,6 +115,47 @@ static void server_on_accept_error(struct evconnlistener *l, void *arg)
 static void server_on_collect(evutil_socket_t fd, short what, void *arg)
 {
     rc_server_collect(arg);
+}
+
+/* Redis's handleClientsWithPendingWrites, on libevent: every connection that got output during
+ * this turn is written once, with one writev of everything it has queued. Only when the kernel
+ * buffer is full does the bufferevent's write event take over until the output drains. */
+static void server_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    rc_server *s = arg;
+    rc_conn *list = s->pending;
+    s->pending = NULL;
+    while (list) {
+        rc_conn *c = list;
+        list = c->next_pending;
+        c->next_pending = NULL;
+        c->pending = 0;
+        if (c->closed || c->write_armed) continue;
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        if (evbuffer_get_length(out) == 0) continue;
+        int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            rc_conn_close(c);
+            continue;
+        }
+        if (evbuffer_get_length(out) > 0) {
+            c->write_armed = 1;
+            bufferevent_enable(c->bev, EV_WRITE);
+        } else if (c->flush_close) {
+            rc_conn_close(c);
+        }
+    }
+    rc_server_collect(s);
+}
+
+static void conn_on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    rc_conn *c = arg;
+    if (info->n_added == 0 || c->pending || c->closed) return;
+    c->pending = 1;
+    c->next_pending = c->server->pending;
+    c->server->pending = c;
+    event_active(c->server->flush_ev, 0, 0);
 }
 
 rc_server *rc_server_new(struct event_base *base, const char *bind, int port, int max_conns,
@@ -136,6 +186,13 @@ rc_server *rc_server_new(struct event_base *base, const char *bind, int port, in
     }
     evconnlistener_set_error_cb(s->listener, server_on_accept_error);
     s->collect_ev = event_new(base, -1, 0, server_on_collect, s);
+    s->flush_ev = event_new(base, -1, 0, server_on_flush, s);
+    /* Run after the turn's other callbacks, so everything they queued goes out in one write. */
+    int prios = event_base_get_npriorities(base);
+    if (prios > 1) {
+        event_priority_set(s->flush_ev, prios - 1);
+        event_priority_set(s->collect_ev, prios - 1);
+    }
     s->resume_accept_ev = evtimer_new(base, server_on_resume_accept, s);
     /* Learn the actual port (port 0 asks the kernel for one). */
     struct sockaddr_storage bound;
@@ -157,9 +214,16 @@ int rc_server_port(const rc_server *s) { return s->port; }
 
 void rc_server_collect(rc_server *s)
 {
-    while (s->dead) {
-        rc_conn *c = s->dead;
-        s->dead = c->next;
+    /* A closed connection still on the pending list is freed by a later collect (the flush
+     * handler collects again after clearing the list). */
+    rc_conn **pp = &s->dead;
+    while (*pp) {
+        rc_conn *c = *pp;
+        if (c->pending) {
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
         rc_free(c);
     }
 }
@@ -167,9 +231,12 @@ void rc_server_collect(rc_server *s)
 void rc_server_free(rc_server *s)
 {
     while (s->live) rc_conn_close(s->live);
+    for (rc_conn *c = s->pending; c; c = c->next_pending) c->pending = 0;
+    s->pending = NULL;
     rc_server_collect(s);
     evconnlistener_free(s->listener);
     event_free(s->collect_ev);
+    event_free(s->flush_ev);
     event_free(s->resume_accept_ev);
     rc_free(s);
 }
@@ -250,6 +317,12 @@ void rc_conn_close_after_flush(rc_conn *c)
     /* A peer that never reads must not keep us waiting: bound the flush. */
     struct timeval tv = {5, 0};
     bufferevent_set_timeouts(c->bev, NULL, &tv);
+    if (!c->pending && !c->write_armed) {
+        c->pending = 1;
+        c->next_pending = c->server->pending;
+        c->server->pending = c;
+        event_active(c->server->flush_ev, 0, 0);
+    }
 }
 
 const char *rc_conn_peer(rc_conn *c, char *buf, size_t n)
@@ -280,7 +353,13 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 static void conn_on_write(struct bufferevent *bev, void *arg)
 {
     rc_conn *c = arg;
-    if (c->flush_close && evbuffer_get_length(bufferevent_get_output(bev)) == 0) rc_conn_close(c);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
+    if (c->write_armed) {
+        /* Drained: back to writing from the end-of-turn flush. */
+        c->write_armed = 0;
+        bufferevent_disable(bev, EV_WRITE);
+    }
+    if (c->flush_close) rc_conn_close(c);
 }
 
 static void conn_on_event(struct bufferevent *bev, short what, void *arg)

@@ -37,15 +37,21 @@
 void rc_config_error(rc_config_errors *errs, const char *path, const char *fmt, ...)
 {
     if (!errs) return;
-    char msg[512];
+    size_t prefix = path && *path ? strlen(path) + 2 : 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    size_t n = (path && *path ? strlen(path) + 2 : 0) + strlen(msg) + 1;
-    char *item = rc_malloc(n);
-    if (path && *path) snprintf(item, n, "%s: %s", path, msg);
-    else snprintf(item, n, "%s", msg);
+    if (n < 0) n = 0;
+    char *item = rc_malloc(prefix + (size_t)n + 1);
+    if (prefix) {
+        memcpy(item, path, prefix - 2);
+        memcpy(item + prefix - 2, ": ", 2);
+    }
+    item[prefix] = '\0';
+    va_start(ap, fmt);
+    vsnprintf(item + prefix, (size_t)n + 1, fmt, ap);
+    va_end(ap);
     errs->items = rc_realloc(errs->items, (errs->count + 1) * sizeof(*errs->items));
     errs->items[errs->count++] = item;
 }

@@ -255,6 +255,7 @@ void rc_ws_abort(rc_ws *ws)
 /* A protocol violation by the peer: close with code, tell the owner. */
 static void fail(rc_ws *ws, uint16_t code)
 {
+    rc_log_debug("ws_close", "code=%u", (unsigned)code);
     const rc_ws_callbacks *cb = ws->cb;
     void *arg = ws->arg;
     ws->cb = NULL;

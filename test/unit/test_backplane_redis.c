@@ -25,6 +25,7 @@
 #include "roomcast/common.h"
 #include "roomcast/config.h"
 #include "roomcast/log.h"
+#include "roomcast/redis_cmd.h"
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
 
@@ -44,6 +45,8 @@ typedef struct node {
     uint64_t down_at_ms, up_at_ms;
     rec_msg msgs[MAX_MSGS];
     int nmsgs;
+    char *raw[MAX_MSGS];   /* "<channel> <payload>" from on_raw */
+    int nraw;
 } node;
 
 static rh_server shared;
@@ -85,6 +88,15 @@ static void on_message(void *arg, const rc_bp_message *m)
     r->atts = m->attachment_count ? rc_strdup(buf) : NULL;
 }
 
+static void on_raw(void *arg, const char *channel, const char *payload, size_t len)
+{
+    node *n = arg;
+    char buf[512];
+    assert_true(n->nraw < MAX_MSGS);
+    snprintf(buf, sizeof(buf), "%s %.*s", channel, (int)len, payload);
+    n->raw[n->nraw++] = rc_strdup(buf);
+}
+
 static void on_state(void *arg, int up)
 {
     node *n = arg;
@@ -115,11 +127,14 @@ static void clear_msgs(node *n)
     }
     memset(n->msgs, 0, sizeof(n->msgs));
     n->nmsgs = 0;
+    for (int i = 0; i < n->nraw; i++) rc_free(n->raw[i]);
+    n->nraw = 0;
 }
 
 static void node_start(node *n, const char *url, const char *prefix, const char *node_id)
 {
-    rc_backplane_callbacks cb = {on_message, on_state, n};
+    rc_backplane_callbacks cb = {.on_message = on_message, .on_state = on_state, .on_raw = on_raw,
+                                 .arg = n};
     memset(n, 0, sizeof(*n));
     n->cfg.redis_url = (char *)url;
     n->cfg.prefix = (char *)prefix;
@@ -276,7 +291,7 @@ static void local_on_message(void *arg, const rc_bp_message *m)
 
 static void test_local_backplane(void **state)
 {
-    rc_backplane_callbacks cb = {local_on_message, NULL, NULL};
+    rc_backplane_callbacks cb = {.on_message = local_on_message};
     rc_backplane *bp = rc_backplane_local_new(base, &cb);
     rc_bp_message m = {.kind = RC_BP_EMIT, .ns = "/", .room = "r", .event = "e", .args_json = "[1]",
                        .args_len = 3};
@@ -298,7 +313,7 @@ static void test_local_backplane(void **state)
 static void test_bad_url(void **state)
 {
     rc_config cfg;
-    rc_backplane_callbacks cb = {on_message, on_state, NULL};
+    rc_backplane_callbacks cb = {.on_message = on_message, .on_state = on_state};
     memset(&cfg, 0, sizeof(cfg));
     cfg.prefix = "x";
     cfg.node_id = "n";
@@ -756,6 +771,10 @@ static void test_metrics_format(void **state)
         {"roomcast_redis_canary_failures_total", "counter"},
         {"roomcast_redis_commands_total", "counter"},
         {"roomcast_redis_command_timeouts_total", "counter"},
+        {"roomcast_redis_module_commands_total", "counter"},
+        {"roomcast_redis_module_errors_total", "counter"},
+        {"roomcast_redis_noscript_total", "counter"},
+        {"roomcast_redis_raw_messages_total", "counter"},
         {"roomcast_redis_canary_lag_seconds", "gauge"},
         {"roomcast_redis_publish_latency_seconds", "histogram"},
     };
@@ -781,6 +800,331 @@ static void test_metrics_format(void **state)
     node_stop(&a);
 }
 
+
+/* ---- redis_cmd.h: module commands, scripts, raw channels ---------------------------------- */
+
+#define MAX_REPLIES 64
+
+/* What a module callback saw: the reply flattened to text ("NULL" for no reply), and whether it
+ * ran from inside the call that sent it (it must not). */
+typedef struct replies {
+    char *text[MAX_REPLIES];
+    int n;
+    int sending;      /* 1 while the test is inside rc_redis_command/rc_redis_eval */
+    int reentered;
+} replies;
+
+static void reply_text(const redisReply *r, char *buf, size_t size)
+{
+    size_t off;
+    if (!r) {
+        snprintf(buf, size, "NULL");
+        return;
+    }
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        snprintf(buf, size, "%.*s", (int)r->len, r->str);
+        break;
+    case REDIS_REPLY_ERROR:
+        snprintf(buf, size, "ERR:%.*s", (int)r->len, r->str);
+        break;
+    case REDIS_REPLY_INTEGER:
+        snprintf(buf, size, "%lld", r->integer);
+        break;
+    case REDIS_REPLY_NIL:
+        snprintf(buf, size, "nil");
+        break;
+    case REDIS_REPLY_ARRAY:
+        off = (size_t)snprintf(buf, size, "[");
+        for (size_t i = 0; i < r->elements && off < size; i++) {
+            if (i) off += (size_t)snprintf(buf + off, size - off, ",");
+            if (off < size) reply_text(r->element[i], buf + off, size - off);
+            off = strlen(buf);
+        }
+        if (off < size) snprintf(buf + off, size - off, "]");
+        break;
+    default:
+        snprintf(buf, size, "?");
+    }
+}
+
+static void on_reply(void *arg, const struct redisReply *r)
+{
+    replies *rs = arg;
+    char buf[256];
+    if (rs->sending) rs->reentered = 1;
+    assert_true(rs->n < MAX_REPLIES);
+    reply_text(r, buf, sizeof(buf));
+    rs->text[rs->n++] = rc_strdup(buf);
+}
+
+static void replies_clear(replies *rs)
+{
+    for (int i = 0; i < rs->n; i++) rc_free(rs->text[i]);
+    memset(rs, 0, sizeof(*rs));
+}
+
+typedef struct nreplies_q {
+    replies *rs;
+    int want;
+} nreplies_q;
+
+static int has_replies(void *arg)
+{
+    nreplies_q *q = arg;
+    return q->rs->n >= q->want;
+}
+
+static void wait_replies(replies *rs, int want)
+{
+    nreplies_q q = {rs, want};
+    if (!run_until(has_replies, &q, 3000)) fail_msg("want %d replies, have %d", want, rs->n);
+}
+
+static int cmd(rc_backplane *bp, replies *rs, int argc, const char **argv)
+{
+    rs->sending = 1;
+    int rc = rc_redis_command(bp, on_reply, rs, argc, argv, NULL);
+    rs->sending = 0;
+    return rc;
+}
+
+static int eval(rc_backplane *bp, rc_redis_script *sc, replies *rs, int nkeys, int argc,
+                const char **argv)
+{
+    rs->sending = 1;
+    int rc = rc_redis_eval(bp, sc, on_reply, rs, nkeys, argc, argv, NULL);
+    rs->sending = 0;
+    return rc;
+}
+
+static void test_module_api_local(void **state)
+{
+    rc_backplane_callbacks cb = {.on_message = local_on_message};
+    rc_backplane *bp = rc_backplane_local_new(base, &cb);
+    rc_redis_script sc = {.source = "return 1"};
+    const char *argv[] = {"PING"};
+    replies rs;
+    memset(&rs, 0, sizeof(rs));
+    assert_int_equal(rc_redis_available(bp), 0);
+    assert_int_equal(rc_redis_available(NULL), 0);
+    assert_null(rc_redis_prefix(bp));
+    assert_int_equal(cmd(bp, &rs, 1, argv), -1);
+    assert_int_equal(eval(bp, &sc, &rs, 0, 0, NULL), -1);
+    rc_redis_channel_open(bp, "x:status:1"); /* no-ops */
+    rc_redis_channel_close(bp, "x:status:1");
+    run_for(20);
+    assert_int_equal(rs.n, 0);
+    bp->ops->free(bp);
+}
+
+static rc_redis_script incr_script = {
+    .source = "local v = redis.call('INCRBY', KEYS[1], ARGV[1])\n"
+              "return {v, ARGV[2] or 'none', #KEYS, #ARGV}\n",
+};
+static rc_redis_script error_script = {.source = "return redis.error_reply('my failure')"};
+
+static void test_module_commands_and_scripts(void **state)
+{
+    char url[64];
+    node a;
+    replies rs;
+    memset(&rs, 0, sizeof(rs));
+    node_start(&a, url_for(&shared, url, sizeof(url)), "t9", "node-a");
+    assert_int_equal(rc_redis_available(a.bp), 1);
+    assert_string_equal(rc_redis_prefix(a.bp), "t9");
+    const char *set[] = {"SET", "t9:k", "v\0x"};
+    assert_int_equal(cmd(a.bp, &rs, 3, set), -1); /* not up yet */
+    wait_up(&a, 3000);
+
+    /* plain commands, binary-safe arguments through argvlen */
+    size_t setlen[] = {3, 4, 3};
+    rs.sending = 1;
+    assert_int_equal(rc_redis_command(a.bp, on_reply, &rs, 3, set, setlen), 0);
+    rs.sending = 0;
+    const char *get[] = {"STRLEN", "t9:k"};
+    const char *bad[] = {"NOSUCHCOMMAND"};
+    assert_int_equal(cmd(a.bp, &rs, 2, get), 0);
+    assert_int_equal(cmd(a.bp, &rs, 1, bad), 0);
+    wait_replies(&rs, 3);
+    assert_int_equal(rs.reentered, 0);
+    assert_string_equal(rs.text[0], "OK");
+    assert_string_equal(rs.text[1], "3");
+    assert_memory_equal(rs.text[2], "ERR:ERR unknown command", 23);
+    replies_clear(&rs);
+
+    /* scripts: the first call goes as EVAL, the next ones as EVALSHA (pipelined behind it) */
+    redisContext *c = rh_client(&shared);
+    redisReply *r = redisCommand(c, "CONFIG RESETSTAT");
+    freeReplyObject(r);
+    const char *args1[] = {"t9:n", "5", "extra"};
+    const char *args2[] = {"t9:n", "2"};
+    assert_int_equal(eval(a.bp, &incr_script, &rs, 1, 3, args1), 0);
+    assert_int_equal(strlen(incr_script.sha), 40);
+    for (int i = 0; i < 5; i++) assert_int_equal(eval(a.bp, &incr_script, &rs, 1, 2, args2), 0);
+    wait_replies(&rs, 6);
+    assert_int_equal(rs.reentered, 0);
+    assert_string_equal(rs.text[0], "[5,extra,1,2]");
+    assert_string_equal(rs.text[5], "[15,none,1,1]");
+    assert_int_equal(rh_cmdstat_calls(&shared, "eval"), 1);
+    assert_int_equal(rh_cmdstat_calls(&shared, "evalsha"), 5);
+    r = redisCommand(c, "SCRIPT EXISTS %s", incr_script.sha); /* our SHA-1 is Redis's */
+    assert_int_equal(r->element[0]->integer, 1);
+    freeReplyObject(r);
+    replies_clear(&rs);
+
+    /* Redis forgets its scripts: the caller never sees NOSCRIPT */
+    r = redisCommand(c, "SCRIPT FLUSH");
+    freeReplyObject(r);
+    assert_int_equal(eval(a.bp, &incr_script, &rs, 1, 2, args2), 0);
+    assert_int_equal(eval(a.bp, &incr_script, &rs, 1, 2, args2), 0);
+    wait_replies(&rs, 2);
+    assert_string_equal(rs.text[0], "[17,none,1,1]");
+    assert_string_equal(rs.text[1], "[19,none,1,1]");
+    assert_int_equal((int)metric(&a, "roomcast_redis_noscript_total"), 2);
+    replies_clear(&rs);
+
+    /* an error reply from a script reaches the caller as is */
+    assert_int_equal(eval(a.bp, &error_script, &rs, 0, 0, NULL), 0);
+    assert_int_equal(eval(a.bp, &incr_script, &rs, 2, 1, args2), -1); /* nkeys > argc */
+    wait_replies(&rs, 1);
+    assert_string_equal(rs.text[0], "ERR:my failure");
+    assert_int_equal((int)metric(&a, "roomcast_redis_module_errors_total"), 2);
+    assert_true(metric(&a, "roomcast_redis_module_commands_total") >= 12);
+    replies_clear(&rs);
+
+    /* commands in flight when the backplane is freed are answered NULL during free */
+    const char *ping[] = {"PING"};
+    assert_int_equal(cmd(a.bp, &rs, 1, ping), 0);
+    assert_int_equal(eval(a.bp, &incr_script, &rs, 1, 2, args2), 0);
+    node_stop(&a);
+    assert_int_equal(rs.n, 2);
+    assert_string_equal(rs.text[0], "NULL");
+    assert_string_equal(rs.text[1], "NULL");
+    replies_clear(&rs);
+    redisFree(c);
+}
+
+static void test_module_commands_on_failure(void **state)
+{
+    rh_server s;
+    char url[64];
+    node a;
+    replies rs;
+    static const char *const debug_on[] = {"--enable-debug-command", "yes", NULL};
+    memset(&rs, 0, sizeof(rs));
+    assert_int_equal(rh_start(&s, rh_free_port(), debug_on), 0);
+    node_start(&a, url_for(&s, url, sizeof(url)), "t10", "node-a");
+    wait_up(&a, 3000);
+
+    /* a slow script holds the connection; Redis dies under it: NULL, from the loop */
+    const char *args[] = {"t10:n", "1"};
+    assert_int_equal(eval(a.bp, &incr_script, &rs, 1, 2, args), 0);
+    wait_replies(&rs, 1);
+    const char *block[] = {"DEBUG", "SLEEP", "0.3"};
+    assert_int_equal(cmd(a.bp, &rs, 3, block), 0);
+    assert_int_equal(eval(a.bp, &incr_script, &rs, 1, 2, args), 0);
+    run_for(50);
+    rh_kill(&s);
+    wait_replies(&rs, 3);
+    assert_int_equal(rs.reentered, 0);
+    assert_string_equal(rs.text[1], "NULL");
+    assert_string_equal(rs.text[2], "NULL");
+    if (!run_until(is_down, &a, 3000)) fail_msg("not down");
+    assert_int_equal(eval(a.bp, &incr_script, &rs, 1, 2, args), -1);
+    assert_int_equal(cmd(a.bp, &rs, 1, block), -1);
+
+    /* a new, empty Redis: the first call on the new connection loads the script again */
+    assert_int_equal(rh_start(&s, s.port, NULL), 0);
+    wait_up(&a, 8000);
+    replies_clear(&rs);
+    assert_int_equal(eval(a.bp, &incr_script, &rs, 1, 2, args), 0);
+    wait_replies(&rs, 1);
+    assert_string_equal(rs.text[0], "[1,none,1,1]");
+    assert_int_equal(rh_cmdstat_calls(&s, "eval"), 1);
+    assert_int_equal((int)metric(&a, "roomcast_redis_noscript_total"), 0);
+    replies_clear(&rs);
+    node_stop(&a);
+    rh_kill(&s);
+}
+
+static void test_raw_channels(void **state)
+{
+    rh_server s;
+    char url[64], ch[64];
+    node a, b;
+    assert_int_equal(rh_start(&s, rh_free_port(), NULL), 0);
+    node_start(&a, url_for(&s, url, sizeof(url)), "t11", "node-a");
+    node_start(&b, url, "t11", "node-b");
+    rc_redis_channel_open(a.bp, "t11:status:u1"); /* before up: subscribed when it comes up */
+    wait_up(&a, 3000);
+    wait_up(&b, 3000);
+    assert_int_equal(rh_numsub(&s, "t11:status:u1"), 1);
+
+    /* refcounted: two opens, one close -> still subscribed; refused names */
+    rc_redis_channel_open(a.bp, "t11:status:u1");
+    rc_redis_channel_close(a.bp, "t11:status:u1");
+    rc_redis_channel_open(a.bp, "t11:room:/:r");   /* a room channel: refused */
+    rc_redis_channel_open(a.bp, "t11:canary:node-a");
+    rc_redis_channel_open(a.bp, "");
+    rc_redis_channel_close(a.bp, "t11:never-opened");
+    run_for(50);
+    assert_int_equal(rh_numsub(&s, "t11:status:u1"), 1);
+    assert_int_equal(rh_numsub(&s, "t11:room:/:r"), 0);
+    assert_int_equal((int)metric(&a, "roomcast_redis_subscribed_channels"), 1);
+
+    /* messages reach on_raw as published (no envelope parsing, no origin filter) */
+    assert_int_equal(rh_publish(&s, "t11:status:u1", "{\"user\":\"u1\",\"online\":true}"), 1);
+    assert_int_equal(rh_publish(&s, "t11:status:u1", "not json at all"), 1);
+    for (int i = 0; i < 100 && a.nraw < 2; i++) run_for(10);
+    assert_int_equal(a.nraw, 2);
+    assert_string_equal(a.raw[0], "t11:status:u1 {\"user\":\"u1\",\"online\":true}");
+    assert_string_equal(a.raw[1], "t11:status:u1 not json at all");
+    assert_int_equal(a.nmsgs, 0);
+    assert_int_equal((int)metric(&a, "roomcast_redis_raw_messages_total"), 2);
+    assert_int_equal((int)metric(&a, "roomcast_redis_messages_invalid_total"), 0);
+
+    /* a raw channel and a room channel on the same node, opened in one turn: one SUBSCRIBE */
+    long long subs0 = rh_cmdstat_calls(&s, "subscribe");
+    for (int i = 0; i < 300; i++) {
+        snprintf(ch, sizeof(ch), "t11:status:v%d", i);
+        rc_redis_channel_open(b.bp, ch);
+    }
+    b.bp->ops->room_open(b.bp, "/", "r");
+    wait_numsub(&s, "t11:status:v299", 1);
+    wait_numsub(&s, "t11:room:/:r", 1);
+    assert_int_equal(rh_cmdstat_calls(&s, "subscribe") - subs0, 1);
+
+    /* survives a Redis restart: resubscribed before up */
+    rh_kill(&s);
+    if (!run_until(is_down, &a, 3000)) fail_msg("not down");
+    assert_int_equal(rh_start(&s, s.port, NULL), 0);
+    wait_up(&a, 8000);
+    wait_up(&b, 8000);
+    assert_int_equal(rh_numsub(&s, "t11:status:u1"), 1);
+    assert_int_equal(rh_numsub(&s, "t11:status:v7"), 1);
+    rh_publish(&s, "t11:status:u1", "again");
+    for (int i = 0; i < 100 && a.nraw < 3; i++) run_for(10);
+    assert_int_equal(a.nraw, 3);
+
+    /* closed: unsubscribed, nothing more arrives */
+    rc_redis_channel_close(a.bp, "t11:status:u1");
+    wait_numsub(&s, "t11:status:u1", 0);
+    rh_publish(&s, "t11:status:u1", "late");
+    run_for(30);
+    assert_int_equal(a.nraw, 3);
+    for (int i = 0; i < 300; i++) {
+        snprintf(ch, sizeof(ch), "t11:status:v%d", i);
+        rc_redis_channel_close(b.bp, ch);
+    }
+    wait_numsub(&s, "t11:status:v299", 0);
+    assert_int_equal((int)metric(&b, "roomcast_redis_subscribed_channels"), 1);
+    node_stop(&a);
+    node_stop(&b);
+    rh_kill(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -794,6 +1138,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auth_and_select, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigstop_canary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_module_api_local, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_module_commands_and_scripts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_module_commands_on_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_raw_channels, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

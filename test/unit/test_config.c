@@ -68,6 +68,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    char path[160];
+    snprintf(path, sizeof(path), "%s/config.json", g_dir);
+    unlink(path);
     unlink(g_rsa);
     unlink(g_ec);
     unlink(g_junk);
@@ -263,7 +266,7 @@ static void test_file(void **state)
     rc_config_dispose(&cfg);
 
     /* explicit maxBodyBytes; path already ending in '/'; null = default; text logs */
-    load_ok(&cfg, "{\"path\": \"/x/\", \"http\": {\"maxBodyBytes\": 123}, \"redis\": {\"url\": null},"
+    load_ok(&cfg, "{\"path\": \"/x/\", \"http\": {\"maxBodyBytes\": 123}, \"redis\": {\"url\": null}, \"namespaces\": null,"
                   " \"jwt\": {\"secret\": \"s\"}, \"log\": {\"format\": \"text\", \"level\": \"warning\"}}", NULL);
     assert_string_equal(cfg.path, "/x/");
     assert_int_equal(cfg.http_max_body_bytes, 123);
@@ -271,6 +274,7 @@ static void test_file(void **state)
     assert_null(cfg.redis_url);
     assert_int_equal(cfg.log_json, 0);
     assert_int_equal(cfg.log_level, RC_LOG_WARN);
+    assert_int_equal(rc_rules_ns_count(cfg.rules), 1); /* namespaces: null -> the default */
     rc_config_dispose(&cfg);
 }
 

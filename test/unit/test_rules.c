@@ -745,6 +745,14 @@ static void test_compile_errors(void **state)
     strcat(many, "}");
     EXPECT(many, "namespaces: at most 32 namespaces (found 33)");
 
+    /* long paths are never cut */
+    char ev[1200], json[1400], want[1600];
+    memset(ev, 'e', 1000);
+    ev[1000] = 0;
+    snprintf(json, sizeof(json), "{\"/\": {\"events\": {\"%s\": [{\"join\": 1}]}}}", ev);
+    snprintf(want, sizeof(want), "namespaces./.events.%s[0].join: room template must be a string", ev);
+    EXPECT(json, want);
+
     /* NULL errs works and still fails */
     cJSON *j = cJSON_Parse("{\"/\": 1}");
     assert_null(rc_rules_compile(j, NULL, NULL));

@@ -292,8 +292,10 @@ async function startPrometheus({ targets, ruleFiles = [], job = 'roomcast' }) {
 
 // ---- nginx ---------------------------------------------------------------------------------------
 
-// Runs nginx as the current user on a generated config: `conf` is the text of the http{} block's
-// content (upstreams and servers). Temp paths, pid and logs stay in the temp dir.
+// Runs nginx as the current user on a generated config: `httpBlock` is the content of the http{}
+// block (upstreams and servers); `ports` are waited for. Temp paths, pid and logs stay in the temp
+// dir; the access log has one line per request: client address, request line, status and
+// `up=<upstream address>` (which node served it).
 async function startNginx({ httpBlock, ports }) {
   ensureServers();
   const dir = makeTempDir('nginx');
@@ -309,7 +311,8 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/logs/error.log warn;
 events { worker_connections 1024; }
 http {
-  access_log ${dir}/logs/access.log;
+  log_format roomcast_ops '$remote_addr [$time_local] "$request" $status up=$upstream_addr';
+  access_log ${dir}/logs/access.log roomcast_ops;
   client_body_temp_path ${dir}/client_body;
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;
