@@ -231,6 +231,11 @@ static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
     const char *auth_json = rc_sio_socket_auth(s);
     cJSON *auth = auth_json ? cJSON_Parse(auth_json) : NULL;
     in.auth = auth;
+    if (ev->limited) {
+        rc_rules_run_limited(rc_sio_socket_rules(s), &in, &rule_ops, &t);
+        cJSON_Delete(auth);
+        return;
+    }
     int matched = rc_rules_run(rc_sio_socket_rules(s), &in, &rule_ops, &t);
     cJSON_Delete(auth);
     if (!matched && t.ack_id >= 0) {

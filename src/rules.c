@@ -100,6 +100,10 @@ struct rc_ns_rules {
     struct rule on_connect;
     size_t nrules;
     struct rule *rules;    /* sorted by event */
+    unsigned rate_events;  /* rateLimit.events per rateLimit.interval ms; 0 = no limit */
+    unsigned rate_interval_ms;
+    struct rule on_limit;  /* rateLimit.onLimit */
+    int has_on_limit;
 };
 
 struct rc_rules {
@@ -150,6 +154,7 @@ void rc_rules_free(rc_rules *rules)
         rc_tpl_free(ns->user_room);
         allow_dispose(&ns->join_allow);
         rule_dispose(&ns->on_connect);
+        if (ns->has_on_limit) rule_dispose(&ns->on_limit);
         for (size_t k = 0; k < ns->nrules; k++) rule_dispose(&ns->rules[k]);
         rc_free(ns->rules);
     }
@@ -511,10 +516,52 @@ static int bad_ns_name(const char *s)
     return 0;
 }
 
+/* "rateLimit": {"events": N, "interval": ms, "onLimit": rule} — a token bucket per socket. */
+static void compile_rate_limit(const cJSON *rl, const char *path, rc_ns_rules *ns, rc_config_errors *e)
+{
+    static const char *const keys[] = {"events", "interval", "onLimit", NULL};
+    char *p = pathf("%s.rateLimit", path);
+    if (!cJSON_IsObject(rl)) {
+        rc_config_error(e, p, "must be an object {\"events\": N, \"interval\": ms, \"onLimit\": rule}");
+        rc_free(p);
+        return;
+    }
+    rc__config_check_keys(rl, p, keys, e);
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(rl, "events");
+    const cJSON *iv = cJSON_GetObjectItemCaseSensitive(rl, "interval");
+    if (!cJSON_IsNumber(ev) || ev->valuedouble < 1 || ev->valuedouble > 1e6 ||
+        ev->valuedouble != (double)(unsigned)ev->valuedouble) {
+        char *q = pathf("%s.events", p);
+        rc_config_error(e, q, "must be an integer 1..1000000");
+        rc_free(q);
+    } else {
+        ns->rate_events = (unsigned)ev->valuedouble;
+    }
+    ns->rate_interval_ms = 1000;
+    if (iv) {
+        if (!cJSON_IsNumber(iv) || iv->valuedouble < 1 || iv->valuedouble > 3600000 ||
+            iv->valuedouble != (double)(unsigned)iv->valuedouble) {
+            char *q = pathf("%s.interval", p);
+            rc_config_error(e, q, "must be an integer 1..3600000 (ms)");
+            rc_free(q);
+        } else {
+            ns->rate_interval_ms = (unsigned)iv->valuedouble;
+        }
+    }
+    const cJSON *ol = cJSON_GetObjectItemCaseSensitive(rl, "onLimit");
+    if (ol) {
+        char *q = pathf("%s.onLimit", p);
+        compile_rule(ol, q, IN_EVENT, &ns->on_limit, e);
+        ns->has_on_limit = 1;
+        rc_free(q);
+    }
+    rc_free(p);
+}
+
 static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_config_errors *e)
 {
     static const char *const ns_keys[] = {"auth", "tokenInQuery", "userRoom", "joinAllow", "onConnect",
-                                          "events", NULL};
+                                          "events", "rateLimit", NULL};
     static const cJSON default_user_room = {.type = cJSON_String, .valuestring = (char *)"user:{user}"};
     static const cJSON default_allow_item = {.type = cJSON_String, .valuestring = (char *)"{claims.rooms}"};
     static const cJSON default_allow = {.type = cJSON_Array, .child = (cJSON *)&default_allow_item};
@@ -562,6 +609,9 @@ static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_con
         compile_rule(oc, p, IN_CONNECT, &ns->on_connect, e);
         rc_free(p);
     }
+
+    const cJSON *rl = cJSON_GetObjectItemCaseSensitive(j, "rateLimit");
+    if (rl && !cJSON_IsNull(rl)) compile_rate_limit(rl, path, ns, e);
 
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(j, "events");
     if (!events) return;
@@ -962,6 +1012,32 @@ int rc_rules_run(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_o
     run_rule(&r, rule);
     run_dispose(&r);
     return 1;
+}
+
+void rc_ns_rules_rate_limit(const rc_ns_rules *ns, unsigned *events, unsigned *interval_ms)
+{
+    *events = ns ? ns->rate_events : 0;
+    *interval_ms = ns ? ns->rate_interval_ms : 0;
+}
+
+void rc_rules_run_limited(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_ops *ops, void *target)
+{
+    if (!ns) return;
+    struct run r;
+    run_init(&r, ns, in, ops, target);
+    r.ctx.error = "rate_limited";
+    if (ns->has_on_limit) {
+        run_list(&r, &ns->on_limit.run);
+    } else if (in->has_ack) {
+        cJSON *res = cJSON_CreateObject();
+        cJSON_AddFalseToObject(res, "ok");
+        cJSON_AddStringToObject(res, "error", "rate_limited");
+        cJSON *args = cJSON_CreateArray();
+        cJSON_AddItemToArray(args, res);
+        r.acked = 1;
+        ops->ack(target, args);
+    }
+    run_dispose(&r);
 }
 
 void rc_rules_run_ack(const rc_ns_rules *ns, const void *on_ack, const rc_rule_input *in,

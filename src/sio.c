@@ -71,6 +71,8 @@ struct rc_sio_socket {
     pending_ack *acks;
     uint16_t ack_count;
     uint32_t next_ack_id;
+    float rate_tokens;            /* token bucket of the namespace's rateLimit */
+    uint32_t rate_last_ms;
 };
 
 struct rc_sio_client {
@@ -353,6 +355,10 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     s->ns = ns;
     s->user = ar.user_id;
     s->claims_json = ar.claims_json;
+    unsigned rate_events, rate_interval;
+    rc_ns_rules_rate_limit(ns->rules, &rate_events, &rate_interval);
+    s->rate_tokens = (float)rate_events;
+    s->rate_last_ms = (uint32_t)rc_now_mono_ms();
     if (cJSON_IsObject(p->payload)) {
         /* Keep the rest of the auth payload for rules ({auth.x}); the token itself was verified
          * and its claims are kept, so it is not stored twice. */
@@ -387,6 +393,22 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
 
 /* ---- inbound packets ---------------------------------------------------------------------- */
 
+/* Token bucket per socket: rateLimit.events per rateLimit.interval, burst = events. */
+static int rate_allow(rc_sio_socket *s)
+{
+    unsigned events, interval;
+    rc_ns_rules_rate_limit(s->ns->rules, &events, &interval);
+    if (events == 0) return 1;
+    uint32_t now = (uint32_t)rc_now_mono_ms();
+    float elapsed = (float)(uint32_t)(now - s->rate_last_ms);
+    s->rate_last_ms = now;
+    s->rate_tokens += elapsed * (float)events / (float)interval;
+    if (s->rate_tokens > (float)events) s->rate_tokens = (float)events;
+    if (s->rate_tokens < 1.0f) return 0;
+    s->rate_tokens -= 1.0f;
+    return 1;
+}
+
 static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes *att, size_t att_count)
 {
     rc_sio_server *srv = c->srv;
@@ -408,6 +430,8 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
     case RC_SIO_EVENT:
     case RC_SIO_BINARY_EVENT: {
         rc_metrics.messages_in_total[ns->index]++;
+        int limited = !rate_allow(s);
+        if (limited) rc_metrics.rate_limited_total++;
         const cJSON *name = cJSON_GetArrayItem(p->payload, 0);
         /* The arguments after the name: detach them into a temporary array view. */
         cJSON *args = cJSON_CreateArray();
@@ -419,7 +443,7 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
             snprintf(numname, sizeof(numname), "%g", name ? name->valuedouble : 0.0);
             ev = numname;
         }
-        rc_sio_event e = {ev, args, p->ack_id, att, att_count};
+        rc_sio_event e = {ev, args, p->ack_id, att, att_count, limited};
         if (srv->hooks->on_event) srv->hooks->on_event(srv->hooks->arg, s, &e);
         cJSON_Delete(args);
         return;
@@ -431,7 +455,7 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
             pending_ack a = s->acks[i];
             memmove(s->acks + i, s->acks + i + 1, (size_t)(s->ack_count - i - 1) * sizeof(*s->acks));
             s->ack_count--;
-            rc_sio_event e = {NULL, p->payload, p->ack_id, att, att_count};
+            rc_sio_event e = {NULL, p->payload, p->ack_id, att, att_count, 0};
             if (srv->hooks->on_ack) srv->hooks->on_ack(srv->hooks->arg, s, a.ctx, a.event, &e);
             rc_free(a.event);
             return;

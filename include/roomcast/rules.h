@@ -91,6 +91,13 @@ int rc_rules_run(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_o
 void rc_rules_run_ack(const rc_ns_rules *ns, const void *on_ack, const rc_rule_input *in,
                       const rc_rule_ops *ops, void *target);
 
+/* Per-socket inbound event rate limit of the namespace ("rateLimit"): at most *events client
+ * events per *interval_ms, as a token bucket (burst = events). *events 0 means no limit. */
+void rc_ns_rules_rate_limit(const rc_ns_rules *ns, unsigned *events, unsigned *interval_ms);
+/* Runs the namespace's rateLimit.onLimit rule for a refused event ({error} = "rate_limited");
+ * without one, answers the event's ack (if asked) with {"ok":false,"error":"rate_limited"}. */
+void rc_rules_run_limited(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_ops *ops, void *target);
+
 /* Glob match used for room authorization: '*' any run, '?' one char, no escapes. */
 int rc_glob_match(const char *pattern, const char *s);
 

@@ -33,6 +33,7 @@ typedef struct rc_sio_event {
     long long ack_id;                 /* -1 when no ack was asked */
     const rc_bp_bytes *attachments;   /* binary attachments (placeholders refer to them) */
     size_t attachment_count;
+    int limited;                      /* over the namespace's rateLimit: refuse, don't run it */
 } rc_sio_event;
 
 typedef struct rc_sio_hooks {
