@@ -34,7 +34,7 @@ SAN_OBJS  := $(LIB_SRCS:src/%.c=$(O)/san/%.o)
 CLANG_OBJS:= $(SRCS:src/%.c=$(O)/clang/%.o)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(O)/san/unit/%)
 
-.PHONY: all run test bench fuzz clean deps deps-runtime check-clang unit e2e san
+.PHONY: all run test bench fuzz fuzz-short clean deps deps-runtime check-clang unit e2e san
 all: $(O)/roomcast
 
 # ---- release -------------------------------------------------------------------------------
@@ -82,9 +82,16 @@ unit: $(UNIT_BINS)
 e2e: $(O)/san/roomcast
 	cd test/e2e && ROOMCAST_BIN=$(CURDIR)/$(O)/san/roomcast node --test --test-concurrency=1 $(E2E)
 
+# A short fuzz pass on every parser of outside input, so CI catches regressions; `make fuzz`
+# runs them as long as asked.
+FUZZ_SHORT ?= 5
+fuzz-short:
+	@test/fuzz/run.sh $(FUZZ_SHORT)
+
 test: deps
 	@$(MAKE) --no-print-directory all check-clang
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz-short
 	@$(MAKE) --no-print-directory e2e
 
 bench: deps

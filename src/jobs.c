@@ -300,13 +300,32 @@ static const char *const reserved_ids[] = {
     "pc", "marker", "de", "metrics",
 };
 
+/* Length of the UTF-8 sequence at s (shortest form, no surrogates), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : 2;
+    if (s[0] < 0xc2 || s[0] > 0xf4 || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if (len == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f))) return 0;
+    if (len == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))) return 0;
+    return len;
+}
+
 static int id_usable(const char *id)
 {
+    const unsigned char *s = (const unsigned char *)id;
     size_t n = strlen(id);
     if (n == 0 || n > RC_JOBS_ID_MAX) return 0;
     size_t digits = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)id[i];
+        unsigned char c = s[i];
+        if (c >= 0x80) {
+            size_t k = utf8_seq(s + i, n - i);
+            if (!k) return 0;
+            i += k - 1;
+            continue;
+        }
         if (c < 0x20 || c == 0x7f || c == ':') return 0;
         if (c >= '0' && c <= '9') digits++;
     }
@@ -456,15 +475,10 @@ void rc_jobs_free(rc_jobs *j)
     jobs_destroy(j);
 }
 
-/* One reply fewer to wait for; 1 if j was freed. */
-static int jobs_release(rc_jobs *j)
+/* One reply fewer to wait for; frees j when it was the last one after rc_jobs_free. */
+static void jobs_release(rc_jobs *j)
 {
-    j->inflight--;
-    if (j->closing && j->inflight == 0) {
-        jobs_destroy(j);
-        return 1;
-    }
-    return 0;
+    if (--j->inflight == 0 && j->closing) jobs_destroy(j);
 }
 
 static void on_notify_reply(void *arg, const redisReply *r)
@@ -491,10 +505,12 @@ static void on_notify_reply(void *arg, const redisReply *r)
     } else {
         j->failures++;
         char detail[160];
-        if (!r) snprintf(detail, sizeof(detail), "connection lost");
-        else if (r->type == REDIS_REPLY_ERROR) snprintf(detail, sizeof(detail), "%.*s",
-                                                        (int)(r->len < 150 ? r->len : 150), r->str);
-        else snprintf(detail, sizeof(detail), "unexpected reply type %d", r->type);
+        if (!r)
+            snprintf(detail, sizeof(detail), "connection lost");
+        else if (r->type == REDIS_REPLY_ERROR)
+            snprintf(detail, sizeof(detail), "%.*s", (int)(r->len < 150 ? r->len : 150), r->str);
+        else
+            snprintf(detail, sizeof(detail), "unexpected reply type %d", r->type);
         rc_log_warn("job_handoff_failed", "job_id=%s reason=%s detail=%s", q->job_id, reason,
                     detail);
     }

@@ -80,7 +80,8 @@ int rc_jobs_events_config_parse(rc_jobs_config *cfg, const struct cJSON *json, c
 #define RC_JOBS_ID_SIZE (RC_JOBS_ID_MAX + 1)
 
 /* The BullMQ job id for a notification: its id when BullMQ accepts it as a custom id (1..128
- * bytes, not an integer, no ':', no control character, not a queue key suffix such as "meta");
+ * bytes of valid UTF-8, not an integer, no ':', no control character, not a queue key suffix
+ * such as "meta");
  * else "n-" + the SHA-1 (hex) of the id; with no id at all, "n-" + the SHA-1 of the notification
  * JSON bytes. Deterministic, so every node derives the same one. Returns 0 when the id was used
  * as is, 1 when derived. */

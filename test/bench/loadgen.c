@@ -30,7 +30,7 @@
  *        ends when at least EXPECT deliveries arrived and none for 100 ms, or (QUIET_MS > 0)
  *        deliveries arrived and none for QUIET_MS, or after TIMEOUT_MS; prints {"phase":NAME}.
  *   quit (or end of input)
- *        closes every connection with an RST (no TIME_WAIT left behind) and exits.
+ *        closes every connection (FIN; RST with --rst) and exits.
  */
 #include "bench_util.h"
 
@@ -90,6 +90,7 @@ typedef struct opts {
     int hs_timeout_ms;
     double duration;
     int control;
+    int rst;             /* quit with RST instead of FIN */
     const char *ready_file;
 } opts;
 
@@ -103,11 +104,14 @@ static opts O = {
 
 enum {
     E_SOCKET, E_CONNECT, E_HTTP, E_EIO, E_SIO_REFUSED, E_JOIN_REFUSED, E_CLOSED_HANDSHAKE,
-    E_TIMEOUT, E_CLOSED_READY, E_PROTOCOL, E_COUNT
+    E_TIMEOUT, E_PROTOCOL, E_EOF, E_RESET, E_WS_CLOSE, E_EIO_CLOSE, E_SIO_DISCONNECT, E_COUNT
 };
+/* The last five are how a connection ended once ready (or, for eof/reset/ws_close, during the
+ * handshake when nothing more specific applies). */
 static const char *const err_names[E_COUNT] = {
     "socket", "connect", "http_status", "eio_open", "sio_refused", "join_refused",
-    "closed_in_handshake", "handshake_timeout", "closed_after_ready", "protocol",
+    "closed_in_handshake", "handshake_timeout", "protocol", "eof", "read_error", "ws_close",
+    "eio_close", "sio_disconnect",
 };
 
 /* ---- records between child and parent ------------------------------------------------------ */
@@ -217,7 +221,7 @@ static struct {
     char *scratch;
     size_t scratch_cap;
     uint32_t rng;
-    int connect_reported;
+    int connect_reported, close_logged;
     rec_connect cs;
     /* phase counters */
     uint64_t deliveries, min_t, last_recv, no_ts;
@@ -300,7 +304,7 @@ static void conn_write(conn *c, const char *p, size_t n)
             return;
         if (w < 0) {
             if (errno != EAGAIN && errno != EINTR) {
-                conn_fail(c, c->state == ST_READY ? E_CLOSED_READY : E_CLOSED_HANDSHAKE);
+                conn_fail(c, E_RESET);
                 return;
             }
             w = 0;
@@ -326,7 +330,7 @@ static void conn_flush(conn *c)
         if (w < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return;
-            conn_fail(c, c->state == ST_READY ? E_CLOSED_READY : E_CLOSED_HANDSHAKE);
+            conn_fail(c, E_RESET);
             return;
         }
         memmove(c->out, c->out + w, c->out_len - (size_t)w);
@@ -513,7 +517,7 @@ static void on_sio(conn *c, const char *s, size_t n)
         on_delivery(c, s + i, n - i);
         break;
     case '1':
-        conn_fail(c, c->state == ST_READY ? E_CLOSED_READY : E_SIO_REFUSED);
+        conn_fail(c, E_SIO_DISCONNECT);
         break;
     default:
         break;
@@ -539,7 +543,7 @@ static void on_eio(conn *c, const char *s, size_t n)
         on_sio(c, s + 1, n - 1);
         break;
     case '1':
-        conn_fail(c, c->state == ST_READY ? E_CLOSED_READY : E_CLOSED_HANDSHAKE);
+        conn_fail(c, E_EIO_CLOSE);
         break;
     default:
         break;
@@ -609,7 +613,13 @@ static ssize_t ws_parse(conn *c, char *p, size_t len)
             }
             break;
         case 0x8:
-            conn_fail(c, c->state == ST_READY ? E_CLOSED_READY : E_CLOSED_HANDSHAKE);
+            if (!C.close_logged) { /* the first close frame of this process, for diagnosis */
+                C.close_logged = 1;
+                fprintf(stderr, "loadgen: conn u%u got close %d %.*s (state %d)\n", c->idx,
+                        plen >= 2 ? (uint8_t)pl[0] << 8 | (uint8_t)pl[1] : 0,
+                        plen > 2 ? (int)plen - 2 : 0, pl + 2, c->state);
+            }
+            conn_fail(c, E_WS_CLOSE);
             return -1;
         case 0x9:
             ws_send_control(c, 0xA, pl, (size_t)plen);
@@ -638,7 +648,7 @@ static void conn_read(conn *c)
     }
     ssize_t r = read(c->fd, C.scratch + have, READ_CHUNK);
     if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-        conn_fail(c, c->state == ST_READY ? E_CLOSED_READY : E_CLOSED_HANDSHAKE);
+        conn_fail(c, r == 0 ? E_EOF : E_RESET);
         return;
     }
     size_t len = have + (r > 0 ? (size_t)r : 0);
@@ -869,11 +879,12 @@ static void child_main(uint32_t first, uint32_t n, int cmd_fd, int rec_fd, doubl
     launch_more();
     maybe_connect_done();
     event_base_dispatch(C.base);
-    /* Quit: RST every socket so that neither side keeps TIME_WAIT ports. */
+    /* Quit: a plain close (FIN), or with --rst an abortive one that leaves no TIME_WAIT. */
     struct linger lg = {1, 0};
     for (uint32_t i = 0; i < n; i++)
         if (C.conns[i].fd >= 0) {
-            setsockopt(C.conns[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            if (O.rst)
+                setsockopt(C.conns[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
             close(C.conns[i].fd);
         }
     _exit(0);
@@ -1177,6 +1188,7 @@ static void usage(void)
             "  --duration S        after connecting, listen S seconds and report (0)\n"
             "  --control           after connecting, read commands from stdin (see source)\n"
             "  --ready-file F      create F once every connection is ready or failed\n"
+            "  --rst               close with RST at the end (default: FIN)\n"
             "  --json              JSON lines on stdout (the only output format)\n",
             MAX_ALSO);
 }
@@ -1190,7 +1202,8 @@ int main(int argc, char **argv)
         {"secret", 1, 0, 'k'},      {"token-rooms", 1, 0, 'g'},  {"procs", 1, 0, 'j'},
         {"src-ips", 1, 0, 'i'},     {"rate", 1, 0, 'R'},         {"concurrency", 1, 0, 'c'},
         {"timeout", 1, 0, 't'},     {"duration", 1, 0, 'd'},     {"control", 0, 0, 'C'},
-        {"ready-file", 1, 0, 'f'},  {"json", 0, 0, 'J'},         {"help", 0, 0, '?'},
+        {"ready-file", 1, 0, 'f'},  {"json", 0, 0, 'J'},         {"rst", 0, 0, 'Z'},
+        {"help", 0, 0, '?'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1226,6 +1239,7 @@ int main(int argc, char **argv)
         case 'C': O.control = 1; break;
         case 'f': O.ready_file = optarg; break;
         case 'J': break;
+        case 'Z': O.rst = 1; break;
         default: usage(); return 2;
         }
     }

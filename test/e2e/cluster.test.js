@@ -9,7 +9,7 @@
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const {
-  startNode, client, connected, closeClients, token, waitFor, expectNoEvent, emitAck, emitAckWithin,
+  startNode, client, connected, closeClients, token, waitFor, waitForArgs, expectNoEvent, emitAck, emitAckWithin,
   publish, httpRequest, collect, sleep,
 } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
@@ -75,6 +75,8 @@ describe('cluster: three nodes on one Redis', () => {
   let A; let B; let C;
   const raws = [];
 
+  // A join is acked before the node's SUBSCRIBE reaches Redis (see the todo test below), so
+  // every test waits for the channel's subscriber count before publishing to a fresh room.
   const waitNumsub = (room, n, timeout = 5000) =>
     waitUntil(async () => (await redis.numsub(roomChannel(room))) === n,
       { timeout, what: `PUBSUB NUMSUB ${roomChannel(room)} = ${n}` });
@@ -82,8 +84,11 @@ describe('cluster: three nodes on one Redis', () => {
   before(async () => {
     redis = await startRedis();
     const tag = `c${process.pid}`;
-    nodes = await Promise.all(['a', 'b', 'c'].map((x) =>
+    const started = await Promise.allSettled(['a', 'b', 'c'].map((x) =>
       startNode({ config: 'cluster.json', nodeId: `${tag}-${x}`, args: ['--redis', redis.url] })));
+    nodes = started.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason; // after() stops the ones that started
     [A, B, C] = nodes;
     await waitUntil(async () => (await Promise.all(nodes.map(readyz))).every((s) => s === 200),
       { timeout: 10000, what: 'every node ready (/readyz 200)' });
@@ -92,6 +97,13 @@ describe('cluster: three nodes on one Redis', () => {
   afterEach(async () => {
     closeClients();
     for (const r of raws.splice(0)) r.close();
+    // A test that failed half way must not leave Redis frozen or dead for the next ones.
+    if (redis) redis.thaw();
+    if (redis && !redis.running && nodes.length === 3) {
+      await redis.restart();
+      await waitUntil(async () => (await Promise.all(nodes.map(readyz))).every((s) => s === 200),
+        { timeout: 15000, what: 'every node ready again' });
+    }
     await sleep(150);
     for (const n of nodes) {
       n.assertNoSanitizerReport();
@@ -102,11 +114,10 @@ describe('cluster: three nodes on one Redis', () => {
   after(async () => {
     closeClients();
     for (const r of raws.splice(0)) r.close();
-    try {
-      for (const n of nodes) await n.stop();
-    } finally {
-      if (redis) await redis.stop();
-    }
+    const stopped = await Promise.allSettled(nodes.map((n) => n.stop()));
+    if (redis) await redis.stop();
+    const failed = stopped.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
   });
 
   it('each node names its two connections and subscribes its namespace channel', T, async () => {
@@ -144,15 +155,29 @@ describe('cluster: three nodes on one Redis', () => {
     assert.equal(await redis.publish(roomChannel('r-news'), { event: 'news', data: { n: 3 }, except: [c2.id], id: 'm-3' }), 3);
     // A namespace broadcast reaches every socket of the namespace, on every node.
     assert.equal(await redis.publish(`${P}:ns:/`, { event: 'all', data: 'everyone' }), 3);
+    // Malformed messages are dropped and counted by each subscribed node, delivering nothing.
+    const invalidBefore = await Promise.all(nodes.map((n) => metric(n, 'roomcast_redis_messages_invalid_total')));
+    assert.equal(await redis.publish(roomChannel('r-news'), 'not json'), 3);
+    assert.equal(await redis.publish(roomChannel('r-news'), { data: 'no event' }), 3);
+    assert.equal(await redis.publish(roomChannel('r-news'), { event: 'news', args: 'not an array' }), 3);
+    assert.equal(await redis.publish(roomChannel('r-news'), { op: 'explode', room: 'x' }), 3);
+    await waitUntil(() => got.a.news.length === 3 && got.c2.news.length === 2 && got.b.news.length === 3,
+      { what: 'the first three' });
+    // POST /api/publish on one node goes through Redis to the others: exactly once everywhere.
+    // (B delivers to its own sockets directly, so it is sent only once the above have arrived.)
+    const res = await publish(B, { ns: '/', room: 'r-news', event: 'news', data: { n: 4, via: 'api' } });
+    assert.equal(res.status, 202, res.body);
 
-    await waitUntil(() => got.a.news.length === 3 && got.b.news.length === 3 && got.c1.news.length === 3 &&
-      got.c2.news.length === 2 && Object.values(got).every((g) => g.all.length === 1),
+    await waitUntil(() => got.a.news.length === 4 && got.b.news.length === 4 && got.c1.news.length === 4 &&
+      got.c2.news.length === 3 && Object.values(got).every((g) => g.all.length === 1),
     { what: 'every delivery' });
     await sleep(QUIET_MS); // and nothing more
     for (const k of ['a', 'b', 'c1']) {
-      assert.deepEqual(got[k].news, [[{ n: 1, t: 'Live Task' }], [{ n: 2 }], [{ n: 3 }]], k);
+      assert.deepEqual(got[k].news, [[{ n: 1, t: 'Live Task' }], [{ n: 2 }], [{ n: 3 }], [{ n: 4, via: 'api' }]], k);
     }
-    assert.deepEqual(got.c2.news, [[{ n: 1, t: 'Live Task' }], [{ n: 2 }]], 'c2 is in "except"');
+    assert.deepEqual(got.c2.news, [[{ n: 1, t: 'Live Task' }], [{ n: 2 }], [{ n: 4, via: 'api' }]], 'c2 is in "except"');
+    const invalidAfter = await Promise.all(nodes.map((n) => metric(n, 'roomcast_redis_messages_invalid_total')));
+    assert.deepEqual(invalidAfter.map((v, i) => v - invalidBefore[i]), [4, 4, 4]);
     for (const k of Object.keys(members)) assert.deepEqual(got[k].multi, [[1, 'two', { three: 3 }]], k);
     for (const k of Object.keys(outsiders)) {
       assert.deepEqual(got[k].news, [], `${k} is not in r-news`);
@@ -291,7 +316,82 @@ describe('cluster: three nodes on one Redis', () => {
     await waitNumsub('user:dave', 0);
   });
 
-  it('1,000 sockets joining 1,000 distinct rooms on one node take a handful of SUBSCRIBE round trips', T, async () => {
+  it('binary arguments relayed across nodes arrive as binary', T, async () => {
+    const room = 'r-binary';
+    const sender = await connectTo(A, 'alice');
+    const b = await connectTo(B, 'bob', { transports: ['polling'] });
+    const c = await connectTo(C, 'carol');
+    for (const s of [sender, b, c]) await join(s, room);
+    await waitNumsub(room, 3);
+    const spy = await redis.subscriber(roomChannel(room));
+    const got = [waitForArgs(b, 'chat'), waitForArgs(c, 'chat')];
+    const bytes = Buffer.from([0, 1, 2, 253, 254, 255]);
+    const payload = [{ room, file: bytes }, 'caption', Buffer.from('second')];
+    assert.deepEqual(await emitAck(sender, 'chat', ...payload), [{ ok: true, room }]);
+    for (const args of await Promise.all(got)) {
+      assert.equal(args.length, 3);
+      assert.equal(args[0].room, room);
+      assert.ok(Buffer.isBuffer(args[0].file) || args[0].file instanceof ArrayBuffer, 'a binary value');
+      assert.deepEqual(Buffer.from(args[0].file), bytes);
+      assert.equal(args[1], 'caption');
+      assert.deepEqual(Buffer.from(args[2]), Buffer.from('second'));
+    }
+    await waitUntil(() => spy.messages(roomChannel(room)).length === 1, { what: 'the envelope' });
+    const env = JSON.parse(spy.messages(roomChannel(room))[0]);
+    assert.deepEqual(env.attachments, [bytes.toString('base64'), Buffer.from('second').toString('base64')]);
+    assert.deepEqual(env.args, [{ room, file: { _placeholder: true, num: 0 } }, 'caption', { _placeholder: true, num: 1 }]);
+  });
+
+  it('namespaces have their own channels: a room of /chat is not the same-named room of /', T, async () => {
+    const root = await connectTo(A, 'alice');
+    const chat = client(`${B.url}/chat`, { auth: { token: token({ sub: 'bob', rooms: ['*'] }) }, transports: ['websocket'] });
+    await connected(chat);
+    await join(root, 'lobby');
+    await join(chat, 'lobby');
+    await waitUntil(async () => (await redis.numsub(roomChannel('lobby', '/'))) === 1 &&
+      (await redis.numsub(roomChannel('lobby', '/chat'))) === 1, { what: 'both lobby channels' });
+    const gotRoot = collect(root, 'news');
+    const gotChat = collect(chat, 'news');
+    assert.equal(await redis.publish(roomChannel('lobby', '/chat'), { event: 'news', data: 'for /chat' }), 1);
+    assert.equal(await redis.publish(roomChannel('lobby', '/'), { event: 'news', data: 'for /' }), 1);
+    assert.equal(await redis.publish(`${P}:ns:/chat`, { event: 'news', data: 'all of /chat' }), 3);
+    await waitUntil(() => gotRoot.length === 1 && gotChat.length === 2, { what: 'deliveries' });
+    await sleep(QUIET_MS);
+    assert.deepEqual(gotRoot, [['for /']]);
+    assert.deepEqual(gotChat, [['for /chat'], ['all of /chat']]);
+  });
+
+  // Known server bugs, kept as `todo` (reported, not failing the suite): drop `todo` once fixed.
+
+  it('a join ack means the node is subscribed: a backend PUBLISH right after the ack reaches the socket', {
+    ...T,
+    todo: 'server bug: the join ack is sent before the room\'s SUBSCRIBE reaches Redis, so a publish right after it is often lost',
+  }, async (t) => {
+    const s = await connectTo(B, 'racer');
+    const N = 100;
+    let missed = 0;
+    for (let i = 0; i < N; i++) {
+      await join(s, `r-race-${i}`);
+      if (await redis.publish(roomChannel(`r-race-${i}`), { event: 'x', data: i }) === 0) missed += 1;
+    }
+    t.diagnostic(`${missed}/${N} publishes right after a join ack reached no node`);
+    assert.equal(missed, 0, `${missed}/${N} publishes right after a join ack reached no node`);
+  });
+
+  it('a control op on the namespace channel applies to every socket of the namespace (docs/redis.md)', {
+    ...T,
+    todo: 'server bug: rc_sio_control ignores messages without a room, so ops on P:ns:<ns> do nothing',
+  }, async () => {
+    const a = await connectTo(A, 'alice');
+    const b = await connectTo(B, 'bob');
+    assert.equal(await redis.publish(`${P}:ns:/`, { op: 'join', room: 'r-everyone' }), 3);
+    await waitNumsub('r-everyone', 2, 2000);
+    const gone = [waitFor(a, 'disconnect'), waitFor(b, 'disconnect')];
+    assert.equal(await redis.publish(`${P}:ns:/`, { op: 'disconnect' }), 3);
+    assert.deepEqual(await Promise.all(gone), ['io server disconnect', 'io server disconnect']);
+  });
+
+  it('1,000 sockets joining 1,000 distinct rooms on one node take a handful of SUBSCRIBE round trips', T, async (t) => {
     const N = 1000;
     const tok = token({ sub: 'bulk', rooms: ['*'] }); // one user: one user room for all of them
     const t0 = Date.now();
@@ -348,20 +448,17 @@ describe('cluster: three nodes on one Redis', () => {
     const unsubscribes = await redis.calls('unsubscribe') - unsubBefore;
     assert.ok(unsubscribes >= 2 && unsubscribes <= 50, `${unsubscribes} UNSUBSCRIBE commands for ${N} rooms`);
     await waitNumsub('user:bulk', 0);
-    // For the report: E2E_DEBUG=1 prints the figures.
-    if (process.env.E2E_DEBUG) {
-      console.error(`[cluster] ${N} sockets connected in ${connectMs} ms; joins acked in ${ackMs} ms, ` +
-        `subscribed in ${subscribedMs} ms with ${subscribes} SUBSCRIBE (${commands} commands), ` +
-        `${unsubscribes} UNSUBSCRIBE on close`);
-    }
+    t.diagnostic(`${N} sockets connected in ${connectMs} ms; ${N} joins acked in ${ackMs} ms, all ` +
+      `subscribed after ${subscribedMs} ms with ${subscribes} SUBSCRIBE (node: ${commands} commands); ` +
+      `${unsubscribes} UNSUBSCRIBE on close`);
   });
 
-  it('Redis killed and restarted: 503 then 200, relays refused while down, deliveries resume without reconnecting', T, async () => {
+  it('Redis killed and restarted: 503 then 200, relays refused while down, deliveries resume without reconnecting', T, async (t) => {
     const room = 'r-persist';
     const specs = [[A, 'alice'], [A, 'amy'], [B, 'bob'], [C, 'carol']];
     const sockets = [];
     for (const [n, sub] of specs) sockets.push(await connectTo(n, sub));
-    const [a, a2, b, c] = sockets;
+    const [a, , b] = sockets; // a (A) relays, b (B) joins a room while Redis is down
     for (const s of sockets) await join(s, room);
     await waitNumsub(room, 3);
     const ids = sockets.map((s) => s.id);
@@ -415,6 +512,7 @@ describe('cluster: three nodes on one Redis', () => {
     assert.equal(await redis.numsub(roomChannel(room)), 3);
     assert.equal(await redis.numsub(roomChannel('r-joined-while-down')), 1);
     assert.equal(await redis.numsub(`${P}:ns:/`), 3);
+    assert.equal(await redis.numsub(roomChannel('user:bob')), 1);
 
     // Deliveries resume on every node: backend publish, relay across nodes, the room joined while down.
     assert.equal(await redis.publish(roomChannel(room), { event: 'news', data: 'after' }), 3);
@@ -428,13 +526,50 @@ describe('cluster: three nodes on one Redis', () => {
     assert.deepEqual(news, sockets.map(() => [['before'], ['after']]));
     assert.deepEqual(chat, [[], [[{ room, text: 'after' }]], [[{ room, text: 'after' }]], [[{ room, text: 'after' }]]]);
     assert.deepEqual(said.map((l) => l.length), [0, 0, 0, 0]);
-    void a2; void c;
 
     // No client noticed: same socket ids, same Engine.IO sessions, no disconnect.
     assert.deepEqual(disconnects, []);
     assert.deepEqual(sockets.map((s) => s.id), ids);
     assert.deepEqual(sockets.map((s) => s.io.engine.id), engineIds);
     assert.ok(sockets.every((s) => s.connected));
-    if (process.env.E2E_DEBUG) console.error(`[cluster] Redis killed: every node 503 within ${downMs} ms; restarted: 200 within ${upMs} ms`);
+    t.diagnostic(`Redis SIGKILL: every node 503 within ${downMs} ms; restarted: every node 200 within ${upMs} ms`);
+  });
+
+  it('Redis frozen (SIGSTOP): the canary marks every node down, relays are refused, SIGCONT recovers', T, async (t) => {
+    const room = 'r-frozen';
+    const a = await connectTo(A, 'alice');
+    const b = await connectTo(B, 'bob');
+    const c = await connectTo(C, 'carol');
+    for (const s of [a, b, c]) await join(s, room);
+    await waitNumsub(room, 3);
+    const disconnects = [];
+    [a, b, c].forEach((s, i) => s.on('disconnect', (reason) => disconnects.push([i, reason])));
+    const chat = [b, c].map((s) => collect(s, 'chat'));
+    const failuresBefore = await Promise.all(nodes.map((n) => metric(n, 'roomcast_redis_canary_failures_total')));
+    const ids = [a, b, c].map((s) => s.id);
+
+    const tStop = Date.now();
+    redis.freeze(); // connections stay open: only the canary (or a command timeout) can tell
+    await waitUntil(async () => (await Promise.all(nodes.map(readyz))).every((s) => s === 503),
+      { timeout: 6000, interval: 50, what: 'every node /readyz 503 with Redis frozen' });
+    const downMs = Date.now() - tStop;
+    assert.deepEqual(await emitAck(a, 'chat', { room, text: 'frozen' }), [{ ok: false, error: 'backplane_down' }]);
+    const tCont = Date.now();
+    redis.thaw();
+    await waitUntil(async () => (await Promise.all(nodes.map(readyz))).every((s) => s === 200),
+      { timeout: 15000, what: 'every node /readyz 200 after SIGCONT' });
+    const upMs = Date.now() - tCont;
+    const failuresAfter = await Promise.all(nodes.map((n) => metric(n, 'roomcast_redis_canary_failures_total')));
+    const timeoutsOrCanary = await Promise.all(nodes.map(async (n, i) =>
+      (failuresAfter[i] - failuresBefore[i]) + (await metric(n, 'roomcast_redis_command_timeouts_total'))));
+    timeoutsOrCanary.forEach((v, i) => assert.ok(v > 0, `${nodes[i].nodeId}: a canary failure or command timeout counted`));
+
+    assert.deepEqual(await emitAck(a, 'chat', { room, text: 'thawed' }), [{ ok: true, room }]);
+    await waitUntil(() => chat.every((l) => l.length === 1), { what: 'relay after SIGCONT' });
+    await sleep(QUIET_MS);
+    assert.deepEqual(chat, [[[{ room, text: 'thawed' }]], [[{ room, text: 'thawed' }]]]);
+    assert.deepEqual(disconnects, []);
+    assert.deepEqual([a, b, c].map((s) => s.id), ids);
+    t.diagnostic(`Redis SIGSTOP: every node 503 within ${downMs} ms; SIGCONT: every node 200 within ${upMs} ms`);
   });
 });

@@ -7,6 +7,7 @@
 const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
+const fs = require('node:fs');
 const path = require('node:path');
 const Redis = require('ioredis');
 const { startRedis } = require('./lib/redis-server');
@@ -279,7 +280,7 @@ for (const major of [5, 6]) {
       assert.deepEqual(got, []);
       await waitFor('the delayed job', () => got.length === 1, 4000);
       assert.ok(got[0].at - t0 >= 1000, `processed ${got[0].at - t0} ms after the hand-off`);
-      assert.ok(got[0].at - t0 < 2500, `processed ${got[0].at - t0} ms after the hand-off`);
+      assert.ok(got[0].at - t0 < 4000, `processed ${got[0].at - t0} ms after the hand-off`);
       const job = await queue.getJob('n-d');
       assert.equal(job.opts.delay, 1000);
       await waitFor('completion', async () => (await counts(queue)).completed === 1);
@@ -308,9 +309,10 @@ for (const major of [5, 6]) {
 
     test('docs/jobs.md example Worker (example-worker.js) sends the email', async (t) => {
       t.after(closeAll);
-      const queue = await openQueue(DEFAULTS.queue);
+      // roomcast writes first, into an empty Redis: no Node Queue has opened the queue yet
       const n = notification('n-ex', '42');
       assert.equal(await handOff(redis, { user: '42', jobId: 'n-ex', notification: n }), 1);
+      assert.deepEqual(await redis.hgetall(`${PREFIX}:${DEFAULTS.queue}:meta`), { 'opts.maxLenEvents': '10000' });
       const child = spawn(process.execPath, ['-r', path.join(__dirname, 'lib', 'bullmq-alias.js'),
         path.join(__dirname, 'example-worker.js')], {
         env: { ...process.env, REDIS_URL: srv.url, BULLMQ_MAJOR: String(major) },
@@ -326,6 +328,7 @@ for (const major of [5, 6]) {
         throw new Error(`${e.message}; stderr: ${err}`);
       });
       const line = JSON.parse(out.split('\n')[0]);
+      const queue = await openQueue(DEFAULTS.queue);
       assert.deepEqual(line, { sent: { to: '42', subject: 'Hi there', text: 'hello 42', notificationId: 'n-ex' } });
       await waitFor('completion', async () => (await counts(queue)).completed === 1);
       child.kill('SIGTERM');
@@ -374,4 +377,11 @@ describe('P:events stream (rule "forward")', () => {
     const len = await redis.xlen('roomcast:events');
     assert.ok(len >= 1000 && len < 1200, `XLEN ${len}`);
   });
+});
+
+test('docs/jobs.md quotes example-worker.js exactly', () => {
+  const md = fs.readFileSync(path.join(__dirname, '..', '..', 'docs', 'jobs.md'), 'utf8');
+  const m = /<!-- example-worker\.js -->\n```js\n([\s\S]*?)```\n/.exec(md);
+  assert.ok(m, 'the quoted block after <!-- example-worker.js -->');
+  assert.equal(m[1], fs.readFileSync(path.join(__dirname, 'example-worker.js'), 'utf8'));
 });

@@ -10,6 +10,7 @@
 //   await redis.commandstats()                       -> {subscribe: {calls, ...}, publish: ...}
 //   const sub = await redis.subscriber(); await sub.subscribe(ch); sub.messages(ch)  (counting)
 //   await redis.kill()                       SIGKILL (connections die with it)
+//   redis.freeze() / redis.thaw()            SIGSTOP / SIGCONT (connections stay open, silent)
 //   await redis.restart()                    a fresh, empty redis-server on the same port
 //   await redis.stop()                       SIGTERM (SIGKILL after 5 s), closes the clients
 //
@@ -282,6 +283,10 @@ class RedisServer {
     await this.exited;
   }
 
+  // SIGSTOP / SIGCONT: a Redis that keeps its connections open but answers nothing.
+  freeze() { if (this.running) this.proc.kill('SIGSTOP'); }
+  thaw() { if (this.running) this.proc.kill('SIGCONT'); }
+
   // A new, empty server on the same port (the nodes reconnect to the same URL).
   async restart() {
     if (this.running) await this.kill();
@@ -291,6 +296,7 @@ class RedisServer {
   async stop() {
     this._dropClients();
     if (!this.running) return;
+    this.thaw();
     this.proc.kill('SIGTERM');
     const timer = setTimeout(() => { if (this.running) this.proc.kill('SIGKILL'); }, STOP_TIMEOUT_MS);
     await this.exited;
