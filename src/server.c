@@ -164,12 +164,18 @@ rc_server *rc_server_new(struct event_base *base, const char *bind, int port, in
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
     char spec[300];
-    if (strchr(bind, ':')) snprintf(spec, sizeof(spec), "[%s]:%d", bind, port);
-    else snprintf(spec, sizeof(spec), "%s:%d", bind, port);
+    /* libevent's parser refuses port 0 (any free port): parse with 1 and patch it. */
+    int parse_port = port > 0 ? port : 1;
+    if (strchr(bind, ':')) snprintf(spec, sizeof(spec), "[%s]:%d", bind, parse_port);
+    else snprintf(spec, sizeof(spec), "%s:%d", bind, parse_port);
     memset(&ss, 0, sizeof(ss));
     if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
         *err = "bad listen address";
         return NULL;
+    }
+    if (port == 0) {
+        if (ss.ss_family == AF_INET6) ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+        else ((struct sockaddr_in *)&ss)->sin_port = 0;
     }
     rc_server *s = rc_calloc(1, sizeof(*s));
     s->base = base;
