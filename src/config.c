@@ -346,7 +346,8 @@ static void load_jwt(struct loader *L, const cJSON *root)
 static void load_file(struct loader *L, const cJSON *root)
 {
     static const char *const top[] = {"listen", "path", "nodeId", "redis", "api", "engine", "http", "limits",
-                                      "cors", "jwt", "log", "drain", "namespaces", NULL};
+                                      "cors", "jwt", "log", "drain", "namespaces", "jobs", "events",
+                                      "presence", NULL};
     static const char *const listen_keys[] = {"bind", "port", NULL};
     static const char *const redis_keys[] = {"url", "prefix", NULL};
     static const char *const api_keys[] = {"key", NULL};
@@ -436,6 +437,9 @@ static void load_file(struct loader *L, const cJSON *root)
         }
     }
     if ((s = section(L, root, "drain", drain_keys))) file_ms(L, s, "drain", "grace", &cfg->drain_grace_ms);
+    if ((s = item(root, "jobs"))) rc_jobs_config_parse(&cfg->jobs, s, "jobs", L->errs);
+    if ((s = item(root, "events"))) rc_jobs_events_config_parse(&cfg->jobs, s, "events", L->errs);
+    if ((s = item(root, "presence"))) rc_presence_config_parse(&cfg->presence, s, "presence", L->errs);
     L->namespaces = item(root, "namespaces");
 }
 
@@ -671,6 +675,8 @@ static void set_defaults(rc_config *cfg)
     cfg->log_level = RC_LOG_INFO;
     cfg->log_json = !isatty(2);
     cfg->drain_grace_ms = 30000;
+    rc_jobs_config_init(&cfg->jobs);
+    rc_presence_config_default(&cfg->presence);
 }
 
 int rc_config_load(rc_config *cfg, const rc_config_flags *flags, rc_config_errors *errs)
@@ -720,6 +726,7 @@ void rc_config_dispose(rc_config *cfg)
     rc_free(cfg->api_key);
     set_cors(cfg, NULL, 0);
     rc_auth_config_dispose(&cfg->jwt);
+    rc_jobs_config_dispose(&cfg->jobs);
     rc_rules_free(cfg->rules);
     rc_free(cfg->config_path);
     memset(cfg, 0, sizeof(*cfg));

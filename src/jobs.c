@@ -28,6 +28,7 @@
 #include "roomcast/jobs.h"
 
 #include "roomcast/common.h"
+#include "roomcast/config.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
 #include "roomcast/redis_cmd.h"
@@ -438,6 +439,9 @@ static char *str_concat(const char *a, const char *b, const char *c)
 
 rc_jobs *rc_jobs_new(const rc_jobs_config *cfg, rc_backplane *bp)
 {
+    rc_jobs_config defaults;
+    rc_jobs_config_init(&defaults);
+    if (!cfg) cfg = &defaults;
     rc_jobs *j = rc_calloc(1, sizeof(*j));
     j->bp = bp;
     j->cfg = *cfg;
@@ -454,6 +458,7 @@ rc_jobs *rc_jobs_new(const rc_jobs_config *cfg, rc_backplane *bp)
     snprintf(j->ttl_s, sizeof(j->ttl_s), "%lld", cfg->dedup_ttl);
     snprintf(j->maxlen_s, sizeof(j->maxlen_s), "%lld", cfg->events_max_len);
     j->script.source = rc_jobs_notify_offline_lua;
+    rc_jobs_config_dispose(&defaults);
     return j;
 }
 

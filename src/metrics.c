@@ -277,6 +277,11 @@ void rc_metrics_write(struct evbuffer *out, const rc_metrics_gauges *g)
     put_scalar(out, "roomcast_api_publishes_total", "counter",
                "Messages accepted by the HTTP publish API.", m->api_publishes_total);
     put_scalar(out, "roomcast_jobs_added_total", "counter", "Jobs added.", m->jobs_added_total);
+    put_scalar(out, "roomcast_notifications_total", "counter",
+               "Notifications for a user received (P:notify, POST /api/publish with user).",
+               m->notifications_total);
+    put_scalar(out, "roomcast_notifications_delivered_total", "counter",
+               "Sockets this node delivered notifications to.", m->notifications_delivered_total);
 
     put_histogram(out, "roomcast_delivery_latency_seconds",
                   "Time from publish accepted to bytes handed to the socket.", &m->delivery_latency);

@@ -15,8 +15,10 @@
 #include "roomcast/config.h"
 #include "roomcast/eio.h"
 #include "roomcast/http.h"
+#include "roomcast/jobs.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
+#include "roomcast/redis_cmd.h"
 #include "roomcast/rules.h"
 #include "roomcast/server.h"
 #include "roomcast/sio.h"
@@ -43,6 +45,8 @@ struct rc_node {
     rc_sio_hooks hooks;
     rc_backplane *bp;
     rc_backplane_callbacks bp_cb;
+    rc_jobs *jobs;
+    char *notify_channel;           /* <prefix>:notify, NULL without Redis */
     int bp_up;
     int draining;
     struct event *drain_ev;
@@ -106,6 +110,86 @@ static void on_room_close(void *arg, const char *ns, const char *room)
 {
     rc_node *n = arg;
     n->bp->ops->room_close(n->bp, ns, room);
+}
+
+/* ---- notifications (P:notify) ------------------------------------------------------------- */
+
+static void notify_job_done(void *arg, int status, const char *reason)
+{
+    if (status < 0) rc_log_warn("job_handoff_failed", "reason=%s", reason);
+    else rc_log_debug("job_handoff", "status=%d reason=%s", status, reason);
+}
+
+/* A notification for a user (DESIGN.md section 3): every socket of the user in `ns` on this node
+ * gets the event; if this node has none, the jobs script decides atomically, against the
+ * cluster-wide presence set, whether the user is offline everywhere and adds the one job. Every
+ * node receives the same notification, and the job id (the notification's id, or a digest of
+ * the payload) makes the hand-off happen once. Returns a static error or NULL. */
+static const char *node_notify(rc_node *n, const char *payload, size_t len)
+{
+    cJSON *j = cJSON_ParseWithLength(payload, len);
+    const char *err = NULL;
+    const cJSON *user = cJSON_GetObjectItemCaseSensitive(j, "user");
+    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(j, "ns");
+    const cJSON *event = cJSON_GetObjectItemCaseSensitive(j, "event");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(j, "args");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+    char userbuf[64], idbuf[64];
+    const char *uid = NULL, *nid = NULL;
+    if (cJSON_IsString(user) && user->valuestring[0]) uid = user->valuestring;
+    else if (cJSON_IsNumber(user)) { snprintf(userbuf, sizeof(userbuf), "%.0f", user->valuedouble); uid = userbuf; }
+    if (cJSON_IsString(id)) nid = id->valuestring;
+    else if (cJSON_IsNumber(id)) { snprintf(idbuf, sizeof(idbuf), "%.0f", id->valuedouble); nid = idbuf; }
+    const char *nsname = cJSON_IsString(ns) ? ns->valuestring : "/";
+    if (!cJSON_IsObject(j)) err = "bad_json";
+    else if (!uid) err = "bad_user";
+    else if (ns && !cJSON_IsString(ns)) err = "bad_ns";
+    else if (!rc_sio_has_ns(n->sio, nsname)) err = "unknown_namespace";
+    else if (event && (!cJSON_IsString(event) || !event->valuestring[0])) err = "bad_event";
+    else if (args && !cJSON_IsArray(args)) err = "bad_args";
+    if (err) {
+        rc_log_debug("notify_invalid", "error=%s", err);
+        cJSON_Delete(j);
+        return err;
+    }
+    const rc_ns_rules *r = rc_rules_find_ns(n->cfg->rules, nsname, strlen(nsname));
+    char *room = rc_ns_rules_user_room(r, uid, NULL);
+    size_t delivered = 0;
+    if (room) {
+        char *json;
+        if (args) {
+            json = cJSON_PrintUnformatted(args);
+        } else {
+            cJSON *arr = cJSON_CreateArray();
+            if (data) cJSON_AddItemReferenceToArray(arr, (cJSON *)data);
+            json = cJSON_PrintUnformatted(arr);
+            cJSON_Delete(arr);
+        }
+        rc_bp_message msg = {0};
+        msg.kind = RC_BP_EMIT;
+        msg.ns = nsname;
+        msg.room = room;
+        msg.event = event ? event->valuestring : "notification";
+        msg.args_json = json;
+        msg.args_len = strlen(json);
+        delivered = rc_sio_broadcast(n->sio, &msg, rc_now_mono_ns());
+        cJSON_free(json);
+        rc_free(room);
+    }
+    rc_metrics.notifications_delivered_total += delivered;
+    if (delivered == 0 && n->jobs) rc_jobs_notify_offline(n->jobs, uid, nid, payload, len, notify_job_done, NULL);
+    cJSON_Delete(j);
+    return NULL;
+}
+
+static void bp_on_raw(void *arg, const char *channel, const char *payload, size_t len)
+{
+    rc_node *n = arg;
+    if (n->notify_channel && strcmp(channel, n->notify_channel) == 0) {
+        rc_metrics.notifications_total++;
+        node_notify(n, payload, len);
+    }
 }
 
 /* ---- rule operations ---------------------------------------------------------------------- */
@@ -192,7 +276,24 @@ static void op_disconnect(void *target)
     rc_sio_disconnect(t->socket);
 }
 
+static const char *op_forward(void *target, const char *event, cJSON *data)
+{
+    rule_target *t = target;
+    rc_node *n = t->node;
+    char *json = data ? cJSON_PrintUnformatted(data) : NULL;
+    rc_jobs_event ev = {
+        .ns = rc_sio_socket_ns(t->socket), .event = event, .user = rc_sio_socket_user(t->socket),
+        .sid = rc_sio_socket_id(t->socket), .node = n->cfg->node_id,
+        .data_json = json, .data_len = json ? strlen(json) : 0, .ts_ms = 0,
+    };
+    int r = n->jobs ? rc_jobs_forward_event(n->jobs, &ev) : -1;
+    cJSON_free(json);
+    cJSON_Delete(data);
+    return r == 0 ? NULL : "backplane_down";
+}
+
 static const rc_rule_ops rule_ops = {
+    .forward = op_forward,
     .join = op_join,
     .leave = op_leave,
     .is_member = op_is_member,
@@ -280,6 +381,7 @@ static void route_metrics(rc_node *n, rc_http_request *req)
     struct evbuffer *out = evbuffer_new();
     rc_metrics_write(out, &g);
     if (n->bp->ops->write_metrics) n->bp->ops->write_metrics(n->bp, out);
+    rc_jobs_write_metrics(n->jobs, out);
     rc_http_respond_buffer(req, 200, "text/plain; version=0.0.4; charset=utf-8", out, NULL);
     evbuffer_free(out);
 }
@@ -331,13 +433,31 @@ static void route_publish(rc_node *n, rc_http_request *req)
         json = cJSON_PrintUnformatted(arr);
         cJSON_Delete(arr);
     }
-    char *user_room = NULL;
     if (user) {
-        /* A notification for a user: every socket of the user in that namespace (the offline
-         * fallback to a job comes with the jobs module). */
-        const rc_ns_rules *r = rc_rules_find_ns(n->cfg->rules, nsname, strlen(nsname));
-        user_room = rc_ns_rules_user_room(r, user->valuestring, NULL);
+        /* A notification: with Redis every node must see it (P:notify), this one included;
+         * embedded, it is handled here. */
+        const char *nerr = NULL;
+        if (n->notify_channel) {
+            const char *argv[3] = {"PUBLISH", n->notify_channel, (const char *)req->body};
+            size_t argvlen[3] = {7, strlen(n->notify_channel), req->body_len};
+            if (rc_redis_command(n->bp, NULL, NULL, 3, argv, argvlen) != 0) nerr = "backplane_down";
+        } else {
+            rc_metrics.notifications_total++;
+            nerr = node_notify(n, (const char *)req->body, req->body_len);
+        }
+        if (nerr) {
+            char out[128];
+            snprintf(out, sizeof(out), "{\"ok\":false,\"error\":\"%s\"}", nerr);
+            respond_json(req, strcmp(nerr, "backplane_down") == 0 ? 503 : 400, out);
+        } else {
+            rc_metrics.api_publishes_total++;
+            respond_json(req, 202, "{\"ok\":true}");
+        }
+        cJSON_free(json);
+        cJSON_Delete(body);
+        return;
     }
+    char *user_room = NULL;
     rc_bp_message msg = {0};
     msg.kind = RC_BP_EMIT;
     msg.ns = nsname;
@@ -419,6 +539,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->http_cb.arg = n;
     n->bp_cb.on_message = bp_on_message;
     n->bp_cb.on_state = bp_on_state;
+    n->bp_cb.on_raw = bp_on_raw;
     n->bp_cb.arg = n;
     if (cfg->redis_url) {
         n->bp = rc_backplane_redis_new(base, cfg, &n->bp_cb);
@@ -431,6 +552,13 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         n->bp = rc_backplane_local_new(base, &n->bp_cb);
         n->bp_up = 1;
     }
+    if (rc_redis_available(n->bp)) {
+        size_t plen = strlen(cfg->prefix);
+        n->notify_channel = rc_malloc(plen + 8);
+        snprintf(n->notify_channel, plen + 8, "%s:notify", cfg->prefix);
+        rc_redis_channel_open(n->bp, n->notify_channel);
+    }
+    n->jobs = rc_jobs_new(&cfg->jobs, n->bp);
     n->hooks.on_connect = hook_on_connect;
     n->hooks.on_event = hook_on_event;
     n->hooks.on_ack = hook_on_ack;
@@ -445,6 +573,8 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     if (!n->server) {
         rc_eio_server_free(n->eio);
         rc_sio_server_free(n->sio);
+        rc_jobs_free(n->jobs);
+        rc_free(n->notify_channel);
         n->bp->ops->free(n->bp);
         rc_free(n);
         return NULL;
@@ -499,6 +629,8 @@ void rc_node_free(rc_node *n)
     rc_eio_server_free(n->eio);       /* on_close reaches sio for every session */
     rc_server_free(n->server);        /* closes what is left (idle HTTP connections) */
     rc_sio_server_free(n->sio);
+    rc_jobs_free(n->jobs);
+    rc_free(n->notify_channel);
     n->bp->ops->free(n->bp);
     rc_free(n);
 }

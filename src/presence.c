@@ -312,8 +312,7 @@ typedef struct pr_req {
 typedef struct pr_member {
     struct pr_member *next;       /* in pr_conn.members */
     const char *room;             /* into key, after the namespace */
-    size_t keylen;                /* "<ns>\0<room>" */
-    char key[];                   /* the namespace first */
+    char key[];                   /* "<ns>\0<room>\0" */
 } pr_member;
 
 typedef struct pr_user {
@@ -388,6 +387,8 @@ struct rc_presence {
     int need_reset;               /* RESETTING before the next registration */
     int reset_inflight, sweep_inflight, drain_inflight;
     int rereg_needed;             /* a JOIN failed with an error reply: JOIN batches at next tick */
+    int resync_pending;           /* re-read watched users' status at the next tick */
+    int registered_once;          /* a later registration follows an outage: resync then */
     int draining, drained;
 
     char *node_id, *prefix, *status_prefix;
@@ -687,13 +688,15 @@ void rc_presence_unwatch_all(rc_presence *p, uint64_t watcher)
     }
 }
 
-/* A status for user, as of Redis time ts (0: unknown time). Hands it to on_status when it is
- * news for this node: not older than what it knows, and not the state it already reported. */
+/* A status for user, as of time ts (Redis TIME in Redis mode; 0: unknown). Hands it to
+ * on_status when it is news for this node's watchers: not older than what they were told
+ * (Redis mode: a message published before a read-back that already told them), and not the
+ * state they were last told. */
 static void status_deliver(rc_presence *p, const char *user, int online, uint64_t ts)
 {
     pr_watched *u = watched_find(p, user);
     if (!u) return;
-    if (ts && ts < u->known_ts) return; /* read back or published before what we know */
+    if (redis_mode(p) && ts && ts < u->known_ts) return;
     if (ts > u->known_ts) u->known_ts = ts;
     if (u->known == online) return;
     u->known = online;
@@ -955,16 +958,22 @@ static void resync_watched(rc_presence *p)
     }
 }
 
-/* LIVE: heartbeat (registers the node), queued removals, every local entry, watched statuses,
- * and a sweep, all pipelined now. Calls made from here on are sent at once, behind them. */
+static void arm_tick(rc_presence *p, int ms);
+
+/* LIVE: heartbeat (registers the node), queued removals, every local entry and a sweep, all
+ * pipelined now; calls made from here on are sent at once, behind them. Watched statuses are
+ * read back one heartbeat later, when nodes that reconnected at about the same time (after a
+ * Redis restart) have registered again: earlier, their users would read as offline. */
 static void pr_register(rc_presence *p)
 {
     p->phase = PH_LIVE;
     send_heartbeat(p, 1);
     removals_send(p);
     send_join_batches(p);
-    resync_watched(p);
     if (!p->sweep_inflight) send_sweep(p, REQ_SWEEP);
+    if (p->registered_once && p->watched.count) p->resync_pending = 1;
+    p->registered_once = 1;
+    arm_tick(p, p->cfg.heartbeat_ms);
 }
 
 /* RESETTING: remove whatever Redis holds under our node id, then register. */
@@ -1063,9 +1072,13 @@ static void on_query_reply(rc_presence *p, pr_req *r, const redisReply *reply, i
 {
     if (!err && (reply->type != REDIS_REPLY_ARRAY || reply->elements != r->n + 1)) err = RC_PRESENCE_EFAIL;
     if (r->kind == REQ_RESYNC) {
-        if (err) return;
-        uint64_t ts = (uint64_t)reply_int(reply, 0);
-        for (size_t i = 0; i < r->n; i++) status_deliver(p, r->s[i], reply_int(reply, i + 1) == 1, ts);
+        /* A change missed while disconnected reaches on_status. A user the watchers were never
+         * told about (known -1) is reported too: their first answer may have come from a query,
+         * and a repeat is harmless where a missed change is not. The node's own query answers
+         * teach nothing here: the socket that asked is not necessarily a watcher. */
+        uint64_t ts = err ? 0 : (uint64_t)reply_int(reply, 0);
+        for (size_t i = 0; !err && i < r->n; i++)
+            status_deliver(p, r->s[i], reply_int(reply, i + 1) == 1, ts);
         return;
     }
     if (!p->cb.on_query) return;
@@ -1409,7 +1422,6 @@ int rc_presence_member_add(rc_presence *p, const char *sid, const char *ns, cons
     memcpy(m->key, ns, a + 1);
     memcpy(m->key + a + 1, room, b + 1);
     m->room = m->key + a + 1;
-    m->keylen = a + 1 + b;
     m->next = c->members;
     c->members = m;
     if (!redis_mode(p)) {
@@ -1548,6 +1560,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     removals_send(p);
     if (p->rereg_needed) send_join_batches(p);
     if (!p->sweep_inflight) send_sweep(p, REQ_SWEEP);
+    if (p->resync_pending) {
+        p->resync_pending = 0;
+        resync_watched(p);
+    }
 }
 
 rc_presence *rc_presence_new(struct event_base *base, rc_backplane *bp, const char *node_id,

@@ -663,12 +663,18 @@ static void collect_visit(void *arg, rc_room_member *m)
 size_t rc_sio_control(rc_sio_server *srv, const rc_bp_message *msg)
 {
     rc_sio_ns *ns = find_ns(srv, msg->ns, strlen(msg->ns));
-    if (!ns || !msg->room) return 0;
-    rc_room *room = rc_rooms_find(ns->rooms, msg->room);
-    if (!room) return 0;
-    /* Collect first: the operation changes the very memberships being walked. */
+    if (!ns) return 0;
+    /* Collect first: the operation changes the very memberships being walked. No room means
+     * every socket of the namespace (an op published on P:ns:<ns>). */
     collect col = {0};
-    rc_room_foreach(room, collect_visit, &col);
+    if (msg->room) {
+        rc_room *room = rc_rooms_find(ns->rooms, msg->room);
+        if (!room) return 0;
+        rc_room_foreach(room, collect_visit, &col);
+    } else {
+        for (rc_hmap_node *h = rc_hmap_first(&ns->sockets); h; h = rc_hmap_next(&ns->sockets, h))
+            collect_visit(&col, &RC_CONTAINER_OF(h, rc_sio_socket, node)->member);
+    }
     size_t done = 0;
     for (size_t i = 0; i < col.count; i++) {
         rc_sio_socket *s = col.items[i];

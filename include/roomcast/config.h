@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 #include "roomcast/auth.h"
+#include "roomcast/jobs.h"
+#include "roomcast/presence.h"
 
 struct rc_rules;
 
@@ -77,6 +79,9 @@ typedef struct rc_config {
     int log_json;                  /* 1 = json, 0 = text; default: text on a tty */
 
     int drain_grace_ms;            /* 30000 (file: drain.grace) */
+
+    rc_jobs_config jobs;           /* BullMQ hand-off (file: jobs.*) and P:events (file: events.*) */
+    rc_presence_config presence;   /* presence TTL and heartbeat (file: presence.*) */
 
     struct rc_rules *rules;        /* compiled namespaces and rules (file: namespaces) */
     char *config_path;             /* the file read, or NULL */

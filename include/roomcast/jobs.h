@@ -25,10 +25,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "roomcast/config.h"
 
+/* Types only: config.h embeds rc_jobs_config, so this header must not include config.h. */
 struct cJSON;
 struct evbuffer;
+struct rc_config_errors;
 typedef struct rc_backplane rc_backplane;
 
 /* removeOnComplete / removeOnFail, as BullMQ reads them. */
@@ -69,10 +70,10 @@ void rc_jobs_config_dispose(rc_jobs_config *cfg);
  * problem is added to errs as "<path>.<key>: <message>"; unknown keys are errors. json NULL is
  * fine (nothing to read). Returns 0, or -1 when it added an error. */
 int rc_jobs_config_parse(rc_jobs_config *cfg, const struct cJSON *json, const char *path,
-                         rc_config_errors *errs);
+                         struct rc_config_errors *errs);
 /* The same for the "events" object: {"maxLen": N}. */
 int rc_jobs_events_config_parse(rc_jobs_config *cfg, const struct cJSON *json, const char *path,
-                                rc_config_errors *errs);
+                                struct rc_config_errors *errs);
 
 /* ---- pure helpers (exposed for the node's logs and for the tests) ------------------------- */
 
@@ -111,7 +112,8 @@ extern const char rc_jobs_reason_failed[];     /* "redis_error": error reply or 
 
 typedef void (*rc_jobs_done_fn)(void *arg, int status, const char *reason);
 
-/* bp is borrowed and must outlive the rc_jobs. With the embedded backplane every call fails
+/* cfg: built with rc_jobs_config_init (+ parse), or NULL for the defaults; copied. bp is
+ * borrowed and must outlive the rc_jobs. With the embedded backplane every call fails
  * (returns -1, counted), as there is no Redis to hold the job. */
 rc_jobs *rc_jobs_new(const rc_jobs_config *cfg, rc_backplane *bp);
 

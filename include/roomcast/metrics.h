@@ -61,6 +61,8 @@ typedef struct rc_metrics {
     uint64_t backplane_receives_total;
     uint64_t api_publishes_total;
     uint64_t jobs_added_total;
+    uint64_t notifications_total;             /* notifications received (P:notify, API) */
+    uint64_t notifications_delivered_total;   /* sockets they were delivered to */
     rc_histogram delivery_latency;            /* publish accepted -> bytes handed to the socket */
 } rc_metrics_t;
 

@@ -68,7 +68,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "roomcast/config.h"
+/* Types only: config.h embeds rc_presence_config, so this header must not include config.h. */
+struct rc_config_errors;
+typedef struct rc_config_errors rc_config_errors;
 
 struct cJSON;
 struct event_base;

@@ -150,6 +150,7 @@ md.push(`${machine.date || '?'}, commit \`${machine.commit || '?'}\`${machine.qu
   `Machine: ${machine.nproc} × ${machine.cpu}, ${machine.mem_gib} GiB, Linux ${machine.kernel}; Node.js ${machine.node}, Redis ${machine.redis}. ` +
   `Load average at start ${machine.load_start}, at end ${end.load_end || '?'}; total ${end.secs || '?'} s. ` +
   `roomcast published through: ${mode === 'redis' ? 'Redis PUBLISH (JSON envelope)' : mode === 'api' ? 'POST /api/publish (embedded mode: its Redis backplane did not deliver)' : mode}. ` +
+  (rc.mode && rc.mode.config ? `roomcast config: \`${rc.mode.config.replace(/\s+/g, ' ')}\`. ` : 'roomcast config: built-in defaults. ') +
   `Node reference: published with the @socket.io/redis-emitter format. Load generator: ${s.procs} processes, source addresses 127.0.0.1-8.`);
 md.push('');
 md.push(table(['figure', 'roomcast', 'node', 'roomcast / node', 'better'], mainRows));

@@ -24,7 +24,8 @@
 # embedded mode and the publisher POSTs /api/publish (the cluster scenarios are then skipped).
 #
 # Environment: BENCH_TARGETS ("roomcast node"), BENCH_KEEP=1 keeps the work directory,
-# BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes.
+# BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes,
+# BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config).
 set -euo pipefail
 
 [ $# -ge 1 ] || { echo "usage: $0 <builddir>" >&2; exit 2; }
@@ -135,6 +136,8 @@ probe() {    # probe PORT: 0 when one authenticated connection succeeds
 
 start_one() {   # start_one TARGET INDEX: starts a server and appends it to SRV_PIDS/SRV_PORTS
   local target=$1 i=$2 port pid
+  local cfg=()
+  [ -n "${BENCH_ROOMCAST_CONFIG:-}" ] && cfg=(--config "$BENCH_ROOMCAST_CONFIG")
   port=$(free_port $((23000 + i * 10)))
   if [ "$target" = node ]; then
     (cd "$HERE/node-ref" && PORT=$port REDIS_URL="redis://127.0.0.1:$RPORT" JWT_SECRET=$SECRET \
@@ -142,11 +145,11 @@ start_one() {   # start_one TARGET INDEX: starts a server and appends it to SRV_
   else
     if [ "$MODE" = redis ]; then
       ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" \
-        ROOMCAST_LOG_LEVEL=warn exec "$RC" --port "$port" --node-id "bench-$i" \
+        ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
         >"$W/roomcast-$i.log" 2>&1 &
     else
       ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_API_KEY=$API_KEY ROOMCAST_LOG_LEVEL=warn \
-        exec "$RC" --port "$port" --node-id "bench-$i" >"$W/roomcast-$i.log" 2>&1 &
+        exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" >"$W/roomcast-$i.log" 2>&1 &
     fi
   fi
   pid=$!
@@ -372,7 +375,9 @@ T0=$(date +%s)
 for target in $TARGETS; do
   if [ "$target" = roomcast ]; then
     roomcast_mode || { echo "{\"target\":\"roomcast\",\"scenario\":\"unavailable\"}" >>"$RES"; continue; }
-    echo "{\"target\":\"roomcast\",\"scenario\":\"mode\",\"mode\":\"$MODE\"}" >>"$RES"
+    rcfg='""'
+    [ -n "${BENCH_ROOMCAST_CONFIG:-}" ] && rcfg=$(node -e 'process.stdout.write(JSON.stringify(require("fs").readFileSync(process.argv[1], "utf8").trim()))' "$BENCH_ROOMCAST_CONFIG")
+    echo "{\"target\":\"roomcast\",\"scenario\":\"mode\",\"mode\":\"$MODE\",\"config\":$rcfg}" >>"$RES"
   fi
   log "== $target"
   scen_handshake "$target"

@@ -79,6 +79,29 @@ for (const vf of valueFiles) {
   }
 }
 
+// ---- the PrometheusRule carries deploy/prometheus/roomcast-alerts.yml unchanged ----------------------
+const alerts = path.join(repo, 'deploy', 'prometheus', 'roomcast-alerts.yml');
+const copy = path.join(chart, 'files', 'roomcast-alerts.yml');
+if (!fs.existsSync(copy) || fs.readFileSync(copy, 'utf8') !== fs.readFileSync(alerts, 'utf8')) {
+  fail('helm/roomcast/files/roomcast-alerts.yml differs from deploy/prometheus/roomcast-alerts.yml: cp deploy/prometheus/roomcast-alerts.yml helm/roomcast/files/');
+} else {
+  const r = run(helm, ['template', 'roomcast', chart, '-f', path.join(ciDir, 'minimal-values.yaml'),
+    '--set', 'prometheusRule.enabled=true', '--show-only', 'templates/prometheusrule.yaml']);
+  const rule = r.status === 0 ? YAML.parse(r.stdout) : null;
+  if (!rule) fail(`PrometheusRule did not render:\n${r.stderr}`);
+  else {
+    const rulesFile = path.join(tmp, 'prometheusrule-groups.yml');
+    fs.writeFileSync(rulesFile, YAML.stringify({ groups: rule.spec.groups }));
+    const canon = (v) => JSON.stringify(v, (k, x) => (x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.keys(x).sort().map((key) => [key, x[key]])) : x));
+    const same = canon(rule.spec.groups) === canon(YAML.parse(fs.readFileSync(alerts, 'utf8')).groups);
+    const pt = run('promtool', ['check', 'rules', rulesFile]);
+    if (!same) fail('the rendered PrometheusRule groups differ from deploy/prometheus/roomcast-alerts.yml');
+    else if (pt.status !== 0) fail(`promtool check rules on the rendered PrometheusRule:\n${pt.stdout}${pt.stderr}`);
+    else ok('PrometheusRule = deploy/prometheus/roomcast-alerts.yml, and promtool accepts its groups');
+  }
+}
+
 // ---- what the chart must refuse --------------------------------------------------------------------
 const minimal = path.join(ciDir, 'minimal-values.yaml');
 const refusals = [

@@ -178,17 +178,26 @@ async function main() {
     }
     const ldd = execFileSync('ldd', [binary], { encoding: 'utf8' });
     const libs = [...ldd.matchAll(/=>\s+(\/\S+)/g)].map((x) => x[1]);
+    // one dpkg -S for every spelling of every library path (usrmerge: /lib is /usr/lib)
+    const spellings = new Map(); // path -> lib
+    for (const lib of libs) {
+      const real = fs.realpathSync(lib);
+      for (const c of [lib, real, lib.replace(/^\/lib\//, '/usr/lib/'), real.replace(/^\/lib\//, '/usr/lib/')]) spellings.set(c, lib);
+    }
+    const owners = new Map(); // lib -> package
+    const dpkgS = spawnSync('dpkg', ['-S', ...spellings.keys()], { encoding: 'utf8' });
+    for (const line of dpkgS.stdout.split('\n')) {
+      const m = /^([^:\s]+)(?::\S+)?: (\/\S+)$/.exec(line);
+      if (m && spellings.has(m[2])) owners.set(spellings.get(m[2]), m[1]);
+    }
+    const ownerPkgs = [...new Set(owners.values())];
+    const priorities = new Map(spawnSync('dpkg-query', ['-W', '-f=${Package} ${Priority}\n', ...ownerPkgs], { encoding: 'utf8' })
+      .stdout.split('\n').filter(Boolean).map((l) => l.split(' ')));
     const missing = [];
     for (const lib of libs) {
-      const candidates = [lib, fs.realpathSync(lib), lib.replace(/^\/lib\//, '/usr/lib/'), fs.realpathSync(lib).replace(/^\/lib\//, '/usr/lib/')];
-      let owner = null;
-      for (const c of candidates) {
-        const r = spawnSync('dpkg', ['-S', c], { encoding: 'utf8' });
-        if (r.status === 0) { owner = r.stdout.split(':')[0]; break; }
-      }
+      const owner = owners.get(lib);
       if (!owner) { missing.push(`${lib} (no package owns it)`); continue; }
-      const priority = spawnSync('dpkg-query', ['-W', '-f=${Priority}', owner], { encoding: 'utf8' }).stdout.trim();
-      if (!closure.has(owner) && priority !== 'required') missing.push(`${path.basename(lib)} from ${owner}`);
+      if (!closure.has(owner) && priorities.get(owner) !== 'required') missing.push(`${path.basename(lib)} from ${owner}`);
     }
     if (missing.length) fail(`the runtime stage lacks libraries the binary links: ${missing.join(', ')}`);
     else ok(`runtime packages (${pkgs.join(' ')}) cover all ${libs.length} linked libraries`);

@@ -6,8 +6,8 @@
 //
 // Values: the chart's defaults plus test/deploy/k8s-values.yaml (placeholder secrets). Release
 // "roomcast", so every object is named `roomcast`. Helm-only metadata is dropped (the chart label,
-// `# Source:` comments, checksum annotations) and managed-by says kubectl. Ingress and
-// ServiceMonitor go to deploy/k8s/optional/ (rendered with those switched on), outside the
+// `# Source:` comments, checksum annotations) and managed-by says kubectl. Ingress, ServiceMonitor
+// and PrometheusRule go to deploy/k8s/optional/ (rendered with those switched on), outside the
 // kustomization, for teams that run ingress-nginx or prometheus-operator.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -47,16 +47,16 @@ function render(extraSets = []) {
 const files = new Map();
 const main = render();
 for (const [name, text] of main) files.set(name, HEADER + text);
-const optional = render(['ingress.enabled=true', 'serviceMonitor.enabled=true']);
-for (const name of ['ingress.yaml', 'servicemonitor.yaml']) {
+const optional = render(['ingress.enabled=true', 'serviceMonitor.enabled=true', 'prometheusRule.enabled=true']);
+for (const name of ['ingress.yaml', 'servicemonitor.yaml', 'prometheusrule.yaml']) {
   if (!optional.has(name)) throw new Error(`render-k8s: ${name} missing from the optional render`);
   files.set(path.join('optional', name), HEADER + optional.get(name));
 }
 const order = ['serviceaccount.yaml', 'secret.yaml', 'configmap.yaml', 'service.yaml', 'deployment.yaml', 'pdb.yaml', 'hpa.yaml'];
 const resources = [...main.keys()].sort((a, b) => order.indexOf(a) - order.indexOf(b));
 files.set('kustomization.yaml', `${HEADER}# kubectl apply -k deploy/k8s   (edit secret.yaml first: it holds placeholders)
-# Optional: optional/ingress.yaml (ingress-nginx, sticky cookie) and optional/servicemonitor.yaml
-# (prometheus-operator); add them to resources, or kubectl apply -f them.
+# Optional: optional/ingress.yaml (ingress-nginx, sticky cookie), optional/servicemonitor.yaml and
+# optional/prometheusrule.yaml (prometheus-operator); add them to resources, or kubectl apply -f them.
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 # namespace: roomcast

@@ -262,7 +262,7 @@ describe('cluster: three nodes on one Redis', () => {
     await expectState(2, [1, 1, 0], 'b1 on B joined');
     await join(c1, room);
     await expectState(3, [1, 1, 1], 'c1 on C joined');
-    assert.equal(await redis.publish(ch, { event: 'ping' }), 3);
+    assert.equal(await redis.publish(ch, { event: 'hello' }), 3);
 
     await leave(a1, room);
     await expectState(3, [1, 1, 1], 'a1 left, a2 still on A');
@@ -272,7 +272,7 @@ describe('cluster: three nodes on one Redis', () => {
     await expectState(1, [0, -1, 1], 'b1 disconnected');
     await leave(c1, room);
     await expectState(0, [0, -1, 0], 'the last member left');
-    assert.equal(await redis.publish(ch, { event: 'ping' }), 0);
+    assert.equal(await redis.publish(ch, { event: 'hello' }), 0);
   });
 
   it('control op: {"op":"join"} on a user\'s room channel joins that user\'s sockets on two nodes', T, async () => {
@@ -380,7 +380,7 @@ describe('cluster: three nodes on one Redis', () => {
 
   it('a control op on the namespace channel applies to every socket of the namespace (docs/redis.md)', {
     ...T,
-    todo: 'server bug: rc_sio_control ignores messages without a room, so ops on P:ns:<ns> do nothing',
+
   }, async () => {
     const a = await connectTo(A, 'alice');
     const b = await connectTo(B, 'bob');
@@ -430,8 +430,10 @@ describe('cluster: three nodes on one Redis', () => {
     const subscribes = await redis.calls('subscribe') - subBefore;
     const commands = await metric(A, 'roomcast_redis_commands_total') - cmdBefore;
     assert.equal(await metric(A, 'roomcast_redis_subscribed_channels') - chanBefore, N);
-    // Batched: at most 512 channels per SUBSCRIBE, one SUBSCRIBE per loop turn with new rooms.
-    assert.ok(subscribes >= 2 && subscribes <= 50, `${subscribes} SUBSCRIBE commands for ${N} rooms`);
+    // Batched: one SUBSCRIBE (of up to 512 channels) per event-loop turn that opened rooms. How
+    // many turns 1,000 joins from 1,000 connections spread over depends on how they arrive: 4-7
+    // with the ASan build, 7-19 with the release build on a 2-core machine.
+    assert.ok(subscribes >= 2 && subscribes <= 100, `${subscribes} SUBSCRIBE commands for ${N} rooms`);
     // The node's own count: the SUBSCRIBE batches plus a canary PUBLISH a second.
     assert.ok(commands <= subscribes + 10, `roomcast_redis_commands_total grew by ${commands}`);
 
@@ -446,7 +448,7 @@ describe('cluster: three nodes on one Redis', () => {
     await waitUntil(async () => (await redis.channels(`${P}:room:/:bulk-*`)).length === 0,
       { timeout: 10000, what: 'bulk-* channels unsubscribed' });
     const unsubscribes = await redis.calls('unsubscribe') - unsubBefore;
-    assert.ok(unsubscribes >= 2 && unsubscribes <= 50, `${unsubscribes} UNSUBSCRIBE commands for ${N} rooms`);
+    assert.ok(unsubscribes >= 2 && unsubscribes <= 100, `${unsubscribes} UNSUBSCRIBE commands for ${N} rooms`);
     await waitNumsub('user:bulk', 0);
     t.diagnostic(`${N} sockets connected in ${connectMs} ms; ${N} joins acked in ${ackMs} ms, all ` +
       `subscribed after ${subscribedMs} ms with ${subscribes} SUBSCRIBE (node: ${commands} commands); ` +

@@ -82,13 +82,15 @@ function clusterClient(urls, opts) {
   return socket;
 }
 
+// redis-server, prometheus and nginx: installed when missing, before any test timeout runs
+ensureServers();
+
 describe('operations: drain on SIGTERM', { timeout: 60000 }, () => {
   let redis;
   let nodeA;
   let nodeB;
 
   before(async () => {
-    ensureServers();
     redis = await startRedis();
     const overrides = { drain: { grace: GRACE_MS } };
     nodeA = await startNode({ config: 'rooms.json', overrides, args: ['--redis', redis.url] });

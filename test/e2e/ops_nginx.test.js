@@ -73,6 +73,9 @@ function post(port, urlPath, body, headers = {}) {
   });
 }
 
+// redis-server, prometheus and nginx: installed when missing, before any test timeout runs
+ensureServers();
+
 describe('operations: nginx with sticky sessions in front of three nodes', { timeout: 60000 }, () => {
   let redis;
   let nodes = [];
@@ -81,7 +84,6 @@ describe('operations: nginx with sticky sessions in front of three nodes', { tim
   let rrPort;
 
   before(async () => {
-    ensureServers();
     redis = await startRedis();
     for (let i = 0; i < 3; i++) {
       nodes.push(await startNode({ config: 'rooms.json', args: ['--redis', redis.url] }));

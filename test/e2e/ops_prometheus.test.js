@@ -95,6 +95,9 @@ function expandGrafana(expr) {
     .replace(/\$\{?namespace\}?/g, '.*');
 }
 
+// redis-server, prometheus and nginx: installed when missing, before any test timeout runs
+ensureServers();
+
 describe('operations: Prometheus scraping two nodes', { timeout: 90000 }, () => {
   let redis;
   let nodeA;
@@ -102,7 +105,6 @@ describe('operations: Prometheus scraping two nodes', { timeout: 90000 }, () => 
   let prom;
 
   before(async () => {
-    ensureServers();
     redis = await startRedis();
     nodeA = await startNode({ config: 'rooms.json', args: ['--redis', redis.url] });
     nodeB = await startNode({ config: 'rooms.json', args: ['--redis', redis.url] });

@@ -351,6 +351,8 @@ static void test_families(void **state)
         {"roomcast_backplane_receives_total", "counter"},
         {"roomcast_api_publishes_total", "counter"},
         {"roomcast_jobs_added_total", "counter"},
+        {"roomcast_notifications_total", "counter"},
+        {"roomcast_notifications_delivered_total", "counter"},
         {"roomcast_delivery_latency_seconds", "histogram"},
         {"roomcast_ready", "gauge"},
         {"roomcast_draining", "gauge"},

@@ -667,6 +667,7 @@ static void test_redis_restart_empty(void **state)
     rc_presence_member_add(a.pr, "a1", "/", "room");
     rc_presence_member_add(b.pr, "b1", "/", "room");
     wait_count(&b.status, "ua 1 w=3", 1, 2000);
+    run_for(50); /* both nodes' calls reached Redis (no ordering across connections) */
     members_of(&a, "/", "room", "ua ub");
 
     rh_kill(&s);
@@ -707,7 +708,7 @@ static void test_redis_restart_empty(void **state)
     assert_int_equal(redis_int(&s, "HEXISTS p4:node:node-a:conns a2"), 0);
     query1(&b, "uc", "uc=1");
     members_of(&b, "/", "room", "ua ub");
-    run_for(100);
+    run_for(fast.heartbeat_ms + 100); /* including b's read-back of the users it watches */
     /* b's watcher knew "ua" online: the re-registration's "online" is not news to it */
     assert_int_equal(b.status.n, 1);
     node_kill(&a);
@@ -744,6 +745,57 @@ static void test_disconnect_during_outage(void **state)
     assert_int_equal(o.msgs.n, 2);
     obs_stop(&o);
     node_kill(&a);
+}
+
+/* Kills the two connections of one node (found by their CLIENT SETNAME). */
+static void kill_node_connections(const rh_server *s, const char *node)
+{
+    redisContext *c = rh_client(s);
+    redisReply *r = redisCommand(c, "CLIENT LIST");
+    char name[64];
+    snprintf(name, sizeof(name), " name=roomcast:%s:", node);
+    for (const char *line = r->str; line && *line;) {
+        const char *end = strchr(line, '\n');
+        const char *hit = strstr(line, name);
+        if (hit && (!end || hit < end)) {
+            redisReply *k = redisCommand(c, "CLIENT KILL ID %lld", atoll(line + 3));
+            freeReplyObject(k);
+        }
+        line = end ? end + 1 : NULL;
+    }
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* A change published while a node was disconnected (its subscription too) still reaches its
+ * watchers: the node reads the statuses back after reconnecting. */
+static void test_resync_after_outage(void **state)
+{
+    char url[64];
+    pnode a, b;
+    node_start(&a, url_for(&shared, url, sizeof(url)), "p12", "node-a", &fast);
+    node_start(&b, url, "p12", "node-b", &fast);
+    wait_live(&shared, &a);
+    wait_live(&shared, &b);
+    rc_presence_watch(a.pr, 4, "bu");
+    rc_presence_watch(a.pr, 4, "steady");
+    run_for(50);
+    rc_presence_connect(b.pr, "bu", "s1");
+    rc_presence_connect(b.pr, "steady", "s2");
+    wait_count(&a.status, "bu 1 w=4", 1, 2000);
+    wait_count(&a.status, "steady 1 w=4", 1, 2000);
+
+    kill_node_connections(&shared, "node-a");
+    for (int i = 0; i < 100 && a.up; i++) run_for(2);
+    assert_int_equal(a.up, 0);
+    rc_presence_disconnect(b.pr, "s1"); /* "bu 0" is published while a cannot hear it */
+    run_for(30);
+    assert_int_equal(a.status.n, 2);
+    wait_count(&a.status, "bu 0 w=4", 1, 3000);
+    run_for(fast.heartbeat_ms);
+    assert_int_equal(a.status.n, 3); /* "steady" did not change: nothing */
+    node_kill(&a);
+    node_kill(&b);
 }
 
 /* DESIGN must-show: online status of 1,000 users in one round trip to Redis. */
@@ -910,8 +962,10 @@ static void test_swept_while_alive(void **state)
     rc_presence_member_add(a.pr, "s1", "/", "r");
     wait_count(&o.msgs, "u 1", 1, 2000);
 
-    /* node-a's heartbeat "is" ten seconds old: b's next sweep takes it for dead */
-    redis_int(&shared, "ZADD p9:nodes 1 node-a");
+    /* what a sweep by b does first when node-a's heartbeat is older than the TTL (done here by
+     * hand, atomically, so that a's next heartbeat cannot win the race) */
+    redis_int(&shared, "EVAL %s 2 p9:nodes p9:sweeping node-a",
+              "redis.call('ZREM', KEYS[1], ARGV[1]) return redis.call('SADD', KEYS[2], ARGV[1])");
     wait_count(&o.msgs, "u 0", 1, 2000);
     wait_count(&o.msgs, "u 1", 2, 2000);
     run_for(400);
@@ -1112,6 +1166,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_same_id_and_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_calls_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_during_outage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resync_after_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_restart_empty, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
