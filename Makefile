@@ -34,7 +34,7 @@ SAN_OBJS  := $(LIB_SRCS:src/%.c=$(O)/san/%.o)
 CLANG_OBJS:= $(SRCS:src/%.c=$(O)/clang/%.o)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(O)/san/unit/%)
 
-.PHONY: all run test bench fuzz fuzz-short clean deps deps-runtime check-clang unit e2e san
+.PHONY: all run test bench fuzz fuzz-short jobs clean deps deps-runtime check-clang unit e2e san
 all: $(O)/roomcast
 
 # ---- release -------------------------------------------------------------------------------
@@ -88,10 +88,15 @@ FUZZ_SHORT ?= 5
 fuzz-short:
 	@test/fuzz/run.sh $(FUZZ_SHORT)
 
+# The BullMQ job layout against real Workers of both supported majors (test/jobs/).
+jobs:
+	cd test/jobs && node --test --test-concurrency=1
+
 test: deps
 	@$(MAKE) --no-print-directory all check-clang
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz-short
+	@$(MAKE) --no-print-directory jobs
 	@$(MAKE) --no-print-directory e2e
 
 bench: deps

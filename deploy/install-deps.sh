@@ -40,11 +40,13 @@ fi
 if [ "$mode" = test ]; then
   # The distribution's redis-server starts a system instance on 6379; tests start their own on
   # free ports and never touch that one.
-  cd "$root/test/e2e"
-  stamp=node_modules/.roomcast-lock
-  if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
-    echo "install-deps: npm ci in test/e2e"
-    npm ci --no-audit --no-fund --loglevel=error
-    cp package-lock.json "$stamp"
-  fi
+  for dir in test/e2e test/jobs; do
+    cd "$root/$dir"
+    stamp=node_modules/.roomcast-lock
+    if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+      echo "install-deps: npm ci in $dir"
+      npm ci --no-audit --no-fund --loglevel=error
+      cp package-lock.json "$stamp"
+    fi
+  done
 fi

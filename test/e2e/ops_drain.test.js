@@ -85,7 +85,21 @@ function clusterClient(urls, opts) {
 // redis-server, prometheus and nginx: installed when missing, before any test timeout runs
 ensureServers();
 
+// Members `<node>:<sid>` of the node's connections in every P:presence:<user> set (docs/redis.md).
+async function presenceOf(redis, nodeId) {
+  const keys = await redis.command('KEYS', 'roomcast:presence:*');
+  const members = [];
+  for (const k of keys) {
+    const type = await redis.command('TYPE', k);
+    if (type !== 'set') continue;
+    for (const m of await redis.command('SMEMBERS', k)) if (m.startsWith(`${nodeId}:`)) members.push(m);
+  }
+  return members.sort();
+}
+
 describe('operations: drain on SIGTERM', { timeout: 60000 }, () => {
+  let presenceBefore = null;
+  let presenceAfter = null;
   let redis;
   let nodeA;
   let nodeB;
@@ -132,6 +146,8 @@ describe('operations: drain on SIGTERM', { timeout: 60000 }, () => {
     await publishOk(nodeB, { room: ROOM, event: 'news', data: { phase: 'before' } });
     assert.ok((await got).every((d) => d.phase === 'before'));
 
+    presenceBefore = await presenceOf(redis, nodeA.nodeId);
+
     const probe = await keepAliveConnection(nodeA.port);
     assert.equal((await probe.get('/readyz')).status, 200);
 
@@ -165,6 +181,7 @@ describe('operations: drain on SIGTERM', { timeout: 60000 }, () => {
     // the grace is the budget for closing sockets; allow the ASan build's teardown on top
     assert.ok(exitedAt <= GRACE_MS + 1000, `A exited ${exitedAt} ms after SIGTERM (grace ${GRACE_MS} ms)`);
     await nodeA.stop(); // exit code 0 and no sanitizer report
+    presenceAfter = await presenceOf(redis, nodeA.nodeId);
 
     // Staged drain: sockets were closed in batches across the grace period, not all at once,
     // and each client saw a transport close (which socket.io-client answers by reconnecting).
@@ -193,8 +210,15 @@ describe('operations: drain on SIGTERM', { timeout: 60000 }, () => {
     probe.close();
   });
 
-  // DESIGN.md section 6: "presence entries removed" on drain. Presence (P:presence:<user>) is not
-  // implemented yet; when it lands, assert here that no member of A's node id is left in any
-  // roomcast:presence:* set after A exits (redis.command('KEYS', 'roomcast:presence:*'), SMEMBERS).
-  test('A\'s presence entries are gone after the drain', { skip: 'presence is not implemented yet (DESIGN.md section 4)' }, () => {});
+  // DESIGN.md section 6: "presence entries removed" on drain. The node does not write presence yet
+  // (src/presence.c is not wired into the node): while no roomcast:presence:* entry of A shows up
+  // with its clients connected, this test skips itself; once presence lands it asserts for real.
+  test('A\'s presence entries are gone after the drain', (t) => {
+    if (!presenceBefore || presenceBefore.length === 0) {
+      t.skip('presence is not implemented yet: no roomcast:presence:* entry of node A while its clients were connected');
+      return;
+    }
+    assert.equal(presenceBefore.length, CLIENTS, `A's presence entries before the drain: ${presenceBefore}`);
+    assert.deepEqual(presenceAfter, [], 'A left presence entries behind');
+  });
 });
