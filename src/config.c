@@ -347,7 +347,8 @@ static void load_file(struct loader *L, const cJSON *root)
 {
     static const char *const top[] = {"listen", "path", "nodeId", "redis", "api", "engine", "http", "limits",
                                       "cors", "jwt", "log", "drain", "namespaces", "jobs", "events",
-                                      "presence", NULL};
+                                      "presence", "tls", NULL};
+    static const char *const tls_keys[] = {"cert", "key", NULL};
     static const char *const listen_keys[] = {"bind", "port", NULL};
     static const char *const redis_keys[] = {"url", "prefix", NULL};
     static const char *const api_keys[] = {"key", NULL};
@@ -437,6 +438,10 @@ static void load_file(struct loader *L, const cJSON *root)
         }
     }
     if ((s = section(L, root, "drain", drain_keys))) file_ms(L, s, "drain", "grace", &cfg->drain_grace_ms);
+    if ((s = section(L, root, "tls", tls_keys))) {
+        if ((v = file_str(L, s, "tls", "cert"))) set_str(&cfg->tls_cert_file, v);
+        if ((v = file_str(L, s, "tls", "key"))) set_str(&cfg->tls_key_file, v);
+    }
     if ((s = item(root, "jobs"))) rc_jobs_config_parse(&cfg->jobs, s, "jobs", L->errs);
     if ((s = item(root, "events"))) rc_jobs_events_config_parse(&cfg->jobs, s, "events", L->errs);
     if ((s = item(root, "presence"))) rc_presence_config_parse(&cfg->presence, s, "presence", L->errs);
@@ -529,6 +534,8 @@ static void load_env(struct loader *L)
     if ((v = env("ROOMCAST_PREFIX")) && check_prefix(L, "ROOMCAST_PREFIX", v) == 0) set_str(&cfg->prefix, v);
     if ((v = env("ROOMCAST_NODE_ID")) && check_node_id(L, "ROOMCAST_NODE_ID", v) == 0) set_str(&cfg->node_id, v);
     if ((v = env("ROOMCAST_API_KEY"))) set_str(&cfg->api_key, v);
+    if ((v = env("ROOMCAST_TLS_CERT"))) set_str(&cfg->tls_cert_file, v);
+    if ((v = env("ROOMCAST_TLS_KEY"))) set_str(&cfg->tls_key_file, v);
     if ((v = env("ROOMCAST_JWT_SECRET"))) {
         set_str(&cfg->jwt.hs_secret, v);
         cfg->jwt.hs_secret_len = strlen(v);
@@ -624,6 +631,14 @@ static void finish(struct loader *L)
     rc_config *cfg = L->cfg;
     if (!L->namespaces_given) cfg->rules = rc_rules_compile(NULL, "namespaces", L->errs);
     if (!L->body_set) cfg->http_max_body_bytes = cfg->max_payload;
+    if (!cfg->tls_cert_file != !cfg->tls_key_file)
+        rc_config_error(L->errs, cfg->tls_cert_file ? "tls.key" : "tls.cert",
+                        "TLS needs both a certificate (tls.cert) and a key (tls.key)");
+    for (int i = 0; i < 2; i++) {
+        const char *f = i ? cfg->tls_key_file : cfg->tls_cert_file;
+        if (f && access(f, R_OK) != 0)
+            rc_config_error(L->errs, i ? "tls.key" : "tls.cert", "cannot read %s: %s", f, strerror(errno));
+    }
     if (!cfg->node_id) {
         char host[256] = "";
         if (gethostname(host, sizeof(host) - 1) < 0 || !host[0]) strcpy(host, "roomcast");
@@ -727,6 +742,8 @@ void rc_config_dispose(rc_config *cfg)
     set_cors(cfg, NULL, 0);
     rc_auth_config_dispose(&cfg->jwt);
     rc_jobs_config_dispose(&cfg->jobs);
+    rc_free(cfg->tls_cert_file);
+    rc_free(cfg->tls_key_file);
     rc_rules_free(cfg->rules);
     rc_free(cfg->config_path);
     memset(cfg, 0, sizeof(*cfg));

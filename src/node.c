@@ -570,6 +570,11 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         n->bp->ops->ns_open(n->bp, rc_ns_rules_name(rc_rules_ns_at(cfg->rules, i)));
     n->eio = rc_eio_server_new(base, cfg, rc_sio_eio_callbacks(n->sio));
     n->server = rc_server_new(base, cfg->bind, cfg->port, cfg->max_connections, node_on_accept, n, err);
+    if (n->server && cfg->tls_cert_file &&
+        rc_server_enable_tls(n->server, cfg->tls_cert_file, cfg->tls_key_file, err) != 0) {
+        rc_server_free(n->server);
+        n->server = NULL;
+    }
     if (!n->server) {
         rc_eio_server_free(n->eio);
         rc_sio_server_free(n->sio);

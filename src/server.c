@@ -19,6 +19,9 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -38,6 +41,7 @@ struct rc_conn {
     uint8_t flush_close;
     uint8_t pending;           /* on the pending-write list */
     uint8_t write_armed;       /* the kernel buffer was full: libevent's write event is on */
+    uint8_t tls;               /* TLS: the bufferevent writes (through OpenSSL), not the flush */
 };
 
 struct rc_server {
@@ -47,6 +51,7 @@ struct rc_server {
     struct event *resume_accept_ev; /* re-enables accepting after an accept error */
     struct event *flush_ev;         /* writes pending output once per loop turn */
     rc_conn *pending;               /* connections with output appended this turn */
+    SSL_CTX *tls;                   /* NULL: plain TCP */
     rc_server_accept_fn on_accept;
     void *arg;
     rc_conn *live;
@@ -71,7 +76,17 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
         close(fd);
         return;
     }
-    struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev;
+    if (s->tls) {
+        SSL *ssl = SSL_new(s->tls);
+        bev = ssl ? bufferevent_openssl_socket_new(s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                   BEV_OPT_CLOSE_ON_FREE)
+                  : NULL;
+        if (!bev && ssl) SSL_free(ssl);
+        if (bev) bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else {
+        bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!bev) {
         close(fd);
         return;
@@ -87,10 +102,17 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     s->count++;
     rc_metrics.connections_accepted_total++;
     bufferevent_setcb(bev, conn_on_read, conn_on_write, conn_on_event, c);
-    /* Output is written by server_on_flush at the end of the loop turn, not by the bufferevent:
-     * its write event stays off unless the kernel buffer fills (no epoll_ctl per message). */
-    bufferevent_enable(bev, EV_READ);
-    evbuffer_add_cb(bufferevent_get_output(bev), conn_on_output, c);
+    if (s->tls) {
+        /* OpenSSL owns the socket's bytes: the bufferevent writes as usual. */
+        c->tls = 1;
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
+    } else {
+        /* Output is written by server_on_flush at the end of the loop turn, not by the
+         * bufferevent: its write event stays off unless the kernel buffer fills (no epoll_ctl
+         * per message). */
+        bufferevent_enable(bev, EV_READ);
+        evbuffer_add_cb(bufferevent_get_output(bev), conn_on_output, c);
+    }
     s->on_accept(s->arg, c);
 }
 
@@ -130,7 +152,7 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
         list = c->next_pending;
         c->next_pending = NULL;
         c->pending = 0;
-        if (c->closed || c->write_armed) continue;
+        if (c->closed || c->write_armed || c->tls) continue;
         struct evbuffer *out = bufferevent_get_output(c->bev);
         if (evbuffer_get_length(out) == 0) continue;
         int n = evbuffer_write(out, bufferevent_getfd(c->bev));
@@ -209,6 +231,27 @@ rc_server *rc_server_new(struct event_base *base, const char *bind, int port, in
     return s;
 }
 
+int rc_server_enable_tls(rc_server *s, const char *cert_file, const char *key_file, const char **err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) { *err = "cannot create a TLS context"; return -1; }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        *err = "cannot load the TLS certificate (tls.cert)";
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        *err = "cannot load the TLS key (tls.key)";
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+        *err = "the TLS key does not match the certificate";
+    } else {
+        s->tls = ctx;
+        return 0;
+    }
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return -1;
+}
+
 void rc_server_pause_accept(rc_server *s)
 {
     s->paused = 1;
@@ -243,6 +286,7 @@ void rc_server_free(rc_server *s)
     evconnlistener_free(s->listener);
     event_free(s->collect_ev);
     event_free(s->flush_ev);
+    if (s->tls) SSL_CTX_free(s->tls);
     event_free(s->resume_accept_ev);
     rc_free(s);
 }
@@ -323,7 +367,7 @@ void rc_conn_close_after_flush(rc_conn *c)
     /* A peer that never reads must not keep us waiting: bound the flush. */
     struct timeval tv = {5, 0};
     bufferevent_set_timeouts(c->bev, NULL, &tv);
-    if (!c->pending && !c->write_armed) {
+    if (!c->pending && !c->write_armed && !c->tls) {
         c->pending = 1;
         c->next_pending = c->server->pending;
         c->server->pending = c;
@@ -360,7 +404,7 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 {
     rc_conn *c = arg;
     if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
-    if (c->write_armed) {
+    if (c->write_armed && !c->tls) {
         /* Drained: back to writing from the end-of-turn flush. */
         c->write_armed = 0;
         bufferevent_disable(bev, EV_WRITE);

@@ -80,6 +80,11 @@ typedef struct rc_config {
 
     int drain_grace_ms;            /* 30000 (file: drain.grace) */
 
+    /* TLS on the listener (file: tls.cert / tls.key, PEM paths; env ROOMCAST_TLS_CERT and
+     * ROOMCAST_TLS_KEY). Both or neither; loaded and checked when the node starts. */
+    char *tls_cert_file;
+    char *tls_key_file;
+
     rc_jobs_config jobs;           /* BullMQ hand-off (file: jobs.*) and P:events (file: events.*) */
     rc_presence_config presence;   /* presence TTL and heartbeat (file: presence.*) */
 

@@ -38,6 +38,8 @@ typedef void (*rc_server_accept_fn)(void *arg, rc_conn *c);
 rc_server *rc_server_new(struct event_base *base, const char *bind, int port, int max_conns,
                          rc_server_accept_fn on_accept, void *arg, const char **err);
 void rc_server_free(rc_server *s);        /* closes every connection */
+/* Serves TLS (1.2+) on this listener from now on: PEM certificate chain and key files. */
+int rc_server_enable_tls(rc_server *s, const char *cert_file, const char *key_file, const char **err);
 void rc_server_pause_accept(rc_server *s); /* draining: no new connections */
 uint64_t rc_server_conn_count(const rc_server *s);
 int rc_server_port(const rc_server *s);

@@ -34,7 +34,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && own_policy=1
   fi
-  trap '[ "$own_policy" = 1 ] && rm -f "$policy"' EXIT
+  trap 'if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi' EXIT
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

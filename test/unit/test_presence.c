@@ -1047,6 +1047,41 @@ static void test_free_with_calls_in_flight(void **state)
     node_kill(&a);
 }
 
+/* The ACL that docs/redis.md documents is enough for the backplane and presence. */
+static void test_acl_as_documented(void **state)
+{
+    static const char *const args[] = {
+        "--user", "rc", "on", ">pw", "~p13:*", "&p13:*", "+subscribe", "+unsubscribe", "+publish",
+        "+select", "+client|setname", "+eval", "+evalsha", "+time", "+zadd", "+zscore", "+zrem",
+        "+zrangebyscore", "+sadd", "+srem", "+scard", "+sismember", "+smembers", "+hset", "+hsetnx",
+        "+hdel", "+hincrby", "+hscan", "+hlen", "+hkeys", "+exists", NULL};
+    rh_server s;
+    char url[96];
+    pnode a, b;
+    assert_int_equal(rh_start(&s, rh_free_port(), args), 0);
+    snprintf(url, sizeof(url), "redis://rc:pw@127.0.0.1:%d", s.port);
+    node_start(&a, url, "p13", "node-a", &fast);
+    node_start(&b, url, "p13", "node-b", &fast);
+    wait_live(&s, &a);
+    wait_live(&s, &b);
+    rc_presence_watch(a.pr, 1, "u");
+    run_for(50);
+    rc_presence_connect(b.pr, "u", "s1");
+    rc_presence_member_add(b.pr, "s1", "/", "r");
+    wait_count(&a.status, "u 1 w=1", 1, 2000);
+    query1(&a, "u", "u=1");
+    members_of(&a, "/", "r", "u");
+    assert_int_equal(rc_presence_set_visible(a.pr, "u", 0), 0);
+    wait_count(&a.status, "u 0 w=1", 1, 2000);
+    rc_presence_set_visible(a.pr, "u", 1);
+    node_kill(&b); /* swept by a */
+    wait_count(&a.status, "u 0 w=1", 2, 2000);
+    assert_int_equal(metric(a.pr, NULL, "roomcast_presence_errors_total"), 0);
+    assert_int_equal(metric(NULL, a.bp, "roomcast_redis_module_errors_total"), 0);
+    node_kill(&a);
+    rh_kill(&s);
+}
+
 /* ---- the embedded implementation ------------------------------------------------------------ */
 
 static void test_embedded(void **state)
@@ -1168,6 +1203,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disconnect_during_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resync_after_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_restart_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acl_as_documented, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -13,6 +13,7 @@ const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
+const https = require('node:https');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -91,13 +92,14 @@ function resolveConfig(config, overrides) {
 }
 
 class RoomcastNode {
-  constructor({ child, port, nodeId, configFile }) {
+  constructor({ child, port, nodeId, configFile, tls }) {
     this.child = child;
     this.port = port;
+    this.tls = !!tls;
     this.nodeId = nodeId;
     this.configFile = configFile;
-    this.url = `http://127.0.0.1:${port}`;
-    this.wsUrl = `ws://127.0.0.1:${port}`;
+    this.url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+    this.wsUrl = `${tls ? 'wss' : 'ws'}://127.0.0.1:${port}`;
     this.stderrChunks = [];
     this.stdoutChunks = [];
     this.exit = null; // {code, signal} once exited
@@ -201,7 +203,7 @@ async function startNode(opts = {}) {
 
   const args = ['--config', configFile, '--port', String(port), '--node-id', nodeId, ...(opts.args || [])];
   const child = spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const node = new RoomcastNode({ child, port, nodeId, configFile });
+  const node = new RoomcastNode({ child, port, nodeId, configFile, tls: opts.tls });
   const spawnError = new Promise((_, reject) => child.once('error', reject));
   spawnError.catch(() => {});
 
@@ -236,11 +238,13 @@ async function startNode(opts = {}) {
 // Returns {status, headers, body (string), json()}.
 function httpRequest(node, method, urlPath, { headers = {}, body, timeout = 5000 } = {}) {
   const port = typeof node === 'number' ? node : node.port;
+  const tls = typeof node === 'object' && node.tls;
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined
       : (typeof body === 'string' || Buffer.isBuffer(body)) ? body : JSON.stringify(body);
-    const req = http.request({
+    const req = (tls ? https : http).request({
       host: '127.0.0.1', port, method, path: urlPath, agent: false,
+      ...(tls ? { rejectUnauthorized: false } : {}),
       headers: {
         Connection: 'close',
         ...(payload !== undefined ? { 'Content-Length': Buffer.byteLength(payload) } : {}),
