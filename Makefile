@@ -97,6 +97,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz-short
 	@$(MAKE) --no-print-directory jobs
+	@test/deploy/check.sh
 	@$(MAKE) --no-print-directory e2e
 
 bench: deps

@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 runtime_pkgs=(build-essential pkg-config git libevent-dev libhiredis-dev libwslay-dev libcjson-dev
               libjwt-dev libssl-dev libhttp-parser-dev)
-test_pkgs=(clang libcmocka-dev redis-server nodejs)
+test_pkgs=(clang libcmocka-dev redis-server nodejs openssl prometheus nginx unzip)
 
 want=("${runtime_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")

@@ -18,6 +18,7 @@
 #include "roomcast/jobs.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
+#include "roomcast/presence.h"
 #include "roomcast/redis_cmd.h"
 #include "roomcast/rules.h"
 #include "roomcast/server.h"
@@ -46,6 +47,13 @@ struct rc_node {
     rc_backplane *bp;
     rc_backplane_callbacks bp_cb;
     rc_jobs *jobs;
+    rc_presence *presence;
+    rc_presence_callbacks presence_cb;
+    struct pending_answer *pending; /* presence queries and member lists awaiting Redis */
+    size_t pending_count;
+    uint64_t next_tag;
+    int presence_draining;
+    uint64_t drain_started_ms;
     char *notify_channel;           /* <prefix>:notify, NULL without Redis */
     int bp_up;
     int draining;
@@ -60,7 +68,22 @@ typedef struct rule_target {
     long long ack_id;               /* -1 once answered or when none was asked */
     const rc_bp_bytes *att;
     size_t att_count;
+    const char *event;              /* the event being handled (for continuations) */
 } rule_target;
+
+/* A rule waiting for presence (a status query or a member list): the socket is looked up again
+ * by namespace and id when the answer comes, since it may be gone by then. */
+typedef struct pending_answer {
+    struct pending_answer *next;
+    uint64_t tag;
+    int ns_index;
+    char sid[24];
+    long long ack_id;
+    const void *then;
+    char *event;
+} pending_answer;
+
+#define MAX_PENDING_ANSWERS 10000
 
 /* ---- broadcast ---------------------------------------------------------------------------- */
 
@@ -98,18 +121,152 @@ static void bp_on_state(void *arg, int up)
     rc_node *n = arg;
     if (n->bp_up != up) rc_log_info(up ? "backplane_up" : "backplane_down", "node=%s", n->cfg->node_id);
     n->bp_up = up;
+    if (n->presence) rc_presence_on_state(n->presence, up);
+}
+
+/* A namespace's status room (its "status" option) is watched while it has local members: the
+ * watcher id is the namespace index + 1. */
+static void status_room_watch(rc_node *n, const char *ns, const char *room, int watch)
+{
+    const rc_ns_rules *r = rc_rules_find_ns(n->cfg->rules, ns, strlen(ns));
+    char user[256];
+    if (!n->presence || !rc_ns_rules_status_user(r, room, user, sizeof(user))) return;
+    for (size_t i = 0; i < rc_rules_ns_count(n->cfg->rules); i++) {
+        if (rc_rules_ns_at(n->cfg->rules, i) != r) continue;
+        if (watch) rc_presence_watch(n->presence, (uint64_t)i + 1, user);
+        else rc_presence_unwatch(n->presence, (uint64_t)i + 1, user);
+    }
 }
 
 static void on_room_open(void *arg, const char *ns, const char *room)
 {
     rc_node *n = arg;
     n->bp->ops->room_open(n->bp, ns, room);
+    status_room_watch(n, ns, room, 1);
 }
 
 static void on_room_close(void *arg, const char *ns, const char *room)
 {
     rc_node *n = arg;
     n->bp->ops->room_close(n->bp, ns, room);
+    status_room_watch(n, ns, room, 0);
+}
+
+/* ---- presence ----------------------------------------------------------------------------- */
+
+/* A watched user went online or offline: each namespace watching them (watcher = its index + 1)
+ * tells the members of that user's status room, on this node (every node hears P:status). */
+static void presence_on_status(void *arg, const char *user, int online, uint64_t ts_ms,
+                               const uint64_t *watchers, size_t count)
+{
+    rc_node *n = arg;
+    for (size_t i = 0; i < count; i++) {
+        const rc_ns_rules *r = watchers[i] >= 1 && watchers[i] <= rc_rules_ns_count(n->cfg->rules)
+                                   ? rc_rules_ns_at(n->cfg->rules, (size_t)watchers[i] - 1) : NULL;
+        char event[201];
+        cJSON *args = NULL;
+        char *room = rc_ns_rules_status_room(r, user);
+        if (room && rc_ns_rules_announce(r, online ? RC_ANNOUNCE_ONLINE : RC_ANNOUNCE_OFFLINE, user, room,
+                                         ts_ms, event, &args) == 0) {
+            char *json = cJSON_PrintUnformatted(args);
+            rc_bp_message msg = {0};
+            msg.kind = RC_BP_EMIT;
+            msg.ns = rc_ns_rules_name(r);
+            msg.room = room;
+            msg.event = event;
+            msg.args_json = json;
+            msg.args_len = strlen(json);
+            rc_sio_broadcast(n->sio, &msg, rc_now_mono_ns());
+            cJSON_free(json);
+        }
+        cJSON_Delete(args);
+        rc_free(room);
+    }
+}
+
+/* A user joined or left a tracked room as a whole (decided on this node): announce it to the
+ * room on every node. */
+static void presence_on_member(void *arg, const char *ns, const char *room, const char *user, int joined)
+{
+    rc_node *n = arg;
+    const rc_ns_rules *r = rc_rules_find_ns(n->cfg->rules, ns, strlen(ns));
+    char event[201];
+    cJSON *args = NULL;
+    if (rc_ns_rules_announce(r, joined ? RC_ANNOUNCE_JOINED : RC_ANNOUNCE_LEFT, user, room, 0, event, &args) == 0) {
+        char *json = cJSON_PrintUnformatted(args);
+        rc_bp_message msg = {0};
+        msg.kind = RC_BP_EMIT;
+        msg.ns = ns;
+        msg.room = room;
+        msg.event = event;
+        msg.args_json = json;
+        msg.args_len = strlen(json);
+        if (node_broadcast(n, &msg) != 0) rc_log_warn("announce_failed", "ns=%s room=%s", ns, room);
+        cJSON_free(json);
+    }
+    cJSON_Delete(args);
+}
+
+static pending_answer *pending_take(rc_node *n, uint64_t tag)
+{
+    for (pending_answer **pp = &n->pending; *pp; pp = &(*pp)->next) {
+        if ((*pp)->tag != tag) continue;
+        pending_answer *p = *pp;
+        *pp = p->next;
+        n->pending_count--;
+        return p;
+    }
+    return NULL;
+}
+
+static void pending_free(pending_answer *p)
+{
+    rc_free(p->event);
+    rc_free(p);
+}
+
+static void rule_ops_run_answer(rc_node *n, pending_answer *p, cJSON *data, const char *error);
+
+static void presence_on_query(void *arg, uint64_t tag, int err, const char *const *users,
+                              const unsigned char *online, size_t count)
+{
+    rc_node *n = arg;
+    pending_answer *p = pending_take(n, tag);
+    if (!p) return;
+    cJSON *data = NULL;
+    if (!err) {
+        data = cJSON_CreateObject();
+        for (size_t i = 0; i < count; i++) cJSON_AddBoolToObject(data, users[i], online[i]);
+    }
+    rule_ops_run_answer(n, p, data, err ? "backplane_down" : NULL);
+    cJSON_Delete(data);
+    pending_free(p);
+}
+
+static void presence_on_members(void *arg, uint64_t tag, int err, const char *ns, const char *room,
+                                const char *const *users, size_t count, size_t total)
+{
+    rc_node *n = arg;
+    pending_answer *p = pending_take(n, tag);
+    if (!p) return;
+    cJSON *data = NULL;
+    if (!err) {
+        data = cJSON_CreateObject();
+        cJSON_AddStringToObject(data, "room", room);
+        cJSON *list = cJSON_AddArrayToObject(data, "members");
+        for (size_t i = 0; i < count; i++) cJSON_AddItemToArray(list, cJSON_CreateString(users[i]));
+        cJSON_AddNumberToObject(data, "total", (double)total);
+    }
+    rule_ops_run_answer(n, p, data, err ? "backplane_down" : NULL);
+    cJSON_Delete(data);
+    pending_free(p);
+}
+
+static void presence_on_drained(void *arg, int err)
+{
+    rc_node *n = arg;
+    rc_log_info("presence_drained", "node=%s err=%d", n->cfg->node_id, err);
+    event_base_loopexit(n->base, NULL);
 }
 
 /* ---- notifications (P:notify) ------------------------------------------------------------- */
@@ -186,6 +343,7 @@ static const char *node_notify(rc_node *n, const char *payload, size_t len)
 static void bp_on_raw(void *arg, const char *channel, const char *payload, size_t len)
 {
     rc_node *n = arg;
+    if (n->presence && rc_presence_on_raw(n->presence, channel, payload, len)) return;
     if (n->notify_channel && strcmp(channel, n->notify_channel) == 0) {
         rc_metrics.notifications_total++;
         node_notify(n, payload, len);
@@ -204,14 +362,20 @@ static size_t attachments_for(const rule_target *t, const cJSON *args)
 static const char *op_join(void *target, const char *room)
 {
     rule_target *t = target;
-    rc_sio_join(t->socket, room);
+    rc_sio_socket *s = t->socket;
+    if (rc_sio_join(s, room) && t->node->presence && rc_sio_socket_user(s) &&
+        rc_ns_rules_tracked(rc_sio_socket_rules(s), room))
+        rc_presence_member_add(t->node->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
     return NULL;
 }
 
 static const char *op_leave(void *target, const char *room)
 {
     rule_target *t = target;
-    rc_sio_leave(t->socket, room);
+    rc_sio_socket *s = t->socket;
+    if (rc_sio_leave(s, room) && t->node->presence && rc_sio_socket_user(s) &&
+        rc_ns_rules_tracked(rc_sio_socket_rules(s), room))
+        rc_presence_member_remove(t->node->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
     return NULL;
 }
 
@@ -292,8 +456,73 @@ static const char *op_forward(void *target, const char *event, cJSON *data)
     return r == 0 ? NULL : "backplane_down";
 }
 
+/* Registers a rule continuation that waits for a presence answer; returns its tag. */
+static uint64_t pending_add(rule_target *t, const void *then, const char *event)
+{
+    rc_node *n = t->node;
+    if (n->pending_count >= MAX_PENDING_ANSWERS) return 0;
+    pending_answer *p = rc_calloc(1, sizeof(*p));
+    p->tag = ++n->next_tag;
+    p->ns_index = rc_sio_socket_ns_index(t->socket);
+    snprintf(p->sid, sizeof(p->sid), "%s", rc_sio_socket_id(t->socket));
+    p->ack_id = t->ack_id;
+    p->then = then;
+    p->event = event ? rc_strdup(event) : NULL;
+    p->next = n->pending;
+    n->pending = p;
+    n->pending_count++;
+    return p->tag;
+}
+
+static const char *op_presence(void *target, cJSON *users, const void *then)
+{
+    rule_target *t = target;
+    rc_node *n = t->node;
+    size_t count = (size_t)cJSON_GetArraySize(users);
+    const char **list = rc_calloc(count ? count : 1, sizeof(char *));
+    size_t i = 0;
+    for (const cJSON *c = users->child; c && i < count; c = c->next) list[i++] = c->valuestring;
+    uint64_t tag = n->presence ? pending_add(t, then, t->event) : 0;
+    int r = tag ? rc_presence_query(n->presence, list, i, tag) : -1;
+    rc_free(list);
+    cJSON_Delete(users);
+    if (r != 0) {
+        if (tag) pending_free(pending_take(n, tag));
+        return "backplane_down";
+    }
+    t->ack_id = -1; /* the answer's `then` owns the ack now */
+    return NULL;
+}
+
+static const char *op_members(void *target, const char *room, const void *then)
+{
+    rule_target *t = target;
+    rc_node *n = t->node;
+    uint64_t tag = n->presence ? pending_add(t, then, t->event) : 0;
+    int r = tag ? rc_presence_members(n->presence, rc_sio_socket_ns(t->socket), room, tag) : -1;
+    if (r != 0) {
+        if (tag) pending_free(pending_take(n, tag));
+        return "backplane_down";
+    }
+    t->ack_id = -1;
+    return NULL;
+}
+
+static const char *op_visible(void *target, int visible)
+{
+    rule_target *t = target;
+    const char *user = rc_sio_socket_user(t->socket);
+    if (!user) return "forbidden";
+    if (!t->node->presence || rc_presence_set_visible(t->node->presence, user, visible) != 0)
+        return "backplane_down";
+    return NULL;
+}
+
 static const rc_rule_ops rule_ops = {
     .forward = op_forward,
+    .presence = op_presence,
+    .members = op_members,
+    .visible = op_visible,
     .join = op_join,
     .leave = op_leave,
     .is_member = op_is_member,
@@ -314,7 +543,10 @@ static void fill_input(rc_rule_input *in, rc_sio_socket *s)
 
 static void hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
 {
-    rule_target t = {arg, s, -1, NULL, 0};
+    rc_node *n = arg;
+    if (n->presence && rc_sio_socket_user(s))
+        rc_presence_connect(n->presence, rc_sio_socket_user(s), rc_sio_socket_id(s));
+    rule_target t = {arg, s, -1, NULL, 0, NULL};
     rc_rule_input in;
     fill_input(&in, s);
     in.auth = auth;
@@ -323,7 +555,7 @@ static void hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
 
 static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
 {
-    rule_target t = {arg, s, ev->ack_id, ev->attachments, ev->attachment_count};
+    rule_target t = {arg, s, ev->ack_id, ev->attachments, ev->attachment_count, ev->name};
     rc_rule_input in;
     fill_input(&in, s);
     in.event = ev->name;
@@ -347,7 +579,7 @@ static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
 
 static void hook_on_ack(void *arg, rc_sio_socket *s, const void *ctx, const char *event, const rc_sio_event *ack)
 {
-    rule_target t = {arg, s, -1, ack->attachments, ack->attachment_count};
+    rule_target t = {arg, s, -1, ack->attachments, ack->attachment_count, event};
     rc_rule_input in;
     fill_input(&in, s);
     in.event = event;
@@ -357,6 +589,42 @@ static void hook_on_ack(void *arg, rc_sio_socket *s, const void *ctx, const char
     in.auth = auth;
     rc_rules_run_ack(rc_sio_socket_rules(s), ctx, &in, &rule_ops, &t);
     cJSON_Delete(auth);
+}
+
+/* Runs a rule continuation with {data} = the presence answer (or, on error, answers the ack the
+ * event still awaits with {"ok":false,"error":...}). */
+static void rule_ops_run_answer(rc_node *n, pending_answer *p, cJSON *data, const char *error)
+{
+    rc_sio_socket *s = rc_sio_find_socket(n->sio, p->ns_index, p->sid);
+    if (!s) return;
+    if (error) {
+        if (p->ack_id >= 0) {
+            char out[96];
+            int len = snprintf(out, sizeof(out), "[{\"ok\":false,\"error\":\"%s\"}]", error);
+            rc_sio_ack(s, p->ack_id, out, (size_t)len, NULL, 0);
+        }
+        return;
+    }
+    rule_target t = {n, s, p->ack_id, NULL, 0, p->event};
+    rc_rule_input in;
+    fill_input(&in, s);
+    in.event = p->event;
+    cJSON *args = cJSON_CreateArray();
+    cJSON_AddItemReferenceToArray(args, data);
+    in.args = args;
+    in.has_ack = p->ack_id >= 0;
+    const char *auth_json = rc_sio_socket_auth(s);
+    cJSON *auth = auth_json ? cJSON_Parse(auth_json) : NULL;
+    in.auth = auth;
+    rc_rules_run_ack(rc_sio_socket_rules(s), p->then, &in, &rule_ops, &t);
+    cJSON_Delete(auth);
+    cJSON_Delete(args);
+}
+
+static void hook_on_disconnect(void *arg, rc_sio_socket *s)
+{
+    rc_node *n = arg;
+    if (n->presence && rc_sio_socket_user(s)) rc_presence_disconnect(n->presence, rc_sio_socket_id(s));
 }
 
 /* ---- HTTP routes -------------------------------------------------------------------------- */
@@ -382,6 +650,7 @@ static void route_metrics(rc_node *n, rc_http_request *req)
     rc_metrics_write(out, &g);
     if (n->bp->ops->write_metrics) n->bp->ops->write_metrics(n->bp, out);
     rc_jobs_write_metrics(n->jobs, out);
+    if (n->presence) rc_presence_write_metrics(n->presence, out);
     rc_http_respond_buffer(req, 200, "text/plain; version=0.0.4; charset=utf-8", out, NULL);
     evbuffer_free(out);
 }
@@ -559,7 +828,15 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         rc_redis_channel_open(n->bp, n->notify_channel);
     }
     n->jobs = rc_jobs_new(&cfg->jobs, n->bp);
+    n->presence_cb.on_status = presence_on_status;
+    n->presence_cb.on_member = presence_on_member;
+    n->presence_cb.on_query = presence_on_query;
+    n->presence_cb.on_members = presence_on_members;
+    n->presence_cb.on_drained = presence_on_drained;
+    n->presence_cb.arg = n;
+    n->presence = rc_presence_new(base, n->bp, cfg->node_id, &cfg->presence, &n->presence_cb);
     n->hooks.on_connect = hook_on_connect;
+    n->hooks.on_disconnect = hook_on_disconnect;
     n->hooks.on_event = hook_on_event;
     n->hooks.on_ack = hook_on_ack;
     n->hooks.on_room_open = on_room_open;
@@ -579,6 +856,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         rc_eio_server_free(n->eio);
         rc_sio_server_free(n->sio);
         rc_jobs_free(n->jobs);
+        if (n->presence) rc_presence_free(n->presence);
         rc_free(n->notify_channel);
         n->bp->ops->free(n->bp);
         rc_free(n);
@@ -589,13 +867,33 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
 
 int rc_node_port(const rc_node *n) { return rc_server_port(n->server); }
 
+/* Everything is closed: remove this node's presence entries, then exit (on_drained, or the
+ * safety timeout of the next tick). */
+static void node_drain_finish(rc_node *n)
+{
+    if (n->presence && !n->presence_draining) {
+        n->presence_draining = 1;
+        rc_log_info("drain_done", "node=%s presence=removing", n->cfg->node_id);
+        rc_presence_drain(n->presence);
+        struct timeval tv = {3, 0};
+        evtimer_add(n->drain_ev, &tv);
+        return;
+    }
+    rc_log_info("drain_done", "node=%s", n->cfg->node_id);
+    event_base_loopexit(n->base, NULL);
+}
+
 static void node_on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     rc_node *n = arg;
-    rc_sio_disconnect_some(n->sio, n->drain_batch);
-    if (rc_sio_socket_count(n->sio) == 0 && rc_eio_session_count(n->eio) == 0) {
-        rc_log_info("drain_done", "node=%s", n->cfg->node_id);
+    if (n->presence_draining) { /* safety timeout: presence did not answer */
         event_base_loopexit(n->base, NULL);
+        return;
+    }
+    rc_sio_disconnect_some(n->sio, n->drain_batch);
+    if (rc_sio_socket_count(n->sio) == 0) rc_eio_close_all(n->eio, "server shutting down");
+    if (rc_sio_socket_count(n->sio) == 0 && rc_eio_session_count(n->eio) == 0) {
+        node_drain_finish(n);
         return;
     }
     if (rc_sio_socket_count(n->sio) == 0) {
@@ -620,8 +918,9 @@ void rc_node_drain(rc_node *n)
     rc_log_info("drain_start", "node=%s sockets=%llu grace_ms=%d", n->cfg->node_id,
                 (unsigned long long)total, n->cfg->drain_grace_ms);
     n->drain_ev = evtimer_new(n->base, node_on_drain_tick, n);
+    n->drain_started_ms = rc_now_mono_ms();
     if (total == 0 && rc_eio_session_count(n->eio) == 0) {
-        event_base_loopexit(n->base, NULL);
+        node_drain_finish(n);
         return;
     }
     struct timeval tv = {0, 0};
@@ -635,6 +934,8 @@ void rc_node_free(rc_node *n)
     rc_server_free(n->server);        /* closes what is left (idle HTTP connections) */
     rc_sio_server_free(n->sio);
     rc_jobs_free(n->jobs);
+    if (n->presence) rc_presence_free(n->presence);
+    while (n->pending) pending_free(pending_take(n, n->pending->tag));
     rc_free(n->notify_channel);
     n->bp->ops->free(n->bp);
     rc_free(n);

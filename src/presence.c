@@ -44,7 +44,8 @@
  * Phases of a Redis-mode instance (p->phase):
  *   OFFLINE --on_state(1)--> RESETTING (first start, or we were swept: SWEEP our own node id
  *     until nothing is left) --> LIVE (HEARTBEAT, queued removals, JOIN batches of every local
- *     connection and membership, re-read of watched users, all pipelined at once)
+ *     connection and membership, all pipelined at once; after an outage, the watched users'
+ *     status is read back one heartbeat later, once other nodes have re-registered too)
  *   LIVE --on_state(0)--> OFFLINE; LIVE --HEARTBEAT -1 or JOIN -1--> RESETTING.
  *   Outside LIVE, calls change only the local tables (re-registration carries them); removals
  *   (disconnect, member_remove) are queued in p->removals and sent when LIVE, and put back there

@@ -35,7 +35,7 @@
 
 #define MAX_NAMESPACES 32
 #define MAX_NS_NAME 128
-#define MAX_PRESENCE_USERS 100
+#define MAX_PRESENCE_USERS 1000
 
 /* Reasons that rules themselves produce (templates see them as {error}). */
 static const char reason_bad_room[] = "bad_room";
@@ -48,12 +48,13 @@ static const char reason_unsupported[] = "unsupported";
 
 enum verb {
     V_JOIN, V_LEAVE, V_RELAY, V_EMIT, V_ACK, V_ACKARGS, V_DISCONNECT, V_FAIL, V_FORWARD, V_PRESENCE,
-    V__COUNT
+    V_VISIBLE, V_MEMBERS, V__COUNT
 };
 static const char *const verb_names[V__COUNT] = {
     "join", "leave", "relay", "emit", "ack", "ackArgs", "disconnect", "fail", "forward", "presence",
+    "visible", "members",
 };
-#define VERB_LIST "join, leave, relay, emit, ack, ackArgs, disconnect, fail, forward, presence"
+#define VERB_LIST "join, leave, relay, emit, ack, ackArgs, disconnect, fail, forward, presence, visible, members"
 
 struct allow {
     int set;               /* given (else the namespace's joinAllow applies) */
@@ -83,6 +84,12 @@ struct alist {
     struct action *items;
 };
 
+/* An event a namespace option emits: {"event": <name template>, "data": <template>}. */
+struct emit_spec {
+    rc_tpl *event;
+    rc_tpl *data;
+};
+
 struct rule {
     char *event;
     struct alist run;
@@ -100,6 +107,14 @@ struct rc_ns_rules {
     struct rule on_connect;
     size_t nrules;
     struct rule *rules;    /* sorted by event */
+    /* "status": the room whose members hear a user's online/offline changes, as prefix +
+     * user id + suffix, and the events they get. */
+    char *status_prefix, *status_suffix;
+    struct emit_spec status_ev[2];     /* [0] offline, [1] online */
+    /* "track": rooms whose members are announced as users join and leave */
+    char **track_globs;
+    size_t ntrack;
+    struct emit_spec track_ev[2];      /* [0] left, [1] joined */
     unsigned rate_events;  /* rateLimit.events per rateLimit.interval ms; 0 = no limit */
     unsigned rate_interval_ms;
     struct rule on_limit;  /* rateLimit.onLimit */
@@ -155,6 +170,16 @@ void rc_rules_free(rc_rules *rules)
         allow_dispose(&ns->join_allow);
         rule_dispose(&ns->on_connect);
         if (ns->has_on_limit) rule_dispose(&ns->on_limit);
+        rc_free(ns->status_prefix);
+        rc_free(ns->status_suffix);
+        for (int k = 0; k < 2; k++) {
+            rc_tpl_free(ns->status_ev[k].event);
+            rc_tpl_free(ns->status_ev[k].data);
+            rc_tpl_free(ns->track_ev[k].event);
+            rc_tpl_free(ns->track_ev[k].data);
+        }
+        for (size_t k = 0; k < ns->ntrack; k++) rc_free(ns->track_globs[k]);
+        rc_free(ns->track_globs);
         for (size_t k = 0; k < ns->nrules; k++) rule_dispose(&ns->rules[k]);
         rc_free(ns->rules);
     }
@@ -337,6 +362,9 @@ static void compile_verb(const cJSON *v, const char *vpath, enum where where, st
             return;
         }
         break;
+    case V_VISIBLE:
+        a->value = rc_tpl_compile(v, vpath, e);
+        return;
     default:
         break;
     }
@@ -370,6 +398,22 @@ static void compile_verb(const cJSON *v, const char *vpath, enum where where, st
     case V_FORWARD:
         rc__config_check_keys(v, vpath, forward_keys, e);
         break;
+    case V_MEMBERS: {
+        static const char *const members_keys[] = {"room", "then", NULL};
+        rc__config_check_keys(v, vpath, members_keys, e);
+        const cJSON *mroom = cJSON_GetObjectItemCaseSensitive(v, "room");
+        char *p = pathf("%s.room", vpath);
+        if (!mroom) rc_config_error(e, p, "required");
+        else a->room = room_tpl(mroom, p, e);
+        rc_free(p);
+        a->cont = compile_cont(v, "then", vpath, IN_PRESENCE, e);
+        if (!a->cont) {
+            p = pathf("%s.then", vpath);
+            rc_config_error(e, p, "required");
+            rc_free(p);
+        }
+        return;
+    }
     case V_PRESENCE: {
         rc__config_check_keys(v, vpath, presence_keys, e);
         a->value = member_tpl(v, "users", vpath, e);
@@ -516,6 +560,96 @@ static int bad_ns_name(const char *s)
     return 0;
 }
 
+static void compile_emit_spec(const cJSON *j, const char *path, struct emit_spec *out, rc_config_errors *e)
+{
+    static const char *const keys[] = {"event", "data", NULL};
+    if (!cJSON_IsObject(j)) {
+        rc_config_error(e, path, "must be an object {\"event\": <name>, \"data\": <template>}");
+        return;
+    }
+    rc__config_check_keys(j, path, keys, e);
+    out->event = event_tpl(j, path, e);
+    if (!out->event) {
+        char *p = pathf("%s.event", path);
+        rc_config_error(e, p, "required");
+        rc_free(p);
+    }
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "data");
+    if (d) {
+        char *p = pathf("%s.data", path);
+        out->data = rc_tpl_compile(d, p, e);
+        rc_free(p);
+    }
+}
+
+/* "status": {"room": "status:{user}", "online": spec, "offline": spec} */
+static void compile_status(const cJSON *j, const char *path, rc_ns_rules *ns, rc_config_errors *e)
+{
+    static const char *const keys[] = {"room", "online", "offline", NULL};
+    char *p = pathf("%s.status", path);
+    if (!cJSON_IsObject(j)) {
+        rc_config_error(e, p, "must be an object {\"room\", \"online\", \"offline\"}");
+        rc_free(p);
+        return;
+    }
+    rc__config_check_keys(j, p, keys, e);
+    const cJSON *room = cJSON_GetObjectItemCaseSensitive(j, "room");
+    const char *tpl = cJSON_IsString(room) ? room->valuestring : "status:{user}";
+    const char *at = strstr(tpl, "{user}");
+    char *q = pathf("%s.room", p);
+    if (room && !cJSON_IsString(room)) rc_config_error(e, q, "must be a string");
+    else if (!at || strchr(at + 6, '{') || memchr(tpl, '{', (size_t)(at - tpl)) || strlen(tpl) > 150)
+        rc_config_error(e, q, "must contain {user} once and no other placeholder");
+    else {
+        ns->status_prefix = rc_strndup(tpl, (size_t)(at - tpl));
+        ns->status_suffix = rc_strdup(at + 6);
+    }
+    rc_free(q);
+    static const char *const which[2] = {"offline", "online"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *spec = cJSON_GetObjectItemCaseSensitive(j, which[k]);
+        q = pathf("%s.%s", p, which[k]);
+        if (!spec) rc_config_error(e, q, "required");
+        else compile_emit_spec(spec, q, &ns->status_ev[k], e);
+        rc_free(q);
+    }
+    rc_free(p);
+}
+
+/* "track": {"rooms": [globs], "joined": spec, "left": spec} */
+static void compile_track(const cJSON *j, const char *path, rc_ns_rules *ns, rc_config_errors *e)
+{
+    static const char *const keys[] = {"rooms", "joined", "left", NULL};
+    char *p = pathf("%s.track", path);
+    if (!cJSON_IsObject(j)) {
+        rc_config_error(e, p, "must be an object {\"rooms\", \"joined\", \"left\"}");
+        rc_free(p);
+        return;
+    }
+    rc__config_check_keys(j, p, keys, e);
+    const cJSON *rooms = cJSON_GetObjectItemCaseSensitive(j, "rooms");
+    char *q = pathf("%s.rooms", p);
+    if (!cJSON_IsArray(rooms) || cJSON_GetArraySize(rooms) < 1) {
+        rc_config_error(e, q, "must be a non-empty array of room globs");
+    } else {
+        ns->track_globs = rc_calloc((size_t)cJSON_GetArraySize(rooms), sizeof(char *));
+        for (const cJSON *c = rooms->child; c; c = c->next) {
+            if (!cJSON_IsString(c) || !c->valuestring[0]) rc_config_error(e, q, "each glob must be a non-empty string");
+            else ns->track_globs[ns->ntrack++] = rc_strdup(c->valuestring);
+        }
+    }
+    rc_free(q);
+    static const char *const which[2] = {"left", "joined"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *spec = cJSON_GetObjectItemCaseSensitive(j, which[k]);
+        q = pathf("%s.%s", p, which[k]);
+        if (!spec) rc_config_error(e, q, "required");
+        else compile_emit_spec(spec, q, &ns->track_ev[k], e);
+        rc_free(q);
+    }
+    rc_free(p);
+}
+
 /* "rateLimit": {"events": N, "interval": ms, "onLimit": rule} — a token bucket per socket. */
 static void compile_rate_limit(const cJSON *rl, const char *path, rc_ns_rules *ns, rc_config_errors *e)
 {
@@ -561,7 +695,7 @@ static void compile_rate_limit(const cJSON *rl, const char *path, rc_ns_rules *n
 static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_config_errors *e)
 {
     static const char *const ns_keys[] = {"auth", "tokenInQuery", "userRoom", "joinAllow", "onConnect",
-                                          "events", "rateLimit", NULL};
+                                          "events", "rateLimit", "status", "track", NULL};
     static const cJSON default_user_room = {.type = cJSON_String, .valuestring = (char *)"user:{user}"};
     static const cJSON default_allow_item = {.type = cJSON_String, .valuestring = (char *)"{claims.rooms}"};
     static const cJSON default_allow = {.type = cJSON_Array, .child = (cJSON *)&default_allow_item};
@@ -612,6 +746,10 @@ static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_con
 
     const cJSON *rl = cJSON_GetObjectItemCaseSensitive(j, "rateLimit");
     if (rl && !cJSON_IsNull(rl)) compile_rate_limit(rl, path, ns, e);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
+    if (st && !cJSON_IsNull(st)) compile_status(st, path, ns, e);
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(j, "track");
+    if (tr && !cJSON_IsNull(tr)) compile_track(tr, path, ns, e);
 
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(j, "events");
     if (!events) return;
@@ -965,6 +1103,16 @@ static const char *do_action(struct run *r, const struct action *a)
     }
     case V_PRESENCE:
         return do_presence(r, a);
+    case V_VISIBLE:
+        if (!r->ops->visible) return reason_unsupported;
+        return r->ops->visible(r->target, rc_tpl_truthy(a->value, &r->ctx));
+    case V_MEMBERS: {
+        if (!r->ops->members) return reason_unsupported;
+        char mroom[RC_TPL_NAME_MAX + 1];
+        if (rc_tpl_name(a->room, &r->ctx, mroom) < 0) return reason_bad_room;
+        set_room(r, mroom);
+        return r->ops->members(r->target, mroom, a->cont);
+    }
     case V__COUNT:
         break;
     }
@@ -1012,6 +1160,72 @@ int rc_rules_run(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_o
     run_rule(&r, rule);
     run_dispose(&r);
     return 1;
+}
+
+int rc_ns_rules_status_user(const rc_ns_rules *ns, const char *room, char *user, size_t n)
+{
+    if (!ns || !ns->status_prefix) return 0;
+    size_t pl = strlen(ns->status_prefix), sl = strlen(ns->status_suffix), rl = strlen(room);
+    if (rl <= pl + sl || strncmp(room, ns->status_prefix, pl) != 0 ||
+        strcmp(room + rl - sl, ns->status_suffix) != 0 || rl - pl - sl >= n)
+        return 0;
+    memcpy(user, room + pl, rl - pl - sl);
+    user[rl - pl - sl] = '\0';
+    return 1;
+}
+
+char *rc_ns_rules_status_room(const rc_ns_rules *ns, const char *user)
+{
+    if (!ns || !ns->status_prefix) return NULL;
+    size_t n = strlen(ns->status_prefix) + strlen(user) + strlen(ns->status_suffix) + 1;
+    char *room = rc_malloc(n);
+    snprintf(room, n, "%s%s%s", ns->status_prefix, user, ns->status_suffix);
+    return room;
+}
+
+int rc_ns_rules_tracked(const rc_ns_rules *ns, const char *room)
+{
+    for (size_t i = 0; ns && i < ns->ntrack; i++)
+        if (rc_glob_match(ns->track_globs[i], room)) return 1;
+    return 0;
+}
+
+int rc_ns_rules_announce(const rc_ns_rules *ns, int kind, const char *user, const char *room,
+                         uint64_t ts_ms, char event[201], cJSON **args)
+{
+    *args = NULL;
+    if (!ns) return -1;
+    int on = kind & 1;
+    const struct emit_spec *spec = kind < 2 ? &ns->status_ev[on] : &ns->track_ev[on];
+    if (!spec->event || (kind < 2 && !ns->status_prefix) || (kind >= 2 && !ns->ntrack)) return -1;
+    /* {data} is {"user", "online"|"joined", "ts"|"room"}; {user} and {room} are set too. */
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "user", user);
+    if (kind < 2) {
+        cJSON_AddBoolToObject(d, "online", on);
+        cJSON_AddNumberToObject(d, "ts", (double)ts_ms);
+    } else {
+        cJSON_AddBoolToObject(d, "joined", on);
+        cJSON_AddStringToObject(d, "room", room);
+    }
+    cJSON *in_args = cJSON_CreateArray();
+    cJSON_AddItemToArray(in_args, d);
+    rc_tpl_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.args = in_args;
+    ctx.ns = ns->name;
+    ctx.user = user;
+    ctx.room = room;
+    int r = rc_tpl_name(spec->event, &ctx, event);
+    if (r >= 0) {
+        cJSON *v = spec->data ? rc_tpl_eval(spec->data, &ctx) : NULL;
+        *args = cJSON_CreateArray();
+        if (v) cJSON_AddItemToArray(*args, v);
+        else if (!spec->data) cJSON_AddItemToArray(*args, cJSON_Duplicate(d, 1));
+    }
+    rc_tpl_ctx_dispose(&ctx);
+    cJSON_Delete(in_args);
+    return r >= 0 ? 0 : -1;
 }
 
 void rc_ns_rules_rate_limit(const rc_ns_rules *ns, unsigned *events, unsigned *interval_ms)

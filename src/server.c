@@ -119,7 +119,7 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
 static void server_on_resume_accept(evutil_socket_t fd, short what, void *arg)
 {
     rc_server *s = arg;
-    if (!s->paused) evconnlistener_enable(s->listener);
+    if (!s->paused && s->listener) evconnlistener_enable(s->listener);
 }
 
 static void server_on_accept_error(struct evconnlistener *l, void *arg)
@@ -129,7 +129,7 @@ static void server_on_accept_error(struct evconnlistener *l, void *arg)
     /* Out of descriptors or buffers: stop accepting for a moment instead of spinning on a
      * listener that stays readable. */
     rc_log_warn("accept_error", "errno=%d error=%s backoff_ms=100", err, evutil_socket_error_to_string(err));
-    evconnlistener_disable(s->listener);
+    if (s->listener) evconnlistener_disable(s->listener);
     struct timeval tv = {0, 100 * 1000};
     evtimer_add(s->resume_accept_ev, &tv);
 }
@@ -254,8 +254,14 @@ int rc_server_enable_tls(rc_server *s, const char *cert_file, const char *key_fi
 
 void rc_server_pause_accept(rc_server *s)
 {
+    /* Close the listening socket itself: a disabled listener would let the kernel keep
+     * completing handshakes that nobody answers; closed, new clients are refused at once and
+     * go to another node. */
     s->paused = 1;
-    evconnlistener_disable(s->listener);
+    if (s->listener) {
+        evconnlistener_free(s->listener);
+        s->listener = NULL;
+    }
 }
 
 uint64_t rc_server_conn_count(const rc_server *s) { return s->count; }
@@ -283,7 +289,7 @@ void rc_server_free(rc_server *s)
     for (rc_conn *c = s->pending; c; c = c->next_pending) c->pending = 0;
     s->pending = NULL;
     rc_server_collect(s);
-    evconnlistener_free(s->listener);
+    if (s->listener) evconnlistener_free(s->listener);
     event_free(s->collect_ev);
     event_free(s->flush_ev);
     if (s->tls) SSL_CTX_free(s->tls);

@@ -197,6 +197,7 @@ static void socket_remove(rc_sio_socket *s)
 {
     rc_sio_client *c = s->client;
     rc_sio_ns *ns = s->ns;
+    if (ns->srv->hooks->on_disconnect) ns->srv->hooks->on_disconnect(ns->srv->hooks->arg, s);
     rc_rooms_leave_all(ns->rooms, &s->member);
     rc_hmap_remove(&ns->sockets, &s->node);
     ns->srv->socket_count--;
@@ -227,6 +228,15 @@ const char *rc_sio_socket_user(const rc_sio_socket *s) { return s->user; }
 const char *rc_sio_socket_claims(const rc_sio_socket *s) { return s->claims_json; }
 const char *rc_sio_socket_auth(const rc_sio_socket *s) { return s->auth_json; }
 const char *rc_sio_socket_ns(const rc_sio_socket *s) { return s->ns->name; }
+int rc_sio_socket_ns_index(const rc_sio_socket *s) { return s->ns->index; }
+
+rc_sio_socket *rc_sio_find_socket(rc_sio_server *srv, int ns_index, const char *sid)
+{
+    if (ns_index < 0 || (size_t)ns_index >= srv->ns_count) return NULL;
+    rc_hmap_node *h = rc_hmap_find(&srv->ns[ns_index].sockets, sid, strlen(sid));
+    rc_sio_socket *s = h ? RC_CONTAINER_OF(h, rc_sio_socket, node) : NULL;
+    return s && !s->dead ? s : NULL;
+}
 const rc_ns_rules *rc_sio_socket_rules(const rc_sio_socket *s) { return s->ns->rules; }
 
 int rc_sio_join(rc_sio_socket *s, const char *room)

@@ -32,8 +32,8 @@
  *   - Redis down: calls keep working on the local tables; queries and member lists answer with
  *     err RC_PRESENCE_EDOWN. On the next on_state(1) the node re-registers every live connection
  *     and membership (pipelined batches, before anything else is sent), sends the removals it
- *     could not send, and re-reads the status of the users it watches (a change missed while
- *     down reaches on_status).
+ *     could not send, and one heartbeat later re-reads the status of the users it watches (a
+ *     change missed while down reaches on_status).
  *   - Redis restarted empty: the same re-registration makes the state complete again as soon as
  *     the node is connected. Users it brings back online are published "online" (and members
  *     it brings back fire joined): a watcher that asked while Redis was empty was told

@@ -16,6 +16,7 @@
 #define ROOMCAST_RULES_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "roomcast/config.h"
 
 struct cJSON;
@@ -79,6 +80,11 @@ typedef struct rc_rule_ops {
      * in->event = the event being handled and in->has_ack = whether that event still awaits its
      * ack (so `ack` in `then` answers it). */
     const char *(*presence)(void *target, struct cJSON *users, const void *then);
+    /* visible: the socket's user appears online (1) or offline (0) to everyone (all devices). */
+    const char *(*visible)(void *target, int visible);
+    /* members: list the users in a tracked room (across nodes), then run `then` (as presence
+     * does) with {data} = {"room": ..., "members": [user ids], "total": N}. */
+    const char *(*members)(void *target, const char *room, const void *then);
 } rc_rule_ops;
 
 /* Runs the actions for input->event (or onConnect when event is NULL). Returns 1 if a rule
@@ -97,6 +103,19 @@ void rc_ns_rules_rate_limit(const rc_ns_rules *ns, unsigned *events, unsigned *i
 /* Runs the namespace's rateLimit.onLimit rule for a refused event ({error} = "rate_limited");
  * without one, answers the event's ack (if asked) with {"ok":false,"error":"rate_limited"}. */
 void rc_rules_run_limited(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_ops *ops, void *target);
+
+/* Status rooms ("status" option): 1 and the user id in `user` if `room` is this namespace's
+ * status room of some user; the room name of a user's status (heap), NULL without the option. */
+int rc_ns_rules_status_user(const rc_ns_rules *ns, const char *room, char *user, size_t n);
+char *rc_ns_rules_status_room(const rc_ns_rules *ns, const char *user);
+/* 1 if the room matches a glob of the namespace's "track" option. */
+int rc_ns_rules_tracked(const rc_ns_rules *ns, const char *room);
+/* The event a namespace announces: kind 0 = user offline, 1 = online ("status" option), 2 = user
+ * left `room`, 3 = joined it ("track" option). Writes the event name and a new args array
+ * (caller frees). -1 when the namespace has no such option or the templates fail. */
+enum { RC_ANNOUNCE_OFFLINE = 0, RC_ANNOUNCE_ONLINE = 1, RC_ANNOUNCE_LEFT = 2, RC_ANNOUNCE_JOINED = 3 };
+int rc_ns_rules_announce(const rc_ns_rules *ns, int kind, const char *user, const char *room,
+                         uint64_t ts_ms, char event[201], struct cJSON **args);
 
 /* Glob match used for room authorization: '*' any run, '?' one char, no escapes. */
 int rc_glob_match(const char *pattern, const char *s);

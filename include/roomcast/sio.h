@@ -41,6 +41,8 @@ typedef struct rc_sio_hooks {
     void (*on_event)(void *arg, rc_sio_socket *s, const rc_sio_event *ev);
     /* The client answered an ack the server asked for with rc_sio_emit(..., ctx). */
     void (*on_ack)(void *arg, rc_sio_socket *s, const void *ctx, const char *event, const rc_sio_event *ack);
+    /* The socket is leaving (client or server disconnect, or its session closed); still linked. */
+    void (*on_disconnect)(void *arg, rc_sio_socket *s);
     void (*on_room_open)(void *arg, const char *ns, const char *room);
     void (*on_room_close)(void *arg, const char *ns, const char *room);
     void *arg;
@@ -57,6 +59,10 @@ const char *rc_sio_socket_claims(const rc_sio_socket *s);    /* JSON text or NUL
 /* The CONNECT auth payload without its "token" field, as JSON text; NULL if nothing remains. */
 const char *rc_sio_socket_auth(const rc_sio_socket *s);
 const char *rc_sio_socket_ns(const rc_sio_socket *s);
+int rc_sio_socket_ns_index(const rc_sio_socket *s);
+/* The live socket with this id in namespace ns_index, or NULL (answers that arrive later look
+ * their socket up again instead of keeping a pointer). */
+rc_sio_socket *rc_sio_find_socket(rc_sio_server *srv, int ns_index, const char *sid);
 const struct rc_ns_rules *rc_sio_socket_rules(const rc_sio_socket *s);
 
 /* Socket actions. Room functions return 1 on change, 0 when nothing changed. */

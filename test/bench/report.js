@@ -122,8 +122,9 @@ for (const target of ['roomcast', 'node']) {
     const wall = r.wall_s || (lg.secs_connect !== undefined ? lg.secs_connect : undefined);
     const ours = (cpuDelta(r) || 0) + (r.redis_cpu || 0) + (lg.cpu_s || 0) + (r.publisher ? r.publisher.cpu_s : 0);
     const others = r.machine_cpu !== undefined ? Math.max(0, r.machine_cpu - ours).toFixed(2) : 'n/a';
-    cpuRows.push([target, p, fmt(wall), srv, r.redis_cpu !== undefined ? r.redis_cpu.toFixed(2) : 'n/a',
-      lg.cpu_s !== undefined ? lg.cpu_s.toFixed(2) : 'n/a', r.publisher ? r.publisher.cpu_s.toFixed(2) : '-', others]);
+    const f2 = (v) => (v !== undefined ? v.toFixed(2) : 'n/a');
+    cpuRows.push([target, p, fmt(wall), srv, f2(r.redis_cpu), f2(lg.cpu_s), r.publisher ? r.publisher.cpu_s.toFixed(2) : '-',
+      f2(r.softirq_cpu), f2(r.steal_cpu), others]);
     if (p === 'handshake') {
       checkRows.push([target, p, `${lg.connected}/${r.expected} connected`, '-', JSON.stringify(lg.errors || {})]);
     } else if (lg.deliveries !== undefined) {
@@ -156,9 +157,10 @@ md.push('');
 md.push(table(['figure', 'roomcast', 'node', 'roomcast / node', 'better'], mainRows));
 md.push('');
 md.push(`CPU seconds per phase. Server: one figure per node. Everything shares the machine's ${machine.nproc} cores ` +
-  `(${machine.nproc} CPU s per wall second); "other" is what the rest of the machine (processes outside the benchmark) used meanwhile.`);
+  `(${machine.nproc} CPU s per wall second). softirq: interrupt time (loopback TCP is largely processed there), steal: time the ` +
+  `hypervisor took; other: user and system time of processes outside the benchmark (a shared machine is noisy: compare with the phase's wall time).`);
 md.push('');
-md.push(table(['server', 'phase', 'wall s', 'server CPU s', 'redis CPU s', 'loadgen CPU s', 'publisher CPU s', 'other CPU s'], cpuRows));
+md.push(table(['server', 'phase', 'wall s', 'server CPU s', 'redis', 'loadgen', 'publisher', 'softirq', 'steal', 'other'], cpuRows));
 md.push('');
 md.push('Delivery check (received / published × members; per-connection min..max; errors by reason):');
 md.push('');

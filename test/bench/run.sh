@@ -90,10 +90,17 @@ cpus_of() {  # "a,b,c" CPU seconds of several pids
   echo "$out"
 }
 now() { date +%s.%N; }
-busy_all() { # CPU seconds all processes of the machine have used (from /proc/stat)
-  awk -v t="$TCK" '/^cpu /{printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / t; exit}' /proc/stat
+busy_all() { # "user+nice+system irq+softirq steal" CPU seconds of the whole machine (/proc/stat)
+  awk -v t="$TCK" '/^cpu /{printf "%.3f %.3f %.3f", ($2 + $3 + $4) / t, ($7 + $8) / t, $9 / t; exit}' /proc/stat
 }
 sub3() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b - a}'; }
+machine_json() { # machine_json "BUSY0" "BUSY1": the machine's CPU over a phase, as JSON fields
+  local a b
+  read -r -a a <<<"$1"
+  read -r -a b <<<"$2"
+  printf '"machine_cpu":%s,"softirq_cpu":%s,"steal_cpu":%s' "$(sub3 "${a[0]}" "${b[0]}")" \
+    "$(sub3 "${a[1]}" "${b[1]}")" "$(sub3 "${a[2]}" "${b[2]}")"
+}
 
 free_port() {
   local p=$1
@@ -282,7 +289,7 @@ measure_phase() {
   c1=$(cpus_of "${SRV_PIDS[@]}") r1=$(cpu_of "$REDIS_PID") t1=$(now) m1=$(busy_all)
   record "$target" "$name" "\"expected\":$expect" "\"loadgen\":$lgjson" "\"publisher\":$pubjson" \
     "\"server_cpu0\":[$c0]" "\"server_cpu1\":[$c1]" "\"redis_cpu\":$(sub3 "$r0" "$r1")" \
-    "\"machine_cpu\":$(sub3 "$m0" "$m1")" "\"wall_s\":$(sub3 "$t0" "$t1")" \
+    "$(machine_json "$m0" "$m1")" "\"wall_s\":$(sub3 "$t0" "$t1")" \
     "\"server_rss_kb\":[$(rss_of "${SRV_PIDS[0]}")]"
   log "$target $name: $(grep -o '"deliveries":[0-9]*' <<<"$lgjson") of $expect, $(grep -o '"deliveries_per_s":[0-9.]*' <<<"$lgjson")"
 }
@@ -296,7 +303,7 @@ scen_handshake() {
     --src-ips "$SRC_IPS" --concurrency 64 2>"$W/hs.err") || true
   c1=$(cpu_of "${SRV_PIDS[0]}") r1=$(cpu_of "$REDIS_PID") m1=$(busy_all) t1=$(now)
   record "$target" handshake "\"expected\":$HS_N" "\"loadgen\":${out:-null}" "\"server_cpu0\":[$c0]" \
-    "\"server_cpu1\":[$c1]" "\"redis_cpu\":$(sub3 "$r0" "$r1")" "\"machine_cpu\":$(sub3 "$m0" "$m1")" \
+    "\"server_cpu1\":[$c1]" "\"redis_cpu\":$(sub3 "$r0" "$r1")" "$(machine_json "$m0" "$m1")" \
     "\"wall_s\":$(sub3 "$t0" "$t1")"
   log "$target handshake: $(grep -o '"handshakes_per_s":[0-9.]*' <<<"$out")"
   stop_servers

@@ -12,7 +12,7 @@ const net = require('node:net');
 const {
   startNode, client, connected, token, emitAck, waitFor, publishOk, closeClients, sleep,
 } = require('./lib/node');
-const { ensureServers, startRedis, waitUntil, metric } = require('./lib/ops');
+const { ensureServers, startRedis, waitUntil, metric, opsConfig } = require('./lib/ops');
 
 const GRACE_MS = 2000;
 const CLIENTS = 20;
@@ -106,9 +106,9 @@ describe('operations: drain on SIGTERM', { timeout: 60000 }, () => {
 
   before(async () => {
     redis = await startRedis();
-    const overrides = { drain: { grace: GRACE_MS } };
-    nodeA = await startNode({ config: 'rooms.json', overrides, args: ['--redis', redis.url] });
-    nodeB = await startNode({ config: 'rooms.json', overrides, args: ['--redis', redis.url] });
+    const config = opsConfig({ drainGrace: GRACE_MS });
+    nodeA = await startNode({ config, args: ['--redis', redis.url] });
+    nodeB = await startNode({ config, args: ['--redis', redis.url] });
   });
 
   after(async () => {
@@ -118,7 +118,7 @@ describe('operations: drain on SIGTERM', { timeout: 60000 }, () => {
     if (redis) await redis.stop();
   });
 
-  test('clients move from A to B by themselves; A drains in batches and exits 0 within the grace', async () => {
+  test('clients move from A to B by themselves; A drains in batches and exits 0 within the grace', async (t) => {
     const urls = [nodeA.url, nodeB.url];
     const sockets = [];
     const joins = []; // every (re)connect rejoins the room, as an application does
@@ -192,8 +192,10 @@ describe('operations: drain on SIGTERM', { timeout: 60000 }, () => {
     const spread = times[times.length - 1] - times[0];
     assert.ok(spread >= GRACE_MS * 0.6, `disconnects spread over ${spread} ms (${times.join(',')}), expected most of ${GRACE_MS} ms`);
     assert.ok(times[times.length - 1] <= GRACE_MS + 500, `last disconnect at ${times[times.length - 1]} ms`);
-    const distinctBatches = new Set(times.map((t) => Math.round(t / (GRACE_MS / 10)))).size;
+    const distinctBatches = new Set(times.map((x) => Math.round(x / (GRACE_MS / 10)))).size;
     assert.ok(distinctBatches >= 5, `disconnects fell in ${distinctBatches} batches: ${times.join(',')}`);
+    t.diagnostic(`readyz 503 ${readyAt} ms after SIGTERM; new connection: ${fresh}; disconnects at ${times.join(',')} ms ` +
+      `(${distinctBatches} batches); A exited 0 after ${exitedAt} ms (grace ${GRACE_MS} ms)`);
 
     // B holds them all now, and cluster delivery reaches them (API publish on B, and a backend
     // publishing on Redis directly).

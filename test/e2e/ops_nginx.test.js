@@ -14,7 +14,9 @@ const path = require('node:path');
 const {
   startNode, client, connected, token, emitAck, waitFor, freePort, closeClients, sleep, API_KEY,
 } = require('./lib/node');
-const { REPO, ensureServers, startRedis, startNginx, waitUntil, httpGet, scrape, parseMetrics, fromAddress } = require('./lib/ops');
+const {
+  REPO, ensureServers, startRedis, startNginx, waitUntil, httpGet, scrape, parseMetrics, fromAddress, opsConfig,
+} = require('./lib/ops');
 
 const NGINX_CONF = path.join(REPO, 'docker', 'nginx', 'roomcast.conf');
 const CLIENTS = 12;
@@ -86,7 +88,7 @@ describe('operations: nginx with sticky sessions in front of three nodes', { tim
   before(async () => {
     redis = await startRedis();
     for (let i = 0; i < 3; i++) {
-      nodes.push(await startNode({ config: 'rooms.json', args: ['--redis', redis.url] }));
+      nodes.push(await startNode({ config: opsConfig(), args: ['--redis', redis.url] }));
     }
     lbPort = await freePort();
     rrPort = await freePort();
@@ -104,7 +106,7 @@ describe('operations: nginx with sticky sessions in front of three nodes', { tim
     nodes = [];
   });
 
-  test('polling clients connect through nginx, upgrade to websocket and receive cross-node events', async () => {
+  test('polling clients connect through nginx, upgrade to websocket and receive cross-node events', async (t) => {
     const url = `http://127.0.0.1:${lbPort}`;
     const sockets = [];
     for (let i = 0; i < CLIENTS; i++) {
@@ -149,6 +151,7 @@ describe('operations: nginx with sticky sessions in front of three nodes', { tim
     }
     assert.ok(bySid.size >= CLIENTS, `sessions in the nginx log: ${bySid.size}`);
     for (const [sid, ups] of bySid) assert.equal(ups.size, 1, `session ${sid} reached ${[...ups]}`);
+    t.diagnostic(`sockets per node ${perNode.join('/')}; ${upgrades} upgrades; ${bySid.size} sessions, each on one upstream`);
 
     // Join a room, then: a client's relay, an API publish through nginx and a backend's Redis
     // publish all reach every client, whichever node it is on.

@@ -15,7 +15,7 @@ const {
   startNode, connect, connectError, client, connected, token, emitAck, waitFor, publishOk, closeClients, sleep,
 } = require('./lib/node');
 const {
-  REPO, ensureServers, which, startRedis, startPrometheus, waitUntil, scrape, parseMetrics,
+  REPO, ensureServers, which, startRedis, startPrometheus, waitUntil, scrape, parseMetrics, opsConfig,
 } = require('./lib/ops');
 
 const ALERTS = path.join(REPO, 'deploy', 'prometheus', 'roomcast-alerts.yml');
@@ -106,8 +106,8 @@ describe('operations: Prometheus scraping two nodes', { timeout: 90000 }, () => 
 
   before(async () => {
     redis = await startRedis();
-    nodeA = await startNode({ config: 'rooms.json', args: ['--redis', redis.url] });
-    nodeB = await startNode({ config: 'rooms.json', args: ['--redis', redis.url] });
+    nodeA = await startNode({ config: opsConfig(), args: ['--redis', redis.url] });
+    nodeB = await startNode({ config: opsConfig(), args: ['--redis', redis.url] });
     prom = await startPrometheus({
       targets: [`127.0.0.1:${nodeA.port}`, `127.0.0.1:${nodeB.port}`],
       ruleFiles: [ALERTS],
@@ -122,7 +122,7 @@ describe('operations: Prometheus scraping two nodes', { timeout: 90000 }, () => 
     if (redis) await redis.stop();
   });
 
-  test('promtool check metrics passes on a live node after real traffic, with every DESIGN.md family', async () => {
+  test('promtool check metrics passes on live nodes (Redis and embedded backplanes) after real traffic, with every DESIGN.md family', async () => {
     // Traffic that touches most families: a handshake over polling with upgrade, a refused token,
     // a join (room + Redis subscription), a relay to the room and an API publish (delivery latency,
     // messages in and out, backplane publishes), then a receive from the other node.
@@ -153,6 +153,23 @@ describe('operations: Prometheus scraping two nodes', { timeout: 90000 }, () => 
         assert.ok(samples.has(`roomcast_auth_failures_total{reason="${reason}"}`), `auth reason ${reason} listed`);
       }
     }
+    // The embedded (single-node) backplane exposes the same families, less roomcast_redis_*.
+    const single = await startNode({ config: opsConfig() });
+    try {
+      const s1 = await connect(single.url, { auth: { token: token({ sub: 'solo' }) }, transports: ['websocket'] });
+      await emitAck(s1, 'join', 'user:solo');
+      const text = await scrape(single.port);
+      const r = spawnSync(which('promtool', ['/usr/bin']), ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      assert.equal(r.status, 0, `promtool check metrics on the embedded-backplane node failed:\n${r.stdout}${r.stderr}`);
+      const types = familyTypes(text);
+      for (const [name, type] of Object.entries(DESIGN_FAMILIES)) {
+        if (!name.startsWith('roomcast_redis_')) assert.equal(types.get(name), type, `embedded node: ${name} should be a ${type}`);
+      }
+      s1.disconnect();
+    } finally {
+      await single.stop();
+    }
+
     const a = parseMetrics(await scrape(nodeA.port));
     assert.ok(a.get('roomcast_auth_failures_total{reason="bad_signature"}') >= 1, 'the refused token is counted');
     assert.ok(a.get('roomcast_delivery_latency_seconds_count') >= 1, 'delivery latency observed');
@@ -161,7 +178,7 @@ describe('operations: Prometheus scraping two nodes', { timeout: 90000 }, () => 
     closeClients();
   });
 
-  test('Prometheus sees both targets up, and the connection gauges match the clients', async () => {
+  test('Prometheus sees both targets up, and the connection gauges match the clients', async (t) => {
     closeClients();
     // WebSocket-only clients: one TCP connection, one Engine.IO session and one socket each.
     const clientsA = 3;
@@ -198,6 +215,7 @@ describe('operations: Prometheus scraping two nodes', { timeout: 90000 }, () => 
     }, { timeout: 15000, interval: 250, what: `gauges ${JSON.stringify({ want, wantTcp })}` }).catch((e) => {
       throw new Error(`${e.message}; last seen ${JSON.stringify(last)}`);
     });
+    t.diagnostic(`via /api/v1/query: ${JSON.stringify(last)}`);
     const total = await prom.query('sum(roomcast_sockets)');
     assert.equal(Number(total[0].value[1]), clientsA + clientsB);
 

@@ -381,6 +381,35 @@ async function metric(port, series) {
   return parseMetrics(await scrape(port)).get(series);
 }
 
+// ---- node config ---------------------------------------------------------------------------------
+
+// The rules the ops tests rely on, kept here so that they do not depend on other suites' configs:
+// join/leave by ack (rooms allowed by the token's `rooms` claim) and `say`, relayed to a room as
+// `said` {from, text}. Short engine timings as in the other suites; drain.grace 200 ms unless set.
+function opsConfig({ drainGrace = 200 } = {}) {
+  const ackError = [{ ack: { ok: false, error: '{error}' } }];
+  return {
+    engine: { pingInterval: 500, pingTimeout: 400, connectTimeout: 2000 },
+    drain: { grace: drainGrace },
+    namespaces: {
+      '/': {
+        events: {
+          join: { do: [{ join: '{data.room|data}' }, { ack: { ok: true, room: '{room}' } }], onError: ackError },
+          leave: { do: [{ leave: '{data.room|data}' }, { ack: { ok: true, room: '{room}' } }], onError: ackError },
+          say: {
+            do: [
+              { relay: { room: '{data.room}', event: 'said', data: { from: '{user}', text: '{data.text}' },
+                includeSender: true, requireMember: true } },
+              { ack: { ok: true, room: '{room}' } },
+            ],
+            onError: ackError,
+          },
+        },
+      },
+    },
+  };
+}
+
 // ---- socket.io-client across addresses -----------------------------------------------------------
 
 // Options that make socket.io-client connect from a given loopback source address, for both of
@@ -392,6 +421,6 @@ function fromAddress(localAddress) {
 
 module.exports = {
   REPO, ensureServers, which, makeTempDir, Managed, waitUntil, httpGet,
-  startRedis, redisCommand, startPrometheus, startNginx,
+  startRedis, redisCommand, startPrometheus, startNginx, opsConfig,
   parseMetrics, metricFamilies, scrape, metric, fromAddress,
 };
