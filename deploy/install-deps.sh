@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what roomcast needs on Debian 12, and nothing that is already there.
 #   install-deps.sh runtime   compiler and libraries: enough for `make run`
-#   install-deps.sh test      the above, plus cmocka, clang, redis-server, prometheus, nginx,
+#   install-deps.sh test      the above, plus cmocka, clang, redis-server, openssl, unzip,
 #                             Node.js and the npm packages pinned in test/e2e/package-lock.json
 # Needs root for apt-get (CI and a fresh machine run as root). Idempotent: a second run is quick.
 set -euo pipefail
@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 runtime_pkgs=(build-essential pkg-config git libevent-dev libhiredis-dev libwslay-dev libcjson-dev
               libjwt-dev libssl-dev libhttp-parser-dev)
-test_pkgs=(clang libcmocka-dev redis-server nodejs openssl prometheus nginx unzip)
+test_pkgs=(clang libcmocka-dev redis-server nodejs openssl unzip)
 
 want=("${runtime_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
