@@ -199,6 +199,10 @@ typedef struct redis_bp {
     bp_resolve *resolve;         /* in-flight getaddrinfo_a, possibly from an earlier attempt */
     bp_conn sub, cmd;
     int sub_synced;              /* canary SUBSCRIBE confirmed on the current sub connection */
+    /* Subscription barrier (when_subscribed): channels sent in SUBSCRIBE commands and confirmed
+     * by Redis on the current sub connection (Redis confirms in order), and the waiters. */
+    uint64_t subs_sent, subs_confirmed;
+    struct sub_waiter *waiters;
 
     char canary_nonce[12];       /* random per instance: a node id used twice cannot fool us */
     uint64_t canary_seq;         /* last canary token sent: "<nonce>:<seq>" */
@@ -694,6 +698,38 @@ static void chan_set_wanted(redis_bp *bp, const char *ns, const char *room, int 
     bp_schedule_flush(bp);
 }
 
+/* ---- subscription barrier ------------------------------------------------------------------ */
+
+typedef struct sub_waiter {
+    struct sub_waiter *next;
+    uint64_t target;             /* subs_sent at the flush after registration */
+    int assigned;                /* target set (by that flush) */
+    void (*cb)(void *arg, int live);
+    void *arg;
+} sub_waiter;
+
+/* Runs the waiters whose target is reached (all of them when `all`). */
+static void waiters_run(redis_bp *bp, int all)
+{
+    sub_waiter **pp = &bp->waiters, *ready = NULL;
+    while (*pp) {
+        sub_waiter *w = *pp;
+        if (all || (w->assigned && w->target <= bp->subs_confirmed)) {
+            *pp = w->next;
+            w->next = ready;
+            ready = w;
+        } else {
+            pp = &w->next;
+        }
+    }
+    while (ready) {
+        sub_waiter *w = ready;
+        ready = w->next;
+        w->cb(w->arg, 1);
+        rc_free(w);
+    }
+}
+
 /* Sends the dirty entries whose `sent` differs from `subscribe` as batched commands. */
 static int send_batches(redis_bp *bp, int subscribe)
 {
@@ -705,8 +741,12 @@ static int send_batches(redis_bp *bp, int subscribe)
         bp->argv[++n] = e->name;
         bp->argvlen[n] = e->len;
         e->sent = subscribe ? 1 : 0;
-        if (subscribe) bp->nsubscribed++;
-        else bp->nsubscribed--;
+        if (subscribe) {
+            bp->nsubscribed++;
+            bp->subs_sent++;
+        } else {
+            bp->nsubscribed--;
+        }
         if (n == SUB_BATCH) {
             if (sub_command(bp, n + 1) != 0) return -1;
             n = 0;
@@ -737,6 +777,15 @@ static void bp_flush(redis_bp *bp)
         }
         e = next;
     }
+    /* Waiters registered before this flush wait for everything it sent. Without a live sub
+     * connection nothing can be confirmed: let them go (the resync subscribes later). */
+    for (sub_waiter *w = bp->waiters; w; w = w->next) {
+        if (w->assigned) continue;
+        w->assigned = 1;
+        w->target = bp->subs_sent;
+    }
+    if (bp->sub.state != CONN_CONNECTED || rc != 0) waiters_run(bp, 1);
+    else waiters_run(bp, 0);
     if (rc != 0) bp_fail(bp, "SUBSCRIBE could not be sent");
 }
 
@@ -757,6 +806,8 @@ static void bp_schedule_flush(redis_bp *bp)
 /* A new sub connection: every entry is unsent; unwanted ones go, wanted ones are sent again. */
 static void subs_reset(redis_bp *bp)
 {
+    waiters_run(bp, 1);
+    bp->subs_sent = bp->subs_confirmed = 0;
     bp_chan *drop = NULL;
     for (rc_hmap_node *n = rc_hmap_first(&bp->chans); n; n = rc_hmap_next(&bp->chans, n)) {
         bp_chan *e = RC_CONTAINER_OF(n, bp_chan, node);
@@ -1234,6 +1285,9 @@ static void sub_on_push(redisAsyncContext *ac, void *r, void *privdata)
     } else if (strcmp(kind, "subscribe") == 0 && is_canary) {
         bp->sub_synced = 1;
         bp_maybe_probe(bp);
+    } else if (strcmp(kind, "subscribe") == 0) {
+        bp->subs_confirmed++;
+        if (bp->waiters) waiters_run(bp, 0);
     }
 }
 
@@ -1463,6 +1517,12 @@ static void redis_free(rc_backplane *b)
         resolve_free(bp->resolve);
     }
 
+    while (bp->waiters) { /* told with live = 0: only release what they hold */
+        sub_waiter *w = bp->waiters;
+        bp->waiters = w->next;
+        w->cb(w->arg, 0);
+        rc_free(w);
+    }
     rc_hmap_node *n = rc_hmap_first(&bp->chans);
     while (n) {
         rc_hmap_node *next = rc_hmap_next(&bp->chans, n);
@@ -1487,7 +1547,21 @@ static void redis_free(rc_backplane *b)
     rc_free(bp);
 }
 
+/* cb runs (from the loop) once every SUBSCRIBE requested so far is confirmed by Redis, or when
+ * that cannot happen (connection lost). */
+static void redis_when_subscribed(rc_backplane *b, void (*cb)(void *arg, int live), void *arg)
+{
+    redis_bp *bp = to_bp(b);
+    sub_waiter *w = rc_calloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    w->next = bp->waiters;
+    bp->waiters = w;
+    bp_schedule_flush(bp);
+}
+
 static const rc_backplane_ops redis_ops = {
+    .when_subscribed = redis_when_subscribed,
     .publish = redis_publish,
     .room_open = redis_room_open,
     .room_close = redis_room_close,

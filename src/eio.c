@@ -39,6 +39,7 @@ struct rc_eio_session {
     uint8_t closed;
     uint8_t ping_pending;
     uint8_t connected;          /* the owner reported a namespace connection */
+    uint8_t hold;               /* output held (rc_eio_hold count): frames wait in the queue */
     rc_eio_server *srv;
     rc_ws *ws;                  /* T_WEBSOCKET transport */
     rc_ws *probe;               /* WebSocket being upgraded to */
@@ -214,7 +215,7 @@ static void session_send_frame(rc_eio_session *s, rc_frame *f)
 {
     if (s->closed) return;
     size_t limit = s->srv->cfg->max_outbound_bytes;
-    if (s->transport == T_WEBSOCKET && s->ws) {
+    if (s->transport == T_WEBSOCKET && s->ws && !s->hold) {
         rc_ws_send_frame(s->ws, f);
         if (rc_ws_pending_bytes(s->ws) > limit) {
             rc_metrics.slow_consumer_drops_total++;
@@ -234,10 +235,39 @@ static void session_send_frame(rc_eio_session *s, rc_frame *f)
         rc_eio_close(s, "slow consumer");
         return;
     }
-    if (s->get) flush_get(s, -1);
+    if (s->get && !s->hold) flush_get(s, -1);
 }
 
 void rc_eio_send_frame(rc_eio_session *s, rc_frame *f) { session_send_frame(s, f); }
+
+void rc_eio_hold(rc_eio_session *s)
+{
+    if (s->hold < 255) s->hold++;
+}
+
+void rc_eio_release(rc_eio_session *s)
+{
+    if (s->hold == 0 || --s->hold > 0 || s->closed) return;
+    if (s->transport == T_WEBSOCKET && s->ws) {
+        uint32_t n = s->qlen;
+        rc_frame **q = s->queue;
+        s->queue = NULL;
+        s->qlen = s->qcap = 0;
+        s->qbytes = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            session_send_frame(s, q[i]);
+            rc_frame_unref(q[i]);
+        }
+        rc_free(q);
+    } else if (s->get && s->qlen) {
+        flush_get(s, -1);
+    }
+}
+
+rc_eio_session *rc_eio_find(rc_eio_server *srv, const char *sid)
+{
+    return find_session(srv, sid);
+}
 
 void rc_eio_send_message(rc_eio_session *s, int binary, const void *data, size_t len)
 {
@@ -538,7 +568,7 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
         }
         s->get = req;
         rc_http_hold(req, get_aborted, s);
-        if (s->qlen > 0) flush_get(s, -1);
+        if (s->qlen > 0 && !s->hold) flush_get(s, -1);
         return;
     }
     if (req->method == RC_HTTP_POST) {

@@ -138,11 +138,35 @@ static void status_room_watch(rc_node *n, const char *ns, const char *room, int 
     }
 }
 
+typedef struct held_session {
+    rc_node *node;
+    char sid[24];
+} held_session;
+
+static void release_held(void *arg, int live)
+{
+    held_session *h = arg;
+    rc_eio_session *s = live ? rc_eio_find(h->node->eio, h->sid) : NULL;
+    if (s) rc_eio_release(s);
+    rc_free(h);
+}
+
 static void on_room_open(void *arg, const char *ns, const char *room)
 {
     rc_node *n = arg;
     n->bp->ops->room_open(n->bp, ns, room);
     status_room_watch(n, ns, room, 1);
+    /* The socket whose join opened the room hears nothing more (its ack, its CONNECT reply)
+     * until the room's channel is subscribed: after "joined", a publish cannot be missed. */
+    rc_sio_socket *joiner = rc_sio_joining_socket(n->sio);
+    if (joiner && n->bp->ops->when_subscribed && n->bp_up) {
+        rc_eio_session *es = rc_sio_socket_session(joiner);
+        held_session *h = rc_malloc(sizeof(*h));
+        h->node = n;
+        snprintf(h->sid, sizeof(h->sid), "%s", rc_eio_sid(es));
+        rc_eio_hold(es);
+        n->bp->ops->when_subscribed(n->bp, release_held, h);
+    }
 }
 
 static void on_room_close(void *arg, const char *ns, const char *room)

@@ -97,6 +97,7 @@ struct rc_sio_server {
     size_t ns_count;
     rc_eio_callbacks eio_cb;
     uint64_t socket_count;
+    rc_sio_socket *joining;       /* the socket whose join is running (for on_room_open) */
 };
 
 /* ---- JSON helpers ------------------------------------------------------------------------- */
@@ -242,8 +243,16 @@ const rc_ns_rules *rc_sio_socket_rules(const rc_sio_socket *s) { return s->ns->r
 int rc_sio_join(rc_sio_socket *s, const char *room)
 {
     if (s->dead) return 0;
-    return rc_rooms_join(s->ns->rooms, &s->member, room);
+    rc_sio_server *srv = s->ns->srv;
+    rc_sio_socket *outer = srv->joining;
+    srv->joining = s;
+    int r = rc_rooms_join(s->ns->rooms, &s->member, room);
+    srv->joining = outer;
+    return r;
 }
+
+rc_sio_socket *rc_sio_joining_socket(const rc_sio_server *srv) { return srv->joining; }
+struct rc_eio_session *rc_sio_socket_session(const rc_sio_socket *s) { return s->client->eio; }
 
 int rc_sio_leave(rc_sio_socket *s, const char *room)
 {
@@ -389,7 +398,7 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     if (s->user) {
         char *room = rc_ns_rules_user_room(ns->rules, s->user, s->claims_json);
         if (room) {
-            rc_rooms_join(ns->rooms, &s->member, room);
+            rc_sio_join(s, room);
             rc_free(room);
         }
     }

@@ -77,6 +77,11 @@ typedef struct rc_backplane_ops {
     void (*room_close)(rc_backplane *bp, const char *ns, const char *room);
     void (*ns_open)(rc_backplane *bp, const char *ns);
     int (*is_up)(const rc_backplane *bp);
+    /* Optional (NULL: subscriptions take effect at once). cb runs from the loop with live = 1
+     * once every room_open/ns_open made so far is confirmed by the broker (or can no longer be),
+     * so a client is told "joined" only when messages for the room can reach this node; with
+     * live = 0 when the backplane is freed first (release the arg only). */
+    void (*when_subscribed)(rc_backplane *bp, void (*cb)(void *arg, int live), void *arg);
     /* Appends this backplane's metrics in Prometheus text format (may append nothing). */
     void (*write_metrics)(const rc_backplane *bp, struct evbuffer *out);
     void (*free)(rc_backplane *bp);

@@ -56,6 +56,11 @@ void rc_eio_send_frame(rc_eio_session *s, struct rc_frame *f);
 /* Sends MESSAGE packets: text `data` prefixed by '4', or binary data as is. */
 void rc_eio_send_message(rc_eio_session *s, int binary, const void *data, size_t len);
 void rc_eio_close(rc_eio_session *s, const char *reason);
+/* Holds the session's output (counted): frames wait, in order, until the last release. Used so
+ * a client hears "joined" only once the room's backplane subscription is confirmed. */
+void rc_eio_hold(rc_eio_session *s);
+void rc_eio_release(rc_eio_session *s);
+rc_eio_session *rc_eio_find(rc_eio_server *srv, const char *sid);
 void rc_eio_mark_connected(rc_eio_session *s);
 int rc_eio_is_websocket(const rc_eio_session *s);
 const char *rc_eio_sid(const rc_eio_session *s);

@@ -69,6 +69,9 @@ const struct rc_ns_rules *rc_sio_socket_rules(const rc_sio_socket *s);
 int rc_sio_join(rc_sio_socket *s, const char *room);
 int rc_sio_leave(rc_sio_socket *s, const char *room);
 int rc_sio_is_member(const rc_sio_socket *s, const char *room);
+/* During on_room_open: the socket whose join opened the room (NULL for other opens). */
+rc_sio_socket *rc_sio_joining_socket(const rc_sio_server *srv);
+struct rc_eio_session *rc_sio_socket_session(const rc_sio_socket *s);
 /* Emits event with args (JSON array text) to this socket. With ctx != NULL the server asks for
  * an ack and on_ack gets ctx back (at most 64 outstanding per socket; the oldest is dropped). */
 void rc_sio_emit(rc_sio_socket *s, const char *event, const char *args_json, size_t args_len,

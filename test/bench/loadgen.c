@@ -103,15 +103,14 @@ static opts O = {
 /* ---- error reasons: one static table, indexed everywhere ----------------------------------- */
 
 enum {
-    E_SOCKET, E_CONNECT, E_HTTP, E_EIO, E_SIO_REFUSED, E_JOIN_REFUSED, E_CLOSED_HANDSHAKE,
-    E_TIMEOUT, E_PROTOCOL, E_EOF, E_RESET, E_WS_CLOSE, E_EIO_CLOSE, E_SIO_DISCONNECT, E_COUNT
+    E_SOCKET, E_CONNECT, E_HTTP, E_SIO_REFUSED, E_JOIN_REFUSED, E_TIMEOUT, E_PROTOCOL, E_EOF,
+    E_RESET, E_WS_CLOSE, E_EIO_CLOSE, E_SIO_DISCONNECT, E_COUNT
 };
-/* The last five are how a connection ended once ready (or, for eof/reset/ws_close, during the
- * handshake when nothing more specific applies). */
+/* The last five say how a connection was closed, during the handshake or once ready (the JSON
+ * puts the former under the connect phase's errors and the latter under the measured phase's). */
 static const char *const err_names[E_COUNT] = {
-    "socket", "connect", "http_status", "eio_open", "sio_refused", "join_refused",
-    "closed_in_handshake", "handshake_timeout", "protocol", "eof", "read_error", "ws_close",
-    "eio_close", "sio_disconnect",
+    "socket", "connect", "http_status", "sio_refused", "join_refused", "handshake_timeout",
+    "protocol", "eof", "read_error", "ws_close", "eio_close", "sio_disconnect",
 };
 
 /* ---- records between child and parent ------------------------------------------------------ */

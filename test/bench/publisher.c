@@ -8,7 +8,8 @@
  *   emitter   PUBLISH socket.io#<ns>#<room># with the msgpack message @socket.io/redis-emitter 5.x
  *             writes for io.to(room).emit("bench", {...}) (protocols.md 4.2):
  *             ["emitter", {type:2, data:["bench",{t,pad}], nsp}, {rooms:[room], flags:{}, except:[]}]
- *             t is a float64 (exact below 2^53 ns, i.e. 104 days of uptime), as a JS number is.
+ *             Byte for byte what the emitter writes for an integral t (uint64 once t >= 2^32;
+ *             notepack.io decodes it to a JS number, exact below 2^53 ns = 104 days of uptime).
  *   api       POST /api/publish {"ns":..,"room":..,"event":"bench","data":{...}} on a roomcast
  *             node with Authorization: Bearer <key>, one request at a time on a keep-alive
  *             connection (the fallback while a node runs without Redis).
@@ -100,13 +101,28 @@ static void mp_cstr(buf *b, const char *s)
     mp_str(b, s, strlen(s));
 }
 
-static void mp_f64(buf *b, double v)
+/* msgpack unsigned integer in its smallest form, as notepack.io writes an integral JS number */
+static void mp_uint(buf *b, uint64_t v)
 {
-    uint64_t u;
-    memcpy(&u, &v, 8);
-    put1(b, 0xcb);
-    for (int i = 7; i >= 0; i--)
-        put1(b, (uint8_t)(u >> (i * 8)));
+    int bytes;
+    if (v < 128) {
+        put1(b, (uint8_t)v);
+        return;
+    } else if (v < 0x100) {
+        put1(b, 0xcc);
+        bytes = 1;
+    } else if (v < 0x10000) {
+        put1(b, 0xcd);
+        bytes = 2;
+    } else if (v < 0x100000000ull) {
+        put1(b, 0xce);
+        bytes = 4;
+    } else {
+        put1(b, 0xcf);
+        bytes = 8;
+    }
+    for (int i = bytes - 1; i >= 0; i--)
+        put1(b, (uint8_t)(v >> (i * 8)));
 }
 
 static void room_name(char *out, size_t cap, unsigned long long i)
@@ -138,7 +154,7 @@ static void build(unsigned long long i, buf *ch, buf *msg)
         mp_cstr(msg, "bench");
         put1(msg, 0x82);
         mp_cstr(msg, "t");
-        mp_f64(msg, (double)t);
+        mp_uint(msg, t);
         mp_cstr(msg, "pad");
         mp_str(msg, padbuf, (size_t)O.pad);
         mp_cstr(msg, "nsp");

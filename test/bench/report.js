@@ -39,10 +39,10 @@ const figures = [
   ['Connect + join rate while filling (joined/s)', 'higher', (t) => t.idle && t.idle.connect1 && t.idle.connect1.joined_per_s],
   ...phaseFigures('fanout', 'Fan-out, one room of ' + (machine.sizes ? machine.sizes.idle1 : '')),
   ...phaseFigures('rooms', `${machine.sizes ? machine.sizes.rooms : ''} rooms of ${machine.sizes ? machine.sizes.idle1 / machine.sizes.rooms : ''}`, true),
-  [`Latency at ${machine.sizes ? machine.sizes.lat_rate : ''} msg/s: p50 (ms)`, 'lower', (t) => lat(t.latency, 'p50')],
-  ['Latency at fixed rate: p90 (ms)', 'lower', (t) => lat(t.latency, 'p90')],
-  ['Latency at fixed rate: p99 (ms)', 'lower', (t) => lat(t.latency, 'p99')],
-  ['Latency at fixed rate: max (ms)', 'lower', (t) => lat(t.latency, 'max')],
+  [`Latency at ${machine.sizes ? machine.sizes.lat_rate : ''} msg/s: p50 (ms)`, 'lower', (t) => lat(t.latency, 'p50'), 'latency'],
+  ['Latency at fixed rate: p90 (ms)', 'lower', (t) => lat(t.latency, 'p90'), 'latency'],
+  ['Latency at fixed rate: p99 (ms)', 'lower', (t) => lat(t.latency, 'p99'), 'latency'],
+  ['Latency at fixed rate: max (ms)', 'lower', (t) => lat(t.latency, 'max'), 'latency'],
   ['Latency phase: server CPU (% of one core)', 'lower', (t) => t.latency && (cpuDelta(t.latency) / t.latency.wall_s) * 100],
   ...phaseFigures('cluster2', 'One room over 2 nodes'),
   ...phaseFigures('cluster3', 'One room over 3 nodes'),
@@ -56,18 +56,18 @@ function lat(r, k) {
 
 function phaseFigures(key, label, perMessage) {
   return [
-    [`${label}: deliveries/s`, 'higher', (t) => t[key] && t[key].loadgen && t[key].loadgen.deliveries_per_s],
-    [`${label}: latency p50 (ms)`, 'lower', (t) => lat(t[key], 'p50')],
-    [`${label}: latency p99 (ms)`, 'lower', (t) => lat(t[key], 'p99')],
+    [`${label}: deliveries/s`, 'higher', (t) => t[key] && t[key].loadgen && t[key].loadgen.deliveries_per_s, key],
+    [`${label}: latency p50 (ms)`, 'lower', (t) => lat(t[key], 'p50'), key],
+    [`${label}: latency p99 (ms)`, 'lower', (t) => lat(t[key], 'p99'), key],
     perMessage
       ? [`${label}: server CPU per published message (µs)`, 'lower', (t) => {
           const r = t[key];
           return r && r.publisher && r.publisher.published ? (cpuDelta(r) / r.publisher.published) * 1e6 : undefined;
-        }]
+        }, key]
       : [`${label}: server CPU per delivery (µs, all nodes)`, 'lower', (t) => {
           const r = t[key];
           return r && r.loadgen && r.loadgen.deliveries ? (cpuDelta(r) / r.loadgen.deliveries) * 1e6 : undefined;
-        }],
+        }, key],
   ];
 }
 
@@ -102,12 +102,21 @@ function table(header, rows) {
   return out.join('\n');
 }
 
+// A phase whose deliveries differ from messages x members: its figures are flagged, not compared.
+function incomplete(t, key) {
+  const r = key && t[key];
+  if (!r || !r.loadgen || r.loadgen.deliveries === undefined || !r.expected) return null;
+  return r.loadgen.deliveries === r.expected ? null : `${((100 * r.loadgen.deliveries) / r.expected).toFixed(0)}% delivered`;
+}
+
 const rc = R.roomcast, nd = R.node;
-const mainRows = figures.map(([label, better, f]) => {
+const mainRows = figures.map(([label, better, f, key]) => {
   let a, b;
   try { a = f(rc); } catch (e) { a = undefined; }
   try { b = f(nd); } catch (e) { b = undefined; }
-  return [label, fmt(a), fmt(b), ratio(a, b), better];
+  const ia = incomplete(rc, key), ib = incomplete(nd, key);
+  const cell = (v, inc) => (inc ? `${fmt(v)} ⚠ ${inc}` : fmt(v));
+  return [label, cell(a, ia), cell(b, ib), ia || ib ? 'n/a (incomplete)' : ratio(a, b), better];
 });
 
 const phases = ['handshake', 'fanout', 'rooms', 'latency', 'void', 'cluster2', 'cluster3'];

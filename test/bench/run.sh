@@ -128,6 +128,9 @@ if [[ " $TARGETS " == *" node "* ]]; then
       cp package-lock.json "$stamp"
     fi
   )
+  # the publisher's hand-written msgpack must stay byte-identical to the real emitter's
+  node "$HERE/node-ref/check-emitter.js" "$RPORT" "$PUB" >"$W/check-emitter.out" 2>&1 ||
+    log "WARNING: publisher --format emitter differs from @socket.io/redis-emitter: $(tail -1 "$W/check-emitter.out")"
 fi
 
 # ---- servers ---------------------------------------------------------------------------------

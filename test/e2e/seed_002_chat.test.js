@@ -44,7 +44,6 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
     const bob = await connectChat(seed.B, bobId, ['room-123']);
     const carol = await connectChat(seed.B, uid('carol'), []);
 
-    alice.onAny((e, ...a) => console.log('ALICE', e, JSON.stringify(a)));
     // Authentication, as the document's test script does it on connect.
     const authResult = waitFor(alice, 'system:notification');
     alice.emit('auth:login', { token: chatToken('ignored'), userType: 'user' });

@@ -597,8 +597,9 @@ static void test_forward_and_presence(void **state)
         run(r, &f, NULL, (call){.event = "who", .args = bad[i], .has_ack = 1});
         if (strcmp(f.log, "ack [{\"ok\":false,\"error\":\"bad_args\"}]\n") != 0) fail_msg("bad %zu: '%s'", i, f.log);
     }
-    char many[2048] = "[{\"userIds\":[";
-    for (int i = 0; i < 101; i++) sprintf(many + strlen(many), "%s\"%d\"", i ? "," : "", i);
+    /* at most 1,000 users in one query */
+    static char many[16384] = "[{\"userIds\":[";
+    for (int i = 0; i < 1001; i++) sprintf(many + strlen(many), "%s\"%d\"", i ? "," : "", i);
     strcat(many, "]}]");
     f.log[0] = 0;
     run(r, &f, NULL, (call){.event = "who", .args = many, .has_ack = 1});
@@ -692,13 +693,13 @@ static void test_compile_errors(void **state)
     EXPECT("{\"/\": {\"events\": {\"e\": [5, {}, {\"jion\": \"x\"}, {\"join\": \"a\", \"leave\": \"b\"},"
            "                              {\"leave\": \"a\", \"allow\": \"any\"}, {\"join\": \"\"}]}}}",
            "namespaces./.events.e[0]: must be an object with one verb (join, leave, relay, emit, ack, ackArgs, "
-           "disconnect, fail, forward, presence)",
+           "disconnect, fail, forward, presence, visible, members)",
            "namespaces./.events.e[1]: no verb (one of join, leave, relay, emit, ack, ackArgs, disconnect, fail, "
-           "forward, presence)",
+           "forward, presence, visible, members)",
            "namespaces./.events.e[2].jion: unknown key (verbs: join, leave, relay, emit, ack, ackArgs, disconnect, "
-           "fail, forward, presence; options: if, unless, allow)",
+           "fail, forward, presence, visible, members; options: if, unless, allow)",
            "namespaces./.events.e[2]: no verb (one of join, leave, relay, emit, ack, ackArgs, disconnect, fail, "
-           "forward, presence)",
+           "forward, presence, visible, members)",
            "namespaces./.events.e[3]: more than one verb ('join' and 'leave')",
            "namespaces./.events.e[4].allow: only join takes allow",
            "namespaces./.events.e[5].join: a room name is 1..200 bytes");

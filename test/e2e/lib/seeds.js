@@ -58,6 +58,7 @@ function checkConfig(file) {
   const r = spawnSync(BIN, ['--check-config', '--config', file], {
     encoding: 'utf8', timeout: 10000, env: { ...process.env, ROOMCAST_JWT_SECRET: JWT_SECRET },
   });
+  if (r.error) throw new Error(`${BIN} --check-config could not run: ${r.error.message}`);
   if (r.status === 0) return [];
   const lines = `${r.stdout}\n${r.stderr}`.split('\n').map((l) => l.replace(/^config: /, '').trim())
     .filter((l) => l && !/^config ok$/.test(l));
