@@ -978,6 +978,91 @@ static void test_seed_notifications(void **state)
     rc_rules_free(r);
 }
 
+/* Namespace options for presence and rate limits: status rooms, tracked rooms, announcements. */
+static void test_status_track_rate(void **state)
+{
+    (void)state;
+    rc_rules *r = compile("{\"/n\": {"
+        "\"status\": {\"room\": \"st:{user}!\", \"online\": {\"event\": \"status:online\", \"data\": {\"userId\": \"{user}\", \"on\": \"{data.online}\"}},"
+        "             \"offline\": {\"event\": \"status:offline\"}},"
+        "\"track\": {\"rooms\": [\"meeting:*\"], \"joined\": {\"event\": \"meeting:participant-joined\", \"data\": {\"userId\": \"{user}\", \"room\": \"{room}\"}},"
+        "           \"left\": {\"event\": \"meeting:participant-left\", \"data\": \"{data}\"}},"
+        "\"rateLimit\": {\"events\": 7, \"interval\": 250},"
+        "\"events\": {\"v\": [{\"visible\": \"{data.isOnline}\"}], \"m\": [{\"members\": {\"room\": \"meeting:{data}\", \"then\": [{\"ack\": \"{data}\"}]}}]}}}");
+    const rc_ns_rules *ns = rc_rules_find_ns(r, "/n", 2);
+    char user[64];
+    assert_int_equal(rc_ns_rules_status_user(ns, "st:42!", user, sizeof(user)), 1);
+    assert_string_equal(user, "42");
+    assert_int_equal(rc_ns_rules_status_user(ns, "st:!", user, sizeof(user)), 0);   /* no user */
+    assert_int_equal(rc_ns_rules_status_user(ns, "xt:42!", user, sizeof(user)), 0);
+    char *room = rc_ns_rules_status_room(ns, "7");
+    assert_string_equal(room, "st:7!");
+    rc_free(room);
+    assert_int_equal(rc_ns_rules_tracked(ns, "meeting:1"), 1);
+    assert_int_equal(rc_ns_rules_tracked(ns, "chat:1"), 0);
+    char ev[201];
+    cJSON *args = NULL;
+    assert_int_equal(rc_ns_rules_announce(ns, RC_ANNOUNCE_ONLINE, "42", "st:42!", 5, ev, &args), 0);
+    assert_string_equal(ev, "status:online");
+    char *txt = cJSON_PrintUnformatted(args);
+    assert_string_equal(txt, "[{\"userId\":\"42\",\"on\":true}]");
+    cJSON_free(txt);
+    cJSON_Delete(args);
+    /* no data template: the announcement's own {data} */
+    assert_int_equal(rc_ns_rules_announce(ns, RC_ANNOUNCE_OFFLINE, "42", "st:42!", 5, ev, &args), 0);
+    txt = cJSON_PrintUnformatted(args);
+    assert_string_equal(txt, "[{\"user\":\"42\",\"online\":false,\"ts\":5}]");
+    cJSON_free(txt);
+    cJSON_Delete(args);
+    assert_int_equal(rc_ns_rules_announce(ns, RC_ANNOUNCE_JOINED, "9", "meeting:3", 0, ev, &args), 0);
+    assert_string_equal(ev, "meeting:participant-joined");
+    txt = cJSON_PrintUnformatted(args);
+    assert_string_equal(txt, "[{\"userId\":\"9\",\"room\":\"meeting:3\"}]");
+    cJSON_free(txt);
+    cJSON_Delete(args);
+    unsigned events, interval;
+    rc_ns_rules_rate_limit(ns, &events, &interval);
+    assert_int_equal(events, 7);
+    assert_int_equal(interval, 250);
+    /* without the options */
+    const rc_ns_rules *none = rc_rules_find_ns(r, "/n", 2);
+    assert_non_null(none);
+    rc_rules_free(r);
+
+    r = compile("{\"/\": {}}");
+    ns = rc_rules_find_ns(r, "/", 1);
+    assert_int_equal(rc_ns_rules_announce(ns, RC_ANNOUNCE_ONLINE, "1", "x", 0, ev, &args), -1);
+    assert_null(rc_ns_rules_status_room(ns, "1"));
+    rc_ns_rules_rate_limit(ns, &events, &interval);
+    assert_int_equal(events, 0);
+    rc_rules_free(r);
+
+    /* compile errors with their paths */
+    const char *bad[][2] = {
+        {"{\"/\": {\"status\": {\"room\": \"st:{user}:{ns}\", \"online\": {\"event\": \"a\"}, \"offline\": {\"event\": \"b\"}}}}",
+         "namespaces./.status.room: must contain {user} once and no other placeholder"},
+        {"{\"/\": {\"status\": {\"online\": {\"event\": \"a\"}}}}", "namespaces./.status.offline: required"},
+        {"{\"/\": {\"track\": {\"rooms\": [], \"joined\": {\"event\": \"a\"}, \"left\": {\"event\": \"b\"}}}}",
+         "namespaces./.track.rooms: must be a non-empty array of room globs"},
+        {"{\"/\": {\"rateLimit\": {\"events\": 0}}}", "namespaces./.rateLimit.events: must be an integer 1..1000000"},
+        {"{\"/\": {\"events\": {\"m\": [{\"members\": {\"room\": \"x\"}}]}}}", "namespaces./.events.m[0].members.then: required"},
+    };
+    for (size_t i = 0; i < RC_ARRAY_LEN(bad); i++) {
+        cJSON *j = cJSON_Parse(bad[i][0]);
+        rc_config_errors errs = {0};
+        rc_rules *br = rc_rules_compile(j, "namespaces", &errs);
+        assert_null(br);
+        int found = 0;
+        for (size_t k = 0; k < errs.count; k++) found |= strcmp(errs.items[k], bad[i][1]) == 0;
+        if (!found) {
+            for (size_t k = 0; k < errs.count; k++) print_error("got: %s\n", errs.items[k]);
+            fail_msg("missing error: %s", bad[i][1]);
+        }
+        rc_config_errors_dispose(&errs);
+        cJSON_Delete(j);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -996,6 +1081,7 @@ int main(void)
         cmocka_unit_test(test_seed_chat),
         cmocka_unit_test(test_seed_meetings),
         cmocka_unit_test(test_seed_notifications),
+        cmocka_unit_test(test_status_track_rate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
