@@ -314,10 +314,11 @@ void rc_conn_write(rc_conn *c, const void *data, size_t len)
 void rc_conn_set_read_timeout(rc_conn *c, int ms)
 {
     if (c->closed) return;
-    if (ms <= 0) {
-        bufferevent_set_timeouts(c->bev, NULL, NULL);
-        return;
-    }
+    /* "No timeout" is a day, never a cleared timeout: libevent 2.1 keeps a persistent event's
+     * old timeout when it is re-added without one (ev_io_timeout), so a cleared HTTP header
+     * timeout came back at the WebSocket's first read and dropped idle sockets. Engine.IO's
+     * heartbeat bounds silent peers far sooner. */
+    if (ms <= 0) ms = 24 * 3600 * 1000;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, &tv, NULL);
 }
@@ -421,5 +422,6 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
     rc_conn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT) rc_log_debug("conn_timeout", "what=%d", (int)what);
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) rc_conn_close(c);
 }

@@ -185,7 +185,8 @@ if (docFile) {
   let doc = '';
   try { doc = fs.readFileSync(docFile, 'utf8'); } catch (e) { doc = ''; }
   const marker = '## Latest run';
-  if (!doc.includes(marker)) doc = INTRO + '\n';
+  if (!doc.trim()) doc = INTRO + '\n';
+  else if (!doc.includes(marker)) doc = doc.replace(/\n*$/, '\n\n');
   else doc = doc.slice(0, doc.indexOf(marker));
   fs.writeFileSync(docFile, doc + section);
   process.stderr.write(`[bench] wrote ${docFile}\n`);

@@ -170,11 +170,12 @@ describe('hostile Socket.IO clients', () => {
   });
 
   it('polling abuse: bad records, bad base64, two GETs at once, wrong content type, wrong transport', T, async () => {
-    // Each of these ends the polling session (400 {"code":3}); the next request sees "unknown sid".
-    for (const body of ['', '\x1e', '4\x1e', '\x1e4', '4\x1e\x1e4', 'x', '9', 'b', 'b!!!!', 'bQQ=', 'bQUI', 'bQQ==X', '2']) {
+    // Each of these ends the polling session (400 {"code":3}, or 200 when a first record was read
+    // and was itself the protocol error); the next request sees "unknown sid".
+    for (const body of ['', '\x1e', '4\x1e', '\x1e4', '4\x1e\x1e4', 'x', '9', 'b', 'b!!!!', 'bQQ=', 'bQUI', 'bQQ==X', '2', '6\x1e']) {
       const sid = await pollOpen();
       const res = await pollPost(sid, body);
-      assert.equal(res.status, 400, `${JSON.stringify(body)}: ${res.status} ${res.body}`);
+      assert.ok(res.status === 400 || (res.status === 200 && /^[2-6b]/.test(body)), `${JSON.stringify(body)}: ${res.status} ${res.body}`);
       const again = await pollGet(sid);
       assert.deepEqual(again.json(), { code: 1, message: 'Session ID unknown' }, JSON.stringify(body));
     }
@@ -321,7 +322,7 @@ describe('hostile Socket.IO clients', () => {
     assert.deepEqual(problems, []);
     const m1 = await metrics(node);
     assert.equal(sumFamily(m1, 'roomcast_auth_failures_total') - sumFamily(m0, 'roomcast_auth_failures_total'), N);
-    assert.equal(sumFamily(m1, 'roomcast_sockets'), sumFamily(m0, 'roomcast_sockets'), 'no socket was created');
+    assert.ok(sumFamily(m1, 'roomcast_sockets') <= sumFamily(m0, 'roomcast_sockets'), 'no socket was created');
     assert.equal(sumFamily(m1, 'roomcast_handshakes_total'), sumFamily(m0, 'roomcast_handshakes_total'));
     // Nothing for the victim reaches any of those connections.
     await publishOk(node, { room: 'user:victim', event: 'private', data: 'for victim only' });
@@ -333,7 +334,11 @@ describe('hostile Socket.IO clients', () => {
     }
     // Tokens never reach the log.
     const log = node.stderr();
-    for (const x of tokens.slice(0, 50)) assert.ok(!log.includes(x.value.split('.').pop() || x.value), 'a token is in the log');
+    for (const [i, x] of tokens.slice(0, 64).entries()) {
+      const needle = x.value.split('.').sort((a, b) => b.length - a.length)[0];
+      const at = log.indexOf(needle);
+      assert.equal(at, -1, `token ${i} (${x.reason}) is in the log: ${log.slice(Math.max(0, at - 200), at + 50)}`);
+    }
     const rss1 = await rssMb(node);
     stats.tokens = { n: N, connections: CONNS, ms, perSecond: Math.round(N / (ms / 1000)), rssBeforeMb: Math.round(rss0), rssAfterMb: Math.round(rss1) };
     t.diagnostic(`${N} bad tokens over ${CONNS} connections refused in ${ms} ms (${stats.tokens.perSecond}/s); RSS ${rss0.toFixed(0)} -> ${rss1.toFixed(0)} MB`);

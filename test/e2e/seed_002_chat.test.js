@@ -171,6 +171,7 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
       ['status:typing', { isTyping: true }, 'invalid_typing'],
       ['status:typing', { roomId: 'room-200', isTyping: true }, 'forbidden'],
       ['auth:login', { userType: 'user' }, 'invalid_token'],
+      ['status:update', {}, 'invalid_status'], // not taken for {isOnline: false}
     ];
     for (const [event, payload] of sends) s.emit(event, payload);
     const want = sends.filter(([, , code]) => code);
@@ -212,6 +213,49 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
     assert.ok(s.connected);
   });
 
+  // The seed's transports ['websocket', 'polling'] and the client's default (polling, then upgrade):
+  // during the upgrade the client holds its events until the old transport is paused, which
+  // needs the server to answer the held poll. Node's engine.io answers a poll that arrives after
+  // the probe with a noop at once (it checks every 100 ms); roomcast answers only a poll that is
+  // already held when 2probe arrives, so a later one waits for the next ping (25 s in the deploy
+  // configs): every event emitted meanwhile is late by up to pingInterval.
+  it('upgrade: a poll that arrives after the WebSocket probe is answered at once, not at the next ping', {
+    ...T, todo: 'server bug: src/eio.c holds a polling GET that arrives after 2probe until the next ping',
+  }, async () => {
+    const http = require('node:http');
+    const WebSocket = require('ws');
+    const port = seed.A.port;
+    const req = (method, query, body) => new Promise((resolve, reject) => {
+      const t0 = Date.now();
+      const r = http.request({
+        host: '127.0.0.1', port, method, path: `/socket.io/?EIO=4&transport=polling${query}`, agent: false,
+        headers: body ? { 'Content-Type': 'text/plain;charset=UTF-8', 'Content-Length': Buffer.byteLength(body) } : {},
+      }, (res) => {
+        let text = '';
+        res.on('data', (c) => { text += c; });
+        res.on('end', () => resolve({ text, ms: Date.now() - t0 }));
+      });
+      r.on('error', reject);
+      r.end(body);
+    });
+    const open = await req('GET', '');
+    const { sid } = JSON.parse(open.text.slice(1));
+    await req('POST', `&sid=${sid}`, `40/chat,{"token":"${chatToken('upgrader')}"}`);
+    assert.match((await req('GET', `&sid=${sid}`)).text, /^40\/chat,\{"sid"/);
+    const ws = new WebSocket(`${seed.A.wsUrl}/socket.io/?EIO=4&transport=websocket&sid=${sid}`);
+    try {
+      await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+      ws.send('2probe');
+      assert.equal(String(await new Promise((resolve) => ws.once('message', resolve))), '3probe');
+      const poll = await req('GET', `&sid=${sid}`); // the client's next poll, after the probe
+      assert.ok(poll.ms < 300, `the poll was answered ${JSON.stringify(poll.text)} after ${poll.ms} ms ` +
+        '(pingInterval here 1000 ms, 25000 in deploy/config): expected the noop "6" at once');
+      assert.equal(poll.text, '6');
+    } finally {
+      ws.close();
+    }
+  });
+
   // ---- presence (online status): todo until the lead's integration lands -----------------
 
   it('status:online / status:offline reach the whole namespace on every node when a user connects / leaves', TODO_PRESENCE, async () => {
@@ -242,6 +286,7 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
     const offline = waitForMatch(watcher, 'status:offline', (x) => x.userId === grace);
     assert.deepEqual((await emitAck(s, 'status:update', { isOnline: false }))[0], { ok: true });
     assert.equal((await offline).isOnline, false);
+    assert.equal(await seed.redis.command('SISMEMBER', 'roomcast:invisible', grace), 1);
     const online = waitForMatch(watcher, 'status:online', (x) => x.userId === grace);
     assert.deepEqual((await emitAck(s, 'status:update', { isOnline: true }))[0], { ok: true });
     assert.equal((await online).isOnline, true);

@@ -409,7 +409,129 @@ async function pool(items, limit, fn) {
   return results;
 }
 
+// ---- flooders, run as child processes -------------------------------------------------------
+// So that an attack does not share the test process's event loop with the clients whose
+// latency it measures:
+//   node lib/hostile.js events PORT TOKEN ROOM MS          one WebSocket, Socket.IO events as fast as
+//                                                          the socket takes them (relay to ROOM)
+//   node lib/hostile.js publish PORT KEY ROOM BYTES MS CONC  POST /api/publish on CONC keep-alive
+//                                                          connections, back to back
+// Each prints one JSON line with what it did, then exits.
+
+function spawnFlooder(args) {
+  const { spawn } = require('node:child_process');
+  const child = spawn(process.execPath, [__filename, ...args.map(String)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  const done = new Promise((resolve, reject) => {
+    child.once('exit', (code) => {
+      if (code !== 0) { reject(new Error(`flooder ${args[0]} exited ${code}: ${out}`)); return; }
+      try { resolve(JSON.parse(out.trim().split('\n').pop())); } catch (e) { reject(new Error(`flooder output: ${out}`)); }
+    });
+  });
+  return { child, done, kill: () => child.kill('SIGKILL') };
+}
+
+async function floodEvents(port, tokenValue, room, ms) {
+  const ws = await sioConnect(port, tokenValue);
+  ws.sendText(`421${JSON.stringify(['join', room])}`);
+  await ws.nextText('431');
+  const pad = 'x'.repeat(200);
+  const batch = Buffer.concat(Array.from({ length: 200 }, (_, i) => frame({
+    opcode: OP.TEXT, payload: `42${JSON.stringify(['say', { room, i, pad }])}`,
+  })));
+  let sent = 0;
+  const t0 = Date.now();
+  // Drop what the node sends back (pings are answered by autoPong; nothing else is expected).
+  setInterval(() => { ws.frames.length = 0; ws.consumed = 0; ws.conn.chunks = [ws.conn.buffer().subarray(ws.parsedTo)]; ws.parsedTo = 0; }, 200).unref();
+  while (Date.now() - t0 < ms && !ws.isClosed) {
+    if (!ws.conn.sock.write(batch)) {
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, 200);
+        ws.conn.sock.once('drain', () => { clearTimeout(timer); resolve(); });
+      });
+    }
+    sent += 200;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const closed = ws.isClosed;
+  ws.destroy();
+  return { sent, ms: Date.now() - t0, closed };
+}
+
+async function floodPublish(port, key, room, bytes, ms, conc) {
+  const http = require('node:http');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: conc });
+  const data = 'p'.repeat(bytes);
+  let accepted = 0;
+  let refused = 0;
+  let seq = 0;
+  const t0 = Date.now();
+  const one = () => new Promise((resolve) => {
+    const body = JSON.stringify({ room, event: 'hot', data: { seq: seq++, data } });
+    const req = http.request({
+      host: '127.0.0.1', port, method: 'POST', path: '/api/publish', agent,
+      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+    }, (res) => {
+      res.resume();
+      res.on('end', () => { if (res.statusCode === 202) accepted++; else refused++; resolve(); });
+    });
+    req.on('error', () => { refused++; resolve(); });
+    req.end(body);
+  });
+  await Promise.all(Array.from({ length: conc }, async () => {
+    while (Date.now() - t0 < ms) await one();
+  }));
+  agent.destroy();
+  return { accepted, refused, ms: Date.now() - t0 };
+}
+
+// Keeps `n` connections open for ms, each sending half a request line and then nothing, and
+// opens a new one whenever one is closed. Counts connections opened and those that the node
+// closed within 100 ms without a byte (refused at accept).
+async function floodConnections(port, n, ms) {
+  let opened = 0;
+  let refused = 0;
+  let failed = 0;
+  const t0 = Date.now();
+  const live = new Set();
+  const one = () => new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let start = 0;
+    let got = false;
+    sock.on('connect', () => { opened++; start = Date.now(); sock.write('GET /socket.io/?EIO=4&transport=pol'); });
+    sock.on('data', () => { got = true; });
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      if (!start) failed++;
+      else if (!got && Date.now() - start < 100) refused++;
+      live.delete(sock);
+      resolve();
+    });
+    live.add(sock);
+  });
+  await Promise.all(Array.from({ length: n }, async () => {
+    while (Date.now() - t0 < ms) {
+      await Promise.race([one(), new Promise((r) => setTimeout(r, Math.max(1, ms - (Date.now() - t0))))]);
+      if (!(Date.now() - t0 < ms)) break;
+    }
+  }));
+  for (const s of live) s.destroy();
+  return { opened, refused, failed, ms: Date.now() - t0 };
+}
+
+if (require.main === module) {
+  const [mode, ...a] = process.argv.slice(2);
+  const run = mode === 'events' ? floodEvents(Number(a[0]), a[1], a[2], Number(a[3]))
+    : mode === 'connections' ? floodConnections(Number(a[0]), Number(a[1]), Number(a[2]))
+    : mode === 'publish' ? floodPublish(Number(a[0]), a[1], a[2], Number(a[3]), Number(a[4]), Number(a[5]))
+      : Promise.reject(new Error(`unknown mode ${mode}`));
+  run.then((r) => { process.stdout.write(`${JSON.stringify(r)}\n`); process.exit(0); },
+    (e) => { process.stdout.write(`${JSON.stringify({ error: e.message })}\n`); process.exit(1); });
+}
+
 module.exports = {
+  spawnFlooder,
   RawConn, exchange, parseResponses,
   frame, OP, parseFrames, upgradeRequest, RawWs, sioConnect, WS_KEY,
   metrics, metric, sumFamily, rssMb, procRssMb, cpuTicks, openFds, waitUntil,

@@ -14,7 +14,7 @@
 //   await seed.stop()
 //
 // The deploy config is used as it is; only operational settings are overridden for the test
-// (drain.grace, so that SIGTERM does not wait 30 s). Nothing under "namespaces" is touched,
+// (TEST_OVERRIDES below: drain.grace, engine.pingInterval). Nothing under "namespaces" is touched,
 // except this: features that the node under test does not implement yet (the presence-driven
 // namespace options "status" and "track", and the "visible" action, being integrated) are taken
 // out when, and only when, `--check-config` rejects exactly those keys. seed.supports tells
@@ -32,7 +32,12 @@ const { startRedis } = require('./redis');
 const DEPLOY_DIR = path.resolve(__dirname, '..', '..', '..', 'deploy', 'config');
 const P = 'roomcast';
 const PENDING = ['status', 'track', 'visible'];
-const TEST_OVERRIDES = { drain: { grace: 200 } };
+// Operational settings only. drain.grace: SIGTERM must not wait 30 s. engine.pingInterval: the
+// deploy configs keep Socket.IO's 25 s; a polling GET that arrives after the WebSocket probe is
+// held until the next ping (server bug, see seed_002_chat.test.js "upgrade"), which with 25 s
+// would stall any event a client emits during its polling -> websocket upgrade. 1 s bounds that
+// stall below the tests' waits; the bug itself is asserted by its own (todo) test.
+const TEST_OVERRIDES = { drain: { grace: 200 }, engine: { pingInterval: 1000 } };
 
 // Polls fn until it returns a truthy value (returned); fails after timeout with the last value.
 async function waitUntil(fn, { timeout = 5000, interval = 20, what = 'condition' } = {}) {
@@ -206,7 +211,10 @@ async function startSeed(name, { nodes: count = 2, overrides = {}, tag } = {}) {
     backend: new Backend(redis),
   };
   const t = tag || `${path.basename(name, '.json')}-${process.pid}`;
-  const merged = { ...loaded.config, ...TEST_OVERRIDES, ...overrides };
+  const merged = { ...loaded.config };
+  for (const [k, v] of Object.entries({ ...TEST_OVERRIDES, ...overrides })) {
+    merged[k] = v && typeof v === 'object' && !Array.isArray(v) ? { ...(merged[k] || {}), ...v } : v;
+  }
   const started = await Promise.allSettled(Array.from({ length: count }, (_, i) => startNode({
     config: merged, nodeId: `${t}-${String.fromCharCode(97 + i)}`, args: ['--redis', redis.url],
   })));
