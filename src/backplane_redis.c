@@ -106,6 +106,9 @@ static const uint64_t CONNECT_TIMEOUT_MS = 2000; /* DNS + TCP connect + handshak
 static const uint64_t COMMAND_TIMEOUT_MS = 3000; /* oldest unanswered command; resync */
 static const uint64_t CANARY_INTERVAL_MS = 1000; /* a canary PUBLISH this often while UP */
 static const uint64_t CANARY_TIMEOUT_MS = 2000;  /* ... must come back on sub within this */
+/* ... unless the sub connection is visibly delivering (messages arrived since the canary was
+ * sent): then the canary is only queued behind a backlog, and gets up to this long. */
+static const uint64_t CANARY_BUSY_MAX_MS = 30000;
 static const uint64_t TICK_MS = 100;             /* timeout checks run this often */
 static const uint64_t BACKOFF_MIN_MS = 100;      /* first retry after a failure, doubling ... */
 static const uint64_t BACKOFF_MAX_MS = 5000;     /* ... up to this; each delay jittered to [d/2, d] */
@@ -208,6 +211,8 @@ typedef struct redis_bp {
     uint64_t canary_seq;         /* last canary token sent: "<nonce>:<seq>" */
     int canary_pending;
     uint64_t canary_sent_ms, canary_next_ms, canary_sent_ns;
+    uint64_t sub_last_push_ms;   /* the sub connection's last message or confirmation */
+    uint64_t last_tick_ms;       /* when bp_on_tick last ran (a late tick = a busy loop) */
 
     rc_hmap chans;               /* bp_chan by channel name */
     bp_chan *dirty;              /* entries changed since the last flush */
@@ -1035,6 +1040,11 @@ static void bp_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     redis_bp *bp = arg;
     uint64_t now = rc_now_mono_ms();
+    /* A tick that comes late means this loop was busy (a burst of deliveries): replies may be
+     * waiting unread in our own sockets, so judge no timeout on this tick. */
+    int late = bp->last_tick_ms && now - bp->last_tick_ms > 500;
+    bp->last_tick_ms = now;
+    if (late && bp->phase == BP_UP) return;
 
     switch (bp->phase) {
     case BP_RESOLVING:
@@ -1049,9 +1059,13 @@ static void bp_on_tick(evutil_socket_t fd, short what, void *arg)
         break;
     case BP_UP:
         if (bp->canary_pending && now - bp->canary_sent_ms >= CANARY_TIMEOUT_MS) {
-            bp->canary_failures++;
-            bp_fail(bp, "canary not received");
-            return;
+            int delivering = bp->sub_last_push_ms >= bp->canary_sent_ms &&
+                             now - bp->canary_sent_ms < CANARY_BUSY_MAX_MS;
+            if (!delivering) {
+                bp->canary_failures++;
+                bp_fail(bp, "canary not received");
+                return;
+            }
         }
         if (!bp->canary_pending && now >= bp->canary_next_ms) bp_send_canary(bp);
         break;
@@ -1247,6 +1261,7 @@ static void sub_on_push(redisAsyncContext *ac, void *r, void *privdata)
     redis_bp *bp = c->bp;
     redisReply *reply = r;
     if (!reply || ac != c->ac) return;
+    bp->sub_last_push_ms = rc_now_mono_ms();
 
     if (reply->type == REDIS_REPLY_ERROR) {
         char reason[200];

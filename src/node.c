@@ -386,21 +386,24 @@ static size_t attachments_for(const rule_target *t, const cJSON *args)
 static const char *op_join(void *target, const char *room)
 {
     rule_target *t = target;
-    rc_sio_socket *s = t->socket;
-    if (rc_sio_join(s, room) && t->node->presence && rc_sio_socket_user(s) &&
-        rc_ns_rules_tracked(rc_sio_socket_rules(s), room))
-        rc_presence_member_add(t->node->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
+    rc_sio_join(t->socket, room);
     return NULL;
 }
 
 static const char *op_leave(void *target, const char *room)
 {
     rule_target *t = target;
-    rc_sio_socket *s = t->socket;
-    if (rc_sio_leave(s, room) && t->node->presence && rc_sio_socket_user(s) &&
-        rc_ns_rules_tracked(rc_sio_socket_rules(s), room))
-        rc_presence_member_remove(t->node->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
+    rc_sio_leave(t->socket, room);
     return NULL;
+}
+
+/* Tracked rooms ("track"): every join and leave, by rule or by backend control op. */
+static void hook_on_membership(void *arg, rc_sio_socket *s, const char *room, int joined)
+{
+    rc_node *n = arg;
+    if (!n->presence || !rc_sio_socket_user(s) || !rc_ns_rules_tracked(rc_sio_socket_rules(s), room)) return;
+    if (joined) rc_presence_member_add(n->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
+    else rc_presence_member_remove(n->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
 }
 
 static int op_is_member(void *target, const char *room)
@@ -861,6 +864,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->presence = rc_presence_new(base, n->bp, cfg->node_id, &cfg->presence, &n->presence_cb);
     n->hooks.on_connect = hook_on_connect;
     n->hooks.on_disconnect = hook_on_disconnect;
+    n->hooks.on_membership = hook_on_membership;
     n->hooks.on_event = hook_on_event;
     n->hooks.on_ack = hook_on_ack;
     n->hooks.on_room_open = on_room_open;

@@ -388,7 +388,8 @@ struct rc_presence {
     int need_reset;               /* RESETTING before the next registration */
     int reset_inflight, sweep_inflight, drain_inflight;
     int rereg_needed;             /* a JOIN failed with an error reply: JOIN batches at next tick */
-    int resync_pending;           /* re-read watched users' status at the next tick */
+    int resync_pending;           /* re-read watched users' status once resync_at_ms passes */
+    uint64_t resync_at_ms;
     int registered_once;          /* a later registration follows an outage: resync then */
     int draining, drained;
 
@@ -972,7 +973,13 @@ static void pr_register(rc_presence *p)
     removals_send(p);
     send_join_batches(p);
     if (!p->sweep_inflight) send_sweep(p, REQ_SWEEP);
-    if (p->registered_once && p->watched.count) p->resync_pending = 1;
+    if (p->registered_once && p->watched.count) {
+        /* Re-read only after a TTL: a node that reconnects later than this one has re-registered
+         * by then (or is dead by the same rule the sweep uses), so no watcher hears a false
+         * offline-then-online flap. */
+        p->resync_pending = 1;
+        p->resync_at_ms = rc_now_mono_ms() + p->cfg.ttl_ms;
+    }
     p->registered_once = 1;
     arm_tick(p, p->cfg.heartbeat_ms);
 }
@@ -1561,7 +1568,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     removals_send(p);
     if (p->rereg_needed) send_join_batches(p);
     if (!p->sweep_inflight) send_sweep(p, REQ_SWEEP);
-    if (p->resync_pending) {
+    if (p->resync_pending && rc_now_mono_ms() >= p->resync_at_ms) {
         p->resync_pending = 0;
         resync_watched(p);
     }

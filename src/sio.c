@@ -248,6 +248,7 @@ int rc_sio_join(rc_sio_socket *s, const char *room)
     srv->joining = s;
     int r = rc_rooms_join(s->ns->rooms, &s->member, room);
     srv->joining = outer;
+    if (r && srv->hooks->on_membership) srv->hooks->on_membership(srv->hooks->arg, s, room, 1);
     return r;
 }
 
@@ -257,7 +258,10 @@ struct rc_eio_session *rc_sio_socket_session(const rc_sio_socket *s) { return s-
 int rc_sio_leave(rc_sio_socket *s, const char *room)
 {
     if (s->dead) return 0;
-    return rc_rooms_leave(s->ns->rooms, &s->member, room);
+    int r = rc_rooms_leave(s->ns->rooms, &s->member, room);
+    rc_sio_server *srv = s->ns->srv;
+    if (r && srv->hooks->on_membership) srv->hooks->on_membership(srv->hooks->arg, s, room, 0);
+    return r;
 }
 
 int rc_sio_is_member(const rc_sio_socket *s, const char *room)

@@ -41,6 +41,9 @@ typedef struct rc_sio_hooks {
     void (*on_event)(void *arg, rc_sio_socket *s, const rc_sio_event *ev);
     /* The client answered an ack the server asked for with rc_sio_emit(..., ctx). */
     void (*on_ack)(void *arg, rc_sio_socket *s, const void *ctx, const char *event, const rc_sio_event *ack);
+    /* A socket joined (1) or left (0) a room through rc_sio_join/rc_sio_leave (rules, control
+     * ops, the user room); not called for the rooms a disconnecting socket leaves. */
+    void (*on_membership)(void *arg, rc_sio_socket *s, const char *room, int joined);
     /* The socket is leaving (client or server disconnect, or its session closed); still linked. */
     void (*on_disconnect)(void *arg, rc_sio_socket *s);
     void (*on_room_open)(void *arg, const char *ns, const char *room);

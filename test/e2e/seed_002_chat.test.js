@@ -195,7 +195,7 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
     const own = collect(flooder, 'chat:message');
     for (let i = 0; i < 50; i++) flooder.emit('chat:message', { content: `spam ${i}` });
     await waitUntil(() => errors.length + own.length >= 50, { what: 'every flooded event answered' });
-    assert.ok(errors.length >= 25 && errors.length <= 30, `${errors.length} refused`);
+    assert.ok(errors.length >= 20 && errors.length <= 30, `${errors.length} of 50 refused (burst 20, refill 20/s)`);
     assert.deepEqual(errors[0][0], { code: 'rate_limited', message: 'Too many events, slow down', event: 'chat:message' });
     const got = waitForMatch(calm, 'chat:message', (m) => m.content === 'calm');
     calm.emit('chat:message', { content: 'calm' });
