@@ -30,7 +30,7 @@ async function until(fn, ms, what) {
 }
 
 describe('notifications with offline fallback to BullMQ jobs (three nodes)', () => {
-  let redis; let nodes = []; let conn; let queue; let worker; const processed = [];
+  let redis; let nodes = []; let conn; let workerConn; let queue; let worker; const processed = [];
   let failFirst = new Set();
 
   before(async () => {
@@ -43,7 +43,7 @@ describe('notifications with offline fallback to BullMQ jobs (three nodes)', () 
     worker = new Worker('email', async (job) => {
       processed.push({ id: job.id, data: job.data, attempt: job.attemptsMade });
       if (failFirst.has(job.id) && job.attemptsMade === 0) throw new Error('smtp down');
-    }, { connection: new IORedis(redis.url, { maxRetriesPerRequest: null }), prefix: 'bull' });
+    }, { connection: (workerConn = new IORedis(redis.url, { maxRetriesPerRequest: null })), prefix: 'bull' });
   });
   afterEach(() => Promise.all(nodes.map((n) => settle(n))));
   after(async () => {
@@ -51,6 +51,7 @@ describe('notifications with offline fallback to BullMQ jobs (three nodes)', () 
     if (worker) await worker.close();
     if (queue) await queue.close();
     if (conn) await conn.quit();
+    if (workerConn) await workerConn.quit();
     for (const n of nodes) await n.stop();
     if (redis) await redis.stop();
   });
@@ -109,7 +110,9 @@ describe('notifications with offline fallback to BullMQ jobs (three nodes)', () 
     const s = await connected(client(`${nodes[1].url}${NS}`, { auth: { token: token({ sub: 'bob' }) } }));
     const [r] = await emitAck(s, 'chat:message', { roomId: 'r1', content: 'hello' });
     assert.deepEqual(r, { ok: true });
-    const reply = await redis.command('XREADGROUP', 'GROUP', 'backend', 'c1', 'COUNT', '10', 'STREAMS', 'roomcast:events', '>');
+    // the ack and the node's XADD travel on different connections: block briefly for the entry
+    const reply = await redis.command('XREADGROUP', 'GROUP', 'backend', 'c1', 'COUNT', '10', 'BLOCK', '3000',
+      'STREAMS', 'roomcast:events', '>');
     assert.ok(Array.isArray(reply) && reply.length === 1, `one stream: ${JSON.stringify(reply)}`);
     const entries = reply[0][1];
     assert.equal(entries.length, 1);

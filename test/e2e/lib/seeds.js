@@ -15,10 +15,11 @@
 //
 // The deploy config is used as it is; only operational settings are overridden for the test
 // (TEST_OVERRIDES below: drain.grace, engine.pingInterval). Nothing under "namespaces" is touched,
-// except this: features that the node under test does not implement yet (the presence-driven
-// namespace options "status" and "track", and the "visible" action, being integrated) are taken
-// out when, and only when, `--check-config` rejects exactly those keys. seed.supports tells
-// which ones are live; tests of those parts are marked todo until they land.
+// except this: presence-driven parts that the node under test does not accept yet (the namespace
+// options "status" and "track", the "visible" action; today: "status.broadcast" of chat.json and
+// "{match.0}" in the "track" templates of meetings.json, both proposed) are taken out when, and
+// only when, `--check-config` rejects nothing else. seed.supports tells which ones are live;
+// tests of those parts are marked todo until they land.
 
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
