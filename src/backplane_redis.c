@@ -170,6 +170,7 @@ typedef struct bp_chan {
     unsigned wanted : 1;      /* the node has local members (room) or serves it (ns) */
     unsigned sent : 1;        /* the current sub connection was last told SUBSCRIBE */
     unsigned dirty : 1;       /* on bp->dirty */
+    unsigned pattern : 1;     /* a raw name ending in '*': PSUBSCRIBE, delivered as pmessage */
     char name[];              /* "<channel>\0<ns>\0<room>\0" */
 } bp_chan;
 
@@ -735,13 +736,15 @@ static void waiters_run(redis_bp *bp, int all)
     }
 }
 
-/* Sends the dirty entries whose `sent` differs from `subscribe` as batched commands. */
-static int send_batches(redis_bp *bp, int subscribe)
+/* Sends the dirty entries whose `sent` differs from `subscribe` as batched commands; channels
+ * and patterns (PSUBSCRIBE) in separate passes. */
+static int send_batches_of(redis_bp *bp, int subscribe, int patterns)
 {
     int n = 0;
-    bp->argv[0] = subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE";
+    bp->argv[0] = patterns ? (subscribe ? "PSUBSCRIBE" : "PUNSUBSCRIBE") : (subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE");
     bp->argvlen[0] = strlen(bp->argv[0]);
     for (bp_chan *e = bp->dirty; e; e = e->dirty_next) {
+        if (e->pattern != (unsigned)patterns) continue;
         if (chan_wanted(e) != subscribe || e->sent == (unsigned)subscribe) continue;
         bp->argv[++n] = e->name;
         bp->argvlen[n] = e->len;
@@ -755,10 +758,18 @@ static int send_batches(redis_bp *bp, int subscribe)
         if (n == SUB_BATCH) {
             if (sub_command(bp, n + 1) != 0) return -1;
             n = 0;
+            bp->argv[0] = patterns ? (subscribe ? "PSUBSCRIBE" : "PUNSUBSCRIBE") : (subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE");
+            bp->argvlen[0] = strlen(bp->argv[0]);
         }
     }
     if (n && sub_command(bp, n + 1) != 0) return -1;
     return 0;
+}
+
+static int send_batches(redis_bp *bp, int subscribe)
+{
+    if (send_batches_of(bp, subscribe, 0) != 0) return -1;
+    return send_batches_of(bp, subscribe, 1);
 }
 
 /* Sends the net changes (when the sub connection is CONNECTED; otherwise the next resync sends
@@ -1300,9 +1311,20 @@ static void sub_on_push(redisAsyncContext *ac, void *r, void *privdata)
     } else if (strcmp(kind, "subscribe") == 0 && is_canary) {
         bp->sub_synced = 1;
         bp_maybe_probe(bp);
-    } else if (strcmp(kind, "subscribe") == 0) {
+    } else if (strcmp(kind, "subscribe") == 0 || strcmp(kind, "psubscribe") == 0) {
         bp->subs_confirmed++;
         if (bp->waiters) waiters_run(bp, 0);
+    } else if (strcmp(kind, "pmessage") == 0 && reply->elements >= 4 &&
+               reply->element[3]->type == REDIS_REPLY_STRING) {
+        /* [pmessage, pattern, channel, payload]: delivered to on_raw under the pattern's name */
+        rc_hmap_node *n = rc_hmap_find(&bp->chans, chan->str, chan->len);
+        bp_chan *e = n ? RC_CONTAINER_OF(n, bp_chan, node) : NULL;
+        if (e && e->pattern && e->raw_refs && bp->cb.on_raw) {
+            bp->raw_received++;
+            bp->in_callback++;
+            bp->cb.on_raw(bp->cb.arg, e->name, reply->element[3]->str, reply->element[3]->len);
+            bp->in_callback--;
+        }
     }
 }
 
@@ -1870,6 +1892,7 @@ void rc_redis_channel_open(rc_backplane *b, const char *channel)
         e = rc_calloc(1, sizeof(*e) + len + 1);
         memcpy(e->name, channel, len);
         e->len = len;
+        e->pattern = channel[len - 1] == '*';
         rc_hmap_insert(&bp->chans, &e->node, e->name, e->len);
     }
     if (e->raw_refs++ > 0) return;

@@ -40,6 +40,7 @@ struct rc_eio_session {
     uint8_t ping_pending;
     uint8_t connected;          /* the owner reported a namespace connection */
     uint8_t hold;               /* output held (rc_eio_hold count): frames wait in the queue */
+    uint8_t probed;             /* the upgrade probe was answered: polling is being paused */
     rc_eio_server *srv;
     rc_ws *ws;                  /* T_WEBSOCKET transport */
     rc_ws *probe;               /* WebSocket being upgraded to */
@@ -412,6 +413,7 @@ static void probe_on_message(void *arg, rc_ws *ws, int binary, const uint8_t *da
     rc_eio_session *s = arg;
     if (!binary && len == 6 && memcmp(data, "2probe", 6) == 0) {
         rc_ws_send(ws, RC_WS_OP_TEXT, "3probe", 6);
+        s->probed = 1;
         /* Let the client's paused poll finish now rather than at the next ping. */
         if (s->get) flush_get(s, RC_EIO_NOOP);
         return;
@@ -439,13 +441,17 @@ static void probe_on_message(void *arg, rc_ws *ws, int binary, const uint8_t *da
     }
     /* Anything else aborts the upgrade; the polling session goes on. */
     s->probe = NULL;
+    s->probed = 0;
     rc_ws_close(ws, RC_WS_CLOSE_PROTOCOL);
 }
 
 static void probe_on_close(void *arg, rc_ws *ws)
 {
     rc_eio_session *s = arg;
-    if (s->probe == ws) s->probe = NULL;
+    if (s->probe == ws) {
+        s->probe = NULL;
+        s->probed = 0;
+    }
 }
 
 static const rc_ws_callbacks probe_cb = {probe_on_message, probe_on_close};
@@ -569,6 +575,7 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
         s->get = req;
         rc_http_hold(req, get_aborted, s);
         if (s->qlen > 0 && !s->hold) flush_get(s, -1);
+        else if (s->probed && s->probe) flush_get(s, RC_EIO_NOOP); /* let the client's pause finish */
         return;
     }
     if (req->method == RC_HTTP_POST) {

@@ -18,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +141,10 @@ int main(int argc, char **argv)
     }
     rc_log_setup(cfg.log_level, cfg.log_json);
     signal(SIGPIPE, SIG_IGN);
+    /* A broadcast allocates and frees many small buffer chains per turn: keep glibc from
+     * returning the heap top to the kernel (brk) and faulting it back in on every burst. */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_TOP_PAD, 16 << 20);
 
     app a = {0};
     a.base = event_base_new();

@@ -55,6 +55,7 @@ struct rc_node {
     int presence_draining;
     uint64_t drain_started_ms;
     char *notify_channel;           /* <prefix>:notify, NULL without Redis */
+    char *status_pattern;           /* <prefix>:status:* while some namespace broadcasts status */
     int bp_up;
     int draining;
     struct event *drain_ev;
@@ -364,9 +365,48 @@ static const char *node_notify(rc_node *n, const char *payload, size_t len)
     return NULL;
 }
 
+/* A status change seen through the <prefix>:status:* pattern: namespaces whose "status" option
+ * broadcasts tell every local socket (each node hears the pattern itself). */
+static void status_broadcast(rc_node *n, const char *payload, size_t len)
+{
+    cJSON *j = cJSON_ParseWithLength(payload, len);
+    const cJSON *user = cJSON_GetObjectItemCaseSensitive(j, "user");
+    const cJSON *online = cJSON_GetObjectItemCaseSensitive(j, "online");
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(j, "ts");
+    if (!cJSON_IsString(user) || !cJSON_IsBool(online)) {
+        cJSON_Delete(j);
+        return;
+    }
+    for (size_t i = 0; i < rc_rules_ns_count(n->cfg->rules); i++) {
+        const rc_ns_rules *r = rc_rules_ns_at(n->cfg->rules, i);
+        if (!rc_ns_rules_status_broadcast(r)) continue;
+        char event[201];
+        cJSON *args = NULL;
+        if (rc_ns_rules_announce(r, cJSON_IsTrue(online) ? RC_ANNOUNCE_ONLINE : RC_ANNOUNCE_OFFLINE,
+                                 user->valuestring, NULL, cJSON_IsNumber(ts) ? (uint64_t)ts->valuedouble : 0,
+                                 event, &args) == 0) {
+            char *json = cJSON_PrintUnformatted(args);
+            rc_bp_message msg = {0};
+            msg.kind = RC_BP_EMIT;
+            msg.ns = rc_ns_rules_name(r);
+            msg.event = event;
+            msg.args_json = json;
+            msg.args_len = strlen(json);
+            rc_sio_broadcast(n->sio, &msg, rc_now_mono_ns());
+            cJSON_free(json);
+        }
+        cJSON_Delete(args);
+    }
+    cJSON_Delete(j);
+}
+
 static void bp_on_raw(void *arg, const char *channel, const char *payload, size_t len)
 {
     rc_node *n = arg;
+    if (n->status_pattern && strcmp(channel, n->status_pattern) == 0) {
+        status_broadcast(n, payload, len);
+        return;
+    }
     if (n->presence && rc_presence_on_raw(n->presence, channel, payload, len)) return;
     if (n->notify_channel && strcmp(channel, n->notify_channel) == 0) {
         rc_metrics.notifications_total++;
@@ -853,6 +893,12 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         n->notify_channel = rc_malloc(plen + 8);
         snprintf(n->notify_channel, plen + 8, "%s:notify", cfg->prefix);
         rc_redis_channel_open(n->bp, n->notify_channel);
+        for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++) {
+            if (!rc_ns_rules_status_broadcast(rc_rules_ns_at(cfg->rules, i)) || n->status_pattern) continue;
+            n->status_pattern = rc_malloc(plen + 10);
+            snprintf(n->status_pattern, plen + 10, "%s:status:*", cfg->prefix);
+            rc_redis_channel_open(n->bp, n->status_pattern);
+        }
     }
     n->jobs = rc_jobs_new(&cfg->jobs, n->bp);
     n->presence_cb.on_status = presence_on_status;
@@ -886,6 +932,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         rc_jobs_free(n->jobs);
         if (n->presence) rc_presence_free(n->presence);
         rc_free(n->notify_channel);
+        rc_free(n->status_pattern);
         n->bp->ops->free(n->bp);
         rc_free(n);
         return NULL;
@@ -965,6 +1012,7 @@ void rc_node_free(rc_node *n)
     if (n->presence) rc_presence_free(n->presence);
     while (n->pending) pending_free(pending_take(n, n->pending->tag));
     rc_free(n->notify_channel);
+    rc_free(n->status_pattern);
     n->bp->ops->free(n->bp);
     rc_free(n);
 }

@@ -111,6 +111,7 @@ struct rc_ns_rules {
      * user id + suffix, and the events they get. */
     char *status_prefix, *status_suffix;
     struct emit_spec status_ev[2];     /* [0] offline, [1] online */
+    int status_broadcast;              /* every socket of the namespace hears every change */
     /* "track": rooms whose members are announced as users join and leave */
     char **track_globs;
     size_t ntrack;
@@ -585,7 +586,7 @@ static void compile_emit_spec(const cJSON *j, const char *path, struct emit_spec
 /* "status": {"room": "status:{user}", "online": spec, "offline": spec} */
 static void compile_status(const cJSON *j, const char *path, rc_ns_rules *ns, rc_config_errors *e)
 {
-    static const char *const keys[] = {"room", "online", "offline", NULL};
+    static const char *const keys[] = {"room", "online", "offline", "broadcast", NULL};
     char *p = pathf("%s.status", path);
     if (!cJSON_IsObject(j)) {
         rc_config_error(e, p, "must be an object {\"room\", \"online\", \"offline\"}");
@@ -593,6 +594,7 @@ static void compile_status(const cJSON *j, const char *path, rc_ns_rules *ns, rc
         return;
     }
     rc__config_check_keys(j, p, keys, e);
+    ns->status_broadcast = get_bool(j, "broadcast", 0, p, e);
     const cJSON *room = cJSON_GetObjectItemCaseSensitive(j, "room");
     const char *tpl = cJSON_IsString(room) ? room->valuestring : "status:{user}";
     const char *at = strstr(tpl, "{user}");
@@ -1162,6 +1164,33 @@ int rc_rules_run(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_o
     return 1;
 }
 
+/* Appends to `out` the text each '*' of pattern matched in s (s is known to match). Leftmost
+ * stars take the shortest text that still lets the rest match. */
+static void glob_captures(const char *pattern, const char *s, cJSON *out)
+{
+    while (*pattern) {
+        if (*pattern == '*') {
+            const char *rest = pattern + 1;
+            size_t n = 0;
+            while (s[n] && !rc_glob_match(rest, s + n)) n++;
+            char *cap = rc_strndup(s, n);
+            cJSON_AddItemToArray(out, cJSON_CreateString(cap));
+            rc_free(cap);
+            s += n;
+            pattern = rest;
+        } else {
+            if (*pattern == '?') {
+                /* one UTF-8 character */
+                s++;
+                while ((*s & 0xc0) == 0x80) s++;
+            } else {
+                s++;
+            }
+            pattern++;
+        }
+    }
+}
+
 int rc_ns_rules_status_user(const rc_ns_rules *ns, const char *room, char *user, size_t n)
 {
     if (!ns || !ns->status_prefix) return 0;
@@ -1181,6 +1210,11 @@ char *rc_ns_rules_status_room(const rc_ns_rules *ns, const char *user)
     char *room = rc_malloc(n);
     snprintf(room, n, "%s%s%s", ns->status_prefix, user, ns->status_suffix);
     return room;
+}
+
+int rc_ns_rules_status_broadcast(const rc_ns_rules *ns)
+{
+    return ns && ns->status_prefix && ns->status_broadcast;
 }
 
 int rc_ns_rules_tracked(const rc_ns_rules *ns, const char *room)
@@ -1207,6 +1241,14 @@ int rc_ns_rules_announce(const rc_ns_rules *ns, int kind, const char *user, cons
     } else {
         cJSON_AddBoolToObject(d, "joined", on);
         cJSON_AddStringToObject(d, "room", room);
+        /* {data.match.N}: the text the Nth '*' of the matching glob stood for
+         * ("meeting:*" and "meeting:42" give match.0 = "42"). */
+        cJSON *match = cJSON_AddArrayToObject(d, "match");
+        for (size_t i = 0; i < ns->ntrack; i++) {
+            if (!rc_glob_match(ns->track_globs[i], room)) continue;
+            glob_captures(ns->track_globs[i], room, match);
+            break;
+        }
     }
     cJSON *in_args = cJSON_CreateArray();
     cJSON_AddItemToArray(in_args, d);

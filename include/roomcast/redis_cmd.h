@@ -14,7 +14,8 @@
  *
  * Raw channels: channel_open/close manage subscriptions beyond the room/namespace channels (for
  * example P:status:<user>), refcounted and batched like room channels and restored after a
- * reconnect; messages arrive through rc_backplane_callbacks.on_raw.
+ * reconnect; messages arrive through rc_backplane_callbacks.on_raw. A name ending in '*' is a
+ * pattern (PSUBSCRIBE): its messages reach on_raw with the pattern as the channel name.
  */
 #ifndef ROOMCAST_REDIS_CMD_H
 #define ROOMCAST_REDIS_CMD_H

@@ -108,6 +108,8 @@ void rc_rules_run_limited(const rc_ns_rules *ns, const rc_rule_input *in, const 
  * status room of some user; the room name of a user's status (heap), NULL without the option. */
 int rc_ns_rules_status_user(const rc_ns_rules *ns, const char *room, char *user, size_t n);
 char *rc_ns_rules_status_room(const rc_ns_rules *ns, const char *user);
+/* 1 if the namespace's "status" option has "broadcast": every socket hears every change. */
+int rc_ns_rules_status_broadcast(const rc_ns_rules *ns);
 /* 1 if the room matches a glob of the namespace's "track" option. */
 int rc_ns_rules_tracked(const rc_ns_rules *ns, const char *room);
 /* The event a namespace announces: kind 0 = user offline, 1 = online ("status" option), 2 = user

@@ -22,7 +22,7 @@ const {
 const { startSeed, tokenFor, connectSeed, waitUntil, waitForMatch } = require('./lib/seeds');
 
 const T = { timeout: 20000 };
-const TODO_PRESENCE = { timeout: 10000, todo: 'presence integration pending' };
+const TODO_PRESENCE = { timeout: 10000 };
 const QUIET_MS = 300;
 const NS = '/chat';
 const uid = (p) => `${p}-${crypto.randomBytes(3).toString('hex')}`;
@@ -220,7 +220,7 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
   // already held when 2probe arrives, so a later one waits for the next ping (25 s in the deploy
   // configs): every event emitted meanwhile is late by up to pingInterval.
   it('upgrade: a poll that arrives after the WebSocket probe is answered at once, not at the next ping', {
-    ...T, todo: 'server bug: src/eio.c holds a polling GET that arrives after 2probe until the next ping',
+    ...T,
   }, async () => {
     const http = require('node:http');
     const WebSocket = require('ws');

@@ -21,7 +21,7 @@ const {
 const { startSeed, tokenFor, connectSeed, waitUntil, waitForMatch } = require('./lib/seeds');
 
 const T = { timeout: 20000 };
-const TODO_PRESENCE = { timeout: 10000, todo: 'presence integration pending' };
+const TODO_PRESENCE = { timeout: 10000 };
 const QUIET_MS = 300;
 const NS = '/notifications';
 const uid = (p) => `${p}-${crypto.randomBytes(3).toString('hex')}`;

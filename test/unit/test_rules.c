@@ -1020,6 +1020,12 @@ static void test_status_track_rate(void **state)
     assert_string_equal(txt, "[{\"userId\":\"9\",\"room\":\"meeting:3\"}]");
     cJSON_free(txt);
     cJSON_Delete(args);
+    /* without a data template: the announcement, with the glob's captures */
+    assert_int_equal(rc_ns_rules_announce(ns, RC_ANNOUNCE_LEFT, "9", "meeting:3", 0, ev, &args), 0);
+    txt = cJSON_PrintUnformatted(args);
+    assert_string_equal(txt, "[{\"user\":\"9\",\"joined\":false,\"room\":\"meeting:3\",\"match\":[\"3\"]}]");
+    cJSON_free(txt);
+    cJSON_Delete(args);
     unsigned events, interval;
     rc_ns_rules_rate_limit(ns, &events, &interval);
     assert_int_equal(events, 7);
