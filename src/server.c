@@ -12,6 +12,7 @@
  */
 #include "roomcast/server.h"
 #include "roomcast/common.h"
+#include "roomcast/frame.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
 
@@ -28,6 +29,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 struct rc_conn {
@@ -42,6 +44,13 @@ struct rc_conn {
     uint8_t pending;           /* on the pending-write list */
     uint8_t write_armed;       /* the kernel buffer was full: libevent's write event is on */
     uint8_t tls;               /* TLS: the bufferevent writes (through OpenSSL), not the flush */
+    /* Shared frames queued this turn, written by the flush straight from their bytes (writev):
+     * no buffer chain and no allocation per delivery. Four inline slots, more on the heap. */
+    uint16_t fq_len, fq_cap;
+    uint32_t fq_off;           /* bytes of fq[0] already written */
+    size_t fq_bytes;
+    rc_frame **fq;             /* fq_inline or a heap array */
+    rc_frame *fq_inline[4];
 };
 
 struct rc_server {
@@ -139,6 +148,140 @@ static void server_on_collect(evutil_socket_t fd, short what, void *arg)
     rc_server_collect(arg);
 }
 
+static void frame_chain_cleanup(const void *data, size_t len, void *arg)
+{
+    rc_frame_unref(arg);
+}
+
+/* Moves the queued frames into the bufferevent's output, by reference (their refs go with them):
+ * before any other write to the evbuffer (order), or when the kernel buffer is full (the
+ * bufferevent then finishes the job). */
+static void conn_fq_spill(rc_conn *c)
+{
+    if (!c->fq_len) return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    for (uint16_t i = 0; i < c->fq_len; i++) {
+        rc_frame *f = c->fq[i];
+        size_t off = i == 0 ? c->fq_off : 0;
+        if (evbuffer_add_reference(out, f->bytes + off, rc_frame_wire_len(f) - off, frame_chain_cleanup, f) != 0)
+            rc_frame_unref(f);
+    }
+    c->fq_len = 0;
+    c->fq_off = 0;
+    c->fq_bytes = 0;
+}
+
+static void conn_fq_release(rc_conn *c)
+{
+    for (uint16_t i = 0; i < c->fq_len; i++) rc_frame_unref(c->fq[i]);
+    c->fq_len = 0;
+    c->fq_off = 0;
+    c->fq_bytes = 0;
+    if (c->fq && c->fq != c->fq_inline) rc_free(c->fq);
+    c->fq = NULL;
+    c->fq_cap = 0;
+}
+
+static void conn_schedule_flush(rc_conn *c)
+{
+    if (c->pending || c->closed) return;
+    c->pending = 1;
+    c->next_pending = c->server->pending;
+    c->server->pending = c;
+    event_active(c->server->flush_ev, 0, 0);
+}
+
+/* Writes the frame queue with writev. Returns 0 when it is empty, 1 when the kernel buffer is
+ * full (the rest was spilled into the evbuffer), -1 on a socket error. */
+static int conn_fq_write(rc_conn *c)
+{
+    int fd = bufferevent_getfd(c->bev);
+    while (c->fq_len) {
+        struct iovec iov[64];
+        int n = 0;
+        size_t total = 0;
+        for (uint16_t i = 0; i < c->fq_len && n < 64; i++, n++) {
+            size_t off = i == 0 ? c->fq_off : 0;
+            iov[n].iov_base = c->fq[i]->bytes + off;
+            iov[n].iov_len = rc_frame_wire_len(c->fq[i]) - off;
+            total += iov[n].iov_len;
+        }
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EINTR) break;
+            return -1;
+        }
+        size_t left = (size_t)w;
+        uint16_t done = 0;
+        while (done < c->fq_len) {
+            size_t avail = rc_frame_wire_len(c->fq[done]) - (done == 0 ? c->fq_off : 0);
+            if (left < avail) {
+                if (done == 0) c->fq_off += (uint32_t)left;
+                else c->fq_off = (uint32_t)left;
+                c->fq_bytes -= left;
+                break;
+            }
+            left -= avail;
+            c->fq_bytes -= avail;
+            rc_frame_unref(c->fq[done]);
+            done++;
+            if (done < c->fq_len) c->fq_off = 0;
+        }
+        if (done == c->fq_len) {
+            c->fq_len = 0;
+            c->fq_off = 0;
+        } else if (done) {
+            memmove(c->fq, c->fq + done, (size_t)(c->fq_len - done) * sizeof(*c->fq));
+            c->fq_len -= done;
+        }
+        if ((size_t)w < total) break; /* short write: the kernel buffer is full */
+    }
+    if (c->fq_len) {
+        conn_fq_spill(c);
+        return 1;
+    }
+    if (c->fq != c->fq_inline && c->fq) { /* back to the inline slots for an idle socket */
+        rc_free(c->fq);
+        c->fq = NULL;
+        c->fq_cap = 0;
+    }
+    return 0;
+}
+
+void rc_conn_send_frame(rc_conn *c, rc_frame *f)
+{
+    if (c->closed) return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->tls || c->write_armed || c->flush_close || evbuffer_get_length(out) > 0) {
+        /* something is already queued in the evbuffer (or TLS writes): keep the order */
+        rc_frame_ref(f);
+        if (evbuffer_add_reference(out, f->bytes, rc_frame_wire_len(f), frame_chain_cleanup, f) != 0)
+            rc_frame_unref(f);
+        return;
+    }
+    if (!c->fq) {
+        c->fq = c->fq_inline;
+        c->fq_cap = RC_ARRAY_LEN(c->fq_inline);
+    }
+    if (c->fq_len == c->fq_cap) {
+        uint16_t cap = c->fq_cap * 2;
+        rc_frame **q = rc_malloc(cap * sizeof(*q));
+        memcpy(q, c->fq, c->fq_len * sizeof(*q));
+        if (c->fq != c->fq_inline) rc_free(c->fq);
+        c->fq = q;
+        c->fq_cap = cap;
+    }
+    c->fq[c->fq_len++] = rc_frame_ref(f);
+    c->fq_bytes += rc_frame_wire_len(f);
+    conn_schedule_flush(c);
+}
+
+size_t rc_conn_pending_bytes(rc_conn *c)
+{
+    if (c->closed) return 0;
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) + c->fq_bytes;
+}
+
 /* Redis's handleClientsWithPendingWrites, on libevent: every connection that got output during
  * this turn is written once, with one writev of everything it has queued. Only when the kernel
  * buffer is full does the bufferevent's write event take over until the output drains. */
@@ -154,6 +297,19 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
         c->pending = 0;
         if (c->closed || c->write_armed || c->tls) continue;
         struct evbuffer *out = bufferevent_get_output(c->bev);
+        if (c->fq_len && evbuffer_get_length(out) == 0) {
+            int r = conn_fq_write(c);
+            if (r < 0) {
+                rc_conn_close(c);
+                continue;
+            }
+            if (r == 0) {
+                if (c->flush_close) rc_conn_close(c);
+                continue;
+            }
+            /* r == 1: the rest is in the evbuffer; the code below writes what it can and arms */
+        }
+        conn_fq_spill(c);
         if (evbuffer_get_length(out) == 0) continue;
         int n = evbuffer_write(out, bufferevent_getfd(c->bev));
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -304,11 +460,17 @@ void rc_conn_set_handler(rc_conn *c, const rc_conn_handler *h, void *data)
 }
 
 struct evbuffer *rc_conn_input(rc_conn *c) { return bufferevent_get_input(c->bev); }
-struct evbuffer *rc_conn_output(rc_conn *c) { return bufferevent_get_output(c->bev); }
+struct evbuffer *rc_conn_output(rc_conn *c)
+{
+    conn_fq_spill(c); /* whatever is written next goes after the queued frames */
+    return bufferevent_get_output(c->bev);
+}
 
 void rc_conn_write(rc_conn *c, const void *data, size_t len)
 {
-    if (!c->closed) bufferevent_write(c->bev, data, len);
+    if (c->closed) return;
+    conn_fq_spill(c);
+    bufferevent_write(c->bev, data, len);
 }
 
 void rc_conn_set_read_timeout(rc_conn *c, int ms)
@@ -354,6 +516,7 @@ void rc_conn_close(rc_conn *c)
     c->next = s->dead;
     s->dead = c;
     s->count--;
+    conn_fq_release(c);
     bufferevent_free(c->bev);
     c->bev = NULL;
     const rc_conn_handler *h = c->handler;
@@ -365,6 +528,7 @@ void rc_conn_close(rc_conn *c)
 void rc_conn_close_after_flush(rc_conn *c)
 {
     if (c->closed) return;
+    conn_fq_spill(c);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         rc_conn_close(c);
         return;

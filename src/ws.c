@@ -212,23 +212,15 @@ void rc_ws_send(rc_ws *ws, int opcode, const void *data, size_t len)
     if (len) evbuffer_add(out, data, len);
 }
 
-static void frame_cleanup(const void *data, size_t len, void *arg)
-{
-    rc_frame_unref(arg);
-}
-
 void rc_ws_send_frame(rc_ws *ws, rc_frame *f)
 {
     if (ws->closing) return;
-    rc_frame_ref(f);
-    if (evbuffer_add_reference(rc_conn_output(ws->conn), f->bytes, rc_frame_wire_len(f),
-                               frame_cleanup, f) != 0)
-        rc_frame_unref(f);
+    rc_conn_send_frame(ws->conn, f);
 }
 
 size_t rc_ws_pending_bytes(const rc_ws *ws)
 {
-    return ws->closing ? 0 : evbuffer_get_length(rc_conn_output(ws->conn));
+    return ws->closing ? 0 : rc_conn_pending_bytes(ws->conn);
 }
 
 static void send_close(rc_ws *ws, uint16_t code)

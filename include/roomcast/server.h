@@ -49,7 +49,14 @@ void rc_server_collect(rc_server *s);
 
 void rc_conn_set_handler(rc_conn *c, const rc_conn_handler *h, void *data);
 struct evbuffer *rc_conn_input(rc_conn *c);
+/* The output buffer, for writes of bytes this connection owns (queued frames go first). */
 struct evbuffer *rc_conn_output(rc_conn *c);
+/* Queues a shared frame (takes a reference); it is written at the end of the loop turn with the
+ * connection's other frames in one writev, from the frame's own bytes. */
+struct rc_frame;
+void rc_conn_send_frame(rc_conn *c, struct rc_frame *f);
+/* Bytes not yet handed to the kernel (the outbound limit is checked against this). */
+size_t rc_conn_pending_bytes(rc_conn *c);
 void rc_conn_write(rc_conn *c, const void *data, size_t len);
 /* Read timeout (idle or header deadline); 0 disables. */
 void rc_conn_set_read_timeout(rc_conn *c, int ms);

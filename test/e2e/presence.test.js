@@ -362,7 +362,7 @@ describe('presence: three nodes on one Redis', () => {
     for (const [k, l] of Object.entries(obs)) {
       assert.deepEqual(trackOf(l, 'p1'), ['joined', 'left'], k);
       assert.deepEqual(l.find((e) => e[0] === 'joined' && e[1] === 'p1')[2], { userId: 'p1', room, joined: true, ns: '/' });
-      assert.deepEqual(l.find((e) => e[0] === 'left')[2], { user: 'p1', joined: false, room }, 'default {data}');
+      assert.deepEqual(l.find((e) => e[0] === 'left')[2], { user: 'p1', joined: false, room, match: [room.slice('meeting:'.length)] }, 'default {data}');
     }
     // p1's own sockets were in the room for at most one of the announcements each (a device that
     // joins a moment after the first one may miss "joined"), never more than once.
@@ -402,8 +402,6 @@ describe('presence: three nodes on one Redis', () => {
     for (const s of [askers[3], askers[5]]) assert.deepEqual(await members(s, 'nobody'), { room: 'meeting:nobody', members: [], total: 0 });
   });
 
-  // Known server bugs, kept as `todo` (reported, not failing the suite): drop `todo` once fixed.
-
   it('a backend {"op":"leave"} out of a tracked room removes the member: left announced, member list updated', {
     ...T,
   }, async () => {
@@ -418,7 +416,9 @@ describe('presence: three nodes on one Redis', () => {
     await waitUntil(async () => (await redis.numsub(`${P}:room:/:meeting:opx`)) === 1, { what: 'A left meeting:opx' });
     await sleep(QUIET_MS);
     assert.deepEqual(await members(o, 'opx'), { room: 'meeting:opx', members: ['op-obs'], total: 1 });
-    assert.deepEqual(trackOf(log, 'op-user'), ['left']);
+    // (op-user's own 'joined' may still be on its way when the log starts: count the 'left')
+    assert.deepEqual(trackOf(log, 'op-user').filter((e) => e === 'left'), ['left']);
+    assert.equal(trackOf(log, 'op-user').at(-1), 'left');
   });
 
   it('visible action: an invisible user is reported offline everywhere, on every device, until visible again', T, async () => {
