@@ -13,8 +13,9 @@ const {
 const { startRedis } = require('./lib/redis');
 
 const JOBS = path.join(__dirname, '..', 'jobs', 'node_modules');
-const { Worker, Queue } = require(path.join(JOBS, 'bullmq6'));
 const IORedis = require(path.join(JOBS, 'ioredis'));
+// both supported majors: the newest (6.x) and the one before it (5.x), pinned in test/jobs
+const MAJORS = [['bullmq 6.x', 'bullmq6'], ['bullmq 5.x', 'bullmq5']];
 
 const T = { timeout: 30000 };
 const NS = '/notifications';
@@ -29,7 +30,9 @@ async function until(fn, ms, what) {
   }
 }
 
-describe('notifications with offline fallback to BullMQ jobs (three nodes)', () => {
+for (const [label, pkg] of MAJORS) {
+describe(`notifications with offline fallback to BullMQ jobs (three nodes, ${label})`, () => {
+  const { Worker, Queue } = require(path.join(JOBS, pkg));
   let redis; let nodes = []; let conn; let workerConn; let queue; let worker; const processed = [];
   let failFirst = new Set();
 
@@ -128,3 +131,4 @@ describe('notifications with offline fallback to BullMQ jobs (three nodes)', () 
     await redis.command('XACK', 'roomcast:events', 'backend', entries[0][0]);
   });
 });
+}
