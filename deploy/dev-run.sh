@@ -16,8 +16,13 @@ if [ -z "${ROOMCAST_API_KEY:-}" ]; then
   export ROOMCAST_API_KEY
   echo "development API key: $ROOMCAST_API_KEY"
 fi
-token=$("$bin" token --sub alice --claim 'rooms=["project_*"]' --ttl 86400 "$@" 2>/dev/null || true)
+token=$("$bin" token --sub alice --claim 'rooms=["project_*"]' --ttl 86400 "$@" || true)
 port=$ROOMCAST_PORT
+prev=
+for a in "$@"; do
+  [ "$prev" = --port ] && port=$a
+  prev=$a
+done
 cat <<MSG
 
 token for user "alice" (may join rooms matching project_*):

@@ -65,6 +65,9 @@ static int cmd_token(int argc, char **argv)
         if (strcmp(argv[i], "--sub") == 0 && i + 1 < argc) sub = argv[++i];
         else if (strcmp(argv[i], "--ttl") == 0 && i + 1 < argc) ttl = strtol(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) flags.config_path = argv[++i];
+        else if ((strcmp(argv[i], "--port") == 0 || strcmp(argv[i], "--redis") == 0 ||
+                  strcmp(argv[i], "--node-id") == 0) && i + 1 < argc)
+            i++; /* a node's flags, accepted so that `token` takes the same arguments as the node */
         else if (strcmp(argv[i], "--claim") == 0 && i + 1 < argc) {
             const char *kv = argv[++i];
             const char *eq = strchr(kv, '=');

@@ -412,10 +412,14 @@ async function pool(items, limit, fn) {
 // ---- flooders, run as child processes -------------------------------------------------------
 // So that an attack does not share the test process's event loop with the clients whose
 // latency it measures:
-//   node lib/hostile.js events PORT TOKEN ROOM MS          one WebSocket, Socket.IO events as fast as
-//                                                          the socket takes them (relay to ROOM)
-//   node lib/hostile.js publish PORT KEY ROOM BYTES MS CONC  POST /api/publish on CONC keep-alive
-//                                                          connections, back to back
+//   node lib/hostile.js events PORT TOKEN ROOM MS [CONNS]   CONNS WebSockets (default 1) writing
+//                                                          Socket.IO events (relays to ROOM) as fast
+//                                                          as the sockets take them
+//   node lib/hostile.js publish PORT KEY ROOM BYTES MS CONC [RATE]  POST /api/publish on CONC
+//                                                          keep-alive connections, back to back or
+//                                                          at most RATE per second
+//   node lib/hostile.js connections PORT N MS               N connections held with half a request,
+//                                                          reopened as soon as they close
 // Each prints one JSON line with what it did, then exits.
 
 function spawnFlooder(args) {
@@ -432,34 +436,47 @@ function spawnFlooder(args) {
   return { child, done, kill: () => child.kill('SIGKILL') };
 }
 
-async function floodEvents(port, tokenValue, room, ms) {
-  const ws = await sioConnect(port, tokenValue);
-  ws.sendText(`421${JSON.stringify(['join', room])}`);
-  await ws.nextText('431');
+async function floodEvents(port, tokenValue, room, ms, conns = 1) {
   const pad = 'x'.repeat(200);
   const batch = Buffer.concat(Array.from({ length: 200 }, (_, i) => frame({
     opcode: OP.TEXT, payload: `42${JSON.stringify(['say', { room, i, pad }])}`,
   })));
-  let sent = 0;
-  const t0 = Date.now();
-  // Drop what the node sends back (pings are answered by autoPong; nothing else is expected).
-  setInterval(() => { ws.frames.length = 0; ws.consumed = 0; ws.conn.chunks = [ws.conn.buffer().subarray(ws.parsedTo)]; ws.parsedTo = 0; }, 200).unref();
-  while (Date.now() - t0 < ms && !ws.isClosed) {
-    if (!ws.conn.sock.write(batch)) {
-      await new Promise((resolve) => {
-        const timer = setTimeout(resolve, 200);
-        ws.conn.sock.once('drain', () => { clearTimeout(timer); resolve(); });
-      });
+  const results = await Promise.all(Array.from({ length: conns }, async () => {
+    const ws = await sioConnect(port, tokenValue);
+    ws.sendText(`421${JSON.stringify(['join', room])}`);
+    await ws.nextText('431');
+    // Drop what the node sends back (pings are answered by autoPong; nothing else is expected).
+    const trim = setInterval(() => {
+      ws.frames.length = 0;
+      ws.consumed = 0;
+      ws.conn.chunks = [ws.conn.buffer().subarray(ws.parsedTo)];
+      ws.parsedTo = 0;
+    }, 200);
+    let sent = 0;
+    const t0 = Date.now();
+    while (Date.now() - t0 < ms && !ws.isClosed) {
+      if (!ws.conn.sock.write(batch)) {
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, 200);
+          ws.conn.sock.once('drain', () => { clearTimeout(timer); resolve(); });
+        });
+      }
+      sent += 200;
+      await new Promise((resolve) => setImmediate(resolve));
     }
-    sent += 200;
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-  const closed = ws.isClosed;
-  ws.destroy();
-  return { sent, ms: Date.now() - t0, closed };
+    clearInterval(trim);
+    const closed = ws.isClosed;
+    ws.destroy();
+    return { sent, ms: Date.now() - t0, closed };
+  }));
+  return {
+    sent: results.reduce((a, r) => a + r.sent, 0),
+    ms: Math.max(...results.map((r) => r.ms)),
+    closed: results.filter((r) => r.closed).length,
+  };
 }
 
-async function floodPublish(port, key, room, bytes, ms, conc) {
+async function floodPublish(port, key, room, bytes, ms, conc, rate = 0) {
   const http = require('node:http');
   const agent = new http.Agent({ keepAlive: true, maxSockets: conc });
   const data = 'p'.repeat(bytes);
@@ -479,8 +496,15 @@ async function floodPublish(port, key, room, bytes, ms, conc) {
     req.on('error', () => { refused++; resolve(); });
     req.end(body);
   });
+  // rate: at most this many publishes per second in total (0: as fast as the answers come).
   await Promise.all(Array.from({ length: conc }, async () => {
-    while (Date.now() - t0 < ms) await one();
+    while (Date.now() - t0 < ms) {
+      if (rate > 0) {
+        const due = t0 + (seq / rate) * 1000;
+        if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
+      }
+      await one();
+    }
   }));
   agent.destroy();
   return { accepted, refused, ms: Date.now() - t0 };
@@ -522,9 +546,9 @@ async function floodConnections(port, n, ms) {
 
 if (require.main === module) {
   const [mode, ...a] = process.argv.slice(2);
-  const run = mode === 'events' ? floodEvents(Number(a[0]), a[1], a[2], Number(a[3]))
+  const run = mode === 'events' ? floodEvents(Number(a[0]), a[1], a[2], Number(a[3]), Number(a[4] || 1))
     : mode === 'connections' ? floodConnections(Number(a[0]), Number(a[1]), Number(a[2]))
-    : mode === 'publish' ? floodPublish(Number(a[0]), a[1], a[2], Number(a[3]), Number(a[4]), Number(a[5]))
+    : mode === 'publish' ? floodPublish(Number(a[0]), a[1], a[2], Number(a[3]), Number(a[4]), Number(a[5]), Number(a[6] || 0))
       : Promise.reject(new Error(`unknown mode ${mode}`));
   run.then((r) => { process.stdout.write(`${JSON.stringify(r)}\n`); process.exit(0); },
     (e) => { process.stdout.write(`${JSON.stringify({ error: e.message })}\n`); process.exit(1); });
