@@ -24,6 +24,12 @@ for (const l of lines) if (l.target && R[l.target]) R[l.target][l.scenario] = l;
 const sum = (a) => (a || []).reduce((x, y) => x + y, 0);
 const cpuDelta = (r) => (r && r.server_cpu1 ? sum(r.server_cpu1) - sum(r.server_cpu0) : undefined);
 const ms = (us) => (us === undefined ? undefined : us / 1000);
+const S = machine.sizes || {};
+const n0 = (v) => (typeof v === 'number' ? v.toLocaleString('en-US') : '?');
+const perRoom = S.idle1 && S.rooms ? S.idle1 / S.rooms : undefined;
+// the xlatency rates this run used (messages/s), from the lines run.sh recorded with them
+const xlRate = (target, key) => (R[target][key + '_params'] || {}).rate;
+const cpuPct = (r) => (r && r.wall_s ? (cpuDelta(r) / r.wall_s) * 100 : undefined);
 
 // Each figure: [label, better ('higher'|'lower'|''), fn(results of one target) -> number|string]
 const figures = [
@@ -47,8 +53,18 @@ const figures = [
   ['Latency at fixed rate: p99 (ms)', 'lower', (t) => lat(t.latency, 'p99'), 'latency'],
   ['Latency at fixed rate: max (ms)', 'lower', (t) => lat(t.latency, 'max'), 'latency'],
   ['Latency phase: server CPU (% of one core)', 'lower', (t) => t.latency && (cpuDelta(t.latency) / t.latency.wall_s) * 100],
+  [`One room of ${n0(S.idle1)} at ${n0(S.r10k_rate * S.idle1)} deliveries/s (${S.r10k_rate} msg/s): p50 (ms)`, 'lower', (t) => lat(t.room10k_rate, 'p50'), 'room10k_rate'],
+  [`One room of ${n0(S.idle1)} at ${n0(S.r10k_rate * S.idle1)} deliveries/s: p99 (ms)`, 'lower', (t) => lat(t.room10k_rate, 'p99'), 'room10k_rate'],
+  [`One room of ${n0(S.idle1)} at ${n0(S.r10k_rate * S.idle1)} deliveries/s: max (ms)`, 'lower', (t) => lat(t.room10k_rate, 'max'), 'room10k_rate'],
+  [`One room of ${n0(S.idle1)} at ${n0(S.r10k_rate * S.idle1)} deliveries/s: server CPU (% of one core)`, 'lower', (t) => cpuPct(t.room10k_rate), 'room10k_rate'],
   ...phaseFigures('cluster2', 'One room over 2 nodes'),
   ...phaseFigures('cluster3', 'One room over 3 nodes'),
+  [`Latency across 2 nodes at half max rate, rooms of ${perRoom}: rate used (msg/s; half of each server's own rooms rate)`, '',
+    (t) => t.xlatency_params && t.xlatency_params.rate, 'xlatency'],
+  ...xlatFigures('Latency across 2 nodes at half max rate, rooms of ' + perRoom, (t) => t.xlatency, 'xlatency'),
+  ['Latency across 2 nodes at half max rate: server CPU (% of one core, both nodes)', 'lower', (t) => cpuPct(t.xlatency), 'xlatency'],
+  ...xlatFigures(`Latency across 2 nodes, both at Node's half max rate (${fmt(xlRate('roomcast', 'xlatency_noderate'))} msg/s)`,
+    (t, who) => (who === 'roomcast' ? t.xlatency_noderate : t.xlatency), ['xlatency_noderate', 'xlatency']),
   ['Message for a room with no local member: server CPU per message (µs)', 'lower', voidCost],
   ['Message for a room with no local member: Redis receivers per message', 'lower', (t) => t.void && t.void.publisher && t.void.publisher.receivers / t.void.publisher.published],
 ];
@@ -67,6 +83,11 @@ function overLimit(t, f, scale) {
 
 function lat(r, k) {
   return r && r.loadgen && r.loadgen.latency_us ? r.loadgen.latency_us[k] / 1000 : undefined;
+}
+
+// p50/p90/p99 of the phase pick(t, 'roomcast'|'node') selects; key: a phase or [roomcast's, node's]
+function xlatFigures(label, pick, key) {
+  return ['p50', 'p90', 'p99'].map((k) => [`${label}: ${k} (ms)`, 'lower', (t, who) => lat(pick(t, who), k), key]);
 }
 
 function phaseFigures(key, label, perMessage) {
@@ -92,6 +113,10 @@ function voidCost(t) {
   const idleCpu = Array.isArray(idle.idle_cpu_s) ? Math.min(...idle.idle_cpu_s) : idle.idle_cpu_s;
   const idlePerS = idleCpu / idle.secs;
   return Math.max(0, (cpuDelta(v) - idlePerS * v.wall_s) / v.publisher.published) * 1e6;
+}
+
+function int(v) {
+  return typeof v === 'number' ? Math.round(v).toLocaleString('en-US') : 'n/a';
 }
 
 function fmt(v) {
@@ -127,14 +152,16 @@ function incomplete(t, key) {
 const rc = R.roomcast, nd = R.node;
 const mainRows = figures.map(([label, better, f, key]) => {
   let a, b;
-  try { a = f(rc); } catch (e) { a = undefined; }
-  try { b = f(nd); } catch (e) { b = undefined; }
-  const ia = incomplete(rc, key), ib = incomplete(nd, key);
+  try { a = f(rc, 'roomcast'); } catch (e) { a = undefined; }
+  try { b = f(nd, 'node'); } catch (e) { b = undefined; }
+  const [ka, kb] = Array.isArray(key) ? key : [key, key];
+  const ia = incomplete(rc, ka), ib = incomplete(nd, kb);
   const cell = (v, inc) => (inc ? `${fmt(v)} ⚠ ${inc}` : fmt(v));
   return [label, cell(a, ia), cell(b, ib), ia || ib ? 'n/a (incomplete)' : ratio(a, b), better];
 });
 
-const phases = ['handshake', 'fanout', 'rooms', 'latency', 'void', 'cluster2', 'cluster3'];
+const phases = ['handshake', 'fanout', 'rooms', 'latency', 'room10k_rate', 'void', 'cluster2', 'cluster3', 'xlatency',
+  'xlatency_noderate'];
 const cpuRows = [];
 const checkRows = [];
 for (const target of ['roomcast', 'node', 'limit']) {
@@ -161,7 +188,7 @@ for (const target of ['roomcast', 'node', 'limit']) {
   if (idle) {
     for (const k of ['connect1', 'connect2']) {
       const c = idle[k];
-      if (c) checkRows.push([target, 'idle ' + k, `${c.joined}/${c.conns} joined`, '-', JSON.stringify(c.errors || {})]);
+      if (c) checkRows.push([target, (R[target].idle ? 'idle ' : '') + k, `${c.joined}/${c.conns} joined`, '-', JSON.stringify(c.errors || {})]);
     }
   }
 }
@@ -194,7 +221,11 @@ md.push(table(['server', 'phase', 'deliveries', 'per connection', 'errors'], che
 md.push('');
 md.push(`Sizes: handshake ${s.hs}; idle ${s.idle1} then ${s.idle2}; fan-out ${s.fan_msgs} messages to ${s.idle1}; ` +
   `${s.rooms_msgs} messages over ${s.rooms} rooms; latency ${s.lat_rate} msg/s for ${s.lat_secs} s; ` +
-  `no-member room ${s.void_msgs} messages at ${s.void_rate}/s; clusters ${s.cl_msgs} messages to ${s.cl_n}.`);
+  `one room of ${s.idle1} at ${s.r10k_rate} msg/s for ${s.r10k_secs} s; ` +
+  `no-member room ${s.void_msgs} messages at ${s.void_rate}/s; clusters ${s.cl_msgs} messages to ${s.cl_n}; ` +
+  `across 2 nodes ${s.xl_rooms} rooms of ${perRoom} (members alternating between the nodes) for ${s.xl_secs} s at ` +
+  `roomcast ${fmt(xlRate('roomcast', 'xlatency'))}, node ${fmt(xlRate('node', 'xlatency'))} and roomcast at node's ` +
+  `${fmt(xlRate('roomcast', 'xlatency_noderate'))} msg/s.`);
 const section = md.join('\n') + '\n';
 
 // The machine limit: the fan-out shape against test/bench/limit (no broker logic), next to both.
@@ -220,8 +251,9 @@ function limitSection() {
     `served by a minimal single-threaded epoll server with no broker logic: one pre-built frame per message, ` +
     `written with writev of up to ${lim.batch || 64} frames per call to every socket. What is left is the cost of the system calls ` +
     `and of loopback TCP). Its own getrusage over the writes: ${fmt(lim.cpu_s)} CPU s, ${fmt(lim.cpu_per_delivery_us)} µs per ` +
-    `delivery (user ${fmt(lim.user_s)} s, system ${fmt(lim.sys_s)} s), ${fmt(lim.writev)} writev calls, ${fmt(lim.partial)} sockets that ` +
-    `filled their kernel buffer.`);
+    `delivery (user ${fmt(lim.user_s)} s, system ${fmt(lim.sys_s)} s), ${int(lim.writev)} writev calls, ${int(lim.partial)} sockets that ` +
+    `filled their kernel buffer. The /proc figures below count in ticks of 10 ms. The load generator receives on the same ` +
+    `cores, so the limit's deliveries/s is that of the whole machine, not of the server alone.`);
   out.push('');
   out.push(table(['fan-out', 'machine limit', 'roomcast', 'roomcast / limit', 'node', 'node / limit', 'better'], rows));
   return out.join('\n');

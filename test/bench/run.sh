@@ -14,7 +14,14 @@
 #   latency    LAT_RATE messages/s for LAT_SECS s, round robin over the same rooms.
 #   void       VOID_MSGS messages at VOID_RATE/s to a room no socket is in: the server's CPU
 #              over that of an idle window of the same length, per message.
+#   room10k_rate  R10K_RATE messages/s for R10K_SECS s to "all" (IDLE1 members, one node): the
+#              latency of one big room at a fixed rate (2 msg/s x 10,000 = 20,000 deliveries/s).
 #   cluster2/3 CL_N connections spread over 2 and 3 nodes, all in "all"; CL_MSGS messages.
+#   xlatency   XL_ROOMS rooms of IDLE1/ROOMS members spread over 2 nodes (XL_ROOMS is odd, so the
+#              members of every room alternate between the nodes), published round robin for
+#              XL_SECS s at half the rate the same server reached in its "rooms" phase (its
+#              deliveries/s / 2 / members per room, in messages/s). With both servers in
+#              BENCH_TARGETS, "xlatency_noderate" runs roomcast once more at Node's rate.
 #   limit      the machine's floor for the fanout shape (target "limit", <builddir>/bench/limit):
 #              a minimal epoll server, no broker logic, IDLE1 connections joined as above, then
 #              FAN_MSGS pre-built frames written to all of them (one "blast" line on its stdin).
@@ -26,6 +33,8 @@
 # node started with ROOMCAST_REDIS_URL does not deliver a probe message, roomcast runs in its
 # embedded mode and the publisher POSTs /api/publish (the cluster scenarios are then skipped).
 #
+# Sizes: HS_N IDLE1 IDLE2 FAN_MSGS ROOMS ROOMS_MSGS LAT_RATE LAT_SECS VOID_MSGS VOID_RATE CL_N
+# CL_MSGS R10K_RATE R10K_SECS XL_ROOMS XL_SECS.
 # Environment: BENCH_TARGETS ("roomcast node limit"), BENCH_KEEP=1 keeps the work directory,
 # BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes,
 # BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config).
@@ -45,15 +54,20 @@ done
 
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   d_hs=500 d_idle1=1000 d_idle2=1500 d_fan=20 d_rooms=100 d_rmsgs=2000 d_lrate=200 d_lsecs=3
-  d_vmsgs=2000 d_vrate=2000 d_cln=1000 d_clmsgs=20
+  d_vmsgs=2000 d_vrate=2000 d_cln=1000 d_clmsgs=20 d_r10krate=2 d_r10ksecs=3 d_xlsecs=3
 else
   d_hs=5000 d_idle1=10000 d_idle2=19000 d_fan=100 d_rooms=1000 d_rmsgs=20000 d_lrate=1000
-  d_lsecs=10 d_vmsgs=40000 d_vrate=10000 d_cln=10000 d_clmsgs=50
+  d_lsecs=10 d_vmsgs=40000 d_vrate=10000 d_cln=10000 d_clmsgs=50 d_r10krate=2 d_r10ksecs=8
+  d_xlsecs=8
 fi
 HS_N=${HS_N:-$d_hs} IDLE1=${IDLE1:-$d_idle1} IDLE2=${IDLE2:-$d_idle2} FAN_MSGS=${FAN_MSGS:-$d_fan}
 ROOMS=${ROOMS:-$d_rooms} ROOMS_MSGS=${ROOMS_MSGS:-$d_rmsgs} LAT_RATE=${LAT_RATE:-$d_lrate}
 LAT_SECS=${LAT_SECS:-$d_lsecs} VOID_MSGS=${VOID_MSGS:-$d_vmsgs} VOID_RATE=${VOID_RATE:-$d_vrate}
 CL_N=${CL_N:-$d_cln} CL_MSGS=${CL_MSGS:-$d_clmsgs}
+R10K_RATE=${R10K_RATE:-$d_r10krate} R10K_SECS=${R10K_SECS:-$d_r10ksecs} XL_SECS=${XL_SECS:-$d_xlsecs}
+# xlatency: an odd number of rooms, so that connection i (port i % 2, room i % XL_ROOMS) puts
+# half of every room's members on each node
+XL_ROOMS=${XL_ROOMS:-$(( ROOMS % 2 ? ROOMS : ROOMS - 1 ))}
 PROCS=${BENCH_PROCS:-2}
 TARGETS=${BENCH_TARGETS:-roomcast node limit}
 SRC_IPS=127.0.0.1-127.0.0.8
@@ -371,6 +385,10 @@ scen_single() {
   measure_phase "$target" A rooms $((ROOMS_MSGS * per_room)) 10000 240000 --rooms "$ROOMS" --count "$ROOMS_MSGS"
   measure_phase "$target" A latency $((LAT_RATE * LAT_SECS * per_room)) 5000 $((LAT_SECS * 1000 + 120000)) \
     --rooms "$ROOMS" --rate "$LAT_RATE" --duration "$LAT_SECS"
+  # room10k_rate: one room of IDLE1 ("all") at a fixed R10K_RATE messages/s
+  local r10k_msgs=$(( R10K_RATE * R10K_SECS ))
+  measure_phase "$target" A room10k_rate $((r10k_msgs * IDLE1)) 5000 $((R10K_SECS * 1000 + 120000)) \
+    --room all --rate "$R10K_RATE" --count "$r10k_msgs"
 
   # void: the server's CPU while a room it has no member of gets VOID_RATE msg/s, over its CPU
   # in idle windows of the same length just before and just after (report.js takes the lower).
@@ -402,6 +420,39 @@ scen_cluster() {
   stop_servers
 }
 
+# rooms_rate TARGET: messages/s for xlatency, half of the deliveries/s TARGET's "rooms" phase
+# reached in this run, over the members per room ("" when that phase did not run)
+rooms_rate() {
+  local d
+  d=$(grep -F "{\"target\":\"$1\",\"scenario\":\"rooms\"," "$RES" | grep -o '"deliveries_per_s":[0-9.]*' |
+    head -1 | cut -d: -f2) || true
+  [ -n "$d" ] || return 0
+  awk -v d="$d" -v m=$(( IDLE1 / ROOMS )) 'BEGIN{ if (d > 0) printf "%.1f", d / 2 / m }'
+}
+
+# xlatency TARGET RATE NAME BASIS: XL_ROOMS rooms of IDLE1/ROOMS members over 2 nodes, RATE
+# messages/s for XL_SECS s, round robin over the rooms; BASIS names whose "rooms" rate it halves.
+scen_xlatency() {
+  local target=$1 rate=$2 name=$3 basis=$4 per_room=$(( IDLE1 / ROOMS ))
+  [ -n "$rate" ] || { log "$target $name: no rooms rate from $basis, skipped"; return 0; }
+  local n=$(( XL_ROOMS * per_room )) msgs
+  msgs=$(awk -v r="$rate" -v s="$XL_SECS" 'BEGIN{printf "%d", r * s}')
+  [ "$msgs" -gt 0 ] || return 0
+  start_servers "$target" 2 || return 0
+  local ports
+  ports=$(IFS=,; echo "${SRV_PORTS[*]}")
+  lg_start X --port "$ports" --conns "$n" --rooms "$XL_ROOMS" --concurrency 64 || { stop_servers; return 0; }
+  record "$target" "${name}_connect" "\"nodes\":2" "\"connect\":$LG_LINE"
+  sleep 1
+  log "$target $name: $XL_ROOMS rooms of $per_room over 2 nodes, $rate msg/s (half of $basis's rooms rate) for $XL_SECS s"
+  measure_phase "$target" X "$name" $((msgs * per_room)) 5000 $((XL_SECS * 1000 + 120000)) \
+    --rooms "$XL_ROOMS" --rate "$rate" --count "$msgs"
+  record "$target" "${name}_params" "\"rate\":$rate" "\"basis\":\"$basis\"" "\"rooms\":$XL_ROOMS" \
+    "\"members\":$per_room" "\"nodes\":2" "\"secs\":$XL_SECS"
+  lg_stop X
+  stop_servers
+}
+
 # limit: the fanout phase's shape (IDLE1 connections joined like scen_single's, FAN_MSGS messages
 # to all of them) against the minimal server, for the floor of CPU per delivery on this machine.
 scen_limit() {
@@ -423,8 +474,9 @@ machine() {
     "$(date -u +%Y-%m-%dT%H:%MZ)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(node --version 2>/dev/null || echo none)" \
     "$(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)" \
     "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "${BENCH_QUICK:-0}"
-  printf '"sizes":{"hs":%s,"idle1":%s,"idle2":%s,"fan_msgs":%s,"rooms":%s,"rooms_msgs":%s,"lat_rate":%s,"lat_secs":%s,"void_msgs":%s,"void_rate":%s,"cl_n":%s,"cl_msgs":%s,"procs":%s}}}\n' \
-    "$HS_N" "$IDLE1" "$IDLE2" "$FAN_MSGS" "$ROOMS" "$ROOMS_MSGS" "$LAT_RATE" "$LAT_SECS" "$VOID_MSGS" "$VOID_RATE" "$CL_N" "$CL_MSGS" "$PROCS"
+  printf '"sizes":{"hs":%s,"idle1":%s,"idle2":%s,"fan_msgs":%s,"rooms":%s,"rooms_msgs":%s,"lat_rate":%s,"lat_secs":%s,"void_msgs":%s,"void_rate":%s,"cl_n":%s,"cl_msgs":%s,"r10k_rate":%s,"r10k_secs":%s,"xl_rooms":%s,"xl_secs":%s,"procs":%s}}}\n' \
+    "$HS_N" "$IDLE1" "$IDLE2" "$FAN_MSGS" "$ROOMS" "$ROOMS_MSGS" "$LAT_RATE" "$LAT_SECS" "$VOID_MSGS" "$VOID_RATE" "$CL_N" "$CL_MSGS" \
+    "$R10K_RATE" "$R10K_SECS" "$XL_ROOMS" "$XL_SECS" "$PROCS"
 }
 machine >>"$RES"
 T0=$(date +%s)
@@ -445,8 +497,16 @@ for target in $TARGETS; do
   if [ "$target" = node ] || [ "$MODE" = redis ]; then
     scen_cluster "$target" 2
     scen_cluster "$target" 3
+    scen_xlatency "$target" "$(rooms_rate "$target")" xlatency "$target"
   fi
 done
+# like for like: roomcast (Redis backplane) at the rate Node's xlatency ran at
+if [[ " $TARGETS " == *" roomcast "* && " $TARGETS " == *" node "* ]] &&
+  grep -qF '"scenario":"mode","mode":"redis"' "$RES"; then
+  MODE=redis
+  log "== roomcast at node's rate"
+  scen_xlatency roomcast "$(rooms_rate node)" xlatency_noderate node
+fi
 echo "{\"end\":{\"secs\":$(( $(date +%s) - T0 )),\"load_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}}" >>"$RES"
 [ "${BENCH_KEEP:-0}" = 1 ] && cp "$RES" "$W/results.keep.jsonl"
 node "$HERE/report.js" "$RES" "$DOC"

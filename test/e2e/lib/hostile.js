@@ -442,10 +442,15 @@ async function floodEvents(port, tokenValue, room, ms, conns = 1) {
   const batch = Buffer.concat(Array.from({ length: 200 }, (_, i) => frame({
     opcode: OP.TEXT, payload: `42${JSON.stringify(['say', { room, i, pad }])}`,
   })));
-  const results = await Promise.all(Array.from({ length: conns }, async () => {
+  // Every socket is connected and in the room before any of them floods (a flooding socket
+  // delays the node's answers to the others).
+  const sockets = await Promise.all(Array.from({ length: conns }, async () => {
     const ws = await sioConnect(port, tokenValue);
     ws.sendText(`421${JSON.stringify(['join', room])}`);
     await ws.nextText('431');
+    return ws;
+  }));
+  const results = await Promise.all(sockets.map(async (ws) => {
     // Drop what the node sends back (pings are answered by autoPong; nothing else is expected).
     const trim = setInterval(() => {
       ws.frames.length = 0;
