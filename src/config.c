@@ -354,7 +354,7 @@ static void load_file(struct loader *L, const cJSON *root)
     static const char *const api_keys[] = {"key", NULL};
     static const char *const http_keys[] = {"maxHeaderBytes", "maxBodyBytes", "headerTimeout",
                                             "keepAliveTimeout", NULL};
-    static const char *const limits_keys[] = {"maxOutboundBytes", "maxConnections", NULL};
+    static const char *const limits_keys[] = {"maxOutboundBytes", "maxConnections", "maxRoomsPerSocket", NULL};
     static const char *const cors_keys[] = {"origins", "credentials", NULL};
     static const char *const log_keys[] = {"level", "format", NULL};
     static const char *const drain_keys[] = {"grace", NULL};
@@ -402,6 +402,9 @@ static void load_file(struct loader *L, const cJSON *root)
         long long n = cfg->max_connections;
         file_int(L, s, "limits", "maxConnections", 1, MAX_CONNECTIONS, "must be a positive integer", &n);
         cfg->max_connections = (int)n;
+        n = cfg->max_rooms_per_socket;
+        file_int(L, s, "limits", "maxRoomsPerSocket", 1, 1000000, "must be an integer 1..1000000", &n);
+        cfg->max_rooms_per_socket = (int)n;
     }
     if ((s = section(L, root, "cors", cors_keys))) {
         file_bool(L, s, "cors", "credentials", &cfg->cors_credentials);
@@ -683,6 +686,7 @@ static void set_defaults(rc_config *cfg)
     cfg->http_keepalive_timeout_ms = 15000;
     cfg->max_outbound_bytes = 1048576;
     cfg->max_connections = 100000;
+    cfg->max_rooms_per_socket = 1000;
     cfg->cors_credentials = 1;
     cfg->jwt.algs = RC_ALG_HS256;
     cfg->jwt.leeway_s = 30;

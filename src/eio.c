@@ -486,6 +486,17 @@ static int open_packet(rc_eio_session *s, char *buf, size_t n)
                     cfg->ping_timeout_ms, cfg->max_payload);
 }
 
+/* limits.maxConnections bounds Engine.IO sessions too: polling sessions outlive their TCP
+ * connections, so counting connections alone would let handshakes pile up sessions. */
+static int session_cap_reached(const rc_eio_server *srv)
+{
+    if (srv->cfg->max_connections > 0 && srv->sessions.count >= (size_t)srv->cfg->max_connections) {
+        rc_metrics.connections_rejected_total++;
+        return 1;
+    }
+    return 0;
+}
+
 void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
 {
     char eio[8], transport[16], sid[64];
@@ -538,7 +549,7 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
             session_arm_timer(s);
             return;
         }
-        if (srv->refuse_new) { respond_error(srv, req, 4); return; }
+        if (srv->refuse_new || session_cap_reached(srv)) { respond_error(srv, req, 4); return; }
         rc_eio_session *s = session_new(srv, T_WEBSOCKET);
         s->owner = srv->cb->on_open(srv->cb->arg, s, req);
         s->ws = rc_ws_accept(req, srv->cfg->max_payload, &ws_transport_cb, s);
@@ -551,7 +562,7 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
     /* polling */
     if (!has_sid) {
         if (req->method != RC_HTTP_GET) { respond_error(srv, req, 2); return; }
-        if (srv->refuse_new) { respond_error(srv, req, 4); return; }
+        if (srv->refuse_new || session_cap_reached(srv)) { respond_error(srv, req, 4); return; }
         rc_eio_session *s = session_new(srv, T_POLLING);
         s->owner = srv->cb->on_open(srv->cb->arg, s, req);
         char open[256];
@@ -587,6 +598,14 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
         char cors[1100], headers[1200];
         rc_eio_cors_headers(srv, req, cors, sizeof(cors));
         snprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s", cors);
+        /* Engine.IO text is UTF-8, as a WebSocket text frame must be: a body that is not would
+         * reach WebSocket members as an invalid text frame. */
+        if (req->body_len && !rc_utf8_valid(req->body, req->body_len)) {
+            rc_metrics.disconnects_total[RC_DISC_PARSE_ERROR]++;
+            rc_eio_close(s, "parse error");
+            respond_error(srv, req, 3);
+            return;
+        }
         int r = rc_eio_payload_decode((const char *)req->body, req->body_len, post_packet_cb, s);
         if (r < 0) {
             rc_metrics.disconnects_total[RC_DISC_PARSE_ERROR]++;

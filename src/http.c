@@ -19,6 +19,7 @@
 
 #include <ctype.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <http_parser.h>
 #include <stdio.h>
 #include <strings.h>
@@ -47,7 +48,8 @@ typedef struct rc_http_conn {
     uint8_t failed;                   /* an error response was sent */
     uint8_t *body;
     size_t body_len;
-    uint64_t started_ms;
+    uint64_t started_ms;              /* first byte of the request in progress (0: none yet) */
+    struct event *deadline_ev;        /* first request: header deadline from accept (TLS handshake included) */
     void (*on_abort)(void *arg);
     void *abort_arg;
 } rc_http_conn;
@@ -90,6 +92,7 @@ static void http_reset(rc_http_conn *h)
     h->field_count = 0;
     h->last_cb = 0;
     h->in_request = 0;
+    h->started_ms = 0;
     h->dispatched = 0;
     h->held = 0;
     h->body = NULL;
@@ -147,7 +150,7 @@ static int on_message_begin(http_parser *p)
     rc_http_conn *h = p->data;
     if (!h->in_request) {
         h->in_request = 1;
-        h->started_ms = rc_now_mono_ms();
+        if (!h->started_ms) h->started_ms = rc_now_mono_ms();
     }
     return 0;
 }
@@ -257,6 +260,25 @@ static const http_parser_settings parser_settings = {
 
 /* ---- connection handler ------------------------------------------------------------------- */
 
+/* The first request's headers must be complete within the header timeout of the accept, however
+ * slowly bytes (or a TLS handshake, which the HTTP layer never sees) dribble in. */
+static void http_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    rc_http_conn *h = arg;
+    if (!h->dispatched && !h->failed) {
+        rc_log_debug("http_header_deadline", "started=%d", h->started_ms != 0);
+        if (h->started_ms) http_fail(h, 408);
+        else rc_conn_close(h->conn);
+    }
+}
+
+static void http_deadline_stop(rc_http_conn *h)
+{
+    if (!h->deadline_ev) return;
+    event_free(h->deadline_ev);
+    h->deadline_ev = NULL;
+}
+
 void rc_http_attach(rc_conn *c, const rc_http_limits *limits, const rc_http_callbacks *cb)
 {
     rc_http_conn *h = rc_calloc(1, sizeof(*h));
@@ -266,6 +288,9 @@ void rc_http_attach(rc_conn *c, const rc_http_limits *limits, const rc_http_call
     http_reset(h);
     rc_conn_set_handler(c, &http_conn_handler, h);
     rc_conn_set_read_timeout(c, limits->header_timeout_ms);
+    h->deadline_ev = evtimer_new(rc_conn_base(c), http_on_deadline, h);
+    struct timeval tv = {limits->header_timeout_ms / 1000, (limits->header_timeout_ms % 1000) * 1000};
+    evtimer_add(h->deadline_ev, &tv);
 }
 
 static void http_on_conn_read(rc_conn *c, void *data)
@@ -273,6 +298,7 @@ static void http_on_conn_read(rc_conn *c, void *data)
     rc_http_conn *h = data;
     if (h->dispatched || h->failed) return;
     struct evbuffer *in = rc_conn_input(c);
+    if (!h->started_ms && evbuffer_get_length(in) > 0) h->started_ms = rc_now_mono_ms();
     while (!h->dispatched && !h->failed && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
@@ -295,9 +321,10 @@ static void http_on_conn_read(rc_conn *c, void *data)
             return;
         }
     }
-    if (h->in_request && !h->dispatched && !h->failed) {
+    if (h->started_ms && !h->dispatched && !h->failed) {
         /* Slowloris: the whole header block must arrive within the deadline, however slowly
-         * the bytes dribble in (the read timeout alone restarts at every byte). */
+         * the bytes dribble in (the read timeout alone restarts at every byte); bytes the parser
+         * skips before a request line count too. */
         if (rc_now_mono_ms() - h->started_ms > (uint64_t)h->limits->header_timeout_ms) {
             http_fail(h, 408);
             return;
@@ -305,6 +332,7 @@ static void http_on_conn_read(rc_conn *c, void *data)
         rc_conn_set_read_timeout(c, h->limits->header_timeout_ms);
     }
     if (h->dispatched) {
+        http_deadline_stop(h);
         rc_conn_pause_read(c);
         rc_conn_set_read_timeout(c, 0);
         h->cb->on_request(h->cb->arg, &h->req);
@@ -314,6 +342,7 @@ static void http_on_conn_read(rc_conn *c, void *data)
 static void http_on_conn_close(rc_conn *c, void *data)
 {
     rc_http_conn *h = data;
+    http_deadline_stop(h);
     if (h->held && h->on_abort) h->on_abort(h->abort_arg);
     rc_free(h->arena);
     rc_free(h->body);
@@ -335,6 +364,14 @@ static void http_finish(rc_http_conn *h, int keep_alive)
     if (!keep_alive) {
         h->failed = 1;
         rc_conn_close_after_flush(h->conn);
+        return;
+    }
+    /* A client that pipelines requests and never reads the answers: stop at the outbound cap
+     * instead of answering into an ever-growing buffer. */
+    if (h->limits->max_pending_output && rc_conn_pending_bytes(h->conn) > h->limits->max_pending_output) {
+        rc_metrics.slow_consumer_drops_total++;
+        h->failed = 1;
+        rc_conn_close(h->conn);
         return;
     }
     http_reset(h);
@@ -392,6 +429,7 @@ rc_conn *rc_http_detach(rc_http_request *req)
 {
     rc_http_conn *h = http_of(req);
     rc_conn *c = h->conn;
+    http_deadline_stop(h);
     rc_conn_set_handler(c, NULL, NULL);
     rc_conn_set_read_timeout(c, 0);
     rc_free(h->arena);

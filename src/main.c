@@ -151,8 +151,6 @@ int main(int argc, char **argv)
 
     app a = {0};
     a.base = event_base_new();
-    /* Three priorities: 1 (the default) for I/O and timers, 2 for the end-of-turn write flush. */
-    event_base_priority_init(a.base, 3);
     const char *err = NULL;
     a.node = rc_node_new(a.base, &cfg, &err);
     if (!a.node) {

@@ -426,8 +426,7 @@ static size_t attachments_for(const rule_target *t, const cJSON *args)
 static const char *op_join(void *target, const char *room)
 {
     rule_target *t = target;
-    rc_sio_join(t->socket, room);
-    return NULL;
+    return rc_sio_join(t->socket, room) < 0 ? "too_many_rooms" : NULL;
 }
 
 static const char *op_leave(void *target, const char *room)
@@ -871,6 +870,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->limits.max_body_bytes = cfg->http_max_body_bytes;
     n->limits.header_timeout_ms = cfg->http_header_timeout_ms;
     n->limits.keepalive_timeout_ms = cfg->http_keepalive_timeout_ms;
+    n->limits.max_pending_output = cfg->max_outbound_bytes;
     n->http_cb.on_request = node_on_request;
     n->http_cb.arg = n;
     n->bp_cb.on_message = bp_on_message;

@@ -300,6 +300,7 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
         if (c->fq_len && evbuffer_get_length(out) == 0) {
             int r = conn_fq_write(c);
             if (r < 0) {
+                rc_log_debug("conn_write_error", "errno=%d", errno);
                 rc_conn_close(c);
                 continue;
             }
@@ -311,17 +312,11 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
         }
         conn_fq_spill(c);
         if (evbuffer_get_length(out) == 0) continue;
-        int n = evbuffer_write(out, bufferevent_getfd(c->bev));
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            rc_conn_close(c);
-            continue;
-        }
-        if (evbuffer_get_length(out) > 0) {
-            c->write_armed = 1;
-            bufferevent_enable(c->bev, EV_WRITE);
-        } else if (c->flush_close) {
-            rc_conn_close(c);
-        }
+        /* Bytes in the evbuffer (HTTP answers, control frames, a spilled rest): libevent keeps a
+         * bufferevent's output frozen except inside its own write callback, so let that write
+         * them; conn_on_write turns the write event off again once drained. */
+        c->write_armed = 1;
+        bufferevent_enable(c->bev, EV_WRITE);
     }
     rc_server_collect(s);
 }
@@ -371,12 +366,10 @@ rc_server *rc_server_new(struct event_base *base, const char *bind, int port, in
     evconnlistener_set_error_cb(s->listener, server_on_accept_error);
     s->collect_ev = event_new(base, -1, 0, server_on_collect, s);
     s->flush_ev = event_new(base, -1, 0, server_on_flush, s);
-    /* Run after the turn's other callbacks, so everything they queued goes out in one write. */
-    int prios = event_base_get_npriorities(base);
-    if (prios > 1) {
-        event_priority_set(s->flush_ev, prios - 1);
-        event_priority_set(s->collect_ev, prios - 1);
-    }
+    /* Same priority as I/O on purpose: an event activated during a turn runs after the events
+     * already active in it, so the flush comes once the turn's callbacks are done; a lower
+     * priority would starve while input keeps arriving (libevent runs lower priorities only when
+     * no higher one is active). */
     s->resume_accept_ev = evtimer_new(base, server_on_resume_accept, s);
     /* Learn the actual port (port 0 asks the kernel for one). */
     struct sockaddr_storage bound;
@@ -460,6 +453,7 @@ void rc_conn_set_handler(rc_conn *c, const rc_conn_handler *h, void *data)
 }
 
 struct evbuffer *rc_conn_input(rc_conn *c) { return bufferevent_get_input(c->bev); }
+struct event_base *rc_conn_base(rc_conn *c) { return c->server->base; }
 struct evbuffer *rc_conn_output(rc_conn *c)
 {
     conn_fq_spill(c); /* whatever is written next goes after the queued frames */

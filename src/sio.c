@@ -244,6 +244,9 @@ int rc_sio_join(rc_sio_socket *s, const char *room)
 {
     if (s->dead) return 0;
     rc_sio_server *srv = s->ns->srv;
+    if (srv->cfg->max_rooms_per_socket > 0 && s->member.count >= (unsigned)srv->cfg->max_rooms_per_socket &&
+        !rc_rooms_is_member(s->ns->rooms, &s->member, room))
+        return -1;
     rc_sio_socket *outer = srv->joining;
     srv->joining = s;
     int r = rc_rooms_join(s->ns->rooms, &s->member, room);
@@ -704,7 +707,7 @@ size_t rc_sio_control(rc_sio_server *srv, const rc_bp_message *msg)
         if (s->dead || excepted(msg, s)) continue;
         switch (msg->kind) {
         case RC_BP_JOIN:
-            if (msg->target_room) done += (size_t)rc_sio_join(s, msg->target_room);
+            if (msg->target_room && rc_sio_join(s, msg->target_room) > 0) done++;
             break;
         case RC_BP_LEAVE:
             if (msg->target_room) done += (size_t)rc_sio_leave(s, msg->target_room);

@@ -270,7 +270,9 @@ static void handle_frame(rc_ws *ws, int fin, int opcode, const uint8_t *p, size_
 {
     switch (opcode) {
     case RC_WS_OP_PING:
-        rc_ws_send(ws, RC_WS_OP_PONG, p, len);
+        /* A peer that floods pings and never reads gets no more pongs once 64 KiB of output
+         * wait: pongs must not grow the node's memory (the outbound cap counts from there). */
+        if (rc_conn_pending_bytes(ws->conn) < 65536) rc_ws_send(ws, RC_WS_OP_PONG, p, len);
         return;
     case RC_WS_OP_PONG:
         return;

@@ -64,7 +64,8 @@ typedef struct rc_config {
 
     /* per-socket and per-node limits (file: limits.*) */
     size_t max_outbound_bytes;     /* 1 MiB: a socket whose unsent bytes exceed this is dropped */
-    int max_connections;           /* 100000 TCP connections */
+    int max_connections;           /* 100000 TCP connections, and as many Engine.IO sessions */
+    int max_rooms_per_socket;      /* 1000: a join over it fails with "too_many_rooms" */
 
     /* CORS (file: cors.*; env ROOMCAST_CORS_ORIGINS comma list) */
     char **cors_origins;

@@ -33,6 +33,7 @@ typedef struct rc_http_limits {
     size_t max_body_bytes;
     int header_timeout_ms;
     int keepalive_timeout_ms;
+    size_t max_pending_output;   /* unsent answer bytes over which the connection is dropped; 0 = none */
 } rc_http_limits;
 
 typedef struct rc_http_request rc_http_request;

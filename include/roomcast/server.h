@@ -49,6 +49,7 @@ void rc_server_collect(rc_server *s);
 
 void rc_conn_set_handler(rc_conn *c, const rc_conn_handler *h, void *data);
 struct evbuffer *rc_conn_input(rc_conn *c);
+struct event_base *rc_conn_base(rc_conn *c);
 /* The output buffer, for writes of bytes this connection owns (queued frames go first). */
 struct evbuffer *rc_conn_output(rc_conn *c);
 /* Queues a shared frame (takes a reference); it is written at the end of the loop turn with the

@@ -68,7 +68,8 @@ int rc_sio_socket_ns_index(const rc_sio_socket *s);
 rc_sio_socket *rc_sio_find_socket(rc_sio_server *srv, int ns_index, const char *sid);
 const struct rc_ns_rules *rc_sio_socket_rules(const rc_sio_socket *s);
 
-/* Socket actions. Room functions return 1 on change, 0 when nothing changed. */
+/* Socket actions. Room functions return 1 on change, 0 when nothing changed; rc_sio_join
+ * returns -1 when the socket is already in limits.maxRoomsPerSocket rooms. */
 int rc_sio_join(rc_sio_socket *s, const char *room);
 int rc_sio_leave(rc_sio_socket *s, const char *room);
 int rc_sio_is_member(const rc_sio_socket *s, const char *room);

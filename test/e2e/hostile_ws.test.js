@@ -71,7 +71,9 @@ describe('hostile WebSocket peers', () => {
   const stats = {};
   const tok = (sub = 'ws-user') => token({ sub });
 
-  before(async () => { node = await startNode({ config: 'hostile_ws.json' }); });
+  // A small ASan quarantine, so that RSS measures what the node keeps, not freed memory in quarantine.
+  const ASAN_ENV = { ASAN_OPTIONS: `${process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:` : ''}quarantine_size_mb=16` };
+  before(async () => { node = await startNode({ config: 'hostile_ws.json', env: ASAN_ENV }); });
   afterEach(() => node && checkAlive(node));
   after(async () => {
     closeClients();
@@ -231,11 +233,10 @@ describe('hostile WebSocket peers', () => {
 
   it('a peer that floods pings and never reads the pongs cannot grow the node\'s memory', {
     ...T,
-    todo: 'server bug: ws.c answers every ping with a pong appended to the connection\'s output without checking ' +
-      'limits.maxOutboundBytes (only Engine.IO frames are checked, in eio.c), so a peer that sends pings and never reads ' +
-      'grows the node\'s memory by what it sends (measured: 100 MB of pings -> +100 MB RSS release build, ' +
-      '+290 MB ASan; unbounded). Same for "2probe" on an upgrade probe.',
-  }, async (t) => {
+    todo: 'pongs are now capped (none while 64 KiB of output wait): the release build stays flat (24 MB of pings: ' +
+      'RSS 4 -> 7 MB), but under ASan the RSS still grows by about what is sent (24 -> 48 MB), as the sanitizer ' +
+      'allocator keeps the freed input buffers; to be measured differently for sanitizer builds',
+      }, async (t) => {
     const before = await rssMb(node);
     const ws = await sioConnect(node.port, tok());
     ws.conn.pause();
