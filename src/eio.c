@@ -241,6 +241,22 @@ static void session_send_frame(rc_eio_session *s, rc_frame *f)
 
 void rc_eio_send_frame(rc_eio_session *s, rc_frame *f) { session_send_frame(s, f); }
 
+/* Sends everything the queue holds through the session's current transport, in order (after an
+ * upgrade, or when a hold ends). */
+static void requeue_all(rc_eio_session *s)
+{
+    uint32_t n = s->qlen;
+    rc_frame **q = s->queue;
+    s->queue = NULL;
+    s->qlen = s->qcap = 0;
+    s->qbytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        session_send_frame(s, q[i]);
+        rc_frame_unref(q[i]);
+    }
+    rc_free(q);
+}
+
 void rc_eio_hold(rc_eio_session *s)
 {
     if (s->hold < 255) s->hold++;
@@ -250,16 +266,7 @@ void rc_eio_release(rc_eio_session *s)
 {
     if (s->hold == 0 || --s->hold > 0 || s->closed) return;
     if (s->transport == T_WEBSOCKET && s->ws) {
-        uint32_t n = s->qlen;
-        rc_frame **q = s->queue;
-        s->queue = NULL;
-        s->qlen = s->qcap = 0;
-        s->qbytes = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            session_send_frame(s, q[i]);
-            rc_frame_unref(q[i]);
-        }
-        rc_free(q);
+        requeue_all(s);
     } else if (s->get && s->qlen) {
         flush_get(s, -1);
     }
@@ -427,16 +434,7 @@ static void probe_on_message(void *arg, rc_ws *ws, int binary, const uint8_t *da
         rc_ws_set_callbacks(ws, &ws_transport_cb, s);
         rc_metrics.eio_upgrades_total++;
         if (s->get) flush_get(s, RC_EIO_NOOP);
-        uint32_t n = s->qlen;
-        rc_frame **q = s->queue;
-        s->queue = NULL;
-        s->qlen = s->qcap = 0;
-        s->qbytes = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            session_send_frame(s, q[i]);
-            rc_frame_unref(q[i]);
-        }
-        rc_free(q);
+        requeue_all(s);
         return;
     }
     /* Anything else aborts the upgrade; the polling session goes on. */

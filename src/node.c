@@ -109,6 +109,26 @@ static int node_broadcast(rc_node *n, rc_bp_message *msg)
     return 0;
 }
 
+/* Emits event(args) to a room (NULL: the whole namespace): on this node only (`cluster` 0: every
+ * node hears the cause itself) or through node_broadcast. Returns node_broadcast's result. */
+static int node_emit(rc_node *n, const char *ns, const char *room, const char *event, const cJSON *args,
+                     int cluster)
+{
+    char *json = cJSON_PrintUnformatted(args);
+    rc_bp_message msg = {0};
+    msg.kind = RC_BP_EMIT;
+    msg.ns = ns;
+    msg.room = room;
+    msg.event = event;
+    msg.args_json = json;
+    msg.args_len = strlen(json);
+    int r = 0;
+    if (cluster) r = node_broadcast(n, &msg);
+    else r = (int)rc_sio_broadcast(n->sio, &msg, rc_now_mono_ns());
+    cJSON_free(json);
+    return r;
+}
+
 static void bp_on_message(void *arg, const rc_bp_message *msg)
 {
     rc_node *n = arg;
@@ -192,18 +212,8 @@ static void presence_on_status(void *arg, const char *user, int online, uint64_t
         cJSON *args = NULL;
         char *room = rc_ns_rules_status_room(r, user);
         if (room && rc_ns_rules_announce(r, online ? RC_ANNOUNCE_ONLINE : RC_ANNOUNCE_OFFLINE, user, room,
-                                         ts_ms, event, &args) == 0) {
-            char *json = cJSON_PrintUnformatted(args);
-            rc_bp_message msg = {0};
-            msg.kind = RC_BP_EMIT;
-            msg.ns = rc_ns_rules_name(r);
-            msg.room = room;
-            msg.event = event;
-            msg.args_json = json;
-            msg.args_len = strlen(json);
-            rc_sio_broadcast(n->sio, &msg, rc_now_mono_ns());
-            cJSON_free(json);
-        }
+                                         ts_ms, event, &args) == 0)
+            node_emit(n, rc_ns_rules_name(r), room, event, args, 0);
         cJSON_Delete(args);
         rc_free(room);
     }
@@ -217,18 +227,9 @@ static void presence_on_member(void *arg, const char *ns, const char *room, cons
     const rc_ns_rules *r = rc_rules_find_ns(n->cfg->rules, ns, strlen(ns));
     char event[201];
     cJSON *args = NULL;
-    if (rc_ns_rules_announce(r, joined ? RC_ANNOUNCE_JOINED : RC_ANNOUNCE_LEFT, user, room, 0, event, &args) == 0) {
-        char *json = cJSON_PrintUnformatted(args);
-        rc_bp_message msg = {0};
-        msg.kind = RC_BP_EMIT;
-        msg.ns = ns;
-        msg.room = room;
-        msg.event = event;
-        msg.args_json = json;
-        msg.args_len = strlen(json);
-        if (node_broadcast(n, &msg) != 0) rc_log_warn("announce_failed", "ns=%s room=%s", ns, room);
-        cJSON_free(json);
-    }
+    if (rc_ns_rules_announce(r, joined ? RC_ANNOUNCE_JOINED : RC_ANNOUNCE_LEFT, user, room, 0, event, &args) == 0 &&
+        node_emit(n, ns, room, event, args, 1) != 0)
+        rc_log_warn("announce_failed", "ns=%s room=%s", ns, room);
     cJSON_Delete(args);
 }
 
@@ -384,17 +385,8 @@ static void status_broadcast(rc_node *n, const char *payload, size_t len)
         cJSON *args = NULL;
         if (rc_ns_rules_announce(r, cJSON_IsTrue(online) ? RC_ANNOUNCE_ONLINE : RC_ANNOUNCE_OFFLINE,
                                  user->valuestring, NULL, cJSON_IsNumber(ts) ? (uint64_t)ts->valuedouble : 0,
-                                 event, &args) == 0) {
-            char *json = cJSON_PrintUnformatted(args);
-            rc_bp_message msg = {0};
-            msg.kind = RC_BP_EMIT;
-            msg.ns = rc_ns_rules_name(r);
-            msg.event = event;
-            msg.args_json = json;
-            msg.args_len = strlen(json);
-            rc_sio_broadcast(n->sio, &msg, rc_now_mono_ns());
-            cJSON_free(json);
-        }
+                                 event, &args) == 0)
+            node_emit(n, rc_ns_rules_name(r), NULL, event, args, 0);
         cJSON_Delete(args);
     }
     cJSON_Delete(j);
