@@ -297,6 +297,18 @@ static void presence_on_drained(void *arg, int err)
 
 /* ---- notifications (P:notify) ------------------------------------------------------------- */
 
+/* The arguments of a publish as JSON array text: "args" as given, or "data" as the only one
+ * (none when absent). cJSON_free the result. */
+static char *args_json_of(const cJSON *args, const cJSON *data)
+{
+    if (args) return cJSON_PrintUnformatted(args);
+    cJSON *arr = cJSON_CreateArray();
+    if (data) cJSON_AddItemReferenceToArray(arr, (cJSON *)data);
+    char *json = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    return json;
+}
+
 static void notify_job_done(void *arg, int status, const char *reason)
 {
     if (status < 0) rc_log_warn("job_handoff_failed", "reason=%s", reason);
@@ -340,15 +352,7 @@ static const char *node_notify(rc_node *n, const char *payload, size_t len)
     char *room = rc_ns_rules_user_room(r, uid, NULL);
     size_t delivered = 0;
     if (room) {
-        char *json;
-        if (args) {
-            json = cJSON_PrintUnformatted(args);
-        } else {
-            cJSON *arr = cJSON_CreateArray();
-            if (data) cJSON_AddItemReferenceToArray(arr, (cJSON *)data);
-            json = cJSON_PrintUnformatted(arr);
-            cJSON_Delete(arr);
-        }
+        char *json = args_json_of(args, data);
         rc_bp_message msg = {0};
         msg.kind = RC_BP_EMIT;
         msg.ns = nsname;
@@ -751,15 +755,7 @@ static void route_publish(rc_node *n, rc_http_request *req)
         cJSON_Delete(body);
         return;
     }
-    char *json;
-    if (args) {
-        json = cJSON_PrintUnformatted(args);
-    } else {
-        cJSON *arr = cJSON_CreateArray();
-        if (data) cJSON_AddItemReferenceToArray(arr, (cJSON *)data);
-        json = cJSON_PrintUnformatted(arr);
-        cJSON_Delete(arr);
-    }
+    char *json = args_json_of(args, data);
     if (user) {
         /* A notification: with Redis every node must see it (P:notify), this one included;
          * embedded, it is handled here. */
