@@ -594,13 +594,17 @@ static const rc_rule_ops rule_ops = {
     .disconnect = op_disconnect,
 };
 
-static void fill_input(rc_rule_input *in, rc_sio_socket *s)
+/* What rules see of a socket; with_auth also parses the auth payload the socket kept (the caller
+ * frees in->auth with cJSON_Delete). */
+static void fill_input(rc_rule_input *in, rc_sio_socket *s, int with_auth)
 {
     memset(in, 0, sizeof(*in));
     in->ns = rc_sio_socket_ns(s);
     in->sid = rc_sio_socket_id(s);
     in->user = rc_sio_socket_user(s);
     in->claims_json = rc_sio_socket_claims(s);
+    const char *auth_json = with_auth ? rc_sio_socket_auth(s) : NULL;
+    if (auth_json) in->auth = cJSON_Parse(auth_json);
 }
 
 static void hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
@@ -610,7 +614,7 @@ static void hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
         rc_presence_connect(n->presence, rc_sio_socket_user(s), rc_sio_socket_id(s));
     rule_target t = {arg, s, -1, NULL, 0, NULL};
     rc_rule_input in;
-    fill_input(&in, s);
+    fill_input(&in, s, 0);
     in.auth = auth;
     rc_rules_run(rc_sio_socket_rules(s), &in, &rule_ops, &t);
 }
@@ -619,20 +623,14 @@ static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
 {
     rule_target t = {arg, s, ev->ack_id, ev->attachments, ev->attachment_count, ev->name};
     rc_rule_input in;
-    fill_input(&in, s);
+    fill_input(&in, s, 1);
     in.event = ev->name;
     in.args = ev->args;
     in.has_ack = ev->ack_id >= 0;
-    const char *auth_json = rc_sio_socket_auth(s);
-    cJSON *auth = auth_json ? cJSON_Parse(auth_json) : NULL;
-    in.auth = auth;
-    if (ev->limited) {
-        rc_rules_run_limited(rc_sio_socket_rules(s), &in, &rule_ops, &t);
-        cJSON_Delete(auth);
-        return;
-    }
-    int matched = rc_rules_run(rc_sio_socket_rules(s), &in, &rule_ops, &t);
-    cJSON_Delete(auth);
+    int matched = 1;
+    if (ev->limited) rc_rules_run_limited(rc_sio_socket_rules(s), &in, &rule_ops, &t);
+    else matched = rc_rules_run(rc_sio_socket_rules(s), &in, &rule_ops, &t);
+    cJSON_Delete((cJSON *)in.auth);
     if (!matched && t.ack_id >= 0) {
         static const char unknown[] = "[{\"ok\":false,\"error\":\"unknown_event\"}]";
         rc_sio_ack(s, t.ack_id, unknown, sizeof(unknown) - 1, NULL, 0);
@@ -643,14 +641,11 @@ static void hook_on_ack(void *arg, rc_sio_socket *s, const void *ctx, const char
 {
     rule_target t = {arg, s, -1, ack->attachments, ack->attachment_count, event};
     rc_rule_input in;
-    fill_input(&in, s);
+    fill_input(&in, s, 1);
     in.event = event;
     in.args = ack->args;
-    const char *auth_json = rc_sio_socket_auth(s);
-    cJSON *auth = auth_json ? cJSON_Parse(auth_json) : NULL;
-    in.auth = auth;
     rc_rules_run_ack(rc_sio_socket_rules(s), ctx, &in, &rule_ops, &t);
-    cJSON_Delete(auth);
+    cJSON_Delete((cJSON *)in.auth);
 }
 
 /* Runs a rule continuation with {data} = the presence answer (or, on error, answers the ack the
@@ -669,17 +664,14 @@ static void rule_ops_run_answer(rc_node *n, pending_answer *p, cJSON *data, cons
     }
     rule_target t = {n, s, p->ack_id, NULL, 0, p->event};
     rc_rule_input in;
-    fill_input(&in, s);
+    fill_input(&in, s, 1);
     in.event = p->event;
     cJSON *args = cJSON_CreateArray();
     cJSON_AddItemReferenceToArray(args, data);
     in.args = args;
     in.has_ack = p->ack_id >= 0;
-    const char *auth_json = rc_sio_socket_auth(s);
-    cJSON *auth = auth_json ? cJSON_Parse(auth_json) : NULL;
-    in.auth = auth;
     rc_rules_run_ack(rc_sio_socket_rules(s), p->then, &in, &rule_ops, &t);
-    cJSON_Delete(auth);
+    cJSON_Delete((cJSON *)in.auth);
     cJSON_Delete(args);
 }
 

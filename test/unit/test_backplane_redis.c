@@ -49,9 +49,7 @@ typedef struct node {
     int nraw;
 } node;
 
-static rh_server shared;
-static struct event_base *base;
-static struct event *wake;
+#include "redis_loop.h"
 
 static char *dup_or_null(const char *s)
 {
@@ -156,20 +154,8 @@ static char *url_for(const rh_server *s, char *buf, size_t size)
     return buf;
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
-{
-}
 
 /* Runs the loop until pred(arg) holds or timeout_ms passes; returns pred's last value. */
-static int run_until(int (*pred)(void *), void *arg, int timeout_ms)
-{
-    uint64_t end = rc_now_mono_ms() + (uint64_t)timeout_ms;
-    while (!pred(arg)) {
-        if (rc_now_mono_ms() >= end) return 0;
-        event_base_loop(base, EVLOOP_ONCE);
-    }
-    return 1;
-}
 
 static int never(void *arg)
 {
@@ -248,38 +234,6 @@ static double metric(const node *n, const char *name)
     return v;
 }
 
-static int group_setup(void **state)
-{
-    rc_log_setup(getenv("RC_TEST_DEBUG") ? RC_LOG_DEBUG : RC_LOG_ERROR + 1, 0);
-    if (rh_start(&shared, rh_free_port(), NULL) != 0) {
-        fprintf(stderr, "cannot start redis-server\n");
-        return -1;
-    }
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    rh_kill(&shared);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    struct timeval tv = {0, 5000};
-    base = event_base_new();
-    wake = event_new(base, -1, EV_PERSIST, on_wake, NULL);
-    event_add(wake, &tv);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    event_free(wake);
-    event_base_free(base);
-    base = NULL;
-    return 0;
-}
 
 /* ---- tests ----------------------------------------------------------------------------------- */
 

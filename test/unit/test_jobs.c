@@ -228,9 +228,7 @@ static void test_script_format(void **state)
 
 /* ---- on a real Redis ---------------------------------------------------------------------- */
 
-static rh_server shared;
-static struct event_base *base;
-static struct event *wake;
+#include "redis_loop.h"
 static int bp_up;
 
 static void on_state(void *arg, int up)
@@ -238,19 +236,7 @@ static void on_state(void *arg, int up)
     bp_up = up;
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
-{
-}
 
-static int run_until(int (*pred)(void *), void *arg, int timeout_ms)
-{
-    uint64_t end = rc_now_mono_ms() + (uint64_t)timeout_ms;
-    while (!pred(arg)) {
-        if (rc_now_mono_ms() >= end) return 0;
-        event_base_loop(base, EVLOOP_ONCE);
-    }
-    return 1;
-}
 
 static int is_up(void *arg)
 {
@@ -607,38 +593,6 @@ static void test_failures_and_free(void **state)
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
-static int group_setup(void **state)
-{
-    rc_log_setup(getenv("RC_TEST_DEBUG") ? RC_LOG_DEBUG : RC_LOG_ERROR + 1, 0);
-    if (rh_start(&shared, rh_free_port(), NULL) != 0) {
-        fprintf(stderr, "cannot start redis-server\n");
-        return -1;
-    }
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    rh_kill(&shared);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    struct timeval tv = {0, 5000};
-    base = event_base_new();
-    wake = event_new(base, -1, EV_PERSIST, on_wake, NULL);
-    event_add(wake, &tv);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    event_free(wake);
-    event_base_free(base);
-    base = NULL;
-    return 0;
-}
 
 int main(void)
 {

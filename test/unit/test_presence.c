@@ -31,9 +31,7 @@
 #include "roomcast/presence.h"
 #include "roomcast/redis_cmd.h"
 
-static rh_server shared;
-static struct event_base *base;
-static struct event *wake;
+#include "redis_loop.h"
 static const rc_presence_config fast = {.ttl_ms = 600, .heartbeat_ms = 200};
 
 /* ---- a growable list of event strings ----------------------------------------------------- */
@@ -205,19 +203,7 @@ static void node_kill(pnode *n)
 
 /* ---- loop helpers ----------------------------------------------------------------------------- */
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
-{
-}
 
-static int run_until(int (*pred)(void *), void *arg, int timeout_ms)
-{
-    uint64_t end = rc_now_mono_ms() + (uint64_t)timeout_ms;
-    while (!pred(arg)) {
-        if (rc_now_mono_ms() >= end) return 0;
-        event_base_loop(base, EVLOOP_ONCE);
-    }
-    return 1;
-}
 
 static int never(void *arg)
 {
@@ -387,38 +373,6 @@ static void members_of(pnode *n, const char *ns, const char *room, const char *w
 
 /* ---- fixtures ------------------------------------------------------------------------------------ */
 
-static int group_setup(void **state)
-{
-    rc_log_setup(getenv("RC_TEST_DEBUG") ? RC_LOG_DEBUG : RC_LOG_ERROR + 1, 0);
-    if (rh_start(&shared, rh_free_port(), NULL) != 0) {
-        fprintf(stderr, "cannot start redis-server\n");
-        return -1;
-    }
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    rh_kill(&shared);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    struct timeval tv = {0, 5000};
-    base = event_base_new();
-    wake = event_new(base, -1, EV_PERSIST, on_wake, NULL);
-    event_add(wake, &tv);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    event_free(wake);
-    event_base_free(base);
-    base = NULL;
-    return 0;
-}
 
 static char *url_for(const rh_server *s, char *buf, size_t size)
 {
