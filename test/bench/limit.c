@@ -19,7 +19,20 @@
  * When every member has taken every byte it prints one JSON line on stdout:
  *   {"blast":N,"members":M,"deliveries":N*M,"bytes":...,"frame_bytes":...,"write_s":...,
  *    "cpu_s":...,"user_s":...,"sys_s":...,"cpu_per_delivery_us":...,"writev":...,"partial":...}
- * (cpu_s: getrusage of this process from the command to the last byte written). Other commands:
+ * (cpu_s: getrusage of this process from the command to the last byte written).
+ *
+ * On "pace RATE COUNT ROOMS" it sends COUNT messages at RATE messages/s, as the publisher does
+ * with --rate: message i is due at start + i / RATE, is built (and time-stamped) when due, and
+ * goes to the members of room i % ROOMS (a member's room is the k of its first join of "r<k>";
+ * with ROOMS = 1 every member gets every message, like the room "all"). A timer ticks every
+ * 200 us (half the interval below 2,000 messages/s); each tick builds the messages now due and
+ * writes each touched socket ONCE, with writev of its frames of this tick: what roomcast does
+ * per loop turn. A socket that does not take everything gets the rest copied and EPOLLOUT. After
+ * the last message it prints {"paced":COUNT,"rate":..,"rooms":..,"deliveries":..,"writev":..,
+ * "copied":..,"cpu_s":..,"user_s":..,"sys_s":..,"cpu_per_delivery_us":..,"late_ms_max":..}
+ * (late_ms_max: the most a tick ran behind the schedule).
+ *
+ * Other commands:
  * "stats" prints {"conns":..,"members":..}; "quit" exits, and so does the end of input unless
  * --stay is given (or stdin is a file such as /dev/null): then it serves until killed.
  *
@@ -46,12 +59,15 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_IN 16384
 #define MAX_BATCH 1024
+#define PACE_PENDING 32   /* frames a socket collects in one pace tick before it is written */
+#define PACE_TICK_MAX 4096 /* messages one pace tick builds at most */
 
 typedef struct conn {
     int fd;
@@ -66,6 +82,9 @@ typedef struct conn {
     uint32_t out_len;
     uint32_t bmsg, boff;      /* blast cursor: next frame, bytes of it already written */
     uint32_t idx;             /* in the members array, when member */
+    int32_t room;             /* k of the first join of "r<k>", -1 before */
+    uint16_t npend;           /* pace: frames of this tick not yet written */
+    uint16_t pend[PACE_PENDING];
     struct conn *next_dead;
 } conn;
 
@@ -87,6 +106,18 @@ static struct {
     struct rusage ru0;
     int stdin_open;
 } S = {.pad = 60, .batch = 64};
+
+/* the current pace (fixed-rate sending) */
+static struct {
+    int active, tfd;
+    double rate;
+    uint32_t count, rooms, sent;
+    uint32_t *room_start; /* members of room k: room_conns[room_start[k] .. room_start[k + 1]) */
+    conn **room_conns;
+    conn **touched;       /* sockets with frames in the current tick */
+    uint64_t t0, deliveries, writev_calls, copied, late_ns_max;
+    struct rusage ru0;
+} P = {.tfd = -1};
 
 static uint64_t now_ns(void)
 {
@@ -276,6 +307,32 @@ static int blast_write(conn *c)
     return 0;
 }
 
+/* The frame roomcast delivers for the publisher's message, time-stamped now. */
+static void build_frame(frame *fr)
+{
+    char pad[4096];
+    memset(pad, 'x', (size_t)S.pad);
+    pad[S.pad] = '\0';
+    char pl[4200];
+    int len = snprintf(pl, sizeof pl, "42[\"bench\",{\"t\":%llu,\"pad\":\"%s\"}]",
+                       (unsigned long long)now_ns(), pad);
+    char *f = malloc((size_t)len + 4);
+    if (!f)
+        abort();
+    size_t h = 0;
+    f[h++] = (char)0x81;
+    if (len < 126) {
+        f[h++] = (char)len;
+    } else {
+        f[h++] = 126;
+        f[h++] = (char)(len >> 8);
+        f[h++] = (char)len;
+    }
+    memcpy(f + h, pl, (size_t)len);
+    fr->bytes = f;
+    fr->len = (uint32_t)(h + (size_t)len);
+}
+
 static void blast(uint32_t n)
 {
     if (S.nframes) {
@@ -294,29 +351,8 @@ static void blast(uint32_t n)
     S.frames = calloc(n, sizeof *S.frames);
     if (!S.frames)
         abort();
-    char pad[4096];
-    memset(pad, 'x', (size_t)S.pad);
-    pad[S.pad] = '\0';
-    for (uint32_t i = 0; i < n; i++) {
-        char pl[4200];
-        int len = snprintf(pl, sizeof pl, "42[\"bench\",{\"t\":%llu,\"pad\":\"%s\"}]",
-                           (unsigned long long)now_ns(), pad);
-        char *f = malloc((size_t)len + 4);
-        if (!f)
-            abort();
-        size_t h = 0;
-        f[h++] = (char)0x81;
-        if (len < 126) {
-            f[h++] = (char)len;
-        } else {
-            f[h++] = 126;
-            f[h++] = (char)(len >> 8);
-            f[h++] = (char)len;
-        }
-        memcpy(f + h, pl, (size_t)len);
-        S.frames[i].bytes = f;
-        S.frames[i].len = (uint32_t)(h + (size_t)len);
-    }
+    for (uint32_t i = 0; i < n; i++)
+        build_frame(&S.frames[i]);
     S.nframes = n;
     S.blast_members = S.nmembers;
     S.done_members = 0;
@@ -336,6 +372,169 @@ static void blast(uint32_t n)
             blast_write(c); /* otherwise the EPOLLOUT handler starts it after the handshake bytes */
     }
     blast_done_one();
+}
+
+/* ---- pace ----------------------------------------------------------------------------------- */
+
+/* Writes c's frames of this tick with one writev; what the socket does not take is copied into
+ * c->out (EPOLLOUT drains it), behind anything already there. */
+static void pace_flush(conn *c, const frame *fr)
+{
+    struct iovec iov[PACE_PENDING];
+    size_t total = 0;
+    for (int i = 0; i < c->npend; i++) {
+        iov[i].iov_base = fr[c->pend[i]].bytes;
+        iov[i].iov_len = fr[c->pend[i]].len;
+        total += iov[i].iov_len;
+    }
+    int n = c->npend;
+    c->npend = 0;
+    ssize_t w = 0;
+    if (c->out_len == 0) {
+        w = writev(c->fd, iov, n);
+        P.writev_calls++;
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EINTR) {
+                conn_close(c);
+                return;
+            }
+            w = 0;
+        }
+        if ((size_t)w == total)
+            return;
+    }
+    P.copied++;
+    size_t skip = (size_t)w;
+    for (int i = 0; i < n; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        const char *b = (const char *)iov[i].iov_base + skip;
+        size_t len = iov[i].iov_len - skip;
+        skip = 0;
+        char *o = realloc(c->out, c->out_len + len);
+        if (!o)
+            abort();
+        memcpy(o + c->out_len, b, len);
+        c->out = o;
+        c->out_len += (uint32_t)len;
+    }
+    if (!c->out_armed)
+        ep_set(c, 1);
+}
+
+static void pace_report(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double us = tv_s(ru.ru_utime) - tv_s(P.ru0.ru_utime);
+    double sy = tv_s(ru.ru_stime) - tv_s(P.ru0.ru_stime);
+    printf("{\"paced\":%u,\"rate\":%.1f,\"rooms\":%u,\"members\":%u,\"deliveries\":%llu,"
+           "\"secs\":%.3f,\"writev\":%llu,\"copied\":%llu,\"cpu_s\":%.3f,\"user_s\":%.3f,"
+           "\"sys_s\":%.3f,\"cpu_per_delivery_us\":%.4f,\"late_ms_max\":%.3f}\n",
+           P.count, P.rate, P.rooms, S.nmembers, (unsigned long long)P.deliveries,
+           (now_ns() - P.t0) / 1e9, (unsigned long long)P.writev_calls,
+           (unsigned long long)P.copied, us + sy, us, sy,
+           P.deliveries ? (us + sy) / (double)P.deliveries * 1e6 : 0, P.late_ns_max / 1e6);
+    fflush(stdout);
+    struct itimerspec off = {{0, 0}, {0, 0}};
+    timerfd_settime(P.tfd, 0, &off, NULL);
+    free(P.room_start);
+    free(P.room_conns);
+    free(P.touched);
+    P.room_start = NULL;
+    P.room_conns = NULL;
+    P.touched = NULL;
+    P.active = 0;
+}
+
+/* Builds the messages due by now and writes each touched socket once. */
+static void pace_tick(void)
+{
+    uint64_t buf;
+    if (read(P.tfd, &buf, sizeof buf) < 0 && errno != EAGAIN)
+        return;
+    uint64_t now = now_ns();
+    uint64_t due = (uint64_t)(P.rate * (double)(now - P.t0) / 1e9) + 1;
+    if (due > P.count)
+        due = P.count;
+    if (due <= P.sent)
+        return;
+    uint64_t sched = P.t0 + (uint64_t)((double)P.sent * 1e9 / P.rate);
+    if (now > sched && now - sched > P.late_ns_max)
+        P.late_ns_max = now - sched;
+    uint32_t k = (uint32_t)(due - P.sent);
+    if (k > PACE_TICK_MAX)
+        k = PACE_TICK_MAX;
+    frame fr[PACE_TICK_MAX];
+    conn **touched = P.touched;
+    uint32_t ntouched = 0;
+    for (uint32_t j = 0; j < k; j++) {
+        build_frame(&fr[j]);
+        uint32_t room = (P.sent + j) % P.rooms;
+        for (uint32_t m = P.room_start[room]; m < P.room_start[room + 1]; m++) {
+            conn *c = P.room_conns[m];
+            if (c->closed)
+                continue;
+            if (c->npend == PACE_PENDING)
+                pace_flush(c, fr); /* still in touched */
+            else if (c->npend == 0)
+                touched[ntouched++] = c; /* each member once: at most nmembers */
+            c->pend[c->npend++] = (uint16_t)j;
+            P.deliveries++;
+        }
+    }
+    for (uint32_t i = 0; i < ntouched; i++)
+        if (!touched[i]->closed && touched[i]->npend)
+            pace_flush(touched[i], fr);
+    for (uint32_t j = 0; j < k; j++)
+        free(fr[j].bytes);
+    P.sent += k;
+    if (P.sent == P.count)
+        pace_report();
+}
+
+static void pace(double rate, uint32_t count, uint32_t rooms)
+{
+    if (S.nframes || P.active || rate <= 0 || count == 0 || rooms == 0) {
+        printf("{\"error\":\"%s\"}\n", S.nframes || P.active ? "busy" : "pace RATE COUNT ROOMS");
+        fflush(stdout);
+        return;
+    }
+    /* bucket the members by room (counting sort); with one room, everyone */
+    P.room_start = calloc((size_t)rooms + 1, sizeof *P.room_start);
+    P.room_conns = malloc(((size_t)S.nmembers + 1) * sizeof *P.room_conns);
+    P.touched = malloc(((size_t)S.nmembers + 1) * sizeof *P.touched);
+    if (!P.room_start || !P.room_conns || !P.touched)
+        abort();
+    for (uint32_t i = 0; i < S.nmembers; i++) {
+        int32_t r = rooms == 1 ? 0 : S.members[i]->room;
+        if (r >= 0 && (uint32_t)r < rooms)
+            P.room_start[r + 1]++;
+    }
+    for (uint32_t r = 0; r < rooms; r++)
+        P.room_start[r + 1] += P.room_start[r];
+    uint32_t *fill = calloc(rooms, sizeof *fill);
+    if (!fill)
+        abort();
+    for (uint32_t i = 0; i < S.nmembers; i++) {
+        int32_t r = rooms == 1 ? 0 : S.members[i]->room;
+        if (r >= 0 && (uint32_t)r < rooms)
+            P.room_conns[P.room_start[r] + fill[r]++] = S.members[i];
+    }
+    free(fill);
+    P.rate = rate;
+    P.count = count;
+    P.rooms = rooms;
+    P.sent = 0;
+    P.deliveries = P.writev_calls = P.copied = P.late_ns_max = 0;
+    P.active = 1;
+    getrusage(RUSAGE_SELF, &P.ru0);
+    P.t0 = now_ns();
+    long tick_ns = rate > 2000 ? 200000 : (long)(1e9 / rate / 2);
+    struct itimerspec its = {{tick_ns / 1000000000, tick_ns % 1000000000}, {0, 1}};
+    timerfd_settime(P.tfd, 0, &its, NULL);
 }
 
 /* ---- protocol ------------------------------------------------------------------------------- */
@@ -382,6 +581,9 @@ static int on_message(conn *c, const char *s, size_t n)
         char pkt[64];
         int l = snprintf(pkt, sizeof pkt, "43%.*s[{\"ok\":true}]", (int)(i - 2), s + 2);
         make_member(c);
+        const char *r = memmem(s, n, "\"room\":\"r", 9);
+        if (c->room < 0 && r && r + 9 < s + n && r[9] >= '0' && r[9] <= '9')
+            c->room = atoi(r + 9);
         return ws_send_text(c, pkt, (size_t)l);
     }
     if (n >= 2 && s[0] == '4' && s[1] == '1')
@@ -578,6 +780,7 @@ static void on_accept(void)
         if (!c)
             abort();
         c->fd = fd;
+        c->room = -1;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(S.ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
             close(fd);
@@ -606,9 +809,12 @@ static void on_stdin(void)
     char *nl;
     while ((nl = memchr(line, '\n', ll))) {
         *nl = '\0';
-        unsigned n;
+        unsigned n, cnt, rooms;
+        double rate;
         if (sscanf(line, "blast %u", &n) == 1) {
             blast(n);
+        } else if (sscanf(line, "pace %lf %u %u", &rate, &cnt, &rooms) == 3) {
+            pace(rate, cnt, rooms);
         } else if (strncmp(line, "stats", 5) == 0) {
             printf("{\"conns\":%u,\"members\":%u}\n", S.conns, S.nmembers);
             fflush(stdout);
@@ -639,7 +845,7 @@ int main(int argc, char **argv)
         case 's': S.stay = 1; break;
         default:
             fprintf(stderr, "usage: limit --port P [--pad 60] [--batch 64] [--stay]\n"
-                            "  stdin: 'blast N' | 'stats' | 'quit'\n");
+                            "  stdin: 'blast N' | 'pace RATE COUNT ROOMS' | 'stats' | 'quit'\n");
             return 2;
         }
     }
@@ -665,7 +871,13 @@ int main(int argc, char **argv)
         return 1;
     }
     S.ep = epoll_create1(EPOLL_CLOEXEC);
-    static conn lmark, imark;
+    static conn lmark, imark, tmark;
+    P.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct epoll_event tev = {.events = EPOLLIN, .data.ptr = &tmark};
+    if (P.tfd < 0 || epoll_ctl(S.ep, EPOLL_CTL_ADD, P.tfd, &tev) < 0) {
+        perror("limit: timerfd");
+        return 1;
+    }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &lmark};
     epoll_ctl(S.ep, EPOLL_CTL_ADD, S.lfd, &ev);
     ev.data.ptr = &imark;
@@ -691,6 +903,10 @@ int main(int argc, char **argv)
                 on_stdin();
                 continue;
             }
+            if (c == &tmark) {
+                pace_tick();
+                continue;
+            }
             if (c->closed)
                 continue;
             uint32_t e = evs[i].events;
@@ -701,6 +917,7 @@ int main(int argc, char **argv)
             if (e & (EPOLLIN | EPOLLERR | EPOLLHUP))
                 conn_read(c);
         }
-        free_dead();
+        if (!P.active) /* a pace's room lists hold closed connections until it ends */
+            free_dead();
     }
 }

@@ -91,6 +91,7 @@ typedef struct opts {
     double duration;
     int control;
     int rst;             /* quit with RST instead of FIN */
+    int spin;            /* busy-poll instead of sleeping (one core per process) */
     const char *ready_file;
 } opts;
 
@@ -877,7 +878,12 @@ static void child_main(uint32_t first, uint32_t n, int cmd_fd, int rec_fd, doubl
     C.launch_t0 = bu_now_ns();
     launch_more();
     maybe_connect_done();
-    event_base_dispatch(C.base);
+    if (O.spin) { /* never sleeps in epoll_wait: a sender on loopback then wakes no one */
+        while (!event_base_got_break(C.base) && !event_base_got_exit(C.base))
+            event_base_loop(C.base, EVLOOP_NONBLOCK);
+    } else {
+        event_base_dispatch(C.base);
+    }
     /* Quit: a plain close (FIN), or with --rst an abortive one that leaves no TIME_WAIT. */
     struct linger lg = {1, 0};
     for (uint32_t i = 0; i < n; i++)
@@ -1188,6 +1194,8 @@ static void usage(void)
             "  --control           after connecting, read commands from stdin (see source)\n"
             "  --ready-file F      create F once every connection is ready or failed\n"
             "  --rst               close with RST at the end (default: FIN)\n"
+            "  --spin              busy-poll (a core per process): the server's writes then wake\n"
+            "                      no sleeping receiver; for measuring that cost, not the default\n"
             "  --json              JSON lines on stdout (the only output format)\n",
             MAX_ALSO);
 }
@@ -1202,7 +1210,7 @@ int main(int argc, char **argv)
         {"src-ips", 1, 0, 'i'},     {"rate", 1, 0, 'R'},         {"concurrency", 1, 0, 'c'},
         {"timeout", 1, 0, 't'},     {"duration", 1, 0, 'd'},     {"control", 0, 0, 'C'},
         {"ready-file", 1, 0, 'f'},  {"json", 0, 0, 'J'},         {"rst", 0, 0, 'Z'},
-        {"help", 0, 0, '?'},
+        {"spin", 0, 0, 'S'},        {"help", 0, 0, '?'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1239,6 +1247,7 @@ int main(int argc, char **argv)
         case 'f': O.ready_file = optarg; break;
         case 'J': break;
         case 'Z': O.rst = 1; break;
+        case 'S': O.spin = 1; break;
         default: usage(); return 2;
         }
     }

@@ -160,8 +160,11 @@ const mainRows = figures.map(([label, better, f, key]) => {
   return [label, cell(a, ia), cell(b, ib), ia || ib ? 'n/a (incomplete)' : ratio(a, b), better];
 });
 
-const phases = ['handshake', 'fanout', 'rooms', 'latency', 'room10k_rate', 'void', 'cluster2', 'cluster3', 'xlatency',
-  'xlatency_noderate'];
+// the latency curve's fractions (run.sh XL_FRACTIONS) and their phase names
+const fractions = String(S.xl_fractions || '0.5').split(/\s+/).filter(Boolean);
+const xname = (f) => (Number(f) === 0.5 ? 'xlatency' : `xcurve_${f}`);
+const phases = ['handshake', 'fanout', 'rooms', 'latency', 'room10k_rate', 'void', 'cluster2', 'cluster3',
+  ...fractions.map(xname), 'xlatency_noderate'];
 const cpuRows = [];
 const checkRows = [];
 for (const target of ['roomcast', 'node', 'limit']) {
@@ -208,6 +211,8 @@ md.push('');
 md.push(table(['figure', 'roomcast', 'node', 'roomcast / node', 'better'], mainRows));
 md.push('');
 md.push(limitSection());
+md.push('');
+md.push(curveSection());
 md.push('');
 md.push(`CPU seconds per phase. Server: one figure per node. Everything shares the machine's ${machine.nproc} cores ` +
   `(${machine.nproc} CPU s per wall second). softirq: interrupt time (loopback TCP is largely processed there), steal: time the ` +
@@ -256,7 +261,84 @@ function limitSection() {
     `cores, so the limit's deliveries/s is that of the whole machine, not of the server alone.`);
   out.push('');
   out.push(table(['fan-out', 'machine limit', 'roomcast', 'roomcast / limit', 'node', 'node / limit', 'better'], rows));
+  // the fixed-rate phases: the same load, messages written as they fall due
+  const fixed = [
+    [`One room of ${n0(s.idle1)} at ${n0(s.r10k_rate * s.idle1)} deliveries/s`, 'room10k_rate'],
+    [`${n0(s.lat_rate)} msg/s over ${n0(s.rooms)} rooms of ${perRoom}`, 'latency'],
+    [`Rooms of ${perRoom} at ${fmt(xlRate('roomcast', 'xlatency'))} msg/s (roomcast's half max; roomcast over 2 nodes, limit 1 process)`,
+      'xlatency'],
+  ];
+  const frows = [];
+  for (const [label, key] of fixed) {
+    const l = R.limit[key];
+    if (!l) continue;
+    const li = incomplete(R.limit, key);
+    for (const k of ['p50', 'p99']) {
+      const lv = lat(l, k), a = lat(rc[key], k);
+      // node at this same rate: for the half-max row, node ran at its own rate, not comparable
+      const b = key === 'xlatency' ? undefined : lat(nd[key], k);
+      frows.push([`${label}: latency ${k} (ms)`, li ? `${fmt(lv)} ⚠ ${li}` : fmt(lv), fmt(a), ratio(a, lv), fmt(b), ratio(b, lv)]);
+    }
+    const cpuUs = (r) => (r && r.loadgen && r.loadgen.deliveries ? (cpuDelta(r) / r.loadgen.deliveries) * 1e6 : undefined);
+    const lc = l.limit && l.limit.cpu_per_delivery_us;
+    frows.push([`${label}: server CPU per delivery (µs; limit: its getrusage)`, fmt(lc), fmt(cpuUs(rc[key])), ratio(cpuUs(rc[key]), lc),
+      key === 'xlatency' ? 'n/a' : fmt(cpuUs(nd[key])), key === 'xlatency' ? 'n/a' : ratio(cpuUs(nd[key]), lc)]);
+  }
+  if (frows.length) {
+    out.push('');
+    out.push('The same machine limit at a fixed rate (`pace`: each message built and time-stamped when it falls due, written at ' +
+      'once to the members of its room, one writev per socket per 200 µs tick). At these rates a socket rarely has more than ' +
+      'one frame per tick, so each delivery costs a system call and the loopback path to the receiver, whatever the server does.');
+    out.push('');
+    out.push(table(['fixed rate', 'machine limit', 'roomcast', 'roomcast / limit', 'node', 'node / limit'], frows));
+    const r10 = R.limit.room10k_rate, n10 = nd.room10k_rate;
+    if (r10 && n10 && lat(n10, 'p99') !== undefined) {
+      out.push('');
+      out.push(`Issue 8 asks, for one room of ${n0(s.idle1)} at ${n0(s.r10k_rate * s.idle1)} deliveries/s, a p99 of at most 1/20 of ` +
+        `Node's: ${fmt(lat(n10, 'p99') / 20)} ms in this run. The machine limit's p99 was ${fmt(lat(r10, 'p99'))} ms ` +
+        `(${ratio(lat(r10, 'p99'), lat(n10, 'p99'))} of Node's).`);
+    }
+  }
   return out.join('\n');
+}
+
+// Latency against load across 2 nodes: each server at fractions of its own "rooms" rate.
+function curveSection() {
+  const rowsC = [];
+  const best = { roomcast: undefined, node: undefined, limit: undefined };
+  for (const f of fractions) {
+    const key = xname(f);
+    const cell = (t) => {
+      const r = R[t][key];
+      const rate = xlRate(t, key);
+      if (!r || rate === undefined) return ['n/a', 'n/a', 'n/a'];
+      const p99 = lat(r, 'p99'), inc = incomplete(R[t], key);
+      if (!inc && p99 !== undefined && p99 < 5 && (best[t] === undefined || rate > best[t])) best[t] = rate;
+      return [fmt(rate), fmt(lat(r, 'p50')), inc ? `${fmt(p99)} ⚠ ${inc}` : fmt(p99)];
+    };
+    const cpu = (t) => fmt(cpuPct(R[t][key]));
+    rowsC.push([f, ...cell('roomcast'), cpu('roomcast'), ...cell('node'), cpu('node'), ...cell('limit').slice(1)]);
+  }
+  if (!rowsC.some((r) => r[1] !== 'n/a' || r[5] !== 'n/a')) return 'Latency against load: not measured in this run.';
+  const out = [];
+  out.push(`Latency against load, rooms of ${perRoom} over 2 nodes (${s.xl_rooms} rooms, members alternating between the nodes), ` +
+    `${s.xl_secs} s per point. Each server runs at fractions of its own "rooms" rate of this run (roomcast ` +
+    `${fmt(rooms_max('roomcast'))}, node ${fmt(rooms_max('node'))} msg/s). The machine limit runs roomcast's rates in one ` +
+    'process without Redis (its rooms of the same size). CPU: both nodes, % of one core.');
+  out.push('');
+  out.push(table(['fraction', 'roomcast msg/s', 'p50 (ms)', 'p99 (ms)', 'CPU %', 'node msg/s', 'p50 (ms)', 'p99 (ms)', 'CPU %',
+    'limit p50 (ms)', 'limit p99 (ms)'], rowsC));
+  out.push('');
+  const ran = (t) => fractions.some((f) => R[t][xname(f)]);
+  const say = (t) => (!ran(t) ? 'not run' : best[t] === undefined ? 'none of the points'
+    : `${fmt(best[t])} msg/s (${fmt(best[t] * perRoom)} deliveries/s)`);
+  out.push(`Highest rate measured with p99 under 5 ms: roomcast ${say('roomcast')}, node ${say('node')}, machine limit ${say('limit')}.`);
+  return out.join('\n');
+}
+
+function rooms_max(t) {
+  const r = R[t].rooms;
+  return r && r.loadgen && perRoom ? r.loadgen.deliveries_per_s / perRoom : undefined;
 }
 process.stdout.write('\n' + section);
 

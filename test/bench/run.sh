@@ -19,12 +19,17 @@
 #   cluster2/3 CL_N connections spread over 2 and 3 nodes, all in "all"; CL_MSGS messages.
 #   xlatency   XL_ROOMS rooms of IDLE1/ROOMS members spread over 2 nodes (XL_ROOMS is odd, so the
 #              members of every room alternate between the nodes), published round robin for
-#              XL_SECS s at half the rate the same server reached in its "rooms" phase (its
-#              deliveries/s / 2 / members per room, in messages/s). With both servers in
-#              BENCH_TARGETS, "xlatency_noderate" runs roomcast once more at Node's rate.
-#   limit      the machine's floor for the fanout shape (target "limit", <builddir>/bench/limit):
-#              a minimal epoll server, no broker logic, IDLE1 connections joined as above, then
-#              FAN_MSGS pre-built frames written to all of them (one "blast" line on its stdin).
+#              XL_SECS s at a fixed rate: each fraction of XL_FRACTIONS of the rate the same server
+#              reached in its "rooms" phase (its deliveries/s / members per room, in messages/s),
+#              lowest first, on the same nodes and connections. The point at 0.5 ("half the
+#              maximum rate") is recorded as "xlatency", the others as "xcurve_<fraction>". With
+#              both servers in BENCH_TARGETS, "xlatency_noderate" runs roomcast once more at
+#              half of Node's rate.
+#   limit      the machine's floor (target "limit", <builddir>/bench/limit): a minimal epoll
+#              server, no broker logic, no Redis, IDLE1 connections joined as above. It runs the
+#              fanout shape (FAN_MSGS pre-built frames written to all at once: "blast"), then the
+#              fixed-rate phases with frames built as they fall due ("pace"): latency,
+#              room10k_rate, and rooms of IDLE1/ROOMS at the rates of roomcast's latency curve.
 # Each phase records the CPU time of every server process, Redis, the load generator and the
 # publisher, so the bottleneck is visible.
 #
@@ -34,7 +39,7 @@
 # embedded mode and the publisher POSTs /api/publish (the cluster scenarios are then skipped).
 #
 # Sizes: HS_N IDLE1 IDLE2 FAN_MSGS ROOMS ROOMS_MSGS LAT_RATE LAT_SECS VOID_MSGS VOID_RATE CL_N
-# CL_MSGS R10K_RATE R10K_SECS XL_ROOMS XL_SECS.
+# CL_MSGS R10K_RATE R10K_SECS XL_ROOMS XL_SECS XL_FRACTIONS.
 # Environment: BENCH_TARGETS ("roomcast node limit"), BENCH_KEEP=1 keeps the work directory,
 # BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes,
 # BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config).
@@ -68,6 +73,9 @@ R10K_RATE=${R10K_RATE:-$d_r10krate} R10K_SECS=${R10K_SECS:-$d_r10ksecs} XL_SECS=
 # xlatency: an odd number of rooms, so that connection i (port i % 2, room i % XL_ROOMS) puts
 # half of every room's members on each node
 XL_ROOMS=${XL_ROOMS:-$(( ROOMS % 2 ? ROOMS : ROOMS - 1 ))}
+# the latency curve across 2 nodes: fractions of each server's own "rooms" rate (0.5: the
+# criterion's "half the maximum rate", recorded as "xlatency")
+XL_FRACTIONS=${XL_FRACTIONS:-0.05 0.1 0.2 0.35 0.5}
 PROCS=${BENCH_PROCS:-2}
 TARGETS=${BENCH_TARGETS:-roomcast node limit}
 SRC_IPS=127.0.0.1-127.0.0.8
@@ -242,17 +250,24 @@ publish() {     # publish TARGET publisher-args...: prints the publisher's JSON 
   fi
 }
 
-# limit_blast publisher-args...: has the limit server write --count pre-built frames to every
-# member; prints its JSON line once the last byte is written (the other arguments are ignored:
-# it has one room).
+# limit_blast publisher-args...: the limit server's side of a publish. Without --rate: "blast
+# COUNT" (every member gets COUNT pre-built frames at once). With --rate: "pace RATE COUNT ROOMS"
+# (message i at start + i/RATE to room i % ROOMS, as the publisher would send it; --room: one
+# room of everyone). Prints its JSON line once the last byte is written.
 limit_blast() {
-  local count=1 n t=2400
+  local count=1 rate='' rooms=1 dur='' n t=2400
   while [ $# -gt 0 ]; do
-    [ "$1" = --count ] && count=$2
+    case $1 in
+      --count) count=$2 ;;
+      --rate) rate=$2 ;;
+      --rooms) rooms=$2 ;;
+      --duration) dur=$2 ;;
+    esac
     shift
   done
+  [ -n "$dur" ] && [ -n "$rate" ] && count=$(awk -v r="$rate" -v d="$dur" 'BEGIN{printf "%d", r * d}')
   n=$(( $(wc -l <"$W/limit-1.out") + 1 ))
-  echo "blast $count" >&"$LIMFD"
+  if [ -n "$rate" ]; then echo "pace $rate $count $rooms" >&"$LIMFD"; else echo "blast $count" >&"$LIMFD"; fi
   while [ "$(wc -l <"$W/limit-1.out")" -lt "$n" ]; do
     t=$((t - 1))
     [ $t -gt 0 ] || { echo '{"error":"limit: no reply"}'; return 1; }
@@ -397,7 +412,7 @@ scen_single() {
   idle_c0=$(cpu_of "$pid")
   sleep "$vt"
   idle_c1=$(cpu_of "$pid")
-  measure_phase "$target" A void 0 0 $(awk -v t="$vt" 'BEGIN{printf "%d", t * 1000 + 1000}') \
+  measure_phase "$target" A void 0 0 "$(awk -v t="$vt" 'BEGIN{printf "%d", t * 1000 + 1000}')" \
     --room void --count "$VOID_MSGS" --rate "$VOID_RATE"
   local idle_c2 idle_c3
   idle_c2=$(cpu_of "$pid")
@@ -420,47 +435,89 @@ scen_cluster() {
   stop_servers
 }
 
-# rooms_rate TARGET: messages/s for xlatency, half of the deliveries/s TARGET's "rooms" phase
-# reached in this run, over the members per room ("" when that phase did not run)
-rooms_rate() {
+# rooms_max TARGET: messages/s of TARGET's "rooms" phase in this run (its deliveries/s over the
+# members per room; "" when that phase did not run). xrate TARGET FRACTION: FRACTION of it.
+rooms_max() {
   local d
   d=$(grep -F "{\"target\":\"$1\",\"scenario\":\"rooms\"," "$RES" | grep -o '"deliveries_per_s":[0-9.]*' |
     head -1 | cut -d: -f2) || true
   [ -n "$d" ] || return 0
-  awk -v d="$d" -v m=$(( IDLE1 / ROOMS )) 'BEGIN{ if (d > 0) printf "%.1f", d / 2 / m }'
+  awk -v d="$d" -v m=$(( IDLE1 / ROOMS )) 'BEGIN{ if (d > 0) printf "%.1f", d / m }'
 }
+xrate() {
+  local m
+  m=$(rooms_max "$1")
+  [ -n "$m" ] || return 0
+  awk -v m="$m" -v f="$2" 'BEGIN{printf "%.1f", m * f}'
+}
+# the phase name of the latency curve point at FRACTION (0.5 is "xlatency", the criterion's point)
+xname() { if [ "$1" = 0.5 ]; then echo xlatency; else echo "xcurve_$1"; fi; }
 
-# xlatency TARGET RATE NAME BASIS: XL_ROOMS rooms of IDLE1/ROOMS members over 2 nodes, RATE
-# messages/s for XL_SECS s, round robin over the rooms; BASIS names whose "rooms" rate it halves.
+# xlatency TARGET NAME BASIS RATE [NAME RATE]...: XL_ROOMS rooms of IDLE1/ROOMS members over 2
+# nodes; for each (NAME, RATE), RATE messages/s for XL_SECS s, round robin over the rooms, on the
+# same two servers and connections; BASIS names whose "rooms" rate the RATEs are fractions of.
 scen_xlatency() {
-  local target=$1 rate=$2 name=$3 basis=$4 per_room=$(( IDLE1 / ROOMS ))
-  [ -n "$rate" ] || { log "$target $name: no rooms rate from $basis, skipped"; return 0; }
-  local n=$(( XL_ROOMS * per_room )) msgs
-  msgs=$(awk -v r="$rate" -v s="$XL_SECS" 'BEGIN{printf "%d", r * s}')
-  [ "$msgs" -gt 0 ] || return 0
+  local target=$1 first=$2 basis=$3 per_room=$(( IDLE1 / ROOMS ))
+  shift 3
+  [ -n "${2:-}" ] || { log "$target $first: no rooms rate from $basis, skipped"; return 0; }
+  local n=$(( XL_ROOMS * per_room )) msgs name rate
   start_servers "$target" 2 || return 0
   local ports
   ports=$(IFS=,; echo "${SRV_PORTS[*]}")
   lg_start X --port "$ports" --conns "$n" --rooms "$XL_ROOMS" --concurrency 64 || { stop_servers; return 0; }
-  record "$target" "${name}_connect" "\"nodes\":2" "\"connect\":$LG_LINE"
+  record "$target" "${first}_connect" "\"nodes\":2" "\"connect\":$LG_LINE"
   sleep 1
-  log "$target $name: $XL_ROOMS rooms of $per_room over 2 nodes, $rate msg/s (half of $basis's rooms rate) for $XL_SECS s"
-  measure_phase "$target" X "$name" $((msgs * per_room)) 5000 $((XL_SECS * 1000 + 120000)) \
-    --rooms "$XL_ROOMS" --rate "$rate" --count "$msgs"
-  record "$target" "${name}_params" "\"rate\":$rate" "\"basis\":\"$basis\"" "\"rooms\":$XL_ROOMS" \
-    "\"members\":$per_room" "\"nodes\":2" "\"secs\":$XL_SECS"
+  while [ $# -ge 2 ]; do
+    name=$1 rate=$2
+    shift 2
+    msgs=$(awk -v r="$rate" -v s="$XL_SECS" 'BEGIN{printf "%d", r * s}')
+    [ "$msgs" -gt 0 ] || continue
+    log "$target $name: $XL_ROOMS rooms of $per_room over 2 nodes, $rate msg/s (of $basis's rooms rate) for $XL_SECS s"
+    measure_phase "$target" X "$name" $((msgs * per_room)) 5000 $((XL_SECS * 1000 + 120000)) \
+      --rooms "$XL_ROOMS" --rate "$rate" --count "$msgs"
+    record "$target" "${name}_params" "\"rate\":$rate" "\"basis\":\"$basis\"" "\"rooms\":$XL_ROOMS" \
+      "\"members\":$per_room" "\"nodes\":2" "\"secs\":$XL_SECS"
+    sleep 1
+  done
   lg_stop X
   stop_servers
 }
 
-# limit: the fanout phase's shape (IDLE1 connections joined like scen_single's, FAN_MSGS messages
-# to all of them) against the minimal server, for the floor of CPU per delivery on this machine.
+# xcurve_args TARGET: "NAME RATE ..." for every fraction of XL_FRACTIONS of TARGET's rooms rate
+xcurve_args() {
+  local f r
+  for f in $XL_FRACTIONS; do
+    r=$(xrate "$1" "$f")
+    [ -n "$r" ] && printf '%s %s ' "$(xname "$f")" "$r"
+  done
+}
+
+# limit: the machine's floor, against the minimal server (no broker, no Redis, one process):
+# the fanout phase's shape (IDLE1 connections joined like scen_single's, FAN_MSGS messages to all
+# of them), then the fixed-rate phases: room10k_rate, and rooms of IDLE1/ROOMS at the rates of
+# roomcast's latency curve (same names, "xlatency" and "xcurve_*"), written as they fall due.
 scen_limit() {
   start_servers limit 1 || return 0
   lg_start L --port "${SRV_PORTS[0]}" --conns "$IDLE1" --rooms "$ROOMS" --join-also all --concurrency 64 || { stop_servers; return 0; }
   record limit connect "\"connect1\":$LG_LINE"
   sleep 2
   measure_phase limit L fanout $((IDLE1 * FAN_MSGS)) 15000 240000 --room all --count "$FAN_MSGS"
+  local r10k_msgs=$(( R10K_RATE * R10K_SECS )) per_room=$(( IDLE1 / ROOMS )) f rate msgs name
+  measure_phase limit L latency $((LAT_RATE * LAT_SECS * per_room)) 5000 $((LAT_SECS * 1000 + 120000)) \
+    --rooms "$ROOMS" --rate "$LAT_RATE" --duration "$LAT_SECS"
+  measure_phase limit L room10k_rate $((r10k_msgs * IDLE1)) 5000 $((R10K_SECS * 1000 + 120000)) \
+    --room all --rate "$R10K_RATE" --count "$r10k_msgs"
+  for f in $XL_FRACTIONS; do
+    rate=$(xrate roomcast "$f")
+    [ -n "$rate" ] || continue
+    name=$(xname "$f")
+    msgs=$(awk -v r="$rate" -v s="$XL_SECS" 'BEGIN{printf "%d", r * s}')
+    [ "$msgs" -gt 0 ] || continue
+    measure_phase limit L "$name" $((msgs * per_room)) 5000 $((XL_SECS * 1000 + 120000)) \
+      --rooms "$ROOMS" --rate "$rate" --count "$msgs"
+    record limit "${name}_params" "\"rate\":$rate" "\"basis\":\"roomcast\"" "\"rooms\":$ROOMS" \
+      "\"members\":$per_room" "\"nodes\":1" "\"secs\":$XL_SECS"
+  done
   lg_stop L
   stop_servers
 }
@@ -474,9 +531,9 @@ machine() {
     "$(date -u +%Y-%m-%dT%H:%MZ)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(node --version 2>/dev/null || echo none)" \
     "$(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)" \
     "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "${BENCH_QUICK:-0}"
-  printf '"sizes":{"hs":%s,"idle1":%s,"idle2":%s,"fan_msgs":%s,"rooms":%s,"rooms_msgs":%s,"lat_rate":%s,"lat_secs":%s,"void_msgs":%s,"void_rate":%s,"cl_n":%s,"cl_msgs":%s,"r10k_rate":%s,"r10k_secs":%s,"xl_rooms":%s,"xl_secs":%s,"procs":%s}}}\n' \
+  printf '"sizes":{"hs":%s,"idle1":%s,"idle2":%s,"fan_msgs":%s,"rooms":%s,"rooms_msgs":%s,"lat_rate":%s,"lat_secs":%s,"void_msgs":%s,"void_rate":%s,"cl_n":%s,"cl_msgs":%s,"r10k_rate":%s,"r10k_secs":%s,"xl_rooms":%s,"xl_secs":%s,"xl_fractions":"%s","procs":%s}}}\n' \
     "$HS_N" "$IDLE1" "$IDLE2" "$FAN_MSGS" "$ROOMS" "$ROOMS_MSGS" "$LAT_RATE" "$LAT_SECS" "$VOID_MSGS" "$VOID_RATE" "$CL_N" "$CL_MSGS" \
-    "$R10K_RATE" "$R10K_SECS" "$XL_ROOMS" "$XL_SECS" "$PROCS"
+    "$R10K_RATE" "$R10K_SECS" "$XL_ROOMS" "$XL_SECS" "$XL_FRACTIONS" "$PROCS"
 }
 machine >>"$RES"
 T0=$(date +%s)
@@ -497,7 +554,8 @@ for target in $TARGETS; do
   if [ "$target" = node ] || [ "$MODE" = redis ]; then
     scen_cluster "$target" 2
     scen_cluster "$target" 3
-    scen_xlatency "$target" "$(rooms_rate "$target")" xlatency "$target"
+    # shellcheck disable=SC2046 # word splitting of "NAME RATE ..." is meant
+    scen_xlatency "$target" xlatency "$target" $(xcurve_args "$target")
   fi
 done
 # like for like: roomcast (Redis backplane) at the rate Node's xlatency ran at
@@ -505,7 +563,7 @@ if [[ " $TARGETS " == *" roomcast "* && " $TARGETS " == *" node "* ]] &&
   grep -qF '"scenario":"mode","mode":"redis"' "$RES"; then
   MODE=redis
   log "== roomcast at node's rate"
-  scen_xlatency roomcast "$(rooms_rate node)" xlatency_noderate node
+  scen_xlatency roomcast xlatency_noderate node xlatency_noderate "$(xrate node 0.5)"
 fi
 echo "{\"end\":{\"secs\":$(( $(date +%s) - T0 )),\"load_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}}" >>"$RES"
 [ "${BENCH_KEEP:-0}" = 1 ] && cp "$RES" "$W/results.keep.jsonl"
