@@ -65,10 +65,19 @@ struct allow {
 
 struct rule;
 
+/* The test of "if" or "unless": a template that must be truthy, {"equals": [A, B]} (A and B
+ * evaluate to the same JSON value; two missing values are equal) or {"in": [A, B]} (B evaluates
+ * to an array and A, present, equals one of its elements). No test: a == NULL. */
+enum cond_kind { COND_TRUTHY, COND_EQUALS, COND_IN };
+struct cond {
+    enum cond_kind kind;
+    rc_tpl *a, *b;         /* b: NULL for COND_TRUTHY */
+};
+
 struct action {
     enum verb verb;
-    rc_tpl *when;          /* "if" */
-    rc_tpl *unless;
+    struct cond when;      /* "if" */
+    struct cond unless;
     rc_tpl *room;          /* join, leave, relay */
     rc_tpl *event;         /* relay, emit, forward: NULL = the received event */
     rc_tpl *args;          /* relay, emit "args"; ackArgs */
@@ -139,8 +148,10 @@ static void alist_dispose(struct alist *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         struct action *a = &l->items[i];
-        rc_tpl_free(a->when);
-        rc_tpl_free(a->unless);
+        rc_tpl_free(a->when.a);
+        rc_tpl_free(a->when.b);
+        rc_tpl_free(a->unless.a);
+        rc_tpl_free(a->unless.b);
         rc_tpl_free(a->room);
         rc_tpl_free(a->event);
         rc_tpl_free(a->args);
@@ -448,6 +459,37 @@ static void compile_verb(const cJSON *v, const char *vpath, enum where where, st
     if (data) a->value = member_tpl(v, "data", vpath, e);
 }
 
+/* An object whose one key (besides $comment) is "equals" or "in" is a comparison; any other
+ * value is a template tested for truthiness. */
+static void compile_cond(const cJSON *j, const char *path, struct cond *out, rc_config_errors *e)
+{
+    const cJSON *op = NULL;
+    size_t keys = 0;
+    if (cJSON_IsObject(j))
+        for (const cJSON *c = j->child; c; c = c->next)
+            if (!rc__config_is_comment(c)) {
+                keys++;
+                op = c;
+            }
+    if (keys != 1 || (strcmp(op->string, "equals") != 0 && strcmp(op->string, "in") != 0)) {
+        out->kind = COND_TRUTHY;
+        out->a = rc_tpl_compile(j, path, e);
+        return;
+    }
+    char *p = pathf("%s.%s", path, op->string);
+    if (!cJSON_IsArray(op) || cJSON_GetArraySize(op) != 2) {
+        rc_config_error(e, p, "must be an array of two templates, [A, B]");
+    } else {
+        out->kind = op->string[0] == 'e' ? COND_EQUALS : COND_IN;
+        char *pa = pathf("%s[0]", p), *pb = pathf("%s[1]", p);
+        out->a = rc_tpl_compile(op->child, pa, e);
+        out->b = rc_tpl_compile(op->child->next, pb, e);
+        rc_free(pa);
+        rc_free(pb);
+    }
+    rc_free(p);
+}
+
 static void compile_action(const cJSON *j, const char *path, enum where where, struct action *a,
                            rc_config_errors *e)
 {
@@ -459,15 +501,9 @@ static void compile_action(const cJSON *j, const char *path, enum where where, s
     const cJSON *verb = NULL, *allow = NULL;
     for (const cJSON *c = j->child; c; c = c->next) {
         if (rc__config_is_comment(c)) continue;
-        if (strcmp(c->string, "if") == 0) {
-            char *p = pathf("%s.if", path);
-            a->when = rc_tpl_compile(c, p, e);
-            rc_free(p);
-            continue;
-        }
-        if (strcmp(c->string, "unless") == 0) {
-            char *p = pathf("%s.unless", path);
-            a->unless = rc_tpl_compile(c, p, e);
+        if (strcmp(c->string, "if") == 0 || strcmp(c->string, "unless") == 0) {
+            char *p = pathf("%s.%s", path, c->string);
+            compile_cond(c, p, c->string[0] == 'i' ? &a->when : &a->unless, e);
             rc_free(p);
             continue;
         }
@@ -1121,13 +1157,27 @@ static const char *do_action(struct run *r, const struct action *a)
     return NULL;
 }
 
+static int cond_holds(const struct cond *c, rc_tpl_ctx *ctx)
+{
+    if (c->kind == COND_TRUTHY) return rc_tpl_truthy(c->a, ctx);
+    cJSON *a = rc_tpl_eval(c->a, ctx), *b = rc_tpl_eval(c->b, ctx);
+    int holds = 0;
+    if (c->kind == COND_EQUALS)
+        holds = a && b ? cJSON_Compare(a, b, 1) : !a && !b;
+    else if (a && cJSON_IsArray(b))
+        for (const cJSON *x = b->child; x && !holds; x = x->next) holds = cJSON_Compare(a, x, 1);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    return holds;
+}
+
 /* Runs a list until an action fails (its reason) or the socket is disconnected. */
 static const char *run_list(struct run *r, const struct alist *l)
 {
     for (size_t i = 0; i < l->n && !r->stopped; i++) {
         const struct action *a = &l->items[i];
-        if (a->when && !rc_tpl_truthy(a->when, &r->ctx)) continue;
-        if (a->unless && rc_tpl_truthy(a->unless, &r->ctx)) continue;
+        if (a->when.a && !cond_holds(&a->when, &r->ctx)) continue;
+        if (a->unless.a && cond_holds(&a->unless, &r->ctx)) continue;
         const char *err = do_action(r, a);
         if (err) return err;
     }

@@ -463,6 +463,40 @@ static void test_on_error_and_flow(void **state)
     run(r, &f, NULL, (call){.event = "cond2", .args = "[{}]"});
     assert_string_equal(f.log, "emit a []\nemit c []\nemit a []\nemit b []\n");
 
+    /* comparisons: {"equals": [A, B]} and {"in": [A, [..]]} compare JSON values, types included */
+    rc_rules *rc = compile(
+        "{\"/\": {\"events\": {"
+        "  \"eq\": [{\"ack\": \"access\", \"if\": {\"equals\": [\"{claims.type}\", \"access\"]}},"
+        "          {\"ack\": \"other\", \"unless\": {\"$comment\": \"c\", \"equals\": [\"{claims.type}\", \"access\"]}}],"
+        "  \"in\": [{\"ack\": \"bool\", \"if\": {\"in\": [\"{data.isOnline}\", [true, false]]}},"
+        "          {\"ack\": \"not\", \"unless\": {\"in\": [\"{data.isOnline}\", [true, false]]}}],"
+        "  \"same\": [{\"ack\": \"same\", \"if\": {\"equals\": [\"{data.a}\", \"{data.b}\"]}}],"
+        "  \"obj\": [{\"ack\": \"truthy\", \"if\": {\"equals\": 1, \"x\": 2}}]"
+        "}}}");
+    static const struct { const char *event, *args, *claims, *want; } cmps[] = {
+        {"eq", "[]", "{\"type\":\"access\"}", "ack [\"access\"]\n"},
+        {"eq", "[]", "{\"type\":\"refresh\"}", "ack [\"other\"]\n"},
+        {"eq", "[]", "{\"type\":\"Access\"}", "ack [\"other\"]\n"},   /* case-sensitive */
+        {"eq", "[]", "{}", "ack [\"other\"]\n"},                        /* missing */
+        {"eq", "[]", "{\"type\":[\"access\"]}", "ack [\"other\"]\n"}, /* an array is not its element */
+        {"in", "[{\"isOnline\":true}]", "{}", "ack [\"bool\"]\n"},
+        {"in", "[{\"isOnline\":false}]", "{}", "ack [\"bool\"]\n"},
+        {"in", "[{\"isOnline\":\"false\"}]", "{}", "ack [\"not\"]\n"},
+        {"in", "[{\"isOnline\":0}]", "{}", "ack [\"not\"]\n"},
+        {"in", "[{\"isOnline\":null}]", "{}", "ack [\"not\"]\n"},
+        {"in", "[{}]", "{}", "ack [\"not\"]\n"},
+        {"same", "[{\"a\":{\"x\":[1,2]},\"b\":{\"x\":[1,2]}}]", "{}", "ack [\"same\"]\n"},
+        {"same", "[{\"a\":1,\"b\":\"1\"}]", "{}", ""},                    /* 1 is not "1" */
+        {"same", "[{}]", "{}", "ack [\"same\"]\n"},                    /* two missing values are equal */
+        {"obj", "[]", "{}", "ack [\"truthy\"]\n"},                     /* two keys: a plain template */
+    };
+    for (size_t i = 0; i < RC_ARRAY_LEN(cmps); i++) {
+        f.log[0] = 0;
+        run(rc, &f, NULL, (call){.event = cmps[i].event, .args = cmps[i].args, .claims = cmps[i].claims, .has_ack = 1});
+        if (strcmp(f.log, cmps[i].want) != 0) fail_msg("comparison %zu: got '%s'", i, f.log);
+    }
+    rc_rules_free(rc);
+
     /* fail: reason from a template; onError answers once */
     f.log[0] = 0;
     run(r, &f, NULL, (call){.event = "f", .args = "[\"big\"]", .has_ack = 1});
@@ -703,6 +737,10 @@ static void test_compile_errors(void **state)
            "namespaces./.events.e[3]: more than one verb ('join' and 'leave')",
            "namespaces./.events.e[4].allow: only join takes allow",
            "namespaces./.events.e[5].join: a room name is 1..200 bytes");
+    EXPECT("{\"/\": {\"events\": {\"e\": [{\"ack\": 1, \"if\": {\"equals\": [1]}},"
+           "                              {\"ack\": 1, \"unless\": {\"in\": \"{data}\"}}]}}}",
+           "namespaces./.events.e[0].if.equals: must be an array of two templates, [A, B]",
+           "namespaces./.events.e[1].unless.in: must be an array of two templates, [A, B]");
     EXPECT("{\"/\": {\"events\": {\"e\": [{\"relay\": {\"event\": \"x\", \"to\": \"r\", \"includeSender\": \"yes\","
            "                                         \"args\": {\"a\": 1}, \"data\": 1}}]}}}",
            "namespaces./.events.e[0].relay.to: unknown key",
