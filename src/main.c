@@ -144,13 +144,28 @@ int main(int argc, char **argv)
     }
     rc_log_setup(cfg.log_level, cfg.log_json);
     signal(SIGPIPE, SIG_IGN);
-    /* A broadcast allocates and frees many small buffer chains per turn: keep glibc from
-     * returning the heap top to the kernel (brk) and faulting it back in on every burst. */
+    /* A burst allocates and frees many small blocks (frames, queue nodes, parsed packets): keep
+     * glibc from returning the heap top to the kernel (brk) and faulting it back on every burst. */
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     mallopt(M_TOP_PAD, 16 << 20);
 
     app a = {0};
-    a.base = event_base_new();
+    /* Descriptors are re-armed all the time: hiredis's libevent adapter deletes and re-adds its
+     * read event after every reply, bufferevents toggle their write interest. With the epoll
+     * changelist, libevent folds the changes of one loop turn per descriptor into at most one
+     * epoll_ctl (a delete and an add of the same events cost nothing). libevent documents one
+     * case where it is unsafe, descriptors cloned with dup(); roomcast never dups one. */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg)
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    a.base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+    if (ecfg)
+        event_config_free(ecfg);
+    if (!a.base) {
+        rc_log_error("start_failed", "error=\"event_base_new failed\"");
+        rc_config_dispose(&cfg);
+        return 1;
+    }
     const char *err = NULL;
     a.node = rc_node_new(a.base, &cfg, &err);
     if (!a.node) {
