@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static void rc_oom(size_t n)
@@ -65,12 +66,33 @@ uint64_t rc_now_mono_ms(void) { return clock_ns(CLOCK_MONOTONIC) / 1000000ull; }
 uint64_t rc_now_wall_ms(void) { return clock_ns(CLOCK_REALTIME) / 1000000ull; }
 uint64_t rc_now_mono_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
-void rc_random_bytes(void *buf, size_t n)
+static void random_fill(void *buf, size_t n)
 {
     if (RAND_bytes(buf, (int)n) != 1) {
         fprintf(stderr, "roomcast: RAND_bytes failed\n");
         abort();
     }
+}
+
+/* Every RAND_bytes call makes a getpid() system call (OpenSSL's fork check), and a handshake
+ * draws two ids: small requests are served from a pool refilled 4 KiB at a time, and each byte
+ * handed out is wiped from the pool. roomcast is single-threaded and never forks. */
+void rc_random_bytes(void *buf, size_t n)
+{
+    static unsigned char pool[4096];
+    static size_t pool_left;
+    if (n > sizeof(pool) / 8) {
+        random_fill(buf, n);
+        return;
+    }
+    if (pool_left < n) {
+        random_fill(pool, sizeof(pool));
+        pool_left = sizeof(pool);
+    }
+    unsigned char *from = pool + sizeof(pool) - pool_left;
+    memcpy(buf, from, n);
+    memset(from, 0, n);
+    pool_left -= n;
 }
 
 void rc_random_id(char *out, size_t len)

@@ -100,8 +100,6 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
         close(fd);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     rc_conn *c = rc_calloc(1, sizeof(*c));
     c->bev = bev;
     c->server = s;
@@ -364,6 +362,10 @@ rc_server *rc_server_new(struct event_base *base, const char *bind, int port, in
         return NULL;
     }
     evconnlistener_set_error_cb(s->listener, server_on_accept_error);
+    /* Accepted sockets inherit TCP_NODELAY from the listener (Linux): one call here instead of
+     * one per connection. Frames are written whole and at once; Nagle would only delay them. */
+    int one = 1;
+    setsockopt(evconnlistener_get_fd(s->listener), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     s->collect_ev = event_new(base, -1, 0, server_on_collect, s);
     s->flush_ev = event_new(base, -1, 0, server_on_flush, s);
     /* Same priority as I/O on purpose: an event activated during a turn runs after the events
