@@ -48,6 +48,19 @@ rc_frame *rc_frame_from(int opcode, const void *data, size_t len)
     return f;
 }
 
+rc_frame *rc_frame_raw(const void *data, size_t len)
+{
+    rc_frame *f = rc_malloc(sizeof(*f) + len);
+    f->refs = 1;
+    f->opcode = 0;
+    f->hdr_len = 0;
+    f->len = (uint32_t)len;
+    f->born_ns = 0;
+    if (len) memcpy(f->bytes, data, len);
+    rc_frames_live++;
+    return f;
+}
+
 void rc_frame_unref(rc_frame *f)
 {
     assert(f->refs > 0);

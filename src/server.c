@@ -464,9 +464,18 @@ struct evbuffer *rc_conn_output(rc_conn *c)
 
 void rc_conn_write(rc_conn *c, const void *data, size_t len)
 {
-    if (c->closed) return;
-    conn_fq_spill(c);
-    bufferevent_write(c->bev, data, len);
+    if (c->closed || len == 0) return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->tls || c->write_armed || c->flush_close || evbuffer_get_length(out) > 0 || len > UINT32_MAX) {
+        conn_fq_spill(c);
+        bufferevent_write(c->bev, data, len);
+        return;
+    }
+    /* Through the frame queue like any frame: written with the turn's other frames by one writev,
+     * without turning the bufferevent's write event on and off (two epoll_ctl per answer). */
+    rc_frame *f = rc_frame_raw(data, len);
+    rc_conn_send_frame(c, f);
+    rc_frame_unref(f);
 }
 
 void rc_conn_set_read_timeout(rc_conn *c, int ms)

@@ -3,6 +3,7 @@
  *
  * An rc_frame holds one Engine.IO packet already wrapped in a WebSocket frame header:
  *     bytes = [WebSocket header (hdr_len bytes)][Engine.IO packet (len bytes)]
+ * (or, from rc_frame_raw, bytes with no header at all: an HTTP answer).
  * A WebSocket recipient gets all of `bytes` by reference (evbuffer_add_reference); a polling
  * recipient gets the packet part encoded into its response body. Server frames are never masked,
  * so every recipient can share the same bytes: a broadcast is serialized once.
@@ -37,6 +38,9 @@ size_t rc_ws_header_write(uint8_t *hdr, int opcode, uint64_t len);
 rc_frame *rc_frame_new(int opcode, size_t len);
 /* New frame holding a copy of data. */
 rc_frame *rc_frame_from(int opcode, const void *data, size_t len);
+/* New frame of raw bytes written as they are, with no WebSocket header (hdr_len 0, opcode 0):
+ * an HTTP answer queued on a connection like any frame. Never for a polling queue. */
+rc_frame *rc_frame_raw(const void *data, size_t len);
 static inline uint8_t *rc_frame_payload(rc_frame *f) { return f->bytes + f->hdr_len; }
 static inline size_t rc_frame_wire_len(const rc_frame *f) { return (size_t)f->hdr_len + f->len; }
 static inline rc_frame *rc_frame_ref(rc_frame *f) { f->refs++; return f; }
