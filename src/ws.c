@@ -205,11 +205,10 @@ void rc_ws_set_callbacks(rc_ws *ws, const rc_ws_callbacks *cb, void *arg)
 void rc_ws_send(rc_ws *ws, int opcode, const void *data, size_t len)
 {
     if (ws->closing) return;
-    uint8_t hdr[10];
-    size_t hl = rc_ws_header_write(hdr, opcode, len);
-    struct evbuffer *out = rc_conn_output(ws->conn);
-    evbuffer_add(out, hdr, hl);
-    if (len) evbuffer_add(out, data, len);
+    /* a frame of its own, queued like a broadcast's: written with the turn's other frames */
+    rc_frame *f = rc_frame_from(opcode, data, len);
+    rc_conn_send_frame(ws->conn, f);
+    rc_frame_unref(f);
 }
 
 void rc_ws_send_frame(rc_ws *ws, rc_frame *f)
