@@ -1,6 +1,8 @@
 /*
- * presence.c: online status and tracked-room members, across nodes. Contract:
- * include/roomcast/presence.h. Keys, scripts and channels: docs/redis.md ("Presence").
+ * presence.c: online status and tracked-room members, across nodes: the API, the local tables
+ * and the Redis mode's calls, replies and phases. Contract: include/roomcast/presence.h. Keys,
+ * scripts and channels: docs/redis.md ("Presence"). Beside it: presence_lua.h (the scripts'
+ * text), presence_watch.c (who watches whom) and presence_local.c (the embedded store).
  *
  * What it is for: answering "is this user online?" and "who is in this meeting?" the same way
  * on every node, with no scatter-gather over pub/sub (anchors P4), and never leaving a ghost
@@ -9,11 +11,11 @@
  *
  * Local tables (both modes; the node's own truth, which Redis mirrors):
  *   conns     sid -> pr_conn {user, tracked memberships}     (re-registered after data loss)
- *   users     user -> pr_user {nconns}                        (online users seen by this node)
- *   watched   user -> pr_watched {watch list, last known state, its P:status channel}
- *   watchers  watcher id -> pr_watcher {watch list};  watches (id, user) -> pr_watch (in both)
- * Embedded mode adds what Redis holds otherwise: rooms ("<ns>\0<room>" -> pr_room) with
- * per-user counts (room_users), and the invisible set.
+ *   users     user -> pr_user {nconns, invisible}             (online users seen by this node)
+ *   watches   watcher id <-> user, the last state each watched user's watchers were told, and
+ *             (Redis mode) one P:status:<user> subscription per watched user (presence_watch.c)
+ * Embedded mode adds what Redis holds otherwise (p->local, presence_local.c): tracked rooms
+ * with per-user connection counts, and the invisible set.
  *
  * Redis mode, per node (P = prefix, N = node id), all changed only by the scripts below:
  *   P:presence:<user>   set of "N:<sid>"             online = non-empty (DESIGN.md section 4)
@@ -23,11 +25,14 @@
  *   P:nodes             zset N -> last heartbeat (Redis TIME, ms: node clocks never matter)
  *   P:sweeping          set of nodes whose entries are being removed
  *   P:invisible         set of users who appear offline
+ *   P:visibility:N      channel: notes to N on its local users' visibility (subscribed for life)
  *
- * Scripts (each one atomic, so every transition is decided once, inside Redis):
- *   JOIN       entries 'c' sid user | 'm' sid user ns room: adds them; publishes "online" for a
- *              user whose set went 0 -> 1 (unless invisible); returns the members that joined as
- *              a whole. Refuses everything ({-1}) if N is not in P:nodes: the node was swept.
+ * Scripts (presence_lua.h; each one atomic, so every transition is decided once, inside Redis):
+ *   JOIN       entries 'c' sid user | 'i' sid user | 'm' sid user ns room: adds them; publishes
+ *              "online" for a user whose set went 0 -> 1 (unless invisible; 'i', a user N holds
+ *              invisible, is put back in P:invisible first); tells N on P:visibility:N when it
+ *              holds a user's visibility wrong; returns the members that joined as a whole.
+ *              Refuses everything ({-1}) if N is not in P:nodes: the node was swept.
  *   LEAVE      the same entries, removed; "offline" when a set goes 1 -> 0; members that left.
  *   HEARTBEAT  ZADD P:nodes now N; 1 if N was missing (swept, or Redis lost its data); -1 while
  *              N is in P:sweeping (its old entries are still being removed: not yet).
@@ -38,19 +43,28 @@
  *              (the caller sweeps again at once), counts, and the members that left. Two nodes
  *              sweeping at once serialize in Redis and never remove one entry twice.
  *   QUERY      n users -> [Redis time, n booleans] (invisible users are false), one EVALSHA.
- *   VISIBLE    P:invisible add/remove, publishing the change if the user is connected.
+ *   VISIBLE    P:invisible add/remove, publishing the change if the user is connected, and a
+ *              note to the caller and to every node with a connection of the user.
  *   MEMBERS    a tracked room's users (at most RC_PRESENCE_MEMBERS_MAX) and their total.
  *
  * Phases of a Redis-mode instance (p->phase):
  *   OFFLINE --on_state(1)--> RESETTING (first start, or we were swept: SWEEP our own node id
  *     until nothing is left) --> LIVE (HEARTBEAT, queued removals, JOIN batches of every local
  *     connection and membership, all pipelined at once; after an outage, the watched users'
- *     status is read back one heartbeat later, once other nodes have re-registered too)
+ *     status is read back one TTL later, once other nodes have re-registered too)
  *   LIVE --on_state(0)--> OFFLINE; LIVE --HEARTBEAT -1 or JOIN -1--> RESETTING.
  *   Outside LIVE, calls change only the local tables (re-registration carries them); removals
  *   (disconnect, member_remove) are queued in p->removals and sent when LIVE, and put back there
  *   when their reply is lost, so a connection that closed during an outage cannot stay a ghost.
  *   The heartbeat timer (heartbeat_ms) sends HEARTBEAT + queued removals + one SWEEP while LIVE.
+ *
+ * Invisibility across a Redis restart that lost its data: P:invisible is gone with the presence
+ * sets, so the nodes keep what they need to restore it. pr_user.invisible says a local user is
+ * in P:invisible as far as this node knows: set by this node's own set_visible, and by the
+ * notes on P:visibility:N, which Redis sends in the order its scripts ran (VISIBLE to every node
+ * holding a connection of the user, JOIN to a node that sent the opposite), so the last one
+ * wins everywhere. It goes with the pr_user (the last local connection). Re-registration sends
+ * such a user's connections as 'i', and JOIN restores P:invisible before deciding on "online".
  *
  * Lifetimes: every Redis call carries a pr_req (kind, copied strings, tag), listed in
  * p->inflight; rc_presence_free orphans them (req->p = NULL), and a reply to an orphan only
@@ -71,6 +85,10 @@
 #include "roomcast/log.h"
 #include "roomcast/redis_cmd.h"
 #include "roomcast/template.h"
+
+#include "presence_local.h"
+#include "presence_lua.h"
+#include "presence_watch.h"
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
@@ -106,195 +124,6 @@ static const char *const op_names[OP__COUNT] = {
     "watch", "unwatch", "visibility", "heartbeat", "sweep", "reregister",
 };
 
-/* ---- Lua ------------------------------------------------------------------------------------
- * Shared prologue: now in ms from Redis TIME, and the status payload. cjson.encode quotes and
- * escapes the user id (it writes '/' as '\/', which is valid JSON). */
-#define LUA_NOW                                                                                    \
-    "local t = redis.call('TIME')\n"                                                               \
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                      \
-    "local function status(prefix, user, online)\n"                                                \
-    "  redis.call('PUBLISH', prefix .. ':status:' .. user, '{\"user\":' .. cjson.encode(user) ..\n" \
-    "    ',\"online\":' .. (online and 'true' or 'false') .. ',\"ts\":' ..\n"                       \
-    "    string.format('%.0f', now) .. '}')\n"                                                     \
-    "end\n"
-
-/* KEYS: P:nodes, P:node:N:conns, P:node:N:members, P:invisible. ARGV: P, N, entries. */
-static rc_redis_script lua_join = {.source =
-    LUA_NOW
-    "local prefix, node = ARGV[1], ARGV[2]\n"
-    "if not redis.call('ZSCORE', KEYS[1], node) then return {-1} end\n"
-    "local out, online, i = {0}, 0, 3\n"
-    "while i <= #ARGV do\n"
-    "  local sid, user = ARGV[i + 1], ARGV[i + 2]\n"
-    "  if ARGV[i] == 'c' then\n"
-    "    redis.call('HSET', KEYS[2], sid, user)\n"
-    "    local key = prefix .. ':presence:' .. user\n"
-    "    if redis.call('SADD', key, node .. ':' .. sid) == 1 and redis.call('SCARD', key) == 1 then\n"
-    "      online = online + 1\n"
-    "      if redis.call('SISMEMBER', KEYS[4], user) == 0 then status(prefix, user, true) end\n"
-    "    end\n"
-    "    i = i + 3\n"
-    "  else\n"
-    "    local ns, room = ARGV[i + 3], ARGV[i + 4]\n"
-    "    if redis.call('HSETNX', KEYS[3], sid .. '\\0' .. ns .. '\\0' .. room, user) == 1 and\n"
-    "       redis.call('HINCRBY', prefix .. ':members:' .. ns .. ':' .. room, user, 1) == 1 then\n"
-    "      out[#out + 1] = ns; out[#out + 1] = room; out[#out + 1] = user\n"
-    "    end\n"
-    "    i = i + 5\n"
-    "  end\n"
-    "end\n"
-    "out[1] = online\n"
-    "return out\n"};
-
-/* KEYS: P:node:N:conns, P:node:N:members, P:invisible. ARGV: P, N, entries. */
-static rc_redis_script lua_leave = {.source =
-    LUA_NOW
-    "local prefix, node = ARGV[1], ARGV[2]\n"
-    "local out, i = {0}, 3\n"
-    "while i <= #ARGV do\n"
-    "  local sid, user = ARGV[i + 1], ARGV[i + 2]\n"
-    "  if ARGV[i] == 'c' then\n"
-    "    redis.call('HDEL', KEYS[1], sid)\n"
-    "    local key = prefix .. ':presence:' .. user\n"
-    "    if redis.call('SREM', key, node .. ':' .. sid) == 1 and redis.call('SCARD', key) == 0 then\n"
-    "      out[1] = out[1] + 1\n"
-    "      if redis.call('SISMEMBER', KEYS[3], user) == 0 then status(prefix, user, false) end\n"
-    "    end\n"
-    "    i = i + 3\n"
-    "  else\n"
-    "    local ns, room = ARGV[i + 3], ARGV[i + 4]\n"
-    "    if redis.call('HDEL', KEYS[2], sid .. '\\0' .. ns .. '\\0' .. room) == 1 then\n"
-    "      local mkey = prefix .. ':members:' .. ns .. ':' .. room\n"
-    "      if redis.call('HINCRBY', mkey, user, -1) <= 0 then\n"
-    "        redis.call('HDEL', mkey, user)\n"
-    "        out[#out + 1] = ns; out[#out + 1] = room; out[#out + 1] = user\n"
-    "      end\n"
-    "    end\n"
-    "    i = i + 5\n"
-    "  end\n"
-    "end\n"
-    "return out\n"};
-
-/* KEYS: P:nodes, P:sweeping. ARGV: N. */
-static rc_redis_script lua_heartbeat = {.source =
-    "if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return -1 end\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "return redis.call('ZADD', KEYS[1], now, ARGV[1])\n"};
-
-/* KEYS: P:nodes, P:sweeping, P:invisible. ARGV: P, 'dead' ttl_ms | 'node' N, budget, max nodes.
- * Returns {more, nodes finished, connections removed, users offline, ns, room, user, ...}. */
-static rc_redis_script lua_sweep = {.source =
-    LUA_NOW
-    "local prefix, budget = ARGV[1], tonumber(ARGV[4])\n"
-    "local targets\n"
-    "if ARGV[2] == 'dead' then\n"
-    "  local limit = string.format('(%.0f', now - tonumber(ARGV[3]))\n"
-    "  for _, d in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', limit, 'LIMIT', 0, tonumber(ARGV[5]))) do\n"
-    "    redis.call('ZREM', KEYS[1], d)\n"
-    "    redis.call('SADD', KEYS[2], d)\n"
-    "  end\n"
-    "  targets = redis.call('SMEMBERS', KEYS[2])\n"
-    "else\n"
-    "  redis.call('ZREM', KEYS[1], ARGV[3])\n"
-    "  redis.call('SADD', KEYS[2], ARGV[3])\n"
-    "  targets = {ARGV[3]}\n"
-    "end\n"
-    "local out = {0, 0, 0, 0}\n"
-    "for _, d in ipairs(targets) do\n"
-    "  if budget <= 0 then out[1] = 1; break end\n"
-    "  local conns = prefix .. ':node:' .. d .. ':conns'\n"
-    "  local members = prefix .. ':node:' .. d .. ':members'\n"
-    "  local cursor = '0'\n"
-    "  repeat\n"
-    "    local r = redis.call('HSCAN', members, cursor, 'COUNT', 100)\n"
-    "    cursor = r[1]\n"
-    "    for j = 1, #r[2], 2 do\n"
-    "      local field, user = r[2][j], r[2][j + 1]\n"
-    "      local a = string.find(field, '\\0', 1, true)\n"
-    "      local b = a and string.find(field, '\\0', a + 1, true)\n"
-    "      if redis.call('HDEL', members, field) == 1 and b then\n"
-    "        local ns, room = string.sub(field, a + 1, b - 1), string.sub(field, b + 1)\n"
-    "        local mkey = prefix .. ':members:' .. ns .. ':' .. room\n"
-    "        if redis.call('HINCRBY', mkey, user, -1) <= 0 then\n"
-    "          redis.call('HDEL', mkey, user)\n"
-    "          out[#out + 1] = ns; out[#out + 1] = room; out[#out + 1] = user\n"
-    "        end\n"
-    "      end\n"
-    "      budget = budget - 1\n"
-    "    end\n"
-    "  until cursor == '0' or budget <= 0\n"
-    "  if budget > 0 then\n"
-    "    cursor = '0'\n"
-    "    repeat\n"
-    "      local r = redis.call('HSCAN', conns, cursor, 'COUNT', 100)\n"
-    "      cursor = r[1]\n"
-    "      for j = 1, #r[2], 2 do\n"
-    "        local sid, user = r[2][j], r[2][j + 1]\n"
-    "        local key = prefix .. ':presence:' .. user\n"
-    "        if redis.call('HDEL', conns, sid) == 1 then\n"
-    "          out[3] = out[3] + 1\n"
-    "          if redis.call('SREM', key, d .. ':' .. sid) == 1 and redis.call('SCARD', key) == 0 then\n"
-    "            out[4] = out[4] + 1\n"
-    "            if redis.call('SISMEMBER', KEYS[3], user) == 0 then status(prefix, user, false) end\n"
-    "          end\n"
-    "        end\n"
-    "        budget = budget - 1\n"
-    "      end\n"
-    "    until cursor == '0' or budget <= 0\n"
-    "  end\n"
-    "  if redis.call('EXISTS', conns, members) == 0 then\n"
-    "    redis.call('SREM', KEYS[2], d)\n"
-    "    out[2] = out[2] + 1\n"
-    "  else\n"
-    "    out[1] = 1\n"
-    "  end\n"
-    "end\n"
-    "return out\n"};
-
-/* KEYS: P:invisible, P:presence:<user> for each user. ARGV: the users. */
-static rc_redis_script lua_query = {.source =
-    "local t = redis.call('TIME')\n"
-    "local out = {tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}\n"
-    "for i = 2, #KEYS do\n"
-    "  local on = redis.call('EXISTS', KEYS[i]) == 1 and\n"
-    "             redis.call('SISMEMBER', KEYS[1], ARGV[i - 1]) == 0\n"
-    "  out[i] = on and 1 or 0\n"
-    "end\n"
-    "return out\n"};
-
-/* KEYS: P:invisible, P:presence:<user>. ARGV: P, user, '1' visible | '0' invisible. */
-static rc_redis_script lua_visible = {.source =
-    LUA_NOW
-    "local prefix, user = ARGV[1], ARGV[2]\n"
-    "local changed\n"
-    "if ARGV[3] == '0' then changed = redis.call('SADD', KEYS[1], user)\n"
-    "else changed = redis.call('SREM', KEYS[1], user) end\n"
-    "if changed == 1 and redis.call('SCARD', KEYS[2]) > 0 then\n"
-    "  status(prefix, user, ARGV[3] ~= '0')\n"
-    "  return 1\n"
-    "end\n"
-    "return 0\n"};
-
-/* KEYS: P:members:<ns>:<room>. ARGV: max. Returns {total, user, ...}. */
-static rc_redis_script lua_members = {.source =
-    "local total, max = redis.call('HLEN', KEYS[1]), tonumber(ARGV[1])\n"
-    "if total <= max then\n"
-    "  local out = redis.call('HKEYS', KEYS[1])\n"
-    "  table.insert(out, 1, total)\n"
-    "  return out\n"
-    "end\n"
-    "local out, cursor = {total}, '0'\n"
-    "repeat\n"
-    "  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 200)\n"
-    "  cursor = r[1]\n"
-    "  for j = 1, #r[2], 2 do\n"
-    "    if #out > max then break end\n"
-    "    out[#out + 1] = r[2][j]\n"
-    "  end\n"
-    "until cursor == '0' or #out > max\n"
-    "return out\n"};
-
 /* ---- types ---------------------------------------------------------------------------------- */
 
 /* A Redis call in flight, a removal waiting to be sent, or an event waiting for the loop. The
@@ -319,6 +148,8 @@ typedef struct pr_member {
 typedef struct pr_user {
     rc_hmap_node node;            /* p->users */
     size_t nconns;
+    int invisible;                /* Redis mode: in P:invisible as far as this node knows (its own
+                                     set_visible, P:visibility:N notes); re-registration restores it */
     char id[];
 } pr_user;
 
@@ -328,55 +159,6 @@ typedef struct pr_conn {
     pr_member *members;
     char sid[];
 } pr_conn;
-
-/* Embedded mode: a tracked room and its users with their connection counts. */
-typedef struct pr_ru {
-    rc_hmap_node node;            /* p->room_users, key "<ns>\0<room>\0<user>" */
-    struct pr_room *room;
-    struct pr_ru *next, *prev;    /* in room->users */
-    size_t count;
-    const char *user;             /* into key */
-    char key[];
-} pr_ru;
-
-typedef struct pr_room {
-    rc_hmap_node node;            /* p->rooms, key "<ns>\0<room>" */
-    pr_ru *users;
-    size_t nusers;
-    char key[];
-} pr_room;
-
-typedef struct pr_name {
-    rc_hmap_node node;            /* embedded mode's invisible set */
-    char s[];
-} pr_name;
-
-typedef struct pr_watch pr_watch;
-
-typedef struct pr_watched {
-    rc_hmap_node node;            /* p->watched, key user */
-    pr_watch *list;
-    size_t n;
-    int known;                    /* last state handed to on_status or read back: -1 unknown */
-    uint64_t known_ts;            /* Redis time of that knowledge (ms) */
-    char *channel;                /* P:status:<user> (Redis mode) */
-    char id[];
-} pr_watched;
-
-typedef struct pr_watcher {
-    rc_hmap_node node;            /* p->watchers, key the 8 bytes of id */
-    pr_watch *list;
-    size_t n;
-    uint64_t id;
-} pr_watcher;
-
-struct pr_watch {
-    rc_hmap_node node;            /* p->watches, key id bytes + user */
-    pr_watched *u;
-    pr_watcher *w;
-    pr_watch *unext, *uprev, *wnext, *wprev;
-    char key[];
-};
 
 struct rc_presence {
     struct event_base *base;
@@ -395,10 +177,12 @@ struct rc_presence {
 
     char *node_id, *prefix, *status_prefix;
     size_t status_prefix_len;
+    char *visibility_channel;     /* P:visibility:N: notes on local users' visibility */
     char *k_nodes, *k_sweeping, *k_invisible, *k_conns, *k_members;
 
-    rc_hmap conns, users, watched, watchers, watches;
-    rc_hmap rooms, room_users, invisible;   /* embedded mode */
+    rc_hmap conns, users;
+    pr_watches watches;           /* watchers and their P:status subscriptions (presence_watch.c) */
+    pr_local local;               /* embedded mode: rooms and the invisible set (Redis's keys) */
 
     pr_req *inflight;
     pr_req *deferred, *deferred_tail;
@@ -411,8 +195,6 @@ struct rc_presence {
     size_t argv_cap;
     char *sbuf;
     size_t sbuf_cap;
-    uint64_t *ids;
-    size_t ids_cap;
 
     /* metrics */
     uint64_t ops[OP__COUNT];
@@ -446,6 +228,12 @@ static int ns_ok(const char *ns)
 static int redis_mode(const rc_presence *p)
 {
     return p->phase != PH_EMBEDDED;
+}
+
+static pr_user *user_find(const rc_presence *p, const char *id)
+{
+    rc_hmap_node *n = rc_hmap_find(&p->users, id, strlen(id));
+    return n ? RC_CONTAINER_OF(n, pr_user, node) : NULL;
 }
 
 static const char **argv_reserve(rc_presence *p, size_t n)
@@ -581,142 +369,60 @@ int rc_presence_config_parse(rc_presence_config *out, const cJSON *json, const c
 
 /* ---- watches -------------------------------------------------------------------------------- */
 
-static pr_watcher *watcher_find(const rc_presence *p, uint64_t id)
-{
-    rc_hmap_node *n = rc_hmap_find(&p->watchers, (const char *)&id, sizeof(id));
-    return n ? RC_CONTAINER_OF(n, pr_watcher, node) : NULL;
-}
-
-static pr_watched *watched_find(const rc_presence *p, const char *user)
-{
-    rc_hmap_node *n = rc_hmap_find(&p->watched, user, strlen(user));
-    return n ? RC_CONTAINER_OF(n, pr_watched, node) : NULL;
-}
-
-/* The (watcher, user) key: the id's 8 bytes, then the user id. */
-static size_t watch_key(rc_presence *p, uint64_t id, const char *user)
-{
-    size_t ul = strlen(user), n = sizeof(id) + ul;
-    if (n + 1 > p->sbuf_cap) {
-        p->sbuf_cap = n + 256;
-        p->sbuf = rc_realloc(p->sbuf, p->sbuf_cap);
-    }
-    memcpy(p->sbuf, &id, sizeof(id));
-    memcpy(p->sbuf + sizeof(id), user, ul);
-    return n;
-}
-
 int rc_presence_watch(rc_presence *p, uint64_t watcher, const char *user)
 {
     if (!watcher || !name_ok(user)) return RC_PRESENCE_EINVAL;
-    size_t klen = watch_key(p, watcher, user);
-    if (rc_hmap_find(&p->watches, p->sbuf, klen)) return RC_PRESENCE_OK;
-    pr_watcher *w = watcher_find(p, watcher);
-    if (w && w->n >= RC_PRESENCE_WATCH_MAX) return RC_PRESENCE_EINVAL;
-    p->ops[OP_WATCH]++;
-    if (!w) {
-        w = rc_calloc(1, sizeof(*w));
-        w->id = watcher;
-        rc_hmap_insert(&p->watchers, &w->node, (const char *)&w->id, sizeof(w->id));
-    }
-    pr_watched *u = watched_find(p, user);
-    if (!u) {
-        size_t ul = strlen(user);
-        u = rc_calloc(1, sizeof(*u) + ul + 1);
-        memcpy(u->id, user, ul + 1);
-        u->known = -1;
-        rc_hmap_insert(&p->watched, &u->node, u->id, ul);
-        if (redis_mode(p)) {
-            u->channel = str_concat(p->status_prefix, user, NULL);
-            rc_redis_channel_open(p->bp, u->channel);
-        }
-    }
-    pr_watch *x = rc_calloc(1, sizeof(*x) + klen);
-    memcpy(x->key, p->sbuf, klen);
-    x->u = u;
-    x->w = w;
-    x->unext = u->list;
-    if (u->list) u->list->uprev = x;
-    u->list = x;
-    u->n++;
-    x->wnext = w->list;
-    if (w->list) w->list->wprev = x;
-    w->list = x;
-    w->n++;
-    rc_hmap_insert(&p->watches, &x->node, x->key, klen);
+    int added = pr_watches__add(&p->watches, watcher, user, RC_PRESENCE_WATCH_MAX);
+    if (added < 0) return RC_PRESENCE_EINVAL;
+    p->ops[OP_WATCH] += (uint64_t)added;
     return RC_PRESENCE_OK;
-}
-
-static void watch_remove(rc_presence *p, pr_watch *x)
-{
-    pr_watched *u = x->u;
-    pr_watcher *w = x->w;
-    rc_hmap_remove(&p->watches, &x->node);
-    if (x->uprev) x->uprev->unext = x->unext;
-    else u->list = x->unext;
-    if (x->unext) x->unext->uprev = x->uprev;
-    if (x->wprev) x->wprev->wnext = x->wnext;
-    else w->list = x->wnext;
-    if (x->wnext) x->wnext->wprev = x->wprev;
-    rc_free(x);
-    p->ops[OP_UNWATCH]++;
-    if (--u->n == 0) {
-        rc_hmap_remove(&p->watched, &u->node);
-        if (u->channel) rc_redis_channel_close(p->bp, u->channel);
-        rc_free(u->channel);
-        rc_free(u);
-    }
-    if (--w->n == 0) {
-        rc_hmap_remove(&p->watchers, &w->node);
-        rc_free(w);
-    }
 }
 
 void rc_presence_unwatch(rc_presence *p, uint64_t watcher, const char *user)
 {
-    if (!user) return;
-    size_t klen = watch_key(p, watcher, user);
-    rc_hmap_node *n = rc_hmap_find(&p->watches, p->sbuf, klen);
-    if (n) watch_remove(p, RC_CONTAINER_OF(n, pr_watch, node));
+    if (user) p->ops[OP_UNWATCH] += (uint64_t)pr_watches__remove(&p->watches, watcher, user);
 }
 
 void rc_presence_unwatch_all(rc_presence *p, uint64_t watcher)
 {
-    pr_watcher *w = watcher_find(p, watcher);
-    while (w && w->list) {
-        int last = w->n == 1; /* the last removal frees w */
-        watch_remove(p, w->list);
-        if (last) break;
-    }
+    p->ops[OP_UNWATCH] += pr_watches__remove_all(&p->watches, watcher);
 }
 
-/* A status for user, as of time ts (Redis TIME in Redis mode; 0: unknown). Hands it to
- * on_status when it is news for this node's watchers: not older than what they were told
- * (Redis mode: a message published before a read-back that already told them), and not the
- * state they were last told. */
+/* A status for user, as of time ts (Redis TIME in Redis mode; 0: unknown), handed to on_status
+ * when it is news for this node's watchers (pr_watches__news). */
 static void status_deliver(rc_presence *p, const char *user, int online, uint64_t ts)
 {
-    pr_watched *u = watched_find(p, user);
-    if (!u) return;
-    if (redis_mode(p) && ts && ts < u->known_ts) return;
-    if (ts > u->known_ts) u->known_ts = ts;
-    if (u->known == online) return;
-    u->known = online;
-    if (u->n > p->ids_cap) {
-        p->ids_cap = u->n + 16;
-        rc_free(p->ids);
-        p->ids = rc_malloc(p->ids_cap * sizeof(*p->ids));
+    size_t n;
+    const uint64_t *ids = pr_watches__news(&p->watches, user, online, ts, redis_mode(p), &n);
+    /* the callback may unwatch: ids stay valid (scratch of the index) */
+    if (ids && p->cb.on_status) p->cb.on_status(p->cb.arg, user, online, ts, ids, n);
+}
+
+/* A note on P:visibility:N: what Redis holds of a user's visibility, sent to every node with a
+ * connection of theirs when it changes (and to the node that asked), or to a node whose JOIN
+ * carried the opposite. Kept only for local users: the others have nothing to restore. */
+static void visibility_note(rc_presence *p, const char *payload, size_t len)
+{
+    cJSON *root = cJSON_ParseWithLength(payload, len);
+    const cJSON *user = root ? cJSON_GetObjectItemCaseSensitive(root, "user") : NULL;
+    const cJSON *invisible = root ? cJSON_GetObjectItemCaseSensitive(root, "invisible") : NULL;
+    if (cJSON_IsString(user) && cJSON_IsBool(invisible)) {
+        pr_user *u = user_find(p, user->valuestring);
+        if (u) u->invisible = cJSON_IsTrue(invisible);
+    } else {
+        rc_log_debug("presence_bad_note", "channel=\"%s\"", p->visibility_channel);
     }
-    size_t n = 0;
-    for (pr_watch *x = u->list; x; x = x->unext) p->ids[n++] = x->w->id;
-    /* u may be freed by the callback (unwatch); only the copies are used from here */
-    if (p->cb.on_status) p->cb.on_status(p->cb.arg, user, online, ts, p->ids, n);
+    cJSON_Delete(root);
 }
 
 int rc_presence_on_raw(rc_presence *p, const char *channel, const char *payload, size_t len)
 {
-    if (!redis_mode(p) || !channel || strncmp(channel, p->status_prefix, p->status_prefix_len) != 0)
-        return 0;
+    if (!redis_mode(p) || !channel) return 0;
+    if (strcmp(channel, p->visibility_channel) == 0) {
+        visibility_note(p, payload, len);
+        return 1;
+    }
+    if (strncmp(channel, p->status_prefix, p->status_prefix_len) != 0) return 0;
     const char *user = channel + p->status_prefix_len;
     cJSON *root = cJSON_ParseWithLength(payload, len);
     const cJSON *online = root ? cJSON_GetObjectItemCaseSensitive(root, "online") : NULL;
@@ -774,6 +480,14 @@ static void send_join(rc_presence *p, size_t n, const char *const *entries)
     }
 }
 
+/* A connection's JOIN entry kind: 'i' when this node holds its user invisible, so that a JOIN
+ * that finds the user gone from Redis (a restart that lost the data) puts them back in
+ * P:invisible before deciding whether to publish "online". */
+static const char *conn_kind(const pr_user *u)
+{
+    return u->invisible ? "i" : "c";
+}
+
 /* Re-registration batch under construction. */
 typedef struct pr_batch {
     const char *e[JOIN_BATCH_ARGS + 8];
@@ -809,7 +523,7 @@ static void send_join_batches(rc_presence *p)
          it = rc_hmap_next(&p->conns, it)) {
         pr_conn *c = RC_CONTAINER_OF(it, pr_conn, node);
         if (b->n + 3 > JOIN_BATCH_ARGS) batch_flush(p, b);
-        b->e[b->n++] = "c";
+        b->e[b->n++] = conn_kind(c->user);
         b->e[b->n++] = c->sid;
         b->e[b->n++] = c->user->id;
         for (pr_member *m = c->members; m; m = m->next) {
@@ -948,9 +662,10 @@ static void resync_watched(rc_presence *p)
 {
     const char *batch[RC_PRESENCE_QUERY_MAX];
     size_t n = 0;
-    for (rc_hmap_node *it = rc_hmap_first(&p->watched); it; it = rc_hmap_next(&p->watched, it)) {
-        batch[n++] = RC_CONTAINER_OF(it, pr_watched, node)->id;
-        if (n < RC_PRESENCE_QUERY_MAX && rc_hmap_next(&p->watched, it)) continue;
+    const rc_hmap *watched = &p->watches.watched;
+    for (rc_hmap_node *it = rc_hmap_first(watched); it; it = rc_hmap_next(watched, it)) {
+        batch[n++] = it->key; /* the user id, NUL-terminated */
+        if (n < RC_PRESENCE_QUERY_MAX && rc_hmap_next(watched, it)) continue;
         pr_req *r = req_new(p, REQ_RESYNC, n, batch);
         n = 0;
         if (send_query(p, r) != 0) {
@@ -964,8 +679,8 @@ static void arm_tick(rc_presence *p, int ms);
 
 /* LIVE: heartbeat (registers the node), queued removals, every local entry and a sweep, all
  * pipelined now; calls made from here on are sent at once, behind them. Watched statuses are
- * read back one heartbeat later, when nodes that reconnected at about the same time (after a
- * Redis restart) have registered again: earlier, their users would read as offline. */
+ * read back one TTL later, when nodes that reconnected at about the same time (after a Redis
+ * restart) have registered again: earlier, their users would read as offline. */
 static void pr_register(rc_presence *p)
 {
     p->phase = PH_LIVE;
@@ -973,7 +688,7 @@ static void pr_register(rc_presence *p)
     removals_send(p);
     send_join_batches(p);
     if (!p->sweep_inflight) send_sweep(p, REQ_SWEEP);
-    if (p->registered_once && p->watched.count) {
+    if (p->registered_once && p->watches.watched.count) {
         /* Re-read only after a TTL: a node that reconnects later than this one has re-registered
          * by then (or is dead by the same rule the sweep uses), so no watcher hears a false
          * offline-then-online flap. */
@@ -1197,78 +912,15 @@ static void pr_on_reply(void *arg, const redisReply *reply)
     rc_free(r);
 }
 
-/* ---- embedded store --------------------------------------------------------------------------- */
+/* ---- deferred events, and the embedded store's answers ------------------------------------- */
 
-static int invisible_has(const rc_presence *p, const char *user)
+/* Embedded mode: one connection of user enters (+1) or leaves (-1) the tracked room ns/room;
+ * joined or left as a whole is announced, as the scripts' replies are in Redis mode. */
+static void local_count(rc_presence *p, const char *ns, const char *room, const char *user,
+                        int delta)
 {
-    return rc_hmap_find(&p->invisible, user, strlen(user)) != NULL;
-}
-
-static pr_user *user_find(const rc_presence *p, const char *id)
-{
-    rc_hmap_node *n = rc_hmap_find(&p->users, id, strlen(id));
-    return n ? RC_CONTAINER_OF(n, pr_user, node) : NULL;
-}
-
-/* "<ns>\0<room>" or "<ns>\0<room>\0<user>" into p->sbuf; returns its length. */
-static size_t room_key(rc_presence *p, const char *ns, const char *room, const char *user)
-{
-    size_t a = strlen(ns), b = strlen(room), c = user ? strlen(user) : 0;
-    size_t n = a + 1 + b + (user ? 1 + c : 0);
-    if (n + 1 > p->sbuf_cap) {
-        p->sbuf_cap = n + 256;
-        p->sbuf = rc_realloc(p->sbuf, p->sbuf_cap);
-    }
-    memcpy(p->sbuf, ns, a + 1);
-    memcpy(p->sbuf + a + 1, room, b + 1);
-    if (user) memcpy(p->sbuf + a + 1 + b + 1, user, c + 1);
-    return n;
-}
-
-/* Embedded mode: one connection of user enters (+1) or leaves (-1) ns/room. */
-static void room_count(rc_presence *p, const char *ns, const char *room, const char *user, int delta)
-{
-    size_t klen = room_key(p, ns, room, user);
-    rc_hmap_node *n = rc_hmap_find(&p->room_users, p->sbuf, klen);
-    pr_ru *ru = n ? RC_CONTAINER_OF(n, pr_ru, node) : NULL;
-    if (delta > 0) {
-        if (ru) {
-            ru->count++;
-            return;
-        }
-        ru = rc_calloc(1, sizeof(*ru) + klen + 1);
-        memcpy(ru->key, p->sbuf, klen + 1);
-        ru->user = ru->key + strlen(ns) + 1 + strlen(room) + 1;
-        ru->count = 1;
-        rc_hmap_insert(&p->room_users, &ru->node, ru->key, klen);
-        size_t rlen = strlen(ns) + 1 + strlen(room);
-        rc_hmap_node *rn = rc_hmap_find(&p->rooms, ru->key, rlen);
-        pr_room *r = rn ? RC_CONTAINER_OF(rn, pr_room, node) : NULL;
-        if (!r) {
-            r = rc_calloc(1, sizeof(*r) + rlen + 1);
-            memcpy(r->key, ru->key, rlen + 1);
-            rc_hmap_insert(&p->rooms, &r->node, r->key, rlen);
-        }
-        ru->room = r;
-        ru->next = r->users;
-        if (r->users) r->users->prev = ru;
-        r->users = ru;
-        r->nusers++;
-        defer_member(p, ns, room, user, 1);
-        return;
-    }
-    if (!ru || --ru->count > 0) return;
-    pr_room *r = ru->room;
-    rc_hmap_remove(&p->room_users, &ru->node);
-    if (ru->prev) ru->prev->next = ru->next;
-    else r->users = ru->next;
-    if (ru->next) ru->next->prev = ru->prev;
-    rc_free(ru);
-    if (--r->nusers == 0) {
-        rc_hmap_remove(&p->rooms, &r->node);
-        rc_free(r);
-    }
-    defer_member(p, ns, room, user, 0);
+    int change = pr_local__count(&p->local, ns, room, user, delta);
+    if (change) defer_member(p, ns, room, user, change > 0);
 }
 
 static void answer_query_local(rc_presence *p, pr_req *r)
@@ -1280,7 +932,8 @@ static void answer_query_local(rc_presence *p, pr_req *r)
     }
     unsigned char *online = rc_malloc(r->n ? r->n : 1);
     for (size_t i = 0; i < r->n; i++)
-        online[i] = !redis_mode(p) && user_find(p, r->s[i]) && !invisible_has(p, r->s[i]);
+        online[i] = !redis_mode(p) && user_find(p, r->s[i]) &&
+                    !pr_local__invisible(&p->local, r->s[i]);
     p->cb.on_query(p->cb.arg, r->tag, 0, r->s, online, r->n);
     rc_free(online);
 }
@@ -1291,13 +944,9 @@ static void answer_members_local(rc_presence *p, pr_req *r)
         if (p->cb.on_members) p->cb.on_members(p->cb.arg, r->tag, r->err, r->s[0], r->s[1], NULL, 0, 0);
         return;
     }
-    size_t klen = room_key(p, r->s[0], r->s[1], NULL), n = 0;
-    rc_hmap_node *rn = rc_hmap_find(&p->rooms, p->sbuf, klen);
-    pr_room *room = rn ? RC_CONTAINER_OF(rn, pr_room, node) : NULL;
-    size_t total = room ? room->nusers : 0;
-    const char **users = rc_malloc((total ? total : 1) * sizeof(*users));
-    for (pr_ru *ru = room ? room->users : NULL; ru; ru = ru->next) users[n++] = ru->user;
-    answer_members(p, r, users, n, total);
+    size_t n;
+    const char **users = pr_local__members(&p->local, r->s[0], r->s[1], &n);
+    answer_members(p, r, users, n, n);
     rc_free(users);
 }
 
@@ -1370,9 +1019,9 @@ int rc_presence_connect(rc_presence *p, const char *user, const char *sid)
     rc_hmap_insert(&p->conns, &c->node, c->sid, sl);
 
     if (!redis_mode(p)) {
-        if (u->nconns == 1 && !invisible_has(p, user)) defer_status(p, user, 1);
+        if (u->nconns == 1 && !pr_local__invisible(&p->local, user)) defer_status(p, user, 1);
     } else if (p->phase == PH_LIVE) {
-        const char *e[3] = {"c", c->sid, u->id};
+        const char *e[3] = {conn_kind(u), c->sid, u->id};
         send_join(p, 3, e);
     }
     return RC_PRESENCE_OK;
@@ -1407,11 +1056,11 @@ void rc_presence_disconnect(rc_presence *p, const char *sid)
     while (c->members) {
         pr_member *m = c->members;
         c->members = m->next;
-        if (!redis_mode(p)) room_count(p, m->key, m->room, u->id, -1);
+        if (!redis_mode(p)) local_count(p, m->key, m->room, u->id, -1);
         rc_free(m);
     }
     if (--u->nconns == 0) {
-        if (!redis_mode(p) && !invisible_has(p, u->id)) defer_status(p, u->id, 0);
+        if (!redis_mode(p) && !pr_local__invisible(&p->local, u->id)) defer_status(p, u->id, 0);
         rc_hmap_remove(&p->users, &u->node);
         rc_free(u);
     }
@@ -1433,7 +1082,7 @@ int rc_presence_member_add(rc_presence *p, const char *sid, const char *ns, cons
     m->next = c->members;
     c->members = m;
     if (!redis_mode(p)) {
-        room_count(p, ns, room, c->user->id, 1);
+        local_count(p, ns, room, c->user->id, 1);
     } else if (p->phase == PH_LIVE) {
         const char *e[5] = {"m", c->sid, c->user->id, m->key, m->room};
         send_join(p, 5, e);
@@ -1450,7 +1099,7 @@ void rc_presence_member_remove(rc_presence *p, const char *sid, const char *ns, 
     p->ops[OP_MEMBER_REMOVE]++;
     *link = m->next;
     if (!redis_mode(p)) {
-        room_count(p, ns, room, c->user->id, -1);
+        local_count(p, ns, room, c->user->id, -1);
     } else {
         const char *e[5] = {"m", c->sid, c->user->id, m->key, m->room};
         removal_dispatch(p, req_new(p, REQ_LEAVE, 5, e));
@@ -1504,29 +1153,24 @@ int rc_presence_set_visible(rc_presence *p, const char *user, int visible)
     if (!name_ok(user)) return RC_PRESENCE_EINVAL;
     p->ops[OP_VISIBILITY]++;
     if (!redis_mode(p)) {
-        size_t ul = strlen(user);
-        rc_hmap_node *n = rc_hmap_find(&p->invisible, user, ul);
-        if (!visible == !!n) return RC_PRESENCE_OK; /* no change */
-        if (visible) {
-            pr_name *e = RC_CONTAINER_OF(n, pr_name, node);
-            rc_hmap_remove(&p->invisible, &e->node);
-            rc_free(e);
-        } else {
-            pr_name *e = rc_calloc(1, sizeof(*e) + ul + 1);
-            memcpy(e->s, user, ul + 1);
-            rc_hmap_insert(&p->invisible, &e->node, e->s, ul);
-        }
-        if (user_find(p, user)) defer_status(p, user, visible ? 1 : 0);
+        if (pr_local__set_invisible(&p->local, user, !visible) && user_find(p, user))
+            defer_status(p, user, visible ? 1 : 0);
         return RC_PRESENCE_OK;
     }
     char *key = str_concat(p->prefix, ":presence:", user);
-    const char *argv[5] = {p->k_invisible, key, p->prefix, user, visible ? "1" : "0"};
+    const char *argv[6] = {p->k_invisible, key, p->prefix, user, visible ? "1" : "0", p->node_id};
     pr_req *r = req_new(p, REQ_VISIBLE, 0, NULL);
-    int rc = send_eval(p, &lua_visible, r, 2, 5, argv);
+    int rc = send_eval(p, &lua_visible, r, 2, 6, argv);
     rc_free(key);
-    if (rc == 0) return RC_PRESENCE_OK;
-    rc_free(r);
-    return RC_PRESENCE_EDOWN;
+    if (rc != 0) {
+        rc_free(r);
+        return RC_PRESENCE_EDOWN;
+    }
+    /* Remembered now, so that a JOIN sent after this call carries it; the script's notes, in
+     * Redis order, settle any race with another node's call. */
+    pr_user *u = user_find(p, user);
+    if (u) u->invisible = !visible;
+    return RC_PRESENCE_OK;
 }
 
 void rc_presence_drain(rc_presence *p)
@@ -1597,6 +1241,8 @@ rc_presence *rc_presence_new(struct event_base *base, rc_backplane *bp, const ch
     p->prefix = rc_strdup(prefix);
     p->status_prefix = str_concat(prefix, ":status:", NULL);
     p->status_prefix_len = strlen(p->status_prefix);
+    p->watches.bp = bp;
+    p->watches.status_prefix = p->status_prefix;
     p->k_nodes = str_concat(prefix, ":nodes", NULL);
     p->k_sweeping = str_concat(prefix, ":sweeping", NULL);
     p->k_invisible = str_concat(prefix, ":invisible", NULL);
@@ -1604,6 +1250,8 @@ rc_presence *rc_presence_new(struct event_base *base, rc_backplane *bp, const ch
     p->k_conns = str_concat(node_key, ":conns", NULL);
     p->k_members = str_concat(node_key, ":members", NULL);
     rc_free(node_key);
+    p->visibility_channel = str_concat(prefix, ":visibility:", p->node_id);
+    rc_redis_channel_open(bp, p->visibility_channel);
     p->tick_ev = evtimer_new(base, on_tick, p);
     arm_tick(p, 0);
     return p;
@@ -1643,27 +1291,19 @@ void rc_presence_free(rc_presence *p)
             rc_free(m);
         }
     }
-    for (rc_hmap_node *n = rc_hmap_first(&p->watched); n; n = rc_hmap_next(&p->watched, n)) {
-        pr_watched *u = RC_CONTAINER_OF(n, pr_watched, node);
-        if (u->channel) rc_redis_channel_close(p->bp, u->channel);
-        rc_free(u->channel);
-    }
+    if (p->visibility_channel) rc_redis_channel_close(p->bp, p->visibility_channel);
     map_free_all(&p->conns);
     map_free_all(&p->users);
-    map_free_all(&p->watches);
-    map_free_all(&p->watchers);
-    map_free_all(&p->watched);
-    map_free_all(&p->room_users);
-    map_free_all(&p->rooms);
-    map_free_all(&p->invisible);
+    pr_watches__dispose(&p->watches);
+    pr_local__dispose(&p->local);
     if (p->tick_ev) event_free(p->tick_ev);
     event_free(p->defer_ev);
     rc_free(p->argv);
     rc_free(p->sbuf);
-    rc_free(p->ids);
     rc_free(p->node_id);
     rc_free(p->prefix);
     rc_free(p->status_prefix);
+    rc_free(p->visibility_channel);
     rc_free(p->k_nodes);
     rc_free(p->k_sweeping);
     rc_free(p->k_invisible);
@@ -1686,7 +1326,7 @@ void rc_presence_write_metrics(const rc_presence *p, struct evbuffer *out)
     put_metric(out, "roomcast_presence_connections", "gauge",
                "Connections this node holds in presence.", p->conns.count);
     put_metric(out, "roomcast_presence_watched_users", "gauge",
-               "Users whose status changes this node's sockets watch.", p->watched.count);
+               "Users whose status changes this node's sockets watch.", p->watches.watched.count);
     evbuffer_add_printf(out, "# HELP roomcast_presence_operations_total Presence operations by kind.\n"
                              "# TYPE roomcast_presence_operations_total counter\n");
     for (int i = 0; i < OP__COUNT; i++)

@@ -1,7 +1,8 @@
 /*
  * presence.h: who is online, across every node, and who is in the rooms a rule marks as
  * tracked. A user is online while at least one of their connections (sockets) is live on any
- * node. Implementation: src/presence.c; keys, scripts and channels: docs/redis.md.
+ * node. Implementation: src/presence.c (with presence_lua.h, presence_watch.c and
+ * presence_local.c); keys, scripts and channels: docs/redis.md.
  *
  * Two stores behind one API, chosen by the backplane given to rc_presence_new:
  *   - Redis (rc_redis_available(bp) == 1): the truth lives in Redis (DESIGN.md section 4) and is
@@ -26,19 +27,23 @@
  * false, status changes are not published, and if the user was online "offline" is published
  * now; visible again publishes "online" if they are connected. It lasts until set back (not
  * tied to connections), so a device that reconnects does not flash online. Room membership is
- * not affected by invisibility.
+ * not affected by invisibility. In Redis mode every node holding a connection of an invisible
+ * user remembers it (Redis tells them when it changes), so a Redis restart that loses the data
+ * does not make the user visible: the re-registration restores it before anything is published.
+ * A node forgets it when the user becomes visible or their last connection on the node closes.
  *
  * Redis state changes (Redis mode):
  *   - Redis down: calls keep working on the local tables; queries and member lists answer with
  *     err RC_PRESENCE_EDOWN. On the next on_state(1) the node re-registers every live connection
  *     and membership (pipelined batches, before anything else is sent), sends the removals it
- *     could not send, and one heartbeat later re-reads the status of the users it watches (a
+ *     could not send, and one ttl_ms later re-reads the status of the users it watches (a
  *     change missed while down reaches on_status).
  *   - Redis restarted empty: the same re-registration makes the state complete again as soon as
  *     the node is connected. Users it brings back online are published "online" (and members
  *     it brings back fire joined): a watcher that asked while Redis was empty was told
  *     "offline", and this corrects it; a watcher that knew them online sees nothing, as repeats
- *     are dropped. A plain reconnect without data loss publishes nothing.
+ *     are dropped. Invisible users stay invisible (nothing is published for them). A plain
+ *     reconnect without data loss publishes nothing.
  *   - Swept while alive (the node was unreachable longer than ttl_ms): others published its
  *     users offline; the node notices (heartbeat or a refused call), finishes removing its own
  *     old entries and registers again, publishing them online.
@@ -131,7 +136,8 @@ typedef struct rc_presence_callbacks {
 } rc_presence_callbacks;
 
 /* bp: the node's backplane (Redis or local), which must outlive the presence. node_id: the id
- * used by the backplane (entries are "<node>:<sid>"). cfg NULL: defaults. cb is copied. */
+ * used by the backplane (entries are "<node>:<sid>"). cfg NULL: defaults. cb is copied. In Redis
+ * mode it subscribes P:visibility:<node_id> for its whole life (through rc_presence_on_raw). */
 rc_presence *rc_presence_new(struct event_base *base, rc_backplane *bp, const char *node_id,
                              const rc_presence_config *cfg, const rc_presence_callbacks *cb);
 /* Frees the local state without touching Redis (drain first for a clean exit). Pending

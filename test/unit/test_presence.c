@@ -670,6 +670,113 @@ static void test_redis_restart_empty(void **state)
     rh_kill(&s);
 }
 
+/* Restarts the Redis server s empty on its port and turns the loop until both nodes are up
+ * again and the presence sets of users[] have the sizes in want[] (the re-registration). */
+static void restart_empty(rh_server *s, pnode *a, pnode *b, const char *prefix,
+                          const char *const *users, const long long *want, size_t n)
+{
+    rh_kill(s);
+    run_for(300);
+    int ups_a = a->ups, ups_b = b->ups;
+    assert_int_equal(rh_start(s, s->port, NULL), 0);
+    for (int i = 0; i < 800 && (a->ups == ups_a || b->ups == ups_b); i++) run_for(10);
+    assert_true(a->ups > ups_a && b->ups > ups_b);
+    size_t done = 0;
+    for (int i = 0; i < 200 && done < n; i++) {
+        done = 0;
+        for (size_t k = 0; k < n; k++) done += redis_int(s, "SCARD %s:presence:%s", prefix, users[k]) == want[k];
+        if (done < n) run_for(5);
+    }
+    assert_int_equal(done, n);
+}
+
+/* Invisibility outlives a Redis restart that lost its data. Every node holding a connection of
+ * an invisible user remembers it (the node that hid them, and the others from the notes Redis
+ * sends them on P:visibility:<node>), and the JOIN that re-registers the connection puts the user
+ * back in P:invisible before it decides to publish "online": no watcher on any node hears
+ * "online", queries answer false. A user made visible again is forgotten by every node. */
+static void test_invisible_redis_restart(void **state)
+{
+    static const char *const users[] = {"ghost", "late", "both", "shy"};
+    rh_server s;
+    char url[64];
+    pnode a, b;
+    assert_int_equal(rh_start(&s, rh_free_port(), NULL), 0);
+    node_start(&a, url_for(&s, url, sizeof(url)), "p14", "node-a", &fast);
+    node_start(&b, url, "p14", "node-b", &fast);
+    wait_live(&s, &a);
+    wait_live(&s, &b);
+    for (size_t i = 0; i < RC_ARRAY_LEN(users); i++) {
+        rc_presence_watch(a.pr, 7, users[i]);
+        rc_presence_watch(b.pr, 8, users[i]);
+    }
+    run_for(50);
+    rc_presence_connect(a.pr, "ghost", "g1"); /* on both nodes; a hides them, then leaves */
+    rc_presence_connect(b.pr, "ghost", "g2");
+    rc_presence_connect(a.pr, "both", "o1");  /* on both nodes, hidden by a, stays on both */
+    rc_presence_connect(b.pr, "both", "o2");
+    rc_presence_connect(a.pr, "late", "l1");  /* hidden by a before b's device comes */
+    rc_presence_connect(a.pr, "shy", "s1");   /* hidden, then visible again */
+    for (size_t i = 0; i < RC_ARRAY_LEN(users); i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "%s 1 w=8", users[i]);
+        wait_count(&b.status, want, 1, 2000);
+    }
+    for (size_t i = 0; i < RC_ARRAY_LEN(users); i++)
+        assert_int_equal(rc_presence_set_visible(a.pr, users[i], 0), 0);
+    wait_count(&b.status, "shy 0 w=8", 1, 2000);
+    assert_int_equal(rc_presence_set_visible(a.pr, "shy", 1), 0);
+    wait_count(&b.status, "shy 1 w=8", 2, 2000);
+    rc_presence_connect(b.pr, "late", "l2");  /* b learns it from its own JOIN */
+    run_for(50);
+    rc_presence_disconnect(a.pr, "g1");       /* only b holds ghost and late now */
+    rc_presence_disconnect(a.pr, "l1");
+    run_for(100);
+    assert_int_equal(redis_int(&s, "SCARD p14:invisible"), 3);
+    size_t na = a.status.n, nb = b.status.n;
+    assert_int_equal(na, 9); /* four online, four offline, shy online again */
+    assert_int_equal(nb, 9);
+
+    static const long long sizes[] = {1, 1, 2, 1};
+    restart_empty(&s, &a, &b, "p14", users, sizes, RC_ARRAY_LEN(users));
+    assert_int_equal(redis_int(&s, "SISMEMBER p14:invisible ghost"), 1);
+    assert_int_equal(redis_int(&s, "SISMEMBER p14:invisible late"), 1);
+    assert_int_equal(redis_int(&s, "SISMEMBER p14:invisible both"), 1);
+    assert_int_equal(redis_int(&s, "SISMEMBER p14:invisible shy"), 0);
+    const char *q[4] = {"ghost", "late", "both", "shy"};
+    for (pnode *n = &a; n; n = n == &a ? &b : NULL) {
+        assert_int_equal(rc_presence_query(n->pr, q, 4, 3), 0);
+        wait_answer(n);
+        assert_int_equal(n->err, 0);
+        assert_string_equal(n->answer, "ghost=0 late=0 both=0 shy=1");
+    }
+    run_for(fast.ttl_ms + 2 * fast.heartbeat_ms); /* including the read-back of watched users */
+    assert_int_equal(a.status.n, na);             /* no watcher heard anything */
+    assert_int_equal(b.status.n, nb);
+
+    /* Visible again (asked on b): a, which holds a device too, forgets it as well; the last
+     * device of ghost leaving b makes b forget ghost (P:invisible keeps it while Redis does). */
+    assert_int_equal(rc_presence_set_visible(b.pr, "both", 1), 0);
+    wait_count(&a.status, "both 1 w=7", 2, 2000);
+    rc_presence_disconnect(b.pr, "g2");
+    run_for(100);
+    assert_int_equal(redis_int(&s, "SISMEMBER p14:invisible ghost"), 1);
+    na = a.status.n;
+    nb = b.status.n;
+    static const long long sizes2[] = {0, 1, 2, 1};
+    restart_empty(&s, &a, &b, "p14", users, sizes2, RC_ARRAY_LEN(users));
+    assert_int_equal(redis_int(&s, "SCARD p14:invisible"), 1);
+    assert_int_equal(redis_int(&s, "SISMEMBER p14:invisible late"), 1);
+    query1(&a, "both", "both=1");
+    query1(&b, "late", "late=0");
+    run_for(fast.ttl_ms + 2 * fast.heartbeat_ms);
+    assert_int_equal(a.status.n, na); /* both: known online; late: still hidden */
+    assert_int_equal(b.status.n, nb);
+    node_kill(&a);
+    node_kill(&b);
+    rh_kill(&s);
+}
+
 /* A connection closed while Redis is unreachable (data kept): its removal is sent once the
  * node is back, so it never stays a ghost; the offline is published then. */
 static void test_disconnect_during_outage(void **state)
@@ -1074,6 +1181,17 @@ static void test_embedded(void **state)
     rc_presence_set_visible(e.pr, "u1", 1);
     run_for(20);
     assert_int_equal(sl_count(&e.status, "u1 1 w=2,1"), 3);
+    /* as in Redis mode: hidden while on two devices, one of them leaving changes nothing */
+    rc_presence_connect(e.pr, "u1", "s7");
+    assert_int_equal(rc_presence_set_visible(e.pr, "u1", 0), 0);
+    rc_presence_disconnect(e.pr, "s7");
+    run_for(20);
+    assert_int_equal(sl_count(&e.status, "u1 0 w=2,1"), 3);
+    query1(&e, "u1", "u1=0");
+    assert_int_equal(rc_presence_set_visible(e.pr, "u1", 1), 0);
+    run_for(20);
+    assert_int_equal(sl_count(&e.status, "u1 1 w=2,1"), 4);
+    assert_int_equal(e.status.n, 7);
     rc_presence_unwatch_all(e.pr, 1);
     rc_presence_unwatch(e.pr, 2, "u1");
 
@@ -1157,6 +1275,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disconnect_during_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resync_after_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_restart_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invisible_redis_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acl_as_documented, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
