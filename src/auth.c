@@ -10,6 +10,7 @@
  *   rc_auth_verify()          per CONNECT: token -> rc_auth_status, and on success a result
  *   rc_auth_reason()          status -> static reason string (compare by pointer or strcmp)
  *   rc_auth_result_dispose()  frees what rc_auth_verify() put in the result
+ *   rc_auth_expires_at()      a verified token's exp -> the second from which it is refused
  *   rc_auth_mint()            development tokens (HS only), for `roomcast token` and the tests
  *   rc_auth_config_dispose()  config teardown: frees (and scrubs) the strings of the config
  *
@@ -52,6 +53,8 @@
  *
  * Ownership: the config belongs to the caller (the config module); rc_auth_verify() only reads
  * it. A result's user_id and claims_json are rc_malloc'd and released by rc_auth_result_dispose().
+ * rc_auth_expires_at() tells the caller when this same check starts refusing a token; enforcing
+ * that on a connected socket is the Socket.IO layer's job (sio.c), not this module's.
  * rc_auth_mint() returns an rc_malloc'd string. Nothing is kept between calls: the module has
  * no state of its own.
  */
@@ -381,6 +384,20 @@ out:
 }
 
 /* ---- verify ----------------------------------------------------------------------------- */
+
+/* Step 6 refuses once `now > exp + leeway`, now being whole seconds. For a valid token exp >= now
+ * - leeway > 0, and rc_auth_result.exp is exp truncated, i.e. its whole second, so the first
+ * refused second is exp + leeway + 1 whether exp had a fraction or not. */
+long long rc_auth_expires_at(const rc_auth_config *cfg, long long exp)
+{
+    long long leeway = cfg->leeway_s > 0 ? cfg->leeway_s : 0;
+
+    if (exp <= 0)
+        return 0;
+    if (exp >= LLONG_MAX - leeway - 1)
+        return LLONG_MAX;
+    return exp + leeway + 1;
+}
 
 /* jwt_decode() with our key failed. Without a key libjwt parses the same text but checks no
  * signature; if that works, the signature was the problem. */

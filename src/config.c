@@ -294,10 +294,55 @@ static void load_engine(struct loader *L, const cJSON *root)
     }
 }
 
+/* Socket.IO's reserved event names: a client cannot listen for them as events. */
+static int is_reserved_event(const char *name)
+{
+    static const char *const reserved[] = {
+        "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener",
+    };
+    for (size_t i = 0; i < RC_ARRAY_LEN(reserved); i++)
+        if (strcmp(name, reserved[i]) == 0) return 1;
+    return 0;
+}
+
+/* jwt.onExpiry and jwt.expiredEvent: what ends a connected socket whose token expires. */
+static void load_token_expiry(struct loader *L, const cJSON *jwt)
+{
+    static const char *const modes[] = {
+        [RC_TOKEN_EXPIRY_RECONNECT] = "reconnect",
+        [RC_TOKEN_EXPIRY_DISCONNECT] = "disconnect",
+        [RC_TOKEN_EXPIRY_IGNORE] = "ignore",
+    };
+    rc_config *cfg = L->cfg;
+    const cJSON *m = item(jwt, "onExpiry");
+    if (m) {
+        int mode = -1;
+        for (size_t i = 0; cJSON_IsString(m) && i < RC_ARRAY_LEN(modes); i++)
+            if (strcmp(m->valuestring, modes[i]) == 0) mode = (int)i;
+        if (mode < 0)
+            rc_config_error(L->errs, "jwt.onExpiry", "must be \"reconnect\", \"disconnect\" or \"ignore\"");
+        else
+            cfg->token_expiry = mode;
+    }
+    const cJSON *e = item(jwt, "expiredEvent");
+    if (!e) return;
+    if (!cJSON_IsString(e) || !e->valuestring[0] || strlen(e->valuestring) > 200 ||
+        is_reserved_event(e->valuestring)) {
+        rc_config_error(L->errs, "jwt.expiredEvent",
+                        "must be an event name of 1..200 bytes, not one of Socket.IO's reserved names");
+        return;
+    }
+    if (cfg->token_expiry == RC_TOKEN_EXPIRY_IGNORE) {
+        rc_config_error(L->errs, "jwt.expiredEvent", "has no effect with jwt.onExpiry \"ignore\"");
+        return;
+    }
+    set_str(&cfg->token_expired_event, e->valuestring);
+}
+
 static void load_jwt(struct loader *L, const cJSON *root)
 {
     static const char *const keys[] = {"secret", "publicKeyFile", "algorithms", "leeway", "issuer", "audience",
-                                       "userClaim", NULL};
+                                       "userClaim", "onExpiry", "expiredEvent", NULL};
     const cJSON *s = section(L, root, "jwt", keys);
     if (!s) return;
     rc_auth_config *jwt = &L->cfg->jwt;
@@ -316,6 +361,7 @@ static void load_jwt(struct loader *L, const cJSON *root)
     long long leeway = jwt->leeway_s;
     file_int(L, s, "jwt", "leeway", 0, MAX_LEEWAY_S, "must be an integer 0..86400 (seconds)", &leeway);
     jwt->leeway_s = (int)leeway;
+    load_token_expiry(L, s);
 
     const cJSON *a = item(s, "algorithms");
     if (!a) return;
@@ -745,6 +791,7 @@ void rc_config_dispose(rc_config *cfg)
     rc_free(cfg->api_key);
     set_cors(cfg, NULL, 0);
     rc_auth_config_dispose(&cfg->jwt);
+    rc_free(cfg->token_expired_event);
     rc_jobs_config_dispose(&cfg->jobs);
     rc_free(cfg->tls_cert_file);
     rc_free(cfg->tls_key_file);

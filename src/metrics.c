@@ -67,6 +67,7 @@ static const char *const disconnect_reasons[] = {
     [RC_DISC_SLOW_CONSUMER] = "slow_consumer",
     [RC_DISC_SERVER] = "server",
     [RC_DISC_TRANSPORT_ERROR] = "transport_error",
+    [RC_DISC_TOKEN_EXPIRED] = "token_expired",
 };
 _Static_assert(RC_ARRAY_LEN(disconnect_reasons) == RC_DISC__COUNT, "disconnect reason table");
 

@@ -16,11 +16,22 @@
  *
  * Deferred free: a socket removed while a hook runs on it is unlinked at once and freed when the
  * hook returns (client->busy / socket->dead), so a rule that disconnects its own socket is safe.
+ *
+ * Token expiry: a socket whose token has `exp` is queued, by the wall-clock second its token stops
+ * being accepted (rc_auth_expires_at), in one min-heap per server (deadline.h; the socket
+ * embeds a 4-byte link, and sockets without exp are never queued). One libevent timer, created
+ * on first use, is armed for the earliest deadline (at most a minute ahead, so a step of the wall
+ * clock is noticed). When it fires it pops what is due, at most EXPIRY_BATCH per loop turn, and
+ * ends each socket through an ordinary path: "reconnect" closes the Engine.IO session (the
+ * client's on_close then removes every socket, as for a ping timeout); "disconnect" sends the
+ * namespace DISCONNECT and removes the socket (as for a rule's disconnect). socket_remove is the
+ * one place a queued socket leaves the heap otherwise, so a closed socket is never fired.
  */
 #include "roomcast/sio.h"
 #include "roomcast/auth.h"
 #include "roomcast/common.h"
 #include "roomcast/config.h"
+#include "roomcast/deadline.h"
 #include "roomcast/eio.h"
 #include "roomcast/frame.h"
 #include "roomcast/hmap.h"
@@ -29,16 +40,23 @@
 #include "roomcast/metrics.h"
 #include "roomcast/rooms.h"
 #include "roomcast/rules.h"
+#include "roomcast/server.h"
 #include "roomcast/sio_codec.h"
 
 #include <cjson/cJSON.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <strings.h>
+#include <sys/time.h>
 #include <time.h>
 
 #define SOCKET_ID_LEN 20
 #define MAX_PENDING_ACKS 64
 #define MAX_TOKEN_LEN 8192
+#define EXPIRY_BATCH 512           /* sockets ended per timer callback; the rest on the next turn */
+#define EXPIRY_MAX_WAIT_MS 60000   /* the timer looks at the wall clock at least this often */
+/* Arguments of jwt.expiredEvent: the code a CONNECT with that token would now be refused with. */
+static const char expired_event_args[] = "[{\"code\":\"expired\"}]";
 
 typedef struct rc_sio_ns {
     const rc_ns_rules *rules;
@@ -61,6 +79,7 @@ struct rc_sio_socket {
     rc_hmap_node node;            /* in ns->sockets */
     char sid[SOCKET_ID_LEN + 1];
     uint8_t dead;                 /* removed; free when the client is not busy */
+    uint16_t ack_count;
     rc_room_member member;
     rc_sio_client *client;
     rc_sio_ns *ns;
@@ -69,10 +88,10 @@ struct rc_sio_socket {
     char *claims_json;
     char *auth_json;              /* CONNECT auth payload without "token", NULL if nothing else */
     pending_ack *acks;
-    uint16_t ack_count;
     uint32_t next_ack_id;
     float rate_tokens;            /* token bucket of the namespace's rateLimit */
     uint32_t rate_last_ms;
+    rc_deadline_link expiry;      /* in srv->expiries while its token's exp is enforced */
 };
 
 struct rc_sio_client {
@@ -98,6 +117,10 @@ struct rc_sio_server {
     rc_eio_callbacks eio_cb;
     uint64_t socket_count;
     rc_sio_socket *joining;       /* the socket whose join is running (for on_room_open) */
+    struct event_base *base;      /* the loop, learnt from the first handshake's connection */
+    rc_deadline_heap expiries;    /* sockets by the wall-clock second their token expires */
+    struct event *expiry_timer;   /* one for the whole server; NULL until a token has exp */
+    int64_t expiry_armed_for;     /* deadline the timer fires by (0: not armed) */
 };
 
 /* ---- JSON helpers ------------------------------------------------------------------------- */
@@ -200,6 +223,7 @@ static void socket_remove(rc_sio_socket *s)
     rc_sio_ns *ns = s->ns;
     if (ns->srv->hooks->on_disconnect) ns->srv->hooks->on_disconnect(ns->srv->hooks->arg, s);
     rc_rooms_leave_all(ns->rooms, &s->member);
+    rc_deadline_remove(&ns->srv->expiries, &s->expiry);
     rc_hmap_remove(&ns->sockets, &s->node);
     ns->srv->socket_count--;
     for (rc_sio_socket **pp = &c->sockets; *pp; pp = &(*pp)->next) {
@@ -314,14 +338,83 @@ void rc_sio_ack(rc_sio_socket *s, long long id, const char *args_json, size_t ar
     send_attachments(s->client, att, att_count);
 }
 
-void rc_sio_disconnect(rc_sio_socket *s)
+/* Server-side namespace disconnect: DISCONNECT to the client, then the socket is removed. */
+static void socket_disconnect(rc_sio_socket *s)
 {
-    if (s->dead) return;
     char buf[RC_SIO_HEADER_MAX + 256];
     size_t n = rc_sio_encode_header(buf, RC_SIO_DISCONNECT, s->ns->name, -1, 0);
     send_text(s->client, buf, n);
-    rc_metrics.disconnects_total[RC_DISC_SERVER]++;
     socket_remove(s);
+}
+
+void rc_sio_disconnect(rc_sio_socket *s)
+{
+    if (s->dead) return;
+    rc_metrics.disconnects_total[RC_DISC_SERVER]++;
+    socket_disconnect(s);
+}
+
+/* ---- token expiry ------------------------------------------------------------------------- */
+
+static void expiry_on_timer(evutil_socket_t fd, short what, void *arg);
+
+/* Arms the timer for the earliest deadline unless it already fires by then. */
+static void expiry_arm(rc_sio_server *srv)
+{
+    int64_t next = rc_deadline_next(&srv->expiries);
+    if (next == INT64_MAX) {
+        if (srv->expiry_timer) evtimer_del(srv->expiry_timer);
+        srv->expiry_armed_for = 0;
+        return;
+    }
+    if (srv->expiry_armed_for && srv->expiry_armed_for <= next) return;
+    if (!srv->expiry_timer) srv->expiry_timer = evtimer_new(srv->base, expiry_on_timer, srv);
+    uint64_t now_ms = rc_now_wall_ms();
+    int64_t now_s = (int64_t)(now_ms / 1000);
+    int64_t wait_ms = EXPIRY_MAX_WAIT_MS;
+    if (next - now_s <= EXPIRY_MAX_WAIT_MS / 1000) {
+        wait_ms = next * 1000 - (int64_t)now_ms;
+        if (wait_ms < 0) wait_ms = 0;
+    }
+    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+    evtimer_add(srv->expiry_timer, &tv);
+    srv->expiry_armed_for = next;
+}
+
+/* Queues the socket by the second its token stops being accepted (0: no exp, nothing to do). */
+static void expiry_schedule(rc_sio_socket *s, long long expires_at)
+{
+    rc_sio_server *srv = s->ns->srv;
+    if (expires_at <= 0 || srv->cfg->token_expiry == RC_TOKEN_EXPIRY_IGNORE || !srv->base) return;
+    rc_deadline_add(&srv->expiries, &s->expiry, (int64_t)expires_at);
+    expiry_arm(srv);
+}
+
+/* The socket's token has expired (it is out of the heap already): tell it if configured, then
+ * end it the way jwt.onExpiry says, through the same paths as any other disconnect. */
+static void socket_expire(rc_sio_socket *s)
+{
+    rc_sio_server *srv = s->ns->srv;
+    rc_log_debug("token_expired", "ns=%s sid=%s", s->ns->name, s->sid);
+    rc_metrics.disconnects_total[RC_DISC_TOKEN_EXPIRED]++;
+    if (srv->cfg->token_expired_event)
+        rc_sio_emit(s, srv->cfg->token_expired_event, expired_event_args, sizeof(expired_event_args) - 1,
+                    NULL, 0, NULL);
+    if (srv->cfg->token_expiry == RC_TOKEN_EXPIRY_DISCONNECT)
+        socket_disconnect(s);
+    else /* the client reconnects by itself and sends its auth again */
+        rc_eio_close(s->client->eio, "token expired");
+}
+
+static void expiry_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    rc_sio_server *srv = arg;
+    int64_t now_s = (int64_t)(rc_now_wall_ms() / 1000);
+    rc_deadline_link *link;
+    srv->expiry_armed_for = 0;
+    for (int n = 0; n < EXPIRY_BATCH && (link = rc_deadline_pop_due(&srv->expiries, now_s)) != NULL; n++)
+        socket_expire(RC_CONTAINER_OF(link, rc_sio_socket, expiry));
+    expiry_arm(srv);
 }
 
 /* ---- CONNECT ------------------------------------------------------------------------------ */
@@ -400,6 +493,7 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     s->next = c->sockets;
     c->sockets = s;
     srv->socket_count++;
+    expiry_schedule(s, rc_auth_expires_at(&srv->cfg->jwt, ar.exp));
     rc_metrics.handshakes_total++;
     rc_eio_mark_connected(c->eio);
     if (s->user) {
@@ -578,6 +672,7 @@ static void *client_on_open(void *arg, rc_eio_session *eio, const rc_http_reques
     rc_sio_client *c = rc_calloc(1, sizeof(*c));
     c->srv = srv;
     c->eio = eio;
+    if (!srv->base && req->conn) srv->base = rc_conn_base(req->conn);
     c->bearer = bearer_of(req);
     char tok[MAX_TOKEN_LEN + 1];
     if (rc_http_query_param(req, "token", tok, sizeof(tok)) && tok[0]) c->query_token = rc_strdup(tok);
@@ -766,6 +861,9 @@ rc_sio_server *rc_sio_server_new(const rc_config *cfg, const rc_sio_hooks *hooks
 
 void rc_sio_server_free(rc_sio_server *srv)
 {
+    /* Every socket is gone (eio closed them all), and with them every heap entry. */
+    if (srv->expiry_timer) event_free(srv->expiry_timer);
+    rc_deadline_heap_dispose(&srv->expiries);
     for (size_t i = 0; i < srv->ns_count; i++) {
         rc_rooms_free(srv->ns[i].rooms);
         rc_hmap_dispose(&srv->ns[i].sockets);

@@ -68,6 +68,14 @@ rc_auth_status rc_auth_verify(const rc_auth_config *cfg, const char *token, size
                               rc_auth_result *out);
 void rc_auth_result_dispose(rc_auth_result *r);
 
+/* The first wall-clock second (as time(NULL) counts) at which rc_auth_verify refuses a token
+ * whose exp claim is `exp` (rc_auth_result.exp) as expired: exp + leeway + 1, since a token
+ * passes while now <= exp + leeway (a fractional exp counts from its whole second, which
+ * rc_auth_result.exp already is). 0 when exp is 0 (no exp claim); clamped to LLONG_MAX. The
+ * Socket.IO layer ends a connected socket's authorisation then, so a token is never honoured
+ * longer than a fresh CONNECT would honour it, and never cut off while one would pass. */
+long long rc_auth_expires_at(const rc_auth_config *cfg, long long exp);
+
 /* Parses a comma list such as "HS256,RS256" into RC_ALG_* bits. Returns 0, or -1 with *bad set to
  * a static description ("none is never allowed", "unknown algorithm") on a bad entry. */
 int rc_auth_parse_algs(const char *list, unsigned *algs, const char **bad);

@@ -29,6 +29,13 @@ void rc_config_error(rc_config_errors *errs, const char *path, const char *fmt, 
     __attribute__((format(printf, 3, 4)));
 void rc_config_errors_dispose(rc_config_errors *errs);
 
+/* What the node does when the token a socket connected with expires (file: jwt.onExpiry). */
+enum rc_token_expiry {
+    RC_TOKEN_EXPIRY_RECONNECT = 0, /* "reconnect" (default): close the Engine.IO session */
+    RC_TOKEN_EXPIRY_DISCONNECT,    /* "disconnect": namespace DISCONNECT, no automatic reconnect */
+    RC_TOKEN_EXPIRY_IGNORE,        /* "ignore": the socket keeps its access (tokens checked at CONNECT only) */
+};
+
 /* Command-line flags (NULL / -1 when not given); they override everything else. */
 typedef struct rc_config_flags {
     const char *config_path;   /* --config */
@@ -74,6 +81,9 @@ typedef struct rc_config {
 
     /* JWT (file: jwt.*; env ROOMCAST_JWT_SECRET, ROOMCAST_JWT_PUBLIC_KEY_FILE, ROOMCAST_JWT_ALGS) */
     rc_auth_config jwt;
+    int token_expiry;              /* enum rc_token_expiry, reconnect; file jwt.onExpiry */
+    char *token_expired_event;     /* emitted to the socket before it is closed for expiry;
+                                      NULL = none; file jwt.expiredEvent */
 
     /* logs (env ROOMCAST_LOG_LEVEL, ROOMCAST_LOG_FORMAT; file log.*) */
     int log_level;                 /* enum rc_log_level, info */

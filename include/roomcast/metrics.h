@@ -38,6 +38,7 @@ enum rc_disconnect_reason {
     RC_DISC_SLOW_CONSUMER,
     RC_DISC_SERVER,            /* server disconnect (rule, control op, drain) */
     RC_DISC_TRANSPORT_ERROR,
+    RC_DISC_TOKEN_EXPIRED,     /* the socket's token expired while connected (jwt.onExpiry) */
     RC_DISC__COUNT
 };
 

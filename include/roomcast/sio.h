@@ -9,6 +9,13 @@
  * A broadcast (rc_sio_broadcast) encodes the packet once into shared frames (text header plus one
  * frame per binary attachment) and hands every recipient the same bytes.
  *
+ * Token expiry: a socket whose token has `exp` is ended when a CONNECT with that token would
+ * start being refused (rc_auth_expires_at), as cfg->token_expiry says: its Engine.IO session is
+ * closed (reconnect) or it gets a namespace DISCONNECT (disconnect), after the optional
+ * cfg->token_expired_event; on_disconnect fires as for any other disconnect. One timer serves
+ * the whole server; it runs on the loop of the connections eio hands up (learnt at the first
+ * handshake), so rc_sio_server_new needs no event_base.
+ *
  * Ownership: the server owns namespaces, clients and sockets. A socket pointer given to a hook is
  * valid during the hook; a socket disconnected from inside a hook stays allocated until the hook
  * returns (deferred free). Strings returned by accessors live as long as the socket.
