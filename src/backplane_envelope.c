@@ -227,16 +227,6 @@ static int env_field(bp_envelope *env, const env_rule *rule, const cJSON **out)
     return 0;
 }
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
 /* Decodes padded standard base64 into out (room for len/4*3 bytes); -1 when malformed. Not
  * rc_base64_decode (eio_codec.h): that one also refuses bits set in the last character before
  * the padding, which envelopes have always been allowed to carry. */
@@ -251,7 +241,7 @@ static long attachment_decode(const char *s, size_t len, uint8_t *out)
             if (c == '=' && i + 4 == len && k >= 2) {
                 v[k] = 0;
                 pad++;
-            } else if (pad || (v[k] = b64_value(c)) < 0) {
+            } else if (pad || (v[k] = rc_base64_value(c)) < 0) {
                 return -1;
             }
         }

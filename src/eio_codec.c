@@ -88,8 +88,7 @@ size_t rc_base64_encode(const uint8_t *in, size_t n, char *out)
     return (size_t)(o - out);
 }
 
-/* The 6-bit value of one base64 character, or -1. */
-static int b64_value(unsigned char c)
+int rc_base64_value(unsigned char c)
 {
     if (c >= 'A' && c <= 'Z') return c - 'A';
     if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -111,9 +110,9 @@ long rc_base64_decode(const char *in, size_t n, uint8_t *out)
         int pad = 0;
         if (last && s[i + 3] == '=') pad = s[i + 2] == '=' ? 2 : 1;
 
-        int a = b64_value(s[i]), b = b64_value(s[i + 1]);
-        int c = pad == 2 ? 0 : b64_value(s[i + 2]);
-        int d = pad >= 1 ? 0 : b64_value(s[i + 3]);
+        int a = rc_base64_value(s[i]), b = rc_base64_value(s[i + 1]);
+        int c = pad == 2 ? 0 : rc_base64_value(s[i + 2]);
+        int d = pad >= 1 ? 0 : rc_base64_value(s[i + 3]);
         if ((a | b | c | d) < 0) return -1;  /* also catches a stray '=' */
         /* Canonical form only: the bits the padding drops must be zero. */
         if (pad == 2 && (b & 15) != 0) return -1;

@@ -180,3 +180,14 @@ rc_hmap_node *rc_hmap_next(const rc_hmap *map, const rc_hmap_node *node)
         return node->next;
     return hmap_scan(map, (node->hash & (map->nbuckets - 1)) + 1);
 }
+
+void rc_hmap_free_all(rc_hmap *map)
+{
+    rc_hmap_node *n = rc_hmap_first(map);
+    while (n) {
+        rc_hmap_node *next = rc_hmap_next(map, n);
+        rc_free(n);
+        n = next;
+    }
+    rc_hmap_dispose(map);
+}

@@ -135,23 +135,11 @@ int pr_local__set_invisible(pr_local *st, const char *user, int invisible)
     return 1;
 }
 
-/* Frees every entry of a map whose entries are malloc'd structs starting with their node. */
-static void map_free_all(rc_hmap *m)
-{
-    rc_hmap_node *n = rc_hmap_first(m);
-    while (n) {
-        rc_hmap_node *next = rc_hmap_next(m, n);
-        rc_free(n);
-        n = next;
-    }
-    rc_hmap_dispose(m);
-}
-
 void pr_local__dispose(pr_local *st)
 {
-    map_free_all(&st->room_users);
-    map_free_all(&st->rooms);
-    map_free_all(&st->invisible);
+    rc_hmap_free_all(&st->room_users);
+    rc_hmap_free_all(&st->rooms);
+    rc_hmap_free_all(&st->invisible);
     rc_free(st->key);
     memset(st, 0, sizeof(*st));
 }

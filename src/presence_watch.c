@@ -175,18 +175,6 @@ const uint64_t *pr_watches__news(pr_watches *ws, const char *user, int online, u
     return ws->ids;
 }
 
-/* Frees every entry of a map whose entries are malloc'd structs starting with their node. */
-static void map_free_all(rc_hmap *m)
-{
-    rc_hmap_node *n = rc_hmap_first(m);
-    while (n) {
-        rc_hmap_node *next = rc_hmap_next(m, n);
-        rc_free(n);
-        n = next;
-    }
-    rc_hmap_dispose(m);
-}
-
 void pr_watches__dispose(pr_watches *ws)
 {
     for (rc_hmap_node *n = rc_hmap_first(&ws->watched); n; n = rc_hmap_next(&ws->watched, n)) {
@@ -194,9 +182,9 @@ void pr_watches__dispose(pr_watches *ws)
         if (u->channel) rc_redis_channel_close(ws->bp, u->channel);
         rc_free(u->channel);
     }
-    map_free_all(&ws->watches);
-    map_free_all(&ws->watchers);
-    map_free_all(&ws->watched);
+    rc_hmap_free_all(&ws->watches);
+    rc_hmap_free_all(&ws->watchers);
+    rc_hmap_free_all(&ws->watched);
     rc_free(ws->key);
     rc_free(ws->ids);
     memset(ws, 0, sizeof(*ws));

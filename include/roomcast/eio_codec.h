@@ -51,5 +51,7 @@ void rc_eio_payload_append(struct evbuffer *out, int first, int type, int binary
 size_t rc_base64_encoded_len(size_t n);
 size_t rc_base64_encode(const uint8_t *in, size_t n, char *out);
 long rc_base64_decode(const char *in, size_t n, uint8_t *out);
+/* The 6-bit value of one standard base64 character, or -1. */
+int rc_base64_value(unsigned char c);
 
 #endif

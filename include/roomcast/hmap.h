@@ -31,6 +31,9 @@ rc_hmap_node *rc_hmap_find(const rc_hmap *map, const char *key, size_t keylen);
 void rc_hmap_remove(rc_hmap *map, rc_hmap_node *node);
 /* Frees the bucket array; the nodes are the caller's. */
 void rc_hmap_dispose(rc_hmap *map);
+/* For a map whose entries are rc_malloc'd structs that start with their node, owned by the map:
+ * frees every entry, then the bucket array. */
+void rc_hmap_free_all(rc_hmap *map);
 
 /* Iteration: for (it = rc_hmap_first(m); it; it = rc_hmap_next(m, it)). Removing the current
  * node is not allowed during the walk; collect first. */

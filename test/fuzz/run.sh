@@ -19,7 +19,7 @@ for src in "$root"/src/*.c; do
   name=$(basename "$src" .c)
   [ "$name" = main ] && continue
   obj=$out/obj/$name.o
-  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find "$root/include" -newer "$obj" -name '*.h' | head -1)" ]; then
+  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find "$root/include" "$root/src" -newer "$obj" -name '*.h' | head -1)" ]; then
     clang "${cflags[@]}" -c "$src" -o "$obj"
   fi
   objs+=("$obj")
