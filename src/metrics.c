@@ -75,19 +75,21 @@ static const char *const eio_transports[] = {"polling", "websocket"};
 
 /* ---- hot path ------------------------------------------------------------------------------ */
 
-void rc_histogram_observe(rc_histogram *h, double seconds)
+void rc_histogram_observe_n(rc_histogram *h, double seconds, uint64_t n)
 {
     if (isnan(seconds)) return; /* would poison sum forever */
     for (size_t i = 0; i < RC_HIST_BUCKETS; i++) {
         if (seconds <= rc_hist_bounds[i]) {
-            h->buckets[i]++;
+            h->buckets[i] += n;
             break;
         }
     }
     /* above the last bound: counted only in count, i.e. in the implied +Inf bucket */
-    h->count++;
-    h->sum += seconds;
+    h->count += n;
+    h->sum += seconds * (double)n;
 }
+
+void rc_histogram_observe(rc_histogram *h, double seconds) { rc_histogram_observe_n(h, seconds, 1); }
 
 /* ---- exposition helpers -------------------------------------------------------------------- */
 
@@ -285,7 +287,7 @@ void rc_metrics_write(struct evbuffer *out, const rc_metrics_gauges *g)
                "Sockets this node delivered notifications to.", m->notifications_delivered_total);
 
     put_histogram(out, "roomcast_delivery_latency_seconds",
-                  "Time from publish accepted to bytes handed to the socket.", &m->delivery_latency);
+                  "Time from publish accepted to the frame queued for every recipient (once per recipient).", &m->delivery_latency);
 
     /* state and identity */
     put_scalar(out, "roomcast_ready", "gauge", "1 when the node reports ready.", g->ready ? 1 : 0);

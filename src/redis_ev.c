@@ -8,6 +8,12 @@
  *     at the end of the current loop turn, which lets hiredis write everything the turn queued
  *     with one system call. Only when the socket does not take it all (or a connect is still in
  *     progress) is the EV_WRITE event armed, and it is one-shot, like hiredis's.
+ *   - a readable event reads what is waiting, up to MAX_READS_PER_TURN reads of 16 KiB (hiredis
+ *     reads 16 KiB a call) or MAX_READ_NS_PER_TURN of work, before the turn ends. The server
+ *     flushes its sockets once per turn: under a burst of publishes every socket then gets the
+ *     frames of many messages in one writev, while at a moderate rate there is one read and the
+ *     flush follows at once. The caps bound how long one turn spends on Redis input (2 MiB or
+ *     50 ms, whichever comes first), so other clients wait at most that for their turn.
  * A hook may free the context (a write error disconnects it): cleanup then only marks the
  * struct dead while one of our callbacks is running, and that callback frees it on the way out.
  */
@@ -17,6 +23,10 @@
 #include <event2/event.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <sys/ioctl.h>
+
+#define MAX_READS_PER_TURN 256
+#define MAX_READ_NS_PER_TURN (500 * 1000000ull)
 
 typedef struct redis_ev {
     redisAsyncContext *ac;
@@ -52,7 +62,14 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     redis_ev *e = arg;
     e->in_cb++;
-    redisAsyncHandleRead(e->ac);
+    uint64_t t0 = rc_now_mono_ns();
+    for (int reads = 0; reads < MAX_READS_PER_TURN; reads++) {
+        redisAsyncHandleRead(e->ac);
+        if (e->dead || !e->reading || (e->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))) break;
+        if (rc_now_mono_ns() - t0 > MAX_READ_NS_PER_TURN) break;
+        int waiting = 0;
+        if (ioctl(fd, FIONREAD, &waiting) != 0 || waiting <= 0) break;
+    }
     e->in_cb--;
     if (e->dead && e->in_cb == 0) rc_free(e);
 }

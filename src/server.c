@@ -44,6 +44,9 @@ struct rc_conn {
     uint8_t pending;           /* on the pending-write list */
     uint8_t write_armed;       /* the kernel buffer was full: libevent's write event is on */
     uint8_t tls;               /* TLS: the bufferevent writes (through OpenSSL), not the flush */
+    uint8_t out_used;          /* bytes may sit in the bufferevent's output: set by every path
+                                * that adds there, cleared where it is seen empty. Saves two
+                                * libevent calls (and their cache misses) per delivery. */
     /* Shared frames queued this turn, written by the flush straight from their bytes (writev):
      * no buffer chain and no allocation per delivery. Four inline slots, more on the heap. */
     uint16_t fq_len, fq_cap;
@@ -158,6 +161,7 @@ static void conn_fq_spill(rc_conn *c)
 {
     if (!c->fq_len) return;
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    c->out_used = 1;
     for (uint16_t i = 0; i < c->fq_len; i++) {
         rc_frame *f = c->fq[i];
         size_t off = i == 0 ? c->fq_off : 0;
@@ -249,9 +253,10 @@ static int conn_fq_write(rc_conn *c)
 void rc_conn_send_frame(rc_conn *c, rc_frame *f)
 {
     if (c->closed) return;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (c->tls || c->write_armed || c->flush_close || evbuffer_get_length(out) > 0) {
+    if (c->tls || c->write_armed || c->flush_close || c->out_used) {
         /* something is already queued in the evbuffer (or TLS writes): keep the order */
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        c->out_used = 1;
         rc_frame_ref(f);
         if (evbuffer_add_reference(out, f->bytes, rc_frame_wire_len(f), frame_chain_cleanup, f) != 0)
             rc_frame_unref(f);
@@ -277,7 +282,7 @@ void rc_conn_send_frame(rc_conn *c, rc_frame *f)
 size_t rc_conn_pending_bytes(rc_conn *c)
 {
     if (c->closed) return 0;
-    return evbuffer_get_length(bufferevent_get_output(c->bev)) + c->fq_bytes;
+    return (c->out_used ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0) + c->fq_bytes;
 }
 
 /* Redis's handleClientsWithPendingWrites, on libevent: every connection that got output during
@@ -309,7 +314,10 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
             /* r == 1: the rest is in the evbuffer; the code below writes what it can and arms */
         }
         conn_fq_spill(c);
-        if (evbuffer_get_length(out) == 0) continue;
+        if (evbuffer_get_length(out) == 0) {
+            c->out_used = 0;
+            continue;
+        }
         /* Bytes in the evbuffer (HTTP answers, control frames, a spilled rest): libevent keeps a
          * bufferevent's output frozen except inside its own write callback, so let that write
          * them; conn_on_write turns the write event off again once drained. */
@@ -459,15 +467,16 @@ struct event_base *rc_conn_base(rc_conn *c) { return c->server->base; }
 struct evbuffer *rc_conn_output(rc_conn *c)
 {
     conn_fq_spill(c); /* whatever is written next goes after the queued frames */
+    c->out_used = 1;  /* the caller adds to it */
     return bufferevent_get_output(c->bev);
 }
 
 void rc_conn_write(rc_conn *c, const void *data, size_t len)
 {
     if (c->closed || len == 0) return;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (c->tls || c->write_armed || c->flush_close || evbuffer_get_length(out) > 0 || len > UINT32_MAX) {
+    if (c->tls || c->write_armed || c->flush_close || c->out_used || len > UINT32_MAX) {
         conn_fq_spill(c);
+        c->out_used = 1;
         bufferevent_write(c->bev, data, len);
         return;
     }
@@ -580,6 +589,7 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 {
     rc_conn *c = arg;
     if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
+    c->out_used = 0;
     if (c->write_armed && !c->tls) {
         /* Drained: back to writing from the end-of-turn flush. */
         c->write_armed = 0;

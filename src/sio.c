@@ -718,10 +718,6 @@ static void fanout_one(fanout *f, rc_sio_socket *s)
     rc_eio_send_frame(s->client->eio, f->head);
     for (size_t i = 0; i < f->att_count; i++) rc_eio_send_frame(s->client->eio, f->att[i]);
     f->delivered++;
-    if (f->born_ns) {
-        uint64_t now = rc_now_mono_ns();
-        rc_histogram_observe(&rc_metrics.delivery_latency, (double)(now - f->born_ns) / 1e9);
-    }
 }
 
 static void fanout_visit(void *arg, rc_room_member *m)
@@ -763,6 +759,11 @@ size_t rc_sio_broadcast(rc_sio_server *srv, const rc_bp_message *msg, uint64_t b
     for (size_t i = 0; i < f.att_count; i++) rc_frame_unref(f.att[i]);
     rc_metrics.broadcasts_total[ns->index]++;
     rc_metrics.messages_out_total[ns->index] += f.delivered;
+    /* once per broadcast, not per recipient (a clock read and a bucket search each): the time
+     * by which every recipient's frame was queued, counted for each of them */
+    if (born_ns && f.delivered)
+        rc_histogram_observe_n(&rc_metrics.delivery_latency, (double)(rc_now_mono_ns() - born_ns) / 1e9,
+                               f.delivered);
     return f.delivered;
 }
 

@@ -30,6 +30,8 @@ typedef struct rc_histogram {
 } rc_histogram;
 
 void rc_histogram_observe(rc_histogram *h, double seconds);
+/* n observations of the same value. */
+void rc_histogram_observe_n(rc_histogram *h, double seconds, uint64_t n);
 
 enum rc_disconnect_reason {
     RC_DISC_CLIENT = 0,        /* transport close / client namespace disconnect */

@@ -270,8 +270,8 @@ static void test_histogram_exposition(void **state)
 {
     rc_histogram *h = &rc_metrics.delivery_latency;
     rc_histogram_observe(h, 0.00004);
-    rc_histogram_observe(h, 0.0002);
-    rc_histogram_observe(h, 0.0002);
+    rc_histogram_observe_n(h, 0.0002, 2); /* as two observations */
+    rc_histogram_observe_n(h, 0.5, 0);    /* nothing */
     rc_histogram_observe(h, 0.003);
     rc_histogram_observe(h, 7);
     struct evbuffer *out = evbuffer_new();
