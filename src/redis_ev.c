@@ -12,8 +12,8 @@
  *     reads 16 KiB a call) or MAX_READ_NS_PER_TURN of work, before the turn ends. The server
  *     flushes its sockets once per turn: under a burst of publishes every socket then gets the
  *     frames of many messages in one writev, while at a moderate rate there is one read and the
- *     flush follows at once. The caps bound how long one turn spends on Redis input (2 MiB or
- *     50 ms, whichever comes first), so other clients wait at most that for their turn.
+ *     flush follows at once. The caps bound how long one turn spends on Redis input (4 MiB or
+ *     100 ms, whichever comes first), so other clients wait at most that for their turn.
  * A hook may free the context (a write error disconnects it): cleanup then only marks the
  * struct dead while one of our callbacks is running, and that callback frees it on the way out.
  */
@@ -26,7 +26,7 @@
 #include <sys/ioctl.h>
 
 #define MAX_READS_PER_TURN 256
-#define MAX_READ_NS_PER_TURN (500 * 1000000ull)
+#define MAX_READ_NS_PER_TURN (100 * 1000000ull)
 
 typedef struct redis_ev {
     redisAsyncContext *ac;
