@@ -896,7 +896,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->hooks.on_room_open = on_room_open;
     n->hooks.on_room_close = on_room_close;
     n->hooks.arg = n;
-    n->sio = rc_sio_server_new(cfg, &n->hooks);
+    n->sio = rc_sio_server_new(base, cfg, &n->hooks);
     for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)
         n->bp->ops->ns_open(n->bp, rc_ns_rules_name(rc_rules_ns_at(cfg->rules, i)));
     n->eio = rc_eio_server_new(base, cfg, rc_sio_eio_callbacks(n->sio));

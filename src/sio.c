@@ -117,7 +117,7 @@ struct rc_sio_server {
     rc_eio_callbacks eio_cb;
     uint64_t socket_count;
     rc_sio_socket *joining;       /* the socket whose join is running (for on_room_open) */
-    struct event_base *base;      /* the loop, learnt from the first handshake's connection */
+    struct event_base *base;      /* the loop (the expiry timer runs on it) */
     rc_deadline_heap expiries;    /* sockets by the wall-clock second their token expires */
     struct event *expiry_timer;   /* one for the whole server; NULL until a token has exp */
     int64_t expiry_armed_for;     /* deadline the timer fires by (0: not armed) */
@@ -672,7 +672,6 @@ static void *client_on_open(void *arg, rc_eio_session *eio, const rc_http_reques
     rc_sio_client *c = rc_calloc(1, sizeof(*c));
     c->srv = srv;
     c->eio = eio;
-    if (!srv->base && req->conn) srv->base = rc_conn_base(req->conn);
     c->bearer = bearer_of(req);
     char tok[MAX_TOKEN_LEN + 1];
     if (rc_http_query_param(req, "token", tok, sizeof(tok)) && tok[0]) c->query_token = rc_strdup(tok);
@@ -837,9 +836,10 @@ static void ns_room_close(void *arg, const char *room)
     if (ns->srv->hooks->on_room_close) ns->srv->hooks->on_room_close(ns->srv->hooks->arg, ns->name, room);
 }
 
-rc_sio_server *rc_sio_server_new(const rc_config *cfg, const rc_sio_hooks *hooks)
+rc_sio_server *rc_sio_server_new(struct event_base *base, const rc_config *cfg, const rc_sio_hooks *hooks)
 {
     rc_sio_server *srv = rc_calloc(1, sizeof(*srv));
+    srv->base = base;
     srv->cfg = cfg;
     srv->hooks = hooks;
     srv->ns_count = rc_rules_ns_count(cfg->rules);

@@ -13,8 +13,7 @@
  * start being refused (rc_auth_expires_at), as cfg->token_expiry says: its Engine.IO session is
  * closed (reconnect) or it gets a namespace DISCONNECT (disconnect), after the optional
  * cfg->token_expired_event; on_disconnect fires as for any other disconnect. One timer serves
- * the whole server; it runs on the loop of the connections eio hands up (learnt at the first
- * handshake), so rc_sio_server_new needs no event_base.
+ * the whole server, on the loop given to rc_sio_server_new.
  *
  * Ownership: the server owns namespaces, clients and sockets. A socket pointer given to a hook is
  * valid during the hook; a socket disconnected from inside a hook stays allocated until the hook
@@ -58,7 +57,8 @@ typedef struct rc_sio_hooks {
     void *arg;
 } rc_sio_hooks;
 
-rc_sio_server *rc_sio_server_new(const struct rc_config *cfg, const rc_sio_hooks *hooks);
+rc_sio_server *rc_sio_server_new(struct event_base *base, const struct rc_config *cfg,
+                                 const rc_sio_hooks *hooks);
 void rc_sio_server_free(rc_sio_server *srv); /* after eio is gone */
 const rc_eio_callbacks *rc_sio_eio_callbacks(rc_sio_server *srv);
 
