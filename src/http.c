@@ -52,6 +52,15 @@ typedef struct rc_http_conn {
     struct event *deadline_ev;        /* first request: header deadline from accept (TLS handshake included) */
     void (*on_abort)(void *arg);
     void *abort_arg;
+    /* Strict chunk framing (Debian's http-parser is built without HTTP_PARSER_STRICT, so it takes
+     * any two bytes for the CRLF after chunk data): positions counted in bytes given to the
+     * parser since the connection began. */
+    uint64_t fed;                     /* position of cur[0] */
+    const char *cur;                  /* the bytes of the http_parser_execute call in progress */
+    size_t cur_len;
+    unsigned char prev_last;          /* the byte at fed - 1 */
+    uint64_t body_end;                /* position just past the last body byte seen */
+    uint64_t chunk_size;              /* size of the chunk in progress (0: the last chunk) */
 } rc_http_conn;
 
 static void http_on_conn_read(rc_conn *c, void *data);
@@ -212,10 +221,35 @@ static int on_body(http_parser *p, const char *at, size_t n)
         http_fail(h, 413);
         return -1;
     }
+    h->body_end = h->fed + (uint64_t)(at + n - h->cur);
     h->body = rc_realloc(h->body, h->body_len + n + 1);
     memcpy(h->body + h->body_len, at, n);
     h->body_len += n;
     h->body[h->body_len] = '\0';
+    return 0;
+}
+
+static int on_chunk_header(http_parser *p)
+{
+    rc_http_conn *h = p->data;
+    h->chunk_size = p->content_length;
+    return 0;
+}
+
+static int http_byte_at(const rc_http_conn *h, uint64_t pos)
+{
+    if (pos >= h->fed && pos - h->fed < h->cur_len) return (unsigned char)h->cur[pos - h->fed];
+    if (h->fed > 0 && pos == h->fed - 1) return h->prev_last;
+    return -1;
+}
+
+/* Called as the parser takes the second byte after a chunk's data: both must be CR LF (the LF
+ * is in the current bytes, the CR there or the last byte of the previous call). */
+static int on_chunk_complete(http_parser *p)
+{
+    rc_http_conn *h = p->data;
+    if (h->chunk_size == 0) return 0; /* the last chunk: no data, the trailer is parsed as headers */
+    if (http_byte_at(h, h->body_end) != '\r' || http_byte_at(h, h->body_end + 1) != '\n') return -1;
     return 0;
 }
 
@@ -256,6 +290,8 @@ static const http_parser_settings parser_settings = {
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_complete = on_chunk_complete,
 };
 
 /* ---- connection handler ------------------------------------------------------------------- */
@@ -302,7 +338,11 @@ static void http_on_conn_read(rc_conn *c, void *data)
     while (!h->dispatched && !h->failed && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+        h->cur = v.iov_base;
+        h->cur_len = v.iov_len;
         size_t n = http_parser_execute(&h->parser, &parser_settings, v.iov_base, v.iov_len);
+        if (n > 0) h->prev_last = ((const unsigned char *)v.iov_base)[n - 1];
+        h->fed += n;
         enum http_errno err = HTTP_PARSER_ERRNO(&h->parser);
         if (err != HPE_OK && err != HPE_PAUSED) {
             if (!h->failed) {
