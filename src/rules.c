@@ -1206,6 +1206,7 @@ int rc_rules_run(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_o
 {
     if (!ns) return 0;
     const struct rule *rule = in->event ? find_rule(ns, in->event) : &ns->on_connect;
+    if (!rule && in->event) rule = find_rule(ns, "*"); /* the catch-all, for events with no rule */
     if (!rule) return 0;
     struct run r;
     run_init(&r, ns, in, ops, target);

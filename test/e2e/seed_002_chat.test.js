@@ -172,6 +172,8 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
       ['status:typing', { roomId: 'room-200', isTyping: true }, 'forbidden'],
       ['auth:login', { userType: 'user' }, 'invalid_token'],
       ['status:update', {}, 'invalid_status'], // not taken for {isOnline: false}
+      ['status:update', { isOnline: 'false' }, 'invalid_status'], // a string is not a boolean
+      ['chat:no-such-event', { x: 1 }, 'unknown_event'], // the catch-all rule "*"
     ];
     for (const [event, payload] of sends) s.emit(event, payload);
     const want = sends.filter(([, , code]) => code);
@@ -186,6 +188,7 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
     });
     // With an ack callback the error also answers it.
     assert.deepEqual((await emitAck(s, 'chat:message', {}))[0], { ok: false, error: 'invalid_message' });
+    assert.deepEqual((await emitAck(s, 'no:such:event'))[0], { ok: false, error: 'unknown_event' });
   });
 
   it('rate limiting per socket: events over the limit get system:error rate_limited; other sockets are unaffected', T, async () => {

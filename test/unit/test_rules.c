@@ -471,7 +471,9 @@ static void test_on_error_and_flow(void **state)
         "  \"in\": [{\"ack\": \"bool\", \"if\": {\"in\": [\"{data.isOnline}\", [true, false]]}},"
         "          {\"ack\": \"not\", \"unless\": {\"in\": [\"{data.isOnline}\", [true, false]]}}],"
         "  \"same\": [{\"ack\": \"same\", \"if\": {\"equals\": [\"{data.a}\", \"{data.b}\"]}}],"
-        "  \"obj\": [{\"ack\": \"truthy\", \"if\": {\"equals\": 1, \"x\": 2}}]"
+        "  \"obj\": [{\"ack\": \"truthy\", \"if\": {\"equals\": 1, \"x\": 2}}],"
+        "  \"*\": [{\"emit\": {\"event\": \"system:error\", \"data\": {\"code\": \"unknown_event\", \"event\": \"{event}\"}}},"
+        "         {\"ack\": {\"ok\": false, \"error\": \"unknown_event\"}}]"
         "}}}");
     static const struct { const char *event, *args, *claims, *want; } cmps[] = {
         {"eq", "[]", "{\"type\":\"access\"}", "ack [\"access\"]\n"},
@@ -489,6 +491,9 @@ static void test_on_error_and_flow(void **state)
         {"same", "[{\"a\":1,\"b\":\"1\"}]", "{}", ""},                    /* 1 is not "1" */
         {"same", "[{}]", "{}", "ack [\"same\"]\n"},                    /* two missing values are equal */
         {"obj", "[]", "{}", "ack [\"truthy\"]\n"},                     /* two keys: a plain template */
+        /* no rule of its own: the catch-all "*" runs, with {event} the received name */
+        {"nope", "[1]", "{}", "emit system:error [{\"code\":\"unknown_event\",\"event\":\"nope\"}]\n"
+                              "ack [{\"ok\":false,\"error\":\"unknown_event\"}]\n"},
     };
     for (size_t i = 0; i < RC_ARRAY_LEN(cmps); i++) {
         f.log[0] = 0;
