@@ -104,6 +104,9 @@ struct rule {
     struct alist run;
     struct alist on_error;
     int has_on_error;
+    /* an event's own "rateLimit" (per socket, besides the namespace's): 0 events = none */
+    unsigned rl_events, rl_interval_ms;
+    int rl_index;          /* 0.. among the namespace's limited events; -1 = no limit */
 };
 
 struct rc_ns_rules {
@@ -129,6 +132,7 @@ struct rc_ns_rules {
     unsigned rate_interval_ms;
     struct rule on_limit;  /* rateLimit.onLimit */
     int has_on_limit;
+    unsigned n_event_limits; /* event rules with their own rateLimit */
 };
 
 struct rc_rules {
@@ -554,10 +558,37 @@ static void compile_list(const cJSON *j, const char *path, enum where where, str
     }
 }
 
+/* The "events" and "interval" of a rateLimit object at path p (defaults: interval 1000 ms). */
+static void parse_limit(const cJSON *rl, const char *p, unsigned *events, unsigned *interval_ms,
+                        rc_config_errors *e)
+{
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(rl, "events");
+    const cJSON *iv = cJSON_GetObjectItemCaseSensitive(rl, "interval");
+    if (!cJSON_IsNumber(ev) || ev->valuedouble < 1 || ev->valuedouble > 1e6 ||
+        ev->valuedouble != (double)(unsigned)ev->valuedouble) {
+        char *q = pathf("%s.events", p);
+        rc_config_error(e, q, "must be an integer 1..1000000");
+        rc_free(q);
+    } else {
+        *events = (unsigned)ev->valuedouble;
+    }
+    *interval_ms = 1000;
+    if (iv) {
+        if (!cJSON_IsNumber(iv) || iv->valuedouble < 1 || iv->valuedouble > 3600000 ||
+            iv->valuedouble != (double)(unsigned)iv->valuedouble) {
+            char *q = pathf("%s.interval", p);
+            rc_config_error(e, q, "must be an integer 1..3600000 (ms)");
+            rc_free(q);
+        } else {
+            *interval_ms = (unsigned)iv->valuedouble;
+        }
+    }
+}
+
 static void compile_rule(const cJSON *j, const char *path, enum where where, struct rule *out,
                          rc_config_errors *e)
 {
-    static const char *const rule_keys[] = {"do", "onError", NULL};
+    static const char *const rule_keys[] = {"do", "onError", "rateLimit", NULL};
     if (cJSON_IsArray(j)) {
         compile_list(j, path, where, &out->run, e);
         return;
@@ -577,6 +608,20 @@ static void compile_rule(const cJSON *j, const char *path, enum where where, str
         out->has_on_error = 1;
         p = pathf("%s.onError", path);
         compile_list(on_error, p, where, &out->on_error, e);
+        rc_free(p);
+    }
+    const cJSON *rl = cJSON_GetObjectItemCaseSensitive(j, "rateLimit");
+    if (rl) {
+        static const char *const keys[] = {"events", "interval", NULL};
+        p = pathf("%s.rateLimit", path);
+        if (where != IN_EVENT || !out->event) {
+            rc_config_error(e, p, "only an event's rule takes a rateLimit (the namespace's goes beside events)");
+        } else if (!cJSON_IsObject(rl)) {
+            rc_config_error(e, p, "must be an object {\"events\": N, \"interval\": ms}");
+        } else {
+            rc__config_check_keys(rl, p, keys, e);
+            parse_limit(rl, p, &out->rl_events, &out->rl_interval_ms, e);
+        }
         rc_free(p);
     }
 }
@@ -699,27 +744,7 @@ static void compile_rate_limit(const cJSON *rl, const char *path, rc_ns_rules *n
         return;
     }
     rc__config_check_keys(rl, p, keys, e);
-    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(rl, "events");
-    const cJSON *iv = cJSON_GetObjectItemCaseSensitive(rl, "interval");
-    if (!cJSON_IsNumber(ev) || ev->valuedouble < 1 || ev->valuedouble > 1e6 ||
-        ev->valuedouble != (double)(unsigned)ev->valuedouble) {
-        char *q = pathf("%s.events", p);
-        rc_config_error(e, q, "must be an integer 1..1000000");
-        rc_free(q);
-    } else {
-        ns->rate_events = (unsigned)ev->valuedouble;
-    }
-    ns->rate_interval_ms = 1000;
-    if (iv) {
-        if (!cJSON_IsNumber(iv) || iv->valuedouble < 1 || iv->valuedouble > 3600000 ||
-            iv->valuedouble != (double)(unsigned)iv->valuedouble) {
-            char *q = pathf("%s.interval", p);
-            rc_config_error(e, q, "must be an integer 1..3600000 (ms)");
-            rc_free(q);
-        } else {
-            ns->rate_interval_ms = (unsigned)iv->valuedouble;
-        }
-    }
+    parse_limit(rl, p, &ns->rate_events, &ns->rate_interval_ms, e);
     const cJSON *ol = cJSON_GetObjectItemCaseSensitive(rl, "onLimit");
     if (ol) {
         char *q = pathf("%s.onLimit", p);
@@ -813,6 +838,8 @@ static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_con
     }
     rc_free(p);
     qsort(ns->rules, ns->nrules, sizeof(*ns->rules), rule_cmp);
+    for (size_t i = 0; i < ns->nrules; i++)
+        ns->rules[i].rl_index = ns->rules[i].rl_events ? (int)ns->n_event_limits++ : -1;
 }
 
 static const char default_namespaces[] =
@@ -1326,6 +1353,18 @@ void rc_ns_rules_rate_limit(const rc_ns_rules *ns, unsigned *events, unsigned *i
     *events = ns ? ns->rate_events : 0;
     *interval_ms = ns ? ns->rate_interval_ms : 0;
 }
+
+int rc_ns_rules_event_limit(const rc_ns_rules *ns, const char *event, unsigned *events, unsigned *interval_ms)
+{
+    const struct rule *r = ns ? find_rule(ns, event) : NULL;
+    if (ns && !r) r = find_rule(ns, "*");
+    if (!r || r->rl_index < 0) return -1;
+    *events = r->rl_events;
+    *interval_ms = r->rl_interval_ms;
+    return r->rl_index;
+}
+
+unsigned rc_ns_rules_event_limit_count(const rc_ns_rules *ns) { return ns ? ns->n_event_limits : 0; }
 
 void rc_rules_run_limited(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_ops *ops, void *target)
 {

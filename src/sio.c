@@ -75,6 +75,12 @@ typedef struct pending_ack {
     char *event;
 } pending_ack;
 
+/* A token bucket: `events` per `interval` ms, bursts up to `events`. */
+typedef struct rate_bucket {
+    float tokens;
+    uint32_t last_ms;             /* 0: never used (starts full) */
+} rate_bucket;
+
 struct rc_sio_socket {
     rc_hmap_node node;            /* in ns->sockets */
     char sid[SOCKET_ID_LEN + 1];
@@ -91,6 +97,7 @@ struct rc_sio_socket {
     uint32_t next_ack_id;
     float rate_tokens;            /* token bucket of the namespace's rateLimit */
     uint32_t rate_last_ms;
+    rate_bucket *event_buckets;   /* events with their own rateLimit; NULL until one is sent */
     rc_deadline_link expiry;      /* in srv->expiries while its token's exp is enforced */
 };
 
@@ -208,6 +215,7 @@ static rc_sio_socket *client_socket(rc_sio_client *c, const rc_sio_ns *ns)
 
 static void socket_free(rc_sio_socket *s)
 {
+    rc_free(s->event_buckets);
     for (uint16_t i = 0; i < s->ack_count; i++) rc_free(s->acks[i].event);
     rc_free(s->acks);
     rc_free(s->user);
@@ -513,20 +521,35 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
 
 /* ---- inbound packets ---------------------------------------------------------------------- */
 
-/* Token bucket per socket: rateLimit.events per rateLimit.interval, burst = events. */
-static int rate_allow(rc_sio_socket *s)
+/* Takes a token: refills for the time since the last take, at most `events`. */
+static int bucket_take(float *tokens, uint32_t *last_ms, uint32_t now, unsigned events, unsigned interval)
+{
+    *tokens += (float)(uint32_t)(now - *last_ms) * (float)events / (float)interval;
+    *last_ms = now;
+    if (*tokens > (float)events) *tokens = (float)events;
+    if (*tokens < 1.0f) return 0;
+    *tokens -= 1.0f;
+    return 1;
+}
+
+/* The namespace's rateLimit, then the event's own (a token of each: an event refused by the
+ * first does not spend the second). 1: allowed. */
+static int rate_allow(rc_sio_socket *s, const char *event)
 {
     unsigned events, interval;
-    rc_ns_rules_rate_limit(s->ns->rules, &events, &interval);
-    if (events == 0) return 1;
     uint32_t now = (uint32_t)rc_now_mono_ms();
-    float elapsed = (float)(uint32_t)(now - s->rate_last_ms);
-    s->rate_last_ms = now;
-    s->rate_tokens += elapsed * (float)events / (float)interval;
-    if (s->rate_tokens > (float)events) s->rate_tokens = (float)events;
-    if (s->rate_tokens < 1.0f) return 0;
-    s->rate_tokens -= 1.0f;
-    return 1;
+    rc_ns_rules_rate_limit(s->ns->rules, &events, &interval);
+    if (events && !bucket_take(&s->rate_tokens, &s->rate_last_ms, now, events, interval)) return 0;
+    int k = rc_ns_rules_event_limit(s->ns->rules, event, &events, &interval);
+    if (k < 0) return 1;
+    if (!s->event_buckets)
+        s->event_buckets = rc_calloc(rc_ns_rules_event_limit_count(s->ns->rules), sizeof(*s->event_buckets));
+    rate_bucket *b = &s->event_buckets[k];
+    if (b->last_ms == 0) { /* first use: full */
+        b->tokens = (float)events;
+        b->last_ms = now;
+    }
+    return bucket_take(&b->tokens, &b->last_ms, now, events, interval);
 }
 
 static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes *att, size_t att_count)
@@ -550,8 +573,6 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
     case RC_SIO_EVENT:
     case RC_SIO_BINARY_EVENT: {
         rc_metrics.messages_in_total[ns->index]++;
-        int limited = !rate_allow(s);
-        if (limited) rc_metrics.rate_limited_total++;
         const cJSON *name = cJSON_GetArrayItem(p->payload, 0);
         /* The arguments after the name: detach them into a temporary array view. */
         cJSON *args = cJSON_CreateArray();
@@ -563,6 +584,8 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
             snprintf(numname, sizeof(numname), "%g", name ? name->valuedouble : 0.0);
             ev = numname;
         }
+        int limited = !rate_allow(s, ev);
+        if (limited) rc_metrics.rate_limited_total++;
         rc_sio_event e = {ev, args, p->ack_id, att, att_count, limited};
         if (srv->hooks->on_event) srv->hooks->on_event(srv->hooks->arg, s, &e);
         cJSON_Delete(args);

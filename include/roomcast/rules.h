@@ -100,6 +100,11 @@ void rc_rules_run_ack(const rc_ns_rules *ns, const void *on_ack, const rc_rule_i
 /* Per-socket inbound event rate limit of the namespace ("rateLimit"): at most *events client
  * events per *interval_ms, as a token bucket (burst = events). *events 0 means no limit. */
 void rc_ns_rules_rate_limit(const rc_ns_rules *ns, unsigned *events, unsigned *interval_ms);
+/* An event's own rateLimit (the rule that would run for it, the catch-all "*" included): its
+ * index among the namespace's limited events (0..rc_ns_rules_event_limit_count - 1) with its
+ * events per interval_ms, or -1 when that rule has no limit of its own. */
+int rc_ns_rules_event_limit(const rc_ns_rules *ns, const char *event, unsigned *events, unsigned *interval_ms);
+unsigned rc_ns_rules_event_limit_count(const rc_ns_rules *ns);
 /* Runs the namespace's rateLimit.onLimit rule for a refused event ({error} = "rate_limited");
  * without one, answers the event's ack (if asked) with {"ok":false,"error":"rate_limited"}. */
 void rc_rules_run_limited(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_ops *ops, void *target);

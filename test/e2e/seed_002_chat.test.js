@@ -205,6 +205,26 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
     await got;
   });
 
+  it('status:typing has its own limit (5 a second) inside the namespace\'s; other events keep theirs', T, async () => {
+    const typist = await connectChat(seed.A, uid('typist'), ['room-7*']);
+    const peer = await connectChat(seed.B, uid('peer'), ['room-7*']);
+    for (const s of [typist, peer]) assert.equal((await emitAck(s, 'chat:room:join', { roomId: 'room-7' }))[0].ok, true);
+    await sleep(QUIET_MS);
+    const errors = collect(typist, 'system:error');
+    const typing = collect(peer, 'status:typing');
+    for (let i = 0; i < 12; i++) typist.emit('status:typing', { roomId: 'room-7', isTyping: i % 2 === 0 });
+    await waitUntil(() => errors.length + typing.length >= 12, { what: 'every typing event answered or relayed' });
+    await sleep(QUIET_MS);
+    // 12 at once against a burst of 5 refilled at 5/s: about 5-6 relayed, the rest refused
+    assert.ok(typing.length >= 5 && typing.length <= 7, `${typing.length} of 12 relayed`);
+    assert.equal(errors.length, 12 - typing.length);
+    assert.deepEqual(errors[0][0], { code: 'rate_limited', message: 'Too many events, slow down', event: 'status:typing' });
+    // another event type is not limited by typing's bucket (12 events so far, namespace limit 20)
+    const got = waitForMatch(peer, 'chat:message', (m) => m.content === 'still talking');
+    typist.emit('chat:message', { content: 'still talking', roomId: 'room-7' });
+    await got;
+  });
+
   it('unauthenticated connections to /chat are refused', T, async () => {
     const err = await connectError(`${seed.A.url}${NS}`, {});
     assert.equal(err.message, 'unauthorized');

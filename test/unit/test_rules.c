@@ -1073,6 +1073,9 @@ static void test_status_track_rate(void **state)
     rc_ns_rules_rate_limit(ns, &events, &interval);
     assert_int_equal(events, 7);
     assert_int_equal(interval, 250);
+    /* no event has a limit of its own here */
+    assert_int_equal(rc_ns_rules_event_limit_count(ns), 0);
+    assert_int_equal(rc_ns_rules_event_limit(ns, "v", &events, &interval), -1);
     /* without the options */
     const rc_ns_rules *none = rc_rules_find_ns(r, "/n", 2);
     assert_non_null(none);
@@ -1112,6 +1115,41 @@ static void test_status_track_rate(void **state)
     }
 }
 
+/* An event's own rateLimit: indexes in event-name order, the catch-all's for unknown events. */
+static void test_event_rate_limits(void **state)
+{
+    (void)state;
+    rc_rules *r = compile("{\"/\": {\"rateLimit\": {\"events\": 30},"
+        "\"events\": {\"typing\": {\"do\": [{\"ack\": 1}], \"rateLimit\": {\"events\": 5, \"interval\": 2000}},"
+        "             \"msg\": [{\"ack\": 2}],"
+        "             \"*\": {\"do\": [{\"fail\": \"unknown_event\"}], \"rateLimit\": {\"events\": 2}},"
+        "             \"alpha\": {\"do\": [], \"rateLimit\": {\"events\": 1, \"interval\": 60000}}}}}");
+    const rc_ns_rules *ns = rc_rules_find_ns(r, "/", 1);
+    unsigned events = 0, interval = 0;
+    assert_int_equal(rc_ns_rules_event_limit_count(ns), 3);
+    /* sorted: "*" < "alpha" < "msg" < "typing" */
+    assert_int_equal(rc_ns_rules_event_limit(ns, "*", &events, &interval), 0);
+    assert_int_equal(events, 2);
+    assert_int_equal(interval, 1000); /* the default interval */
+    assert_int_equal(rc_ns_rules_event_limit(ns, "alpha", &events, &interval), 1);
+    assert_int_equal(interval, 60000);
+    assert_int_equal(rc_ns_rules_event_limit(ns, "typing", &events, &interval), 2);
+    assert_int_equal(events, 5);
+    assert_int_equal(interval, 2000);
+    assert_int_equal(rc_ns_rules_event_limit(ns, "msg", &events, &interval), -1);
+    assert_int_equal(rc_ns_rules_event_limit(ns, "nope", &events, &interval), 0); /* the catch-all's */
+    rc_rules_free(r);
+
+    /* only an event's rule takes one; values are checked */
+    EXPECT("{\"/\": {\"onConnect\": {\"do\": [], \"rateLimit\": {\"events\": 1}},"
+           "\"events\": {\"e\": {\"do\": [], \"rateLimit\": {\"events\": 0, \"interval\": 5, \"burst\": 1}},"
+           "             \"f\": {\"do\": [], \"rateLimit\": 3}}}}",
+           "namespaces./.onConnect.rateLimit: only an event's rule takes a rateLimit (the namespace's goes beside events)",
+           "namespaces./.events.e.rateLimit.burst: unknown key",
+           "namespaces./.events.e.rateLimit.events: must be an integer 1..1000000",
+           "namespaces./.events.f.rateLimit: must be an object {\"events\": N, \"interval\": ms}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1131,6 +1169,7 @@ int main(void)
         cmocka_unit_test(test_seed_meetings),
         cmocka_unit_test(test_seed_notifications),
         cmocka_unit_test(test_status_track_rate),
+        cmocka_unit_test(test_event_rate_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
