@@ -66,9 +66,10 @@ struct allow {
 struct rule;
 
 /* The test of "if" or "unless": a template that must be truthy, {"equals": [A, B]} (A and B
- * evaluate to the same JSON value; two missing values are equal) or {"in": [A, B]} (B evaluates
- * to an array and A, present, equals one of its elements). No test: a == NULL. */
-enum cond_kind { COND_TRUTHY, COND_EQUALS, COND_IN };
+ * evaluate to the same JSON value; two missing values are equal), {"in": [A, B]} (B evaluates
+ * to an array and A, present, equals one of its elements) or {"member": "<room>"} (the sender's
+ * socket is in that room). No test: a == NULL. */
+enum cond_kind { COND_TRUTHY, COND_EQUALS, COND_IN, COND_MEMBER };
 struct cond {
     enum cond_kind kind;
     rc_tpl *a, *b;         /* b: NULL for COND_TRUTHY */
@@ -463,8 +464,8 @@ static void compile_verb(const cJSON *v, const char *vpath, enum where where, st
     if (data) a->value = member_tpl(v, "data", vpath, e);
 }
 
-/* An object whose one key (besides $comment) is "equals" or "in" is a comparison; any other
- * value is a template tested for truthiness. */
+/* An object whose one key (besides $comment) is "equals", "in" or "member" is a test of its own;
+ * any other value is a template tested for truthiness. */
 static void compile_cond(const cJSON *j, const char *path, struct cond *out, rc_config_errors *e)
 {
     const cJSON *op = NULL;
@@ -475,12 +476,20 @@ static void compile_cond(const cJSON *j, const char *path, struct cond *out, rc_
                 keys++;
                 op = c;
             }
-    if (keys != 1 || (strcmp(op->string, "equals") != 0 && strcmp(op->string, "in") != 0)) {
+    if (keys != 1 || (strcmp(op->string, "equals") != 0 && strcmp(op->string, "in") != 0 &&
+                      strcmp(op->string, "member") != 0)) {
         out->kind = COND_TRUTHY;
         out->a = rc_tpl_compile(j, path, e);
         return;
     }
     char *p = pathf("%s.%s", path, op->string);
+    if (op->string[0] == 'm') {
+        out->kind = COND_MEMBER;
+        if (!cJSON_IsString(op)) rc_config_error(e, p, "must be a room template (a string)");
+        else out->a = rc_tpl_compile(op, p, e);
+        rc_free(p);
+        return;
+    }
     if (!cJSON_IsArray(op) || cJSON_GetArraySize(op) != 2) {
         rc_config_error(e, p, "must be an array of two templates, [A, B]");
     } else {
@@ -1184,9 +1193,14 @@ static const char *do_action(struct run *r, const struct action *a)
     return NULL;
 }
 
-static int cond_holds(const struct cond *c, rc_tpl_ctx *ctx)
+static int cond_holds(const struct cond *c, struct run *r)
 {
+    rc_tpl_ctx *ctx = &r->ctx;
     if (c->kind == COND_TRUTHY) return rc_tpl_truthy(c->a, ctx);
+    if (c->kind == COND_MEMBER) {
+        char room[RC_TPL_NAME_MAX + 1];
+        return rc_tpl_name(c->a, ctx, room) >= 0 && r->ops->is_member && r->ops->is_member(r->target, room);
+    }
     cJSON *a = rc_tpl_eval(c->a, ctx), *b = rc_tpl_eval(c->b, ctx);
     int holds = 0;
     if (c->kind == COND_EQUALS)
@@ -1203,8 +1217,8 @@ static const char *run_list(struct run *r, const struct alist *l)
 {
     for (size_t i = 0; i < l->n && !r->stopped; i++) {
         const struct action *a = &l->items[i];
-        if (a->when.a && !cond_holds(&a->when, &r->ctx)) continue;
-        if (a->unless.a && cond_holds(&a->unless, &r->ctx)) continue;
+        if (a->when.a && !cond_holds(&a->when, r)) continue;
+        if (a->unless.a && cond_holds(&a->unless, r)) continue;
         const char *err = do_action(r, a);
         if (err) return err;
     }

@@ -472,6 +472,7 @@ static void test_on_error_and_flow(void **state)
         "          {\"ack\": \"not\", \"unless\": {\"in\": [\"{data.isOnline}\", [true, false]]}}],"
         "  \"same\": [{\"ack\": \"same\", \"if\": {\"equals\": [\"{data.a}\", \"{data.b}\"]}}],"
         "  \"obj\": [{\"ack\": \"truthy\", \"if\": {\"equals\": 1, \"x\": 2}}],"
+        "  \"mem\": [{\"fail\": \"forbidden\", \"unless\": {\"member\": \"conversation:{data.id}\"}}, {\"ack\": \"member\"}],"
         "  \"*\": [{\"emit\": {\"event\": \"system:error\", \"data\": {\"code\": \"unknown_event\", \"event\": \"{event}\"}}},"
         "         {\"ack\": {\"ok\": false, \"error\": \"unknown_event\"}}]"
         "}}}");
@@ -491,10 +492,16 @@ static void test_on_error_and_flow(void **state)
         {"same", "[{\"a\":1,\"b\":\"1\"}]", "{}", ""},                    /* 1 is not "1" */
         {"same", "[{}]", "{}", "ack [\"same\"]\n"},                    /* two missing values are equal */
         {"obj", "[]", "{}", "ack [\"truthy\"]\n"},                     /* two keys: a plain template */
+        /* {"member": room}: the fake's member list holds "conversation:7" (set below) */
+        {"mem", "[{\"id\":7}]", "{}", "ack [\"member\"]\n"},
+        {"mem", "[{\"id\":8}]", "{}", "ack [{\"ok\":false,\"error\":\"forbidden\"}]\n"},
+        {"mem", "[{}]", "{}", "ack [{\"ok\":false,\"error\":\"forbidden\"}]\n"}, /* no room name */
         /* no rule of its own: the catch-all "*" runs, with {event} the received name */
         {"nope", "[1]", "{}", "emit system:error [{\"code\":\"unknown_event\",\"event\":\"nope\"}]\n"
                               "ack [{\"ok\":false,\"error\":\"unknown_event\"}]\n"},
     };
+    f.nmembers = 0;
+    strcpy(f.members[f.nmembers++], "conversation:7");
     for (size_t i = 0; i < RC_ARRAY_LEN(cmps); i++) {
         f.log[0] = 0;
         run(rc, &f, NULL, (call){.event = cmps[i].event, .args = cmps[i].args, .claims = cmps[i].claims, .has_ack = 1});
@@ -746,6 +753,8 @@ static void test_compile_errors(void **state)
            "                              {\"ack\": 1, \"unless\": {\"in\": \"{data}\"}}]}}}",
            "namespaces./.events.e[0].if.equals: must be an array of two templates, [A, B]",
            "namespaces./.events.e[1].unless.in: must be an array of two templates, [A, B]");
+    EXPECT("{\"/\": {\"events\": {\"e\": [{\"ack\": 1, \"if\": {\"member\": [\"r\"]}}]}}}",
+           "namespaces./.events.e[0].if.member: must be a room template (a string)");
     EXPECT("{\"/\": {\"events\": {\"e\": [{\"relay\": {\"event\": \"x\", \"to\": \"r\", \"includeSender\": \"yes\","
            "                                         \"args\": {\"a\": 1}, \"data\": 1}}]}}}",
            "namespaces./.events.e[0].relay.to: unknown key",
