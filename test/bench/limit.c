@@ -180,6 +180,19 @@ static void free_dead(void)
 
 /* ---- handshake-time output (small, copied only when the socket does not take it) ----------- */
 
+/* Copies bytes the socket did not take behind c->out and waits for EPOLLOUT to drain them. */
+static void out_append(conn *c, const void *p, size_t n)
+{
+    char *o = realloc(c->out, c->out_len + n);
+    if (!o)
+        abort();
+    memcpy(o + c->out_len, p, n);
+    c->out = o;
+    c->out_len += (uint32_t)n;
+    if (!c->out_armed)
+        ep_set(c, 1);
+}
+
 static int conn_send(conn *c, const void *p, size_t n)
 {
     if (c->out_len == 0) {
@@ -194,14 +207,7 @@ static int conn_send(conn *c, const void *p, size_t n)
         p = (const char *)p + w;
         n -= (size_t)w;
     }
-    char *o = realloc(c->out, c->out_len + n);
-    if (!o)
-        abort();
-    memcpy(o + c->out_len, p, n);
-    c->out = o;
-    c->out_len += (uint32_t)n;
-    if (!c->out_armed)
-        ep_set(c, 1);
+    out_append(c, p, n);
     return 0;
 }
 
@@ -410,18 +416,9 @@ static void pace_flush(conn *c, const frame *fr)
             skip -= iov[i].iov_len;
             continue;
         }
-        const char *b = (const char *)iov[i].iov_base + skip;
-        size_t len = iov[i].iov_len - skip;
+        out_append(c, (const char *)iov[i].iov_base + skip, iov[i].iov_len - skip);
         skip = 0;
-        char *o = realloc(c->out, c->out_len + len);
-        if (!o)
-            abort();
-        memcpy(o + c->out_len, b, len);
-        c->out = o;
-        c->out_len += (uint32_t)len;
     }
-    if (!c->out_armed)
-        ep_set(c, 1);
 }
 
 static void pace_report(void)
