@@ -36,6 +36,17 @@
     "    (invisible and 'true' or 'false') .. '}')\n"                                              \
     "end\n"
 
+/* One membership of user in a tracked room fewer; when it was the last, the user has left the
+ * room: appended to out as ns, room, user. */
+#define LUA_MEMBER_LEFT                                                                            \
+    "local function member_left(prefix, ns, room, user, out)\n"                                    \
+    "  local mkey = prefix .. ':members:' .. ns .. ':' .. room\n"                                  \
+    "  if redis.call('HINCRBY', mkey, user, -1) <= 0 then\n"                                       \
+    "    redis.call('HDEL', mkey, user)\n"                                                         \
+    "    out[#out + 1] = ns; out[#out + 1] = room; out[#out + 1] = user\n"                         \
+    "  end\n"                                                                                      \
+    "end\n"
+
 /* KEYS: P:nodes, P:node:N:conns, P:node:N:members, P:invisible. ARGV: P, N, entries: 'c' (or
  * 'i': a connection of a user N holds invisible) sid user, 'm' sid user ns room. */
 static rc_redis_script lua_join = {.source =
@@ -76,6 +87,7 @@ static rc_redis_script lua_join = {.source =
 /* KEYS: P:node:N:conns, P:node:N:members, P:invisible. ARGV: P, N, entries. */
 static rc_redis_script lua_leave = {.source =
     LUA_NOW
+    LUA_MEMBER_LEFT
     "local prefix, node = ARGV[1], ARGV[2]\n"
     "local out, i = {0}, 3\n"
     "while i <= #ARGV do\n"
@@ -91,11 +103,7 @@ static rc_redis_script lua_leave = {.source =
     "  else\n"
     "    local ns, room = ARGV[i + 3], ARGV[i + 4]\n"
     "    if redis.call('HDEL', KEYS[2], sid .. '\\0' .. ns .. '\\0' .. room) == 1 then\n"
-    "      local mkey = prefix .. ':members:' .. ns .. ':' .. room\n"
-    "      if redis.call('HINCRBY', mkey, user, -1) <= 0 then\n"
-    "        redis.call('HDEL', mkey, user)\n"
-    "        out[#out + 1] = ns; out[#out + 1] = room; out[#out + 1] = user\n"
-    "      end\n"
+    "      member_left(prefix, ns, room, user, out)\n"
     "    end\n"
     "    i = i + 5\n"
     "  end\n"
@@ -113,6 +121,7 @@ static rc_redis_script lua_heartbeat = {.source =
  * Returns {more, nodes finished, connections removed, users offline, ns, room, user, ...}. */
 static rc_redis_script lua_sweep = {.source =
     LUA_NOW
+    LUA_MEMBER_LEFT
     "local prefix, budget = ARGV[1], tonumber(ARGV[4])\n"
     "local targets\n"
     "if ARGV[2] == 'dead' then\n"
@@ -141,12 +150,7 @@ static rc_redis_script lua_sweep = {.source =
     "      local a = string.find(field, '\\0', 1, true)\n"
     "      local b = a and string.find(field, '\\0', a + 1, true)\n"
     "      if redis.call('HDEL', members, field) == 1 and b then\n"
-    "        local ns, room = string.sub(field, a + 1, b - 1), string.sub(field, b + 1)\n"
-    "        local mkey = prefix .. ':members:' .. ns .. ':' .. room\n"
-    "        if redis.call('HINCRBY', mkey, user, -1) <= 0 then\n"
-    "          redis.call('HDEL', mkey, user)\n"
-    "          out[#out + 1] = ns; out[#out + 1] = room; out[#out + 1] = user\n"
-    "        end\n"
+    "        member_left(prefix, string.sub(field, a + 1, b - 1), string.sub(field, b + 1), user, out)\n"
     "      end\n"
     "      budget = budget - 1\n"
     "    end\n"
