@@ -10,7 +10,7 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const {
   startNode, client, connected, closeClients, token, waitFor, waitForArgs, expectNoEvent, emitAck, emitAckWithin,
-  publish, httpRequest, collect, sleep,
+  publish, httpRequest, collect, sleep, waitUntil, metrics, metric, readyz,
 } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
 const { RawEio } = require('./lib/raw');
@@ -19,41 +19,6 @@ const T = { timeout: 30000 };
 const QUIET_MS = 400; // how long "receives nothing (more)" is watched
 const P = 'roomcast';
 const roomChannel = (room, ns = '/') => `${P}:room:${ns}:${room}`;
-
-// Polls fn until it returns a truthy value (returned); fails after timeout with the last value.
-async function waitUntil(fn, { timeout = 5000, interval = 20, what = 'condition' } = {}) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() >= deadline) {
-      const detail = last instanceof Error ? last.message : JSON.stringify(last);
-      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${detail})`);
-    }
-    await sleep(interval);
-  }
-}
-
-// /metrics as a Map of "name{labels}" -> number.
-async function metrics(node) {
-  const res = await httpRequest(node, 'GET', '/metrics');
-  assert.equal(res.status, 200);
-  const out = new Map();
-  for (const line of res.body.split('\n')) {
-    if (!line || line[0] === '#') continue;
-    const m = /^(\S+)\s+(\S+)$/.exec(line);
-    if (m) out.set(m[1], Number(m[2]));
-  }
-  return out;
-}
-
-const metric = async (node, name) => (await metrics(node)).get(name);
-const readyz = async (node) => (await httpRequest(node, 'GET', '/readyz', { timeout: 2000 })).status;
 
 async function connectTo(node, sub, opts = {}) {
   const s = client(node.url, { auth: { token: token({ sub, rooms: ['*'] }) }, transports: ['websocket'], ...opts });

@@ -15,7 +15,7 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const {
   startNode, client, connected, connect, closeClients, settle, token, nowS, sleep, waitFor,
-  waitForArgs, expectNoEvent, emitAck, publishOk, httpRequest, collect,
+  waitForArgs, expectNoEvent, emitAck, publishOk, httpRequest, collect, metrics,
 } = require('./lib/node');
 
 const T = { timeout: 30000 };
@@ -32,18 +32,13 @@ const noExpToken = (sub) => token({ sub, rooms: ['r*'] }, { noExpiry: true });
 // Wall-clock ms from which the node no longer honours a token (a CONNECT with it is refused).
 const endOf = (exp, leeway) => (exp + leeway + 1) * 1000;
 
-async function metrics(node) {
-  const res = await httpRequest(node, 'GET', '/metrics');
-  assert.equal(res.status, 200);
-  const out = new Map();
-  for (const line of res.body.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)/.exec(line);
-    if (m) out.set(m[1], Number(m[2]));
-  }
+// The node's socket and room counts and its expiries, from /metrics.
+async function counts(node) {
+  const m = await metrics(node);
   return {
-    sockets: out.get('roomcast_sockets{namespace="/"}'),
-    rooms: out.get('roomcast_rooms{namespace="/"}'),
-    expired: out.get('roomcast_disconnects_total{reason="token_expired"}'),
+    sockets: m.get('roomcast_sockets{namespace="/"}'),
+    rooms: m.get('roomcast_rooms{namespace="/"}'),
+    expired: m.get('roomcast_disconnects_total{reason="token_expired"}'),
   };
 }
 
@@ -51,7 +46,7 @@ async function metrics(node) {
 async function idle(node) {
   const deadline = Date.now() + 5000;
   for (;;) {
-    const m = await metrics(node);
+    const m = await counts(node);
     if (m.sockets === 0 && m.rooms === 0) return m;
     assert.ok(Date.now() < deadline, `node not idle: ${JSON.stringify(m)}`);
     await sleep(50);
@@ -99,7 +94,7 @@ describe('token expiry: "reconnect" (the default)', () => {
       const before1 = waitFor(ann, 'news');
       await publishOk(node, { ns: '/', room: 'r1', event: 'news', data: 'before' });
       assert.equal(await before1, 'before');
-      const m1 = await metrics(node);
+      const m1 = await counts(node);
       assert.equal(m1.sockets, m0.sockets + 3);
       assert.equal(m1.rooms, m0.rooms + 4); // user:ann, user:bob, user:cat, r1
 
@@ -108,7 +103,7 @@ describe('token expiry: "reconnect" (the default)', () => {
       assertOnTime(t, at, exp, LEEWAY);
 
       // the node cleaned up as for any other disconnect: one socket and its user room fewer, r1 stays
-      const m2 = await metrics(node);
+      const m2 = await counts(node);
       assert.equal(m2.sockets, m0.sockets + 2);
       assert.equal(m2.rooms, m0.rooms + 3);
       assert.equal(m2.expired, m0.expired + 1);
@@ -223,7 +218,7 @@ describe('token expiry: "disconnect" with jwt.expiredEvent', () => {
       assert.equal(gus.connected, false);
       assert.equal(gus.active, false, 'no automatic reconnection after "io server disconnect"');
 
-      const m1 = await metrics(node);
+      const m1 = await counts(node);
       assert.equal(m1.sockets, m0.sockets + 1);
       assert.equal(m1.rooms, m0.rooms + 2); // user:hal, r1
       assert.equal(m1.expired, m0.expired + 1);
@@ -294,6 +289,6 @@ describe('token expiry: "ignore"', () => {
     await publishOk(node, { ns: '/', room: 'r1', event: 'news', data: 'kept' });
     assert.equal(await got, 'kept');
     assert.deepEqual(await emitAck(ivy, 'join', 'r2'), [{ ok: true, room: 'r2' }]);
-    assert.equal((await metrics(node)).expired, m0.expired);
+    assert.equal((await counts(node)).expired, m0.expired);
   });
 });

@@ -17,7 +17,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const tls = require('node:tls');
 const assert = require('node:assert/strict');
-const { httpRequest, sleep } = require('./node');
+const { httpRequest, sleep, waitUntil, metrics, metric } = require('./node');
 
 // ---- plain TCP -------------------------------------------------------------------------------
 
@@ -295,22 +295,6 @@ async function sioConnect(port, tokenValue, { ns = '/', autoPong = true, query, 
 
 // ---- node observation ------------------------------------------------------------------------
 
-// /metrics as a Map of "name{labels}" -> number.
-async function metrics(node) {
-  const res = await httpRequest(node, 'GET', '/metrics');
-  assert.equal(res.status, 200, `/metrics ${res.status}`);
-  const out = new Map();
-  for (const line of res.body.split('\n')) {
-    if (!line || line[0] === '#') continue;
-    const i = line.lastIndexOf(' ');
-    if (i > 0) out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
-
-async function metric(node, name) {
-  return (await metrics(node)).get(name);
-}
 
 // Sum of every series of a family (any labels).
 function sumFamily(m, family) {
@@ -338,24 +322,6 @@ function openFds(pid) {
   try { return fs.readdirSync(`/proc/${pid}/fd`).length; } catch { return NaN; }
 }
 
-// Polls fn until it returns a truthy value (returned); fails after timeout with the last value.
-async function waitUntil(fn, { timeout = 5000, interval = 20, what = 'condition' } = {}) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() >= deadline) {
-      const detail = last instanceof Error ? last.message : JSON.stringify(last);
-      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${detail})`);
-    }
-    await sleep(interval);
-  }
-}
 
 // ---- numbers ---------------------------------------------------------------------------------
 

@@ -466,6 +466,41 @@ function safeJson(v) {
   }
 }
 
+// Polls fn until it returns a truthy value (returned); fails after timeout with the last value.
+async function waitUntil(fn, { timeout = 5000, interval = 20, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() >= deadline) {
+      const detail = last instanceof Error ? last.message : JSON.stringify(last);
+      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${detail})`);
+    }
+    await sleep(interval);
+  }
+}
+
+// /metrics as a Map of "name{labels}" -> number.
+async function metrics(node) {
+  const res = await httpRequest(node, 'GET', '/metrics');
+  assert.equal(res.status, 200, `/metrics ${res.status}`);
+  const out = new Map();
+  for (const line of res.body.split('\n')) {
+    if (!line || line[0] === '#') continue;
+    const i = line.lastIndexOf(' ');
+    if (i > 0) out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+const metric = async (node, name) => (await metrics(node)).get(name);
+const readyz = async (node) => (await httpRequest(node, 'GET', '/readyz', { timeout: 2000 })).status;
+
 module.exports = {
   BIN, CONFIG_DIR, JWT_SECRET, API_KEY,
   sleep, freePort, writeTemp, startNode, RoomcastNode,
@@ -473,4 +508,5 @@ module.exports = {
   token, rawToken, b64url, nowS,
   client, connected, connect, connectError, closeClients, settle, checkAlive,
   waitFor, waitForArgs, expectNoEvent, emitAck, emitAckWithin, collect,
+  waitUntil, metrics, metric, readyz,
 };

@@ -19,7 +19,8 @@ const http = require('node:http');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { freePort, sleep } = require('./node');
+const { freePort, waitUntil: waitUntilNode } = require('./node');
+const { encodeCommand, parseReply } = require('./redis');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const STARTUP_TIMEOUT_MS = 15000;
@@ -108,26 +109,9 @@ class Managed {
   }
 }
 
-// Polls fn until it returns a truthy value (which is returned); fails after timeout with the last
-// error or value in the message.
-async function waitUntil(fn, { timeout = 10000, interval = 100, what = 'condition' } = {}) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-      last = v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() >= deadline) {
-      const detail = last instanceof Error ? last.message : JSON.stringify(last);
-      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${detail})`);
-    }
-    await sleep(interval);
-  }
-}
+// Polls fn until it returns a truthy value (which is returned): lib/node.js's waitUntil with this
+// file's defaults (servers start slowly: 10 s, every 100 ms).
+const waitUntil = (fn, opts = {}) => waitUntilNode(fn, { timeout: 10000, interval: 100, ...opts });
 
 // GET on loopback, fresh connection; resolves {status, body, json()}.
 function httpGet(port, urlPath, { timeout = 3000, host = '127.0.0.1', headers = {} } = {}) {
@@ -149,47 +133,6 @@ function httpGet(port, urlPath, { timeout = 3000, host = '127.0.0.1', headers = 
 }
 
 // ---- Redis -------------------------------------------------------------------------------------
-
-function encodeCommand(args) {
-  let out = `*${args.length}\r\n`;
-  for (const a of args) {
-    const s = String(a);
-    out += `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
-  }
-  return out;
-}
-
-// Parses one RESP reply from buf at offset; returns [value, nextOffset] or null if incomplete.
-function parseReply(buf, at = 0) {
-  const eol = buf.indexOf('\r\n', at);
-  if (eol < 0) return null;
-  const type = String.fromCharCode(buf[at]);
-  const line = buf.toString('utf8', at + 1, eol);
-  const next = eol + 2;
-  if (type === '+') return [line, next];
-  if (type === '-') return [new Error(line), next];
-  if (type === ':') return [Number(line), next];
-  if (type === '$') {
-    const len = Number(line);
-    if (len < 0) return [null, next];
-    if (buf.length < next + len + 2) return null;
-    return [buf.toString('utf8', next, next + len), next + len + 2];
-  }
-  if (type === '*') {
-    const n = Number(line);
-    if (n < 0) return [null, next];
-    const items = [];
-    let pos = next;
-    for (let i = 0; i < n; i++) {
-      const r = parseReply(buf, pos);
-      if (!r) return null;
-      items.push(r[0]);
-      pos = r[1];
-    }
-    return [items, pos];
-  }
-  throw new Error(`bad RESP type ${JSON.stringify(type)}`);
-}
 
 // One command on a fresh connection (enough for tests that inspect keys now and then).
 function redisCommand(port, ...args) {

@@ -26,7 +26,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const assert = require('node:assert/strict');
 const {
-  BIN, JWT_SECRET, startNode, writeTemp, httpRequest, sleep, token, client, connected,
+  BIN, JWT_SECRET, startNode, writeTemp, httpRequest, sleep, token, client, connected, waitUntil, readyz,
 } = require('./node');
 const { startRedis } = require('./redis');
 
@@ -40,24 +40,6 @@ const PENDING = ['status', 'track', 'visible'];
 // stall below the tests' waits; the bug itself is asserted by its own (todo) test.
 const TEST_OVERRIDES = { drain: { grace: 200 }, engine: { pingInterval: 1000 } };
 
-// Polls fn until it returns a truthy value (returned); fails after timeout with the last value.
-async function waitUntil(fn, { timeout = 5000, interval = 20, what = 'condition' } = {}) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() >= deadline) {
-      const detail = last instanceof Error ? last.message : JSON.stringify(last);
-      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${detail})`);
-    }
-    await sleep(interval);
-  }
-}
 
 // `build/roomcast --check-config`: [] when valid, else the problem lines ("<path>: <message>").
 function checkConfig(file) {
@@ -142,7 +124,6 @@ function loadSeedConfig(name) {
   return { config: stripped, file, supports, dropped: errors };
 }
 
-const readyz = async (node) => (await httpRequest(node, 'GET', '/readyz', { timeout: 2000 })).status;
 
 class Backend {
   constructor(redis) {
