@@ -919,82 +919,59 @@ static int redis_is_up(const rc_backplane *b)
     return to_cbp(b)->phase == BP_UP;
 }
 
-static void put_metric(struct evbuffer *out, const char *name, const char *type, const char *help,
-                       uint64_t value)
-{
-    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type,
-                        name, value);
-}
-
 static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
 {
     const redis_bp *bp = to_cbp(b);
     const rc_histogram *h = &bp->publish_latency;
 
-    put_metric(out, "roomcast_redis_up", "gauge",
+    rc_metrics_put_scalar(out, "roomcast_redis_up", "gauge",
                "1 while the Redis backplane is usable: both connections answer, subscriptions are "
                "confirmed and the canary comes back.",
                bp->phase == BP_UP);
-    put_metric(out, "roomcast_redis_reconnects_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_reconnects_total", "counter",
                "Connection attempts after the first (each one reconnects both connections).",
                bp->reconnects);
-    put_metric(out, "roomcast_redis_subscribed_channels", "gauge",
+    rc_metrics_put_scalar(out, "roomcast_redis_subscribed_channels", "gauge",
                "Room, namespace and module (raw) channels subscribed on the current connection "
                "(canary excluded).",
                bp->nsubscribed);
-    put_metric(out, "roomcast_redis_publishes_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_publishes_total", "counter",
                "Messages handed to Redis with PUBLISH.", bp->publishes);
-    put_metric(out, "roomcast_redis_publish_failures_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_publish_failures_total", "counter",
                "Publishes refused (backplane down, backlog full, bad message) or answered with an "
                "error.",
                bp->publish_failures);
-    put_metric(out, "roomcast_redis_messages_received_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_messages_received_total", "counter",
                "Messages from other publishers handed to the node.", bp->received);
-    put_metric(out, "roomcast_redis_messages_invalid_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_messages_invalid_total", "counter",
                "Messages dropped because their JSON or envelope was malformed.", bp->invalid);
-    put_metric(out, "roomcast_redis_messages_own_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_messages_own_total", "counter",
                "Messages dropped because this node published them (already delivered locally).",
                bp->own);
-    put_metric(out, "roomcast_redis_canary_failures_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_canary_failures_total", "counter",
                "Canary round trips that failed (not received in time, or no subscriber).",
                bp->canary_failures);
-    put_metric(out, "roomcast_redis_commands_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_commands_total", "counter",
                "Commands sent to Redis (round trips), including handshakes and SUBSCRIBE batches.",
                bp->sub.commands + bp->cmd.commands);
-    put_metric(out, "roomcast_redis_command_timeouts_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_command_timeouts_total", "counter",
                "Connections torn down because a command went unanswered too long.",
                bp->command_timeouts);
-    put_metric(out, "roomcast_redis_module_commands_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_module_commands_total", "counter",
                "Commands and script calls sent for modules (presence, jobs).",
                bp->modules.commands);
-    put_metric(out, "roomcast_redis_module_errors_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_module_errors_total", "counter",
                "Module commands and script calls answered with an error.", bp->modules.errors);
-    put_metric(out, "roomcast_redis_noscript_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_noscript_total", "counter",
                "Script calls answered NOSCRIPT and sent again as EVAL.", bp->modules.noscript);
-    put_metric(out, "roomcast_redis_raw_messages_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_redis_raw_messages_total", "counter",
                "Messages received on module (raw) channels.", bp->raw_received);
-    evbuffer_add_printf(out,
-                        "# HELP roomcast_redis_canary_lag_seconds Last canary round trip "
-                        "(PUBLISH on the command connection to receipt on the subscriber).\n"
-                        "# TYPE roomcast_redis_canary_lag_seconds gauge\n"
-                        "roomcast_redis_canary_lag_seconds %.6f\n",
-                        bp->canary_lag_s);
-
-    evbuffer_add_printf(out,
-                        "# HELP roomcast_redis_publish_latency_seconds PUBLISH round trip on the "
-                        "command connection.\n"
-                        "# TYPE roomcast_redis_publish_latency_seconds histogram\n");
-    uint64_t cum = 0;
-    for (size_t i = 0; i < RC_HIST_BUCKETS; i++) {
-        cum += h->buckets[i];
-        evbuffer_add_printf(out, "roomcast_redis_publish_latency_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                            rc_hist_bounds[i], cum);
-    }
-    evbuffer_add_printf(out,
-                        "roomcast_redis_publish_latency_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-                        "roomcast_redis_publish_latency_seconds_sum %.9g\n"
-                        "roomcast_redis_publish_latency_seconds_count %" PRIu64 "\n",
-                        h->count, h->sum, h->count);
+    rc_metrics_put_gauge_double(out, "roomcast_redis_canary_lag_seconds",
+                                "Last canary round trip (PUBLISH on the command connection to receipt "
+                                "on the subscriber).",
+                                bp->canary_lag_s);
+    rc_metrics_put_histogram(out, "roomcast_redis_publish_latency_seconds",
+                             "PUBLISH round trip on the command connection.", h);
 }
 
 static void redis_free(rc_backplane *b)

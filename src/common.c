@@ -50,6 +50,17 @@ char *rc_strndup(const char *s, size_t n)
     return d;
 }
 
+char *rc_strcat3(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = c ? strlen(c) : 0;
+    char *s = rc_malloc(la + lb + lc + 1);
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb);
+    if (c) memcpy(s + la + lb, c, lc);
+    s[la + lb + lc] = '\0';
+    return s;
+}
+
 void rc_free(void *p)
 {
     free(p);

@@ -426,17 +426,6 @@ struct notify_req {
     char job_id[RC_JOBS_ID_SIZE];
 };
 
-static char *str_concat(const char *a, const char *b, const char *c)
-{
-    size_t la = strlen(a), lb = strlen(b), lc = c ? strlen(c) : 0;
-    char *s = rc_malloc(la + lb + lc + 1);
-    memcpy(s, a, la);
-    memcpy(s + la, b, lb);
-    if (c) memcpy(s + la + lb, c, lc);
-    s[la + lb + lc] = '\0';
-    return s;
-}
-
 rc_jobs *rc_jobs_new(const rc_jobs_config *cfg, rc_backplane *bp)
 {
     rc_jobs_config defaults;
@@ -449,10 +438,10 @@ rc_jobs *rc_jobs_new(const rc_jobs_config *cfg, rc_backplane *bp)
     j->cfg.name = rc_strdup(cfg->name);
     j->cfg.prefix = rc_strdup(cfg->prefix);
     j->cfg.backoff_type = cfg->backoff_type ? rc_strdup(cfg->backoff_type) : NULL;
-    char *q = str_concat(cfg->prefix, ":", cfg->queue);
-    j->qprefix = str_concat(q, ":", NULL);
+    char *q = rc_strcat3(cfg->prefix, ":", cfg->queue);
+    j->qprefix = rc_strcat3(q, ":", NULL);
     rc_free(q);
-    for (int i = 0; i < QK__COUNT; i++) j->qkeys[i] = str_concat(j->qprefix, qkey_suffix[i], NULL);
+    for (int i = 0; i < QK__COUNT; i++) j->qkeys[i] = rc_strcat3(j->qprefix, qkey_suffix[i], NULL);
     snprintf(j->delay_s, sizeof(j->delay_s), "%lld", cfg->delay);
     snprintf(j->priority_s, sizeof(j->priority_s), "%d", cfg->priority);
     snprintf(j->ttl_s, sizeof(j->ttl_s), "%lld", cfg->dedup_ttl);
@@ -542,9 +531,9 @@ int rc_jobs_notify_offline(rc_jobs *j, const char *user, const char *id,
 
     char ts[24];
     snprintf(ts, sizeof(ts), "%" PRIu64, rc_now_wall_ms());
-    char *presence = str_concat(rc_redis_prefix(j->bp), ":presence:", user);
-    char *job_key = str_concat(j->qprefix, q->job_id, NULL);
-    char *de_key = str_concat(j->qprefix, "de:", q->job_id);
+    char *presence = rc_strcat3(rc_redis_prefix(j->bp), ":presence:", user);
+    char *job_key = rc_strcat3(j->qprefix, q->job_id, NULL);
+    char *de_key = rc_strcat3(j->qprefix, "de:", q->job_id);
     char *opts = rc_jobs_opts_json(&j->cfg, q->job_id);
 
     /* KEYS and ARGV exactly as listed at the top of jobs_lua.h */
@@ -595,7 +584,7 @@ int rc_jobs_forward_event(rc_jobs *j, const rc_jobs_event *ev)
     }
     char ts[24];
     snprintf(ts, sizeof(ts), "%" PRIu64, ev->ts_ms ? ev->ts_ms : rc_now_wall_ms());
-    char *stream = str_concat(rc_redis_prefix(j->bp), ":events", NULL);
+    char *stream = rc_strcat3(rc_redis_prefix(j->bp), ":events", NULL);
 #define S(x) ((x) ? (x) : "")
     const char *argv[] = {
         "XADD", stream, "MAXLEN", "~", j->maxlen_s, "*",

@@ -45,21 +45,6 @@ const double rc_hist_bounds[RC_HIST_BUCKETS] = {
     0.01,    0.025,  0.05,    0.1,    0.25,  1,      5,
 };
 
-/* Same strings, same order as rc_auth_reason() in src/auth.c; [RC_AUTH_OK] is never exposed. */
-static const char *const auth_reasons[] = {
-    [RC_AUTH_OK] = "ok",
-    [RC_AUTH_MISSING] = "missing_token",
-    [RC_AUTH_MALFORMED] = "malformed_token",
-    [RC_AUTH_ALG_NOT_ALLOWED] = "alg_not_allowed",
-    [RC_AUTH_BAD_SIGNATURE] = "bad_signature",
-    [RC_AUTH_EXPIRED] = "expired",
-    [RC_AUTH_NOT_YET_VALID] = "not_yet_valid",
-    [RC_AUTH_BAD_ISSUER] = "bad_issuer",
-    [RC_AUTH_BAD_AUDIENCE] = "bad_audience",
-    [RC_AUTH_NO_USER] = "missing_user_claim",
-};
-_Static_assert(RC_ARRAY_LEN(auth_reasons) == RC_AUTH__COUNT, "auth reason table out of step");
-
 static const char *const disconnect_reasons[] = {
     [RC_DISC_CLIENT] = "client",
     [RC_DISC_PING_TIMEOUT] = "ping_timeout",
@@ -162,8 +147,8 @@ static void put_double(struct evbuffer *out, const char *name, const char *suffi
 }
 
 /* Family with one sample and no labels. */
-static void put_scalar(struct evbuffer *out, const char *name, const char *type, const char *help,
-                       uint64_t v)
+void rc_metrics_put_scalar(struct evbuffer *out, const char *name, const char *type, const char *help,
+                           uint64_t v)
 {
     put_family(out, name, type, help);
     put_u64(out, name, NULL, NULL, 0, v);
@@ -187,9 +172,15 @@ static void put_by_ns(struct evbuffer *out, const rc_metrics_gauges *g, const ch
 }
 
 /* Family labelled `label_name` over a static table of values. */
-static void put_by_table(struct evbuffer *out, const char *name, const char *help,
-                         const char *label_name, const char *const *table, const uint64_t *values,
-                         size_t from, size_t to)
+void rc_metrics_put_gauge_double(struct evbuffer *out, const char *name, const char *help, double v)
+{
+    put_family(out, name, "gauge", help);
+    put_double(out, name, NULL, NULL, 0, v);
+}
+
+void rc_metrics_put_by_label(struct evbuffer *out, const char *name, const char *help,
+                             const char *label_name, const char *const *table, const uint64_t *values,
+                             size_t from, size_t to)
 {
     put_family(out, name, "counter", help);
     for (size_t i = from; i < to; i++) {
@@ -198,8 +189,8 @@ static void put_by_table(struct evbuffer *out, const char *name, const char *hel
     }
 }
 
-static void put_histogram(struct evbuffer *out, const char *name, const char *help,
-                          const rc_histogram *h)
+void rc_metrics_put_histogram(struct evbuffer *out, const char *name, const char *help,
+                              const rc_histogram *h)
 {
     char le[40];
     uint64_t cum = 0;
@@ -225,30 +216,32 @@ void rc_metrics_write(struct evbuffer *out, const rc_metrics_gauges *g)
     if (!g) g = &none;
 
     /* connections and HTTP */
-    put_scalar(out, "roomcast_connections", "gauge", "Open TCP connections.", g->connections);
-    put_scalar(out, "roomcast_connections_accepted_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_connections", "gauge", "Open TCP connections.", g->connections);
+    rc_metrics_put_scalar(out, "roomcast_connections_accepted_total", "counter",
                "TCP connections accepted.", m->connections_accepted_total);
-    put_scalar(out, "roomcast_connections_rejected_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_connections_rejected_total", "counter",
                "TCP connections refused because of max_connections or draining.",
                m->connections_rejected_total);
     static const char *const codes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    put_by_table(out, "roomcast_http_requests_total", "HTTP responses sent, by status class.",
+    rc_metrics_put_by_label(out, "roomcast_http_requests_total", "HTTP responses sent, by status class.",
                  "code", codes, m->http_requests_total, 1, RC_ARRAY_LEN(codes));
 
     /* Engine.IO */
-    put_scalar(out, "roomcast_eio_sessions", "gauge", "Open Engine.IO sessions.", g->eio_sessions);
-    put_by_table(out, "roomcast_eio_sessions_opened_total",
+    rc_metrics_put_scalar(out, "roomcast_eio_sessions", "gauge", "Open Engine.IO sessions.", g->eio_sessions);
+    rc_metrics_put_by_label(out, "roomcast_eio_sessions_opened_total",
                  "Engine.IO sessions opened, by initial transport.", "transport", eio_transports,
                  m->eio_sessions_opened_total, 0, RC_ARRAY_LEN(eio_transports));
-    put_scalar(out, "roomcast_eio_upgrades_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_eio_upgrades_total", "counter",
                "Engine.IO upgrades from polling to websocket.", m->eio_upgrades_total);
 
     /* Socket.IO */
     put_by_ns(out, g, "roomcast_sockets", "gauge", "Connected Socket.IO sockets, by namespace.",
               g->sockets_by_ns);
-    put_scalar(out, "roomcast_handshakes_total", "counter", "Socket.IO CONNECT handshakes accepted.",
+    rc_metrics_put_scalar(out, "roomcast_handshakes_total", "counter", "Socket.IO CONNECT handshakes accepted.",
                m->handshakes_total);
-    put_by_table(out, "roomcast_auth_failures_total", "Socket.IO CONNECT refused, by auth reason.",
+    const char *auth_reasons[RC_AUTH__COUNT]; /* the names auth.c gives; [RC_AUTH_OK] is not exposed */
+    for (int i = 0; i < RC_AUTH__COUNT; i++) auth_reasons[i] = rc_auth_reason((rc_auth_status)i);
+    rc_metrics_put_by_label(out, "roomcast_auth_failures_total", "Socket.IO CONNECT refused, by auth reason.",
                  "reason", auth_reasons, m->auth_failures_total, RC_AUTH_OK + 1, RC_AUTH__COUNT);
     put_by_ns(out, g, "roomcast_messages_in_total", "counter",
               "Client events received, by namespace.", m->messages_in_total);
@@ -258,40 +251,40 @@ void rc_metrics_write(struct evbuffer *out, const rc_metrics_gauges *g)
               "Room and namespace emits fanned out locally, by namespace.", m->broadcasts_total);
     put_by_ns(out, g, "roomcast_rooms", "gauge", "Rooms with local members, by namespace.",
               g->rooms_by_ns);
-    put_by_table(out, "roomcast_disconnects_total", "Socket disconnections, by reason.", "reason",
+    rc_metrics_put_by_label(out, "roomcast_disconnects_total", "Socket disconnections, by reason.", "reason",
                  disconnect_reasons, m->disconnects_total, 0, RC_DISC__COUNT);
 
     /* limits */
-    put_scalar(out, "roomcast_slow_consumer_drops_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_slow_consumer_drops_total", "counter",
                "Sockets closed because their output buffer passed the cap.",
                m->slow_consumer_drops_total);
-    put_scalar(out, "roomcast_rate_limited_total", "counter", "Client events refused by rate limits.",
+    rc_metrics_put_scalar(out, "roomcast_rate_limited_total", "counter", "Client events refused by rate limits.",
                m->rate_limited_total);
-    put_scalar(out, "roomcast_payload_too_large_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_payload_too_large_total", "counter",
                "Payloads refused for exceeding the size limit.", m->payload_too_large_total);
 
     /* backplane, API, jobs */
-    put_scalar(out, "roomcast_backplane_publishes_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_backplane_publishes_total", "counter",
                "Messages published to the backplane.", m->backplane_publishes_total);
-    put_scalar(out, "roomcast_backplane_publish_failures_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_backplane_publish_failures_total", "counter",
                "Backplane publishes that failed.", m->backplane_publish_failures_total);
-    put_scalar(out, "roomcast_backplane_receives_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_backplane_receives_total", "counter",
                "Messages received from the backplane.", m->backplane_receives_total);
-    put_scalar(out, "roomcast_api_publishes_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_api_publishes_total", "counter",
                "Messages accepted by the HTTP publish API.", m->api_publishes_total);
-    put_scalar(out, "roomcast_jobs_added_total", "counter", "Jobs added.", m->jobs_added_total);
-    put_scalar(out, "roomcast_notifications_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_jobs_added_total", "counter", "Jobs added.", m->jobs_added_total);
+    rc_metrics_put_scalar(out, "roomcast_notifications_total", "counter",
                "Notifications for a user received (P:notify, POST /api/publish with user).",
                m->notifications_total);
-    put_scalar(out, "roomcast_notifications_delivered_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_notifications_delivered_total", "counter",
                "Sockets this node delivered notifications to.", m->notifications_delivered_total);
 
-    put_histogram(out, "roomcast_delivery_latency_seconds",
+    rc_metrics_put_histogram(out, "roomcast_delivery_latency_seconds",
                   "Time from publish accepted to the frame queued for every recipient (once per recipient).", &m->delivery_latency);
 
     /* state and identity */
-    put_scalar(out, "roomcast_ready", "gauge", "1 when the node reports ready.", g->ready ? 1 : 0);
-    put_scalar(out, "roomcast_draining", "gauge", "1 while the node drains.", g->draining ? 1 : 0);
+    rc_metrics_put_scalar(out, "roomcast_ready", "gauge", "1 when the node reports ready.", g->ready ? 1 : 0);
+    rc_metrics_put_scalar(out, "roomcast_draining", "gauge", "1 while the node drains.", g->draining ? 1 : 0);
     put_family(out, "roomcast_build_info", "gauge", "Build and node identity; always 1.");
     label info[2] = {{"version", g->version ? g->version : "unknown"},
                      {"node", g->node_id ? g->node_id : "unknown"}};
@@ -402,16 +395,16 @@ void rc_metrics_write_process(struct evbuffer *out)
     }
     size_t rss = rc_process_rss_bytes();
     if (rss) {
-        put_scalar(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+        rc_metrics_put_scalar(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
                    rss);
     }
     if (have_stat) {
-        put_scalar(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+        rc_metrics_put_scalar(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
                    ps.vsize);
     }
     long fds = open_fd_count();
     if (fds >= 0) {
-        put_scalar(out, "process_open_fds", "gauge", "Number of open file descriptors.",
+        rc_metrics_put_scalar(out, "process_open_fds", "gauge", "Number of open file descriptors.",
                    (uint64_t)fds);
     }
     struct rlimit rl;

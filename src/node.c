@@ -253,28 +253,32 @@ static void pending_free(pending_answer *p)
 
 static void rule_ops_run_answer(rc_node *n, pending_answer *p, cJSON *data, const char *error);
 
+/* Runs the rule waiting on tag (if it is still waiting) with data as {data}, or with
+ * backplane_down when err; data is freed here either way. */
+static void answer_pending(rc_node *n, uint64_t tag, int err, cJSON *data)
+{
+    pending_answer *p = pending_take(n, tag);
+    if (p) {
+        rule_ops_run_answer(n, p, data, err ? "backplane_down" : NULL);
+        pending_free(p);
+    }
+    cJSON_Delete(data);
+}
+
 static void presence_on_query(void *arg, uint64_t tag, int err, const char *const *users,
                               const unsigned char *online, size_t count)
 {
-    rc_node *n = arg;
-    pending_answer *p = pending_take(n, tag);
-    if (!p) return;
     cJSON *data = NULL;
     if (!err) {
         data = cJSON_CreateObject();
         for (size_t i = 0; i < count; i++) cJSON_AddBoolToObject(data, users[i], online[i]);
     }
-    rule_ops_run_answer(n, p, data, err ? "backplane_down" : NULL);
-    cJSON_Delete(data);
-    pending_free(p);
+    answer_pending(arg, tag, err, data);
 }
 
 static void presence_on_members(void *arg, uint64_t tag, int err, const char *ns, const char *room,
                                 const char *const *users, size_t count, size_t total)
 {
-    rc_node *n = arg;
-    pending_answer *p = pending_take(n, tag);
-    if (!p) return;
     cJSON *data = NULL;
     if (!err) {
         data = cJSON_CreateObject();
@@ -283,9 +287,7 @@ static void presence_on_members(void *arg, uint64_t tag, int err, const char *ns
         for (size_t i = 0; i < count; i++) cJSON_AddItemToArray(list, cJSON_CreateString(users[i]));
         cJSON_AddNumberToObject(data, "total", (double)total);
     }
-    rule_ops_run_answer(n, p, data, err ? "backplane_down" : NULL);
-    cJSON_Delete(data);
-    pending_free(p);
+    answer_pending(arg, tag, err, data);
 }
 
 static void presence_on_drained(void *arg, int err)

@@ -83,6 +83,7 @@
 #include "roomcast/common.h"
 #include "roomcast/hmap.h"
 #include "roomcast/log.h"
+#include "roomcast/metrics.h"
 #include "roomcast/redis_cmd.h"
 #include "roomcast/template.h"
 
@@ -202,17 +203,6 @@ struct rc_presence {
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
-
-static char *str_concat(const char *a, const char *b, const char *c)
-{
-    size_t la = strlen(a), lb = strlen(b), lc = c ? strlen(c) : 0;
-    char *s = rc_malloc(la + lb + lc + 1);
-    memcpy(s, a, la);
-    memcpy(s + la, b, lb);
-    if (c) memcpy(s + la + lb, c, lc);
-    s[la + lb + lc] = '\0';
-    return s;
-}
 
 static int name_ok(const char *s)
 {
@@ -1157,7 +1147,7 @@ int rc_presence_set_visible(rc_presence *p, const char *user, int visible)
             defer_status(p, user, visible ? 1 : 0);
         return RC_PRESENCE_OK;
     }
-    char *key = str_concat(p->prefix, ":presence:", user);
+    char *key = rc_strcat3(p->prefix, ":presence:", user);
     const char *argv[6] = {p->k_invisible, key, p->prefix, user, visible ? "1" : "0", p->node_id};
     pr_req *r = req_new(p, REQ_VISIBLE, 0, NULL);
     int rc = send_eval(p, &lua_visible, r, 2, 6, argv);
@@ -1239,18 +1229,18 @@ rc_presence *rc_presence_new(struct event_base *base, rc_backplane *bp, const ch
     p->phase = PH_OFFLINE;
     p->need_reset = 1; /* first start: clear what an earlier process with our id left behind */
     p->prefix = rc_strdup(prefix);
-    p->status_prefix = str_concat(prefix, ":status:", NULL);
+    p->status_prefix = rc_strcat3(prefix, ":status:", NULL);
     p->status_prefix_len = strlen(p->status_prefix);
     p->watches.bp = bp;
     p->watches.status_prefix = p->status_prefix;
-    p->k_nodes = str_concat(prefix, ":nodes", NULL);
-    p->k_sweeping = str_concat(prefix, ":sweeping", NULL);
-    p->k_invisible = str_concat(prefix, ":invisible", NULL);
-    char *node_key = str_concat(prefix, ":node:", p->node_id);
-    p->k_conns = str_concat(node_key, ":conns", NULL);
-    p->k_members = str_concat(node_key, ":members", NULL);
+    p->k_nodes = rc_strcat3(prefix, ":nodes", NULL);
+    p->k_sweeping = rc_strcat3(prefix, ":sweeping", NULL);
+    p->k_invisible = rc_strcat3(prefix, ":invisible", NULL);
+    char *node_key = rc_strcat3(prefix, ":node:", p->node_id);
+    p->k_conns = rc_strcat3(node_key, ":conns", NULL);
+    p->k_members = rc_strcat3(node_key, ":members", NULL);
     rc_free(node_key);
-    p->visibility_channel = str_concat(prefix, ":visibility:", p->node_id);
+    p->visibility_channel = rc_strcat3(prefix, ":visibility:", p->node_id);
     rc_redis_channel_open(bp, p->visibility_channel);
     p->tick_ev = evtimer_new(base, on_tick, p);
     arm_tick(p, 0);
@@ -1312,37 +1302,27 @@ void rc_presence_free(rc_presence *p)
     rc_free(p);
 }
 
-static void put_metric(struct evbuffer *out, const char *name, const char *type, const char *help,
-                       uint64_t value)
-{
-    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type,
-                        name, value);
-}
-
 void rc_presence_write_metrics(const rc_presence *p, struct evbuffer *out)
 {
-    put_metric(out, "roomcast_presence_online_users", "gauge",
+    rc_metrics_put_scalar(out, "roomcast_presence_online_users", "gauge",
                "Users with at least one connection on this node.", p->users.count);
-    put_metric(out, "roomcast_presence_connections", "gauge",
+    rc_metrics_put_scalar(out, "roomcast_presence_connections", "gauge",
                "Connections this node holds in presence.", p->conns.count);
-    put_metric(out, "roomcast_presence_watched_users", "gauge",
+    rc_metrics_put_scalar(out, "roomcast_presence_watched_users", "gauge",
                "Users whose status changes this node's sockets watch.", p->watches.watched.count);
-    evbuffer_add_printf(out, "# HELP roomcast_presence_operations_total Presence operations by kind.\n"
-                             "# TYPE roomcast_presence_operations_total counter\n");
-    for (int i = 0; i < OP__COUNT; i++)
-        evbuffer_add_printf(out, "roomcast_presence_operations_total{op=\"%s\"} %" PRIu64 "\n",
-                            op_names[i], p->ops[i]);
-    put_metric(out, "roomcast_presence_sweeps_total", "counter",
+    rc_metrics_put_by_label(out, "roomcast_presence_operations_total", "Presence operations by kind.", "op",
+                            op_names, p->ops, 0, OP__COUNT);
+    rc_metrics_put_scalar(out, "roomcast_presence_sweeps_total", "counter",
                "Sweeps of dead nodes' entries run by this node (SWEEP calls).", p->sweeps);
-    put_metric(out, "roomcast_presence_swept_nodes_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_presence_swept_nodes_total", "counter",
                "Dead nodes whose entries this node's sweeps finished removing.", p->swept_nodes);
-    put_metric(out, "roomcast_presence_swept_connections_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_presence_swept_connections_total", "counter",
                "Connections of dead nodes removed by this node's sweeps.", p->swept_conns);
-    put_metric(out, "roomcast_presence_swept_offline_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_presence_swept_offline_total", "counter",
                "Users reported offline by this node's sweeps.", p->swept_offline);
-    put_metric(out, "roomcast_presence_removals_queued", "gauge",
+    rc_metrics_put_scalar(out, "roomcast_presence_removals_queued", "gauge",
                "Removals waiting for Redis (connections closed while it was unreachable).",
                p->nremovals);
-    put_metric(out, "roomcast_presence_errors_total", "counter",
+    rc_metrics_put_scalar(out, "roomcast_presence_errors_total", "counter",
                "Presence calls to Redis refused, failed or answered with an error.", p->errors);
 }

@@ -673,6 +673,20 @@ static void compile_emit_spec(const cJSON *j, const char *path, struct emit_spec
     }
 }
 
+/* The two required announcement specs of status or track: out[0] from key k0, out[1] from k1. */
+static void compile_emit_pair(const cJSON *j, const char *path, const char *k0, const char *k1,
+                              struct emit_spec out[2], rc_config_errors *e)
+{
+    const char *const which[2] = {k0, k1};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *spec = cJSON_GetObjectItemCaseSensitive(j, which[k]);
+        char *q = pathf("%s.%s", path, which[k]);
+        if (!spec) rc_config_error(e, q, "required");
+        else compile_emit_spec(spec, q, &out[k], e);
+        rc_free(q);
+    }
+}
+
 /* "status": {"room": "status:{user}", "online": spec, "offline": spec} */
 static void compile_status(const cJSON *j, const char *path, rc_ns_rules *ns, rc_config_errors *e)
 {
@@ -697,14 +711,7 @@ static void compile_status(const cJSON *j, const char *path, rc_ns_rules *ns, rc
         ns->status_suffix = rc_strdup(at + 6);
     }
     rc_free(q);
-    static const char *const which[2] = {"offline", "online"};
-    for (int k = 0; k < 2; k++) {
-        const cJSON *spec = cJSON_GetObjectItemCaseSensitive(j, which[k]);
-        q = pathf("%s.%s", p, which[k]);
-        if (!spec) rc_config_error(e, q, "required");
-        else compile_emit_spec(spec, q, &ns->status_ev[k], e);
-        rc_free(q);
-    }
+    compile_emit_pair(j, p, "offline", "online", ns->status_ev, e);
     rc_free(p);
 }
 
@@ -731,14 +738,7 @@ static void compile_track(const cJSON *j, const char *path, rc_ns_rules *ns, rc_
         }
     }
     rc_free(q);
-    static const char *const which[2] = {"left", "joined"};
-    for (int k = 0; k < 2; k++) {
-        const cJSON *spec = cJSON_GetObjectItemCaseSensitive(j, which[k]);
-        q = pathf("%s.%s", p, which[k]);
-        if (!spec) rc_config_error(e, q, "required");
-        else compile_emit_spec(spec, q, &ns->track_ev[k], e);
-        rc_free(q);
-    }
+    compile_emit_pair(j, p, "left", "joined", ns->track_ev, e);
     rc_free(p);
 }
 

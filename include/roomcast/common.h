@@ -35,6 +35,8 @@ void *rc_calloc(size_t count, size_t n);
 void *rc_realloc(void *p, size_t n);
 char *rc_strdup(const char *s);
 char *rc_strndup(const char *s, size_t n);
+/* a, b and c (c may be NULL) joined in one new string (Redis key names: prefix, ':kind:', id). */
+char *rc_strcat3(const char *a, const char *b, const char *c);
 void rc_free(void *p);
 
 /* Monotonic and wall clocks in milliseconds. */

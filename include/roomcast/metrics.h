@@ -93,6 +93,18 @@ void rc_metrics_write(struct evbuffer *out, const rc_metrics_gauges *g);
  * open and max fds, start time. */
 void rc_metrics_write_process(struct evbuffer *out);
 
+/* Exposition helpers for the modules that write their own families (presence, the Redis
+ * backplane): HELP and TYPE lines, then the samples. Help texts contain no backslash or newline. */
+void rc_metrics_put_scalar(struct evbuffer *out, const char *name, const char *type, const char *help,
+                           uint64_t v);
+void rc_metrics_put_gauge_double(struct evbuffer *out, const char *name, const char *help, double v);
+/* A counter family with one sample per label value: table[i] = values[i], for i in [from, to). */
+void rc_metrics_put_by_label(struct evbuffer *out, const char *name, const char *help,
+                             const char *label_name, const char *const *table, const uint64_t *values,
+                             size_t from, size_t to);
+void rc_metrics_put_histogram(struct evbuffer *out, const char *name, const char *help,
+                              const rc_histogram *h);
+
 /* Resident set size in bytes (from /proc/self/statm), for benchmarks and logs. */
 size_t rc_process_rss_bytes(void);
 
