@@ -57,7 +57,7 @@
  * replies (the canary covers a deaf subscription); no retry of a failed PUBLISH. Numbers in
  * received "args"/"data" pass through cJSON, so integers beyond 2^53 lose precision.
  *
- * Ownership: rc_backplane_redis_new copies what it needs from cfg and cb. The two redis_conn
+ * Ownership: rc_backplane_redis_new copies what it needs from the settings and cb. The two redis_conn
  * are embedded in the backplane, and so is redis_cmd.c's state.
  *
  * API in call order: rc_backplane_redis_new -> ns_open/room_open/room_close/publish and the
@@ -69,7 +69,6 @@
 #include "backplane_redis.h"
 #include "redis_conn.h"
 #include "roomcast/common.h"
-#include "roomcast/config.h"
 #include "roomcast/hmap.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
@@ -1058,19 +1057,20 @@ static char *client_name(const char *node_id, const char *role)
     return s;
 }
 
-rc_backplane *rc_backplane_redis_new(struct event_base *base, const struct rc_config *cfg,
+rc_backplane *rc_backplane_redis_new(struct event_base *base,
+                                     const rc_backplane_redis_settings *settings,
                                      const rc_backplane_callbacks *cb)
 {
     rc_redis_url url;
     const char *err = NULL;
     unsigned char addr[sizeof(struct in6_addr)];
 
-    if (rc_redis_url_parse(cfg->redis_url, &url, &err) != 0) {
+    if (rc_redis_url_parse(settings->url, &url, &err) != 0) {
         rc_log_error("redis_bad_url", "error=\"%s\"", err);
         return NULL;
     }
-    const char *node_id = cfg->node_id && cfg->node_id[0] ? cfg->node_id : "node";
-    const char *prefix = cfg->prefix && cfg->prefix[0] ? cfg->prefix : "roomcast";
+    const char *node_id = settings->node_id && settings->node_id[0] ? settings->node_id : "node";
+    const char *prefix = settings->prefix && settings->prefix[0] ? settings->prefix : "roomcast";
 
     redis_bp *bp = rc_calloc(1, sizeof(*bp));
     bp->super.ops = &redis_ops;
