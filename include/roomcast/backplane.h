@@ -1,7 +1,7 @@
 /*
  * backplane.h: how a node exchanges room traffic with the other nodes. One interface, two
- * implementations: the embedded single-node backplane (backplane_local.c) and Redis pub/sub
- * (backplane_redis.c, hiredis async on the node's libevent loop).
+ * implementations: the embedded single-node backplane (src/backplane_local.c) and Redis pub/sub
+ * (hiredis async on the node's libevent loop; its files are listed in src/backplane_redis.h).
  *
  * Delivery model: the node always delivers to its own local sockets itself, at once, and then
  * publishes the message with origin = its node id. A backplane hands the node (on_message) only
