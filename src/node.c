@@ -159,35 +159,21 @@ static void status_room_watch(rc_node *n, const char *ns, const char *room, int 
     }
 }
 
-typedef struct held_session {
-    rc_node *node;
-    char sid[24];
-} held_session;
-
+/* live = 0 comes only when the backplane is freed, after sio: the hold is detached by then. */
 static void release_held(void *arg, int live)
 {
-    held_session *h = arg;
-    rc_eio_session *s = live ? rc_eio_find(h->node->eio, h->sid) : NULL;
-    if (s) rc_eio_release(s);
-    rc_free(h);
+    rc_sio_hold_release(arg);
 }
 
-static void on_room_open(void *arg, const char *ns, const char *room)
+static void on_room_open(void *arg, const char *ns, const char *room, rc_sio_socket *opener)
 {
     rc_node *n = arg;
     n->bp->ops->room_open(n->bp, ns, room);
     status_room_watch(n, ns, room, 1);
     /* The socket whose join opened the room hears nothing more (its ack, its CONNECT reply)
      * until the room's channel is subscribed: after "joined", a publish cannot be missed. */
-    rc_sio_socket *joiner = rc_sio_joining_socket(n->sio);
-    if (joiner && n->bp->ops->when_subscribed && n->bp_up) {
-        rc_eio_session *es = rc_sio_socket_session(joiner);
-        held_session *h = rc_malloc(sizeof(*h));
-        h->node = n;
-        snprintf(h->sid, sizeof(h->sid), "%s", rc_eio_sid(es));
-        rc_eio_hold(es);
-        n->bp->ops->when_subscribed(n->bp, release_held, h);
-    }
+    if (opener && n->bp->ops->when_subscribed && n->bp_up)
+        n->bp->ops->when_subscribed(n->bp, release_held, rc_sio_hold_new(opener));
 }
 
 static void on_room_close(void *arg, const char *ns, const char *room)
@@ -414,6 +400,12 @@ static void bp_on_raw(void *arg, const char *channel, const char *payload, size_
 
 /* ---- rule operations ---------------------------------------------------------------------- */
 
+/* The rules of a socket's namespace (sio's namespace index is the rules' index). */
+static const rc_ns_rules *socket_rules(const rc_node *n, const rc_sio_socket *s)
+{
+    return rc_rules_ns_at(n->cfg->rules, (size_t)rc_sio_socket_ns_index(s));
+}
+
 /* The attachments go along only if the outgoing arguments still reference them. */
 static size_t attachments_for(const rule_target *t, const cJSON *args)
 {
@@ -438,7 +430,7 @@ static const char *op_leave(void *target, const char *room)
 static void hook_on_membership(void *arg, rc_sio_socket *s, const char *room, int joined)
 {
     rc_node *n = arg;
-    if (!n->presence || !rc_sio_socket_user(s) || !rc_ns_rules_tracked(rc_sio_socket_rules(s), room)) return;
+    if (!n->presence || !rc_sio_socket_user(s) || !rc_ns_rules_tracked(socket_rules(n, s), room)) return;
     if (joined) rc_presence_member_add(n->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
     else rc_presence_member_remove(n->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
 }
@@ -596,8 +588,7 @@ static const rc_rule_ops rule_ops = {
     .disconnect = op_disconnect,
 };
 
-/* What rules see of a socket; with_auth also parses the auth payload the socket kept (the caller
- * frees in->auth with cJSON_Delete). */
+/* What rules see of a socket; with_auth also the auth payload the socket kept (borrowed). */
 static void fill_input(rc_rule_input *in, rc_sio_socket *s, int with_auth)
 {
     memset(in, 0, sizeof(*in));
@@ -605,8 +596,7 @@ static void fill_input(rc_rule_input *in, rc_sio_socket *s, int with_auth)
     in->sid = rc_sio_socket_id(s);
     in->user = rc_sio_socket_user(s);
     in->claims_json = rc_sio_socket_claims(s);
-    const char *auth_json = with_auth ? rc_sio_socket_auth(s) : NULL;
-    if (auth_json) in->auth = cJSON_Parse(auth_json);
+    if (with_auth) in->auth = rc_sio_socket_auth(s);
 }
 
 static void hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
@@ -618,7 +608,7 @@ static void hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
     rc_rule_input in;
     fill_input(&in, s, 0);
     in.auth = auth;
-    rc_rules_run(rc_sio_socket_rules(s), &in, &rule_ops, &t);
+    rc_rules_run(socket_rules(n, s), &in, &rule_ops, &t);
 }
 
 static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
@@ -630,9 +620,8 @@ static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
     in.args = ev->args;
     in.has_ack = ev->ack_id >= 0;
     int matched = 1;
-    if (ev->limited) rc_rules_run_limited(rc_sio_socket_rules(s), &in, &rule_ops, &t);
-    else matched = rc_rules_run(rc_sio_socket_rules(s), &in, &rule_ops, &t);
-    cJSON_Delete((cJSON *)in.auth);
+    if (ev->limited) rc_rules_run_limited(socket_rules(arg, s), &in, &rule_ops, &t);
+    else matched = rc_rules_run(socket_rules(arg, s), &in, &rule_ops, &t);
     if (!matched && t.ack_id >= 0) {
         static const char unknown[] = "[{\"ok\":false,\"error\":\"unknown_event\"}]";
         rc_sio_ack(s, t.ack_id, unknown, sizeof(unknown) - 1, NULL, 0);
@@ -646,8 +635,7 @@ static void hook_on_ack(void *arg, rc_sio_socket *s, const void *ctx, const char
     fill_input(&in, s, 1);
     in.event = event;
     in.args = ack->args;
-    rc_rules_run_ack(rc_sio_socket_rules(s), ctx, &in, &rule_ops, &t);
-    cJSON_Delete((cJSON *)in.auth);
+    rc_rules_run_ack(socket_rules(arg, s), ctx, &in, &rule_ops, &t);
 }
 
 /* Runs a rule continuation with {data} = the presence answer (or, on error, answers the ack the
@@ -672,8 +660,7 @@ static void rule_ops_run_answer(rc_node *n, pending_answer *p, cJSON *data, cons
     cJSON_AddItemReferenceToArray(args, data);
     in.args = args;
     in.has_ack = p->ack_id >= 0;
-    rc_rules_run_ack(rc_sio_socket_rules(s), p->then, &in, &rule_ops, &t);
-    cJSON_Delete((cJSON *)in.auth);
+    rc_rules_run_ack(socket_rules(n, s), p->then, &in, &rule_ops, &t);
     cJSON_Delete(args);
 }
 
@@ -681,6 +668,48 @@ static void hook_on_disconnect(void *arg, rc_sio_socket *s)
 {
     rc_node *n = arg;
     if (n->presence && rc_sio_socket_user(s)) rc_presence_disconnect(n->presence, rc_sio_socket_id(s));
+}
+
+static char *hook_user_room(void *arg, const rc_sio_socket *s)
+{
+    return rc_ns_rules_user_room(socket_rules(arg, s), rc_sio_socket_user(s), rc_sio_socket_claims(s));
+}
+
+static int hook_event_limit(void *arg, const rc_sio_socket *s, const char *event, unsigned *events,
+                            unsigned *interval_ms)
+{
+    return rc_ns_rules_event_limit(socket_rules(arg, s), event, events, interval_ms);
+}
+
+/* What sio reads of the configuration and the rules, namespace by namespace (sio copies it). */
+static rc_sio_server *sio_new(rc_node *n)
+{
+    const rc_config *cfg = n->cfg;
+    size_t count = rc_rules_ns_count(cfg->rules);
+    rc_sio_ns_settings *ns = rc_calloc(count ? count : 1, sizeof(*ns));
+    static const int auth_modes[] = {
+        [RC_NS_AUTH_REQUIRED] = RC_SIO_AUTH_REQUIRED, [RC_NS_AUTH_OPTIONAL] = RC_SIO_AUTH_OPTIONAL,
+        [RC_NS_AUTH_NONE] = RC_SIO_AUTH_NONE,
+    };
+    for (size_t i = 0; i < count; i++) {
+        const rc_ns_rules *r = rc_rules_ns_at(cfg->rules, i);
+        ns[i].name = rc_ns_rules_name(r);
+        ns[i].auth = auth_modes[rc_ns_rules_auth(r)];
+        ns[i].token_in_query = rc_ns_rules_token_in_query(r);
+        rc_ns_rules_rate_limit(r, &ns[i].rate_events, &ns[i].rate_interval_ms);
+        ns[i].event_limit_count = rc_ns_rules_event_limit_count(r);
+    }
+    static const int expiry_modes[] = {
+        [RC_TOKEN_EXPIRY_RECONNECT] = RC_SIO_EXPIRY_RECONNECT,
+        [RC_TOKEN_EXPIRY_DISCONNECT] = RC_SIO_EXPIRY_DISCONNECT, [RC_TOKEN_EXPIRY_IGNORE] = RC_SIO_EXPIRY_IGNORE,
+    };
+    rc_sio_settings set = {
+        .ns = ns, .ns_count = count, .jwt = &cfg->jwt, .max_rooms_per_socket = cfg->max_rooms_per_socket,
+        .token_expiry = expiry_modes[cfg->token_expiry], .token_expired_event = cfg->token_expired_event,
+    };
+    rc_sio_server *sio = rc_sio_server_new(n->base, &set, &n->hooks);
+    rc_free(ns);
+    return sio;
 }
 
 /* ---- HTTP routes -------------------------------------------------------------------------- */
@@ -897,8 +926,10 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->hooks.on_ack = hook_on_ack;
     n->hooks.on_room_open = on_room_open;
     n->hooks.on_room_close = on_room_close;
+    n->hooks.user_room = hook_user_room;
+    n->hooks.event_limit = hook_event_limit;
     n->hooks.arg = n;
-    n->sio = rc_sio_server_new(base, cfg, &n->hooks);
+    n->sio = sio_new(n);
     for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)
         n->bp->ops->ns_open(n->bp, rc_ns_rules_name(rc_rules_ns_at(cfg->rules, i)));
     n->eio = rc_eio_server_new(base, cfg, rc_sio_eio_callbacks(n->sio));
