@@ -24,6 +24,7 @@
  */
 #include "rules_compiled.h"
 #include "roomcast/common.h"
+#include "roomcast/errors.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
