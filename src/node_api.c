@@ -119,25 +119,21 @@ static void route_publish(rc_node *n, rc_http_request *req)
         cJSON_Delete(body);
         return;
     }
-    char *user_room = NULL;
     rc_bp_message msg = {0};
     msg.kind = RC_BP_EMIT;
     msg.ns = nsname;
-    msg.room = user ? user_room : (room ? room->valuestring : NULL);
+    msg.room = room ? room->valuestring : NULL;
     msg.event = event->valuestring;
     msg.args_json = json;
     msg.args_len = strlen(json);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(body, "id");
     if (cJSON_IsString(id)) msg.id = id->valuestring;
-    if (user && !user_room) {
-        respond_json(req, 400, "{\"ok\":false,\"error\":\"no_user_room\"}");
-    } else if (rc_node__broadcast(n, &msg) != 0) {
+    if (rc_node__broadcast(n, &msg) != 0) {
         respond_json(req, 503, "{\"ok\":false,\"error\":\"backplane_down\"}");
     } else {
         rc_metrics.api_publishes_total++;
         respond_json(req, 202, "{\"ok\":true}");
     }
-    rc_free(user_room);
     cJSON_free(json);
     cJSON_Delete(body);
 }
