@@ -17,7 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "roomcast/config.h"
+#include "roomcast/errors.h"
 
 struct cJSON;
 
