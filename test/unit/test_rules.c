@@ -1,9 +1,9 @@
 /*
- * test_rules.c: the rules language (src/rules.c) against a fake rc_rule_ops that records every
- * call as a line of text: join authorization (claims globs, user room, already a member, allow
- * "any"), relay defaults, emit/onAck, ack, onError, if/unless, disconnect, fail, forward,
- * presence, the built-in default namespace, strict compile errors with their paths, and
- * rc_glob_match.
+ * test_rules.c: the rules language (src/rules_compile.c, src/rules_run.c) against a fake
+ * rc_rule_ops that records every call as a line of text: join authorization (claims globs, user
+ * room, already a member, allow "any"), relay defaults, emit/onAck, ack, onError, if/unless,
+ * disconnect, fail, forward, presence, the built-in default namespace, strict compile errors
+ * with their paths, and rc_glob_match.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -854,7 +854,7 @@ static void test_glob(void **state)
     assert_true(rc_now_mono_ms() - t0 < 1000);
 }
 
-/* ---- the five seed systems (/work/shared/seeds): their documented client flows ------------- */
+/* ---- the five seed systems (docs/migrating.md, deploy/config/): their documented client flows */
 
 static void test_seed_tasks(void **state)
 {
