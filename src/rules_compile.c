@@ -417,8 +417,12 @@ static void compile_action(const cJSON *j, const char *path, enum where where, s
     for (const cJSON *c = j->child; c; c = c->next) {
         if (rc__config_is_comment(c)) continue;
         if (strcmp(c->string, "if") == 0 || strcmp(c->string, "unless") == 0) {
+            struct cond *cond = c->string[0] == 'i' ? &a->when : &a->unless;
+            /* a key given twice is reported by rc__config_check_keys above; the second is not
+             * compiled over the first (which would leak it) */
+            if (cond->a) continue;
             char *p = pathf("%s.%s", path, c->string);
-            compile_cond(c, p, c->string[0] == 'i' ? &a->when : &a->unless, e);
+            compile_cond(c, p, cond, e);
             rc_free(p);
             continue;
         }

@@ -792,6 +792,12 @@ static void test_compile_errors(void **state)
     EXPECT("{\"/\": {\"events\": {\"e\": [{\"ack\": 1, \"ack\": 2}]}}}",
            "namespaces./.events.e[0].ack: duplicate key",
            "namespaces./.events.e[0]: more than one verb ('ack' and 'ack')");
+    /* found by fuzz_config: the second "unless" was compiled over the first, leaking it (the
+     * ASan build of this test fails on the leak) */
+    EXPECT("{\"/\": {\"events\": {\"e\": [{\"ack\": 1, \"unless\": \"{data.flag}\", \"unless\": \"{data.other}\"}]}}}",
+           "namespaces./.events.e[0].unless: duplicate key");
+    EXPECT("{\"/\": {\"events\": {\"e\": [{\"ack\": 1, \"if\": {\"equals\": [\"{data}\", 1]}, \"if\": \"{data}\"}]}}}",
+           "namespaces./.events.e[0].if: duplicate key");
 
     char many[4096] = "{";
     for (int i = 0; i < 33; i++) sprintf(many + strlen(many), "%s\"/n%d\": {}", i ? "," : "", i);
