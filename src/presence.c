@@ -5,8 +5,8 @@
  * text), presence_watch.c (who watches whom) and presence_local.c (the embedded store).
  *
  * What it is for: answering "is this user online?" and "who is in this meeting?" the same way
- * on every node, with no scatter-gather over pub/sub (anchors P4), and never leaving a ghost
- * behind a node that died (P6): every entry belongs to a node, every node heartbeats, and any
+ * on every node, with no scatter-gather over pub/sub (every node reads the same keys in Redis), and never leaving a ghost
+ * behind a node that died: every entry belongs to a node, every node heartbeats, and any
  * node removes the entries of a node whose heartbeat is older than the TTL.
  *
  * Local tables (both modes; the node's own truth, which Redis mirrors):
@@ -85,7 +85,6 @@
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
 #include "roomcast/redis_cmd.h"
-#include "roomcast/template.h"
 
 #include "presence_local.h"
 #include "presence_lua.h"
@@ -303,58 +302,6 @@ static void defer_member(rc_presence *p, const char *ns, const char *room, const
     pr_req *r = req_new(p, EV_MEMBER, 3, s);
     r->flag = joined;
     defer(p, r);
-}
-
-/* ---- config --------------------------------------------------------------------------------- */
-
-void rc_presence_config_default(rc_presence_config *out)
-{
-    out->ttl_ms = 15000;
-    out->heartbeat_ms = 5000;
-}
-
-static int parse_ms(const cJSON *obj, const char *path, const char *key, int *out,
-                    rc_config_errors *errs)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!j || cJSON_IsNull(j)) return 0;
-    char p[256];
-    snprintf(p, sizeof(p), "%s%s%s", path, path[0] ? "." : "", key);
-    double d = cJSON_IsNumber(j) ? j->valuedouble : -1;
-    if (d < 1 || d > 86400000 || d != (double)(long long)d) {
-        rc_config_error(errs, p, "must be an integer 1..86400000 (ms)");
-        return -1;
-    }
-    *out = (int)d;
-    return 0;
-}
-
-int rc_presence_config_parse(rc_presence_config *out, const cJSON *json, const char *path,
-                             rc_config_errors *errs)
-{
-    static const char *const keys[] = {"ttl", "heartbeat", NULL};
-    size_t before = errs ? errs->count : 0;
-    int bad = 0;
-    if (!path) path = "";
-    rc_presence_config_default(out);
-    if (!json || cJSON_IsNull(json)) return 0;
-    if (!cJSON_IsObject(json)) {
-        rc_config_error(errs, path, "must be an object like {\"ttl\":15000,\"heartbeat\":5000}");
-        return -1;
-    }
-    rc__config_check_keys(json, path, keys, errs);
-    bad |= parse_ms(json, path, "ttl", &out->ttl_ms, errs);
-    bad |= parse_ms(json, path, "heartbeat", &out->heartbeat_ms, errs);
-    if (!bad && out->ttl_ms < 2 * out->heartbeat_ms) {
-        char p[256];
-        snprintf(p, sizeof(p), "%s%sttl", path, path[0] ? "." : "");
-        rc_config_error(errs, p, "must be at least twice the heartbeat (%d ms), or a node whose "
-                        "heartbeat is a little late is taken for dead", out->heartbeat_ms);
-        bad = -1;
-    }
-    if (errs && errs->count > before) bad = -1;
-    if (bad) rc_presence_config_default(out);
-    return bad ? -1 : 0;
 }
 
 /* ---- watches -------------------------------------------------------------------------------- */

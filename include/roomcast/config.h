@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include "roomcast/auth.h"
 #include "roomcast/jobs.h"
-#include "roomcast/presence.h"
+#include "roomcast/presence_config.h"
 
 struct rc_rules;
 
