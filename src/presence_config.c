@@ -8,8 +8,7 @@
  */
 #include "roomcast/presence_config.h"
 
-#include "roomcast/config.h"
-#include "roomcast/template.h"
+#include "roomcast/errors.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

@@ -27,6 +27,7 @@
 #include "roomcast/backplane.h"
 #include "roomcast/common.h"
 #include "roomcast/config.h"
+#include "roomcast/errors.h"
 #include "roomcast/log.h"
 #include "roomcast/presence.h"
 #include "roomcast/redis_cmd.h"
