@@ -369,6 +369,11 @@ static int session_on_packet(rc_eio_session *s, const rc_eio_packet *p)
         s->srv->cb->on_message(s->owner, p->binary, p->data, p->len);
         return s->closed ? -1 : 0;
     case RC_EIO_CLOSE:
+        /* The client closes (over polling, its POST carries the `1`): the GET it still holds is
+         * answered with a noop `6`, as engine.io's polling transport does, not with the `1`
+         * that rc_eio_close sends when the server ends a session. (A held GET finds the queue
+         * empty unless output is held: then it carries those packets instead.) */
+        if (s->get) flush_get(s, RC_EIO_NOOP);
         rc_metrics.disconnects_total[RC_DISC_CLIENT]++;
         rc_eio_close(s, "transport close");
         return -1;
