@@ -546,7 +546,14 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
         if (has_sid) {
             rc_eio_session *s = find_session(srv, sid);
             if (!s) { respond_error(srv, req, 1); return; }
-            if (s->transport != T_POLLING || s->probe) { respond_error(srv, req, 3); return; }
+            if (s->transport != T_POLLING) {
+                /* The session is on a WebSocket already: engine.io accepts this one (101) and
+                 * closes it at once, leaving the session alone; so do we. No callbacks: nothing
+                 * of it reaches the session. */
+                rc_ws_close(rc_ws_accept(req, srv->cfg->max_payload, NULL, NULL), RC_WS_CLOSE_NORMAL);
+                return;
+            }
+            if (s->probe) { respond_error(srv, req, 3); return; }
             s->probe = rc_ws_accept(req, srv->cfg->max_payload, &probe_cb, s);
             s->upgrade_deadline_ms = rc_now_mono_ms() + (uint64_t)srv->cfg->upgrade_timeout_ms;
             session_arm_timer(s);

@@ -3,7 +3,9 @@
 // and which the official protocol suite (test/protocol/) checks; here with exact packets, so a
 // regression shows up in `make e2e` with a precise message:
 //  - a client's close packet over polling: the GET the client still holds is answered with a
-//    noop `6` (a session the server ends answers it with `1`).
+//    noop `6` (a session the server ends answers it with `1`);
+//  - a second WebSocket for a session already upgraded: accepted (101), then closed at once,
+//    while the session's own WebSocket goes on.
 //
 // config/default.json with pings every 5 s (they must not answer the held GETs first), a 1 s
 // connect timeout, and "/" anonymous with an "echo" event answered by ack.
@@ -11,6 +13,7 @@
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const { startNode, httpRequest, checkAlive, sleep } = require('./lib/node');
+const { RawWs } = require('./lib/hostile');
 
 const T = { timeout: 20000 };
 
@@ -60,5 +63,26 @@ describe('Engine.IO as the reference server does it', () => {
     assert.equal(get.status, 200);
     assert.equal(get.body, '1');
     assert.equal((await pollGet(sid)).status, 400);
+  });
+
+  it('a second WebSocket for an upgraded session: 101, then closed; the upgraded one goes on', T, async () => {
+    const sid = await pollOpen();
+    const query = `?EIO=4&transport=websocket&sid=${sid}`;
+    const ws = await RawWs.open(node.port, { query });
+    ws.sendText('2probe');
+    assert.equal(await ws.nextText('3'), '3probe');
+    ws.sendText('5');
+    await sleep(50); // the upgrade is complete
+    const second = await RawWs.open(node.port, { query }); // throws unless 101
+    assert.equal(second.status, 101);
+    assert.equal((await second.closeFrame()).code, 1000);
+    await second.conn.waitClosed(3000);
+    // The session and its own WebSocket are untouched.
+    ws.sendText('40');
+    assert.match(await ws.nextText('40'), /^40\{"sid":"[^"]+"\}$/);
+    ws.sendText('421["echo","still here"]');
+    assert.equal(await ws.nextText('43'), '431["still here"]');
+    assert.equal(ws.isClosed, false);
+    ws.destroy();
   });
 });
