@@ -28,7 +28,7 @@
 #include "roomcast/jobs.h"
 
 #include "roomcast/common.h"
-#include "roomcast/config.h"
+#include "roomcast/errors.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
 #include "roomcast/redis_cmd.h"
