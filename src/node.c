@@ -19,6 +19,7 @@
 #include "node_internal.h"
 #include "roomcast/backplane.h"
 #include "roomcast/common.h"
+#include "roomcast/keys.h"
 #include "roomcast/config.h"
 #include "roomcast/eio.h"
 #include "roomcast/jobs.h"
@@ -262,14 +263,11 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         n->bp_up = 1;
     }
     if (rc_redis_available(n->bp)) {
-        size_t plen = strlen(cfg->prefix);
-        n->notify_channel = rc_malloc(plen + 8);
-        snprintf(n->notify_channel, plen + 8, "%s:notify", cfg->prefix);
+        n->notify_channel = rc_key_new(cfg->prefix, RC_KEY_NOTIFY, NULL, NULL);
         rc_redis_channel_open(n->bp, n->notify_channel);
         for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++) {
             if (!rc_ns_rules_status_broadcast(rc_rules_ns_at(cfg->rules, i)) || n->status_pattern) continue;
-            n->status_pattern = rc_malloc(plen + 10);
-            snprintf(n->status_pattern, plen + 10, "%s:status:*", cfg->prefix);
+            n->status_pattern = rc_key_new(cfg->prefix, RC_KEY_STATUS, "*", NULL);
             rc_redis_channel_open(n->bp, n->status_pattern);
         }
     }

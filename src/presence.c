@@ -47,6 +47,7 @@
 #include "presence_internal.h"
 
 #include "roomcast/common.h"
+#include "roomcast/keys.h"
 #include "roomcast/hmap.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
@@ -358,18 +359,16 @@ rc_presence *rc_presence_new(struct event_base *base, rc_backplane *bp, const ch
     p->phase = PH_OFFLINE;
     p->need_reset = 1; /* first start: clear what an earlier process with our id left behind */
     p->prefix = rc_strdup(prefix);
-    p->status_prefix = rc_strcat3(prefix, ":status:", NULL);
+    p->status_prefix = rc_key_new(prefix, RC_KEY_STATUS, "", NULL);
     p->status_prefix_len = strlen(p->status_prefix);
     p->watches.bp = bp;
     p->watches.status_prefix = p->status_prefix;
-    p->k_nodes = rc_strcat3(prefix, ":nodes", NULL);
-    p->k_sweeping = rc_strcat3(prefix, ":sweeping", NULL);
-    p->k_invisible = rc_strcat3(prefix, ":invisible", NULL);
-    char *node_key = rc_strcat3(prefix, ":node:", p->node_id);
-    p->k_conns = rc_strcat3(node_key, ":conns", NULL);
-    p->k_members = rc_strcat3(node_key, ":members", NULL);
-    rc_free(node_key);
-    p->visibility_channel = rc_strcat3(prefix, ":visibility:", p->node_id);
+    p->k_nodes = rc_key_new(prefix, RC_KEY_NODES, NULL, NULL);
+    p->k_sweeping = rc_key_new(prefix, RC_KEY_SWEEPING, NULL, NULL);
+    p->k_invisible = rc_key_new(prefix, RC_KEY_INVISIBLE, NULL, NULL);
+    p->k_conns = rc_key_new(prefix, RC_KEY_NODE_CONNS, p->node_id, NULL);
+    p->k_members = rc_key_new(prefix, RC_KEY_NODE_MEMBERS, p->node_id, NULL);
+    p->visibility_channel = rc_key_new(prefix, RC_KEY_VISIBILITY, p->node_id, NULL);
     rc_redis_channel_open(bp, p->visibility_channel);
     rc_presence__tick_start(p);
     return p;

@@ -54,6 +54,7 @@
 
 #include "roomcast/backplane.h"
 #include "roomcast/common.h"
+#include "roomcast/keys.h"
 #include "roomcast/log.h"
 
 #include "presence_lua.h"
@@ -321,8 +322,7 @@ int rc_presence__send_members(rc_presence *p, pr_req *r)
 {
     char max[16];
     snprintf(max, sizeof(max), "%d", RC_PRESENCE_MEMBERS_MAX);
-    char *key = rc_malloc(strlen(p->prefix) + strlen(r->s[0]) + strlen(r->s[1]) + 16);
-    sprintf(key, "%s:members:%s:%s", p->prefix, r->s[0], r->s[1]);
+    char *key = rc_key_new(p->prefix, RC_KEY_MEMBERS, r->s[0], r->s[1]);
     const char *argv[2] = {key, max};
     int rc = send_eval(p, &lua_members, r, 1, 2, argv);
     rc_free(key);
@@ -331,7 +331,7 @@ int rc_presence__send_members(rc_presence *p, pr_req *r)
 
 int rc_presence__send_visible(rc_presence *p, const char *user, int visible)
 {
-    char *key = rc_strcat3(p->prefix, ":presence:", user);
+    char *key = rc_key_new(p->prefix, RC_KEY_PRESENCE, user, NULL);
     const char *argv[6] = {p->k_invisible, key, p->prefix, user, visible ? "1" : "0", p->node_id};
     pr_req *r = rc_presence__req_new(p, REQ_VISIBLE, 0, NULL);
     int rc = send_eval(p, &lua_visible, r, 2, 6, argv);
