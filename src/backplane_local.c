@@ -11,9 +11,9 @@
  *
  * What it does not do: it never calls on_message (there is no other publisher; backends reach a
  * single node through POST /api/publish, which the node delivers locally) and never calls
- * on_state (nothing can change). room_open, room_close and ns_open are no-ops. It writes no
- * metrics: the node's own backplane counters cover publishes, and roomcast_redis_* would only
- * mislead without Redis.
+ * on_state (nothing can change). room_open, room_close and ns_open are no-ops. It counts what it
+ * accepts (roomcast_backplane_*, backplane.c) and writes no families of its own: roomcast_redis_*
+ * would only mislead without Redis.
  *
  * redis_cmd.h on this backplane: rc_redis_available returns 0, every command, script call and
  * rc_redis_prefix refuses (-1 / NULL), channel_open/close do nothing. That dispatch lives in
@@ -34,6 +34,7 @@ typedef struct local_bp {
 
 static int local_publish(rc_backplane *bp, const rc_bp_message *msg)
 {
+    bp->stats.publishes++;
     return 0;
 }
 

@@ -63,7 +63,7 @@ static void publish_on_reply(void *arg, redis_conn *c, const redis_conn_cmd *cmd
     if (!reply) return; /* the connection went away */
     rc_histogram_observe(&bp->publish_latency, (double)(rc_now_mono_ns() - cmd->sent_ns) / 1e9);
     if (reply->type == REDIS_REPLY_ERROR) {
-        bp->publish_failures++;
+        bp->super.stats.publish_failures++;
         rc_log_debug("redis_publish_error", "error=\"%s\"", reply->str);
     }
 }
@@ -72,12 +72,12 @@ static int redis_publish(rc_backplane *b, const rc_bp_message *msg)
 {
     redis_bp *bp = to_bp(b);
     if (bp->phase != BP_UP) {
-        bp->publish_failures++;
+        bp->super.stats.publish_failures++;
         return -1;
     }
     if (!redis_bp__ns_valid(msg->ns) || (msg->room && !msg->room[0]) ||
         bp_envelope_encode(&bp->payload_buf, msg, bp->node_id) != 0) {
-        bp->publish_failures++;
+        bp->super.stats.publish_failures++;
         rc_log_debug("redis_publish_refused", "ns=\"%s\" kind=%d", msg->ns ? msg->ns : "", msg->kind);
         return -1;
     }
@@ -87,10 +87,10 @@ static int redis_publish(rc_backplane *b, const rc_bp_message *msg)
     int rc = redis_conn_command(&bp->cmd, publish_on_reply, bp, 3, argv, lens);
     bp_buf_trim(&bp->payload_buf);
     if (rc != 0) {
-        bp->publish_failures++;
+        bp->super.stats.publish_failures++;
         return -1;
     }
-    bp->publishes++;
+    bp->super.stats.publishes++;
     return 0;
 }
 
@@ -150,13 +150,14 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
                "(canary excluded).",
                bp->nsubscribed);
     rc_metrics_put_scalar(out, "roomcast_redis_publishes_total", "counter",
-               "Messages handed to Redis with PUBLISH.", bp->publishes);
+               "Messages handed to Redis with PUBLISH (the same count as roomcast_backplane_publishes_total).",
+               bp->super.stats.publishes);
     rc_metrics_put_scalar(out, "roomcast_redis_publish_failures_total", "counter",
                "Publishes refused (backplane down, backlog full, bad message) or answered with an "
                "error.",
-               bp->publish_failures);
+               bp->super.stats.publish_failures);
     rc_metrics_put_scalar(out, "roomcast_redis_messages_received_total", "counter",
-               "Messages from other publishers handed to the node.", bp->received);
+               "Messages from other publishers handed to the node.", bp->super.stats.receives);
     rc_metrics_put_scalar(out, "roomcast_redis_messages_invalid_total", "counter",
                "Messages dropped because their JSON or envelope was malformed.", bp->invalid);
     rc_metrics_put_scalar(out, "roomcast_redis_messages_own_total", "counter",

@@ -123,7 +123,7 @@ typedef struct redis_bp {
     redis_script_state scripts;  /* the modules' commands and scripts on cmd */
 
     /* metrics */
-    uint64_t reconnects, publishes, publish_failures, received, invalid, own, canary_failures,
+    uint64_t reconnects, invalid, own, canary_failures,
         command_timeouts, raw_received;
     double canary_lag_s;
     rc_histogram publish_latency;

@@ -39,7 +39,7 @@ static void deliver(redis_bp *bp, const bp_chan *e, const char *payload, size_t 
     case BP_ENVELOPE_OK:
         env.msg.ns = e->ns;
         env.msg.room = e->room;
-        bp->received++;
+        bp->super.stats.receives++;
         if (bp->cb.on_message) {
             bp->in_callback++;
             bp->cb.on_message(bp->cb.arg, &env.msg);

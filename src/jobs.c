@@ -416,7 +416,7 @@ struct rc_jobs {
     rc_redis_script script;
     unsigned inflight;           /* replies still expected */
     int closing;                 /* rc_jobs_free called: the last reply frees */
-    uint64_t skipped_online, skipped_duplicate, failures;
+    uint64_t added, skipped_online, skipped_duplicate, failures;
     uint64_t forwarded, forward_failures;
 };
 
@@ -488,7 +488,7 @@ static void on_notify_reply(void *arg, const redisReply *r)
         reason = why[r->integer];
     }
     if (reason == rc_jobs_reason_added) {
-        rc_metrics.jobs_added_total++;
+        j->added++;
         rc_log_debug("job_added", "job_id=%s", q->job_id);
     } else if (reason == rc_jobs_reason_online) {
         j->skipped_online++;
@@ -608,30 +608,21 @@ int rc_jobs_forward_event(rc_jobs *j, const rc_jobs_event *ev)
 
 void rc_jobs_write_metrics(const rc_jobs *j, struct evbuffer *out)
 {
-    uint64_t online = j ? j->skipped_online : 0, dup = j ? j->skipped_duplicate : 0;
-    evbuffer_add_printf(out,
-                        "# HELP roomcast_jobs_skipped_total Offline hand-offs that added no job: "
-                        "the user was online on some node, or the job already existed.\n"
-                        "# TYPE roomcast_jobs_skipped_total counter\n"
-                        "roomcast_jobs_skipped_total{reason=\"online\"} %" PRIu64 "\n"
-                        "roomcast_jobs_skipped_total{reason=\"duplicate\"} %" PRIu64 "\n",
-                        online, dup);
-    evbuffer_add_printf(out,
-                        "# HELP roomcast_jobs_failures_total Offline hand-offs not done: Redis "
-                        "down or absent, an error reply, or the connection lost.\n"
-                        "# TYPE roomcast_jobs_failures_total counter\n"
-                        "roomcast_jobs_failures_total %" PRIu64 "\n",
-                        j ? j->failures : 0);
-    evbuffer_add_printf(out,
-                        "# HELP roomcast_events_forwarded_total Client events appended to the "
-                        "events stream.\n"
-                        "# TYPE roomcast_events_forwarded_total counter\n"
-                        "roomcast_events_forwarded_total %" PRIu64 "\n",
-                        j ? j->forwarded : 0);
-    evbuffer_add_printf(out,
-                        "# HELP roomcast_events_forward_failures_total Client events not appended "
-                        "to the events stream (Redis down or absent, or an error reply).\n"
-                        "# TYPE roomcast_events_forward_failures_total counter\n"
-                        "roomcast_events_forward_failures_total %" PRIu64 "\n",
-                        j ? j->forward_failures : 0);
+    static const char *const skip_reasons[] = {"online", "duplicate"};
+    uint64_t skipped[] = {j ? j->skipped_online : 0, j ? j->skipped_duplicate : 0};
+    rc_metrics_put_scalar(out, "roomcast_jobs_added_total", "counter", "Jobs added.", j ? j->added : 0);
+    rc_metrics_put_by_label(out, "roomcast_jobs_skipped_total", "counter",
+                            "Offline hand-offs that added no job: the user was online on some node, or "
+                            "the job already existed.",
+                            "reason", skip_reasons, skipped, 0, 2);
+    rc_metrics_put_scalar(out, "roomcast_jobs_failures_total", "counter",
+                          "Offline hand-offs not done: Redis down or absent, an error reply, or the "
+                          "connection lost.",
+                          j ? j->failures : 0);
+    rc_metrics_put_scalar(out, "roomcast_events_forwarded_total", "counter",
+                          "Client events appended to the events stream.", j ? j->forwarded : 0);
+    rc_metrics_put_scalar(out, "roomcast_events_forward_failures_total", "counter",
+                          "Client events not appended to the events stream (Redis down or absent, or "
+                          "an error reply).",
+                          j ? j->forward_failures : 0);
 }

@@ -1,28 +1,15 @@
 /*
- * metrics.c: the node's counters and the Prometheus text exposition (format 0.0.4).
+ * metrics.c: the exposition helpers, histograms and process_* metrics (include/roomcast/metrics.h).
  *
- * What it is for: every module bumps plain uint64_t fields of the global rc_metrics with ++ on
- * its hot path (single-threaded loop, no atomics, no locks). Nothing is formatted until /metrics
- * is scraped; then rc_metrics_write walks the struct once and appends text to an evbuffer.
+ * What it does not do: it keeps no registry and no counters of its own, allocates nothing per
+ * observation, and knows no module's families: each module writes its own with these helpers.
  *
- * What it does not do: it keeps no registry, allocates nothing per observation, and owns no
- * gauges. Gauges that belong to other modules (connections, sockets, rooms, readiness) arrive at
- * scrape time in an rc_metrics_gauges the caller fills and keeps owning. Labels come only from
- * static tables (reasons, transports, status classes) or the configured namespace list, so
- * cardinality is bounded; namespaces beyond RC_METRICS_MAX_NS are not exposed.
+ * Exposition rules kept here: every family gets "# HELP" and "# TYPE" exactly once, label values
+ * are escaped (\\, \", \n). The histogram stores non-cumulative buckets (one increment per
+ * observation) and is made cumulative only on output.
  *
- * Exposition rules kept here: every family gets "# HELP" and "# TYPE" exactly once, names are
- * roomcast_<thing>[_<unit>][_total], counters end in _total, label values are escaped (\\, \",
- * \n), reason families list every reason even at 0 so rate() queries see the series from the
- * start. The histogram stores non-cumulative buckets (one increment per observation) and is
- * made cumulative only on output.
- *
- * Auth reason labels: the strings of rc_auth_reason() (src/auth.c) are repeated in a local table
- * in RC_AUTH_* order, so this file and its unit test do not depend on the auth module. A static
- * assertion ties the table's length to RC_AUTH__COUNT; keep the strings in step with auth.c.
- *
- * API in call order: rc_histogram_observe (hot path), rc_metrics_write (scrape), which ends with
- * rc_metrics_write_process; rc_process_rss_bytes for logs and benchmarks.
+ * API in call order: rc_histogram_observe (hot path); rc_metrics_put_* and
+ * rc_metrics_write_process (scrape); rc_process_rss_bytes for logs and benchmarks.
  */
 #include "roomcast/metrics.h"
 #include "roomcast/common.h"
@@ -38,25 +25,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-rc_metrics_t rc_metrics;
-
 const double rc_hist_bounds[RC_HIST_BUCKETS] = {
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
     0.01,    0.025,  0.05,    0.1,    0.25,  1,      5,
 };
-
-static const char *const disconnect_reasons[] = {
-    [RC_DISC_CLIENT] = "client",
-    [RC_DISC_PING_TIMEOUT] = "ping_timeout",
-    [RC_DISC_PARSE_ERROR] = "parse_error",
-    [RC_DISC_SLOW_CONSUMER] = "slow_consumer",
-    [RC_DISC_SERVER] = "server",
-    [RC_DISC_TRANSPORT_ERROR] = "transport_error",
-    [RC_DISC_TOKEN_EXPIRED] = "token_expired",
-};
-_Static_assert(RC_ARRAY_LEN(disconnect_reasons) == RC_DISC__COUNT, "disconnect reason table");
-
-static const char *const eio_transports[] = {"polling", "websocket"};
 
 /* ---- hot path ------------------------------------------------------------------------------ */
 
@@ -154,39 +126,32 @@ void rc_metrics_put_scalar(struct evbuffer *out, const char *name, const char *t
     put_u64(out, name, NULL, NULL, 0, v);
 }
 
-static size_t ns_exposed(const rc_metrics_gauges *g)
-{
-    return g->ns_count < RC_METRICS_MAX_NS ? g->ns_count : RC_METRICS_MAX_NS;
-}
-
-/* Family labelled by namespace; values may be NULL (then only HELP and TYPE are written). */
-static void put_by_ns(struct evbuffer *out, const rc_metrics_gauges *g, const char *name,
-                      const char *type, const char *help, const uint64_t *values)
-{
-    put_family(out, name, type, help);
-    if (!values || !g->ns_names) return;
-    for (size_t i = 0; i < ns_exposed(g); i++) {
-        label l = {"namespace", g->ns_names[i]};
-        put_u64(out, name, NULL, &l, 1, values[i]);
-    }
-}
-
-/* Family labelled `label_name` over a static table of values. */
 void rc_metrics_put_gauge_double(struct evbuffer *out, const char *name, const char *help, double v)
 {
     put_family(out, name, "gauge", help);
     put_double(out, name, NULL, NULL, 0, v);
 }
 
-void rc_metrics_put_by_label(struct evbuffer *out, const char *name, const char *help,
+void rc_metrics_put_by_label(struct evbuffer *out, const char *name, const char *type, const char *help,
                              const char *label_name, const char *const *table, const uint64_t *values,
                              size_t from, size_t to)
 {
-    put_family(out, name, "counter", help);
+    put_family(out, name, type, help);
     for (size_t i = from; i < to; i++) {
         label l = {label_name, table[i]};
         put_u64(out, name, NULL, &l, 1, values[i]);
     }
+}
+
+void rc_metrics_put_labelled(struct evbuffer *out, const char *name, const char *type, const char *help,
+                             const char *const *label_names, const char *const *label_values, size_t n,
+                             uint64_t v)
+{
+    label labels[8];
+    if (n > RC_ARRAY_LEN(labels)) n = RC_ARRAY_LEN(labels);
+    for (size_t i = 0; i < n; i++) labels[i] = (label){label_names[i], label_values[i]};
+    put_family(out, name, type, help);
+    put_u64(out, name, NULL, labels, n, v);
 }
 
 void rc_metrics_put_histogram(struct evbuffer *out, const char *name, const char *help,
@@ -205,92 +170,6 @@ void rc_metrics_put_histogram(struct evbuffer *out, const char *name, const char
     put_u64(out, name, "_bucket", &inf, 1, h->count);
     put_double(out, name, "_sum", NULL, 0, h->sum);
     put_u64(out, name, "_count", NULL, 0, h->count);
-}
-
-/* ---- the node's families ------------------------------------------------------------------- */
-
-void rc_metrics_write(struct evbuffer *out, const rc_metrics_gauges *g)
-{
-    static const rc_metrics_gauges none;
-    const rc_metrics_t *m = &rc_metrics;
-    if (!g) g = &none;
-
-    /* connections and HTTP */
-    rc_metrics_put_scalar(out, "roomcast_connections", "gauge", "Open TCP connections.", g->connections);
-    rc_metrics_put_scalar(out, "roomcast_connections_accepted_total", "counter",
-               "TCP connections accepted.", m->connections_accepted_total);
-    rc_metrics_put_scalar(out, "roomcast_connections_rejected_total", "counter",
-               "TCP connections refused because of max_connections or draining.",
-               m->connections_rejected_total);
-    static const char *const codes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    rc_metrics_put_by_label(out, "roomcast_http_requests_total", "HTTP responses sent, by status class.",
-                 "code", codes, m->http_requests_total, 1, RC_ARRAY_LEN(codes));
-
-    /* Engine.IO */
-    rc_metrics_put_scalar(out, "roomcast_eio_sessions", "gauge", "Open Engine.IO sessions.", g->eio_sessions);
-    rc_metrics_put_by_label(out, "roomcast_eio_sessions_opened_total",
-                 "Engine.IO sessions opened, by initial transport.", "transport", eio_transports,
-                 m->eio_sessions_opened_total, 0, RC_ARRAY_LEN(eio_transports));
-    rc_metrics_put_scalar(out, "roomcast_eio_upgrades_total", "counter",
-               "Engine.IO upgrades from polling to websocket.", m->eio_upgrades_total);
-
-    /* Socket.IO */
-    put_by_ns(out, g, "roomcast_sockets", "gauge", "Connected Socket.IO sockets, by namespace.",
-              g->sockets_by_ns);
-    rc_metrics_put_scalar(out, "roomcast_handshakes_total", "counter", "Socket.IO CONNECT handshakes accepted.",
-               m->handshakes_total);
-    const char *auth_reasons[RC_AUTH__COUNT]; /* the names auth.c gives; [RC_AUTH_OK] is not exposed */
-    for (int i = 0; i < RC_AUTH__COUNT; i++) auth_reasons[i] = rc_auth_reason((rc_auth_status)i);
-    rc_metrics_put_by_label(out, "roomcast_auth_failures_total", "Socket.IO CONNECT refused, by auth reason.",
-                 "reason", auth_reasons, m->auth_failures_total, RC_AUTH_OK + 1, RC_AUTH__COUNT);
-    put_by_ns(out, g, "roomcast_messages_in_total", "counter",
-              "Client events received, by namespace.", m->messages_in_total);
-    put_by_ns(out, g, "roomcast_messages_out_total", "counter",
-              "Packets written to sockets, by namespace.", m->messages_out_total);
-    put_by_ns(out, g, "roomcast_broadcasts_total", "counter",
-              "Room and namespace emits fanned out locally, by namespace.", m->broadcasts_total);
-    put_by_ns(out, g, "roomcast_rooms", "gauge", "Rooms with local members, by namespace.",
-              g->rooms_by_ns);
-    rc_metrics_put_by_label(out, "roomcast_disconnects_total", "Socket disconnections, by reason.", "reason",
-                 disconnect_reasons, m->disconnects_total, 0, RC_DISC__COUNT);
-
-    /* limits */
-    rc_metrics_put_scalar(out, "roomcast_slow_consumer_drops_total", "counter",
-               "Sockets closed because their output buffer passed the cap.",
-               m->slow_consumer_drops_total);
-    rc_metrics_put_scalar(out, "roomcast_rate_limited_total", "counter", "Client events refused by rate limits.",
-               m->rate_limited_total);
-    rc_metrics_put_scalar(out, "roomcast_payload_too_large_total", "counter",
-               "Payloads refused for exceeding the size limit.", m->payload_too_large_total);
-
-    /* backplane, API, jobs */
-    rc_metrics_put_scalar(out, "roomcast_backplane_publishes_total", "counter",
-               "Messages published to the backplane.", m->backplane_publishes_total);
-    rc_metrics_put_scalar(out, "roomcast_backplane_publish_failures_total", "counter",
-               "Backplane publishes that failed.", m->backplane_publish_failures_total);
-    rc_metrics_put_scalar(out, "roomcast_backplane_receives_total", "counter",
-               "Messages received from the backplane.", m->backplane_receives_total);
-    rc_metrics_put_scalar(out, "roomcast_api_publishes_total", "counter",
-               "Messages accepted by the HTTP publish API.", m->api_publishes_total);
-    rc_metrics_put_scalar(out, "roomcast_jobs_added_total", "counter", "Jobs added.", m->jobs_added_total);
-    rc_metrics_put_scalar(out, "roomcast_notifications_total", "counter",
-               "Notifications for a user received (P:notify, POST /api/publish with user).",
-               m->notifications_total);
-    rc_metrics_put_scalar(out, "roomcast_notifications_delivered_total", "counter",
-               "Sockets this node delivered notifications to.", m->notifications_delivered_total);
-
-    rc_metrics_put_histogram(out, "roomcast_delivery_latency_seconds",
-                  "Time from publish accepted to the frame queued for every recipient (once per recipient).", &m->delivery_latency);
-
-    /* state and identity */
-    rc_metrics_put_scalar(out, "roomcast_ready", "gauge", "1 when the node reports ready.", g->ready ? 1 : 0);
-    rc_metrics_put_scalar(out, "roomcast_draining", "gauge", "1 while the node drains.", g->draining ? 1 : 0);
-    put_family(out, "roomcast_build_info", "gauge", "Build and node identity; always 1.");
-    label info[2] = {{"version", g->version ? g->version : "unknown"},
-                     {"node", g->node_id ? g->node_id : "unknown"}};
-    put_u64(out, "roomcast_build_info", NULL, info, 2, 1);
-
-    rc_metrics_write_process(out);
 }
 
 /* ---- process_* ------------------------------------------------------------------------------ */

@@ -24,7 +24,6 @@
 #include "roomcast/eio.h"
 #include "roomcast/jobs.h"
 #include "roomcast/log.h"
-#include "roomcast/metrics.h"
 #include "roomcast/presence.h"
 #include "roomcast/redis_cmd.h"
 #include "roomcast/rules.h"
@@ -41,7 +40,6 @@
 static void bp_on_message(void *arg, const rc_bp_message *msg)
 {
     rc_node *n = arg;
-    rc_metrics.backplane_receives_total++;
     if (msg->kind == RC_BP_EMIT) rc_sio_broadcast(n->sio, msg, rc_now_mono_ns());
     else rc_sio_control(n->sio, msg);
 }
@@ -63,7 +61,7 @@ static void bp_on_raw(void *arg, const char *channel, const char *payload, size_
     }
     if (n->presence && rc_presence_on_raw(n->presence, channel, payload, len)) return;
     if (n->notify_channel && strcmp(channel, n->notify_channel) == 0) {
-        rc_metrics.notifications_total++;
+        n->stats.notifications++;
         rc_node__notify(n, payload, len);
     }
 }

@@ -35,23 +35,33 @@ static void respond_json(rc_http_request *req, int status, const char *json)
     rc_http_respond(req, status, "application/json", json, strlen(json), NULL);
 }
 
+/* Every module writes its own families (docs/operations.md, "Monitoring"); the node adds its
+ * own counters, its state and identity, and the process_* metrics. */
 static void route_metrics(rc_node *n, rc_http_request *req)
 {
-    size_t count = rc_sio_ns_count(n->sio);
-    const char *names[RC_METRICS_MAX_NS];
-    uint64_t sockets[RC_METRICS_MAX_NS], rooms[RC_METRICS_MAX_NS];
-    if (count > RC_METRICS_MAX_NS) count = RC_METRICS_MAX_NS;
-    rc_sio_gauges(n->sio, names, sockets, rooms);
-    rc_metrics_gauges g = {
-        .ns_names = names, .ns_count = count, .sockets_by_ns = sockets, .rooms_by_ns = rooms,
-        .connections = rc_server_conn_count(n->server), .eio_sessions = rc_eio_session_count(n->eio),
-        .ready = rc_node__ready(n), .draining = n->draining, .version = RC_VERSION, .node_id = n->cfg->node_id,
-    };
     struct evbuffer *out = evbuffer_new();
-    rc_metrics_write(out, &g);
-    if (n->bp->ops->write_metrics) n->bp->ops->write_metrics(n->bp, out);
+    rc_server_write_metrics(n->server, out);
+    rc_http_write_metrics(out);
+    rc_eio_write_metrics(n->eio, out);
+    rc_sio_write_metrics(n->sio, out);
+    rc_backplane_write_metrics(n->bp, out);
+    rc_metrics_put_scalar(out, "roomcast_api_publishes_total", "counter",
+                          "Messages accepted by the HTTP publish API.", n->stats.api_publishes);
+    rc_metrics_put_scalar(out, "roomcast_notifications_total", "counter",
+                          "Notifications for a user received (P:notify, POST /api/publish with user).",
+                          n->stats.notifications);
+    rc_metrics_put_scalar(out, "roomcast_notifications_delivered_total", "counter",
+                          "Sockets this node delivered notifications to.", n->stats.notifications_delivered);
     rc_jobs_write_metrics(n->jobs, out);
     if (n->presence) rc_presence_write_metrics(n->presence, out);
+    rc_metrics_put_scalar(out, "roomcast_ready", "gauge", "1 when the node reports ready.",
+                          rc_node__ready(n) ? 1 : 0);
+    rc_metrics_put_scalar(out, "roomcast_draining", "gauge", "1 while the node drains.", n->draining ? 1 : 0);
+    static const char *const info_labels[] = {"version", "node"};
+    const char *info_values[] = {RC_VERSION, n->cfg->node_id ? n->cfg->node_id : "unknown"};
+    rc_metrics_put_labelled(out, "roomcast_build_info", "gauge", "Build and node identity; always 1.",
+                            info_labels, info_values, 2, 1);
+    rc_metrics_write_process(out);
     rc_http_respond_buffer(req, 200, "text/plain; version=0.0.4; charset=utf-8", out, NULL);
     evbuffer_free(out);
 }
@@ -104,7 +114,7 @@ static void route_publish(rc_node *n, rc_http_request *req)
             size_t argvlen[3] = {7, strlen(n->notify_channel), req->body_len};
             if (rc_redis_command(n->bp, NULL, NULL, 3, argv, argvlen) != 0) nerr = "backplane_down";
         } else {
-            rc_metrics.notifications_total++;
+            n->stats.notifications++;
             nerr = rc_node__notify(n, (const char *)req->body, req->body_len);
         }
         if (nerr) {
@@ -112,7 +122,7 @@ static void route_publish(rc_node *n, rc_http_request *req)
             snprintf(out, sizeof(out), "{\"ok\":false,\"error\":\"%s\"}", nerr);
             respond_json(req, strcmp(nerr, "backplane_down") == 0 ? 503 : 400, out);
         } else {
-            rc_metrics.api_publishes_total++;
+            n->stats.api_publishes++;
             respond_json(req, 202, "{\"ok\":true}");
         }
         cJSON_free(json);
@@ -131,7 +141,7 @@ static void route_publish(rc_node *n, rc_http_request *req)
     if (rc_node__broadcast(n, &msg) != 0) {
         respond_json(req, 503, "{\"ok\":false,\"error\":\"backplane_down\"}");
     } else {
-        rc_metrics.api_publishes_total++;
+        n->stats.api_publishes++;
         respond_json(req, 202, "{\"ok\":true}");
     }
     cJSON_free(json);

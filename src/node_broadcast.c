@@ -11,7 +11,6 @@
  */
 #include "node_internal.h"
 #include "roomcast/common.h"
-#include "roomcast/metrics.h"
 
 #include <string.h>
 
@@ -22,18 +21,13 @@ int rc_node__ready(const rc_node *n) { return !n->draining && n->bp_up; }
 int rc_node__broadcast(rc_node *n, rc_bp_message *msg)
 {
     if (!n->bp->ops->is_up(n->bp)) {
-        rc_metrics.backplane_publish_failures_total++;
+        n->bp->stats.publish_failures++; /* refused here: the backplane counts the rest */
         return -1;
     }
     msg->origin = n->cfg->node_id;
     if (msg->kind == RC_BP_EMIT) rc_sio_broadcast(n->sio, msg, rc_now_mono_ns());
     else rc_sio_control(n->sio, msg);
-    if (n->bp->ops->publish(n->bp, msg) != 0) {
-        rc_metrics.backplane_publish_failures_total++;
-        return -1;
-    }
-    rc_metrics.backplane_publishes_total++;
-    return 0;
+    return n->bp->ops->publish(n->bp, msg) == 0 ? 0 : -1;
 }
 
 /* Emits event(args) to a room (NULL: the whole namespace): on this node only (`cluster` 0: every

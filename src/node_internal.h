@@ -57,6 +57,11 @@ struct rc_node {
     int draining;
     struct event *drain_ev;
     size_t drain_batch;
+    struct {                        /* counters of the node's own (/metrics: node_api.c) */
+        uint64_t api_publishes;     /* messages accepted by POST /api/publish */
+        uint64_t notifications;     /* notifications received (P:notify, the API with "user") */
+        uint64_t notifications_delivered; /* sockets this node delivered them to */
+    } stats;
 };
 
 /* A rule waiting for presence (a status query or a member list): the socket is looked up again

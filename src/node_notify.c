@@ -15,7 +15,6 @@
 #include "node_internal.h"
 #include "roomcast/common.h"
 #include "roomcast/log.h"
-#include "roomcast/metrics.h"
 #include "roomcast/rules.h"
 
 #include <stdio.h>
@@ -88,7 +87,7 @@ const char *rc_node__notify(rc_node *n, const char *payload, size_t len)
         cJSON_free(json);
         rc_free(room);
     }
-    rc_metrics.notifications_delivered_total += delivered;
+    n->stats.notifications_delivered += delivered;
     if (delivered == 0 && n->jobs) rc_jobs_notify_offline(n->jobs, uid, nid, payload, len, notify_job_done, NULL);
     cJSON_Delete(j);
     return NULL;

@@ -437,7 +437,7 @@ void rc_presence_write_metrics(const rc_presence *p, struct evbuffer *out)
                "Connections this node holds in presence.", p->conns.count);
     rc_metrics_put_scalar(out, "roomcast_presence_watched_users", "gauge",
                "Users whose status changes this node's sockets watch.", p->watches.watched.count);
-    rc_metrics_put_by_label(out, "roomcast_presence_operations_total",
+    rc_metrics_put_by_label(out, "roomcast_presence_operations_total", "counter",
                             "Presence operations by kind.", "op", op_names, p->ops, 0, OP__COUNT);
     rc_metrics_put_scalar(out, "roomcast_presence_sweeps_total", "counter",
                "Sweeps of dead nodes' entries run by this node (SWEEP calls).", p->sweeps);

@@ -35,9 +35,9 @@
 #include "roomcast/common.h"
 #include "roomcast/http.h"
 #include "roomcast/log.h"
-#include "roomcast/metrics.h"
 
 #include <cjson/cJSON.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <strings.h>
@@ -249,7 +249,7 @@ void rc_sio_emit(rc_sio_socket *s, const char *event, const char *args_json, siz
     rc_eio_send_frame(s->client->eio, f);
     rc_frame_unref(f);
     send_attachments(s->client, att, att_count);
-    rc_metrics.messages_out_total[s->ns->index]++;
+    s->ns->messages_out++;
 }
 
 void rc_sio_ack(rc_sio_socket *s, long long id, const char *args_json, size_t args_len,
@@ -275,7 +275,7 @@ static void socket_disconnect(rc_sio_socket *s)
 void rc_sio_disconnect(rc_sio_socket *s)
 {
     if (s->dead) return;
-    rc_metrics.disconnects_total[RC_DISC_SERVER]++;
+    rc_eio_count_disconnect(RC_EIO_DISC_SERVER);
     socket_disconnect(s);
 }
 
@@ -345,7 +345,7 @@ static void socket_expire(rc_sio_socket *s)
 {
     rc_sio_server *srv = s->ns->srv;
     rc_log_debug("token_expired", "ns=%s sid=%s", s->ns->set.name, s->sid);
-    rc_metrics.disconnects_total[RC_DISC_TOKEN_EXPIRED]++;
+    rc_eio_count_disconnect(RC_EIO_DISC_TOKEN_EXPIRED);
     if (srv->set.token_expired_event)
         rc_sio_emit(s, srv->set.token_expired_event, expired_event_args, sizeof(expired_event_args) - 1,
                     NULL, 0, NULL);
@@ -412,7 +412,7 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
         rc_auth_status st = rc_auth_verify(srv->set.jwt, token, token ? strlen(token) : 0,
                                            time(NULL), &ar);
         if (st != RC_AUTH_OK) {
-            rc_metrics.auth_failures_total[st]++;
+            srv->auth_failures[st]++;
             rc_log_info("auth_failed", "ns=%s reason=%s", nsp, rc_auth_reason(st));
             connect_error(c, nsp, "unauthorized", rc_auth_reason(st));
             return;
@@ -441,7 +441,7 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     c->sockets = s;
     srv->socket_count++;
     expiry_schedule(s, rc_auth_expires_at(srv->set.jwt, ar.exp));
-    rc_metrics.handshakes_total++;
+    srv->handshakes++;
     rc_eio_mark_connected(c->eio);
     if (s->user && srv->hooks->user_room) {
         /* Joined before the CONNECT reply: a hold taken in on_room_open delays the reply too. */
@@ -510,12 +510,12 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
     }
     switch (p->type) {
     case RC_SIO_DISCONNECT:
-        rc_metrics.disconnects_total[RC_DISC_CLIENT]++;
+        rc_eio_count_disconnect(RC_EIO_DISC_CLIENT);
         socket_remove(s);
         return;
     case RC_SIO_EVENT:
     case RC_SIO_BINARY_EVENT: {
-        rc_metrics.messages_in_total[ns->index]++;
+        ns->messages_in++;
         const cJSON *name = cJSON_GetArrayItem(p->payload, 0);
         /* The arguments after the name: detach them into a temporary array view. */
         cJSON *args = cJSON_CreateArray();
@@ -528,7 +528,7 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
             ev = numname;
         }
         int limited = !rate_allow(s, ev);
-        if (limited) rc_metrics.rate_limited_total++;
+        if (limited) ns->srv->rate_limited++;
         rc_sio_event e = {ev, args, p->ack_id, att, att_count, limited};
         if (srv->hooks->on_event) srv->hooks->on_event(srv->hooks->arg, s, &e);
         cJSON_Delete(args);
@@ -595,7 +595,7 @@ static void client_on_message(void *owner, int binary, const uint8_t *data, size
     if (rc_sio_decode((const char *)data, len, &p, &err) != 0) {
         rc_log_debug("sio_parse_error", "error=%s", err ? err : "?");
         rc_sio_packet_dispose(&p);
-        rc_metrics.disconnects_total[RC_DISC_PARSE_ERROR]++;
+        rc_eio_count_disconnect(RC_EIO_DISC_PARSE_ERROR);
         rc_eio_close(c->eio, "parse error");
         client_unbusy(c);
         return;
@@ -709,13 +709,47 @@ void rc_sio_server_free(rc_sio_server *srv)
 size_t rc_sio_ns_count(const rc_sio_server *srv) { return srv->ns_count; }
 uint64_t rc_sio_socket_count(const rc_sio_server *srv) { return srv->socket_count; }
 
-void rc_sio_gauges(const rc_sio_server *srv, const char **names, uint64_t *sockets, uint64_t *rooms)
+void rc_sio_write_metrics(const rc_sio_server *srv, struct evbuffer *out)
 {
-    for (size_t i = 0; i < srv->ns_count; i++) {
-        names[i] = srv->ns[i].set.name;
-        sockets[i] = srv->ns[i].sockets.count;
-        rooms[i] = rc_rooms_count(srv->ns[i].rooms);
+    /* namespaces beyond RC_METRICS_MAX_NS are not exposed (bounded cardinality) */
+    size_t n = srv->ns_count < RC_METRICS_MAX_NS ? srv->ns_count : RC_METRICS_MAX_NS;
+    const char *names[RC_METRICS_MAX_NS];
+    uint64_t sockets[RC_METRICS_MAX_NS], rooms[RC_METRICS_MAX_NS], in[RC_METRICS_MAX_NS],
+        outp[RC_METRICS_MAX_NS], bc[RC_METRICS_MAX_NS];
+    for (size_t i = 0; i < n; i++) {
+        const rc_sio_ns *ns = &srv->ns[i];
+        names[i] = ns->set.name;
+        sockets[i] = ns->sockets.count;
+        rooms[i] = rc_rooms_count(ns->rooms);
+        in[i] = ns->messages_in;
+        outp[i] = ns->messages_out;
+        bc[i] = ns->broadcasts;
     }
+    const char *auth_reasons[RC_AUTH__COUNT]; /* the names auth.c gives; [RC_AUTH_OK] is not exposed */
+    for (int i = 0; i < RC_AUTH__COUNT; i++) auth_reasons[i] = rc_auth_reason((rc_auth_status)i);
+
+    rc_metrics_put_by_label(out, "roomcast_sockets", "gauge", "Connected Socket.IO sockets, by namespace.",
+                            "namespace", names, sockets, 0, n);
+    rc_metrics_put_scalar(out, "roomcast_handshakes_total", "counter", "Socket.IO CONNECT handshakes accepted.",
+                          srv->handshakes);
+    rc_metrics_put_by_label(out, "roomcast_auth_failures_total", "counter",
+                            "Socket.IO CONNECT refused, by auth reason.", "reason", auth_reasons,
+                            srv->auth_failures, RC_AUTH_OK + 1, RC_AUTH__COUNT);
+    rc_metrics_put_by_label(out, "roomcast_messages_in_total", "counter", "Client events received, by namespace.",
+                            "namespace", names, in, 0, n);
+    rc_metrics_put_by_label(out, "roomcast_messages_out_total", "counter",
+                            "Packets written to sockets, by namespace.", "namespace", names, outp, 0, n);
+    rc_metrics_put_by_label(out, "roomcast_broadcasts_total", "counter",
+                            "Room and namespace emits fanned out locally, by namespace.", "namespace", names,
+                            bc, 0, n);
+    rc_metrics_put_by_label(out, "roomcast_rooms", "gauge", "Rooms with local members, by namespace.",
+                            "namespace", names, rooms, 0, n);
+    rc_metrics_put_scalar(out, "roomcast_rate_limited_total", "counter", "Client events refused by rate limits.",
+                          srv->rate_limited);
+    rc_metrics_put_histogram(out, "roomcast_delivery_latency_seconds",
+                             "Time from publish accepted to the frame queued for every recipient (once per "
+                             "recipient).",
+                             &srv->delivery_latency);
 }
 
 size_t rc_sio_disconnect_some(rc_sio_server *srv, size_t max)

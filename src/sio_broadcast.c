@@ -15,7 +15,6 @@
  */
 #include "sio_internal.h"
 #include "roomcast/common.h"
-#include "roomcast/metrics.h"
 
 typedef struct fanout {
     const rc_bp_message *msg;
@@ -79,12 +78,12 @@ size_t rc_sio_broadcast(rc_sio_server *srv, const rc_bp_message *msg, uint64_t b
     }
     rc_frame_unref(f.head);
     for (size_t i = 0; i < f.att_count; i++) rc_frame_unref(f.att[i]);
-    rc_metrics.broadcasts_total[ns->index]++;
-    rc_metrics.messages_out_total[ns->index] += f.delivered;
+    ns->broadcasts++;
+    ns->messages_out += f.delivered;
     /* once per broadcast, not per recipient (a clock read and a bucket search each): the time
      * by which every recipient's frame was queued, counted for each of them */
     if (born_ns && f.delivered)
-        rc_histogram_observe_n(&rc_metrics.delivery_latency, (double)(rc_now_mono_ns() - born_ns) / 1e9,
+        rc_histogram_observe_n(&srv->delivery_latency, (double)(rc_now_mono_ns() - born_ns) / 1e9,
                                f.delivered);
     return f.delivered;
 }

@@ -17,10 +17,12 @@
 #ifndef ROOMCAST_SIO_INTERNAL_H
 #define ROOMCAST_SIO_INTERNAL_H
 
+#include "roomcast/auth.h"
 #include "roomcast/deadline.h"
 #include "roomcast/eio.h"
 #include "roomcast/frame.h"
 #include "roomcast/hmap.h"
+#include "roomcast/metrics.h"
 #include "roomcast/rooms.h"
 #include "roomcast/sio.h"
 #include "roomcast/sio_codec.h"
@@ -38,6 +40,10 @@ typedef struct rc_sio_ns {
     rc_rooms *rooms;
     rc_hmap sockets;
     rc_sio_server *srv;
+    /* counters of this namespace (/metrics: rc_sio_write_metrics) */
+    uint64_t messages_in;         /* client events received */
+    uint64_t messages_out;        /* packets written to sockets */
+    uint64_t broadcasts;          /* room and namespace emits fanned out locally */
 } rc_sio_ns;
 
 typedef struct rc_sio_pending_ack {
@@ -104,6 +110,11 @@ struct rc_sio_server {
     rc_deadline_heap expiries;    /* sockets by the wall-clock second their token expires */
     struct event *expiry_timer;   /* one for the whole server; NULL until a token has exp */
     int64_t expiry_armed_for;     /* deadline the timer fires by (0: not armed) */
+    /* counters (/metrics: rc_sio_write_metrics) */
+    uint64_t handshakes;                      /* CONNECT accepted */
+    uint64_t auth_failures[RC_AUTH__COUNT];   /* CONNECT refused, by rc_auth_status */
+    uint64_t rate_limited;                    /* client events refused by rate limits */
+    rc_histogram delivery_latency;            /* publish accepted -> frame queued, per recipient */
 };
 
 /* The namespace named name[0..len), or NULL. */

@@ -62,9 +62,22 @@ typedef struct rc_backplane_ops {
     void (*free)(rc_backplane *bp);
 } rc_backplane_ops;
 
+/* Counted once, here, whichever backplane runs: the implementation counts what it accepts,
+ * refuses and hands to on_message; the node counts the publishes it refuses itself because the
+ * backplane is down. */
+typedef struct rc_backplane_stats {
+    uint64_t publishes;          /* accepted for delivery to the other nodes */
+    uint64_t publish_failures;   /* refused, or (Redis) answered with an error */
+    uint64_t receives;           /* messages from other publishers handed to on_message */
+} rc_backplane_stats;
+
 struct rc_backplane {
     const rc_backplane_ops *ops;
+    rc_backplane_stats stats;
 };
+
+/* Appends roomcast_backplane_* (from bp->stats), then the implementation's own families. */
+void rc_backplane_write_metrics(const rc_backplane *bp, struct evbuffer *out);
 
 /* What the Redis backplane needs to start; borrowed for rc_backplane_redis_new (it copies). */
 typedef struct rc_backplane_redis_settings {

@@ -45,6 +45,7 @@
 
 struct cJSON;
 struct event_base;
+struct evbuffer;
 struct rc_auth_config;
 typedef struct rc_eio_callbacks rc_eio_callbacks;
 typedef struct rc_sio_server rc_sio_server;
@@ -173,8 +174,9 @@ size_t rc_sio_control(rc_sio_server *srv, const rc_bp_message *msg);
 int rc_sio_has_ns(const rc_sio_server *srv, const char *ns);
 
 /* Gauges for /metrics: names, sockets and rooms by namespace index. */
-size_t rc_sio_ns_count(const rc_sio_server *srv);
-void rc_sio_gauges(const rc_sio_server *srv, const char **names, uint64_t *sockets, uint64_t *rooms);
+/* Appends this layer's families to /metrics: sockets, rooms, messages and broadcasts by
+ * namespace, handshakes, auth failures by reason, rate-limit refusals, delivery latency. */
+void rc_sio_write_metrics(const rc_sio_server *srv, struct evbuffer *out);
 uint64_t rc_sio_socket_count(const rc_sio_server *srv);
 /* Disconnects up to max sockets (drain); returns how many. */
 size_t rc_sio_disconnect_some(rc_sio_server *srv, size_t max);
