@@ -347,7 +347,6 @@ void rc_eio_mark_connected(rc_eio_session *s)
     s->connected = 1;
 }
 
-int rc_eio_is_websocket(const rc_eio_session *s) { return s->transport == T_WEBSOCKET; }
 const char *rc_eio_sid(const rc_eio_session *s) { return s->sid; }
 
 /* ---- inbound packets ---------------------------------------------------------------------- */

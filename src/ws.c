@@ -236,13 +236,6 @@ void rc_ws_close(rc_ws *ws, uint16_t code)
     if (!ws->closing) send_close(ws, code);
 }
 
-void rc_ws_abort(rc_ws *ws)
-{
-    ws->cb = NULL;
-    ws->closing = 1;
-    rc_conn_close(ws->conn);
-}
-
 /* A protocol violation by the peer: close with code, tell the owner. */
 static void fail(rc_ws *ws, uint16_t code)
 {

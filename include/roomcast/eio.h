@@ -83,7 +83,6 @@ void rc_eio_hold(rc_eio_session *s);
 void rc_eio_release(rc_eio_session *s);
 rc_eio_session *rc_eio_find(rc_eio_server *srv, const char *sid);
 void rc_eio_mark_connected(rc_eio_session *s);
-int rc_eio_is_websocket(const rc_eio_session *s);
 const char *rc_eio_sid(const rc_eio_session *s);
 
 #endif
