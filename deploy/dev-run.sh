@@ -39,5 +39,9 @@ publish to that room:
        -d '{"room":"project_p1","event":"task_created","data":{"title":"Live Task"}}'
   (with Redis: redis-cli PUBLISH 'roomcast:room:/:project_p1' '{"event":"task_created","data":{"title":"Live Task"}}')
 
+from a browser page on another origin (a dev server on :5173, a file opened from disk), allow it first,
+or the page's long-polling requests are refused by the browser (CORS):
+  ROOMCAST_CORS_ORIGINS=http://localhost:5173 make run     (comma list; current: ${ROOMCAST_CORS_ORIGINS:-none})
+
 MSG
 exec "$bin" "$@"

@@ -16,9 +16,8 @@
  * builds new cJSON (the caller owns it). Claims are parsed on first use; the clock is read once
  * per context.
  *
- * It does not: evaluate expressions, call functions, or touch sockets. The error collector of
- * the config (rc_config_error) lives here too because this file is the bottom of the config
- * stack: template.c <- rules.c <- config.c, and each of them reports into it.
+ * It does not: evaluate expressions, call functions, or touch sockets. Compile problems go to
+ * the config's problem collector (errors.h).
  *
  * API in call order: rc_tpl_compile -> (rc_tpl_eval | rc_tpl_text | rc_tpl_name | rc_tpl_truthy |
  * rc_tpl_each_string)* with an rc_tpl_ctx -> rc_tpl_ctx_dispose; rc_tpl_free at config teardown.
@@ -31,66 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-
-/* ---- error collector (config.h) --------------------------------------------------------- */
-
-void rc_config_error(rc_config_errors *errs, const char *path, const char *fmt, ...)
-{
-    if (!errs) return;
-    size_t prefix = path && *path ? strlen(path) + 2 : 0;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) n = 0;
-    char *item = rc_malloc(prefix + (size_t)n + 1);
-    if (prefix) {
-        memcpy(item, path, prefix - 2);
-        memcpy(item + prefix - 2, ": ", 2);
-    }
-    item[prefix] = '\0';
-    va_start(ap, fmt);
-    vsnprintf(item + prefix, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    errs->items = rc_realloc(errs->items, (errs->count + 1) * sizeof(*errs->items));
-    errs->items[errs->count++] = item;
-}
-
-void rc_config_errors_dispose(rc_config_errors *errs)
-{
-    if (!errs) return;
-    for (size_t i = 0; i < errs->count; i++) rc_free(errs->items[i]);
-    rc_free(errs->items);
-    errs->items = NULL;
-    errs->count = 0;
-}
-
-int rc__config_is_comment(const cJSON *item)
-{
-    return item->string && strcmp(item->string, "$comment") == 0;
-}
-
-void rc__config_check_keys(const cJSON *obj, const char *path, const char *const *allowed,
-                           rc_config_errors *errs)
-{
-    for (const cJSON *c = obj->child; c; c = c->next) {
-        if (rc__config_is_comment(c)) continue;
-        const cJSON *d = obj->child;
-        while (d != c && strcmp(d->string, c->string) != 0) d = d->next;
-        int unknown = 0;
-        if (allowed) {
-            const char *const *a;
-            for (a = allowed; *a && strcmp(*a, c->string) != 0; a++) {}
-            unknown = !*a;
-        }
-        if (d == c && !unknown) continue;
-        size_t n = strlen(path) + strlen(c->string) + 2;
-        char *p = rc_malloc(n);
-        snprintf(p, n, "%s%s%s", path, *path ? "." : "", c->string);
-        rc_config_error(errs, p, d != c ? "duplicate key" : "unknown key");
-        rc_free(p);
-    }
-}
 
 /* ---- compiled form ------------------------------------------------------------------------ */
 

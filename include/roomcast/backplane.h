@@ -23,38 +23,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "roomcast/message.h"
 
 struct event_base;
 struct evbuffer;
 struct rc_config;
-
-enum rc_bp_kind {
-    RC_BP_EMIT = 0,        /* emit event+args to the room (or the whole namespace) */
-    RC_BP_JOIN,            /* every socket in `room` joins `target_room` */
-    RC_BP_LEAVE,           /* every socket in `room` leaves `target_room` */
-    RC_BP_DISCONNECT       /* every socket in `room` is disconnected */
-};
-
-typedef struct rc_bp_bytes {
-    const uint8_t *data;
-    size_t len;
-} rc_bp_bytes;
-
-typedef struct rc_bp_message {
-    int kind;                       /* enum rc_bp_kind */
-    const char *ns;                 /* namespace, e.g. "/" or "/chat" */
-    const char *room;               /* NULL: the whole namespace (channel P:ns:<ns>) */
-    const char *event;              /* RC_BP_EMIT: event name */
-    const char *args_json;          /* RC_BP_EMIT: JSON array text of the arguments after the name */
-    size_t args_len;
-    const rc_bp_bytes *attachments; /* RC_BP_EMIT: binary attachments referenced by placeholders */
-    size_t attachment_count;
-    const char *const *except;      /* socket ids that must not receive it */
-    size_t except_count;
-    const char *target_room;        /* RC_BP_JOIN / RC_BP_LEAVE */
-    const char *origin;             /* publishing node id; NULL for backends */
-    const char *id;                 /* optional message id */
-} rc_bp_message;
 
 typedef struct rc_backplane_callbacks {
     /* A message from another publisher for a room/namespace this node subscribed to. */

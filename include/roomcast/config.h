@@ -14,20 +14,11 @@
 
 #include <stddef.h>
 #include "roomcast/auth.h"
-#include "roomcast/jobs.h"
-#include "roomcast/presence.h"
+#include "roomcast/errors.h"
+#include "roomcast/jobs_config.h"
+#include "roomcast/presence_config.h"
 
 struct rc_rules;
-
-/* Problems found while loading: each item is "<path>: <message>". */
-typedef struct rc_config_errors {
-    char **items;
-    size_t count;
-} rc_config_errors;
-
-void rc_config_error(rc_config_errors *errs, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void rc_config_errors_dispose(rc_config_errors *errs);
 
 /* What the node does when the token a socket connected with expires (file: jwt.onExpiry). */
 enum rc_token_expiry {

@@ -26,54 +26,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Types only: config.h embeds rc_jobs_config, so this header must not include config.h. */
+#include "roomcast/jobs_config.h"
+
 struct cJSON;
 struct evbuffer;
-struct rc_config_errors;
 typedef struct rc_backplane rc_backplane;
-
-/* removeOnComplete / removeOnFail, as BullMQ reads them. */
-enum rc_jobs_keep_mode {
-    RC_JOBS_KEEP_BOOL = 0,  /* true: remove at once; false: keep forever */
-    RC_JOBS_KEEP_COUNT,     /* N: keep the newest N */
-    RC_JOBS_KEEP_OBJECT     /* {"age": seconds, "count": N, "limit": N}, each optional */
-};
-typedef struct rc_jobs_keep {
-    int mode;               /* enum rc_jobs_keep_mode */
-    int remove;             /* BOOL */
-    long long count;        /* COUNT, OBJECT (-1: absent) */
-    long long age;          /* OBJECT, seconds (-1: absent) */
-    long long limit;        /* OBJECT (-1: absent) */
-} rc_jobs_keep;
-
-/* Config file sections "jobs" and "events" (docs/jobs.md has the table). */
-typedef struct rc_jobs_config {
-    char *queue;                 /* "email" (no ':') */
-    char *name;                  /* "send-email": the job name */
-    char *prefix;                /* "bull": BullMQ's key prefix, may carry a {hash tag} */
-    int attempts;                /* 3 */
-    char *backoff_type;          /* "exponential"; NULL: no backoff (retry at once) */
-    long long backoff_delay;     /* 1000 ms */
-    double backoff_jitter;       /* 0 = none (then not written) */
-    int priority;                /* 0 = none; 1 (highest) .. 2097151 */
-    long long delay;             /* 0 ms */
-    rc_jobs_keep remove_on_complete;  /* {"age": 86400, "count": 1000} */
-    rc_jobs_keep remove_on_fail;      /* {"age": 604800} */
-    long long dedup_ttl;         /* 86400000 ms: BullMQ deduplication window per job id; 0 = off */
-    long long events_max_len;    /* 100000: XADD P:events MAXLEN ~ this (section "events") */
-} rc_jobs_config;
-
-/* Fills the defaults above (strings heap-allocated). */
-void rc_jobs_config_init(rc_jobs_config *cfg);
-void rc_jobs_config_dispose(rc_jobs_config *cfg);
-/* Reads the "jobs" object over what cfg holds (keys absent or null keep their value). Every
- * problem is added to errs as "<path>.<key>: <message>"; unknown keys are errors. json NULL is
- * fine (nothing to read). Returns 0, or -1 when it added an error. */
-int rc_jobs_config_parse(rc_jobs_config *cfg, const struct cJSON *json, const char *path,
-                         struct rc_config_errors *errs);
-/* The same for the "events" object: {"maxLen": N}. */
-int rc_jobs_events_config_parse(rc_jobs_config *cfg, const struct cJSON *json, const char *path,
-                                struct rc_config_errors *errs);
 
 /* ---- pure helpers (exposed for the node's logs and for the tests) ------------------------- */
 
@@ -126,7 +83,7 @@ int rc_jobs_notify_offline(rc_jobs *j, const char *user, const char *id,
                            const char *notification_json, size_t len, rc_jobs_done_fn cb,
                            void *arg);
 
-/* One client event to forward (DESIGN.md section 3). NULL strings are written as "". */
+/* One client event to forward (docs/jobs.md, "The events stream `P:events`"). NULL strings are written as "". */
 typedef struct rc_jobs_event {
     const char *ns;
     const char *event;

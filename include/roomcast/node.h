@@ -1,10 +1,11 @@
 /*
  * node.h: one roomcast node — the composition root that wires the layers together:
- *   server (TCP) -> http -> ws / eio -> sio -> rules (through rc_rule_ops implemented here)
+ *   server (TCP) -> http -> ws / eio -> sio -> rules (through rc_rule_ops, src/node_rules.c)
  *   -> backplane (local or Redis), plus /healthz, /readyz, /metrics and POST /api/publish.
  *
- * Everything a client or backend publishes goes through rc_node_broadcast: delivered to local
- * sockets at once (encoded once), then published on the backplane for the other nodes.
+ * Everything a client or backend publishes goes through one function (src/node_broadcast.c):
+ * delivered to local sockets at once (encoded once), then published on the backplane for the
+ * other nodes.
  *
  * Ownership: the node owns every layer object; rc_node_free tears them down in reverse order and
  * leaves no allocation behind (the ASan leak check at exit depends on it).
@@ -20,7 +21,7 @@ typedef struct rc_node rc_node;
 rc_node *rc_node_new(struct event_base *base, struct rc_config *cfg, const char **err);
 void rc_node_free(rc_node *node);
 int rc_node_port(const rc_node *node);
-/* Graceful drain (DESIGN.md section 6): readiness fails, no new connections, sockets closed in
+/* Graceful drain (docs/operations.md, "Rolling updates and drain"): readiness fails, no new connections, sockets closed in
  * batches over the grace period, then the loop exits. */
 void rc_node_drain(rc_node *node);
 

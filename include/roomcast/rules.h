@@ -5,8 +5,10 @@
  *
  * The rules module decides; the node acts. rc_rules_run evaluates the actions of one event (or
  * of the namespace's onConnect list) and performs each through rc_rule_ops, which the node
- * implements (join a room, relay to a room, emit to the sender, ack, ...). rules.c never touches
- * sockets, rooms or the network itself, so it is tested with a fake ops table.
+ * implements (join a room, relay to a room, emit to the sender, ack, ...). The module never
+ * touches sockets, rooms or the network itself, so it is tested with a fake ops table
+ * (test/unit/test_rules.c). src/rules_compile.c compiles and frees; src/rules_run.c runs and
+ * answers the lookups; src/rules_compiled.h is the compiled form they share.
  *
  * Ownership: compiled rules are immutable after rc_rules_compile and owned by the config.
  * During rc_rules_run, the input is borrowed; cJSON values handed to ops (args) become the
@@ -17,7 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "roomcast/config.h"
+#include "roomcast/errors.h"
 
 struct cJSON;
 
@@ -27,8 +29,9 @@ typedef struct rc_ns_rules rc_ns_rules;  /* one namespace */
 enum rc_ns_auth { RC_NS_AUTH_REQUIRED = 0, RC_NS_AUTH_OPTIONAL = 1, RC_NS_AUTH_NONE = 2 };
 
 /* Compiles `namespaces` (a JSON object: name -> namespace definition). NULL json compiles the
- * built-in default (namespace "/" with the join/leave rules of DESIGN.md section 2). Problems are
- * reported into errs with paths below `path` (for example "namespaces"); returns NULL then. */
+ * built-in default (namespace "/" with the join/leave rules of docs/config.md, "The built-in
+ * default"). Problems are reported into errs with paths below `path` (for example
+ * "namespaces"); returns NULL then. */
 rc_rules *rc_rules_compile(const struct cJSON *json, const char *path, rc_config_errors *errs);
 void rc_rules_free(rc_rules *rules);
 

@@ -19,7 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "roomcast/config.h"
+#include "roomcast/errors.h"
 
 struct cJSON;
 
@@ -83,12 +83,5 @@ int rc_tpl_name(const rc_tpl *t, rc_tpl_ctx *ctx, char buf[RC_TPL_NAME_MAX + 1])
  * Stops and returns the first non-zero fn result; 0 otherwise. */
 int rc_tpl_each_string(const rc_tpl *t, rc_tpl_ctx *ctx, int (*fn)(void *arg, const char *s),
                        void *arg);
-
-/* Shared by config.c and rules.c (internal): a key named "$comment" is ignored in every object
- * of the config outside templates; rc__config_check_keys reports "<path>.<key>: duplicate key" and,
- * when allowed (a NULL-terminated list) is given, "<path>.<key>: unknown key" for any other key. */
-int rc__config_is_comment(const struct cJSON *item);
-void rc__config_check_keys(const struct cJSON *obj, const char *path, const char *const *allowed,
-                           rc_config_errors *errs);
 
 #endif

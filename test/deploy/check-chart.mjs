@@ -86,7 +86,8 @@ if (!fs.existsSync(copy) || fs.readFileSync(copy, 'utf8') !== fs.readFileSync(al
   fail('helm/roomcast/files/roomcast-alerts.yml differs from deploy/prometheus/roomcast-alerts.yml: cp deploy/prometheus/roomcast-alerts.yml helm/roomcast/files/');
 } else {
   const r = run(helm, ['template', 'roomcast', chart, '-f', path.join(ciDir, 'minimal-values.yaml'),
-    '--set', 'prometheusRule.enabled=true', '--show-only', 'templates/prometheusrule.yaml']);
+    '--set', 'prometheusRule.enabled=true', '--set', 'prometheusRule.runbookBaseUrl=https://docs.example.org/roomcast/',
+    '--show-only', 'templates/prometheusrule.yaml']);
   const rule = r.status === 0 ? YAML.parse(r.stdout) : null;
   if (!rule) fail(`PrometheusRule did not render:\n${r.stderr}`);
   else {
@@ -94,17 +95,24 @@ if (!fs.existsSync(copy) || fs.readFileSync(copy, 'utf8') !== fs.readFileSync(al
     fs.writeFileSync(rulesFile, YAML.stringify({ groups: rule.spec.groups }));
     const canon = (v) => JSON.stringify(v, (k, x) => (x && typeof x === 'object' && !Array.isArray(x)
       ? Object.fromEntries(Object.keys(x).sort().map((key) => [key, x[key]])) : x));
-    const same = canon(rule.spec.groups) === canon(YAML.parse(fs.readFileSync(alerts, 'utf8')).groups);
+    // the chart puts the runbook links under its base; everything else is the file unchanged
+    const expected = YAML.parse(fs.readFileSync(alerts, 'utf8').replaceAll('https://roomcast.example/docs',
+      'https://docs.example.org/roomcast')).groups;
+    const same = canon(rule.spec.groups) === canon(expected);
+    const links = rule.spec.groups.flatMap((g) => g.rules).map((r) => r.annotations && r.annotations.runbook_url);
+    if (links.some((u) => !/^https:\/\/docs\.example\.org\/roomcast\/operations\.md#roomcast[a-z]+$/.test(u || '')))
+      fail(`every alert needs an absolute runbook_url under the chart's base: ${links.join(' ')}`);
     const pt = run('promtool', ['check', 'rules', rulesFile]);
     if (!same) fail('the rendered PrometheusRule groups differ from deploy/prometheus/roomcast-alerts.yml');
     else if (pt.status !== 0) fail(`promtool check rules on the rendered PrometheusRule:\n${pt.stdout}${pt.stderr}`);
-    else ok('PrometheusRule = deploy/prometheus/roomcast-alerts.yml, and promtool accepts its groups');
+    else ok('PrometheusRule = deploy/prometheus/roomcast-alerts.yml with runbook_url under the chart\'s base, and promtool accepts its groups');
   }
 }
 
 // ---- what the chart must refuse --------------------------------------------------------------------
 const minimal = path.join(ciDir, 'minimal-values.yaml');
 const refusals = [
+  ['PrometheusRule without a runbook base', ['-f', minimal, '--set', 'prometheusRule.enabled=true'], /prometheusRule\.runbookBaseUrl is required/],
   ['no Redis', ['--set', 'auth.jwtSecret=x'], /redis\.url \(or redis\.existingSecret\) is required/],
   ['no JWT key', ['--set', 'redis.url=redis://r:6379'], /a JWT key is required/],
   ['embedded Redis with 3 pods', ['-f', minimal, '--set', 'redis.embedded=true', '--set', 'autoscaling.enabled=false'], /redis\.embedded=true serves rooms from one pod only/],

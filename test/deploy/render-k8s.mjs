@@ -47,7 +47,8 @@ function render(extraSets = []) {
 const files = new Map();
 const main = render();
 for (const [name, text] of main) files.set(name, HEADER + text);
-const optional = render(['ingress.enabled=true', 'serviceMonitor.enabled=true', 'prometheusRule.enabled=true']);
+const optional = render(['ingress.enabled=true', 'serviceMonitor.enabled=true', 'prometheusRule.enabled=true',
+  'prometheusRule.runbookBaseUrl=https://roomcast.example/docs']);
 for (const name of ['ingress.yaml', 'servicemonitor.yaml', 'prometheusrule.yaml']) {
   if (!optional.has(name)) throw new Error(`render-k8s: ${name} missing from the optional render`);
   files.set(path.join('optional', name), HEADER + optional.get(name));

@@ -1,9 +1,9 @@
 /*
- * test_rules.c: the rules language (src/rules.c) against a fake rc_rule_ops that records every
- * call as a line of text: join authorization (claims globs, user room, already a member, allow
- * "any"), relay defaults, emit/onAck, ack, onError, if/unless, disconnect, fail, forward,
- * presence, the built-in default namespace, strict compile errors with their paths, and
- * rc_glob_match.
+ * test_rules.c: the rules language (src/rules_compile.c, src/rules_run.c) against a fake
+ * rc_rule_ops that records every call as a line of text: join authorization (claims globs, user
+ * room, already a member, allow "any"), relay defaults, emit/onAck, ack, onError, if/unless,
+ * disconnect, fail, forward, presence, the built-in default namespace, strict compile errors
+ * with their paths, and rc_glob_match.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -792,6 +792,12 @@ static void test_compile_errors(void **state)
     EXPECT("{\"/\": {\"events\": {\"e\": [{\"ack\": 1, \"ack\": 2}]}}}",
            "namespaces./.events.e[0].ack: duplicate key",
            "namespaces./.events.e[0]: more than one verb ('ack' and 'ack')");
+    /* found by fuzz_config: the second "unless" was compiled over the first, leaking it (the
+     * ASan build of this test fails on the leak) */
+    EXPECT("{\"/\": {\"events\": {\"e\": [{\"ack\": 1, \"unless\": \"{data.flag}\", \"unless\": \"{data.other}\"}]}}}",
+           "namespaces./.events.e[0].unless: duplicate key");
+    EXPECT("{\"/\": {\"events\": {\"e\": [{\"ack\": 1, \"if\": {\"equals\": [\"{data}\", 1]}, \"if\": \"{data}\"}]}}}",
+           "namespaces./.events.e[0].if: duplicate key");
 
     char many[4096] = "{";
     for (int i = 0; i < 33; i++) sprintf(many + strlen(many), "%s\"/n%d\": {}", i ? "," : "", i);
@@ -854,7 +860,7 @@ static void test_glob(void **state)
     assert_true(rc_now_mono_ms() - t0 < 1000);
 }
 
-/* ---- the five seed systems (/work/shared/seeds): their documented client flows ------------- */
+/* ---- the five seed systems (docs/migrating.md, deploy/config/): their documented client flows */
 
 static void test_seed_tasks(void **state)
 {

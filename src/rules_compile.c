@@ -1,32 +1,30 @@
 /*
- * rules.c: the per-namespace rules language — compiled once from the config's "namespaces"
- * object, run for every client event. Language reference: docs/config.md.
+ * rules_compile.c: the compiler of the rules language. The config's "namespaces" object (or the
+ * built-in default) goes in; the immutable compiled form of src/rules_compiled.h comes out, for
+ * src/rules_run.c to run. Language reference: docs/config.md ("Namespaces", "Rules", "The
+ * built-in default").
  *
  * Design note. rc_rules_compile checks the JSON strictly (unknown keys and verbs are errors with
- * their full path) and builds immutable structs: namespaces -> rules (sorted by event name,
- * found by binary search) -> action lists -> actions whose every value is a compiled rc_tpl
- * (template.c). Compilation either succeeds completely or reports every problem and returns NULL;
- * partially built structures are freed by the same code that frees good ones.
+ * their full path) and builds immutable structs: namespaces -> rules (sorted by event name, so
+ * the interpreter finds them by binary search) -> action lists -> actions whose every value is a
+ * compiled rc_tpl (template.c). Compilation either succeeds completely or reports every problem
+ * and returns NULL; partially built structures are freed by the same code that frees good ones
+ * (rc_rules_free, which lives here beside the code that builds what it frees).
  *
- * rc_rules_run keeps its state on the stack (struct run): the template context (claims are parsed
- * on the first `{claims...}` lookup, and freed when the run ends), {room}, the reason of a `fail`,
- * and whether the client's ack has already been answered. It decides and calls rc_rule_ops to
- * act; it never touches sockets, rooms or the network, and it never calls back into itself.
- * Every cJSON handed to an op is new and becomes the op's.
+ * It does not: run actions or evaluate templates (it only looks at their constant text: name
+ * lengths, reserved event names), answer lookups on compiled rules (src/rules_run.c), or keep
+ * any of the JSON it was given.
  *
- * It does not: keep state between events, re-parse template text, rate-limit, or validate what
- * the ops do with rooms (the node refuses socket-id rooms and the like).
+ * Ownership: the JSON is borrowed and every string kept is copied. The rc_rules returned belongs
+ * to the caller (the config), which frees it with rc_rules_free. Problems are appended to the
+ * caller's rc_config_errors.
  *
- * Continuations (emit "onAck", presence "then") are compiled rules; ops receive them as opaque
- * pointers that stay valid as long as the rules, and hand them back to rc_rules_run_ack.
- *
- * API in call order: rc_rules_compile -> rc_rules_find_ns / rc_ns_rules_* -> rc_rules_run
- * (per event, and with event NULL for onConnect) -> rc_rules_run_ack (later, per continuation)
- * -> rc_rules_free.
+ * API in call order: rc_rules_compile -> (lookups and runs: src/rules_run.c) -> rc_rules_free.
+ * For src/rules_run.c: rc_rules__is_reserved_event (rules_compiled.h).
  */
-#include "roomcast/rules.h"
+#include "rules_compiled.h"
 #include "roomcast/common.h"
-#include "roomcast/template.h"
+#include "roomcast/errors.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -35,111 +33,14 @@
 
 #define MAX_NAMESPACES 32
 #define MAX_NS_NAME 128
-#define MAX_PRESENCE_USERS 1000
 
-/* Reasons that rules themselves produce (templates see them as {error}). */
-static const char reason_bad_room[] = "bad_room";
-static const char reason_forbidden[] = "forbidden";
-static const char reason_bad_args[] = "bad_args";
-static const char reason_bad_event[] = "bad_event";
-static const char reason_unsupported[] = "unsupported";
-
-/* ---- compiled form ------------------------------------------------------------------------ */
-
-enum verb {
-    V_JOIN, V_LEAVE, V_RELAY, V_EMIT, V_ACK, V_ACKARGS, V_DISCONNECT, V_FAIL, V_FORWARD, V_PRESENCE,
-    V_VISIBLE, V_MEMBERS, V__COUNT
-};
 static const char *const verb_names[V__COUNT] = {
     "join", "leave", "relay", "emit", "ack", "ackArgs", "disconnect", "fail", "forward", "presence",
     "visible", "members",
 };
 #define VERB_LIST "join, leave, relay, emit, ack, ackArgs, disconnect, fail, forward, presence, visible, members"
 
-struct allow {
-    int set;               /* given (else the namespace's joinAllow applies) */
-    int any;
-    size_t n;
-    rc_tpl **globs;
-};
-
-struct rule;
-
-/* The test of "if" or "unless": a template that must be truthy, {"equals": [A, B]} (A and B
- * evaluate to the same JSON value; two missing values are equal), {"in": [A, B]} (B evaluates
- * to an array and A, present, equals one of its elements) or {"member": "<room>"} (the sender's
- * socket is in that room). No test: a == NULL. */
-enum cond_kind { COND_TRUTHY, COND_EQUALS, COND_IN, COND_MEMBER };
-struct cond {
-    enum cond_kind kind;
-    rc_tpl *a, *b;         /* b: NULL for COND_TRUTHY */
-};
-
-struct action {
-    enum verb verb;
-    struct cond when;      /* "if" */
-    struct cond unless;
-    rc_tpl *room;          /* join, leave, relay */
-    rc_tpl *event;         /* relay, emit, forward: NULL = the received event */
-    rc_tpl *args;          /* relay, emit "args"; ackArgs */
-    rc_tpl *value;         /* relay/emit/forward "data", ack, fail reason, presence users */
-    struct allow allow;    /* join */
-    int include_sender;    /* relay */
-    int require_member;    /* relay */
-    struct rule *cont;     /* emit onAck, presence then */
-};
-
-struct alist {
-    size_t n;
-    struct action *items;
-};
-
-/* An event a namespace option emits: {"event": <name template>, "data": <template>}. */
-struct emit_spec {
-    rc_tpl *event;
-    rc_tpl *data;
-};
-
-struct rule {
-    char *event;
-    struct alist run;
-    struct alist on_error;
-    int has_on_error;
-    /* an event's own "rateLimit" (per socket, besides the namespace's): 0 events = none */
-    unsigned rl_events, rl_interval_ms;
-    int rl_index;          /* 0.. among the namespace's limited events; -1 = no limit */
-};
-
-struct rc_ns_rules {
-    char *name;
-    size_t name_len;
-    int auth;
-    int token_in_query;
-    rc_tpl *user_room;     /* NULL: none */
-    struct allow join_allow;
-    struct rule on_connect;
-    size_t nrules;
-    struct rule *rules;    /* sorted by event */
-    /* "status": the room whose members hear a user's online/offline changes, as prefix +
-     * user id + suffix, and the events they get. */
-    char *status_prefix, *status_suffix;
-    struct emit_spec status_ev[2];     /* [0] offline, [1] online */
-    int status_broadcast;              /* every socket of the namespace hears every change */
-    /* "track": rooms whose members are announced as users join and leave */
-    char **track_globs;
-    size_t ntrack;
-    struct emit_spec track_ev[2];      /* [0] left, [1] joined */
-    unsigned rate_events;  /* rateLimit.events per rateLimit.interval ms; 0 = no limit */
-    unsigned rate_interval_ms;
-    struct rule on_limit;  /* rateLimit.onLimit */
-    int has_on_limit;
-    unsigned n_event_limits; /* event rules with their own rateLimit */
-};
-
-struct rc_rules {
-    size_t n;
-    rc_ns_rules *ns;
-};
+/* ---- freeing ------------------------------------------------------------------------------ */
 
 static void rule_dispose(struct rule *r);
 
@@ -226,7 +127,8 @@ static char *pathf(const char *fmt, ...)
     return p;
 }
 
-static int is_reserved_event(const char *name)
+/* Socket.IO's own event names; the contract is in rules_compiled.h. */
+int rc_rules__is_reserved_event(const char *name)
 {
     static const char *const reserved[] = {
         "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener", NULL,
@@ -273,7 +175,7 @@ static rc_tpl *event_tpl(const cJSON *obj, const char *path, rc_config_errors *e
         const char *c = rc_tpl_const_string(t);
         if (c && (!*c || strlen(c) > RC_TPL_NAME_MAX))
             rc_config_error(e, p, "an event name is 1..%d bytes", RC_TPL_NAME_MAX);
-        else if (c && is_reserved_event(c))
+        else if (c && rc_rules__is_reserved_event(c))
             rc_config_error(e, p, "'%s' is a reserved event name", c);
     }
     rc_free(p);
@@ -515,8 +417,12 @@ static void compile_action(const cJSON *j, const char *path, enum where where, s
     for (const cJSON *c = j->child; c; c = c->next) {
         if (rc__config_is_comment(c)) continue;
         if (strcmp(c->string, "if") == 0 || strcmp(c->string, "unless") == 0) {
+            struct cond *cond = c->string[0] == 'i' ? &a->when : &a->unless;
+            /* a key given twice is reported by rc__config_check_keys above; the second is not
+             * compiled over the first (which would leak it) */
+            if (cond->a) continue;
             char *p = pathf("%s.%s", path, c->string);
-            compile_cond(c, p, c->string[0] == 'i' ? &a->when : &a->unless, e);
+            compile_cond(c, p, cond, e);
             rc_free(p);
             continue;
         }
@@ -838,7 +744,7 @@ static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_con
         if (rc__config_is_comment(c)) continue;
         char *rp = pathf("%s.%s", p, c->string);
         if (!c->string[0]) rc_config_error(e, rp, "an event name must not be empty");
-        else if (is_reserved_event(c->string))
+        else if (rc_rules__is_reserved_event(c->string))
             rc_config_error(e, rp, "'%s' is a reserved event name (use onConnect for connections)", c->string);
         struct rule *r = &ns->rules[ns->nrules++];
         r->event = rc_strdup(c->string);
@@ -901,511 +807,4 @@ rc_rules *rc_rules_compile(const cJSON *json, const char *path, rc_config_errors
     rc_rules_free(rules);
     rc_config_errors_dispose(&local);
     return NULL;
-}
-
-/* ---- lookups ------------------------------------------------------------------------------ */
-
-size_t rc_rules_ns_count(const rc_rules *rules) { return rules ? rules->n : 0; }
-
-const rc_ns_rules *rc_rules_ns_at(const rc_rules *rules, size_t i)
-{
-    return rules && i < rules->n ? &rules->ns[i] : NULL;
-}
-
-const rc_ns_rules *rc_rules_find_ns(const rc_rules *rules, const char *name, size_t len)
-{
-    for (size_t i = 0; rules && i < rules->n; i++)
-        if (rules->ns[i].name_len == len && memcmp(rules->ns[i].name, name, len) == 0) return &rules->ns[i];
-    return NULL;
-}
-
-const char *rc_ns_rules_name(const rc_ns_rules *ns) { return ns->name; }
-int rc_ns_rules_auth(const rc_ns_rules *ns) { return ns->auth; }
-int rc_ns_rules_token_in_query(const rc_ns_rules *ns) { return ns->token_in_query; }
-
-char *rc_ns_rules_user_room(const rc_ns_rules *ns, const char *user, const char *claims_json)
-{
-    if (!ns->user_room || !user) return NULL;
-    rc_tpl_ctx ctx = {.ns = ns->name, .user = user, .claims_json = claims_json};
-    char buf[RC_TPL_NAME_MAX + 1];
-    int n = rc_tpl_name(ns->user_room, &ctx, buf);
-    rc_tpl_ctx_dispose(&ctx);
-    return n < 0 ? NULL : rc_strdup(buf);
-}
-
-static const struct rule *find_rule(const rc_ns_rules *ns, const char *event)
-{
-    size_t lo = 0, hi = ns->nrules;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(event, ns->rules[mid].event);
-        if (c == 0) return &ns->rules[mid];
-        if (c < 0) hi = mid;
-        else lo = mid + 1;
-    }
-    return NULL;
-}
-
-/* Iterative glob: on a mismatch, retry from the last '*' one character further. O(n*m). */
-int rc_glob_match(const char *p, const char *s)
-{
-    const char *star = NULL, *resume = NULL;
-    while (*s) {
-        if (*p == '*') {
-            star = p++;
-            resume = s;
-        } else if (*p == '?') {
-            p++;
-            s++;
-            while (((unsigned char)*s & 0xC0) == 0x80) s++; /* one UTF-8 character */
-        } else if (*p && *p == *s) {
-            p++;
-            s++;
-        } else if (star) {
-            p = star + 1;
-            s = ++resume;
-        } else {
-            return 0;
-        }
-    }
-    while (*p == '*') p++;
-    return *p == '\0';
-}
-
-/* ---- running ------------------------------------------------------------------------------ */
-
-struct run {
-    const rc_ns_rules *ns;
-    const rc_rule_input *in;
-    const rc_rule_ops *ops;
-    void *target;
-    rc_tpl_ctx ctx;
-    char *room;            /* {room} */
-    char *reason;          /* the reason of a `fail` action */
-    int acked;
-    int stopped;           /* after disconnect */
-};
-
-static void run_init(struct run *r, const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_ops *ops,
-                     void *target)
-{
-    memset(r, 0, sizeof(*r));
-    r->ns = ns;
-    r->in = in;
-    r->ops = ops;
-    r->target = target;
-    r->ctx.args = in->args;
-    r->ctx.auth = in->auth;
-    r->ctx.event = in->event;
-    r->ctx.ns = in->ns ? in->ns : ns->name;
-    r->ctx.sid = in->sid;
-    r->ctx.user = in->user;
-    r->ctx.claims_json = in->claims_json;
-}
-
-static void run_dispose(struct run *r)
-{
-    rc_tpl_ctx_dispose(&r->ctx);
-    rc_free(r->room);
-    rc_free(r->reason);
-}
-
-static void set_room(struct run *r, const char *room)
-{
-    rc_free(r->room);
-    r->room = rc_strdup(room);
-    r->ctx.room = r->room;
-}
-
-/* The room of an action (in buf or the template), or NULL: bad_room. Sets {room}. */
-static const char *eval_room(struct run *r, const rc_tpl *t, char buf[RC_TPL_NAME_MAX + 1])
-{
-    if (rc_tpl_name(t, &r->ctx, buf) < 0) return NULL;
-    set_room(r, buf);
-    return buf;
-}
-
-/* The event name of a relay/emit/forward, or NULL: bad_event. */
-static const char *eval_event(struct run *r, const struct action *a, char buf[RC_TPL_NAME_MAX + 1])
-{
-    if (!a->event) return r->in->event;
-    const char *c = rc_tpl_const_string(a->event);
-    if (c) return c;
-    if (rc_tpl_name(a->event, &r->ctx, buf) < 0 || is_reserved_event(buf)) return NULL;
-    return buf;
-}
-
-/* The arguments of a relay/emit: "args" (must be an array), "data" (one argument), else for a
- * relay a copy of the received arguments and for an emit none. NULL: bad_args. */
-static cJSON *eval_args(struct run *r, const struct action *a)
-{
-    if (a->args) {
-        cJSON *v = rc_tpl_eval(a->args, &r->ctx);
-        if (cJSON_IsArray(v)) return v;
-        cJSON_Delete(v);
-        return NULL;
-    }
-    cJSON *arr = cJSON_CreateArray();
-    if (a->value) {
-        cJSON *v = rc_tpl_eval(a->value, &r->ctx);
-        cJSON_AddItemToArray(arr, v ? v : cJSON_CreateNull());
-    } else if (a->verb == V_RELAY && cJSON_IsArray(r->in->args)) {
-        for (const cJSON *c = r->in->args->child; c; c = c->next)
-            cJSON_AddItemToArray(arr, cJSON_Duplicate(c, 1));
-    }
-    return arr;
-}
-
-struct glob_arg {
-    const char *room;
-};
-
-static int glob_fn(void *arg, const char *pattern)
-{
-    return rc_glob_match(pattern, ((struct glob_arg *)arg)->room);
-}
-
-static int join_allowed(struct run *r, const struct action *a, const char *room)
-{
-    const struct allow *allow = a->allow.set ? &a->allow : &r->ns->join_allow;
-    if (allow->any) return 1;
-    if (r->ns->user_room && r->in->user) {
-        char own[RC_TPL_NAME_MAX + 1];
-        if (rc_tpl_name(r->ns->user_room, &r->ctx, own) >= 0 && strcmp(own, room) == 0) return 1;
-    }
-    struct glob_arg g = {room};
-    for (size_t i = 0; i < allow->n; i++)
-        if (rc_tpl_each_string(allow->globs[i], &r->ctx, glob_fn, &g)) return 1;
-    return r->ops->is_member && r->ops->is_member(r->target, room);
-}
-
-static const char *do_presence(struct run *r, const struct action *a)
-{
-    if (!r->ops->presence) return reason_unsupported;
-    cJSON *v = rc_tpl_eval(a->value, &r->ctx);
-    cJSON *users = cJSON_CreateArray();
-    const char *err = NULL;
-    if (cJSON_IsString(v) || cJSON_IsNumber(v)) {
-        cJSON *one = v;
-        v = cJSON_CreateArray();
-        cJSON_AddItemToArray(v, one);
-    }
-    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
-    if (n < 1 || n > MAX_PRESENCE_USERS) err = reason_bad_args;
-    for (const cJSON *c = v ? v->child : NULL; c && !err; c = c->next) {
-        if (cJSON_IsString(c) && c->valuestring[0]) {
-            cJSON_AddItemToArray(users, cJSON_CreateString(c->valuestring));
-        } else if (cJSON_IsNumber(c)) {
-            char num[32];
-            snprintf(num, sizeof(num), "%.17g", c->valuedouble);
-            cJSON_AddItemToArray(users, cJSON_CreateString(num));
-        } else {
-            err = reason_bad_args;
-        }
-    }
-    cJSON_Delete(v);
-    if (err) {
-        cJSON_Delete(users);
-        return err;
-    }
-    return r->ops->presence(r->target, users, a->cont);
-}
-
-static const char *do_action(struct run *r, const struct action *a)
-{
-    const rc_rule_ops *ops = r->ops;
-    char room_buf[RC_TPL_NAME_MAX + 1], event_buf[RC_TPL_NAME_MAX + 1];
-    const char *room, *event;
-    cJSON *args;
-
-    switch (a->verb) {
-    case V_JOIN:
-        if (!(room = eval_room(r, a->room, room_buf))) return reason_bad_room;
-        if (!join_allowed(r, a, room)) return reason_forbidden;
-        return ops->join(r->target, room);
-    case V_LEAVE:
-        if (!(room = eval_room(r, a->room, room_buf))) return reason_bad_room;
-        return ops->leave(r->target, room);
-    case V_RELAY:
-        if (!(room = eval_room(r, a->room, room_buf))) return reason_bad_room;
-        if (a->require_member && !(ops->is_member && ops->is_member(r->target, room))) return reason_forbidden;
-        if (!(event = eval_event(r, a, event_buf))) return reason_bad_event;
-        if (!(args = eval_args(r, a))) return reason_bad_args;
-        return ops->relay(r->target, room, event, args, a->include_sender);
-    case V_EMIT:
-        if (!(event = eval_event(r, a, event_buf))) return reason_bad_event;
-        if (!(args = eval_args(r, a))) return reason_bad_args;
-        ops->emit(r->target, event, args, a->cont);
-        return NULL;
-    case V_ACK:
-    case V_ACKARGS:
-        if (!r->in->has_ack || r->acked) return NULL;
-        if (a->verb == V_ACK) {
-            cJSON *v = rc_tpl_eval(a->value, &r->ctx);
-            args = cJSON_CreateArray();
-            cJSON_AddItemToArray(args, v ? v : cJSON_CreateNull());
-        } else {
-            args = rc_tpl_eval(a->args, &r->ctx);
-            if (!cJSON_IsArray(args)) {
-                cJSON_Delete(args);
-                return reason_bad_args;
-            }
-        }
-        r->acked = 1;
-        ops->ack(r->target, args);
-        return NULL;
-    case V_DISCONNECT:
-        r->stopped = 1;
-        ops->disconnect(r->target);
-        return NULL;
-    case V_FAIL: {
-        char *heap;
-        const char *text = rc_tpl_text(a->value, &r->ctx, &heap);
-        size_t n = strlen(text);
-        rc_free(r->reason);
-        r->reason = n ? rc_strndup(text, n > RC_TPL_NAME_MAX ? RC_TPL_NAME_MAX : n) : rc_strdup("failed");
-        rc_free(heap);
-        return r->reason;
-    }
-    case V_FORWARD: {
-        if (!ops->forward) return reason_unsupported;
-        if (!(event = eval_event(r, a, event_buf))) return reason_bad_event;
-        cJSON *data = NULL;
-        if (a->value) data = rc_tpl_eval(a->value, &r->ctx);
-        else if (cJSON_IsArray(r->in->args) && r->in->args->child) data = cJSON_Duplicate(r->in->args->child, 1);
-        return ops->forward(r->target, event, data ? data : cJSON_CreateNull());
-    }
-    case V_PRESENCE:
-        return do_presence(r, a);
-    case V_VISIBLE:
-        if (!r->ops->visible) return reason_unsupported;
-        return r->ops->visible(r->target, rc_tpl_truthy(a->value, &r->ctx));
-    case V_MEMBERS: {
-        if (!r->ops->members) return reason_unsupported;
-        char mroom[RC_TPL_NAME_MAX + 1];
-        if (rc_tpl_name(a->room, &r->ctx, mroom) < 0) return reason_bad_room;
-        set_room(r, mroom);
-        return r->ops->members(r->target, mroom, a->cont);
-    }
-    case V__COUNT:
-        break;
-    }
-    return NULL;
-}
-
-static int cond_holds(const struct cond *c, struct run *r)
-{
-    rc_tpl_ctx *ctx = &r->ctx;
-    if (c->kind == COND_TRUTHY) return rc_tpl_truthy(c->a, ctx);
-    if (c->kind == COND_MEMBER) {
-        char room[RC_TPL_NAME_MAX + 1];
-        return rc_tpl_name(c->a, ctx, room) >= 0 && r->ops->is_member && r->ops->is_member(r->target, room);
-    }
-    cJSON *a = rc_tpl_eval(c->a, ctx), *b = rc_tpl_eval(c->b, ctx);
-    int holds = 0;
-    if (c->kind == COND_EQUALS)
-        holds = a && b ? cJSON_Compare(a, b, 1) : !a && !b;
-    else if (a && cJSON_IsArray(b))
-        for (const cJSON *x = b->child; x && !holds; x = x->next) holds = cJSON_Compare(a, x, 1);
-    cJSON_Delete(a);
-    cJSON_Delete(b);
-    return holds;
-}
-
-/* Runs a list until an action fails (its reason) or the socket is disconnected. */
-static const char *run_list(struct run *r, const struct alist *l)
-{
-    for (size_t i = 0; i < l->n && !r->stopped; i++) {
-        const struct action *a = &l->items[i];
-        if (a->when.a && !cond_holds(&a->when, r)) continue;
-        if (a->unless.a && cond_holds(&a->unless, r)) continue;
-        const char *err = do_action(r, a);
-        if (err) return err;
-    }
-    return NULL;
-}
-
-static void run_rule(struct run *r, const struct rule *rule)
-{
-    const char *err = run_list(r, &rule->run);
-    if (!err || r->stopped) return;
-    r->ctx.error = err;
-    if (rule->has_on_error) {
-        run_list(r, &rule->on_error);
-    } else if (r->in->has_ack && !r->acked) {
-        cJSON *res = cJSON_CreateObject();
-        cJSON_AddFalseToObject(res, "ok");
-        cJSON_AddStringToObject(res, "error", err);
-        cJSON *args = cJSON_CreateArray();
-        cJSON_AddItemToArray(args, res);
-        r->acked = 1;
-        r->ops->ack(r->target, args);
-    }
-}
-
-int rc_rules_run(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_ops *ops, void *target)
-{
-    if (!ns) return 0;
-    const struct rule *rule = in->event ? find_rule(ns, in->event) : &ns->on_connect;
-    if (!rule && in->event) rule = find_rule(ns, "*"); /* the catch-all, for events with no rule */
-    if (!rule) return 0;
-    struct run r;
-    run_init(&r, ns, in, ops, target);
-    run_rule(&r, rule);
-    run_dispose(&r);
-    return 1;
-}
-
-/* Appends to `out` the text each '*' of pattern matched in s (s is known to match). Leftmost
- * stars take the shortest text that still lets the rest match. */
-static void glob_captures(const char *pattern, const char *s, cJSON *out)
-{
-    while (*pattern) {
-        if (*pattern == '*') {
-            const char *rest = pattern + 1;
-            size_t n = 0;
-            while (s[n] && !rc_glob_match(rest, s + n)) n++;
-            char *cap = rc_strndup(s, n);
-            cJSON_AddItemToArray(out, cJSON_CreateString(cap));
-            rc_free(cap);
-            s += n;
-            pattern = rest;
-        } else {
-            if (*pattern == '?') {
-                /* one UTF-8 character */
-                s++;
-                while ((*s & 0xc0) == 0x80) s++;
-            } else {
-                s++;
-            }
-            pattern++;
-        }
-    }
-}
-
-int rc_ns_rules_status_user(const rc_ns_rules *ns, const char *room, char *user, size_t n)
-{
-    if (!ns || !ns->status_prefix) return 0;
-    size_t pl = strlen(ns->status_prefix), sl = strlen(ns->status_suffix), rl = strlen(room);
-    if (rl <= pl + sl || strncmp(room, ns->status_prefix, pl) != 0 ||
-        strcmp(room + rl - sl, ns->status_suffix) != 0 || rl - pl - sl >= n)
-        return 0;
-    memcpy(user, room + pl, rl - pl - sl);
-    user[rl - pl - sl] = '\0';
-    return 1;
-}
-
-char *rc_ns_rules_status_room(const rc_ns_rules *ns, const char *user)
-{
-    if (!ns || !ns->status_prefix) return NULL;
-    size_t n = strlen(ns->status_prefix) + strlen(user) + strlen(ns->status_suffix) + 1;
-    char *room = rc_malloc(n);
-    snprintf(room, n, "%s%s%s", ns->status_prefix, user, ns->status_suffix);
-    return room;
-}
-
-int rc_ns_rules_status_broadcast(const rc_ns_rules *ns)
-{
-    return ns && ns->status_prefix && ns->status_broadcast;
-}
-
-int rc_ns_rules_tracked(const rc_ns_rules *ns, const char *room)
-{
-    for (size_t i = 0; ns && i < ns->ntrack; i++)
-        if (rc_glob_match(ns->track_globs[i], room)) return 1;
-    return 0;
-}
-
-int rc_ns_rules_announce(const rc_ns_rules *ns, int kind, const char *user, const char *room,
-                         uint64_t ts_ms, char event[201], cJSON **args)
-{
-    *args = NULL;
-    if (!ns) return -1;
-    int on = kind & 1;
-    const struct emit_spec *spec = kind < 2 ? &ns->status_ev[on] : &ns->track_ev[on];
-    if (!spec->event || (kind < 2 && !ns->status_prefix) || (kind >= 2 && !ns->ntrack)) return -1;
-    /* {data} is {"user", "online"|"joined", "ts"|"room"}; {user} and {room} are set too. */
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "user", user);
-    if (kind < 2) {
-        cJSON_AddBoolToObject(d, "online", on);
-        cJSON_AddNumberToObject(d, "ts", (double)ts_ms);
-    } else {
-        cJSON_AddBoolToObject(d, "joined", on);
-        cJSON_AddStringToObject(d, "room", room);
-        /* {data.match.N}: the text the Nth '*' of the matching glob stood for
-         * ("meeting:*" and "meeting:42" give match.0 = "42"). */
-        cJSON *match = cJSON_AddArrayToObject(d, "match");
-        for (size_t i = 0; i < ns->ntrack; i++) {
-            if (!rc_glob_match(ns->track_globs[i], room)) continue;
-            glob_captures(ns->track_globs[i], room, match);
-            break;
-        }
-    }
-    cJSON *in_args = cJSON_CreateArray();
-    cJSON_AddItemToArray(in_args, d);
-    rc_tpl_ctx ctx;
-    memset(&ctx, 0, sizeof(ctx));
-    ctx.args = in_args;
-    ctx.ns = ns->name;
-    ctx.user = user;
-    ctx.room = room;
-    int r = rc_tpl_name(spec->event, &ctx, event);
-    if (r >= 0) {
-        cJSON *v = spec->data ? rc_tpl_eval(spec->data, &ctx) : NULL;
-        *args = cJSON_CreateArray();
-        if (v) cJSON_AddItemToArray(*args, v);
-        else if (!spec->data) cJSON_AddItemToArray(*args, cJSON_Duplicate(d, 1));
-    }
-    rc_tpl_ctx_dispose(&ctx);
-    cJSON_Delete(in_args);
-    return r >= 0 ? 0 : -1;
-}
-
-void rc_ns_rules_rate_limit(const rc_ns_rules *ns, unsigned *events, unsigned *interval_ms)
-{
-    *events = ns ? ns->rate_events : 0;
-    *interval_ms = ns ? ns->rate_interval_ms : 0;
-}
-
-int rc_ns_rules_event_limit(const rc_ns_rules *ns, const char *event, unsigned *events, unsigned *interval_ms)
-{
-    const struct rule *r = ns ? find_rule(ns, event) : NULL;
-    if (ns && !r) r = find_rule(ns, "*");
-    if (!r || r->rl_index < 0) return -1;
-    *events = r->rl_events;
-    *interval_ms = r->rl_interval_ms;
-    return r->rl_index;
-}
-
-unsigned rc_ns_rules_event_limit_count(const rc_ns_rules *ns) { return ns ? ns->n_event_limits : 0; }
-
-void rc_rules_run_limited(const rc_ns_rules *ns, const rc_rule_input *in, const rc_rule_ops *ops, void *target)
-{
-    if (!ns) return;
-    struct run r;
-    run_init(&r, ns, in, ops, target);
-    r.ctx.error = "rate_limited";
-    if (ns->has_on_limit) {
-        run_list(&r, &ns->on_limit.run);
-    } else if (in->has_ack) {
-        cJSON *res = cJSON_CreateObject();
-        cJSON_AddFalseToObject(res, "ok");
-        cJSON_AddStringToObject(res, "error", "rate_limited");
-        cJSON *args = cJSON_CreateArray();
-        cJSON_AddItemToArray(args, res);
-        r.acked = 1;
-        ops->ack(target, args);
-    }
-    run_dispose(&r);
-}
-
-void rc_rules_run_ack(const rc_ns_rules *ns, const void *on_ack, const rc_rule_input *in,
-                      const rc_rule_ops *ops, void *target)
-{
-    if (!ns || !on_ack) return;
-    struct run r;
-    run_init(&r, ns, in, ops, target);
-    run_rule(&r, on_ack);
-    run_dispose(&r);
 }

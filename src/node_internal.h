@@ -1,0 +1,123 @@
+/*
+ * node_internal.h: what the files of the node share, and nothing else. Private (src/): other
+ * modules and main.c use include/roomcast/node.h.
+ *
+ *   node.c            the composition root: rc_node_new / rc_node_free wire and tear down every
+ *                     layer; the backplane and presence callbacks, room open/close, the drain.
+ *   node_broadcast.c  the one way out to every node: local fan-out, then the backplane.
+ *   node_notify.c     notifications for a user (P:notify) and the status broadcast.
+ *   node_rules.c      rc_rule_ops for the rules, the sio hooks that run rules, and the rules
+ *                     waiting for a presence answer.
+ *   node_api.c        the HTTP routes: /healthz, /readyz, /metrics, POST /api/publish.
+ *
+ * Calls between them go one way, down this list read from the bottom: node_api.c calls
+ * node_notify.c and node_broadcast.c; node_notify.c and node_rules.c call node_broadcast.c;
+ * node.c calls the others (and takes the addresses of their hooks and routes). node_broadcast.c
+ * calls none of them.
+ */
+#ifndef ROOMCAST_NODE_INTERNAL_H
+#define ROOMCAST_NODE_INTERNAL_H
+
+#include "roomcast/node.h"
+#include "roomcast/backplane.h"
+#include "roomcast/config.h"
+#include "roomcast/eio.h"
+#include "roomcast/http.h"
+#include "roomcast/jobs.h"
+#include "roomcast/presence.h"
+#include "roomcast/server.h"
+#include "roomcast/sio.h"
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rc_node {
+    struct event_base *base;
+    rc_config *cfg;
+    rc_server *server;
+    rc_http_limits limits;
+    rc_http_callbacks http_cb;
+    rc_eio_server *eio;
+    rc_sio_server *sio;
+    rc_sio_hooks hooks;
+    rc_backplane *bp;
+    rc_backplane_callbacks bp_cb;
+    rc_jobs *jobs;
+    rc_presence *presence;
+    rc_presence_callbacks presence_cb;
+    struct pending_answer *pending; /* presence queries and member lists awaiting Redis */
+    size_t pending_count;
+    uint64_t next_tag;
+    int presence_draining;
+    uint64_t drain_started_ms;
+    char *notify_channel;           /* <prefix>:notify, NULL without Redis */
+    char *status_pattern;           /* <prefix>:status:* while some namespace broadcasts status */
+    int bp_up;
+    int draining;
+    struct event *drain_ev;
+    size_t drain_batch;
+};
+
+/* A rule waiting for presence (a status query or a member list): the socket is looked up again
+ * by namespace and id when the answer comes, since it may be gone by then. */
+typedef struct pending_answer {
+    struct pending_answer *next;
+    uint64_t tag;
+    int ns_index;
+    char sid[24];
+    long long ack_id;
+    const void *then;
+    char *event;
+} pending_answer;
+
+/* ---- node_broadcast.c ------------------------------------------------------------------- */
+
+/* 1 when /readyz answers 200: not draining and the backplane is up. */
+int rc_node__ready(const rc_node *n);
+/* Delivers locally, then publishes for the other nodes. -1 when the backplane is down (nothing
+ * is delivered then, so the caller can refuse cleanly). */
+int rc_node__broadcast(rc_node *n, rc_bp_message *msg);
+/* Emits event(args) to a room (NULL: the whole namespace): on this node only (`cluster` 0: every
+ * node hears the cause itself) or through rc_node__broadcast. Returns rc_node__broadcast's
+ * result. args stays the caller's. */
+int rc_node__emit(rc_node *n, const char *ns, const char *room, const char *event, const cJSON *args,
+                  int cluster);
+
+/* ---- node_notify.c ---------------------------------------------------------------------- */
+
+/* The arguments of a publish as JSON array text: "args" as given, or "data" as the only one
+ * (none when absent). cJSON_free the result. */
+char *rc_node__args_json_of(const cJSON *args, const cJSON *data);
+/* Handles one notification (the JSON text of P:notify or of POST /api/publish with "user"):
+ * delivers it to the user's local sockets, or hands it to the jobs script. Returns a static
+ * error or NULL. */
+const char *rc_node__notify(rc_node *n, const char *payload, size_t len);
+/* A status change heard on <prefix>:status:*: told to every local socket of the namespaces
+ * whose "status" option broadcasts. */
+void rc_node__status_broadcast(rc_node *n, const char *payload, size_t len);
+
+/* ---- node_rules.c ----------------------------------------------------------------------- */
+
+/* The rules of a socket's namespace (sio's namespace index is the rules' index). */
+const struct rc_ns_rules *rc_node__socket_rules(const rc_node *n, const rc_sio_socket *s);
+/* rc_sio_hooks that run rules (arg is the node). */
+void rc_node__hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth);
+void rc_node__hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev);
+void rc_node__hook_on_ack(void *arg, rc_sio_socket *s, const void *ctx, const char *event,
+                          const rc_sio_event *ack);
+/* Runs the rule waiting on tag (if it is still waiting) with data as {data}, or with
+ * backplane_down when err; data is freed here either way. */
+void rc_node__answer_pending(rc_node *n, uint64_t tag, int err, cJSON *data);
+/* Unlinks the pending answer with this tag (NULL when none); rc_node__pending_free frees it. */
+pending_answer *rc_node__pending_take(rc_node *n, uint64_t tag);
+void rc_node__pending_free(pending_answer *p);
+
+/* ---- node_api.c ------------------------------------------------------------------------- */
+
+/* rc_http_callbacks.on_request (arg is the node): Engine.IO paths, then the routes. */
+void rc_node__on_request(void *arg, rc_http_request *req);
+/* rc_server accept callback: attaches HTTP to the connection. */
+void rc_node__on_accept(void *arg, rc_conn *c);
+
+#endif
