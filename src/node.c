@@ -252,7 +252,8 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->bp_cb.on_raw = bp_on_raw;
     n->bp_cb.arg = n;
     if (cfg->redis_url) {
-        n->bp = rc_backplane_redis_new(base, cfg, &n->bp_cb);
+        rc_backplane_redis_settings rs = {cfg->redis_url, cfg->prefix, cfg->node_id};
+        n->bp = rc_backplane_redis_new(base, &rs, &n->bp_cb);
         if (!n->bp) {
             *err = "cannot create the Redis backplane (see the log)";
             rc_free(n);

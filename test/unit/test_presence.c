@@ -185,7 +185,8 @@ static void node_start(pnode *n, const char *url, const char *prefix, const char
     n->cfg.redis_url = (char *)url;
     n->cfg.prefix = (char *)prefix;
     n->cfg.node_id = (char *)id;
-    n->bp = url ? rc_backplane_redis_new(base, &n->cfg, &bcb) : rc_backplane_local_new(base, &bcb);
+    rc_backplane_redis_settings rs = {url, prefix, id};
+    n->bp = url ? rc_backplane_redis_new(base, &rs, &bcb) : rc_backplane_local_new(base, &bcb);
     assert_non_null(n->bp);
     n->pr = rc_presence_new(base, n->bp, id, cfg, &pcb);
     assert_non_null(n->pr);
