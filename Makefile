@@ -33,7 +33,7 @@ SAN_OBJS  := $(LIB_SRCS:src/%.c=$(O)/san/%.o)
 CLANG_OBJS:= $(SRCS:src/%.c=$(O)/clang/%.o)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(O)/san/unit/%)
 
-.PHONY: all run test bench fuzz fuzz-short jobs clean deps deps-runtime check-clang unit e2e san
+.PHONY: all run test bench fuzz fuzz-short jobs clean deps deps-runtime check-clang unit e2e san layers
 all: $(O)/roomcast
 
 # ---- release -------------------------------------------------------------------------------
@@ -97,7 +97,12 @@ jobs:
 protocol: $(O)/san/roomcast
 	cd test/protocol && ROOMCAST_BIN=$(CURDIR)/$(O)/san/roomcast node run.js
 
+# The dependency picture: no include up the layers, no circle (test/check-layers.sh).
+layers:
+	@test/check-layers.sh
+
 test: deps
+	@$(MAKE) --no-print-directory layers
 	@$(MAKE) --no-print-directory all check-clang
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz-short

@@ -20,12 +20,20 @@
 #include "roomcast/http.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
+#include "roomcast/server.h"
 #include "roomcast/ws.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <strings.h>
+
+/* Engine.IO's counters (/metrics: rc_eio_write_metrics). */
+static struct {
+    uint64_t opened[2];                        /* sessions by initial transport: polling, websocket */
+    uint64_t upgrades;                         /* polling -> websocket */
+    uint64_t disconnects[RC_EIO_DISC__COUNT];  /* by enum rc_eio_disconnect, Socket.IO's included */
+} eio_stats;
 
 #define SID_LEN 20
 
@@ -218,7 +226,7 @@ static void session_send_frame(rc_eio_session *s, rc_frame *f)
     if (s->transport == T_WEBSOCKET && s->ws && !s->hold) {
         rc_ws_send_frame(s->ws, f);
         if (rc_ws_pending_bytes(s->ws) > limit) {
-            rc_metrics.slow_consumer_drops_total++;
+            rc_server_counters.slow_consumer_drops++;
             rc_log_info("slow_consumer", "sid=%s pending=%zu", s->sid, rc_ws_pending_bytes(s->ws));
             rc_eio_close(s, "slow consumer");
         }
@@ -231,7 +239,7 @@ static void session_send_frame(rc_eio_session *s, rc_frame *f)
     s->queue[s->qlen++] = rc_frame_ref(f);
     s->qbytes += f->len;
     if (s->qbytes > limit) {
-        rc_metrics.slow_consumer_drops_total++;
+        rc_server_counters.slow_consumer_drops++;
         rc_eio_close(s, "slow consumer");
         return;
     }
@@ -318,7 +326,7 @@ static void session_on_timer(evutil_socket_t fd, short what, void *arg)
     }
     if (s->ping_pending) {
         if (now >= s->pong_deadline_ms) {
-            rc_metrics.disconnects_total[RC_DISC_PING_TIMEOUT]++;
+            eio_stats.disconnects[RC_EIO_DISC_PING_TIMEOUT]++;
             rc_eio_close(s, "ping timeout");
             return;
         }
@@ -372,13 +380,13 @@ static int session_on_packet(rc_eio_session *s, const rc_eio_packet *p)
          * that rc_eio_close sends when the server ends a session. (A held GET finds the queue
          * empty unless output is held: then it carries those packets instead.) */
         if (s->get) flush_get(s, RC_EIO_NOOP);
-        rc_metrics.disconnects_total[RC_DISC_CLIENT]++;
+        eio_stats.disconnects[RC_EIO_DISC_CLIENT]++;
         rc_eio_close(s, "transport close");
         return -1;
     case RC_EIO_NOOP:
         return 0;
     default: /* ping from a client (wrong direction in v4), open, stray upgrade */
-        rc_metrics.disconnects_total[RC_DISC_PARSE_ERROR]++;
+        eio_stats.disconnects[RC_EIO_DISC_PARSE_ERROR]++;
         rc_eio_close(s, "parse error");
         return -1;
     }
@@ -401,7 +409,7 @@ static void ws_on_message(void *arg, rc_ws *ws, int binary, const uint8_t *data,
         p.data = data;
         p.len = len;
     } else if (rc_eio_decode_text((const char *)data, len, &p) != 0) {
-        rc_metrics.disconnects_total[RC_DISC_PARSE_ERROR]++;
+        eio_stats.disconnects[RC_EIO_DISC_PARSE_ERROR]++;
         rc_eio_close(s, "parse error");
         return;
     }
@@ -412,7 +420,7 @@ static void ws_on_close(void *arg, rc_ws *ws)
 {
     rc_eio_session *s = arg;
     if (s->ws == ws) s->ws = NULL;
-    rc_metrics.disconnects_total[RC_DISC_CLIENT]++;
+    eio_stats.disconnects[RC_EIO_DISC_CLIENT]++;
     rc_eio_close(s, "transport close");
 }
 
@@ -435,7 +443,7 @@ static void probe_on_message(void *arg, rc_ws *ws, int binary, const uint8_t *da
         s->ws = ws;
         s->transport = T_WEBSOCKET;
         rc_ws_set_callbacks(ws, &ws_transport_cb, s);
-        rc_metrics.eio_upgrades_total++;
+        eio_stats.upgrades++;
         if (s->get) flush_get(s, RC_EIO_NOOP);
         requeue_all(s);
         return;
@@ -473,7 +481,7 @@ static rc_eio_session *session_new(rc_eio_server *srv, int transport)
     s->next_ping_ms = now + (uint64_t)srv->set.ping_interval_ms;
     s->connect_deadline_ms = now + (uint64_t)srv->set.connect_timeout_ms;
     session_arm_timer(s);
-    rc_metrics.eio_sessions_opened_total[transport]++;
+    eio_stats.opened[transport]++;
     return s;
 }
 
@@ -493,7 +501,7 @@ static int open_packet(rc_eio_session *s, char *buf, size_t n)
 static int session_cap_reached(const rc_eio_server *srv)
 {
     if (srv->set.max_sessions > 0 && srv->sessions.count >= (size_t)srv->set.max_sessions) {
-        rc_metrics.connections_rejected_total++;
+        rc_server_counters.rejected++;
         return 1;
     }
     return 0;
@@ -610,14 +618,14 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
         /* Engine.IO text is UTF-8, as a WebSocket text frame must be: a body that is not would
          * reach WebSocket members as an invalid text frame. */
         if (req->body_len && !rc_utf8_valid(req->body, req->body_len)) {
-            rc_metrics.disconnects_total[RC_DISC_PARSE_ERROR]++;
+            eio_stats.disconnects[RC_EIO_DISC_PARSE_ERROR]++;
             rc_eio_close(s, "parse error");
             respond_error(srv, req, 3);
             return;
         }
         int r = rc_eio_payload_decode((const char *)req->body, req->body_len, post_packet_cb, s);
         if (r < 0) {
-            rc_metrics.disconnects_total[RC_DISC_PARSE_ERROR]++;
+            eio_stats.disconnects[RC_EIO_DISC_PARSE_ERROR]++;
             rc_eio_close(s, "parse error");
             respond_error(srv, req, 3);
             return;
@@ -658,4 +666,33 @@ void rc_eio_server_free(rc_eio_server *srv)
     rc_hmap_dispose(&srv->sessions);
     event_free(srv->reap_ev);
     rc_free(srv);
+}
+
+void rc_eio_count_disconnect(int reason)
+{
+    if (reason >= 0 && reason < RC_EIO_DISC__COUNT) eio_stats.disconnects[reason]++;
+}
+
+void rc_eio_write_metrics(const rc_eio_server *srv, struct evbuffer *out)
+{
+    static const char *const transports[] = {"polling", "websocket"};
+    static const char *const reasons[] = {
+        [RC_EIO_DISC_CLIENT] = "client",
+        [RC_EIO_DISC_PING_TIMEOUT] = "ping_timeout",
+        [RC_EIO_DISC_PARSE_ERROR] = "parse_error",
+        [RC_EIO_DISC_SLOW_CONSUMER] = "slow_consumer",
+        [RC_EIO_DISC_SERVER] = "server",
+        [RC_EIO_DISC_TRANSPORT_ERROR] = "transport_error",
+        [RC_EIO_DISC_TOKEN_EXPIRED] = "token_expired",
+    };
+    _Static_assert(RC_ARRAY_LEN(reasons) == RC_EIO_DISC__COUNT, "disconnect reason table");
+    rc_metrics_put_scalar(out, "roomcast_eio_sessions", "gauge", "Open Engine.IO sessions.",
+                          rc_eio_session_count(srv));
+    rc_metrics_put_by_label(out, "roomcast_eio_sessions_opened_total", "counter",
+                            "Engine.IO sessions opened, by initial transport.", "transport", transports,
+                            eio_stats.opened, 0, RC_ARRAY_LEN(transports));
+    rc_metrics_put_scalar(out, "roomcast_eio_upgrades_total", "counter",
+                          "Engine.IO upgrades from polling to websocket.", eio_stats.upgrades);
+    rc_metrics_put_by_label(out, "roomcast_disconnects_total", "counter", "Socket disconnections, by reason.",
+                            "reason", reasons, eio_stats.disconnects, 0, RC_EIO_DISC__COUNT);
 }

@@ -13,6 +13,7 @@
  * What it does not do: chunked responses, compression, HTTP/2, request bodies beyond the limit.
  */
 #include "roomcast/http.h"
+#include "roomcast/common.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
 #include "roomcast/server.h"
@@ -22,6 +23,12 @@
 #include <http_parser.h>
 #include <stdio.h>
 #include <strings.h>
+
+/* HTTP's counters (/metrics: rc_http_write_metrics). */
+static struct {
+    uint64_t requests[6];        /* responses by status class: [1] = 1xx .. [5] = 5xx */
+    uint64_t payload_too_large;  /* bodies refused for exceeding the size limit */
+} http_stats;
 
 #define RC_HTTP_MAX_HEADERS 64
 
@@ -146,7 +153,7 @@ static void http_fail(rc_http_conn *h, int status)
                      "Connection: close\r\n\r\n%s\n",
                      status, rc_http_status_text(status), strlen(rc_http_status_text(status)) + 1,
                      rc_http_status_text(status));
-    rc_metrics.http_requests_total[status / 100]++;
+    http_stats.requests[status / 100]++;
     rc_conn_write(h->conn, head, (size_t)n);
     rc_conn_close_after_flush(h->conn);
 }
@@ -205,7 +212,7 @@ static int on_headers_complete(http_parser *p)
         h->fields[h->field_count - 1].value_off = (uint32_t)h->arena_len - 1;
     }
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > h->limits->max_body_bytes) {
-        rc_metrics.payload_too_large_total++;
+        http_stats.payload_too_large++;
         http_fail(h, 413);
         return -1;
     }
@@ -216,7 +223,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
 {
     rc_http_conn *h = p->data;
     if (h->body_len + n > h->limits->max_body_bytes) {
-        rc_metrics.payload_too_large_total++;
+        http_stats.payload_too_large++;
         http_fail(h, 413);
         return -1;
     }
@@ -408,7 +415,7 @@ static void http_finish(rc_http_conn *h, int keep_alive)
     /* A client that pipelines requests and never reads the answers: stop at the outbound cap
      * instead of answering into an ever-growing buffer. */
     if (h->limits->max_pending_output && rc_conn_pending_bytes(h->conn) > h->limits->max_pending_output) {
-        rc_metrics.slow_consumer_drops_total++;
+        rc_server_counters.slow_consumer_drops++;
         h->failed = 1;
         rc_conn_close(h->conn);
         return;
@@ -428,7 +435,7 @@ static void write_head(rc_http_conn *h, int status, const char *content_type, si
     evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
     if (extra_headers) evbuffer_add(out, extra_headers, strlen(extra_headers));
     evbuffer_add_printf(out, "Connection: %s\r\n\r\n", keep_alive ? "keep-alive" : "close");
-    rc_metrics.http_requests_total[status / 100 < 6 ? status / 100 : 5]++;
+    http_stats.requests[status / 100 < 6 ? status / 100 : 5]++;
 }
 
 void rc_http_respond(rc_http_request *req, int status, const char *content_type,
@@ -541,4 +548,13 @@ int rc_http_query_param(const rc_http_request *req, const char *name, char *buf,
         p = pe + 1;
     }
     return 0;
+}
+
+void rc_http_write_metrics(struct evbuffer *out)
+{
+    static const char *const codes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    rc_metrics_put_by_label(out, "roomcast_http_requests_total", "counter", "HTTP responses sent, by status class.",
+                            "code", codes, http_stats.requests, 1, RC_ARRAY_LEN(codes));
+    rc_metrics_put_scalar(out, "roomcast_payload_too_large_total", "counter",
+                          "Payloads refused for exceeding the size limit.", http_stats.payload_too_large);
 }

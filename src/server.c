@@ -83,7 +83,7 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
 {
     rc_server *s = arg;
     if (s->paused || (s->max_conns > 0 && s->count >= (uint64_t)s->max_conns)) {
-        rc_metrics.connections_rejected_total++;
+        rc_server_counters.rejected++;
         close(fd);
         return;
     }
@@ -109,7 +109,7 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     if (s->live) s->live->prev = c;
     s->live = c;
     s->count++;
-    rc_metrics.connections_accepted_total++;
+    rc_server_counters.accepted++;
     bufferevent_setcb(bev, conn_on_read, conn_on_write, conn_on_event, c);
     if (s->tls) {
         /* OpenSSL owns the socket's bytes: the bufferevent writes as usual. */
@@ -423,6 +423,21 @@ void rc_server_pause_accept(rc_server *s)
 }
 
 uint64_t rc_server_conn_count(const rc_server *s) { return s->count; }
+
+rc_server_stats rc_server_counters;
+
+void rc_server_write_metrics(const rc_server *s, struct evbuffer *out)
+{
+    rc_metrics_put_scalar(out, "roomcast_connections", "gauge", "Open TCP connections.", s->count);
+    rc_metrics_put_scalar(out, "roomcast_connections_accepted_total", "counter", "TCP connections accepted.",
+                          rc_server_counters.accepted);
+    rc_metrics_put_scalar(out, "roomcast_connections_rejected_total", "counter",
+                          "TCP connections refused because of max_connections or draining.",
+                          rc_server_counters.rejected);
+    rc_metrics_put_scalar(out, "roomcast_slow_consumer_drops_total", "counter",
+                          "Sockets closed because their output buffer passed the cap.",
+                          rc_server_counters.slow_consumer_drops);
+}
 int rc_server_port(const rc_server *s) { return s->port; }
 
 void rc_server_collect(rc_server *s)

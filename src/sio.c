@@ -706,7 +706,6 @@ void rc_sio_server_free(rc_sio_server *srv)
     rc_free(srv);
 }
 
-size_t rc_sio_ns_count(const rc_sio_server *srv) { return srv->ns_count; }
 uint64_t rc_sio_socket_count(const rc_sio_server *srv) { return srv->socket_count; }
 
 void rc_sio_write_metrics(const rc_sio_server *srv, struct evbuffer *out)

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 struct event_base;
+struct evbuffer;
 struct rc_frame;
 typedef struct rc_http_request rc_http_request;
 typedef struct rc_eio_server rc_eio_server;
@@ -66,6 +67,23 @@ void rc_eio_server_free(rc_eio_server *srv);
 /* Handles a request whose path is under the Engine.IO path. */
 void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req);
 uint64_t rc_eio_session_count(const rc_eio_server *srv);
+
+/* Why a socket or session ended: the label of roomcast_disconnects_total. Engine.IO counts its
+ * own; the Socket.IO layer above counts the namespace disconnects it decides. */
+enum rc_eio_disconnect {
+    RC_EIO_DISC_CLIENT = 0,        /* transport close / client namespace disconnect */
+    RC_EIO_DISC_PING_TIMEOUT,
+    RC_EIO_DISC_PARSE_ERROR,
+    RC_EIO_DISC_SLOW_CONSUMER,
+    RC_EIO_DISC_SERVER,            /* server disconnect (rule, control op, drain) */
+    RC_EIO_DISC_TRANSPORT_ERROR,
+    RC_EIO_DISC_TOKEN_EXPIRED,     /* the socket's token expired while connected (jwt.onExpiry) */
+    RC_EIO_DISC__COUNT
+};
+void rc_eio_count_disconnect(int reason);
+/* Appends Engine.IO's families to /metrics: sessions open and opened by transport, upgrades,
+ * disconnects by reason. */
+void rc_eio_write_metrics(const rc_eio_server *srv, struct evbuffer *out);
 /* Writes CORS response headers for req into buf ("" when none apply). */
 void rc_eio_cors_headers(const rc_eio_server *srv, const rc_http_request *req, char *buf, size_t n);
 /* Refuses new handshakes (draining). */

@@ -79,4 +79,7 @@ rc_conn *rc_http_detach(rc_http_request *req);
 
 const char *rc_http_status_text(int status);
 
+/* Appends HTTP's families to /metrics: responses by status class, payloads refused for size. */
+void rc_http_write_metrics(struct evbuffer *out);
+
 #endif

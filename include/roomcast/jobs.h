@@ -99,10 +99,9 @@ typedef struct rc_jobs_event {
  * Returns 0 when sent (the reply is counted: forwarded or failed), -1 when not sent (counted). */
 int rc_jobs_forward_event(rc_jobs *j, const rc_jobs_event *ev);
 
-/* Appends roomcast_jobs_skipped_total{reason}, roomcast_jobs_failures_total,
- * roomcast_events_forwarded_total and roomcast_events_forward_failures_total (HELP and TYPE
- * lines included). j may be NULL: zeros. roomcast_jobs_added_total is rc_metrics.jobs_added_total
- * (metrics.c writes it; this module increments it). */
+/* Appends roomcast_jobs_added_total, roomcast_jobs_skipped_total{reason},
+ * roomcast_jobs_failures_total, roomcast_events_forwarded_total and
+ * roomcast_events_forward_failures_total (HELP and TYPE lines included). j may be NULL: zeros. */
 void rc_jobs_write_metrics(const rc_jobs *j, struct evbuffer *out);
 
 /* Frees now; replies still in flight are absorbed later without calling their callbacks. */

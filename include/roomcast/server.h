@@ -42,6 +42,19 @@ void rc_server_free(rc_server *s);        /* closes every connection */
 int rc_server_enable_tls(rc_server *s, const char *cert_file, const char *key_file, const char **err);
 void rc_server_pause_accept(rc_server *s); /* draining: no new connections */
 uint64_t rc_server_conn_count(const rc_server *s);
+
+/* The transport's counters. The layers above bump the two they decide: a connection refused
+ * for a limit of theirs (Engine.IO's session cap), and a connection closed because its unsent
+ * output passed the cap (HTTP answers, Engine.IO sessions). */
+typedef struct rc_server_stats {
+    uint64_t accepted;              /* TCP connections accepted */
+    uint64_t rejected;              /* refused: max connections, draining, or a layer's own cap */
+    uint64_t slow_consumer_drops;   /* closed because their output buffer passed the cap */
+} rc_server_stats;
+extern rc_server_stats rc_server_counters;
+/* Appends the transport's families to /metrics: open connections, accepted, rejected, slow
+ * consumers. */
+void rc_server_write_metrics(const rc_server *s, struct evbuffer *out);
 int rc_server_port(const rc_server *s);
 /* Frees connections closed since the last call; the node calls it at the end of each loop turn
  * (it is also scheduled automatically). */

@@ -335,7 +335,7 @@ static void test_handoff(void **state)
     rc_jobs *j = rc_jobs_new(&jc, bp);
     redisContext *c = rh_client(&shared);
     outcome o = {0};
-    uint64_t jobs_before = rc_metrics.jobs_added_total;
+    uint64_t jobs_before = (uint64_t)metric(j, "roomcast_jobs_added_total");
 
     const char *n1 = "{\"id\":\"n-1\",\"user\":\"42\",\"ns\":\"/\",\"event\":\"notification\","
                      "\"data\":{\"title\":\"Hi\"}}";
@@ -348,7 +348,7 @@ static void test_handoff(void **state)
     assert_ptr_equal(o.reason[0], rc_jobs_reason_added);
     assert_int_equal(o.status[1], RC_JOBS_NOT_ADDED);
     assert_ptr_equal(o.reason[1], rc_jobs_reason_duplicate);
-    assert_int_equal(rc_metrics.jobs_added_total, jobs_before + 1);
+    assert_int_equal((uint64_t)metric(j, "roomcast_jobs_added_total"), jobs_before + 1);
 
     /* the job hash: what bullmq's Queue.add writes */
     redisReply *h = cmd(c, "HGETALL bull:email:n-1");
@@ -417,7 +417,7 @@ static void test_handoff(void **state)
     assert_int_equal((int)metric(j, "roomcast_jobs_skipped_total{reason=\"online\"}"), 1);
     assert_int_equal((int)metric(j, "roomcast_jobs_skipped_total{reason=\"duplicate\"}"), 1);
     assert_int_equal((int)metric(j, "roomcast_jobs_failures_total"), 0);
-    assert_int_equal(rc_metrics.jobs_added_total, jobs_before + 3);
+    assert_int_equal((uint64_t)metric(j, "roomcast_jobs_added_total"), jobs_before + 3);
 
     /* a script error reaches the callback as a failure, counted */
     freeReplyObject(cmd(c, "SET bull:email:wait not-a-list"));

@@ -33,6 +33,8 @@
 #include "roomcast/log.h"
 #include "roomcast/node.h"
 
+#include "expo.h"
+
 #define API_KEY "test-key"
 
 typedef struct fixture {
@@ -220,6 +222,112 @@ static void test_metrics(void **state)
     assert_non_null(strstr(a.body, "\nroomcast_draining 0\n"));
 }
 
+/* Every family a node exposes, with its type, each written by the module that owns it (server,
+ * http, eio, sio, backplane, node, jobs, presence) and the process_* metrics. */
+static void test_metric_families(void **state)
+{
+    fixture *f = *state;
+    answer a;
+    publish(f, "Bearer " API_KEY, "{\"room\":\"r1\",\"event\":\"e\",\"data\":1}", &a);
+    assert_int_equal(a.status, 202);
+    request(f, "GET", "/metrics", NULL, NULL, &a);
+    assert_int_equal(a.status, 200);
+    struct evbuffer *buf = evbuffer_new();
+    evbuffer_add(buf, a.body, strlen(a.body));
+    static expo e;
+    parse_expo(&e, buf);
+    evbuffer_free(buf);
+
+    static const struct { const char *name, *type; } expected[] = {
+        {"roomcast_connections", "gauge"},
+        {"roomcast_connections_accepted_total", "counter"},
+        {"roomcast_connections_rejected_total", "counter"},
+        {"roomcast_slow_consumer_drops_total", "counter"},
+        {"roomcast_http_requests_total", "counter"},
+        {"roomcast_payload_too_large_total", "counter"},
+        {"roomcast_eio_sessions", "gauge"},
+        {"roomcast_eio_sessions_opened_total", "counter"},
+        {"roomcast_eio_upgrades_total", "counter"},
+        {"roomcast_disconnects_total", "counter"},
+        {"roomcast_sockets", "gauge"},
+        {"roomcast_handshakes_total", "counter"},
+        {"roomcast_auth_failures_total", "counter"},
+        {"roomcast_messages_in_total", "counter"},
+        {"roomcast_messages_out_total", "counter"},
+        {"roomcast_broadcasts_total", "counter"},
+        {"roomcast_rooms", "gauge"},
+        {"roomcast_rate_limited_total", "counter"},
+        {"roomcast_delivery_latency_seconds", "histogram"},
+        {"roomcast_backplane_publishes_total", "counter"},
+        {"roomcast_backplane_publish_failures_total", "counter"},
+        {"roomcast_backplane_receives_total", "counter"},
+        {"roomcast_api_publishes_total", "counter"},
+        {"roomcast_notifications_total", "counter"},
+        {"roomcast_notifications_delivered_total", "counter"},
+        {"roomcast_jobs_added_total", "counter"},
+        {"roomcast_jobs_skipped_total", "counter"},
+        {"roomcast_jobs_failures_total", "counter"},
+        {"roomcast_events_forwarded_total", "counter"},
+        {"roomcast_events_forward_failures_total", "counter"},
+        {"roomcast_ready", "gauge"},
+        {"roomcast_draining", "gauge"},
+        {"roomcast_build_info", "gauge"},
+        {"process_cpu_seconds_total", "counter"},
+        {"process_resident_memory_bytes", "gauge"},
+        {"process_virtual_memory_bytes", "gauge"},
+        {"process_open_fds", "gauge"},
+        {"process_max_fds", "gauge"},
+        {"process_start_time_seconds", "gauge"},
+    };
+    for (size_t i = 0; i < RC_ARRAY_LEN(expected); i++) {
+        const family *fam = family_find(&e, expected[i].name);
+        if (!fam) fail_msg("missing family %s", expected[i].name);
+        assert_string_equal(fam->type, expected[i].type);
+        assert_true(fam->samples > 0);
+    }
+    /* the rest are presence's (roomcast_presence_*, embedded store): nothing unexpected */
+    size_t presence = 0;
+    for (size_t i = 0; i < e.nf; i++) presence += strncmp(e.f[i].name, "roomcast_presence_", 18) == 0;
+    assert_int_equal(e.nf, RC_ARRAY_LEN(expected) + presence);
+    assert_true(presence > 0);
+
+    assert_true(value_of(&e, "roomcast_api_publishes_total", "") == 1);
+    assert_true(value_of(&e, "roomcast_backplane_publishes_total", "") == 1);
+    assert_true(value_of(&e, "roomcast_broadcasts_total", "namespace=/") == 0); /* r1 has no member here */
+    assert_true(value_of(&e, "roomcast_sockets", "namespace=/") == 0);
+    assert_true(value_of(&e, "roomcast_http_requests_total", "code=2xx") >= 1);
+    assert_true(value_of(&e, "roomcast_connections", "") >= 1); /* this request's */
+    assert_true(value_of(&e, "roomcast_ready", "") == 1);
+    const family *info = family_find(&e, "roomcast_build_info");
+    assert_int_equal(info->samples, 1);
+    for (size_t i = 0; i < e.ns; i++) {
+        if (strcmp(e.s[i].name, "roomcast_build_info") != 0) continue;
+        assert_true(strncmp(e.s[i].labels, "version=", 8) == 0 && e.s[i].labels[8] != '|');
+        assert_non_null(strstr(e.s[i].labels, "|node=test-node"));
+        assert_true(e.s[i].value == 1);
+    }
+    /* every auth reason but ok, even at zero; every disconnect reason */
+    static const char *const reasons[] = {
+        "missing_token", "malformed_token", "alg_not_allowed", "bad_signature", "expired",
+        "not_yet_valid", "bad_issuer", "bad_audience", "missing_user_claim",
+    };
+    assert_int_equal(family_find(&e, "roomcast_auth_failures_total")->samples, RC_ARRAY_LEN(reasons));
+    for (size_t i = 0; i < RC_ARRAY_LEN(reasons); i++) {
+        char l[64];
+        snprintf(l, sizeof(l), "reason=%s", reasons[i]);
+        assert_true(value_of(&e, "roomcast_auth_failures_total", l) == 0);
+    }
+    assert_null(find(&e, "roomcast_auth_failures_total", "reason=ok"));
+    static const char *const disc[] = {"client", "ping_timeout", "parse_error", "slow_consumer", "server",
+                                       "transport_error", "token_expired"};
+    assert_int_equal(family_find(&e, "roomcast_disconnects_total")->samples, RC_ARRAY_LEN(disc));
+    for (size_t i = 0; i < RC_ARRAY_LEN(disc); i++) {
+        char l[64];
+        snprintf(l, sizeof(l), "reason=%s", disc[i]);
+        assert_non_null(find(&e, "roomcast_disconnects_total", l));
+    }
+}
+
 static void test_publish_refused(void **state)
 {
     fixture *f = *state;
@@ -306,6 +414,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metric_families, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_accepted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),

@@ -85,6 +85,8 @@ void rc_eio_close(rc_eio_session *s, const char *reason) { if (!s->closed) s->cl
 void rc_eio_mark_connected(rc_eio_session *s) { s->connected = 1; }
 void rc_eio_hold(rc_eio_session *s) { s->holds++; }
 void rc_eio_release(rc_eio_session *s) { assert_true(s->holds > 0); s->holds--; }
+static uint64_t fake_disconnects[RC_EIO_DISC__COUNT];
+void rc_eio_count_disconnect(int reason) { fake_disconnects[reason]++; }
 
 /* ---- fake handshake requests ---------------------------------------------------------------- */
 
