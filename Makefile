@@ -92,11 +92,18 @@ fuzz-short:
 jobs:
 	cd test/jobs && node --test --test-concurrency=1
 
+# The official Socket.IO protocol test suite (test/protocol/, vendored from
+# socketio/socket.io-protocol) against the sanitizer build configured as its reference server.
+.PHONY: protocol
+protocol: $(O)/san/roomcast
+	cd test/protocol && ROOMCAST_BIN=$(CURDIR)/$(O)/san/roomcast node run.js
+
 test: deps
 	@$(MAKE) --no-print-directory all check-clang
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz-short
 	@$(MAKE) --no-print-directory jobs
+	@$(MAKE) --no-print-directory protocol
 	@test/deploy/check.sh
 	@$(MAKE) --no-print-directory e2e
 

@@ -2,7 +2,8 @@
 # Installs what roomcast needs on Debian 12, and nothing that is already there.
 #   install-deps.sh runtime   compiler and libraries: enough for `make run`
 #   install-deps.sh test      the above, plus cmocka, clang, redis-server, openssl, unzip,
-#                             Node.js and the npm packages pinned in test/e2e/package-lock.json
+#                             Node.js and the npm packages pinned in the package-lock.json of
+#                             test/e2e, test/jobs and test/protocol
 # Needs root for apt-get (CI and a fresh machine run as root). Idempotent: a second run is quick.
 set -euo pipefail
 mode=${1:-test}
@@ -40,7 +41,7 @@ fi
 if [ "$mode" = test ]; then
   # The distribution's redis-server starts a system instance on 6379; tests start their own on
   # free ports and never touch that one.
-  for dir in test/e2e test/jobs; do
+  for dir in test/e2e test/jobs test/protocol; do
     cd "$root/$dir"
     stamp=node_modules/.roomcast-lock
     if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then

@@ -1,8 +1,9 @@
 /*
  * backplane_envelope.c: the JSON envelope of room and namespace channels, both directions.
  * Contract: src/backplane_envelope.h; format: docs/redis.md ("Envelope on room and namespace
- * channels"). Called by backplane_redis.c (publish encodes, every message received on a room or
- * namespace channel is decoded) and by test/fuzz/fuzz_redis_envelope.c.
+ * channels"). Called by the Redis backplane (backplane_redis.c's publish encodes; every message
+ * backplane_redis_recv.c receives on a room or namespace channel is decoded) and by
+ * test/fuzz/fuzz_redis_envelope.c.
  *
  * Encoding is written by hand into a bp_buf, keys in a fixed order ("event","args" or
  * "op","room", then "origin","except","id","attachments"), so every node sends the same bytes
@@ -13,7 +14,7 @@
  * reason logged when it breaks the rule). What is accepted and the reason given for a refusal
  * are part of the wire contract (roomcast_redis_messages_invalid_total, redis_bad_message).
  *
- * What it does not do: count, log or deliver (backplane_redis.c does, with the channel's
+ * What it does not do: count, log or deliver (backplane_redis_recv.c does, with the channel's
  * namespace and room); check a namespace or room name (the channel already did); validate the
  * JSON inside "args"/"data" beyond what cJSON parses (numbers beyond 2^53 lose precision there).
  *

@@ -1,8 +1,9 @@
 /*
  * backplane_envelope.h: the JSON envelope carried on room and namespace channels (docs/redis.md,
  * "Envelope on room and namespace channels"), turned into bytes and back. Private to the Redis
- * backplane: implemented in backplane_envelope.c, called by backplane_redis.c (publish and
- * receive) and by the fuzz target test/fuzz/fuzz_redis_envelope.c. No I/O, no Redis, no state.
+ * backplane: implemented in backplane_envelope.c, called by backplane_redis.c (publish),
+ * backplane_redis_recv.c (receive) and the fuzz target test/fuzz/fuzz_redis_envelope.c. No I/O,
+ * no Redis, no state.
  */
 #ifndef ROOMCAST_BACKPLANE_ENVELOPE_H
 #define ROOMCAST_BACKPLANE_ENVELOPE_H

@@ -17,9 +17,8 @@
  *
  * redis_cmd.h on this backplane: rc_redis_available returns 0, every command, script call and
  * rc_redis_prefix refuses (-1 / NULL), channel_open/close do nothing. That dispatch lives in
- * redis_cmd.c, through redis_bp__from in backplane_redis.c, which checks the ops pointer, so
- * nothing here knows about Redis; modules
- * with state (presence) keep it in memory instead when rc_redis_available is 0.
+ * backplane_redis_cmd.c (redis_bp__from checks the ops pointer), so nothing here knows about
+ * Redis; modules with state (presence) keep it in memory instead when rc_redis_available is 0.
  *
  * Ownership: rc_backplane_local_new returns a heap object owned by the caller, released with
  * ops->free. The callbacks struct is copied; the event base is not used.

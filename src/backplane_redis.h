@@ -1,74 +1,194 @@
 /*
- * backplane_redis.h: what the Redis backplane's two files share, and nothing else. Private
- * (src/): other modules use include/roomcast/backplane.h and include/roomcast/redis_cmd.h.
+ * backplane_redis.h: what the Redis backplane's files share. Private (src/): other modules use
+ * include/roomcast/backplane.h and include/roomcast/redis_cmd.h.
  *
- *   backplane_redis.c  the backplane: connections' owner, phases, canary, subscriptions,
- *                      publish and receive. Its state (redis_bp) stays opaque here.
- *   redis_cmd.c        redis_cmd.h for modules: commands and scripts on the cmd connection,
- *                      raw channels. Its state (redis_cmd_state) is embedded in redis_bp.
+ * The Redis backplane carries room and namespace traffic between nodes and from backends
+ * (contract: include/roomcast/backplane.h; channels, payloads, liveness and metrics:
+ * docs/redis.md). It is these files, each calling by name only the ones listed below it:
  *
- * Each calls the other only through the redis_bp__* / redis_cmd__* functions below.
+ *   backplane_redis_cmd.c    include/roomcast/redis_cmd.h for modules: finds the backplane
+ *                            behind an rc_backplane, sends commands and scripts on cmd through
+ *                            redis_script.c while up, puts raw channels in the subscription set
+ *   backplane_redis.c        creation (rc_backplane_redis_new), rc_backplane_ops (publish, room
+ *                            and namespace channels, when_subscribed, metrics, free)
+ *   backplane_redis_recv.c   receiving: everything the sub connection pushes
+ *   backplane_redis_phase.c  the two connections and the phases over them: resolve, connect,
+ *                            resync, canary, timeouts, failure and backoff
+ *   backplane_redis_subs.c   the subscription set, its once-per-turn flush, the subscription
+ *                            barrier (when_subscribed)
+ *
+ * Under them, each with its own header: redis_script.c (module commands and scripts on one
+ * connection), redis_conn.c (one connection), backplane_envelope.c (the JSON envelope).
+ *
+ * Two connections (redis_conn): sub (handshake, then only SUBSCRIBE-family commands; receives
+ * messages) and cmd (handshake, then PUBLISH pipelined, the canary PUBLISH and the modules'
+ * commands). Each command on cmd carries its sender's callback: publish's and the canary's
+ * (this module's) or redis_script.c's; none passes through the backplane.
+ *
+ * Callbacks up (on_message, on_raw, on_state) run only from loop callbacks (hiredis I/O, the
+ * timers, the flush event), never from inside an op or rc_backplane_redis_new; free must not be
+ * called from inside any of them (asserted with in_callback).
  */
 #ifndef ROOMCAST_BACKPLANE_REDIS_H
 #define ROOMCAST_BACKPLANE_REDIS_H
 
-#include "redis_conn.h"
+#include "roomcast/backplane.h"
 
+#include "backplane_envelope.h"
+#include "redis_conn.h"
+#include "redis_script.h"
+#include "roomcast/hmap.h"
+#include "roomcast/metrics.h"
+#include "roomcast/redis_url.h"
+
+#include <event2/util.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct event;
 struct event_base;
-struct redisReply;
-typedef struct rc_backplane rc_backplane;
-typedef struct redis_bp redis_bp;
+struct bp_resolve;
 
-/* What a command on the cmd connection is for (redis_conn_cmd.kind). */
-enum bp_cmd_kind {
-    BP_CMD_PUBLISH = 0,   /* a room/namespace PUBLISH (backplane_redis.c) */
-    BP_CMD_CANARY,        /* the canary PUBLISH (backplane_redis.c) */
-    BP_CMD_MODULE,        /* rc_redis_command (redis_cmd.c) */
-    BP_CMD_SCRIPT         /* rc_redis_eval: EVAL or EVALSHA (redis_cmd.c) */
-};
+enum { SUB_BATCH = 512 }; /* channels per SUBSCRIBE/UNSUBSCRIBE */
 
-/* redis_cmd.c's state. All-zero before redis_cmd__init. */
-typedef struct redis_cmd_state {
-    struct event *fail_ev;       /* answers `failed` from the loop */
-    redis_conn_cmd *failed;      /* module commands whose connection went away, in send order */
-    size_t nfailed, failed_cap;
-    char (*loaded)[41];          /* scripts sent as EVAL on the current cmd connection */
-    size_t nloaded, loaded_cap;
-    const char **eargv;          /* scratch argument vector for EVAL/EVALSHA */
-    size_t *eargvlen;
-    size_t eargv_cap;
-    int in_callback;             /* > 0 while a module's reply callback runs */
-    uint64_t commands, errors, noscript; /* metrics, written by backplane_redis.c */
-} redis_cmd_state;
+/* The backplane's phase (diagram: backplane_redis_phase.c). */
+enum bp_phase { BP_WAITING = 0, BP_RESOLVING, BP_CONNECTING, BP_SYNCING, BP_UP, BP_CLOSED };
 
-/* ---- backplane_redis.c, for redis_cmd.c -------------------------------------------------------- */
+/* One channel the backplane wants or has told Redis about (backplane_redis_subs.c). */
+typedef struct bp_chan {
+    rc_hmap_node node;        /* in bp->chans, key = name */
+    struct bp_chan *dirty_next;
+    const char *ns;           /* into name[]; NULL for a raw channel */
+    const char *room;         /* into name[]; NULL for a namespace channel */
+    size_t len;               /* strlen(name) */
+    uint32_t raw_refs;        /* rc_redis_channel_open count (raw channel; ns is NULL then) */
+    unsigned wanted : 1;      /* the node has local members (room) or serves it (ns) */
+    unsigned sent : 1;        /* the current sub connection was last told SUBSCRIBE */
+    unsigned dirty : 1;       /* on bp->dirty */
+    unsigned pattern : 1;     /* a raw name ending in '*': PSUBSCRIBE, delivered as pmessage */
+    char name[];              /* "<channel>\0<ns>\0<room>\0" */
+} bp_chan;
 
-/* The Redis backplane behind b, or NULL (b is NULL or the embedded backplane). */
+/* A when_subscribed caller waiting for Redis to confirm the SUBSCRIBEs sent before it. */
+typedef struct sub_waiter {
+    struct sub_waiter *next;
+    uint64_t target;             /* subs_sent at the flush after registration */
+    int assigned;                /* target set (by that flush) */
+    void (*cb)(void *arg, int live);
+    void *arg;
+} sub_waiter;
+
+typedef struct redis_bp {
+    rc_backplane super;
+    struct event_base *base;
+    rc_backplane_callbacks cb;
+    int in_callback;             /* > 0 while on_message/on_state/on_raw run */
+
+    rc_redis_url url;
+    int numeric_host;            /* no DNS needed */
+    char *prefix, *node_id;
+    char *canary_channel;
+    char *sub_name, *cmd_name;   /* CLIENT SETNAME of each connection */
+
+    /* phases (backplane_redis_phase.c) */
+    int phase;                   /* enum bp_phase */
+    uint64_t deadline_ms;        /* RESOLVING/CONNECTING/SYNCING must end by then */
+    uint64_t backoff_ms;         /* last backoff step; 0 after UP */
+    int attempts;                /* connection attempts started */
+    struct bp_resolve *resolve;  /* in-flight getaddrinfo_a, possibly from an earlier attempt */
+    redis_conn sub, cmd;
+    int sub_synced;              /* canary SUBSCRIBE confirmed on the current sub connection */
+    char canary_nonce[12];       /* random per instance: a node id used twice cannot fool us */
+    uint64_t canary_seq;         /* last canary token sent: "<nonce>:<seq>" */
+    int canary_pending;
+    uint64_t canary_sent_ms, canary_next_ms, canary_sent_ns;
+    uint64_t sub_last_push_ms;   /* the sub connection's last message or confirmation */
+    uint64_t last_tick_ms;       /* when the tick last ran (a late tick = a busy loop) */
+    struct event *tick_ev, *retry_ev;
+
+    /* subscriptions (backplane_redis_subs.c) */
+    rc_hmap chans;               /* bp_chan by channel name */
+    bp_chan *dirty;              /* entries changed since the last flush */
+    size_t nsubscribed;          /* entries with sent = 1 */
+    int flush_scheduled;
+    struct event *flush_ev;
+    /* Subscription barrier (when_subscribed): channels sent in SUBSCRIBE commands and confirmed
+     * by Redis on the current sub connection (Redis confirms in order), and the waiters. */
+    uint64_t subs_sent, subs_confirmed;
+    sub_waiter *waiters;
+    const char *argv[SUB_BATCH + 1];
+    size_t argvlen[SUB_BATCH + 1];
+
+    bp_buf chan_buf, payload_buf;
+    redis_script_state scripts;  /* the modules' commands and scripts on cmd */
+
+    /* metrics */
+    uint64_t reconnects, publishes, publish_failures, received, invalid, own, canary_failures,
+        command_timeouts, raw_received;
+    double canary_lag_s;
+    rc_histogram publish_latency;
+} redis_bp;
+
+/* ---- backplane_redis.c, for backplane_redis_cmd.c ----------------------------------------------- */
+
+/* The Redis backplane behind b, or NULL (b is NULL or another backplane). */
 redis_bp *redis_bp__from(const rc_backplane *b);
-redis_cmd_state *redis_bp__cmd_state(redis_bp *bp);
-/* The cmd connection while the backplane is up; NULL otherwise (modules are refused then). */
-redis_conn *redis_bp__cmd_conn_if_up(redis_bp *bp);
-const char *redis_bp__prefix(const redis_bp *bp);
-/* Raw channels in the backplane's subscription set (refcounted; see redis_cmd.h). */
-void redis_bp__channel_open(redis_bp *bp, const char *channel);
-void redis_bp__channel_close(redis_bp *bp, const char *channel);
 
-/* ---- redis_cmd.c, for backplane_redis.c -------------------------------------------------------- */
+/* ---- backplane_redis_recv.c ------------------------------------------------------------------- */
 
-void redis_cmd__init(redis_cmd_state *s, struct event_base *base);
-/* The reply to a BP_CMD_MODULE or BP_CMD_SCRIPT command that came back on cmd. */
-void redis_cmd__on_reply(redis_cmd_state *s, redis_conn *cmd, const redis_conn_cmd *f,
-                         const struct redisReply *reply);
-/* A command left unanswered by a connection going away: module commands are queued to be
- * answered with reply NULL from the loop; other kinds are ignored. */
-void redis_cmd__on_unanswered(redis_cmd_state *s, const redis_conn_cmd *f);
-/* The cmd connection closed: a new one may reach a Redis without our scripts. */
-void redis_cmd__conn_closed(redis_cmd_state *s);
-/* Answers every queued module command with reply NULL now, then frees the state. */
-void redis_cmd__dispose(redis_cmd_state *s);
+/* The sub connection's on_push: SUBSCRIBE confirmations, messages, errors. */
+void redis_bp__on_push(void *arg, redis_conn *c, struct redisReply *reply);
+
+/* ---- backplane_redis_phase.c ------------------------------------------------------------------ */
+
+/* The connections' on_ready and on_fail. */
+void redis_bp__on_conn_ready(void *arg, redis_conn *c);
+void redis_bp__on_conn_fail(void *arg, redis_conn *c, const char *reason);
+/* Event callbacks (arg = bp): tick_ev (timeouts and the canary, every TICK_MS), retry_ev (the
+ * next attempt, or polling the resolver), flush_ev (the subscription flush, once per turn). */
+void redis_bp__on_tick(evutil_socket_t fd, short what, void *arg);
+void redis_bp__on_retry(evutil_socket_t fd, short what, void *arg);
+void redis_bp__on_flush(evutil_socket_t fd, short what, void *arg);
+/* Starts the timers: the tick, and the first attempt from the loop (not from here). */
+void redis_bp__phase_start(redis_bp *bp);
+/* Any failure: on_state(0) if it was UP, both connections closed, subscriptions to be resent,
+ * retry after a backoff. Does nothing while WAITING or CLOSED. */
+void redis_bp__fail(redis_bp *bp, const char *reason);
+/* SYNCING may start (both connections CONNECTED), or its canary may go (subscriptions synced). */
+void redis_bp__maybe_probe(redis_bp *bp);
+/* A message on the canary channel. */
+void redis_bp__on_canary(redis_bp *bp, const char *payload, size_t len);
+/* free: lets go of a getaddrinfo_a request still running (waits for it if it cannot cancel). */
+void redis_bp__resolve_dispose(redis_bp *bp);
+
+/* ---- backplane_redis_subs.c ------------------------------------------------------------------- */
+
+/* Namespaces start with '/' and never contain ':'. */
+int redis_bp__ns_valid(const char *ns);
+/* Writes the channel of (ns, room) into b: P:room:<ns>:<room>, or P:ns:<ns> when room is NULL. */
+void redis_bp__channel_build(const redis_bp *bp, bp_buf *b, const char *ns, const char *room);
+/* The node's wish for a room (room set) or namespace channel; takes effect at the next flush. */
+void redis_bp__chan_set_wanted(redis_bp *bp, const char *ns, const char *room, int wanted);
+/* Raw channels (redis_cmd.h): refcounted; names that pose as the backplane's own are refused. */
+void redis_bp__raw_open(redis_bp *bp, const char *channel);
+void redis_bp__raw_close(redis_bp *bp, const char *channel);
+/* The channel entry named name[0..len), or NULL. */
+bp_chan *redis_bp__chan_find(redis_bp *bp, const char *name, size_t len);
+/* Makes flush_ev run the flush once, after the callbacks already queued in this turn. */
+void redis_bp__schedule_flush(redis_bp *bp);
+/* Sends the net changes when sub is CONNECTED, frees entries neither wanted nor subscribed and
+ * lets the waiters go that can go. 0, or -1 when a command could not be sent (the caller fails). */
+int redis_bp__flush(redis_bp *bp);
+/* A new sub connection is CONNECTED: every wanted channel, then the canary channel last (its
+ * confirmation comes after every earlier one). 0, or -1 (the caller fails). */
+int redis_bp__resync(redis_bp *bp);
+/* The sub connection is gone: every entry is unsent, unwanted ones are freed, waiters go. */
+void redis_bp__subs_reset(redis_bp *bp);
+/* Redis confirmed one more (P)SUBSCRIBE channel: waiters whose target is reached go. */
+void redis_bp__sub_confirmed(redis_bp *bp);
+/* A when_subscribed caller; it goes at the next flush or after. */
+void redis_bp__waiter_add(redis_bp *bp, void (*cb)(void *arg, int live), void *arg);
+/* free: waiters told live = 0, every entry freed. */
+void redis_bp__subs_dispose(redis_bp *bp);
 
 #endif

@@ -369,6 +369,11 @@ static int session_on_packet(rc_eio_session *s, const rc_eio_packet *p)
         s->srv->cb->on_message(s->owner, p->binary, p->data, p->len);
         return s->closed ? -1 : 0;
     case RC_EIO_CLOSE:
+        /* The client closes (over polling, its POST carries the `1`): the GET it still holds is
+         * answered with a noop `6`, as engine.io's polling transport does, not with the `1`
+         * that rc_eio_close sends when the server ends a session. (A held GET finds the queue
+         * empty unless output is held: then it carries those packets instead.) */
+        if (s->get) flush_get(s, RC_EIO_NOOP);
         rc_metrics.disconnects_total[RC_DISC_CLIENT]++;
         rc_eio_close(s, "transport close");
         return -1;
@@ -541,7 +546,14 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
         if (has_sid) {
             rc_eio_session *s = find_session(srv, sid);
             if (!s) { respond_error(srv, req, 1); return; }
-            if (s->transport != T_POLLING || s->probe) { respond_error(srv, req, 3); return; }
+            if (s->transport != T_POLLING) {
+                /* The session is on a WebSocket already: engine.io accepts this one (101) and
+                 * closes it at once, leaving the session alone; so do we. No callbacks: nothing
+                 * of it reaches the session. */
+                rc_ws_close(rc_ws_accept(req, srv->cfg->max_payload, NULL, NULL), RC_WS_CLOSE_NORMAL);
+                return;
+            }
+            if (s->probe) { respond_error(srv, req, 3); return; }
             s->probe = rc_ws_accept(req, srv->cfg->max_payload, &probe_cb, s);
             s->upgrade_deadline_ms = rc_now_mono_ms() + (uint64_t)srv->cfg->upgrade_timeout_ms;
             session_arm_timer(s);

@@ -28,6 +28,7 @@
 #include "roomcast/jobs.h"
 
 #include "roomcast/common.h"
+#include "roomcast/keys.h"
 #include "roomcast/errors.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
@@ -438,9 +439,7 @@ rc_jobs *rc_jobs_new(const rc_jobs_config *cfg, rc_backplane *bp)
     j->cfg.name = rc_strdup(cfg->name);
     j->cfg.prefix = rc_strdup(cfg->prefix);
     j->cfg.backoff_type = cfg->backoff_type ? rc_strdup(cfg->backoff_type) : NULL;
-    char *q = rc_strcat3(cfg->prefix, ":", cfg->queue);
-    j->qprefix = rc_strcat3(q, ":", NULL);
-    rc_free(q);
+    j->qprefix = rc_key_new(cfg->prefix, RC_KEY_QUEUE, cfg->queue, NULL);
     for (int i = 0; i < QK__COUNT; i++) j->qkeys[i] = rc_strcat3(j->qprefix, qkey_suffix[i], NULL);
     snprintf(j->delay_s, sizeof(j->delay_s), "%lld", cfg->delay);
     snprintf(j->priority_s, sizeof(j->priority_s), "%d", cfg->priority);
@@ -531,7 +530,7 @@ int rc_jobs_notify_offline(rc_jobs *j, const char *user, const char *id,
 
     char ts[24];
     snprintf(ts, sizeof(ts), "%" PRIu64, rc_now_wall_ms());
-    char *presence = rc_strcat3(rc_redis_prefix(j->bp), ":presence:", user);
+    char *presence = rc_key_new(rc_redis_prefix(j->bp), RC_KEY_PRESENCE, user, NULL);
     char *job_key = rc_strcat3(j->qprefix, q->job_id, NULL);
     char *de_key = rc_strcat3(j->qprefix, "de:", q->job_id);
     char *opts = rc_jobs_opts_json(&j->cfg, q->job_id);
@@ -584,7 +583,7 @@ int rc_jobs_forward_event(rc_jobs *j, const rc_jobs_event *ev)
     }
     char ts[24];
     snprintf(ts, sizeof(ts), "%" PRIu64, ev->ts_ms ? ev->ts_ms : rc_now_wall_ms());
-    char *stream = rc_strcat3(rc_redis_prefix(j->bp), ":events", NULL);
+    char *stream = rc_key_new(rc_redis_prefix(j->bp), RC_KEY_EVENTS, NULL, NULL);
 #define S(x) ((x) ? (x) : "")
     const char *argv[] = {
         "XADD", stream, "MAXLEN", "~", j->maxlen_s, "*",

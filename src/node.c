@@ -19,6 +19,7 @@
 #include "node_internal.h"
 #include "roomcast/backplane.h"
 #include "roomcast/common.h"
+#include "roomcast/keys.h"
 #include "roomcast/config.h"
 #include "roomcast/eio.h"
 #include "roomcast/jobs.h"
@@ -81,35 +82,21 @@ static void status_room_watch(rc_node *n, const char *ns, const char *room, int 
     }
 }
 
-typedef struct held_session {
-    rc_node *node;
-    char sid[24];
-} held_session;
-
+/* live = 0 comes only when the backplane is freed, after sio: the hold is detached by then. */
 static void release_held(void *arg, int live)
 {
-    held_session *h = arg;
-    rc_eio_session *s = live ? rc_eio_find(h->node->eio, h->sid) : NULL;
-    if (s) rc_eio_release(s);
-    rc_free(h);
+    rc_sio_hold_release(arg);
 }
 
-static void on_room_open(void *arg, const char *ns, const char *room)
+static void on_room_open(void *arg, const char *ns, const char *room, rc_sio_socket *opener)
 {
     rc_node *n = arg;
     n->bp->ops->room_open(n->bp, ns, room);
     status_room_watch(n, ns, room, 1);
     /* The socket whose join opened the room hears nothing more (its ack, its CONNECT reply)
      * until the room's channel is subscribed: after "joined", a publish cannot be missed. */
-    rc_sio_socket *joiner = rc_sio_joining_socket(n->sio);
-    if (joiner && n->bp->ops->when_subscribed && n->bp_up) {
-        rc_eio_session *es = rc_sio_socket_session(joiner);
-        held_session *h = rc_malloc(sizeof(*h));
-        h->node = n;
-        snprintf(h->sid, sizeof(h->sid), "%s", rc_eio_sid(es));
-        rc_eio_hold(es);
-        n->bp->ops->when_subscribed(n->bp, release_held, h);
-    }
+    if (opener && n->bp->ops->when_subscribed && n->bp_up)
+        n->bp->ops->when_subscribed(n->bp, release_held, rc_sio_hold_new(opener));
 }
 
 static void on_room_close(void *arg, const char *ns, const char *room)
@@ -193,7 +180,7 @@ static void presence_on_drained(void *arg, int err)
 static void hook_on_membership(void *arg, rc_sio_socket *s, const char *room, int joined)
 {
     rc_node *n = arg;
-    if (!n->presence || !rc_sio_socket_user(s) || !rc_ns_rules_tracked(rc_sio_socket_rules(s), room)) return;
+    if (!n->presence || !rc_sio_socket_user(s) || !rc_ns_rules_tracked(rc_node__socket_rules(n, s), room)) return;
     if (joined) rc_presence_member_add(n->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
     else rc_presence_member_remove(n->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
 }
@@ -202,6 +189,48 @@ static void hook_on_disconnect(void *arg, rc_sio_socket *s)
 {
     rc_node *n = arg;
     if (n->presence && rc_sio_socket_user(s)) rc_presence_disconnect(n->presence, rc_sio_socket_id(s));
+}
+
+static char *hook_user_room(void *arg, const rc_sio_socket *s)
+{
+    return rc_ns_rules_user_room(rc_node__socket_rules(arg, s), rc_sio_socket_user(s), rc_sio_socket_claims(s));
+}
+
+static int hook_event_limit(void *arg, const rc_sio_socket *s, const char *event, unsigned *events,
+                            unsigned *interval_ms)
+{
+    return rc_ns_rules_event_limit(rc_node__socket_rules(arg, s), event, events, interval_ms);
+}
+
+/* What sio reads of the configuration and the rules, namespace by namespace (sio copies it). */
+static rc_sio_server *sio_new(rc_node *n)
+{
+    const rc_config *cfg = n->cfg;
+    size_t count = rc_rules_ns_count(cfg->rules);
+    rc_sio_ns_settings *ns = rc_calloc(count ? count : 1, sizeof(*ns));
+    static const int auth_modes[] = {
+        [RC_NS_AUTH_REQUIRED] = RC_SIO_AUTH_REQUIRED, [RC_NS_AUTH_OPTIONAL] = RC_SIO_AUTH_OPTIONAL,
+        [RC_NS_AUTH_NONE] = RC_SIO_AUTH_NONE,
+    };
+    for (size_t i = 0; i < count; i++) {
+        const rc_ns_rules *r = rc_rules_ns_at(cfg->rules, i);
+        ns[i].name = rc_ns_rules_name(r);
+        ns[i].auth = auth_modes[rc_ns_rules_auth(r)];
+        ns[i].token_in_query = rc_ns_rules_token_in_query(r);
+        rc_ns_rules_rate_limit(r, &ns[i].rate_events, &ns[i].rate_interval_ms);
+        ns[i].event_limit_count = rc_ns_rules_event_limit_count(r);
+    }
+    static const int expiry_modes[] = {
+        [RC_TOKEN_EXPIRY_RECONNECT] = RC_SIO_EXPIRY_RECONNECT,
+        [RC_TOKEN_EXPIRY_DISCONNECT] = RC_SIO_EXPIRY_DISCONNECT, [RC_TOKEN_EXPIRY_IGNORE] = RC_SIO_EXPIRY_IGNORE,
+    };
+    rc_sio_settings set = {
+        .ns = ns, .ns_count = count, .jwt = &cfg->jwt, .max_rooms_per_socket = cfg->max_rooms_per_socket,
+        .token_expiry = expiry_modes[cfg->token_expiry], .token_expired_event = cfg->token_expired_event,
+    };
+    rc_sio_server *sio = rc_sio_server_new(n->base, &set, &n->hooks);
+    rc_free(ns);
+    return sio;
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
@@ -223,7 +252,8 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->bp_cb.on_raw = bp_on_raw;
     n->bp_cb.arg = n;
     if (cfg->redis_url) {
-        n->bp = rc_backplane_redis_new(base, cfg, &n->bp_cb);
+        rc_backplane_redis_settings rs = {cfg->redis_url, cfg->prefix, cfg->node_id};
+        n->bp = rc_backplane_redis_new(base, &rs, &n->bp_cb);
         if (!n->bp) {
             *err = "cannot create the Redis backplane (see the log)";
             rc_free(n);
@@ -234,14 +264,11 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         n->bp_up = 1;
     }
     if (rc_redis_available(n->bp)) {
-        size_t plen = strlen(cfg->prefix);
-        n->notify_channel = rc_malloc(plen + 8);
-        snprintf(n->notify_channel, plen + 8, "%s:notify", cfg->prefix);
+        n->notify_channel = rc_key_new(cfg->prefix, RC_KEY_NOTIFY, NULL, NULL);
         rc_redis_channel_open(n->bp, n->notify_channel);
         for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++) {
             if (!rc_ns_rules_status_broadcast(rc_rules_ns_at(cfg->rules, i)) || n->status_pattern) continue;
-            n->status_pattern = rc_malloc(plen + 10);
-            snprintf(n->status_pattern, plen + 10, "%s:status:*", cfg->prefix);
+            n->status_pattern = rc_key_new(cfg->prefix, RC_KEY_STATUS, "*", NULL);
             rc_redis_channel_open(n->bp, n->status_pattern);
         }
     }
@@ -260,8 +287,10 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->hooks.on_ack = rc_node__hook_on_ack;
     n->hooks.on_room_open = on_room_open;
     n->hooks.on_room_close = on_room_close;
+    n->hooks.user_room = hook_user_room;
+    n->hooks.event_limit = hook_event_limit;
     n->hooks.arg = n;
-    n->sio = rc_sio_server_new(base, cfg, &n->hooks);
+    n->sio = sio_new(n);
     for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)
         n->bp->ops->ns_open(n->bp, rc_ns_rules_name(rc_rules_ns_at(cfg->rules, i)));
     n->eio = rc_eio_server_new(base, cfg, rc_sio_eio_callbacks(n->sio));

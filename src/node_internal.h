@@ -99,6 +99,8 @@ void rc_node__status_broadcast(rc_node *n, const char *payload, size_t len);
 
 /* ---- node_rules.c ----------------------------------------------------------------------- */
 
+/* The rules of a socket's namespace (sio's namespace index is the rules' index). */
+const struct rc_ns_rules *rc_node__socket_rules(const rc_node *n, const rc_sio_socket *s);
 /* rc_sio_hooks that run rules (arg is the node). */
 void rc_node__hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth);
 void rc_node__hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev);

@@ -12,8 +12,8 @@
  * What it does not do: decide what an event means (src/rules.c does) or deliver to other nodes
  * (node_broadcast.c does).
  *
- * API: rc_node__hook_on_connect, rc_node__hook_on_event, rc_node__hook_on_ack,
- * rc_node__answer_pending, rc_node__pending_take, rc_node__pending_free.
+ * API: rc_node__socket_rules, rc_node__hook_on_connect, rc_node__hook_on_event,
+ * rc_node__hook_on_ack, rc_node__answer_pending, rc_node__pending_take, rc_node__pending_free.
  */
 #include "node_internal.h"
 #include "roomcast/auth.h"
@@ -270,8 +270,12 @@ static const rc_rule_ops rule_ops = {
     .disconnect = op_disconnect,
 };
 
-/* What rules see of a socket; with_auth also parses the auth payload the socket kept (the caller
- * frees in->auth with cJSON_Delete). */
+const rc_ns_rules *rc_node__socket_rules(const rc_node *n, const rc_sio_socket *s)
+{
+    return rc_rules_ns_at(n->cfg->rules, (size_t)rc_sio_socket_ns_index(s));
+}
+
+/* What rules see of a socket; with_auth also the auth payload the socket kept (borrowed). */
 static void fill_input(rc_rule_input *in, rc_sio_socket *s, int with_auth)
 {
     memset(in, 0, sizeof(*in));
@@ -279,8 +283,7 @@ static void fill_input(rc_rule_input *in, rc_sio_socket *s, int with_auth)
     in->sid = rc_sio_socket_id(s);
     in->user = rc_sio_socket_user(s);
     in->claims_json = rc_sio_socket_claims(s);
-    const char *auth_json = with_auth ? rc_sio_socket_auth(s) : NULL;
-    if (auth_json) in->auth = cJSON_Parse(auth_json);
+    if (with_auth) in->auth = rc_sio_socket_auth(s);
 }
 
 void rc_node__hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
@@ -292,7 +295,7 @@ void rc_node__hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
     rc_rule_input in;
     fill_input(&in, s, 0);
     in.auth = auth;
-    rc_rules_run(rc_sio_socket_rules(s), &in, &rule_ops, &t);
+    rc_rules_run(rc_node__socket_rules(n, s), &in, &rule_ops, &t);
 }
 
 void rc_node__hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
@@ -304,9 +307,8 @@ void rc_node__hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
     in.args = ev->args;
     in.has_ack = ev->ack_id >= 0;
     int matched = 1;
-    if (ev->limited) rc_rules_run_limited(rc_sio_socket_rules(s), &in, &rule_ops, &t);
-    else matched = rc_rules_run(rc_sio_socket_rules(s), &in, &rule_ops, &t);
-    cJSON_Delete((cJSON *)in.auth);
+    if (ev->limited) rc_rules_run_limited(rc_node__socket_rules(arg, s), &in, &rule_ops, &t);
+    else matched = rc_rules_run(rc_node__socket_rules(arg, s), &in, &rule_ops, &t);
     if (!matched && t.ack_id >= 0) {
         static const char unknown[] = "[{\"ok\":false,\"error\":\"unknown_event\"}]";
         rc_sio_ack(s, t.ack_id, unknown, sizeof(unknown) - 1, NULL, 0);
@@ -321,8 +323,7 @@ void rc_node__hook_on_ack(void *arg, rc_sio_socket *s, const void *ctx, const ch
     fill_input(&in, s, 1);
     in.event = event;
     in.args = ack->args;
-    rc_rules_run_ack(rc_sio_socket_rules(s), ctx, &in, &rule_ops, &t);
-    cJSON_Delete((cJSON *)in.auth);
+    rc_rules_run_ack(rc_node__socket_rules(arg, s), ctx, &in, &rule_ops, &t);
 }
 
 /* Runs a rule continuation with {data} = the presence answer (or, on error, answers the ack the
@@ -347,7 +348,6 @@ static void rule_ops_run_answer(rc_node *n, pending_answer *p, cJSON *data, cons
     cJSON_AddItemReferenceToArray(args, data);
     in.args = args;
     in.has_ack = p->ack_id >= 0;
-    rc_rules_run_ack(rc_sio_socket_rules(s), p->then, &in, &rule_ops, &t);
-    cJSON_Delete((cJSON *)in.auth);
+    rc_rules_run_ack(rc_node__socket_rules(n, s), p->then, &in, &rule_ops, &t);
     cJSON_Delete(args);
 }

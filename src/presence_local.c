@@ -2,8 +2,9 @@
  * presence_local.c: the embedded store of presence: tracked rooms with per-user connection
  * counts, and the invisible set, in memory, for a node without Redis. Contract:
  * src/presence_local.h. The same semantics as the Redis keys P:members:<ns>:<room> and
- * P:invisible (docs/redis.md, "Presence"), for a single node: src/presence.c calls it where it
- * would run a script in Redis mode, and turns what it reports into the same events.
+ * P:invisible (docs/redis.md, "Presence"), for a single node: presence (src/presence.c,
+ * src/presence_events.c) calls it where it would run a script in Redis mode, and turns what it
+ * reports into the same events.
  *
  * Entries: a room (pr_room) lists its users (pr_room_user, also found by "<ns>\0<room>\0<user>")
  * and frees itself with its last user; a user's count is the number of their connections in the

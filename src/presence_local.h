@@ -1,15 +1,15 @@
 /*
  * presence_local.h: the embedded store of presence (src/presence_local.c): for a node running
  * without Redis, what Redis holds in Redis mode, in memory: the tracked rooms with each user's
- * connection count, and the set of invisible users. Used by src/presence.c only, in embedded
- * mode; Redis mode never touches it.
+ * connection count, and the set of invisible users. Used by src/presence.c and
+ * src/presence_events.c only, in embedded mode; Redis mode never touches it.
  *
  * A plain data structure: it fires no events and keeps no pointer to the presence. Its calls
  * report transitions (a user joined or left a room as a whole, a visibility that changed) and
- * presence.c turns them into deferred events, as the scripts' replies are in Redis mode.
+ * presence_events.c turns them into deferred events, as the scripts' replies are in Redis mode.
  *
  * Ownership: the store owns every entry and the strings in them; it copies what it is given.
- * All-zero is a valid empty store (STYLE 10); pr_local__dispose frees it.
+ * All-zero is a valid empty store; pr_local__dispose frees it.
  */
 #ifndef ROOMCAST_PRESENCE_LOCAL_H
 #define ROOMCAST_PRESENCE_LOCAL_H

@@ -1,8 +1,8 @@
 /*
- * presence_lua.h: the Lua scripts of presence (src/presence.c), as rc_redis_script objects sent
- * with EVALSHA through the backplane (redis_cmd.h). What each one does, its keys, arguments and
- * reply: docs/redis.md ("Presence"); how presence.c uses them: the note at its top. Included
- * once, by presence.c.
+ * presence_lua.h: the Lua scripts of presence (src/presence_redis.c), as rc_redis_script objects
+ * sent with EVALSHA through the backplane (redis_cmd.h). What each one does, its keys, arguments
+ * and reply: docs/redis.md ("Presence"); how presence uses them: the note at the top of
+ * presence_redis.c. Included once, by presence_redis.c (each object caches its script's SHA).
  *
  * Every presence key is written only by these scripts, each atomic, so every transition (went
  * online, went offline, joined, left) is decided once, inside Redis. The status payload and the

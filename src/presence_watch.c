@@ -1,12 +1,13 @@
 /*
  * presence_watch.c: the watchers of presence: which watcher ids watch which users, the last
  * status each watched user's watchers were told, and in Redis mode the P:status:<user>
- * subscription per watched user. Contract: src/presence_watch.h; used by src/presence.c, which
- * hands the ids that pr_watches__news returns to the node's on_status.
+ * subscription per watched user. Contract: src/presence_watch.h; used by src/presence.c (the
+ * watch calls) and src/presence_events.c, which hands the ids that pr_watches__news returns to
+ * the node's on_status.
  *
  * Entries: a pr_watch is one (watcher, user) pair, found by its key (the id's 8 bytes, then the
  * user id) and linked into the lists of its pr_watched (the user) and its pr_watcher, so both
- * "who watches u" and "what does w watch" are walks of a list (STYLE 22). A pr_watched or a
+ * "who watches u" and "what does w watch" are walks of a list. A pr_watched or a
  * pr_watcher is freed with its last pr_watch; the pr_watched closes its subscription then.
  */
 #include "presence_watch.h"

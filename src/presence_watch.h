@@ -1,13 +1,14 @@
 /*
- * presence_watch.h: who watches whose status, for src/presence.c (implementation:
- * src/presence_watch.c). A two-way index, watcher id <-> user, that keeps per watched user the
- * last state its watchers were told, and in Redis mode one subscription to P:status:<user> per
- * watched user (refcounted by its watchers, through the backplane's raw channels).
+ * presence_watch.h: who watches whose status, for presence (src/presence.c and
+ * src/presence_events.c; implementation: src/presence_watch.c). A two-way index, watcher id <->
+ * user, that keeps per watched user the last state its watchers were told, and in Redis mode
+ * one subscription to P:status:<user> per watched user (refcounted by its watchers, through the
+ * backplane's raw channels).
  *
  * Watcher ids are the node's (nonzero, e.g. a socket serial) and are never dereferenced.
- * Ownership: the index owns its entries and copies the strings it is given; presence.c embeds
- * it in rc_presence. All-zero is a valid empty index with no subscriptions; pr_watches__dispose
- * frees it (closing its subscriptions).
+ * Ownership: the index owns its entries and copies the strings it is given; rc_presence embeds
+ * it (src/presence_internal.h). All-zero is a valid empty index with no subscriptions;
+ * pr_watches__dispose frees it (closing its subscriptions).
  *
  * API in call order: set bp and status_prefix (Redis mode) -> add / remove / remove_all per
  * watcher, news per status change -> dispose.

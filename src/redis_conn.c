@@ -1,44 +1,48 @@
 /*
  * redis_conn.c: one hiredis async connection on the node's libevent loop: connect, handshake,
- * the in-flight ring of regular commands, and the guard against hiredis callbacks for a context
- * we already let go. Contract and state diagram: src/redis_conn.h. Used by backplane_redis.c,
- * which owns two of them (sub and cmd), and by redis_cmd.c for module commands on cmd.
+ * the in-flight ring of regular commands, the NULL answers a lost connection owes, and the
+ * guard against hiredis callbacks for a context we already let go. Contract and state diagram:
+ * src/redis_conn.h. Every Redis connection roomcast opens is one of these (the backplane's sub
+ * and cmd, backplane_redis_phase.c).
  *
  * Handshake: AUTH (if the URL has a password), SELECT (if db is not 0) and CLIENT SETNAME are
  * queued right after redisAsyncConnect, before anything else; CONNECTED means Redis answered
  * them (a TCP connect to a stopped Redis succeeds, so it proves nothing). An error reply to AUTH
  * or SELECT fails the connection; a refused CLIENT SETNAME (ACL) only costs the name in CLIENT
- * LIST.
+ * LIST. The handshake's ring entries have fn NULL and their step in arg.
  *
  * In-flight ring: hiredis answers a connection's regular commands in order, so the oldest is at
  * ring[head]; its send time is what the owner's command timeout looks at (redis_conn_overdue).
+ * When the connection goes away (closed by the owner or by hiredis), the senders' entries move,
+ * oldest first, to `lost`, which lost_ev answers NULL from the loop: a sender never hears of the
+ * failure from inside the call that caused it, and nothing is dropped silently.
  *
- * What it does not do: no reconnect, backoff, timeout or canary (backplane_redis.c decides when
- * to close and reopen, for both connections at once); no retry of any command; no DNS (the
- * owner passes an address).
+ * What it does not do: no reconnect, backoff, timeout or canary (the owner decides when to close
+ * and reopen); no retry of any command; no DNS (the owner passes an address).
  *
  * Ownership: the hiredis context belongs to its redis_conn. hiredis callbacks get the redis_conn
  * and ignore a context that is no longer c->ac, so contexts being freed (by us or by hiredis)
- * never reach the owner.
+ * never reach the owner. A command's arg stays the sender's; the connection only hands it back.
  */
 #include "redis_conn.h"
 
 #include "roomcast/common.h"
 #include "roomcast/log.h"
+#include "roomcast/redis_ev.h"
 
 #include <assert.h>
-#include "roomcast/redis_ev.h"
+#include <event2/event.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Bounds on a connection's backlog (STYLE 21): over either, sending returns -1. */
+/* Bounds on a connection's backlog (docs/redis.md, "Liveness"): over either, sending returns -1. */
 static const size_t MAX_INFLIGHT = 65536;                 /* commands sent, reply not yet read */
 static const size_t MAX_OUTPUT_BYTES = 32u * 1024 * 1024; /* hiredis output buffer not yet written */
 
-/* The handshake's own kinds (the owner's are >= 0). */
-enum { HANDSHAKE_AUTH = -3, HANDSHAKE_SELECT = -2, HANDSHAKE_SETNAME = -1 };
+/* The handshake's steps, kept in its ring entries' arg (their fn is NULL). */
+enum { HANDSHAKE_AUTH = 1, HANDSHAKE_SELECT, HANDSHAKE_SETNAME };
 
 /* ---- the in-flight ring ---------------------------------------------------------------------- */
 
@@ -47,8 +51,7 @@ static void ring_reset(redis_conn *c)
     c->ring_head = c->ring_len = 0;
 }
 
-static int ring_push(redis_conn *c, int kind, rc_redis_reply_fn cb, void *arg,
-                     struct redis_script_call *call)
+static int ring_push(redis_conn *c, redis_conn_reply_fn fn, void *arg)
 {
     if (c->ring_len == c->ring_cap) {
         if (c->ring_cap >= MAX_INFLIGHT) return -1;
@@ -63,10 +66,8 @@ static int ring_push(redis_conn *c, int kind, rc_redis_reply_fn cb, void *arg,
     }
     redis_conn_cmd *f = &c->ring[(c->ring_head + c->ring_len) & (c->ring_cap - 1)];
     f->sent_ns = rc_now_mono_ns();
-    f->kind = kind;
-    f->cb = cb;
+    f->fn = fn;
     f->arg = arg;
-    f->call = call;
     c->ring_len++;
     return 0;
 }
@@ -80,14 +81,46 @@ static redis_conn_cmd ring_pop(redis_conn *c)
     return f;
 }
 
-/* The connection is going away: hands the owner's unanswered commands up, oldest first. */
+/* Answers every lost command NULL, oldest first. Answers may lose more meanwhile (a connection
+ * reopened and lost again): those are answered too. */
+static void lost_run(redis_conn *c)
+{
+    while (c->nlost) {
+        redis_conn_cmd *list = c->lost;
+        size_t n = c->nlost;
+        c->lost = NULL;
+        c->nlost = c->lost_cap = 0;
+        for (size_t i = 0; i < n; i++) {
+            c->in_callback++;
+            list[i].fn(list[i].arg, c, &list[i], NULL);
+            c->in_callback--;
+        }
+        rc_free(list);
+    }
+}
+
+static void on_lost_ev(evutil_socket_t fd, short what, void *arg)
+{
+    lost_run(arg);
+}
+
+/* The connection is going away: its senders' unanswered commands move to `lost`, to be
+ * answered NULL from the loop (the handshake's own are dropped). */
 static void ring_abandon(redis_conn *c)
 {
+    size_t moved = 0;
     for (size_t i = 0; i < c->ring_len; i++) {
         const redis_conn_cmd *f = &c->ring[(c->ring_head + i) & (c->ring_cap - 1)];
-        if (f->kind >= 0 && c->cb.on_unanswered) c->cb.on_unanswered(c->cb.arg, c, f);
+        if (!f->fn) continue;
+        if (c->nlost == c->lost_cap) {
+            c->lost_cap = c->lost_cap ? c->lost_cap * 2 : 16;
+            c->lost = rc_realloc(c->lost, c->lost_cap * sizeof(*c->lost));
+        }
+        c->lost[c->nlost++] = *f;
+        moved++;
     }
     ring_reset(c);
+    if (moved) event_active(c->lost_ev, EV_TIMEOUT, 0);
 }
 
 int redis_conn_overdue(const redis_conn *c, uint64_t now_ns, uint64_t timeout_ns)
@@ -100,19 +133,26 @@ int redis_conn_overdue(const redis_conn *c, uint64_t now_ns, uint64_t timeout_ns
 static void conn_on_reply(redisAsyncContext *ac, void *r, void *privdata);
 static void conn_on_push(redisAsyncContext *ac, void *r, void *privdata);
 
-int redis_conn_command(redis_conn *c, int kind, rc_redis_reply_fn cb, void *arg,
-                       struct redis_script_call *call, int argc, const char **argv,
-                       const size_t *argvlen)
+/* Sends one regular command: the owner's (fn set) or the handshake's (fn NULL, step in arg). */
+static int command_send(redis_conn *c, redis_conn_reply_fn fn, void *arg, int argc,
+                        const char **argv, const size_t *argvlen)
 {
     if (!c->ac) return -1;
     if (c->ring_len >= MAX_INFLIGHT || sdslen(c->ac->c.obuf) >= MAX_OUTPUT_BYTES) return -1;
-    if (ring_push(c, kind, cb, arg, call) != 0) return -1;
+    if (ring_push(c, fn, arg) != 0) return -1;
     if (redisAsyncCommandArgv(c->ac, conn_on_reply, c, argc, argv, argvlen) != REDIS_OK) {
         c->ring_len--; /* undo the push */
         return -1;
     }
     c->commands++;
     return 0;
+}
+
+int redis_conn_command(redis_conn *c, redis_conn_reply_fn fn, void *arg, int argc,
+                       const char **argv, const size_t *argvlen)
+{
+    assert(fn);
+    return command_send(c, fn, arg, argc, argv, argvlen);
 }
 
 int redis_conn_subscribe(redis_conn *c, int argc, const char **argv, const size_t *argvlen)
@@ -158,6 +198,24 @@ static void conn_on_disconnect(const redisAsyncContext *ac, int status)
     conn_lost(c, reason);
 }
 
+/* A handshake reply (handshake_left counts them down while CONNECTING). */
+static void handshake_step(redis_conn *c, int step, const redisReply *reply)
+{
+    if (step != HANDSHAKE_SETNAME && reply->type == REDIS_REPLY_ERROR) {
+        char reason[200];
+        snprintf(reason, sizeof(reason), "%s refused: %s",
+                 step == HANDSHAKE_AUTH ? "AUTH" : "SELECT", reply->str);
+        c->cb.on_fail(c->cb.arg, c, reason);
+        return;
+    }
+    /* a refused CLIENT SETNAME (ACL) only costs the name in CLIENT LIST */
+    c->handshake_left--;
+    if (c->state == REDIS_CONN_CONNECTING && c->handshake_left == 0) {
+        c->state = REDIS_CONN_CONNECTED;
+        c->cb.on_ready(c->cb.arg, c);
+    }
+}
+
 static void conn_on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     redis_conn *c = privdata;
@@ -165,29 +223,13 @@ static void conn_on_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (!reply || ac != c->ac) return; /* the context is being freed */
 
     redis_conn_cmd f = ring_pop(c);
-    switch (f.kind) {
-    case HANDSHAKE_AUTH:
-    case HANDSHAKE_SELECT:
-        if (reply->type == REDIS_REPLY_ERROR) {
-            char reason[200];
-            snprintf(reason, sizeof(reason), "%s refused: %s",
-                     f.kind == HANDSHAKE_AUTH ? "AUTH" : "SELECT", reply->str);
-            c->cb.on_fail(c->cb.arg, c, reason);
-            return;
-        }
-        c->handshake_left--;
-        break;
-    case HANDSHAKE_SETNAME: /* a refusal (ACL) only costs the name in CLIENT LIST */
-        c->handshake_left--;
-        break;
-    default:
-        c->cb.on_reply(c->cb.arg, c, &f, reply);
+    if (!f.fn) {
+        handshake_step(c, (int)(intptr_t)f.arg, reply);
         return;
     }
-    if (c->state == REDIS_CONN_CONNECTING && c->handshake_left == 0) {
-        c->state = REDIS_CONN_CONNECTED;
-        c->cb.on_ready(c->cb.arg, c);
-    }
+    c->in_callback++;
+    f.fn(f.arg, c, &f, reply);
+    c->in_callback--;
 }
 
 static void conn_on_push(redisAsyncContext *ac, void *r, void *privdata)
@@ -200,14 +242,16 @@ static void conn_on_push(redisAsyncContext *ac, void *r, void *privdata)
 
 /* ---- open and close --------------------------------------------------------------------------- */
 
-void redis_conn_init(redis_conn *c, const char *name, const redis_conn_callbacks *cb)
+void redis_conn_init(redis_conn *c, struct event_base *base, const char *name,
+                     const redis_conn_callbacks *cb)
 {
+    c->base = base;
     c->name = name;
     c->cb = *cb;
+    c->lost_ev = event_new(base, -1, 0, on_lost_ev, c);
 }
 
-int redis_conn_open(redis_conn *c, struct event_base *base, const char *ip, const rc_redis_url *url,
-                    const char *client_name)
+int redis_conn_open(redis_conn *c, const char *ip, const rc_redis_url *url, const char *client_name)
 {
     const char *argv[3];
     size_t lens[3];
@@ -222,7 +266,7 @@ int redis_conn_open(redis_conn *c, struct event_base *base, const char *ip, cons
         return -1;
     }
     ac->data = c;
-    if (rc_redis_ev_attach(ac, base) != REDIS_OK) {
+    if (rc_redis_ev_attach(ac, c->base) != REDIS_OK) {
         redisAsyncFree(ac);
         return -1;
     }
@@ -230,6 +274,7 @@ int redis_conn_open(redis_conn *c, struct event_base *base, const char *ip, cons
     redisAsyncSetDisconnectCallback(ac, conn_on_disconnect);
     c->ac = ac;
     c->state = REDIS_CONN_CONNECTING;
+    c->opens++;
     ring_reset(c);
 
     /* The handshake goes first in the output buffer; hiredis writes it once connected. */
@@ -239,7 +284,7 @@ int redis_conn_open(redis_conn *c, struct event_base *base, const char *ip, cons
         if (url->user) argv[argc++] = url->user;
         argv[argc++] = url->password;
         for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-        rc |= redis_conn_command(c, HANDSHAKE_AUTH, NULL, NULL, NULL, argc, argv, lens);
+        rc |= command_send(c, NULL, (void *)(intptr_t)HANDSHAKE_AUTH, argc, argv, lens);
     }
     if (url->db) {
         snprintf(db, sizeof(db), "%d", url->db);
@@ -247,13 +292,13 @@ int redis_conn_open(redis_conn *c, struct event_base *base, const char *ip, cons
         argv[1] = db;
         lens[0] = 6;
         lens[1] = strlen(db);
-        rc |= redis_conn_command(c, HANDSHAKE_SELECT, NULL, NULL, NULL, 2, argv, lens);
+        rc |= command_send(c, NULL, (void *)(intptr_t)HANDSHAKE_SELECT, 2, argv, lens);
     }
     argv[0] = "CLIENT";
     argv[1] = "SETNAME";
     argv[2] = client_name;
     for (int i = 0; i < 3; i++) lens[i] = strlen(argv[i]);
-    rc |= redis_conn_command(c, HANDSHAKE_SETNAME, NULL, NULL, NULL, 3, argv, lens);
+    rc |= command_send(c, NULL, (void *)(intptr_t)HANDSHAKE_SETNAME, 3, argv, lens);
     c->handshake_left = (int)c->ring_len;
     return rc ? -1 : 0;
 }
@@ -274,6 +319,13 @@ void redis_conn_close(redis_conn *c)
 void redis_conn_dispose(redis_conn *c)
 {
     assert(!c->ac);
+    assert(c->in_callback == 0 && "dispose of a connection outside its commands' callbacks");
+    lost_run(c);
+    if (c->lost_ev) event_free(c->lost_ev);
+    c->lost_ev = NULL;
+    rc_free(c->lost);
+    c->lost = NULL;
+    c->nlost = c->lost_cap = 0;
     rc_free(c->ring);
     c->ring = NULL;
     c->ring_cap = c->ring_head = c->ring_len = 0;

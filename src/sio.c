@@ -1,21 +1,24 @@
 /*
- * sio.c: Socket.IO v5 sessions, sockets and the local fan-out (see include/roomcast/sio.h).
- *
- * Structure: one rc_sio_client per Engine.IO session (it is the session's owner object), holding
- * the sockets it opened, one per namespace. Each namespace (rc_sio_ns) has its room index and a
- * map sid -> socket. A socket is what rules act on: it has an id (20 random characters, never the
- * Engine.IO sid), the user id and claims from its token, and its room memberships (embedded
- * rc_room_member).
+ * sio.c: Socket.IO v5 sessions and sockets (see include/roomcast/sio.h; the structures are in
+ * src/sio_internal.h, the local fan-out in src/sio_broadcast.c).
  *
  * Inbound: eio MESSAGE -> rc_sio_decode -> CONNECT (auth, socket creation, user room, reply,
- * on_connect hook) / EVENT (on_event hook) / ACK (on_ack hook) / DISCONNECT. A binary packet waits
- * in the client for its attachments, which must follow it directly. Any protocol error closes the
- * whole Engine.IO session, as the reference server does.
+ * on_connect hook) / EVENT (rateLimit, on_event hook) / ACK (on_ack hook) / DISCONNECT. A binary
+ * packet waits in the client for its attachments, which must follow it directly. Any protocol
+ * error closes the whole Engine.IO session, as the reference server does.
  *
  * Outbound: unicast packets are encoded into a fresh frame; broadcasts encode once and share.
  *
+ * What it does not do: read the configuration or the rules. Namespaces, limits and JWT come from
+ * the rc_sio_settings the node filled; the user room and events' own rateLimits come from hooks.
+ *
  * Deferred free: a socket removed while a hook runs on it is unlinked at once and freed when the
  * hook returns (client->busy / socket->dead), so a rule that disconnects its own socket is safe.
+ *
+ * Holds: rc_sio_hold_new holds the client's Engine.IO output (rc_eio_hold) and links the hold in
+ * the client; the client's close detaches its holds, so a release that comes later (the
+ * backplane confirms a subscription after the client left, or after the server is freed) only
+ * frees the hold.
  *
  * Token expiry: a socket whose token has `exp` is queued, by the wall-clock second its token stops
  * being accepted (rc_auth_expires_at), in one min-heap per server (deadline.h; the socket
@@ -27,21 +30,12 @@
  * namespace DISCONNECT and removes the socket (as for a rule's disconnect). socket_remove is the
  * one place a queued socket leaves the heap otherwise, so a closed socket is never fired.
  */
-#include "roomcast/sio.h"
+#include "sio_internal.h"
 #include "roomcast/auth.h"
 #include "roomcast/common.h"
-#include "roomcast/config.h"
-#include "roomcast/deadline.h"
-#include "roomcast/eio.h"
-#include "roomcast/frame.h"
-#include "roomcast/hmap.h"
 #include "roomcast/http.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
-#include "roomcast/rooms.h"
-#include "roomcast/rules.h"
-#include "roomcast/server.h"
-#include "roomcast/sio_codec.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
@@ -50,85 +44,12 @@
 #include <sys/time.h>
 #include <time.h>
 
-#define SOCKET_ID_LEN 20
 #define MAX_PENDING_ACKS 64
 #define MAX_TOKEN_LEN 8192
 #define EXPIRY_BATCH 512           /* sockets ended per timer callback; the rest on the next turn */
 #define EXPIRY_MAX_WAIT_MS 60000   /* the timer looks at the wall clock at least this often */
-/* Arguments of jwt.expiredEvent: the code a CONNECT with that token would now be refused with. */
+/* Arguments of the token-expired event: the code a CONNECT with that token would now be refused with. */
 static const char expired_event_args[] = "[{\"code\":\"expired\"}]";
-
-typedef struct rc_sio_ns {
-    const rc_ns_rules *rules;
-    const char *name;
-    int index;
-    rc_rooms *rooms;
-    rc_hmap sockets;
-    rc_sio_server *srv;
-} rc_sio_ns;
-
-typedef struct rc_sio_client rc_sio_client;
-
-typedef struct pending_ack {
-    uint32_t id;
-    const void *ctx;
-    char *event;
-} pending_ack;
-
-/* A token bucket: `events` per `interval` ms, bursts up to `events`. */
-typedef struct rate_bucket {
-    float tokens;
-    uint32_t last_ms;             /* 0: never used (starts full) */
-} rate_bucket;
-
-struct rc_sio_socket {
-    rc_hmap_node node;            /* in ns->sockets */
-    char sid[SOCKET_ID_LEN + 1];
-    uint8_t dead;                 /* removed; free when the client is not busy */
-    uint16_t ack_count;
-    rc_room_member member;
-    rc_sio_client *client;
-    rc_sio_ns *ns;
-    rc_sio_socket *next;          /* in client->sockets, then in client->dead */
-    char *user;
-    char *claims_json;
-    char *auth_json;              /* CONNECT auth payload without "token", NULL if nothing else */
-    pending_ack *acks;
-    uint32_t next_ack_id;
-    float rate_tokens;            /* token bucket of the namespace's rateLimit */
-    uint32_t rate_last_ms;
-    rate_bucket *event_buckets;   /* events with their own rateLimit; NULL until one is sent */
-    rc_deadline_link expiry;      /* in srv->expiries while its token's exp is enforced */
-};
-
-struct rc_sio_client {
-    rc_sio_server *srv;
-    rc_eio_session *eio;
-    rc_sio_socket *sockets;
-    rc_sio_socket *dead;
-    char *bearer;                 /* Authorization: Bearer of the handshake, if any */
-    char *query_token;            /* ?token= of the handshake, if any */
-    int busy;                     /* inside a hook */
-    /* a binary packet waiting for its attachments */
-    rc_sio_packet bin;
-    char *bin_nsp;
-    rc_bp_bytes *bin_att;
-    int bin_have;
-};
-
-struct rc_sio_server {
-    const rc_config *cfg;
-    const rc_sio_hooks *hooks;
-    rc_sio_ns *ns;
-    size_t ns_count;
-    rc_eio_callbacks eio_cb;
-    uint64_t socket_count;
-    rc_sio_socket *joining;       /* the socket whose join is running (for on_room_open) */
-    struct event_base *base;      /* the loop (the expiry timer runs on it) */
-    rc_deadline_heap expiries;    /* sockets by the wall-clock second their token expires */
-    struct event *expiry_timer;   /* one for the whole server; NULL until a token has exp */
-    int64_t expiry_armed_for;     /* deadline the timer fires by (0: not armed) */
-};
 
 /* ---- JSON helpers ------------------------------------------------------------------------- */
 
@@ -157,10 +78,8 @@ size_t rc_json_quote(char *out, const char *s)
     return (size_t)(o - out);
 }
 
-/* Builds the text of a Socket.IO packet into a frame: '4' + header + [ "event", args... ].
- * event NULL gives a plain array (acks). */
-static rc_frame *encode_packet(int type, const char *nsp, long long id, int attachments,
-                               const char *event, const char *args_json, size_t args_len)
+rc_frame *rc_sio__encode_packet(int type, const char *nsp, long long id, int attachments,
+                                const char *event, const char *args_json, size_t args_len)
 {
     /* the inner part of the args array, trimmed */
     const char *inner = "";
@@ -197,10 +116,10 @@ static void send_text(rc_sio_client *c, const char *text, size_t len)
 
 /* ---- namespaces and sockets --------------------------------------------------------------- */
 
-static rc_sio_ns *find_ns(const rc_sio_server *srv, const char *name, size_t len)
+rc_sio_ns *rc_sio__find_ns(const rc_sio_server *srv, const char *name, size_t len)
 {
     for (size_t i = 0; i < srv->ns_count; i++) {
-        if (strlen(srv->ns[i].name) == len && memcmp(srv->ns[i].name, name, len) == 0)
+        if (strlen(srv->ns[i].set.name) == len && memcmp(srv->ns[i].set.name, name, len) == 0)
             return &srv->ns[i];
     }
     return NULL;
@@ -220,7 +139,7 @@ static void socket_free(rc_sio_socket *s)
     rc_free(s->acks);
     rc_free(s->user);
     rc_free(s->claims_json);
-    rc_free(s->auth_json);
+    cJSON_Delete(s->auth);
     rc_free(s);
 }
 
@@ -259,8 +178,8 @@ static void client_unbusy(rc_sio_client *c)
 const char *rc_sio_socket_id(const rc_sio_socket *s) { return s->sid; }
 const char *rc_sio_socket_user(const rc_sio_socket *s) { return s->user; }
 const char *rc_sio_socket_claims(const rc_sio_socket *s) { return s->claims_json; }
-const char *rc_sio_socket_auth(const rc_sio_socket *s) { return s->auth_json; }
-const char *rc_sio_socket_ns(const rc_sio_socket *s) { return s->ns->name; }
+const cJSON *rc_sio_socket_auth(const rc_sio_socket *s) { return s->auth; }
+const char *rc_sio_socket_ns(const rc_sio_socket *s) { return s->ns->set.name; }
 int rc_sio_socket_ns_index(const rc_sio_socket *s) { return s->ns->index; }
 
 rc_sio_socket *rc_sio_find_socket(rc_sio_server *srv, int ns_index, const char *sid)
@@ -270,25 +189,23 @@ rc_sio_socket *rc_sio_find_socket(rc_sio_server *srv, int ns_index, const char *
     rc_sio_socket *s = h ? RC_CONTAINER_OF(h, rc_sio_socket, node) : NULL;
     return s && !s->dead ? s : NULL;
 }
-const rc_ns_rules *rc_sio_socket_rules(const rc_sio_socket *s) { return s->ns->rules; }
 
 int rc_sio_join(rc_sio_socket *s, const char *room)
 {
     if (s->dead) return 0;
     rc_sio_server *srv = s->ns->srv;
-    if (srv->cfg->max_rooms_per_socket > 0 && s->member.count >= (unsigned)srv->cfg->max_rooms_per_socket &&
-        !rc_rooms_is_member(s->ns->rooms, &s->member, room))
+    int max = srv->set.max_rooms_per_socket;
+    if (max > 0 && s->member.count >= (unsigned)max && !rc_rooms_is_member(s->ns->rooms, &s->member, room))
         return -1;
-    rc_sio_socket *outer = srv->joining;
-    srv->joining = s;
+    /* The room index fires no open callback (see rc_sio_server_new): the open is told here,
+     * with the socket whose join opened the room, before anything else this join causes. */
+    int opens = rc_rooms_find(s->ns->rooms, room) == NULL;
     int r = rc_rooms_join(s->ns->rooms, &s->member, room);
-    srv->joining = outer;
+    if (r && opens && srv->hooks->on_room_open)
+        srv->hooks->on_room_open(srv->hooks->arg, s->ns->set.name, room, s);
     if (r && srv->hooks->on_membership) srv->hooks->on_membership(srv->hooks->arg, s, room, 1);
     return r;
 }
-
-rc_sio_socket *rc_sio_joining_socket(const rc_sio_server *srv) { return srv->joining; }
-struct rc_eio_session *rc_sio_socket_session(const rc_sio_socket *s) { return s->client->eio; }
 
 int rc_sio_leave(rc_sio_socket *s, const char *room)
 {
@@ -328,7 +245,7 @@ void rc_sio_emit(rc_sio_socket *s, const char *event, const char *args_json, siz
         s->ack_count++;
     }
     int type = att_count ? RC_SIO_BINARY_EVENT : RC_SIO_EVENT;
-    rc_frame *f = encode_packet(type, s->ns->name, id, (int)att_count, event, args_json, args_len);
+    rc_frame *f = rc_sio__encode_packet(type, s->ns->set.name, id, (int)att_count, event, args_json, args_len);
     rc_eio_send_frame(s->client->eio, f);
     rc_frame_unref(f);
     send_attachments(s->client, att, att_count);
@@ -340,7 +257,7 @@ void rc_sio_ack(rc_sio_socket *s, long long id, const char *args_json, size_t ar
 {
     if (s->dead || id < 0) return;
     int type = att_count ? RC_SIO_BINARY_ACK : RC_SIO_ACK;
-    rc_frame *f = encode_packet(type, s->ns->name, id, (int)att_count, NULL, args_json, args_len);
+    rc_frame *f = rc_sio__encode_packet(type, s->ns->set.name, id, (int)att_count, NULL, args_json, args_len);
     rc_eio_send_frame(s->client->eio, f);
     rc_frame_unref(f);
     send_attachments(s->client, att, att_count);
@@ -350,7 +267,7 @@ void rc_sio_ack(rc_sio_socket *s, long long id, const char *args_json, size_t ar
 static void socket_disconnect(rc_sio_socket *s)
 {
     char buf[RC_SIO_HEADER_MAX + 256];
-    size_t n = rc_sio_encode_header(buf, RC_SIO_DISCONNECT, s->ns->name, -1, 0);
+    size_t n = rc_sio_encode_header(buf, RC_SIO_DISCONNECT, s->ns->set.name, -1, 0);
     send_text(s->client, buf, n);
     socket_remove(s);
 }
@@ -360,6 +277,30 @@ void rc_sio_disconnect(rc_sio_socket *s)
     if (s->dead) return;
     rc_metrics.disconnects_total[RC_DISC_SERVER]++;
     socket_disconnect(s);
+}
+
+/* ---- holds -------------------------------------------------------------------------------- */
+
+rc_sio_hold *rc_sio_hold_new(rc_sio_socket *s)
+{
+    rc_sio_hold *h = rc_malloc(sizeof(*h));
+    h->client = s->client;
+    h->next = s->client->holds;
+    s->client->holds = h;
+    rc_eio_hold(s->client->eio);
+    return h;
+}
+
+void rc_sio_hold_release(rc_sio_hold *h)
+{
+    rc_sio_client *c = h->client;
+    if (c) {
+        for (rc_sio_hold **pp = &c->holds; *pp; pp = &(*pp)->next) {
+            if (*pp == h) { *pp = h->next; break; }
+        }
+        rc_eio_release(c->eio);
+    }
+    rc_free(h);
 }
 
 /* ---- token expiry ------------------------------------------------------------------------- */
@@ -393,22 +334,22 @@ static void expiry_arm(rc_sio_server *srv)
 static void expiry_schedule(rc_sio_socket *s, long long expires_at)
 {
     rc_sio_server *srv = s->ns->srv;
-    if (expires_at <= 0 || srv->cfg->token_expiry == RC_TOKEN_EXPIRY_IGNORE || !srv->base) return;
+    if (expires_at <= 0 || srv->set.token_expiry == RC_SIO_EXPIRY_IGNORE || !srv->base) return;
     rc_deadline_add(&srv->expiries, &s->expiry, (int64_t)expires_at);
     expiry_arm(srv);
 }
 
 /* The socket's token has expired (it is out of the heap already): tell it if configured, then
- * end it the way jwt.onExpiry says, through the same paths as any other disconnect. */
+ * end it the way settings.token_expiry says, through the same paths as any other disconnect. */
 static void socket_expire(rc_sio_socket *s)
 {
     rc_sio_server *srv = s->ns->srv;
-    rc_log_debug("token_expired", "ns=%s sid=%s", s->ns->name, s->sid);
+    rc_log_debug("token_expired", "ns=%s sid=%s", s->ns->set.name, s->sid);
     rc_metrics.disconnects_total[RC_DISC_TOKEN_EXPIRED]++;
-    if (srv->cfg->token_expired_event)
-        rc_sio_emit(s, srv->cfg->token_expired_event, expired_event_args, sizeof(expired_event_args) - 1,
+    if (srv->set.token_expired_event)
+        rc_sio_emit(s, srv->set.token_expired_event, expired_event_args, sizeof(expired_event_args) - 1,
                     NULL, 0, NULL);
-    if (srv->cfg->token_expiry == RC_TOKEN_EXPIRY_DISCONNECT)
+    if (srv->set.token_expiry == RC_SIO_EXPIRY_DISCONNECT)
         socket_disconnect(s);
     else /* the client reconnects by itself and sends its auth again */
         rc_eio_close(s->client->eio, "token expired");
@@ -449,7 +390,7 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     }
     memcpy(nsp, p->nsp.ptr, p->nsp.len);
     nsp[p->nsp.len] = '\0';
-    rc_sio_ns *ns = find_ns(srv, p->nsp.ptr, p->nsp.len);
+    rc_sio_ns *ns = rc_sio__find_ns(srv, p->nsp.ptr, p->nsp.len);
     if (!ns) {
         connect_error(c, nsp, "Invalid namespace", NULL);
         return;
@@ -463,12 +404,12 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     const cJSON *t = p->payload ? cJSON_GetObjectItemCaseSensitive(p->payload, "token") : NULL;
     if (cJSON_IsString(t) && t->valuestring[0]) token = t->valuestring;
     else if (c->bearer) token = c->bearer;
-    else if (c->query_token && rc_ns_rules_token_in_query(ns->rules)) token = c->query_token;
-    int mode = rc_ns_rules_auth(ns->rules);
+    else if (c->query_token && ns->set.token_in_query) token = c->query_token;
+    int mode = ns->set.auth;
     rc_auth_result ar;
     memset(&ar, 0, sizeof(ar));
-    if (mode != RC_NS_AUTH_NONE && (token || mode == RC_NS_AUTH_REQUIRED)) {
-        rc_auth_status st = rc_auth_verify(&srv->cfg->jwt, token, token ? strlen(token) : 0,
+    if (mode != RC_SIO_AUTH_NONE && (token || mode == RC_SIO_AUTH_REQUIRED)) {
+        rc_auth_status st = rc_auth_verify(srv->set.jwt, token, token ? strlen(token) : 0,
                                            time(NULL), &ar);
         if (st != RC_AUTH_OK) {
             rc_metrics.auth_failures_total[st]++;
@@ -482,30 +423,29 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     s->ns = ns;
     s->user = ar.user_id;
     s->claims_json = ar.claims_json;
-    unsigned rate_events, rate_interval;
-    rc_ns_rules_rate_limit(ns->rules, &rate_events, &rate_interval);
-    s->rate_tokens = (float)rate_events;
+    s->rate_tokens = (float)ns->set.rate_events;
     s->rate_last_ms = (uint32_t)rc_now_mono_ms();
     if (cJSON_IsObject(p->payload)) {
-        /* Keep the rest of the auth payload for rules ({auth.x}); the token itself was verified
-         * and its claims are kept, so it is not stored twice. */
+        /* Keep the rest of the auth payload for rules ({auth.x}), parsed once here, not per event;
+         * the token itself was verified and its claims are kept, so it is not stored twice. */
         cJSON *copy = cJSON_Duplicate(p->payload, 1);
         cJSON_DeleteItemFromObjectCaseSensitive(copy, "token");
-        if (copy->child) s->auth_json = cJSON_PrintUnformatted(copy);
-        cJSON_Delete(copy);
+        if (copy->child) s->auth = copy;
+        else cJSON_Delete(copy);
     }
     do {
-        rc_random_id(s->sid, SOCKET_ID_LEN);
-    } while (rc_hmap_find(&ns->sockets, s->sid, SOCKET_ID_LEN));
-    rc_hmap_insert(&ns->sockets, &s->node, s->sid, SOCKET_ID_LEN);
+        rc_random_id(s->sid, RC_SIO_SOCKET_ID_LEN);
+    } while (rc_hmap_find(&ns->sockets, s->sid, RC_SIO_SOCKET_ID_LEN));
+    rc_hmap_insert(&ns->sockets, &s->node, s->sid, RC_SIO_SOCKET_ID_LEN);
     s->next = c->sockets;
     c->sockets = s;
     srv->socket_count++;
-    expiry_schedule(s, rc_auth_expires_at(&srv->cfg->jwt, ar.exp));
+    expiry_schedule(s, rc_auth_expires_at(srv->set.jwt, ar.exp));
     rc_metrics.handshakes_total++;
     rc_eio_mark_connected(c->eio);
-    if (s->user) {
-        char *room = rc_ns_rules_user_room(ns->rules, s->user, s->claims_json);
+    if (s->user && srv->hooks->user_room) {
+        /* Joined before the CONNECT reply: a hold taken in on_room_open delays the reply too. */
+        char *room = srv->hooks->user_room(srv->hooks->arg, s);
         if (room) {
             rc_sio_join(s, room);
             rc_free(room);
@@ -536,15 +476,18 @@ static int bucket_take(float *tokens, uint32_t *last_ms, uint32_t now, unsigned 
  * first does not spend the second). 1: allowed. */
 static int rate_allow(rc_sio_socket *s, const char *event)
 {
-    unsigned events, interval;
+    const rc_sio_ns_settings *set = &s->ns->set;
+    const rc_sio_hooks *hooks = s->ns->srv->hooks;
     uint32_t now = (uint32_t)rc_now_mono_ms();
-    rc_ns_rules_rate_limit(s->ns->rules, &events, &interval);
-    if (events && !bucket_take(&s->rate_tokens, &s->rate_last_ms, now, events, interval)) return 0;
-    int k = rc_ns_rules_event_limit(s->ns->rules, event, &events, &interval);
-    if (k < 0) return 1;
-    if (!s->event_buckets)
-        s->event_buckets = rc_calloc(rc_ns_rules_event_limit_count(s->ns->rules), sizeof(*s->event_buckets));
-    rate_bucket *b = &s->event_buckets[k];
+    if (set->rate_events &&
+        !bucket_take(&s->rate_tokens, &s->rate_last_ms, now, set->rate_events, set->rate_interval_ms))
+        return 0;
+    if (!set->event_limit_count || !hooks->event_limit) return 1;
+    unsigned events, interval;
+    int k = hooks->event_limit(hooks->arg, s, event, &events, &interval);
+    if (k < 0 || (unsigned)k >= set->event_limit_count) return 1;
+    if (!s->event_buckets) s->event_buckets = rc_calloc(set->event_limit_count, sizeof(*s->event_buckets));
+    rc_sio_bucket *b = &s->event_buckets[k];
     if (b->last_ms == 0) { /* first use: full */
         b->tokens = (float)events;
         b->last_ms = now;
@@ -559,7 +502,7 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
         handle_connect(c, p);
         return;
     }
-    rc_sio_ns *ns = find_ns(srv, p->nsp.ptr, p->nsp.len);
+    rc_sio_ns *ns = rc_sio__find_ns(srv, p->nsp.ptr, p->nsp.len);
     rc_sio_socket *s = ns ? client_socket(c, ns) : NULL;
     if (!s) { /* a packet for a namespace this client is not connected to */
         rc_eio_close(c->eio, "parse error");
@@ -595,7 +538,7 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
     case RC_SIO_BINARY_ACK:
         for (uint16_t i = 0; i < s->ack_count; i++) {
             if (s->acks[i].id != (uint32_t)p->ack_id) continue;
-            pending_ack a = s->acks[i];
+            rc_sio_pending_ack a = s->acks[i];
             memmove(s->acks + i, s->acks + i + 1, (size_t)(s->ack_count - i - 1) * sizeof(*s->acks));
             s->ack_count--;
             rc_sio_event e = {NULL, p->payload, p->ack_id, att, att_count, 0};
@@ -708,6 +651,7 @@ static void client_on_close(void *owner, const char *reason)
     while (c->sockets) socket_remove(c->sockets);
     bin_reset(c);
     client_unbusy(c);
+    for (rc_sio_hold *h = c->holds; h; h = h->next) h->client = NULL; /* the session is gone */
     rc_free(c->bearer);
     rc_free(c->query_token);
     rc_free(c);
@@ -715,165 +659,31 @@ static void client_on_close(void *owner, const char *reason)
 
 const rc_eio_callbacks *rc_sio_eio_callbacks(rc_sio_server *srv) { return &srv->eio_cb; }
 
-/* ---- broadcast ---------------------------------------------------------------------------- */
-
-typedef struct fanout {
-    const rc_bp_message *msg;
-    rc_frame *head;
-    rc_frame **att;
-    size_t att_count;
-    size_t delivered;
-    uint64_t born_ns;
-    int ns_index;
-} fanout;
-
-static int excepted(const rc_bp_message *msg, const rc_sio_socket *s)
-{
-    for (size_t i = 0; i < msg->except_count; i++)
-        if (strcmp(msg->except[i], s->sid) == 0) return 1;
-    return 0;
-}
-
-static void fanout_one(fanout *f, rc_sio_socket *s)
-{
-    if (s->dead || excepted(f->msg, s)) return;
-    rc_eio_send_frame(s->client->eio, f->head);
-    for (size_t i = 0; i < f->att_count; i++) rc_eio_send_frame(s->client->eio, f->att[i]);
-    f->delivered++;
-}
-
-static void fanout_visit(void *arg, rc_room_member *m)
-{
-    fanout_one(arg, RC_CONTAINER_OF(m, rc_sio_socket, member));
-}
-
-size_t rc_sio_broadcast(rc_sio_server *srv, const rc_bp_message *msg, uint64_t born_ns)
-{
-    rc_sio_ns *ns = find_ns(srv, msg->ns, strlen(msg->ns));
-    if (!ns || !msg->event) return 0;
-    rc_room *room = NULL;
-    if (msg->room) {
-        room = rc_rooms_find(ns->rooms, msg->room);
-        if (!room) return 0;
-    } else if (ns->sockets.count == 0) {
-        return 0;
-    }
-    fanout f = {0};
-    f.msg = msg;
-    f.born_ns = born_ns;
-    f.ns_index = ns->index;
-    int type = msg->attachment_count ? RC_SIO_BINARY_EVENT : RC_SIO_EVENT;
-    f.head = encode_packet(type, ns->name, -1, (int)msg->attachment_count, msg->event,
-                           msg->args_json, msg->args_len);
-    f.head->born_ns = born_ns;
-    rc_frame *att_local[RC_SIO_MAX_ATTACHMENTS];
-    f.att = att_local;
-    f.att_count = msg->attachment_count <= RC_SIO_MAX_ATTACHMENTS ? msg->attachment_count : 0;
-    for (size_t i = 0; i < f.att_count; i++)
-        f.att[i] = rc_frame_from(RC_WS_OP_BINARY, msg->attachments[i].data, msg->attachments[i].len);
-    if (room) {
-        rc_room_foreach(room, fanout_visit, &f);
-    } else {
-        for (rc_hmap_node *n = rc_hmap_first(&ns->sockets); n; n = rc_hmap_next(&ns->sockets, n))
-            fanout_one(&f, RC_CONTAINER_OF(n, rc_sio_socket, node));
-    }
-    rc_frame_unref(f.head);
-    for (size_t i = 0; i < f.att_count; i++) rc_frame_unref(f.att[i]);
-    rc_metrics.broadcasts_total[ns->index]++;
-    rc_metrics.messages_out_total[ns->index] += f.delivered;
-    /* once per broadcast, not per recipient (a clock read and a bucket search each): the time
-     * by which every recipient's frame was queued, counted for each of them */
-    if (born_ns && f.delivered)
-        rc_histogram_observe_n(&rc_metrics.delivery_latency, (double)(rc_now_mono_ns() - born_ns) / 1e9,
-                               f.delivered);
-    return f.delivered;
-}
-
-typedef struct collect {
-    rc_sio_socket **items;
-    size_t count, cap;
-} collect;
-
-static void collect_visit(void *arg, rc_room_member *m)
-{
-    collect *c = arg;
-    if (c->count == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 16;
-        c->items = rc_realloc(c->items, c->cap * sizeof(*c->items));
-    }
-    c->items[c->count++] = RC_CONTAINER_OF(m, rc_sio_socket, member);
-}
-
-size_t rc_sio_control(rc_sio_server *srv, const rc_bp_message *msg)
-{
-    rc_sio_ns *ns = find_ns(srv, msg->ns, strlen(msg->ns));
-    if (!ns) return 0;
-    /* Collect first: the operation changes the very memberships being walked. No room means
-     * every socket of the namespace (an op published on P:ns:<ns>). */
-    collect col = {0};
-    if (msg->room) {
-        rc_room *room = rc_rooms_find(ns->rooms, msg->room);
-        if (!room) return 0;
-        rc_room_foreach(room, collect_visit, &col);
-    } else {
-        for (rc_hmap_node *h = rc_hmap_first(&ns->sockets); h; h = rc_hmap_next(&ns->sockets, h))
-            collect_visit(&col, &RC_CONTAINER_OF(h, rc_sio_socket, node)->member);
-    }
-    size_t done = 0;
-    for (size_t i = 0; i < col.count; i++) {
-        rc_sio_socket *s = col.items[i];
-        if (s->dead || excepted(msg, s)) continue;
-        switch (msg->kind) {
-        case RC_BP_JOIN:
-            if (msg->target_room && rc_sio_join(s, msg->target_room) > 0) done++;
-            break;
-        case RC_BP_LEAVE:
-            if (msg->target_room) done += (size_t)rc_sio_leave(s, msg->target_room);
-            break;
-        case RC_BP_DISCONNECT:
-            rc_sio_disconnect(s);
-            done++;
-            break;
-        }
-    }
-    rc_free(col.items);
-    return done;
-}
-
-int rc_sio_has_ns(const rc_sio_server *srv, const char *ns)
-{
-    return find_ns(srv, ns, strlen(ns)) != NULL;
-}
-
 /* ---- server ------------------------------------------------------------------------------- */
-
-static void ns_room_open(void *arg, const char *room)
-{
-    rc_sio_ns *ns = arg;
-    if (ns->srv->hooks->on_room_open) ns->srv->hooks->on_room_open(ns->srv->hooks->arg, ns->name, room);
-}
 
 static void ns_room_close(void *arg, const char *room)
 {
     rc_sio_ns *ns = arg;
-    if (ns->srv->hooks->on_room_close) ns->srv->hooks->on_room_close(ns->srv->hooks->arg, ns->name, room);
+    if (ns->srv->hooks->on_room_close) ns->srv->hooks->on_room_close(ns->srv->hooks->arg, ns->set.name, room);
 }
 
-rc_sio_server *rc_sio_server_new(struct event_base *base, const rc_config *cfg, const rc_sio_hooks *hooks)
+rc_sio_server *rc_sio_server_new(struct event_base *base, const rc_sio_settings *settings,
+                                 const rc_sio_hooks *hooks)
 {
     rc_sio_server *srv = rc_calloc(1, sizeof(*srv));
     srv->base = base;
-    srv->cfg = cfg;
+    srv->set = *settings;
+    srv->set.ns = NULL;
     srv->hooks = hooks;
-    srv->ns_count = rc_rules_ns_count(cfg->rules);
-    srv->ns = rc_calloc(srv->ns_count, sizeof(*srv->ns));
+    srv->ns_count = settings->ns_count;
+    srv->ns = rc_calloc(srv->ns_count ? srv->ns_count : 1, sizeof(*srv->ns));
     for (size_t i = 0; i < srv->ns_count; i++) {
         rc_sio_ns *ns = &srv->ns[i];
-        ns->rules = rc_rules_ns_at(cfg->rules, i);
-        ns->name = rc_ns_rules_name(ns->rules);
+        ns->set = settings->ns[i];
         ns->index = (int)i;
         ns->srv = srv;
-        rc_rooms_callbacks rcb = {ns_room_open, ns_room_close, ns};
+        /* No open callback: rc_sio_join tells on_room_open itself, with the opening socket. */
+        rc_rooms_callbacks rcb = {NULL, ns_room_close, ns};
         ns->rooms = rc_rooms_new(&rcb);
     }
     srv->eio_cb.on_open = client_on_open;
@@ -902,7 +712,7 @@ uint64_t rc_sio_socket_count(const rc_sio_server *srv) { return srv->socket_coun
 void rc_sio_gauges(const rc_sio_server *srv, const char **names, uint64_t *sockets, uint64_t *rooms)
 {
     for (size_t i = 0; i < srv->ns_count; i++) {
-        names[i] = srv->ns[i].name;
+        names[i] = srv->ns[i].set.name;
         sockets[i] = srv->ns[i].sockets.count;
         rooms[i] = rc_rooms_count(srv->ns[i].rooms);
     }

@@ -1,7 +1,7 @@
 /*
  * backplane.h: how a node exchanges room traffic with the other nodes. One interface, two
- * implementations: the embedded single-node backplane (backplane_local.c) and Redis pub/sub
- * (backplane_redis.c, hiredis async on the node's libevent loop).
+ * implementations: the embedded single-node backplane (src/backplane_local.c) and Redis pub/sub
+ * (hiredis async on the node's libevent loop; its files are listed in src/backplane_redis.h).
  *
  * Delivery model: the node always delivers to its own local sockets itself, at once, and then
  * publishes the message with origin = its node id. A backplane hands the node (on_message) only
@@ -13,7 +13,10 @@
  * backplane (un)subscribes P:room:<ns>:<room> / P:ns:<ns> accordingly (batched and pipelined),
  * so a node never receives traffic for rooms it has no member of.
  *
- * Channels and envelopes: DESIGN.md section 3 and docs/redis.md.
+ * Channels and envelopes: docs/redis.md.
+ *
+ * Configuration: the composition root (node.c) creates a backplane; the Redis one takes the few
+ * settings it needs (rc_backplane_redis_settings), not the node's whole configuration.
  *
  * Ownership: a message passed to publish is borrowed for the call. A message passed to
  * on_message is valid only during the callback.
@@ -23,38 +26,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "roomcast/message.h"
 
 struct event_base;
 struct evbuffer;
-struct rc_config;
-
-enum rc_bp_kind {
-    RC_BP_EMIT = 0,        /* emit event+args to the room (or the whole namespace) */
-    RC_BP_JOIN,            /* every socket in `room` joins `target_room` */
-    RC_BP_LEAVE,           /* every socket in `room` leaves `target_room` */
-    RC_BP_DISCONNECT       /* every socket in `room` is disconnected */
-};
-
-typedef struct rc_bp_bytes {
-    const uint8_t *data;
-    size_t len;
-} rc_bp_bytes;
-
-typedef struct rc_bp_message {
-    int kind;                       /* enum rc_bp_kind */
-    const char *ns;                 /* namespace, e.g. "/" or "/chat" */
-    const char *room;               /* NULL: the whole namespace (channel P:ns:<ns>) */
-    const char *event;              /* RC_BP_EMIT: event name */
-    const char *args_json;          /* RC_BP_EMIT: JSON array text of the arguments after the name */
-    size_t args_len;
-    const rc_bp_bytes *attachments; /* RC_BP_EMIT: binary attachments referenced by placeholders */
-    size_t attachment_count;
-    const char *const *except;      /* socket ids that must not receive it */
-    size_t except_count;
-    const char *target_room;        /* RC_BP_JOIN / RC_BP_LEAVE */
-    const char *origin;             /* publishing node id; NULL for backends */
-    const char *id;                 /* optional message id */
-} rc_bp_message;
 
 typedef struct rc_backplane_callbacks {
     /* A message from another publisher for a room/namespace this node subscribed to. */
@@ -91,9 +66,18 @@ struct rc_backplane {
     const rc_backplane_ops *ops;
 };
 
+/* What the Redis backplane needs to start; borrowed for rc_backplane_redis_new (it copies). */
+typedef struct rc_backplane_redis_settings {
+    const char *url;      /* redis://[[user]:password@]host[:port][/db] (docs/redis.md) */
+    const char *prefix;   /* key and channel prefix P; NULL or "" = "roomcast" */
+    const char *node_id;  /* this node's id (origin, canary, CLIENT SETNAME); NULL or "" = "node" */
+} rc_backplane_redis_settings;
+
 rc_backplane *rc_backplane_local_new(struct event_base *base, const rc_backplane_callbacks *cb);
-/* cfg->redis_url, cfg->prefix, cfg->node_id are used. Returns NULL and logs on a bad URL. */
-rc_backplane *rc_backplane_redis_new(struct event_base *base, const struct rc_config *cfg,
+/* Returns NULL and logs when settings->url is missing or refused (redis_url.h); otherwise the
+ * backplane, which connects from the loop (on_state(1) once usable). */
+rc_backplane *rc_backplane_redis_new(struct event_base *base,
+                                     const rc_backplane_redis_settings *settings,
                                      const rc_backplane_callbacks *cb);
 
 #endif

@@ -16,7 +16,7 @@
 #include "roomcast/auth.h"
 #include "roomcast/errors.h"
 #include "roomcast/jobs_config.h"
-#include "roomcast/presence.h"
+#include "roomcast/presence_config.h"
 
 struct rc_rules;
 

@@ -83,7 +83,7 @@ int rc_jobs_notify_offline(rc_jobs *j, const char *user, const char *id,
                            const char *notification_json, size_t len, rc_jobs_done_fn cb,
                            void *arg);
 
-/* One client event to forward (DESIGN.md section 3). NULL strings are written as "". */
+/* One client event to forward (docs/jobs.md, "The events stream `P:events`"). NULL strings are written as "". */
 typedef struct rc_jobs_event {
     const char *ns;
     const char *event;

@@ -1,11 +1,12 @@
 /*
  * presence.h: who is online, across every node, and who is in the rooms a rule marks as
  * tracked. A user is online while at least one of their connections (sockets) is live on any
- * node. Implementation: src/presence.c (with presence_lua.h, presence_watch.c and
- * presence_local.c); keys, scripts and channels: docs/redis.md.
+ * node. Implementation: src/presence.c and its parts (the list at the top of
+ * src/presence_internal.h); settings: roomcast/presence_config.h; keys, scripts and channels:
+ * docs/redis.md ("Presence").
  *
  * Two stores behind one API, chosen by the backplane given to rc_presence_new:
- *   - Redis (rc_redis_available(bp) == 1): the truth lives in Redis (DESIGN.md section 4) and is
+ *   - Redis (rc_redis_available(bp) == 1): the truth lives in Redis (docs/redis.md) and is
  *     changed only by Lua scripts, so "went online", "went offline", "joined" and "left" are
  *     decided inside Redis, exactly once per transition, however many devices and nodes take
  *     part. Each node heartbeats; any node sweeps the entries of a node whose heartbeat is older
@@ -56,7 +57,7 @@
  * meanwhile is found missing by the node's own lookup (use a serial number or a
  * generation-checked handle, never a pointer). Strings handed to callbacks are valid only
  * during the call. Every callback runs from the event loop, never from inside a call into this
- * module (STYLE 15), and callbacks may call back into the module (not rc_presence_free).
+ * module, and callbacks may call back into the module (not rc_presence_free).
  *
  * API in call order:
  *   rc_presence_config_parse (or _default) -> rc_presence_new(base, bp, node_id, cfg, cb)
@@ -73,28 +74,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Types only: config.h embeds rc_presence_config, so this header must not include config.h. */
-struct rc_config_errors;
-typedef struct rc_config_errors rc_config_errors;
+#include "roomcast/presence_config.h"
 
-struct cJSON;
 struct event_base;
 struct evbuffer;
 typedef struct rc_backplane rc_backplane;
-
-/* Timing, from the config object {"ttl":15000,"heartbeat":5000} (milliseconds). A node whose
- * last heartbeat is older than ttl_ms is swept; its users who are nowhere else are reported
- * offline within ttl_ms + heartbeat_ms of its last heartbeat. */
-typedef struct rc_presence_config {
-    int ttl_ms;        /* 15000 */
-    int heartbeat_ms;  /* 5000; ttl_ms must be at least 2 * heartbeat_ms */
-} rc_presence_config;
-
-void rc_presence_config_default(rc_presence_config *out);
-/* Sets the defaults, then reads json (NULL or JSON null: defaults). Problems are added to errs
- * as "<path>.<key>: <message>". Returns 0, or -1 when errs got a problem. */
-int rc_presence_config_parse(rc_presence_config *out, const struct cJSON *json, const char *path,
-                             rc_config_errors *errs);
 
 enum {
     RC_PRESENCE_QUERY_MAX = 1000,    /* users per rc_presence_query (one Redis round trip) */

@@ -2,7 +2,8 @@
  * redis_cmd.h: commands, scripts and raw channels on the Redis backplane's connections, for the
  * modules that keep state in Redis (presence, jobs). They do not open connections of their own:
  * one node = one command connection + one subscription connection, whose reconnects, timeouts
- * and canary are handled once, in backplane_redis.c. Implemented in src/redis_cmd.c.
+ * and canary are handled once, by the backplane (src/backplane_redis_phase.c). Implemented in
+ * src/backplane_redis_cmd.c (commands and scripts through src/redis_script.c).
  *
  * All functions return -1 without sending when Redis is down (the caller decides: refuse,
  * retry on the next on_state(1), or count a failure); callbacks always run from the loop, with

@@ -6,32 +6,85 @@
  * connections, client events and client acks through rc_sio_hooks; the node decides what they
  * mean (rules) and acts back through the rc_sio_* functions below.
  *
+ * What it does not do: read the configuration or the rules. The node fills rc_sio_settings from
+ * them (server-wide limits, JWT and token expiry; per namespace its name, auth mode, ?token= and
+ * rateLimit) and answers, through hooks, what needs the rules while sockets run: the room a
+ * connecting user joins, an event's own rateLimit. A socket's namespace index is its namespace's
+ * place in rc_sio_settings.ns, so the node maps it to its own per-namespace data.
+ *
  * A broadcast (rc_sio_broadcast) encodes the packet once into shared frames (text header plus one
  * frame per binary attachment) and hands every recipient the same bytes.
  *
+ * Rooms opened by a join, and holding a socket's output: on_room_open fires when a join gives a
+ * room its first local member, with the socket whose join opened it (NULL for an open no socket
+ * caused). Everything that join causes reaches the client after on_room_open returns: the ack of
+ * the event whose rule joined, and, for the user room joined at CONNECT, the CONNECT reply itself
+ * (sio joins the user room before it answers). So a hook whose room subscription is not immediate
+ * can take rc_sio_hold_new(opener) and call rc_sio_hold_release once the subscription is
+ * confirmed: the client hears "joined" only when messages for the room can reach this node.
+ *
  * Token expiry: a socket whose token has `exp` is ended when a CONNECT with that token would
- * start being refused (rc_auth_expires_at), as cfg->token_expiry says: its Engine.IO session is
- * closed (reconnect) or it gets a namespace DISCONNECT (disconnect), after the optional
- * cfg->token_expired_event; on_disconnect fires as for any other disconnect. One timer serves
- * the whole server, on the loop given to rc_sio_server_new.
+ * start being refused (rc_auth_expires_at), as settings.token_expiry says: its Engine.IO session
+ * is closed (reconnect) or it gets a namespace DISCONNECT (disconnect), after the optional
+ * settings.token_expired_event; on_disconnect fires as for any other disconnect. One timer
+ * serves the whole server, on the loop given to rc_sio_server_new.
  *
  * Ownership: the server owns namespaces, clients and sockets. A socket pointer given to a hook is
  * valid during the hook; a socket disconnected from inside a hook stays allocated until the hook
- * returns (deferred free). Strings returned by accessors live as long as the socket.
+ * returns (deferred free). Strings and objects returned by accessors live as long as the socket.
+ *
+ * API in call order: rc_sio_server_new -> rc_sio_eio_callbacks (given to eio) -> hooks fire,
+ * the node acts (join, emit, ack, broadcast, ...) -> eio freed -> rc_sio_server_free.
  */
 #ifndef ROOMCAST_SIO_H
 #define ROOMCAST_SIO_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include "roomcast/backplane.h"
+#include "roomcast/message.h"
 
 struct cJSON;
-struct rc_config;
-struct rc_ns_rules;
+struct event_base;
+struct rc_auth_config;
 typedef struct rc_eio_callbacks rc_eio_callbacks;
 typedef struct rc_sio_server rc_sio_server;
 typedef struct rc_sio_socket rc_sio_socket;
+typedef struct rc_sio_hold rc_sio_hold;
+
+/* Who may CONNECT to a namespace. */
+enum rc_sio_auth {
+    RC_SIO_AUTH_REQUIRED = 0,      /* a valid token, or CONNECT_ERROR */
+    RC_SIO_AUTH_OPTIONAL,          /* a token is verified when given; anonymous otherwise */
+    RC_SIO_AUTH_NONE               /* tokens are ignored; every socket is anonymous */
+};
+
+/* What happens to a socket when its token expires. */
+enum rc_sio_expiry {
+    RC_SIO_EXPIRY_RECONNECT = 0,   /* close the Engine.IO session (the client reconnects) */
+    RC_SIO_EXPIRY_DISCONNECT,      /* namespace DISCONNECT (no automatic reconnect) */
+    RC_SIO_EXPIRY_IGNORE           /* nothing: tokens are checked at CONNECT only */
+};
+
+typedef struct rc_sio_ns_settings {
+    const char *name;              /* "/" or "/chat" */
+    int auth;                      /* enum rc_sio_auth */
+    int token_in_query;            /* 1: the handshake's ?token= is accepted (after auth.token
+                                      and Authorization: Bearer) */
+    unsigned rate_events;          /* rateLimit: a token bucket of rate_events per
+                                      rate_interval_ms, bursts up to rate_events; 0 = none */
+    unsigned rate_interval_ms;
+    unsigned event_limit_count;    /* events with their own rateLimit (hooks.event_limit indexes
+                                      them); 0: event_limit is never asked */
+} rc_sio_ns_settings;
+
+typedef struct rc_sio_settings {
+    const rc_sio_ns_settings *ns;  /* the namespaces served, by index */
+    size_t ns_count;
+    const struct rc_auth_config *jwt; /* how CONNECT tokens are verified */
+    int max_rooms_per_socket;      /* a join over it fails (rc_sio_join -1); 0 = no limit */
+    int token_expiry;              /* enum rc_sio_expiry */
+    const char *token_expired_event; /* emitted to an expiring socket first; NULL = none */
+} rc_sio_settings;
 
 typedef struct rc_sio_event {
     const char *name;                 /* event name; NULL for an ack */
@@ -39,10 +92,12 @@ typedef struct rc_sio_event {
     long long ack_id;                 /* -1 when no ack was asked */
     const rc_bp_bytes *attachments;   /* binary attachments (placeholders refer to them) */
     size_t attachment_count;
-    int limited;                      /* over the namespace's rateLimit: refuse, don't run it */
+    int limited;                      /* over a rateLimit (the namespace's or the event's own):
+                                         refuse, don't run it */
 } rc_sio_event;
 
 typedef struct rc_sio_hooks {
+    /* auth: the whole CONNECT payload (its token included), NULL when absent. */
     void (*on_connect)(void *arg, rc_sio_socket *s, const struct cJSON *auth);
     void (*on_event)(void *arg, rc_sio_socket *s, const rc_sio_event *ev);
     /* The client answered an ack the server asked for with rc_sio_emit(..., ctx). */
@@ -52,12 +107,26 @@ typedef struct rc_sio_hooks {
     void (*on_membership)(void *arg, rc_sio_socket *s, const char *room, int joined);
     /* The socket is leaving (client or server disconnect, or its session closed); still linked. */
     void (*on_disconnect)(void *arg, rc_sio_socket *s);
-    void (*on_room_open)(void *arg, const char *ns, const char *room);
+    /* A room got its first local member; opener is the socket whose join opened it (NULL for an
+     * open no socket caused). Fires before the join returns and before on_membership; the hook
+     * may hold opener (rc_sio_hold_new), see the note at the top. */
+    void (*on_room_open)(void *arg, const char *ns, const char *room, rc_sio_socket *opener);
+    /* A room lost its last local member. */
     void (*on_room_close)(void *arg, const char *ns, const char *room);
+    /* The room a socket with a user joins at CONNECT, as a heap string sio frees (rc_free);
+     * NULL for none. Asked after the token is verified, before on_connect; never for anonymous
+     * sockets. NULL hook: no user rooms. */
+    char *(*user_room)(void *arg, const rc_sio_socket *s);
+    /* An event's own rateLimit, checked after the namespace's: its index among the namespace's
+     * event_limit_count limited events, with *events per *interval_ms; -1 when the event has none. */
+    int (*event_limit)(void *arg, const rc_sio_socket *s, const char *event, unsigned *events,
+                       unsigned *interval_ms);
     void *arg;
 } rc_sio_hooks;
 
-rc_sio_server *rc_sio_server_new(struct event_base *base, const struct rc_config *cfg,
+/* settings is copied (its namespace array too); the strings and jwt it points to, and hooks,
+ * must outlive the server. base runs the token expiry timer (NULL: expiry is not enforced). */
+rc_sio_server *rc_sio_server_new(struct event_base *base, const rc_sio_settings *settings,
                                  const rc_sio_hooks *hooks);
 void rc_sio_server_free(rc_sio_server *srv); /* after eio is gone */
 const rc_eio_callbacks *rc_sio_eio_callbacks(rc_sio_server *srv);
@@ -66,23 +135,20 @@ const rc_eio_callbacks *rc_sio_eio_callbacks(rc_sio_server *srv);
 const char *rc_sio_socket_id(const rc_sio_socket *s);
 const char *rc_sio_socket_user(const rc_sio_socket *s);      /* NULL when anonymous */
 const char *rc_sio_socket_claims(const rc_sio_socket *s);    /* JSON text or NULL */
-/* The CONNECT auth payload without its "token" field, as JSON text; NULL if nothing remains. */
-const char *rc_sio_socket_auth(const rc_sio_socket *s);
+/* The CONNECT auth payload without its "token" field, parsed once at CONNECT and owned by the
+ * socket; NULL if nothing remains. */
+const struct cJSON *rc_sio_socket_auth(const rc_sio_socket *s);
 const char *rc_sio_socket_ns(const rc_sio_socket *s);
-int rc_sio_socket_ns_index(const rc_sio_socket *s);
+int rc_sio_socket_ns_index(const rc_sio_socket *s);         /* its place in settings.ns */
 /* The live socket with this id in namespace ns_index, or NULL (answers that arrive later look
  * their socket up again instead of keeping a pointer). */
 rc_sio_socket *rc_sio_find_socket(rc_sio_server *srv, int ns_index, const char *sid);
-const struct rc_ns_rules *rc_sio_socket_rules(const rc_sio_socket *s);
 
 /* Socket actions. Room functions return 1 on change, 0 when nothing changed; rc_sio_join
- * returns -1 when the socket is already in limits.maxRoomsPerSocket rooms. */
+ * returns -1 when the socket is already in settings.max_rooms_per_socket rooms. */
 int rc_sio_join(rc_sio_socket *s, const char *room);
 int rc_sio_leave(rc_sio_socket *s, const char *room);
 int rc_sio_is_member(const rc_sio_socket *s, const char *room);
-/* During on_room_open: the socket whose join opened the room (NULL for other opens). */
-rc_sio_socket *rc_sio_joining_socket(const rc_sio_server *srv);
-struct rc_eio_session *rc_sio_socket_session(const rc_sio_socket *s);
 /* Emits event with args (JSON array text) to this socket. With ctx != NULL the server asks for
  * an ack and on_ack gets ctx back (at most 64 outstanding per socket; the oldest is dropped). */
 void rc_sio_emit(rc_sio_socket *s, const char *event, const char *args_json, size_t args_len,
@@ -91,6 +157,13 @@ void rc_sio_ack(rc_sio_socket *s, long long id, const char *args_json, size_t ar
                 const rc_bp_bytes *att, size_t att_count);
 /* Server-side namespace disconnect: sends DISCONNECT, removes the socket. */
 void rc_sio_disconnect(rc_sio_socket *s);
+
+/* Holds everything sent to the socket's client from now on (its whole Engine.IO session, every
+ * namespace; holds are counted): packets wait, in order, until the hold is released. */
+rc_sio_hold *rc_sio_hold_new(rc_sio_socket *s);
+/* Ends the hold and frees it; exactly once per hold. Safe after the socket or its session is
+ * gone, and after rc_sio_server_free (then it only frees the hold). */
+void rc_sio_hold_release(rc_sio_hold *h);
 
 /* Local fan-out of an RC_BP_EMIT to the room (or namespace) members; returns recipients. */
 size_t rc_sio_broadcast(rc_sio_server *srv, const rc_bp_message *msg, uint64_t born_ns);

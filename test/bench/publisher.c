@@ -4,7 +4,7 @@
  * as Redis takes it, in one of three formats:
  *
  *   roomcast  PUBLISH <prefix>:room:<ns>:<room> {"event":"bench","data":{"t":...,"pad":"..."}}
- *             (DESIGN.md section 3)
+ *             (docs/redis.md)
  *   emitter   PUBLISH socket.io#<ns>#<room># with the msgpack message @socket.io/redis-emitter 5.x
  *             writes for io.to(room).emit("bench", {...}) (protocols.md 4.2):
  *             ["emitter", {type:2, data:["bench",{t,pad}], nsp}, {rooms:[room], flags:{}, except:[]}]

@@ -4,7 +4,7 @@
 // control ops, batched SUBSCRIBE for 1,000 rooms, and Redis killed and restarted under live
 // sockets (readiness, refused relays, recovery without any client reconnecting).
 //
-// Channels and envelopes: DESIGN.md section 3, docs/redis.md. Harness: lib/node.js, lib/redis.js.
+// Channels and envelopes: docs/redis.md. Harness: lib/node.js, lib/redis.js.
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
@@ -114,7 +114,7 @@ describe('cluster: three nodes on one Redis', () => {
     // One PUBLISH reaches one subscriber per node (the room channel), not one per socket.
     assert.equal(await redis.publish(roomChannel('r-news'), { event: 'news', data: { n: 1, t: 'Live Task' } }), 3);
     assert.equal(await redis.publish(roomChannel('r-news'), { event: 'multi', args: [1, 'two', { three: 3 }] }), 3);
-    // The exact command of DESIGN.md section 3, through the redis-cli binary.
+    // The exact command of the README and docs/redis.md, through the redis-cli binary.
     assert.equal(redis.redisCli('PUBLISH', roomChannel('r-news'), '{"event":"news","data":{"n":2}}'), '3');
     // "except" skips that socket only; "id" is accepted.
     assert.equal(await redis.publish(roomChannel('r-news'), { event: 'news', data: { n: 3 }, except: [c2.id], id: 'm-3' }), 3);

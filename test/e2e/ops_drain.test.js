@@ -212,7 +212,7 @@ describe('operations: drain on SIGTERM', { timeout: 60000 }, () => {
     probe.close();
   });
 
-  // DESIGN.md section 6: "presence entries removed" on drain. The node does not write presence yet
+  // docs/operations.md, drain: "presence entries removed". The node does not write presence yet
   // (src/presence.c is not wired into the node): while no roomcast:presence:* entry of A shows up
   // with its clients connected, this test skips itself; once presence lands it asserts for real.
   test('A\'s presence entries are gone after the drain', (t) => {

@@ -21,7 +21,7 @@ const {
 const ALERTS = path.join(REPO, 'deploy', 'prometheus', 'roomcast-alerts.yml');
 const DASHBOARD = path.join(REPO, 'deploy', 'grafana', 'roomcast.json');
 
-// DESIGN.md section 5: the families every node exposes (roomcast_redis_* only with Redis).
+// docs/operations.md, "Metrics": the families every node exposes (roomcast_redis_* only with Redis).
 const DESIGN_FAMILIES = {
   roomcast_connections: 'gauge',
   roomcast_connections_accepted_total: 'counter',

@@ -379,7 +379,7 @@ describe('presence: three nodes on one Redis', () => {
     await meet(u, 'opx');
     const log = trackLog(o);
     await waitUntil(async () => Object.keys(await hgetall(redis, membersKey('meeting:opx'))).length === 2, { what: 'two members' });
-    // The backend takes op-user out of the meeting (DESIGN.md section 3 control op on the user's room).
+    // The backend takes op-user out of the meeting (a control op of docs/redis.md on the user's room).
     assert.equal(await redis.publish(`${P}:room:/:user:op-user`, { op: 'leave', room: 'meeting:opx' }), 1);
     await waitUntil(async () => (await redis.numsub(`${P}:room:/:meeting:opx`)) === 1, { what: 'A left meeting:opx' });
     await sleep(QUIET_MS);

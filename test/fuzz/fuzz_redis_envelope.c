@@ -1,5 +1,5 @@
 /*
- * fuzz_redis_envelope.c: the JSON envelopes a node reads from its room channels (DESIGN.md
+ * fuzz_redis_envelope.c: the JSON envelopes a node reads from its room channels (docs/redis.md,
  * section 3: event/data/args/except/id/origin, control ops, base64 attachments), as published by
  * any backend. Calls the envelope codec (src/backplane_envelope.c) directly: no Redis, no event
  * loop. Every accepted message is checked for the contract the node relies on, then encoded as

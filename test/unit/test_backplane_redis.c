@@ -23,7 +23,6 @@
 #include "redis_harness.h"
 #include "roomcast/backplane.h"
 #include "roomcast/common.h"
-#include "roomcast/config.h"
 #include "roomcast/log.h"
 #include "roomcast/redis_cmd.h"
 
@@ -39,7 +38,7 @@ typedef struct rec_msg {
 
 typedef struct node {
     rc_backplane *bp;
-    rc_config cfg;
+    rc_backplane_redis_settings cfg;
     int up;
     int ups, downs;
     uint64_t down_at_ms, up_at_ms;
@@ -134,9 +133,9 @@ static void node_start(node *n, const char *url, const char *prefix, const char 
     rc_backplane_callbacks cb = {.on_message = on_message, .on_state = on_state, .on_raw = on_raw,
                                  .arg = n};
     memset(n, 0, sizeof(*n));
-    n->cfg.redis_url = (char *)url;
-    n->cfg.prefix = (char *)prefix;
-    n->cfg.node_id = (char *)node_id;
+    n->cfg.url = url;
+    n->cfg.prefix = prefix;
+    n->cfg.node_id = node_id;
     n->bp = rc_backplane_redis_new(base, &n->cfg, &cb);
     assert_non_null(n->bp);
 }
@@ -266,15 +265,15 @@ static void test_local_backplane(void **state)
 
 static void test_bad_url(void **state)
 {
-    rc_config cfg;
+    rc_backplane_redis_settings cfg;
     rc_backplane_callbacks cb = {.on_message = on_message, .on_state = on_state};
     memset(&cfg, 0, sizeof(cfg));
     cfg.prefix = "x";
     cfg.node_id = "n";
     assert_null(rc_backplane_redis_new(base, &cfg, &cb));
-    cfg.redis_url = "http://127.0.0.1:6379";
+    cfg.url = "http://127.0.0.1:6379";
     assert_null(rc_backplane_redis_new(base, &cfg, &cb));
-    cfg.redis_url = "redis://127.0.0.1:99999";
+    cfg.url = "redis://127.0.0.1:99999";
     assert_null(rc_backplane_redis_new(base, &cfg, &cb));
 }
 

@@ -27,6 +27,7 @@
 #include "roomcast/backplane.h"
 #include "roomcast/common.h"
 #include "roomcast/config.h"
+#include "roomcast/errors.h"
 #include "roomcast/log.h"
 #include "roomcast/presence.h"
 #include "roomcast/redis_cmd.h"
@@ -184,7 +185,8 @@ static void node_start(pnode *n, const char *url, const char *prefix, const char
     n->cfg.redis_url = (char *)url;
     n->cfg.prefix = (char *)prefix;
     n->cfg.node_id = (char *)id;
-    n->bp = url ? rc_backplane_redis_new(base, &n->cfg, &bcb) : rc_backplane_local_new(base, &bcb);
+    rc_backplane_redis_settings rs = {url, prefix, id};
+    n->bp = url ? rc_backplane_redis_new(base, &rs, &bcb) : rc_backplane_local_new(base, &bcb);
     assert_non_null(n->bp);
     n->pr = rc_presence_new(base, n->bp, id, cfg, &pcb);
     assert_non_null(n->pr);
@@ -418,8 +420,8 @@ static void test_config(void **state)
 
 /* ---- tests: Redis ------------------------------------------------------------------------------------ */
 
-/* DESIGN must-show: two devices on two nodes -> online until the second disconnects; the
- * offline event is published once and reaches each watcher on any node once. */
+/* Must show (docs/redis.md, "Presence"): two devices on two nodes -> online until the second
+ * disconnects; the offline event is published once and reaches each watcher on any node once. */
 static void test_two_devices_two_nodes(void **state)
 {
     char url[64];
@@ -488,9 +490,9 @@ static void test_two_devices_two_nodes(void **state)
     node_kill(&c);
 }
 
-/* DESIGN must-show: a node killed without cleanup: each user only on it is reported offline
- * within TTL + one heartbeat, its entries and memberships are gone from Redis; users also
- * connected elsewhere stay online. */
+/* Must show (docs/redis.md, "Presence"): a node killed without cleanup: each user only on it is
+ * reported offline within TTL + one heartbeat, its entries and memberships are gone from Redis;
+ * users also connected elsewhere stay online. */
 static void test_node_killed(void **state)
 {
     char url[64];
@@ -600,8 +602,8 @@ static void test_concurrent_sweep(void **state)
     node_kill(&b);
 }
 
-/* DESIGN must-show: Redis restarted empty: presence (and tracked members) complete again within
- * one heartbeat of the reconnect; watchers that knew keep quiet. */
+/* Must show (docs/redis.md, "Presence"): Redis restarted empty: presence (and tracked members)
+ * complete again within one heartbeat of the reconnect; watchers that knew keep quiet. */
 static void test_redis_restart_empty(void **state)
 {
     rh_server s;
@@ -859,7 +861,8 @@ static void test_resync_after_outage(void **state)
     node_kill(&b);
 }
 
-/* DESIGN must-show: online status of 1,000 users in one round trip to Redis. */
+/* Must show (docs/redis.md, "Presence"): online status of 1,000 users in one round trip to
+ * Redis. */
 static void test_query_1000(void **state)
 {
     static const rc_presence_config slow = {.ttl_ms = 20000, .heartbeat_ms = 10000};
@@ -952,8 +955,8 @@ static void test_invisible(void **state)
     node_kill(&b);
 }
 
-/* DESIGN must-show: member lists of a tracked room are the same from every node; joined and
- * left are decided once, with a user's devices counted across nodes. */
+/* Must show (docs/redis.md, "Presence"): member lists of a tracked room are the same from every
+ * node; joined and left are decided once, with a user's devices counted across nodes. */
 static void test_members_across_nodes(void **state)
 {
     char url[64];

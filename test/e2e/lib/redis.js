@@ -370,7 +370,7 @@ class RedisServer {
     return c;
   }
 
-  // PUBLISH through the redis-cli binary, exactly as DESIGN.md's example does.
+  // PUBLISH through the redis-cli binary, exactly as docs/redis.md's example does.
   redisCli(...args) {
     const bin = findBinary('redis-cli', 'REDIS_CLI');
     const r = spawnSync(bin, ['-h', '127.0.0.1', '-p', String(this.port), ...args], { encoding: 'utf8', timeout: 5000 });

@@ -1,5 +1,5 @@
 'use strict';
-// Shared harness for the seed tests (seed_*.test.js): each seed system of docs/migrating.md runs
+// Shared harness for the seed tests (seed_*.test.js): each seed system (docs/migrating.md) runs
 // as one config file of deploy/config/ on two roomcast nodes sharing a real redis-server, and its
 // backend is played by a plain Redis client (PUBLISH, XRANGE), as a team's backend would do it.
 //
@@ -150,7 +150,7 @@ class Backend {
     return this.redis.publish(`${P}:room:${ns}:${room}`, op);
   }
 
-  // A notification with offline fallback (docs/jobs.md).
+  // A notification with offline fallback (docs/redis.md, "P:notify").
   notify(notification) {
     return this.redis.publish(`${P}:notify`, notification);
   }

@@ -1,0 +1,112 @@
+/*
+ * backplane_redis_recv.c: what the Redis backplane's sub connection receives (its on_push).
+ * Shared state and the other files: src/backplane_redis.h; channels and envelopes:
+ * docs/redis.md ("Pub/sub channels").
+ *
+ * Every push is one of:
+ *   - an error reply to a SUBSCRIBE-family command: the backplane fails;
+ *   - the confirmation of the canary channel's SUBSCRIBE: the resync is complete (sub_synced),
+ *     the canary may go (backplane_redis_phase.c);
+ *   - any other (P)SUBSCRIBE confirmation: one step of the subscription barrier
+ *     (backplane_redis_subs.c);
+ *   - a message on the canary channel: backplane_redis_phase.c checks the token;
+ *   - a message on a raw channel: handed to on_raw unparsed; on a room or namespace channel:
+ *     decoded (backplane_envelope.c), counted, and handed to on_message unless malformed or our
+ *     own echo; a pmessage of a raw pattern: on_raw under the pattern's name.
+ * UNSUBSCRIBE confirmations and anything else are ignored. A message for a channel closed since
+ * (its UNSUBSCRIBE still in flight) is dropped silently.
+ *
+ * What it does not do: send anything, or time anything (sub_last_push_ms is for the canary's
+ * judgement in backplane_redis_phase.c). Numbers in received "args"/"data" pass through cJSON,
+ * so integers beyond 2^53 lose precision.
+ *
+ * Ownership: the reply is hiredis's, valid during the call; a message handed up is valid only
+ * during on_message/on_raw.
+ */
+#include "backplane_redis.h"
+
+#include "roomcast/common.h"
+#include "roomcast/log.h"
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <string.h>
+
+static void deliver(redis_bp *bp, const bp_chan *e, const char *payload, size_t len)
+{
+    bp_envelope env;
+    switch (bp_envelope_decode(&env, payload, len, bp->node_id)) {
+    case BP_ENVELOPE_OK:
+        env.msg.ns = e->ns;
+        env.msg.room = e->room;
+        bp->received++;
+        if (bp->cb.on_message) {
+            bp->in_callback++;
+            bp->cb.on_message(bp->cb.arg, &env.msg);
+            bp->in_callback--;
+        }
+        break;
+    case BP_ENVELOPE_OWN:
+        bp->own++;
+        break;
+    default:
+        bp->invalid++;
+        rc_log_debug("redis_bad_message", "channel=\"%s\" reason=\"%s\"", e->name, env.why);
+        break;
+    }
+    bp_envelope_dispose(&env);
+}
+
+static void raw_deliver(redis_bp *bp, const char *name, const char *payload, size_t len)
+{
+    bp->raw_received++;
+    if (!bp->cb.on_raw) return;
+    bp->in_callback++;
+    bp->cb.on_raw(bp->cb.arg, name, payload, len);
+    bp->in_callback--;
+}
+
+void redis_bp__on_push(void *arg, redis_conn *c, redisReply *reply)
+{
+    redis_bp *bp = arg;
+    bp->sub_last_push_ms = rc_now_mono_ms();
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        char reason[200];
+        snprintf(reason, sizeof(reason), "SUBSCRIBE refused: %s", reply->str);
+        redis_bp__fail(bp, reason);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = reply->element[0]->str;
+    const redisReply *chan = reply->element[1];
+    int is_canary = chan->len == strlen(bp->canary_channel) &&
+                    memcmp(chan->str, bp->canary_channel, chan->len) == 0;
+
+    if (strcmp(kind, "message") == 0) {
+        const redisReply *payload = reply->element[2];
+        if (payload->type != REDIS_REPLY_STRING) return;
+        if (is_canary) {
+            redis_bp__on_canary(bp, payload->str, payload->len);
+            return;
+        }
+        bp_chan *e = redis_bp__chan_find(bp, chan->str, chan->len);
+        if (!e) return;
+        /* An entry closed from inside on_raw stays allocated until the next flush. */
+        if (e->raw_refs) raw_deliver(bp, e->name, payload->str, payload->len);
+        if (e->wanted) deliver(bp, e, payload->str, payload->len); /* else: closed since */
+    } else if (strcmp(kind, "subscribe") == 0 && is_canary) {
+        bp->sub_synced = 1;
+        redis_bp__maybe_probe(bp);
+    } else if (strcmp(kind, "subscribe") == 0 || strcmp(kind, "psubscribe") == 0) {
+        redis_bp__sub_confirmed(bp);
+    } else if (strcmp(kind, "pmessage") == 0 && reply->elements >= 4 &&
+               reply->element[3]->type == REDIS_REPLY_STRING) {
+        /* [pmessage, pattern, channel, payload]: delivered to on_raw under the pattern's name */
+        bp_chan *e = redis_bp__chan_find(bp, chan->str, chan->len);
+        if (e && e->pattern && e->raw_refs && bp->cb.on_raw)
+            raw_deliver(bp, e->name, reply->element[3]->str, reply->element[3]->len);
+    }
+}

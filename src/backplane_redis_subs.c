@@ -1,0 +1,337 @@
+/*
+ * backplane_redis_subs.c: the Redis backplane's subscription set and subscription barrier.
+ * Shared state and the other files: src/backplane_redis.h; what Redis sees: docs/redis.md
+ * ("Subscriptions: one channel per room, batched").
+ *
+ * The set: the backplane owns the channels it wants (bp->chans: bp_chan entries with `wanted` =
+ * the node's wish, `sent` = what the current sub connection was last told). room_open,
+ * room_close and ns_open only flip `wanted` and put the entry on the dirty list; one flush per
+ * loop turn (flush_ev made active, so it runs after the callbacks already queued) sends the net
+ * difference as UNSUBSCRIBE then SUBSCRIBE commands of up to SUB_BATCH channels each. Open,
+ * close, open again within a turn costs nothing; an entry neither wanted nor sent is freed by the
+ * flush. Raw channels (redis_cmd.h) are entries with raw_refs > 0 (ns NULL): subscribed, batched,
+ * resubscribed and freed exactly like room channels; a name ending in '*' is a pattern, sent with
+ * PSUBSCRIBE/PUNSUBSCRIBE in batches of its own.
+ *
+ * The barrier (when_subscribed): Redis confirms a connection's (P)SUBSCRIBE channels in order,
+ * so counting channels sent (subs_sent) and confirmed (subs_confirmed) is enough. A waiter's
+ * target is subs_sent at the first flush after it registered; it goes (live = 1) once that many
+ * are confirmed, or at once when no sub connection can confirm anything (the resync subscribes
+ * later).
+ *
+ * Resync: a new sub connection starts with nothing sent (subs_reset when the old one went); once
+ * it is CONNECTED every wanted entry is sent again, then the canary channel last, whose
+ * confirmation (backplane_redis_recv.c) proves every earlier SUBSCRIBE was processed.
+ *
+ * What it does not do: decide anything about failure. The flush and the resync return -1 when
+ * a command could not be sent; the caller (backplane_redis_phase.c, which also runs flush_ev)
+ * fails the backplane. No timeout on a SUBSCRIBE reply: the canary covers a deaf subscription.
+ *
+ * Ownership: the entries and waiters are the backplane's, freed here (subs_dispose, when freed).
+ */
+#include "backplane_redis.h"
+
+#include "roomcast/common.h"
+#include "roomcast/log.h"
+
+#include <event2/event.h>
+#include <string.h>
+
+/* ---- names -------------------------------------------------------------------------------- */
+
+/* Namespaces start with '/' and never contain ':', so "<P>:room:<ns>:<room>" splits at the
+ * first ':' after "<P>:room:" and a room name may itself contain ':' ("meeting:42"). */
+int redis_bp__ns_valid(const char *ns)
+{
+    return ns && ns[0] == '/' && !strchr(ns, ':');
+}
+
+void redis_bp__channel_build(const redis_bp *bp, bp_buf *b, const char *ns, const char *room)
+{
+    b->len = 0;
+    bp_buf_puts(b, bp->prefix);
+    bp_buf_puts(b, room ? ":room:" : ":ns:");
+    bp_buf_puts(b, ns);
+    if (room) {
+        bp_buf_put(b, ":", 1);
+        bp_buf_puts(b, room);
+    }
+}
+
+/* ---- the set ------------------------------------------------------------------------------ */
+
+static bp_chan *chan_new(const char *name, size_t len, const char *ns, const char *room)
+{
+    size_t nslen = strlen(ns), roomlen = room ? strlen(room) : 0;
+    bp_chan *e = rc_calloc(1, sizeof(*e) + len + 1 + nslen + 1 + roomlen + 1);
+    char *p = e->name;
+    memcpy(p, name, len);
+    p += len + 1;
+    memcpy(p, ns, nslen);
+    e->ns = p;
+    p += nslen + 1;
+    if (room) {
+        memcpy(p, room, roomlen);
+        e->room = p;
+    }
+    e->len = len;
+    return e;
+}
+
+bp_chan *redis_bp__chan_find(redis_bp *bp, const char *name, size_t len)
+{
+    rc_hmap_node *n = rc_hmap_find(&bp->chans, name, len);
+    return n ? RC_CONTAINER_OF(n, bp_chan, node) : NULL;
+}
+
+/* Subscribed while the node wants it as a room/namespace channel or a module holds it open. */
+static int chan_wanted(const bp_chan *e)
+{
+    return e->wanted || e->raw_refs > 0;
+}
+
+static void chan_mark_dirty(redis_bp *bp, bp_chan *e)
+{
+    if (e->dirty) return;
+    e->dirty = 1;
+    e->dirty_next = bp->dirty;
+    bp->dirty = e;
+}
+
+void redis_bp__schedule_flush(redis_bp *bp)
+{
+    if (bp->flush_scheduled) return;
+    bp->flush_scheduled = 1;
+    event_active(bp->flush_ev, EV_TIMEOUT, 0);
+}
+
+void redis_bp__chan_set_wanted(redis_bp *bp, const char *ns, const char *room, int wanted)
+{
+    redis_bp__channel_build(bp, &bp->chan_buf, ns, room);
+    bp_chan *e = redis_bp__chan_find(bp, bp->chan_buf.p, bp->chan_buf.len);
+    if (!e) {
+        if (!wanted) return;
+        e = chan_new(bp->chan_buf.p, bp->chan_buf.len, ns, room);
+        rc_hmap_insert(&bp->chans, &e->node, e->name, e->len);
+    }
+    if (e->wanted == (unsigned)wanted) return;
+    e->wanted = wanted ? 1 : 0;
+    chan_mark_dirty(bp, e);
+    redis_bp__schedule_flush(bp);
+}
+
+/* Raw channels (redis_cmd.h) may not pose as the backplane's own: room, namespace and canary
+ * channels. */
+static int raw_channel_valid(const redis_bp *bp, const char *channel)
+{
+    size_t plen = strlen(bp->prefix);
+    if (!channel || !channel[0]) return 0;
+    if (strcmp(channel, bp->canary_channel) == 0) return 0;
+    if (strncmp(channel, bp->prefix, plen) == 0 &&
+        (strncmp(channel + plen, ":room:", 6) == 0 || strncmp(channel + plen, ":ns:", 4) == 0))
+        return 0;
+    return 1;
+}
+
+void redis_bp__raw_open(redis_bp *bp, const char *channel)
+{
+    if (!raw_channel_valid(bp, channel)) {
+        rc_log_warn("redis_bad_channel", "raw=\"%s\"", channel ? channel : "");
+        return;
+    }
+    size_t len = strlen(channel);
+    bp_chan *e = redis_bp__chan_find(bp, channel, len);
+    if (!e) {
+        e = rc_calloc(1, sizeof(*e) + len + 1);
+        memcpy(e->name, channel, len);
+        e->len = len;
+        e->pattern = channel[len - 1] == '*';
+        rc_hmap_insert(&bp->chans, &e->node, e->name, e->len);
+    }
+    if (e->raw_refs++ > 0) return;
+    chan_mark_dirty(bp, e);
+    redis_bp__schedule_flush(bp);
+}
+
+void redis_bp__raw_close(redis_bp *bp, const char *channel)
+{
+    bp_chan *e = redis_bp__chan_find(bp, channel, strlen(channel));
+    if (!e || e->raw_refs == 0) return;
+    if (--e->raw_refs > 0) return;
+    chan_mark_dirty(bp, e);
+    redis_bp__schedule_flush(bp);
+}
+
+/* ---- the barrier --------------------------------------------------------------------------- */
+
+/* Runs the waiters whose target is reached (all of them when `all`). */
+static void waiters_run(redis_bp *bp, int all)
+{
+    sub_waiter **pp = &bp->waiters, *ready = NULL;
+    while (*pp) {
+        sub_waiter *w = *pp;
+        if (all || (w->assigned && w->target <= bp->subs_confirmed)) {
+            *pp = w->next;
+            w->next = ready;
+            ready = w;
+        } else {
+            pp = &w->next;
+        }
+    }
+    while (ready) {
+        sub_waiter *w = ready;
+        ready = w->next;
+        w->cb(w->arg, 1);
+        rc_free(w);
+    }
+}
+
+void redis_bp__waiter_add(redis_bp *bp, void (*cb)(void *arg, int live), void *arg)
+{
+    sub_waiter *w = rc_calloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    w->next = bp->waiters;
+    bp->waiters = w;
+    redis_bp__schedule_flush(bp);
+}
+
+void redis_bp__sub_confirmed(redis_bp *bp)
+{
+    bp->subs_confirmed++;
+    if (bp->waiters) waiters_run(bp, 0);
+}
+
+/* ---- flush and resync ---------------------------------------------------------------------- */
+
+/* SUBSCRIBE-family command of bp->argv[0..argc) on the sub connection: replies reach on_push. */
+static int sub_command(redis_bp *bp, int argc)
+{
+    return redis_conn_subscribe(&bp->sub, argc, bp->argv, bp->argvlen);
+}
+
+/* Sends the dirty entries whose `sent` differs from `subscribe` as batched commands; channels
+ * and patterns (PSUBSCRIBE) in separate passes. */
+static int send_batches_of(redis_bp *bp, int subscribe, int patterns)
+{
+    int n = 0;
+    bp->argv[0] = patterns ? (subscribe ? "PSUBSCRIBE" : "PUNSUBSCRIBE") : (subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE");
+    bp->argvlen[0] = strlen(bp->argv[0]);
+    for (bp_chan *e = bp->dirty; e; e = e->dirty_next) {
+        if (e->pattern != (unsigned)patterns) continue;
+        if (chan_wanted(e) != subscribe || e->sent == (unsigned)subscribe) continue;
+        bp->argv[++n] = e->name;
+        bp->argvlen[n] = e->len;
+        e->sent = subscribe ? 1 : 0;
+        if (subscribe) {
+            bp->nsubscribed++;
+            bp->subs_sent++;
+        } else {
+            bp->nsubscribed--;
+        }
+        if (n == SUB_BATCH) {
+            if (sub_command(bp, n + 1) != 0) return -1;
+            n = 0;
+            bp->argv[0] = patterns ? (subscribe ? "PSUBSCRIBE" : "PUNSUBSCRIBE") : (subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE");
+            bp->argvlen[0] = strlen(bp->argv[0]);
+        }
+    }
+    if (n && sub_command(bp, n + 1) != 0) return -1;
+    return 0;
+}
+
+static int send_batches(redis_bp *bp, int subscribe)
+{
+    if (send_batches_of(bp, subscribe, 0) != 0) return -1;
+    return send_batches_of(bp, subscribe, 1);
+}
+
+int redis_bp__flush(redis_bp *bp)
+{
+    int rc = 0;
+    if (bp->sub.state == REDIS_CONN_CONNECTED) {
+        rc = send_batches(bp, 0);
+        if (rc == 0) rc = send_batches(bp, 1);
+    }
+    bp_chan *e = bp->dirty;
+    bp->dirty = NULL;
+    while (e) {
+        bp_chan *next = e->dirty_next;
+        e->dirty = 0;
+        e->dirty_next = NULL;
+        if (!chan_wanted(e) && !e->sent) {
+            rc_hmap_remove(&bp->chans, &e->node);
+            rc_free(e);
+        }
+        e = next;
+    }
+    /* Waiters registered before this flush wait for everything it sent. Without a live sub
+     * connection nothing can be confirmed: let them go (the resync subscribes later). */
+    for (sub_waiter *w = bp->waiters; w; w = w->next) {
+        if (w->assigned) continue;
+        w->assigned = 1;
+        w->target = bp->subs_sent;
+    }
+    if (bp->sub.state != REDIS_CONN_CONNECTED || rc != 0) waiters_run(bp, 1);
+    else waiters_run(bp, 0);
+    return rc;
+}
+
+void redis_bp__subs_reset(redis_bp *bp)
+{
+    waiters_run(bp, 1);
+    bp->subs_sent = bp->subs_confirmed = 0;
+    bp_chan *drop = NULL;
+    for (rc_hmap_node *n = rc_hmap_first(&bp->chans); n; n = rc_hmap_next(&bp->chans, n)) {
+        bp_chan *e = RC_CONTAINER_OF(n, bp_chan, node);
+        e->sent = 0;
+        e->dirty = 0;
+        e->dirty_next = NULL;
+        if (!chan_wanted(e)) {
+            e->dirty_next = drop;
+            drop = e;
+        }
+    }
+    while (drop) {
+        bp_chan *next = drop->dirty_next;
+        rc_hmap_remove(&bp->chans, &drop->node);
+        rc_free(drop);
+        drop = next;
+    }
+    bp->dirty = NULL;
+    bp->nsubscribed = 0;
+    bp->sub_synced = 0;
+}
+
+int redis_bp__resync(redis_bp *bp)
+{
+    for (rc_hmap_node *n = rc_hmap_first(&bp->chans); n; n = rc_hmap_next(&bp->chans, n)) {
+        bp_chan *e = RC_CONTAINER_OF(n, bp_chan, node);
+        if (chan_wanted(e)) chan_mark_dirty(bp, e);
+    }
+    if (redis_bp__flush(bp) != 0) return -1;
+    bp->argv[0] = "SUBSCRIBE";
+    bp->argvlen[0] = 9;
+    bp->argv[1] = bp->canary_channel;
+    bp->argvlen[1] = strlen(bp->canary_channel);
+    return sub_command(bp, 2);
+}
+
+/* ---- free ------------------------------------------------------------------------------------ */
+
+void redis_bp__subs_dispose(redis_bp *bp)
+{
+    while (bp->waiters) { /* told with live = 0: only release what they hold */
+        sub_waiter *w = bp->waiters;
+        bp->waiters = w->next;
+        w->cb(w->arg, 0);
+        rc_free(w);
+    }
+    rc_hmap_node *n = rc_hmap_first(&bp->chans);
+    while (n) {
+        rc_hmap_node *next = rc_hmap_next(&bp->chans, n);
+        rc_free(RC_CONTAINER_OF(n, bp_chan, node));
+        n = next;
+    }
+    rc_hmap_dispose(&bp->chans);
+}

@@ -1,0 +1,146 @@
+/*
+ * sio_broadcast.c: the local fan-out of room messages (see include/roomcast/sio.h and
+ * include/roomcast/message.h), for the node's own broadcasts and those other nodes publish.
+ *
+ * rc_sio_broadcast encodes an emit once: one text frame (the Socket.IO header and arguments) and
+ * one binary frame per attachment, each shared by reference by every recipient's session, then
+ * released here (the sessions hold their own references). Recipients are the room's members, or
+ * every socket of the namespace when the message has no room, minus the sockets in msg->except
+ * and sockets already removed.
+ *
+ * rc_sio_control applies a control op (join another room, leave one, disconnect) to the same
+ * recipients, through rc_sio_join/leave/disconnect, so hooks fire as for a rule's own op.
+ *
+ * What it does not do: publish to other nodes (the node does) or decide who may send (rules).
+ */
+#include "sio_internal.h"
+#include "roomcast/common.h"
+#include "roomcast/metrics.h"
+
+typedef struct fanout {
+    const rc_bp_message *msg;
+    rc_frame *head;
+    rc_frame **att;
+    size_t att_count;
+    size_t delivered;
+    uint64_t born_ns;
+    int ns_index;
+} fanout;
+
+static int excepted(const rc_bp_message *msg, const rc_sio_socket *s)
+{
+    for (size_t i = 0; i < msg->except_count; i++)
+        if (strcmp(msg->except[i], s->sid) == 0) return 1;
+    return 0;
+}
+
+static void fanout_one(fanout *f, rc_sio_socket *s)
+{
+    if (s->dead || excepted(f->msg, s)) return;
+    rc_eio_send_frame(s->client->eio, f->head);
+    for (size_t i = 0; i < f->att_count; i++) rc_eio_send_frame(s->client->eio, f->att[i]);
+    f->delivered++;
+}
+
+static void fanout_visit(void *arg, rc_room_member *m)
+{
+    fanout_one(arg, RC_CONTAINER_OF(m, rc_sio_socket, member));
+}
+
+size_t rc_sio_broadcast(rc_sio_server *srv, const rc_bp_message *msg, uint64_t born_ns)
+{
+    rc_sio_ns *ns = rc_sio__find_ns(srv, msg->ns, strlen(msg->ns));
+    if (!ns || !msg->event) return 0;
+    rc_room *room = NULL;
+    if (msg->room) {
+        room = rc_rooms_find(ns->rooms, msg->room);
+        if (!room) return 0;
+    } else if (ns->sockets.count == 0) {
+        return 0;
+    }
+    fanout f = {0};
+    f.msg = msg;
+    f.born_ns = born_ns;
+    f.ns_index = ns->index;
+    int type = msg->attachment_count ? RC_SIO_BINARY_EVENT : RC_SIO_EVENT;
+    f.head = rc_sio__encode_packet(type, ns->set.name, -1, (int)msg->attachment_count, msg->event,
+                           msg->args_json, msg->args_len);
+    f.head->born_ns = born_ns;
+    rc_frame *att_local[RC_SIO_MAX_ATTACHMENTS];
+    f.att = att_local;
+    f.att_count = msg->attachment_count <= RC_SIO_MAX_ATTACHMENTS ? msg->attachment_count : 0;
+    for (size_t i = 0; i < f.att_count; i++)
+        f.att[i] = rc_frame_from(RC_WS_OP_BINARY, msg->attachments[i].data, msg->attachments[i].len);
+    if (room) {
+        rc_room_foreach(room, fanout_visit, &f);
+    } else {
+        for (rc_hmap_node *n = rc_hmap_first(&ns->sockets); n; n = rc_hmap_next(&ns->sockets, n))
+            fanout_one(&f, RC_CONTAINER_OF(n, rc_sio_socket, node));
+    }
+    rc_frame_unref(f.head);
+    for (size_t i = 0; i < f.att_count; i++) rc_frame_unref(f.att[i]);
+    rc_metrics.broadcasts_total[ns->index]++;
+    rc_metrics.messages_out_total[ns->index] += f.delivered;
+    /* once per broadcast, not per recipient (a clock read and a bucket search each): the time
+     * by which every recipient's frame was queued, counted for each of them */
+    if (born_ns && f.delivered)
+        rc_histogram_observe_n(&rc_metrics.delivery_latency, (double)(rc_now_mono_ns() - born_ns) / 1e9,
+                               f.delivered);
+    return f.delivered;
+}
+
+typedef struct collect {
+    rc_sio_socket **items;
+    size_t count, cap;
+} collect;
+
+static void collect_visit(void *arg, rc_room_member *m)
+{
+    collect *c = arg;
+    if (c->count == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        c->items = rc_realloc(c->items, c->cap * sizeof(*c->items));
+    }
+    c->items[c->count++] = RC_CONTAINER_OF(m, rc_sio_socket, member);
+}
+
+size_t rc_sio_control(rc_sio_server *srv, const rc_bp_message *msg)
+{
+    rc_sio_ns *ns = rc_sio__find_ns(srv, msg->ns, strlen(msg->ns));
+    if (!ns) return 0;
+    /* Collect first: the operation changes the very memberships being walked. No room means
+     * every socket of the namespace (an op published on P:ns:<ns>). */
+    collect col = {0};
+    if (msg->room) {
+        rc_room *room = rc_rooms_find(ns->rooms, msg->room);
+        if (!room) return 0;
+        rc_room_foreach(room, collect_visit, &col);
+    } else {
+        for (rc_hmap_node *h = rc_hmap_first(&ns->sockets); h; h = rc_hmap_next(&ns->sockets, h))
+            collect_visit(&col, &RC_CONTAINER_OF(h, rc_sio_socket, node)->member);
+    }
+    size_t done = 0;
+    for (size_t i = 0; i < col.count; i++) {
+        rc_sio_socket *s = col.items[i];
+        if (s->dead || excepted(msg, s)) continue;
+        switch (msg->kind) {
+        case RC_BP_JOIN:
+            if (msg->target_room && rc_sio_join(s, msg->target_room) > 0) done++;
+            break;
+        case RC_BP_LEAVE:
+            if (msg->target_room) done += (size_t)rc_sio_leave(s, msg->target_room);
+            break;
+        case RC_BP_DISCONNECT:
+            rc_sio_disconnect(s);
+            done++;
+            break;
+        }
+    }
+    rc_free(col.items);
+    return done;
+}
+
+int rc_sio_has_ns(const rc_sio_server *srv, const char *ns)
+{
+    return rc_sio__find_ns(srv, ns, strlen(ns)) != NULL;
+}
