@@ -9,11 +9,12 @@
  * node.c's presence callbacks bring the answer to rc_node__answer_pending, which finds the socket
  * again by namespace and id (it may be gone) and runs the rule's continuation with {data}.
  *
- * What it does not do: decide what an event means (src/rules.c does) or deliver to other nodes
- * (node_broadcast.c does).
+ * What it does not do: decide what an event means (src/rules_run.c does) or deliver to other
+ * nodes (node_broadcast.c does).
  *
  * API: rc_node__socket_rules, rc_node__hook_on_connect, rc_node__hook_on_event,
- * rc_node__hook_on_ack, rc_node__answer_pending, rc_node__pending_take, rc_node__pending_free.
+ * rc_node__hook_on_ack, rc_node__hook_auth_error, rc_node__answer_pending, rc_node__pending_take,
+ * rc_node__pending_free.
  */
 #include "node_internal.h"
 #include "roomcast/auth.h"
@@ -296,6 +297,21 @@ void rc_node__hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
     fill_input(&in, s, 0);
     in.auth = auth;
     rc_rules_run(rc_node__socket_rules(n, s), &in, &rule_ops, &t);
+}
+
+/* How namespace ns_index refuses a CONNECT ("authError"): NULL for CONNECT_ERROR, else the event's
+ * arguments as heap JSON text (sio's now) and its name in `event`. sio's namespaces are the
+ * rules' namespaces, in the same order (node.c builds one from the other). */
+char *rc_node__hook_auth_error(void *arg, size_t ns_index, const char *reason, char event[201])
+{
+    rc_node *n = arg;
+    cJSON *args = NULL;
+    if (rc_ns_rules_auth_error(rc_rules_ns_at(n->cfg->rules, ns_index), reason, event, &args) != 1) return NULL;
+    char *json = cJSON_PrintUnformatted(args);
+    char *out = rc_strdup(json);
+    cJSON_free(json);
+    cJSON_Delete(args);
+    return out;
 }
 
 void rc_node__hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
