@@ -14,7 +14,6 @@
 CC        ?= gcc
 CLANG     ?= clang
 O         ?= build
-PKGS      := libevent libevent_openssl libcjson libjwt hiredis openssl
 LIBS      := -levent_openssl -levent -lcjson -ljwt -lhiredis -lwslay -lhttp_parser -lssl -lcrypto -lm
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 BASEFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -MMD -MP $(WARN)

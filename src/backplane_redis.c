@@ -32,6 +32,7 @@
 #include "backplane_redis.h"
 
 #include "roomcast/common.h"
+#include "roomcast/keys.h"
 #include "roomcast/log.h"
 
 #include <arpa/inet.h>
@@ -264,9 +265,7 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     bp->numeric_host = inet_pton(AF_INET, url.host, addr) == 1 || inet_pton(AF_INET6, url.host, addr) == 1;
     bp->prefix = rc_strdup(prefix);
     bp->node_id = rc_strdup(node_id);
-    size_t n = strlen(prefix) + strlen(node_id) + 16;
-    bp->canary_channel = rc_malloc(n);
-    snprintf(bp->canary_channel, n, "%s:canary:%s", prefix, node_id);
+    bp->canary_channel = rc_key_new(prefix, RC_KEY_CANARY, node_id, NULL);
     bp->sub_name = client_name(node_id, "sub");
     bp->cmd_name = client_name(node_id, "cmd");
     redis_conn_callbacks conn_cb = {

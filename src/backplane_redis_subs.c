@@ -32,6 +32,7 @@
 #include "backplane_redis.h"
 
 #include "roomcast/common.h"
+#include "roomcast/keys.h"
 #include "roomcast/log.h"
 
 #include <event2/event.h>
@@ -48,14 +49,14 @@ int redis_bp__ns_valid(const char *ns)
 
 void redis_bp__channel_build(const redis_bp *bp, bp_buf *b, const char *ns, const char *room)
 {
-    b->len = 0;
-    bp_buf_puts(b, bp->prefix);
-    bp_buf_puts(b, room ? ":room:" : ":ns:");
-    bp_buf_puts(b, ns);
-    if (room) {
-        bp_buf_put(b, ":", 1);
-        bp_buf_puts(b, room);
+    int kind = room ? RC_KEY_ROOM : RC_KEY_NS;
+    size_t n = rc_key_write(b->p, b->cap, bp->prefix, kind, ns, room);
+    if (n >= b->cap) { /* first use, or a longer name than any before: grow and write again */
+        b->p = rc_realloc(b->p, n + 1);
+        b->cap = n + 1;
+        rc_key_write(b->p, b->cap, bp->prefix, kind, ns, room);
     }
+    b->len = n;
 }
 
 /* ---- the set ------------------------------------------------------------------------------ */
@@ -124,12 +125,13 @@ void redis_bp__chan_set_wanted(redis_bp *bp, const char *ns, const char *room, i
  * channels. */
 static int raw_channel_valid(const redis_bp *bp, const char *channel)
 {
-    size_t plen = strlen(bp->prefix);
     if (!channel || !channel[0]) return 0;
     if (strcmp(channel, bp->canary_channel) == 0) return 0;
-    if (strncmp(channel, bp->prefix, plen) == 0 &&
-        (strncmp(channel + plen, ":room:", 6) == 0 || strncmp(channel + plen, ":ns:", 4) == 0))
-        return 0;
+    char start[256];
+    for (int kind = RC_KEY_ROOM; kind <= RC_KEY_NS; kind++) {
+        size_t n = rc_key_write(start, sizeof(start), bp->prefix, kind, "", NULL);
+        if (n < sizeof(start) && strncmp(channel, start, n) == 0) return 0;
+    }
     return 1;
 }
 

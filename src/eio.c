@@ -14,7 +14,6 @@
  */
 #include "roomcast/eio.h"
 #include "roomcast/common.h"
-#include "roomcast/config.h"
 #include "roomcast/eio_codec.h"
 #include "roomcast/frame.h"
 #include "roomcast/hmap.h"
@@ -60,7 +59,7 @@ struct rc_eio_session {
 
 struct rc_eio_server {
     struct event_base *base;
-    const rc_config *cfg;
+    rc_eio_settings set;
     const rc_eio_callbacks *cb;
     rc_hmap sessions;
     rc_eio_session *closed;     /* awaiting on_close + free */
@@ -84,12 +83,12 @@ void rc_eio_cors_headers(const rc_eio_server *srv, const rc_http_request *req, c
     buf[0] = '\0';
     const char *origin = rc_http_header(req, "Origin");
     if (!origin) return;
-    for (size_t i = 0; i < srv->cfg->cors_origin_count; i++) {
-        const char *o = srv->cfg->cors_origins[i];
+    for (size_t i = 0; i < srv->set.cors_origin_count; i++) {
+        const char *o = srv->set.cors_origins[i];
         if (strcmp(o, "*") == 0 || strcmp(o, origin) == 0) {
             if (strlen(origin) > 512) return;
             snprintf(buf, n, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n%s", origin,
-                     srv->cfg->cors_credentials ? "Access-Control-Allow-Credentials: true\r\n" : "");
+                     srv->set.cors_credentials ? "Access-Control-Allow-Credentials: true\r\n" : "");
             return;
         }
     }
@@ -98,7 +97,7 @@ void rc_eio_cors_headers(const rc_eio_server *srv, const rc_http_request *req, c
 static int origin_refused(const rc_eio_server *srv, const rc_http_request *req)
 {
     const char *origin = rc_http_header(req, "Origin");
-    if (!origin || srv->cfg->cors_origin_count == 0) return 0;
+    if (!origin || srv->set.cors_origin_count == 0) return 0;
     char buf[1024];
     rc_eio_cors_headers(srv, req, buf, sizeof(buf));
     return buf[0] == '\0';
@@ -215,7 +214,7 @@ static void server_on_reap(evutil_socket_t fd, short what, void *arg)
 static void session_send_frame(rc_eio_session *s, rc_frame *f)
 {
     if (s->closed) return;
-    size_t limit = s->srv->cfg->max_outbound_bytes;
+    size_t limit = s->srv->set.max_outbound_bytes;
     if (s->transport == T_WEBSOCKET && s->ws && !s->hold) {
         rc_ws_send_frame(s->ws, f);
         if (rc_ws_pending_bytes(s->ws) > limit) {
@@ -305,7 +304,7 @@ static void send_control(rc_eio_session *s, char type)
 static void session_on_timer(evutil_socket_t fd, short what, void *arg)
 {
     rc_eio_session *s = arg;
-    const rc_config *cfg = s->srv->cfg;
+    const rc_eio_settings *set = &s->srv->set;
     uint64_t now = rc_now_mono_ms();
     if (!s->connected && s->connect_deadline_ms && now >= s->connect_deadline_ms) {
         rc_log_debug("connect_timeout", "sid=%s", s->sid);
@@ -325,7 +324,7 @@ static void session_on_timer(evutil_socket_t fd, short what, void *arg)
         }
     } else if (now >= s->next_ping_ms) {
         s->ping_pending = 1;
-        s->pong_deadline_ms = now + (uint64_t)cfg->ping_timeout_ms;
+        s->pong_deadline_ms = now + (uint64_t)set->ping_timeout_ms;
         send_control(s, '2');
         if (s->closed) return;
     }
@@ -348,7 +347,6 @@ void rc_eio_mark_connected(rc_eio_session *s)
     s->connected = 1;
 }
 
-int rc_eio_is_websocket(const rc_eio_session *s) { return s->transport == T_WEBSOCKET; }
 const char *rc_eio_sid(const rc_eio_session *s) { return s->sid; }
 
 /* ---- inbound packets ---------------------------------------------------------------------- */
@@ -361,7 +359,7 @@ static int session_on_packet(rc_eio_session *s, const rc_eio_packet *p)
     case RC_EIO_PONG:
         if (s->ping_pending) {
             s->ping_pending = 0;
-            s->next_ping_ms = rc_now_mono_ms() + (uint64_t)s->srv->cfg->ping_interval_ms;
+            s->next_ping_ms = rc_now_mono_ms() + (uint64_t)s->srv->set.ping_interval_ms;
             session_arm_timer(s);
         }
         return 0;
@@ -472,8 +470,8 @@ static rc_eio_session *session_new(rc_eio_server *srv, int transport)
     rc_hmap_insert(&srv->sessions, &s->node, s->sid, SID_LEN);
     s->timer = evtimer_new(srv->base, session_on_timer, s);
     uint64_t now = rc_now_mono_ms();
-    s->next_ping_ms = now + (uint64_t)srv->cfg->ping_interval_ms;
-    s->connect_deadline_ms = now + (uint64_t)srv->cfg->connect_timeout_ms;
+    s->next_ping_ms = now + (uint64_t)srv->set.ping_interval_ms;
+    s->connect_deadline_ms = now + (uint64_t)srv->set.connect_timeout_ms;
     session_arm_timer(s);
     rc_metrics.eio_sessions_opened_total[transport]++;
     return s;
@@ -481,19 +479,20 @@ static rc_eio_session *session_new(rc_eio_server *srv, int transport)
 
 static int open_packet(rc_eio_session *s, char *buf, size_t n)
 {
-    const rc_config *cfg = s->srv->cfg;
-    int upgrades = s->transport == T_POLLING && cfg->allow_websocket;
+    const rc_eio_settings *set = &s->srv->set;
+    int upgrades = s->transport == T_POLLING && set->allow_websocket;
     return snprintf(buf, n, "0{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%d,\"pingTimeout\":%d,"
                             "\"maxPayload\":%zu}",
-                    s->sid, upgrades ? "\"websocket\"" : "", cfg->ping_interval_ms,
-                    cfg->ping_timeout_ms, cfg->max_payload);
+                    s->sid, upgrades ? "\"websocket\"" : "", set->ping_interval_ms,
+                    set->ping_timeout_ms, set->max_payload);
 }
 
-/* limits.maxConnections bounds Engine.IO sessions too: polling sessions outlive their TCP
- * connections, so counting connections alone would let handshakes pile up sessions. */
+/* max_sessions (the node gives limits.maxConnections) bounds Engine.IO sessions too: polling
+ * sessions outlive their TCP connections, so counting connections alone would let handshakes pile
+ * up sessions. */
 static int session_cap_reached(const rc_eio_server *srv)
 {
-    if (srv->cfg->max_connections > 0 && srv->sessions.count >= (size_t)srv->cfg->max_connections) {
+    if (srv->set.max_sessions > 0 && srv->sessions.count >= (size_t)srv->set.max_sessions) {
         rc_metrics.connections_rejected_total++;
         return 1;
     }
@@ -527,8 +526,8 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
     }
     int is_ws = strcmp(transport, "websocket") == 0;
     int is_polling = strcmp(transport, "polling") == 0;
-    if ((!is_ws && !is_polling) || (is_ws && !srv->cfg->allow_websocket) ||
-        (is_polling && !srv->cfg->allow_polling)) {
+    if ((!is_ws && !is_polling) || (is_ws && !srv->set.allow_websocket) ||
+        (is_polling && !srv->set.allow_polling)) {
         respond_error(srv, req, 0);
         return;
     }
@@ -550,19 +549,19 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
                 /* The session is on a WebSocket already: engine.io accepts this one (101) and
                  * closes it at once, leaving the session alone; so do we. No callbacks: nothing
                  * of it reaches the session. */
-                rc_ws_close(rc_ws_accept(req, srv->cfg->max_payload, NULL, NULL), RC_WS_CLOSE_NORMAL);
+                rc_ws_close(rc_ws_accept(req, srv->set.max_payload, NULL, NULL), RC_WS_CLOSE_NORMAL);
                 return;
             }
             if (s->probe) { respond_error(srv, req, 3); return; }
-            s->probe = rc_ws_accept(req, srv->cfg->max_payload, &probe_cb, s);
-            s->upgrade_deadline_ms = rc_now_mono_ms() + (uint64_t)srv->cfg->upgrade_timeout_ms;
+            s->probe = rc_ws_accept(req, srv->set.max_payload, &probe_cb, s);
+            s->upgrade_deadline_ms = rc_now_mono_ms() + (uint64_t)srv->set.upgrade_timeout_ms;
             session_arm_timer(s);
             return;
         }
         if (srv->refuse_new || session_cap_reached(srv)) { respond_error(srv, req, 4); return; }
         rc_eio_session *s = session_new(srv, T_WEBSOCKET);
         s->owner = srv->cb->on_open(srv->cb->arg, s, req);
-        s->ws = rc_ws_accept(req, srv->cfg->max_payload, &ws_transport_cb, s);
+        s->ws = rc_ws_accept(req, srv->set.max_payload, &ws_transport_cb, s);
         char open[256];
         int n = open_packet(s, open, sizeof(open));
         rc_ws_send(s->ws, RC_WS_OP_TEXT, open, (size_t)n);
@@ -631,11 +630,12 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
 
 /* ---- server ------------------------------------------------------------------------------- */
 
-rc_eio_server *rc_eio_server_new(struct event_base *base, const rc_config *cfg, const rc_eio_callbacks *cb)
+rc_eio_server *rc_eio_server_new(struct event_base *base, const rc_eio_settings *settings,
+                                 const rc_eio_callbacks *cb)
 {
     rc_eio_server *srv = rc_calloc(1, sizeof(*srv));
     srv->base = base;
-    srv->cfg = cfg;
+    srv->set = *settings;
     srv->cb = cb;
     srv->reap_ev = event_new(base, -1, 0, server_on_reap, srv);
     return srv;

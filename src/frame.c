@@ -61,6 +61,8 @@ rc_frame *rc_frame_raw(const void *data, size_t len)
     return f;
 }
 
+size_t rc_frame_live(void) { return (size_t)rc_frames_live; }
+
 void rc_frame_unref(rc_frame *f)
 {
     assert(f->refs > 0);

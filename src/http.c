@@ -17,7 +17,6 @@
 #include "roomcast/metrics.h"
 #include "roomcast/server.h"
 
-#include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <http_parser.h>

@@ -5,7 +5,7 @@
 #include "roomcast/keys.h"
 #include "roomcast/common.h"
 
-#include <stdio.h>
+#include <string.h>
 
 /* What follows "<prefix>:" for each kind, and how many caller parts come after it. */
 static const struct {
@@ -30,13 +30,32 @@ static const struct {
     [RC_KEY_QUEUE] = {"", 1, ":"},
 };
 
+/* Appends n bytes at *len, as far as they fit before cap - 1; *len counts every byte. */
+static void key_put(char *out, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (*len + 1 < cap) {
+        size_t room = cap - 1 - *len;
+        memcpy(out + *len, s, n < room ? n : room);
+    }
+    *len += n;
+}
+
 size_t rc_key_write(char *out, size_t cap, const char *prefix, int kind, const char *a, const char *b)
 {
     if (kind < 0 || kind >= RC_KEY__COUNT) kind = RC_KEY_NOTIFY; /* unreachable: callers pass the enum */
     int parts = key_table[kind].parts;
-    int n = snprintf(out, cap, "%s:%s%s%s%s%s", prefix, key_table[kind].middle, parts >= 1 && a ? a : "",
-                     parts >= 2 ? ":" : "", parts >= 2 && b ? b : "", key_table[kind].suffix);
-    return n < 0 ? 0 : (size_t)n;
+    size_t len = 0;
+    key_put(out, cap, &len, prefix, strlen(prefix));
+    key_put(out, cap, &len, ":", 1);
+    key_put(out, cap, &len, key_table[kind].middle, strlen(key_table[kind].middle));
+    if (parts >= 1 && a) key_put(out, cap, &len, a, strlen(a));
+    if (parts >= 2 && b) {
+        key_put(out, cap, &len, ":", 1);
+        key_put(out, cap, &len, b, strlen(b));
+    }
+    key_put(out, cap, &len, key_table[kind].suffix, strlen(key_table[kind].suffix));
+    if (cap) out[len < cap ? len : cap - 1] = '\0';
+    return len;
 }
 
 char *rc_key_new(const char *prefix, int kind, const char *a, const char *b)

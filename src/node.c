@@ -294,7 +294,15 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->sio = sio_new(n);
     for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)
         n->bp->ops->ns_open(n->bp, rc_ns_rules_name(rc_rules_ns_at(cfg->rules, i)));
-    n->eio = rc_eio_server_new(base, cfg, rc_sio_eio_callbacks(n->sio));
+    rc_eio_settings eio_set = {
+        .ping_interval_ms = cfg->ping_interval_ms, .ping_timeout_ms = cfg->ping_timeout_ms,
+        .connect_timeout_ms = cfg->connect_timeout_ms, .upgrade_timeout_ms = cfg->upgrade_timeout_ms,
+        .max_payload = cfg->max_payload, .allow_polling = cfg->allow_polling,
+        .allow_websocket = cfg->allow_websocket, .max_outbound_bytes = cfg->max_outbound_bytes,
+        .max_sessions = cfg->max_connections, .cors_origins = cfg->cors_origins,
+        .cors_origin_count = cfg->cors_origin_count, .cors_credentials = cfg->cors_credentials,
+    };
+    n->eio = rc_eio_server_new(base, &eio_set, rc_sio_eio_callbacks(n->sio));
     n->server = rc_server_new(base, cfg->bind, cfg->port, cfg->max_connections, rc_node__on_accept, n, err);
     if (n->server && cfg->tls_cert_file &&
         rc_server_enable_tls(n->server, cfg->tls_cert_file, cfg->tls_key_file, err) != 0) {

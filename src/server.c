@@ -16,7 +16,6 @@
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -558,25 +557,6 @@ void rc_conn_close_after_flush(rc_conn *c)
         c->server->pending = c;
         event_active(c->server->flush_ev, 0, 0);
     }
-}
-
-const char *rc_conn_peer(rc_conn *c, char *buf, size_t n)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    buf[0] = '\0';
-    if (c->closed || getpeername(bufferevent_getfd(c->bev), (struct sockaddr *)&ss, &len) != 0) return buf;
-    char host[INET6_ADDRSTRLEN] = "";
-    int port = 0;
-    if (ss.ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
-        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
-        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    }
-    snprintf(buf, n, "%s:%d", host, port);
-    return buf;
 }
 
 static void conn_on_read(struct bufferevent *bev, void *arg)

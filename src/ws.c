@@ -1,18 +1,26 @@
 /*
  * ws.c: WebSocket server side (see include/roomcast/ws.h).
  *
- * Inbound: on each read we peek the next frame's header in the connection's input buffer,
- * validate it, and wait until the whole frame is buffered (its size is bounded by max_message, so
- * waiting cannot grow memory without bound). Then the frame goes through wslay's frame layer with
- * ONE wslay_frame_context shared by all connections: its receive callback hands out exactly the
- * bytes of this frame, so the context is back at its initial state when the frame is done and
- * never holds another connection's bytes. Payloads are unmasked into a shared scratch buffer and
- * handed up; only a fragmented message in flight gets a per-socket buffer.
+ * Inbound: on each read we peek the next frame's header in the connection's input buffer
+ * (head_peek: the only code of roomcast that decodes a frame header), judge it (head_check), and
+ * wait until the whole frame is buffered (its size is bounded by max_message, so waiting cannot
+ * grow memory without bound). Then the frame goes through wslay's frame layer with ONE
+ * wslay_frame_context shared by all connections: its receive callback hands out exactly the bytes
+ * of this frame, so the context is back at its initial state when the frame is done and never
+ * holds another connection's bytes. Payloads are unmasked into a shared scratch buffer and handed
+ * up; only a fragmented message in flight gets a per-socket buffer.
+ *
+ * Why the peek, when wslay decodes the same header again: the decision about a frame must come
+ * as soon as its header is in, before its payload (a header announcing 2^63 bytes is refused with
+ * 1009 at once, and so is one with the length's top bit set, which wslay would call a protocol
+ * error), and the shared context may only be handed a complete frame, whose length only the
+ * header tells. wslay's frame API has no entry point past the header, so it reads those bytes
+ * again; of its result only the unmasked payload is used.
  *
  * Outbound: frames are built by us (rc_frame, unmasked, FIN) and appended to the connection's
  * output, by reference for shared broadcast frames.
  *
- * Re-entrancy: the owner may close or abort from inside on_message. The rc_ws stays allocated
+ * Re-entrancy: the owner may close from inside on_message. The rc_ws stays allocated
  * until the read loop unwinds (`busy`), then is freed.
  */
 #include "roomcast/ws.h"
@@ -87,7 +95,8 @@ void rc_ws_global_cleanup(void)
 }
 
 /* Reads one complete, buffered frame of total_len bytes through wslay. Returns the payload
- * length (payload in shared.scratch), or -1 if wslay reported an error. */
+ * length (payload in shared.scratch), or -1 if wslay refused the frame (head_check lets through
+ * a length not written in its shortest form; wslay does not). */
 static long read_frame(struct evbuffer *in, size_t total_len, uint64_t payload_len)
 {
     shared_init();
@@ -105,11 +114,13 @@ static long read_frame(struct evbuffer *in, size_t total_len, uint64_t payload_l
         memset(&iocb, 0, sizeof(iocb));
         ssize_t r = wslay_frame_recv(shared.ctx, &iocb);
         if (r < 0) {
-            /* Should not happen: the header was validated. Reset the shared context. */
+            /* A length not in its shortest form: drop the rest of the frame and the shared
+             * context's state with it. */
             wslay_frame_context_free(shared.ctx);
             shared.ctx = NULL;
             evbuffer_drain(in, shared.remaining);
             shared.remaining = 0;
+            shared.in = NULL;
             return -1;
         }
         if (iocb.data_length) memcpy(shared.scratch + got, iocb.data, iocb.data_length);
@@ -236,13 +247,6 @@ void rc_ws_close(rc_ws *ws, uint16_t code)
     if (!ws->closing) send_close(ws, code);
 }
 
-void rc_ws_abort(rc_ws *ws)
-{
-    ws->cb = NULL;
-    ws->closing = 1;
-    rc_conn_close(ws->conn);
-}
-
 /* A protocol violation by the peer: close with code, tell the owner. */
 static void fail(rc_ws *ws, uint16_t code)
 {
@@ -313,48 +317,68 @@ static void handle_frame(rc_ws *ws, int fin, int opcode, const uint8_t *p, size_
     }
 }
 
+/* The header of the frame at the front of the input, as the peer wrote it. */
+typedef struct ws_head {
+    uint8_t fin, rsv, opcode, masked;
+    uint8_t len;            /* header bytes: 2, 4 or 10, plus 4 with a mask key */
+    uint64_t payload_len;   /* as announced, not yet judged */
+} ws_head;
+
+/* Decodes the header at the front of in without consuming it: 0 when it is all there, -1 when
+ * more bytes are needed. */
+static int head_peek(struct evbuffer *in, ws_head *h)
+{
+    uint8_t b[14];
+    ev_ssize_t got = evbuffer_copyout(in, b, sizeof(b));
+    if (got < 2) return -1;
+    h->fin = b[0] >> 7;
+    h->rsv = (b[0] >> 4) & 7;
+    h->opcode = b[0] & 0x0f;
+    h->masked = b[1] >> 7;
+    uint8_t code = b[1] & 0x7f;
+    size_t ext = code == 126 ? 2 : code == 127 ? 8 : 0;
+    h->len = (uint8_t)(2 + ext + (h->masked ? 4 : 0));
+    if ((size_t)got < h->len) return -1;
+    h->payload_len = ext ? 0 : code;
+    for (size_t i = 0; i < ext; i++) h->payload_len = h->payload_len << 8 | b[2 + i];
+    return 0;
+}
+
+/* Judges a header before its payload is buffered: 0 to go on, or the close code. */
+static uint16_t head_check(const rc_ws *ws, const ws_head *h)
+{
+    int control = h->opcode >= 8;
+    if (h->rsv || !h->masked || (h->opcode > 2 && h->opcode < 8) || h->opcode > 10 ||
+        (control && (!h->fin || h->payload_len > 125)) ||
+        (h->opcode == RC_WS_OP_CONT && !ws->frag_opcode) ||
+        ((h->opcode == RC_WS_OP_TEXT || h->opcode == RC_WS_OP_BINARY) && ws->frag_opcode))
+        return RC_WS_CLOSE_PROTOCOL;
+    /* Two comparisons: the sum alone would wrap for a length near 2^64. */
+    if (!control && (h->payload_len > ws->max_message || ws->frag_len + h->payload_len > ws->max_message))
+        return RC_WS_CLOSE_TOO_BIG;
+    return 0;
+}
+
 static void ws_on_conn_read(rc_conn *c, void *data)
 {
     rc_ws *ws = data;
     struct evbuffer *in = rc_conn_input(c);
     ws->busy = 1;
     while (!ws->closing && !ws->dead) {
-        uint8_t h[14];
-        size_t avail = evbuffer_get_length(in);
-        if (avail < 2) break;
-        ev_ssize_t got = evbuffer_copyout(in, h, avail < sizeof(h) ? avail : sizeof(h));
-        int fin = h[0] >> 7, rsv = (h[0] >> 4) & 7, opcode = h[0] & 0x0f;
-        int masked = h[1] >> 7;
-        uint64_t plen = h[1] & 0x7f;
-        size_t hlen = 2;
-        if (plen == 126) hlen = 4;
-        else if (plen == 127) hlen = 10;
-        if (masked) hlen += 4;
-        if ((size_t)got < hlen) break;
-        if (plen == 126) plen = (uint64_t)h[2] << 8 | h[3];
-        else if (plen == 127) {
-            plen = 0;
-            for (int i = 0; i < 8; i++) plen = plen << 8 | h[2 + i];
-        }
-        int control = opcode >= 8;
-        if (rsv || !masked || (opcode > 2 && opcode < 8) || opcode > 10 ||
-            (control && (!fin || plen > 125)) ||
-            (opcode == RC_WS_OP_CONT && !ws->frag_opcode) ||
-            ((opcode == RC_WS_OP_TEXT || opcode == RC_WS_OP_BINARY) && ws->frag_opcode)) {
-            fail(ws, RC_WS_CLOSE_PROTOCOL);
+        ws_head h;
+        if (head_peek(in, &h) != 0) break;
+        uint16_t refused = head_check(ws, &h);
+        if (refused) {
+            fail(ws, refused);
             break;
         }
-        if (!control && (plen > ws->max_message || ws->frag_len + plen > ws->max_message)) {
-            fail(ws, RC_WS_CLOSE_TOO_BIG);
-            break;
-        }
-        if (avail < hlen + plen) break; /* wait for the rest of this frame */
-        long n = read_frame(in, hlen + (size_t)plen, plen);
+        if (evbuffer_get_length(in) < h.len + h.payload_len) break; /* wait for the rest of this frame */
+        long n = read_frame(in, h.len + (size_t)h.payload_len, h.payload_len);
         if (n < 0) {
             fail(ws, RC_WS_CLOSE_PROTOCOL);
             break;
         }
-        handle_frame(ws, fin, opcode, shared.scratch, (size_t)n);
+        handle_frame(ws, h.fin, h.opcode, shared.scratch, (size_t)n);
     }
     ws->busy = 0;
     if (ws->dead) {

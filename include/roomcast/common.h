@@ -23,7 +23,6 @@ typedef struct rc_slice {
     size_t len;
 } rc_slice;
 
-static inline rc_slice rc_slice_of(const char *s) { rc_slice v = {s, s ? strlen(s) : 0}; return v; }
 static inline int rc_slice_eq(rc_slice a, const char *s)
 {
     size_t n = strlen(s);

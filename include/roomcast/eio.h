@@ -14,6 +14,9 @@
  *
  * Timers: one per session, armed for the earliest of: next ping, pong deadline, connect deadline
  * (cleared by rc_eio_mark_connected), upgrade deadline.
+ *
+ * Settings: the composition root fills an rc_eio_settings (from its configuration) and passes it
+ * to rc_eio_server_new, which copies it; Engine.IO reads nothing else of the node's config.
  */
 #ifndef ROOMCAST_EIO_H
 #define ROOMCAST_EIO_H
@@ -22,7 +25,6 @@
 #include <stdint.h>
 
 struct event_base;
-struct rc_config;
 struct rc_frame;
 typedef struct rc_http_request rc_http_request;
 typedef struct rc_eio_server rc_eio_server;
@@ -38,7 +40,26 @@ typedef struct rc_eio_callbacks {
     void *arg;
 } rc_eio_callbacks;
 
-rc_eio_server *rc_eio_server_new(struct event_base *base, const struct rc_config *cfg,
+/* Everything Engine.IO needs to know of the node's configuration (docs/config.md: engine.*,
+ * limits.*, cors.*). */
+typedef struct rc_eio_settings {
+    int ping_interval_ms;          /* advertised pingInterval: a ping this long after the last pong */
+    int ping_timeout_ms;           /* advertised pingTimeout: no pong by then -> "ping timeout" */
+    int connect_timeout_ms;        /* no rc_eio_mark_connected by then -> "connect timeout" */
+    int upgrade_timeout_ms;        /* a probing WebSocket not upgraded by then is closed */
+    size_t max_payload;            /* advertised maxPayload; the WebSocket message limit */
+    int allow_polling;             /* transports accepted for a handshake */
+    int allow_websocket;
+    size_t max_outbound_bytes;     /* a session with more unsent bytes is closed ("slow consumer") */
+    int max_sessions;              /* handshakes refused (403) at this many sessions; 0 = no cap */
+    char *const *cors_origins;     /* allowed Origin values ("*" for any); borrowed: must outlive
+                                      the server. None: no CORS headers, every Origin accepted */
+    size_t cors_origin_count;
+    int cors_credentials;          /* add Access-Control-Allow-Credentials: true */
+} rc_eio_settings;
+
+/* settings is copied (cors_origins is borrowed); cb must outlive the server. */
+rc_eio_server *rc_eio_server_new(struct event_base *base, const rc_eio_settings *settings,
                                  const rc_eio_callbacks *cb);
 /* Closes every session (on_close fires for each, synchronously here) and frees the server. */
 void rc_eio_server_free(rc_eio_server *srv);
@@ -62,7 +83,6 @@ void rc_eio_hold(rc_eio_session *s);
 void rc_eio_release(rc_eio_session *s);
 rc_eio_session *rc_eio_find(rc_eio_server *srv, const char *sid);
 void rc_eio_mark_connected(rc_eio_session *s);
-int rc_eio_is_websocket(const rc_eio_session *s);
 const char *rc_eio_sid(const rc_eio_session *s);
 
 #endif

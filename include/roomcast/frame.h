@@ -45,7 +45,9 @@ static inline uint8_t *rc_frame_payload(rc_frame *f) { return f->bytes + f->hdr_
 static inline size_t rc_frame_wire_len(const rc_frame *f) { return (size_t)f->hdr_len + f->len; }
 static inline rc_frame *rc_frame_ref(rc_frame *f) { f->refs++; return f; }
 void rc_frame_unref(rc_frame *f);
-/* Frames currently allocated (for tests and the leak check at shutdown). */
-extern uint64_t rc_frames_live;
+/* Frames currently allocated: counted by rc_frame_new/rc_frame_raw and the last rc_frame_unref.
+ * 0 once every holder has let go (unit-test teardowns check it; main.c logs it at exit). */
+size_t rc_frame_live(void);
+extern uint64_t rc_frames_live; /* the counter itself; read it through rc_frame_live */
 
 #endif

@@ -44,7 +44,8 @@ enum rc_key_kind {
 
 /* Writes the name into out (NUL-terminated when cap > 0, truncated to fit) and returns its
  * length, as snprintf does: a result >= cap means out was too small. a and b as the table says;
- * unused ones may be NULL. */
+ * unused ones may be NULL. Parts left NULL at the end give the start every such name shares, for
+ * matching: (RC_KEY_ROOM, "", NULL) is "P:room:", (RC_KEY_STATUS, "", NULL) is "P:status:". */
 size_t rc_key_write(char *out, size_t cap, const char *prefix, int kind, const char *a, const char *b);
 /* The same name as a new heap string. */
 char *rc_key_new(const char *prefix, int kind, const char *a, const char *b);

@@ -69,7 +69,5 @@ int rc_conn_is_closed(const rc_conn *c);
 /* Stops reading (backpressure while a request is being answered) / resumes. */
 void rc_conn_pause_read(rc_conn *c);
 void rc_conn_resume_read(rc_conn *c);
-/* Textual peer address for logs ("127.0.0.1:5555"). */
-const char *rc_conn_peer(rc_conn *c, char *buf, size_t n);
 
 #endif

@@ -48,8 +48,6 @@ void rc_ws_send(rc_ws *ws, int opcode, const void *data, size_t len);  /* copies
 void rc_ws_send_frame(rc_ws *ws, struct rc_frame *f);                   /* shares */
 size_t rc_ws_pending_bytes(const rc_ws *ws);
 void rc_ws_close(rc_ws *ws, uint16_t code);
-/* Closes the TCP connection at once (no close frame). */
-void rc_ws_abort(rc_ws *ws);
 
 /* UTF-8 validation (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). 1 valid. */
 int rc_utf8_valid(const uint8_t *s, size_t n);

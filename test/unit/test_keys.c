@@ -33,6 +33,10 @@ static void test_every_name(void **state)
     expect_key("rc", RC_KEY_NODE_MEMBERS, "n1", NULL, "rc:node:n1:members");
     expect_key("rc", RC_KEY_EVENTS, NULL, NULL, "rc:events");
     expect_key("{bull}", RC_KEY_QUEUE, "email", NULL, "{bull}:email:");
+    /* parts left out at the end: the start every such name shares */
+    expect_key("rc", RC_KEY_ROOM, "", NULL, "rc:room:");
+    expect_key("rc", RC_KEY_NS, "", NULL, "rc:ns:");
+    expect_key("rc", RC_KEY_STATUS, "", NULL, "rc:status:");
 }
 
 static void test_write_truncates_like_snprintf(void **state)

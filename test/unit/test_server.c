@@ -1,0 +1,314 @@
+/*
+ * test_server.c: the transport layer (src/server.c, include/roomcast/server.h) over loopback
+ * TCP on a private loop (net_loop.h): the installed handler hears input and exactly one close;
+ * raw writes, shared frames and bytes added to the output leave in the order they were queued;
+ * one frame sent to several connections is written from its own bytes to each and released once
+ * all are done; closing with frames queued releases them; close-after-flush delivers everything
+ * first, even when the kernel buffer fills; read timeouts, the connection cap and paused accepting.
+ * Every test ends with no frame left live.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <event2/buffer.h>
+
+#include "net_loop.h"
+
+#define MAX_CONNS 8
+
+typedef struct srv_side {
+    rc_conn *conn[MAX_CONNS];
+    int accepted;
+    int closes[MAX_CONNS];
+    int reads[MAX_CONNS];
+    int echo;            /* write back what arrives */
+    int close_on_read;   /* rc_conn_close from inside on_read, with a frame queued */
+} srv_side;
+
+static srv_side S;
+
+static int index_of(rc_conn *c)
+{
+    for (int i = 0; i < S.accepted; i++)
+        if (S.conn[i] == c) return i;
+    fail_msg("unknown connection");
+    return -1;
+}
+
+static void on_read(rc_conn *c, void *data)
+{
+    int i = index_of(c);
+    S.reads[i]++;
+    struct evbuffer *in = rc_conn_input(c);
+    size_t n = evbuffer_get_length(in);
+    char buf[65536];
+    if (n > sizeof(buf)) n = sizeof(buf);
+    evbuffer_remove(in, buf, n);
+    if (S.echo) rc_conn_write(c, buf, n);
+    if (S.close_on_read) {
+        rc_frame *f = rc_frame_from(RC_WS_OP_TEXT, "late", 4);
+        rc_conn_send_frame(c, f);
+        rc_frame_unref(f);
+        rc_conn_close(c);
+        assert_true(rc_conn_is_closed(c)); /* the struct lives until the turn ends */
+        rc_conn_write(c, "ignored", 7);
+    }
+}
+
+static void on_close(rc_conn *c, void *data)
+{
+    S.closes[index_of(c)]++;
+}
+
+static const rc_conn_handler handler = {on_read, on_close};
+
+static void on_accept(void *arg, rc_conn *c)
+{
+    assert_true(S.accepted < MAX_CONNS);
+    S.conn[S.accepted++] = c;
+    rc_conn_set_handler(c, &handler, NULL);
+}
+
+static int setup(void **state)
+{
+    memset(&S, 0, sizeof(S));
+    nl_setup(on_accept, NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    nl_teardown();
+    return 0;
+}
+
+static void test_echo_and_one_close(void **state)
+{
+    S.echo = 1;
+    nl_client c = nl_connect();
+    assert_int_equal(S.accepted, 1);
+    assert_int_equal(rc_server_conn_count(nl_server), 1);
+    assert_ptr_equal(rc_conn_base(S.conn[0]), nl_base);
+    nl_send_str(&c, "hello");
+    assert_true(nl_wait_str(&c, "hello", 2000));
+    assert_true(S.reads[0] >= 1);
+    nl_close(&c);
+    nl_pump(NULL, 20);
+    assert_int_equal(S.closes[0], 1);
+    assert_int_equal(rc_server_conn_count(nl_server), 0);
+}
+
+static void test_order_of_writes(void **state)
+{
+    nl_client c = nl_connect();
+    rc_conn *sc = S.conn[0];
+    rc_frame *f = rc_frame_from(RC_WS_OP_TEXT, "B", 1);
+    rc_conn_write(sc, "A", 1);
+    rc_conn_send_frame(sc, f);
+    evbuffer_add(rc_conn_output(sc), "C", 1);
+    rc_conn_send_frame(sc, f);
+    rc_conn_write(sc, "D", 1);
+    rc_frame_unref(f);
+    assert_int_equal(rc_frame_live(), 2); /* the connection holds it (and "A", queued as a raw
+                                            * frame) until written */
+    assert_true(rc_conn_pending_bytes(sc) > 0);
+    static const char want[] = "A\x81\x01" "BC\x81\x01" "BD";
+    assert_true(nl_wait_bytes(&c, sizeof(want) - 1, 2000));
+    assert_memory_equal(c.buf, want, sizeof(want) - 1);
+    nl_pump(&c, 5);
+    assert_int_equal(rc_frame_live(), 0);
+    assert_int_equal(rc_conn_pending_bytes(sc), 0);
+    nl_close(&c);
+}
+
+static void test_shared_frame_to_many(void **state)
+{
+    enum { N = 5 };
+    nl_client c[N];
+    for (int i = 0; i < N; i++) c[i] = nl_connect();
+    assert_int_equal(S.accepted, N);
+    rc_frame *f = rc_frame_from(RC_WS_OP_TEXT, "42[\"news\"]", 10);
+    for (int i = 0; i < N; i++) rc_conn_send_frame(S.conn[i], f);
+    assert_int_equal(f->refs, N + 1);
+    rc_frame_unref(f);
+    for (int i = 0; i < N; i++) {
+        assert_true(nl_wait_bytes(&c[i], 12, 2000));
+        assert_memory_equal(c[i].buf, "\x81\x0a" "42[\"news\"]", 12);
+    }
+    assert_int_equal(rc_frame_live(), 0);
+    for (int i = 0; i < N; i++) nl_close(&c[i]);
+}
+
+/* More frames than the inline slots, several turns in a row. */
+static void test_many_frames_queued(void **state)
+{
+    nl_client c = nl_connect();
+    size_t want = 0;
+    for (int turn = 0; turn < 5; turn++) {
+        for (int i = 0; i < 40; i++) {
+            char p[16];
+            int n = snprintf(p, sizeof(p), "m%d.%d", turn, i);
+            rc_frame *f = rc_frame_from(RC_WS_OP_TEXT, p, (size_t)n);
+            rc_conn_send_frame(S.conn[0], f);
+            want += rc_frame_wire_len(f);
+            rc_frame_unref(f);
+        }
+        nl_step(&c);
+    }
+    assert_true(nl_wait_bytes(&c, want, 2000));
+    assert_int_equal(c.len, want);
+    assert_non_null(memmem(c.buf, c.len, "m4.39", 5));
+    assert_int_equal(rc_frame_live(), 0);
+    nl_close(&c);
+}
+
+static void test_close_with_frames_queued(void **state)
+{
+    nl_client c = nl_connect();
+    rc_frame *f = rc_frame_from(RC_WS_OP_BINARY, "xyz", 3);
+    rc_conn_send_frame(S.conn[0], f);
+    rc_conn_send_frame(S.conn[0], f);
+    rc_frame_unref(f);
+    assert_int_equal(rc_frame_live(), 1);
+    rc_conn_close(S.conn[0]);
+    assert_int_equal(rc_frame_live(), 0);
+    assert_int_equal(S.closes[0], 1);
+    rc_conn_close(S.conn[0]); /* a second close is a no-op until the struct is collected */
+    assert_int_equal(S.closes[0], 1);
+    assert_true(nl_wait_eof(&c, 2000));
+    nl_close(&c);
+}
+
+static void test_close_from_inside_on_read(void **state)
+{
+    S.close_on_read = 1;
+    nl_client c = nl_connect();
+    nl_send_str(&c, "x");
+    assert_true(nl_wait_eof(&c, 2000));
+    assert_int_equal(S.closes[0], 1);
+    assert_int_equal(c.len, 0); /* nothing queued after the close was written */
+    nl_close(&c);
+}
+
+/* A megabyte the client does not read at first: the kernel buffer fills, the rest waits in the
+ * bufferevent, and close-after-flush still delivers every byte before the close. */
+static void test_close_after_flush_big(void **state)
+{
+    nl_rcvbuf = 4096;
+    nl_client c = nl_connect();
+    enum { CHUNK = 16384, CHUNKS = 64 };
+    static uint8_t payload[CHUNK];
+    size_t total = 0;
+    for (int i = 0; i < CHUNKS; i++) {
+        memset(payload, 'a' + i % 26, sizeof(payload));
+        rc_frame *f = rc_frame_from(RC_WS_OP_BINARY, payload, sizeof(payload));
+        rc_conn_send_frame(S.conn[0], f);
+        total += rc_frame_wire_len(f);
+        rc_frame_unref(f);
+        if (i % 8 == 7) event_base_loop(nl_base, EVLOOP_NONBLOCK); /* flush what fits */
+    }
+    rc_conn_write(S.conn[0], "END", 3);
+    total += 3;
+    assert_true(rc_conn_pending_bytes(S.conn[0]) > 0);
+    rc_conn_close_after_flush(S.conn[0]);
+    assert_int_equal(S.closes[0], 0);
+    assert_true(nl_wait_eof(&c, 5000));
+    assert_int_equal(c.len, total);
+    assert_memory_equal(c.buf + total - 3, "END", 3);
+    assert_int_equal(S.closes[0], 1);
+    assert_int_equal(rc_frame_live(), 0);
+    nl_close(&c);
+}
+
+static void test_read_timeout(void **state)
+{
+    nl_client c = nl_connect();
+    rc_conn_set_read_timeout(S.conn[0], 50);
+    uint64_t t0 = rc_now_mono_ms();
+    assert_true(nl_wait_eof(&c, 2000));
+    assert_true(rc_now_mono_ms() - t0 >= 40);
+    assert_int_equal(S.closes[0], 1);
+    nl_close(&c);
+}
+
+static void test_pause_and_resume_read(void **state)
+{
+    S.echo = 1;
+    nl_client c = nl_connect();
+    rc_conn_pause_read(S.conn[0]);
+    nl_send_str(&c, "held");
+    nl_pump(&c, 20);
+    assert_int_equal(S.reads[0], 0);
+    rc_conn_resume_read(S.conn[0]);
+    assert_true(nl_wait_str(&c, "held", 2000));
+    nl_close(&c);
+}
+
+static void test_connection_cap(void **state)
+{
+    const char *err = NULL;
+    rc_server *capped = rc_server_new(nl_base, "127.0.0.1", 0, 1, nl_on_accept, NULL, &err);
+    assert_non_null(capped);
+    int saved = nl_port;
+    nl_port = rc_server_port(capped);
+    rc_server *saved_srv = nl_server;
+    nl_server = capped;
+    nl_client a = nl_connect();
+    nl_client b = nl_connect();
+    assert_int_equal(S.accepted, 1);
+    assert_int_equal(rc_server_conn_count(capped), 1);
+    assert_true(nl_wait_eof(&b, 2000)); /* refused: closed at once */
+    nl_close(&b);
+    nl_close(&a);
+    rc_server_free(capped);
+    assert_int_equal(S.closes[0], 1);
+    nl_server = saved_srv;
+    nl_port = saved;
+}
+
+static void test_pause_accept(void **state)
+{
+    nl_client a = nl_connect();
+    rc_server_pause_accept(nl_server);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)nl_port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_not_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    close(fd);
+    /* connections already there go on */
+    S.echo = 1;
+    nl_send_str(&a, "still");
+    assert_true(nl_wait_str(&a, "still", 2000));
+    nl_close(&a);
+}
+
+static void test_bad_listen_address(void **state)
+{
+    const char *err = NULL;
+    assert_null(rc_server_new(nl_base, "not an address", 0, 0, on_accept, NULL, &err));
+    assert_string_equal(err, "bad listen address");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_echo_and_one_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_order_of_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_frame_to_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_frames_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_with_frames_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_from_inside_on_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_after_flush_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_and_resume_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_accept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_listen_address, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
