@@ -671,7 +671,7 @@ static void load_public_key(struct loader *L)
 static int rules_verify_tokens(const rc_rules *rules)
 {
     for (size_t i = 0; i < rc_rules_ns_count(rules); i++)
-        if (rc_ns_rules_auth(rc_rules_ns_at(rules, i)) != RC_NS_AUTH_NONE) return 1;
+        if (rc_ns_rules_verifies_tokens(rc_rules_ns_at(rules, i))) return 1;
     return 0;
 }
 

@@ -287,6 +287,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->hooks.on_room_close = on_room_close;
     n->hooks.user_room = hook_user_room;
     n->hooks.event_limit = hook_event_limit;
+    n->hooks.auth_error = rc_node__hook_auth_error;
     n->hooks.arg = n;
     n->sio = sio_new(n);
     for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)

@@ -109,6 +109,8 @@ const struct rc_ns_rules *rc_node__socket_rules(const rc_node *n, const rc_sio_s
 /* rc_sio_hooks that run rules (arg is the node). */
 void rc_node__hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth);
 void rc_node__hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev);
+/* rc_sio_hooks.auth_error: the namespace's "authError" event for a refused CONNECT, or NULL. */
+char *rc_node__hook_auth_error(void *arg, size_t ns_index, const char *reason, char event[201]);
 void rc_node__hook_on_ack(void *arg, rc_sio_socket *s, const void *ctx, const char *event,
                           const rc_sio_event *ack);
 /* Runs the rule waiting on tag (if it is still waiting) with data as {data}, or with

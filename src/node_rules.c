@@ -1,6 +1,7 @@
 /*
  * node_rules.c: what rules act through (see src/node_internal.h): the rc_rule_ops the rules
- * engine calls (join, leave, relay, emit, ack, disconnect, forward, presence, members, visible),
+ * engine calls (join, leave, relay, emit, ack, disconnect, forward, presence, members, visible,
+ * verify),
  * on a rule_target (the socket and the inbound packet being handled), and the sio hooks that run
  * rules (connect, event, ack).
  *
@@ -8,15 +9,18 @@
  * node.c's presence callbacks bring the answer to rc_node__answer_pending, which finds the socket
  * again by namespace and id (it may be gone) and runs the rule's continuation with {data}.
  *
- * What it does not do: decide what an event means (src/rules.c does) or deliver to other nodes
- * (node_broadcast.c does).
+ * What it does not do: decide what an event means (src/rules_run.c does) or deliver to other
+ * nodes (node_broadcast.c does).
  *
  * API: rc_node__socket_rules, rc_node__hook_on_connect, rc_node__hook_on_event,
- * rc_node__hook_on_ack, rc_node__answer_pending, rc_node__pending_take, rc_node__pending_free.
+ * rc_node__hook_on_ack, rc_node__hook_auth_error, rc_node__answer_pending, rc_node__pending_take,
+ * rc_node__pending_free.
  */
 #include "node_internal.h"
+#include "roomcast/auth.h"
 #include "roomcast/common.h"
 #include "roomcast/jobs.h"
+#include "roomcast/log.h"
 #include "roomcast/presence.h"
 #include "roomcast/rules.h"
 #include "roomcast/sio.h"
@@ -24,6 +28,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* What a rule acts on: the socket and the inbound packet being handled. */
 typedef struct rule_target {
@@ -232,7 +237,27 @@ static const char *op_visible(void *target, int visible)
     return NULL;
 }
 
+/* A token given to a rule (seed 002's auth:login) is held to exactly what the CONNECT holds a
+ * token to: the same rc_auth_verify with the node's jwt settings. The result's strings become
+ * the rules'. */
+static const char *op_verify(void *target, const char *token, size_t len, char **user, char **claims_json)
+{
+    rule_target *t = target;
+    rc_auth_result ar;
+    memset(&ar, 0, sizeof(ar));
+    rc_auth_status st = rc_auth_verify(&t->node->cfg->jwt, token, len, time(NULL), &ar);
+    if (st != RC_AUTH_OK) {
+        rc_log_debug("rule_verify_failed", "ns=%s sid=%s reason=%s", rc_sio_socket_ns(t->socket),
+                     rc_sio_socket_id(t->socket), rc_auth_reason(st));
+        return rc_auth_reason(st);
+    }
+    *user = ar.user_id;
+    *claims_json = ar.claims_json;
+    return NULL;
+}
+
 static const rc_rule_ops rule_ops = {
+    .verify = op_verify,
     .forward = op_forward,
     .presence = op_presence,
     .members = op_members,
@@ -272,6 +297,21 @@ void rc_node__hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
     fill_input(&in, s, 0);
     in.auth = auth;
     rc_rules_run(rc_node__socket_rules(n, s), &in, &rule_ops, &t);
+}
+
+/* How namespace ns_index refuses a CONNECT ("authError"): NULL for CONNECT_ERROR, else the event's
+ * arguments as heap JSON text (sio's now) and its name in `event`. sio's namespaces are the
+ * rules' namespaces, in the same order (node.c builds one from the other). */
+char *rc_node__hook_auth_error(void *arg, size_t ns_index, const char *reason, char event[201])
+{
+    rc_node *n = arg;
+    cJSON *args = NULL;
+    if (rc_ns_rules_auth_error(rc_rules_ns_at(n->cfg->rules, ns_index), reason, event, &args) != 1) return NULL;
+    char *json = cJSON_PrintUnformatted(args);
+    char *out = rc_strdup(json);
+    cJSON_free(json);
+    cJSON_Delete(args);
+    return out;
 }
 
 void rc_node__hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)

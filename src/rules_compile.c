@@ -36,9 +36,9 @@
 
 static const char *const verb_names[V__COUNT] = {
     "join", "leave", "relay", "emit", "ack", "ackArgs", "disconnect", "fail", "forward", "presence",
-    "visible", "members",
+    "visible", "members", "verify",
 };
-#define VERB_LIST "join, leave, relay, emit, ack, ackArgs, disconnect, fail, forward, presence, visible, members"
+#define VERB_LIST "join, leave, relay, emit, ack, ackArgs, disconnect, fail, forward, presence, visible, members, verify"
 
 /* ---- freeing ------------------------------------------------------------------------------ */
 
@@ -90,6 +90,8 @@ void rc_rules_free(rc_rules *rules)
         if (ns->has_on_limit) rule_dispose(&ns->on_limit);
         rc_free(ns->status_prefix);
         rc_free(ns->status_suffix);
+        rc_tpl_free(ns->auth_error.event);
+        rc_tpl_free(ns->auth_error.data);
         for (int k = 0; k < 2; k++) {
             rc_tpl_free(ns->status_ev[k].event);
             rc_tpl_free(ns->status_ev[k].data);
@@ -283,6 +285,10 @@ static void compile_verb(const cJSON *v, const char *vpath, enum where where, st
         break;
     case V_VISIBLE:
         a->value = rc_tpl_compile(v, vpath, e);
+        return;
+    case V_VERIFY:
+        if (!cJSON_IsString(v)) rc_config_error(e, vpath, "token template must be a string");
+        else a->value = rc_tpl_compile(v, vpath, e);
         return;
     default:
         break;
@@ -579,16 +585,20 @@ static void compile_emit_spec(const cJSON *j, const char *path, struct emit_spec
     }
 }
 
-/* The two required announcement specs of status or track: out[0] from key k0, out[1] from k1. */
+/* The two announcement specs of status (both required) or track (each optional: without it,
+ * that change is tracked but not announced): out[0] from key k0, out[1] from k1. */
 static void compile_emit_pair(const cJSON *j, const char *path, const char *k0, const char *k1,
-                              struct emit_spec out[2], rc_config_errors *e)
+                              int required, struct emit_spec out[2], rc_config_errors *e)
 {
     const char *const which[2] = {k0, k1};
     for (int k = 0; k < 2; k++) {
         const cJSON *spec = cJSON_GetObjectItemCaseSensitive(j, which[k]);
         char *q = pathf("%s.%s", path, which[k]);
-        if (!spec) rc_config_error(e, q, "required");
-        else compile_emit_spec(spec, q, &out[k], e);
+        if (!spec) {
+            if (required) rc_config_error(e, q, "required");
+        } else {
+            compile_emit_spec(spec, q, &out[k], e);
+        }
         rc_free(q);
     }
 }
@@ -617,11 +627,12 @@ static void compile_status(const cJSON *j, const char *path, rc_ns_rules *ns, rc
         ns->status_suffix = rc_strdup(at + 6);
     }
     rc_free(q);
-    compile_emit_pair(j, p, "offline", "online", ns->status_ev, e);
+    compile_emit_pair(j, p, "offline", "online", 1, ns->status_ev, e);
     rc_free(p);
 }
 
-/* "track": {"rooms": [globs], "joined": spec, "left": spec} */
+/* "track": {"rooms": [globs], "joined": spec, "left": spec}; joined and left are optional (a
+ * room can be tracked for its member list alone) */
 static void compile_track(const cJSON *j, const char *path, rc_ns_rules *ns, rc_config_errors *e)
 {
     static const char *const keys[] = {"rooms", "joined", "left", NULL};
@@ -644,8 +655,50 @@ static void compile_track(const cJSON *j, const char *path, rc_ns_rules *ns, rc_
         }
     }
     rc_free(q);
-    compile_emit_pair(j, p, "left", "joined", ns->track_ev, e);
+    compile_emit_pair(j, p, "left", "joined", 0, ns->track_ev, e);
     rc_free(p);
+}
+
+/* "authError": "connect_error" (the default: CONNECT_ERROR, as Socket.IO refuses) or {"event":
+ * <name>, "data": <template>}: a CONNECT whose token does not verify is accepted, told that event,
+ * then disconnected (as a gateway that checks the token in its connection handler does). Its
+ * templates see {error} (the auth reason), {ns}, {now} and {nowIso}; without "data" the event
+ * carries {"code": <reason>, "message": "unauthorized"}. */
+static void compile_auth_error(const cJSON *j, const char *path, rc_ns_rules *ns, rc_config_errors *e)
+{
+    static const char *const roots[] = {"error", "ns", "now", "nowIso", NULL};
+    char *p = pathf("%s.authError", path);
+    if (cJSON_IsString(j) && strcmp(j->valuestring, "connect_error") == 0) {
+        rc_free(p);
+        return;
+    }
+    if (!cJSON_IsObject(j)) {
+        rc_config_error(e, p, "must be \"connect_error\" or {\"event\": <name>, \"data\": <template>}");
+    } else {
+        compile_emit_spec(j, p, &ns->auth_error, e);
+        if ((ns->auth_error.event && rc_tpl_roots_other_than(ns->auth_error.event, roots)) ||
+            (ns->auth_error.data && rc_tpl_roots_other_than(ns->auth_error.data, roots)))
+            rc_config_error(e, p, "may use only {error}, {ns}, {now} and {nowIso} (there is no socket)");
+        if (ns->auth == RC_NS_AUTH_NONE)
+            rc_config_error(e, p, "never used with auth \"none\" (no token is verified at connect)");
+    }
+    rc_free(p);
+}
+
+/* 1 if some action of the list, or of a continuation below it, is a `verify`. */
+static int alist_verifies(const struct alist *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const struct action *a = &l->items[i];
+        if (a->verb == V_VERIFY) return 1;
+        if (a->cont && (alist_verifies(&a->cont->run) || alist_verifies(&a->cont->on_error))) return 1;
+    }
+    return 0;
+}
+
+static int rule_verifies(const struct rule *r)
+{
+    return alist_verifies(&r->run) || alist_verifies(&r->on_error);
 }
 
 /* "rateLimit": {"events": N, "interval": ms, "onLimit": rule} — a token bucket per socket. */
@@ -670,10 +723,12 @@ static void compile_rate_limit(const cJSON *rl, const char *path, rc_ns_rules *n
     rc_free(p);
 }
 
+static void compile_events(const cJSON *events, const char *path, rc_ns_rules *ns, rc_config_errors *e);
+
 static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_config_errors *e)
 {
     static const char *const ns_keys[] = {"auth", "tokenInQuery", "userRoom", "joinAllow", "onConnect",
-                                          "events", "rateLimit", "status", "track", NULL};
+                                          "events", "rateLimit", "status", "track", "authError", NULL};
     static const cJSON default_user_room = {.type = cJSON_String, .valuestring = (char *)"user:{user}"};
     static const cJSON default_allow_item = {.type = cJSON_String, .valuestring = (char *)"{claims.rooms}"};
     static const cJSON default_allow = {.type = cJSON_Array, .child = (cJSON *)&default_allow_item};
@@ -696,6 +751,8 @@ static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_con
         }
     }
     ns->token_in_query = get_bool(j, "tokenInQuery", 0, path, e);
+    const cJSON *ae = cJSON_GetObjectItemCaseSensitive(j, "authError");
+    if (ae && !cJSON_IsNull(ae)) compile_auth_error(ae, path, ns, e);
 
     /* Backends address a user by id alone (P:notify, POST /api/publish), so the user room must
      * be computable from the id: it must read {user} and nothing but {user} and {ns}. */
@@ -730,8 +787,16 @@ static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_con
     if (tr && !cJSON_IsNull(tr)) compile_track(tr, path, ns, e);
 
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(j, "events");
+    compile_events(events, path, ns, e);
+    ns->has_verify = rule_verifies(&ns->on_connect) || (ns->has_on_limit && rule_verifies(&ns->on_limit));
+    for (size_t i = 0; i < ns->nrules && !ns->has_verify; i++) ns->has_verify = rule_verifies(&ns->rules[i]);
+}
+
+/* "events": event name -> rule, sorted by name for the interpreter's binary search. */
+static void compile_events(const cJSON *events, const char *path, rc_ns_rules *ns, rc_config_errors *e)
+{
     if (!events) return;
-    p = pathf("%s.events", path);
+    char *p = pathf("%s.events", path);
     if (!cJSON_IsObject(events)) {
         rc_config_error(e, p, "must be an object (event name -> rule)");
         rc_free(p);

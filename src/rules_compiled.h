@@ -24,7 +24,7 @@
 /* The verb of an action (its one key besides if/unless/allow). */
 enum verb {
     V_JOIN, V_LEAVE, V_RELAY, V_EMIT, V_ACK, V_ACKARGS, V_DISCONNECT, V_FAIL, V_FORWARD, V_PRESENCE,
-    V_VISIBLE, V_MEMBERS, V__COUNT
+    V_VISIBLE, V_MEMBERS, V_VERIFY, V__COUNT
 };
 
 struct allow {
@@ -53,7 +53,7 @@ struct action {
     rc_tpl *room;          /* join, leave, relay, members */
     rc_tpl *event;         /* relay, emit, forward: NULL = the received event */
     rc_tpl *args;          /* relay, emit "args"; ackArgs */
-    rc_tpl *value;         /* relay/emit/forward "data", ack, fail reason, presence users */
+    rc_tpl *value;         /* relay/emit/forward "data", ack, fail reason, presence users, verify token */
     struct allow allow;    /* join */
     int include_sender;    /* relay */
     int require_member;    /* relay */
@@ -103,6 +103,10 @@ struct rc_ns_rules {
     unsigned rate_events;  /* rateLimit.events per rateLimit.interval ms; 0 = no limit */
     unsigned rate_interval_ms;
     struct rule on_limit;  /* rateLimit.onLimit */
+    /* "authError": a refused CONNECT is accepted, told this event, then disconnected (the
+     * gateway way); event NULL: refused with CONNECT_ERROR (the Socket.IO way, the default) */
+    struct emit_spec auth_error;
+    int has_verify;        /* some action of the namespace is a `verify` (it needs key material) */
     int has_on_limit;
     unsigned n_event_limits; /* event rules with their own rateLimit */
 };

@@ -6,7 +6,9 @@
  *
  * Design note. rc_rules_run keeps its state on the stack (struct run): the template context
  * (claims are parsed on the first `{claims...}` lookup, and freed when the run ends), {room}, the
- * reason of a `fail`, and whether the client's ack has already been answered. It decides and
+ * reason of a `fail`, {verified} (what the last `verify` verified: the node checks the token, the
+ * rules only keep the result), and whether the client's ack has already been answered. {auth}
+ * reads as {} when the CONNECT carried no payload, as Socket.IO's socket.handshake.auth does. It decides and
  * calls rc_rule_ops to act; it never touches sockets, rooms or the network, and it never calls
  * back into itself. Every cJSON handed to an op is new and becomes the op's.
  *
@@ -15,7 +17,7 @@
  * rc_rules_run_ack.
  *
  * The lookups read the compiled form and nothing else: namespaces by name, a namespace's auth
- * mode, user room, rate limits (the socket layer keeps the token buckets), status room and
+ * mode and how it refuses a CONNECT (rc_ns_rules_auth_error), user room, rate limits (the socket layer keeps the token buckets), status room and
  * tracked rooms, and the events that status and track announce (rc_ns_rules_announce).
  *
  * It does not: compile or free rules (src/rules_compile.c), keep state between events, re-parse
@@ -66,6 +68,7 @@ const rc_ns_rules *rc_rules_find_ns(const rc_rules *rules, const char *name, siz
 const char *rc_ns_rules_name(const rc_ns_rules *ns) { return ns->name; }
 int rc_ns_rules_auth(const rc_ns_rules *ns) { return ns->auth; }
 int rc_ns_rules_token_in_query(const rc_ns_rules *ns) { return ns->token_in_query; }
+int rc_ns_rules_verifies_tokens(const rc_ns_rules *ns) { return ns->auth != RC_NS_AUTH_NONE || ns->has_verify; }
 
 char *rc_ns_rules_user_room(const rc_ns_rules *ns, const char *user, const char *claims_json)
 {
@@ -126,6 +129,7 @@ struct run {
     rc_tpl_ctx ctx;
     char *room;            /* {room} */
     char *reason;          /* the reason of a `fail` action */
+    cJSON *verified;       /* {verified}: {"user", "claims"} of the last `verify` that passed */
     int acked;
     int stopped;           /* after disconnect */
 };
@@ -138,8 +142,10 @@ static void run_init(struct run *r, const rc_ns_rules *ns, const rc_rule_input *
     r->in = in;
     r->ops = ops;
     r->target = target;
+    /* Socket.IO's socket.handshake.auth is {} when the CONNECT carried no payload: so is {auth}. */
+    static const cJSON no_auth = {.type = cJSON_Object};
     r->ctx.args = in->args;
-    r->ctx.auth = in->auth;
+    r->ctx.auth = in->auth ? in->auth : &no_auth;
     r->ctx.event = in->event;
     r->ctx.ns = in->ns ? in->ns : ns->name;
     r->ctx.sid = in->sid;
@@ -152,6 +158,7 @@ static void run_dispose(struct run *r)
     rc_tpl_ctx_dispose(&r->ctx);
     rc_free(r->room);
     rc_free(r->reason);
+    cJSON_Delete(r->verified);
 }
 
 static void set_room(struct run *r, const char *room)
@@ -255,6 +262,30 @@ static const char *do_presence(struct run *r, const struct action *a)
     return r->ops->presence(r->target, users, a->cont);
 }
 
+/* `verify`: the token the template gives (a string; anything else is no token) is verified by the
+ * node as at connect; on success {verified} = {"user": <id>, "claims": <claim set>}. */
+static const char *do_verify(struct run *r, const struct action *a)
+{
+    if (!r->ops->verify) return reason_unsupported;
+    cJSON *v = rc_tpl_eval(a->value, &r->ctx);
+    const char *token = cJSON_IsString(v) ? v->valuestring : NULL;
+    char *user = NULL, *claims_json = NULL;
+    const char *err = r->ops->verify(r->target, token, token ? strlen(token) : 0, &user, &claims_json);
+    cJSON_Delete(v);
+    if (!err) {
+        cJSON *claims = claims_json ? cJSON_Parse(claims_json) : NULL;
+        cJSON *verified = cJSON_CreateObject();
+        cJSON_AddStringToObject(verified, "user", user ? user : "");
+        cJSON_AddItemToObject(verified, "claims", claims ? claims : cJSON_CreateObject());
+        cJSON_Delete(r->verified);
+        r->verified = verified;
+        r->ctx.verified = verified;
+    }
+    rc_free(user);
+    rc_free(claims_json);
+    return err;
+}
+
 static const char *do_action(struct run *r, const struct action *a)
 {
     const rc_rule_ops *ops = r->ops;
@@ -324,6 +355,8 @@ static const char *do_action(struct run *r, const struct action *a)
     case V_VISIBLE:
         if (!r->ops->visible) return reason_unsupported;
         return r->ops->visible(r->target, rc_tpl_truthy(a->value, &r->ctx));
+    case V_VERIFY:
+        return do_verify(r, a);
     case V_MEMBERS: {
         if (!r->ops->members) return reason_unsupported;
         char mroom[RC_TPL_NAME_MAX + 1];
@@ -504,6 +537,31 @@ int rc_ns_rules_announce(const rc_ns_rules *ns, int kind, const char *user, cons
     rc_tpl_ctx_dispose(&ctx);
     cJSON_Delete(in_args);
     return r >= 0 ? 0 : -1;
+}
+
+int rc_ns_rules_auth_error(const rc_ns_rules *ns, const char *reason, char event[201], cJSON **args)
+{
+    *args = NULL;
+    if (!ns || !ns->auth_error.event) return 0;
+    rc_tpl_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.ns = ns->name;
+    ctx.error = reason;
+    int r = rc_tpl_name(ns->auth_error.event, &ctx, event);
+    if (r >= 0 && !rc_rules__is_reserved_event(event)) {
+        *args = cJSON_CreateArray();
+        cJSON *v = NULL;
+        if (ns->auth_error.data) {
+            v = rc_tpl_eval(ns->auth_error.data, &ctx);
+        } else {
+            v = cJSON_CreateObject();
+            cJSON_AddStringToObject(v, "code", reason);
+            cJSON_AddStringToObject(v, "message", "unauthorized");
+        }
+        cJSON_AddItemToArray(*args, v ? v : cJSON_CreateNull());
+    }
+    rc_tpl_ctx_dispose(&ctx);
+    return *args ? 1 : 0;
 }
 
 void rc_ns_rules_rate_limit(const rc_ns_rules *ns, unsigned *events, unsigned *interval_ms)

@@ -10,7 +10,8 @@
  * Outbound: unicast packets are encoded into a fresh frame; broadcasts encode once and share.
  *
  * What it does not do: read the configuration or the rules. Namespaces, limits and JWT come from
- * the rc_sio_settings the node filled; the user room and events' own rateLimits come from hooks.
+ * the rc_sio_settings the node filled; the user room, events' own rateLimits and the event a
+ * refused CONNECT gets instead of CONNECT_ERROR (connect_refuse) come from hooks.
  *
  * Deferred free: a socket removed while a hook runs on it is unlinked at once and freed when the
  * hook returns (client->busy / socket->dead), so a rule that disconnects its own socket is safe.
@@ -380,6 +381,34 @@ static void connect_error(rc_sio_client *c, const char *nsp, const char *message
     send_text(c, buf, n);
 }
 
+/* A CONNECT whose token did not verify: CONNECT_ERROR, or, when the node's auth_error hook gives
+ * an event for the namespace (docs/config.md, "Refused handshakes"), CONNECT with a socket id
+ * nobody can use, that event, then DISCONNECT. Nothing is created: the client hears the three
+ * packets in order and its socket ends with "io server disconnect". */
+static void connect_refuse(rc_sio_client *c, const rc_sio_ns *ns, const char *nsp, const char *reason)
+{
+    rc_sio_server *srv = c->srv;
+    char event[201];
+    char *args = srv->hooks->auth_error ? srv->hooks->auth_error(srv->hooks->arg, (size_t)ns->index, reason, event)
+                                        : NULL;
+    if (!args) {
+        connect_error(c, nsp, "unauthorized", reason);
+        return;
+    }
+    char sid[RC_SIO_SOCKET_ID_LEN + 1];
+    rc_random_id(sid, RC_SIO_SOCKET_ID_LEN);
+    char buf[RC_SIO_HEADER_MAX + 256 + 64];
+    size_t n = rc_sio_encode_header(buf, RC_SIO_CONNECT, nsp, -1, 0);
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"sid\":\"%s\"}", sid);
+    send_text(c, buf, n);
+    rc_frame *f = rc_sio__encode_packet(RC_SIO_EVENT, nsp, -1, 0, event, args, strlen(args));
+    rc_eio_send_frame(c->eio, f);
+    rc_frame_unref(f);
+    n = rc_sio_encode_header(buf, RC_SIO_DISCONNECT, nsp, -1, 0);
+    send_text(c, buf, n);
+    rc_free(args);
+}
+
 static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
 {
     rc_sio_server *srv = c->srv;
@@ -414,7 +443,7 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
         if (st != RC_AUTH_OK) {
             srv->auth_failures[st]++;
             rc_log_info("auth_failed", "ns=%s reason=%s", nsp, rc_auth_reason(st));
-            connect_error(c, nsp, "unauthorized", rc_auth_reason(st));
+            connect_refuse(c, ns, nsp, rc_auth_reason(st));
             return;
         }
     }

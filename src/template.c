@@ -35,7 +35,7 @@
 
 enum tpl_root {
     ROOT_ARGS, ROOT_DATA, ROOT_EVENT, ROOT_NS, ROOT_SID, ROOT_USER, ROOT_CLAIMS, ROOT_AUTH,
-    ROOT_ROOM, ROOT_ERROR, ROOT_NOW, ROOT_NOWISO
+    ROOT_ROOM, ROOT_ERROR, ROOT_NOW, ROOT_NOWISO, ROOT_VERIFIED
 };
 
 static const struct { const char *name; enum tpl_root root; int has_fields; } roots[] = {
@@ -43,6 +43,7 @@ static const struct { const char *name; enum tpl_root root; int has_fields; } ro
     {"ns", ROOT_NS, 0},         {"sid", ROOT_SID, 0},     {"user", ROOT_USER, 0},
     {"claims", ROOT_CLAIMS, 1}, {"auth", ROOT_AUTH, 1},   {"room", ROOT_ROOM, 0},
     {"error", ROOT_ERROR, 0},   {"now", ROOT_NOW, 0},     {"nowIso", ROOT_NOWISO, 0},
+    {"verified", ROOT_VERIFIED, 1},
 };
 
 #define MAX_ALTS 8
@@ -170,7 +171,7 @@ static int parse_lookup(const char *s, size_t len, struct tpl_lookup *out, unsig
                 if (r == RC_ARRAY_LEN(roots)) {
                     rc_config_error(errs, path,
                                     "unknown value '%.*s' in {%.*s} (known: args, data, event, ns, sid, "
-                                    "user, claims, auth, room, error, now, nowIso; write {{ for a literal {)",
+                                    "user, claims, auth, room, error, now, nowIso, verified; write {{ for a literal {)",
                                     (int)seglen, s + start, (int)len, s);
                     goto err;
                 }
@@ -450,6 +451,7 @@ static struct tval resolve_path(const struct tpl_path *p, rc_tpl_ctx *ctx)
     case ROOT_DATA: j = cJSON_IsArray(ctx->args) ? ctx->args->child : NULL; break;
     case ROOT_CLAIMS: j = ctx_claims(ctx); break;
     case ROOT_AUTH: j = ctx->auth; break;
+    case ROOT_VERIFIED: j = ctx->verified; break;
     case ROOT_EVENT: return tv_str(ctx->event);
     case ROOT_NS: return tv_str(ctx->ns);
     case ROOT_SID: return tv_str(ctx->sid);

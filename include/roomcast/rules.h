@@ -42,6 +42,15 @@ const rc_ns_rules *rc_rules_find_ns(const rc_rules *rules, const char *name, siz
 const char *rc_ns_rules_name(const rc_ns_rules *ns);
 int rc_ns_rules_auth(const rc_ns_rules *ns);           /* enum rc_ns_auth */
 int rc_ns_rules_token_in_query(const rc_ns_rules *ns); /* 1 if ?token= is accepted */
+/* 1 if the namespace verifies tokens: at connect (auth other than none) or by a `verify` action.
+ * The config requires key material only then. */
+int rc_ns_rules_verifies_tokens(const rc_ns_rules *ns);
+/* How the namespace refuses a CONNECT whose token does not verify ("authError"). 0: the Socket.IO
+ * way, CONNECT_ERROR (the default; nothing is written). 1: the gateway way: accept the CONNECT,
+ * emit `event` with `*args` (a new array, the caller's) to it, then disconnect it; reason (the
+ * rc_auth_reason string) is {error} in the event's templates. A template that fails to give an
+ * event name falls back to 0. */
+int rc_ns_rules_auth_error(const rc_ns_rules *ns, const char *reason, char event[201], struct cJSON **args);
 /* The user room for a user ("user:<id>" by default; the namespace's "userRoom" template), as a
  * heap string; NULL when the namespace has no user room or user is NULL. */
 char *rc_ns_rules_user_room(const rc_ns_rules *ns, const char *user, const char *claims_json);
@@ -52,7 +61,7 @@ typedef struct rc_rule_input {
     const char *sid;                /* Socket.IO socket id */
     const char *user;               /* user id, NULL when anonymous */
     const char *claims_json;        /* token claims as JSON text, NULL when anonymous */
-    const struct cJSON *auth;       /* CONNECT auth payload (object), may be NULL */
+    const struct cJSON *auth;       /* CONNECT auth payload (object); NULL reads as {} (no payload) */
     const char *event;              /* event name; NULL means "connect" (run onConnect) */
     const struct cJSON *args;       /* JSON array of the event's arguments after the name; NULL on connect */
     int has_ack;                    /* the client asked for an ack */
@@ -88,6 +97,11 @@ typedef struct rc_rule_ops {
     /* members: list the users in a tracked room (across nodes), then run `then` (as presence
      * does) with {data} = {"room": ..., "members": [user ids], "total": N}. */
     const char *(*members)(void *target, const char *room, const void *then);
+    /* verify: verify a token (len bytes; NULL or len 0 when there is none) exactly as the CONNECT
+     * does (the same keys, algorithms, leeway, iss, aud and user claim). NULL when it verifies,
+     * with *user and *claims_json set to heap strings (the caller's, rc_free); else the static
+     * reason (rc_auth_reason: "missing_token", "bad_signature", "expired", ...). */
+    const char *(*verify)(void *target, const char *token, size_t len, char **user, char **claims_json);
 } rc_rule_ops;
 
 /* Runs the actions for input->event (or onConnect when event is NULL). Returns 1 if a rule

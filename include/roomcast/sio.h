@@ -9,7 +9,7 @@
  * What it does not do: read the configuration or the rules. The node fills rc_sio_settings from
  * them (server-wide limits, JWT and token expiry; per namespace its name, auth mode, ?token= and
  * rateLimit) and answers, through hooks, what needs the rules while sockets run: the room a
- * connecting user joins, an event's own rateLimit. A socket's namespace index is its namespace's
+ * connecting user joins, an event's own rateLimit, how a refused CONNECT is answered. A socket's namespace index is its namespace's
  * place in rc_sio_settings.ns, so the node maps it to its own per-namespace data.
  *
  * A broadcast (rc_sio_broadcast) encodes the packet once into shared frames (text header plus one
@@ -122,6 +122,13 @@ typedef struct rc_sio_hooks {
      * event_limit_count limited events, with *events per *interval_ms; -1 when the event has none. */
     int (*event_limit)(void *arg, const rc_sio_socket *s, const char *event, unsigned *events,
                        unsigned *interval_ms);
+    /* A CONNECT to namespace ns_index (its place in settings.ns) was refused: its token did not
+     * verify, for reason (rc_auth_reason). NULL: answer CONNECT_ERROR (Socket.IO's way). Else the
+     * arguments of an event, as a heap JSON array text sio frees (rc_free), with the event's name
+     * written to `event` (1..200 bytes): the CONNECT is accepted, that event sent, then the
+     * namespace's DISCONNECT, the way of a gateway that checks tokens in its connection handler.
+     * No socket exists meanwhile (no user room, on_connect or rules). NULL hook: CONNECT_ERROR. */
+    char *(*auth_error)(void *arg, size_t ns_index, const char *reason, char event[201]);
     void *arg;
 } rc_sio_hooks;
 

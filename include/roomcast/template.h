@@ -31,6 +31,7 @@ typedef struct rc_tpl rc_tpl;
 typedef struct rc_tpl_ctx {
     const struct cJSON *args;  /* array of the event's arguments; `data` is args[0] */
     const struct cJSON *auth;  /* CONNECT auth object */
+    const struct cJSON *verified; /* {"user", "claims"} of the rule's last `verify`, NULL before */
     const char *event, *ns, *sid, *user;
     const char *room;          /* set by the rules runner as actions run */
     const char *error;

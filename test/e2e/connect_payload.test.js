@@ -48,13 +48,21 @@ describe('CONNECT payload and onConnect', () => {
     assert.deepEqual(err.data, { code: 'bad_signature' });
   });
 
-  it('no auth payload at all: connects, {auth} is empty or null', T, async () => {
+  // Socket.IO's socket.handshake.auth is {} when the client sends no auth payload; so is {auth}.
+  it('no auth payload at all: connects, {auth} is {} (as socket.handshake.auth)', T, async () => {
     const s = client(node.url, {});
     const got = waitFor(s, 'auth');
     await connected(s);
-    const v = await got;
-    assert.ok(v === null || v === undefined || (typeof v === 'object' && Object.keys(v).length === 0),
-      `{auth} without a payload: ${JSON.stringify(v)}`);
+    assert.deepEqual(await got, {});
+    assert.deepEqual(await emitAck(s, 'myauth'), [{}]);
+  });
+
+  it('a payload that held only the token: {auth} in event rules is {} (the token is kept out)', T, async () => {
+    const s = client(node.url, { auth: { token: token({ sub: 'carol' }) } });
+    await connected(s);
+    assert.deepEqual(await emitAck(s, 'myauth'), [{}]);
+    const [who] = await emitAck(s, 'whoami');
+    assert.deepEqual(who, { user: 'carol' });
   });
 
   it('onConnect templates on a required namespace: user, claims, auth fields, literal braces', T, async () => {

@@ -1,5 +1,5 @@
 'use strict';
-// Seed 000 (../../shared/seeds/000_*.txt): the tasks app's NestJS EventsGateway, replaced by
+// Seed 000 (docs/migrating.md, "Seed 000"): the tasks app's NestJS EventsGateway, replaced by
 // roomcast running deploy/config/tasks.json on two nodes and a real Redis. The backend side
 // (TasksService emitting task_created / task_updated / task_deleted to project_{id}) is a plain
 // Redis client publishing on roomcast:room:/:project_<id>.

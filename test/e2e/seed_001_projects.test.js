@@ -1,5 +1,5 @@
 'use strict';
-// Seed 001 (../../shared/seeds/001_*.txt): the React Native / web app's WebSocket module
+// Seed 001 (docs/migrating.md, "Seed 001"): the React Native / web app's WebSocket module
 // (projects, chat, stage completions), replaced by roomcast running deploy/config/projects.json on
 // two nodes and a real Redis. The backend's WebSocketService (emitProjectUpdate,
 // emitStageCompletion, notifications) is a plain Redis client publishing.

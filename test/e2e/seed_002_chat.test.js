@@ -1,5 +1,5 @@
 'use strict';
-// Seed 002 (../../shared/seeds/002_*.txt): the IRES backend's ChatGateway on namespace /chat,
+// Seed 002 (docs/migrating.md, "Seed 002"): the IRES backend's ChatGateway on namespace /chat,
 // replaced by roomcast running deploy/config/chat.json on two nodes and a real Redis. The backend
 // (room creation, message storage) is a plain Redis client reading roomcast:events and publishing.
 //
@@ -9,7 +9,8 @@
 //   chat:room:left; status:update {isOnline} ; status:online / status:offline; status:typing
 //   (both ways) {roomId, isTyping}; auth:login {token, userType} -> system:notification;
 //   auth:logout; system:error {message, code} for every error (bad input, refused joins, rate
-//   limiting). Connection: io('.../chat', { auth: { token } }).
+//   limiting, a token auth:login cannot verify, a missing or invalid token at the handshake).
+//   Connection: io('.../chat', { auth: { token } }).
 // Online status (status:online/offline, status:update) needs presence, being integrated: those
 // tests are todo until it lands (config: the namespace option "status" and the "visible" action).
 
@@ -17,7 +18,7 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const {
-  connectError, closeClients, emitAck, waitFor, collect, sleep, expectNoEvent,
+  client, closeClients, emitAck, waitFor, collect, sleep, expectNoEvent,
 } = require('./lib/node');
 const { startSeed, tokenFor, connectSeed, waitUntil, waitForMatch } = require('./lib/seeds');
 
@@ -39,14 +40,15 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
     connectSeed(node, NS, { auth: { token: chatToken(user, rooms) }, ...extra });
 
   it('the document\'s flow: auth:login, rooms, messages (room and everyone), typing, leave, logout', T, async () => {
-    const alice = await connectChat(seed.A, uid('alice'), ['room-*']);
+    const aliceId = uid('alice');
+    const alice = await connectChat(seed.A, aliceId, ['room-*']);
     const bobId = uid('bob');
     const bob = await connectChat(seed.B, bobId, ['room-123']);
     const carol = await connectChat(seed.B, uid('carol'), []);
 
     // Authentication, as the document's test script does it on connect.
     const authResult = waitFor(alice, 'system:notification');
-    alice.emit('auth:login', { token: chatToken('ignored'), userType: 'user' });
+    alice.emit('auth:login', { token: chatToken(aliceId), userType: 'user' });
     const auth = await authResult;
     assert.equal(auth.type, 'auth');
     assert.equal(auth.success, true);
@@ -170,7 +172,7 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
       ['chat:room:create', { participants: ['x'] }, 'invalid_room'],
       ['status:typing', { isTyping: true }, 'invalid_typing'],
       ['status:typing', { roomId: 'room-200', isTyping: true }, 'forbidden'],
-      ['auth:login', { userType: 'user' }, 'invalid_token'],
+      ['auth:login', { userType: 'user' }, 'missing_token'],
       ['status:update', {}, 'invalid_status'], // not taken for {isOnline: false}
       ['status:update', { isOnline: 'false' }, 'invalid_status'], // a string is not a boolean
       ['chat:no-such-event', { x: 1 }, 'unknown_event'], // the catch-all rule "*"
@@ -225,14 +227,73 @@ describe('seed 002: chat (namespace /chat) on roomcast', () => {
     await got;
   });
 
-  it('unauthenticated connections to /chat are refused', T, async () => {
-    const err = await connectError(`${seed.A.url}${NS}`, {});
-    assert.equal(err.message, 'unauthorized');
-    assert.deepEqual(err.data, { code: 'missing_token' });
-    const bad = await connectError(`${seed.B.url}${NS}`, { auth: { token: 'your-jwt-token' } });
-    assert.deepEqual(bad.data, { code: 'malformed_token' });
-    // The Authorization header works too.
+  // "Security: token validation ... for protected events": auth:login is one. Its token is
+  // verified as the handshake verifies one (same key, algorithms, leeway), and must be the
+  // connection's own user's.
+  it('auth:login verifies its token: another key, expired, malformed, missing, another user\'s -> success:false and system:error with the reason', T, async () => {
+    const me = uid('henry');
+    const s = await connectChat(seed.A, me, []);
+    const notes = collect(s, 'system:notification');
+    const errors = collect(s, 'system:error');
+    const past = Math.floor(Date.now() / 1000) - 3600;
+    const cases = [
+      [{ token: tokenFor(me, { rooms: [] }, { secret: 'another-key-0123456789abcdef0123456789' }), userType: 'user' }, 'bad_signature'],
+      [{ token: tokenFor(me, { rooms: [], exp: past, iat: past - 60 }), userType: 'user' }, 'expired'],
+      [{ token: 'your-jwt-token', userType: 'user' }, 'malformed_token'],
+      [{ userType: 'user' }, 'missing_token'],
+      [{ token: chatToken(uid('mallory')), userType: 'user' }, 'user_mismatch'],
+    ];
+    for (const [payload, code] of cases) {
+      const [ack] = await emitAck(s, 'auth:login', payload);
+      assert.deepEqual(ack, { ok: false, error: code }, JSON.stringify(payload));
+    }
+    await waitUntil(() => notes.length === cases.length && errors.length === cases.length,
+      { what: `${cases.length} failed logins answered` });
+    cases.forEach(([, code], i) => {
+      const [n] = notes[i];
+      assert.match(n.timestamp, ISO);
+      assert.deepEqual({ ...n, timestamp: 0 },
+        { type: 'auth', success: false, message: 'Authentication failed', code, userType: 'user', timestamp: 0 });
+      assert.deepEqual(errors[i][0], { code, message: 'Authentication failed', event: 'auth:login' });
+    });
+    // The connection's own valid token: success (the socket was never disconnected).
+    const ok = waitFor(s, 'system:notification');
+    assert.deepEqual((await emitAck(s, 'auth:login', { token: chatToken(me), userType: 'user' }))[0], { ok: true });
+    const good = await ok;
+    assert.equal(good.success, true);
+    assert.equal(good.userId, me);
+    assert.ok(s.connected);
+  });
+
+  // "All errors are sent to clients via the system:error event", invalid or missing JWTs
+  // included: the gateway accepts the connection, emits system:error and disconnects. The
+  // namespace's authError does the same (not Socket.IO's connect_error).
+  for (const transport of ['websocket', 'polling']) {
+    it(`a missing or invalid token at the handshake: connect, system:error {code, message}, then disconnect (${transport})`, T, async () => {
+      const cases = [
+        [{}, 'missing_token'],
+        [{ auth: { token: 'your-jwt-token' } }, 'malformed_token'],
+        [{ auth: { token: tokenFor('eve', { rooms: ['*'] }, { secret: 'another-key-0123456789abcdef0123456789' }) } }, 'bad_signature'],
+      ];
+      for (const [opts, code] of cases) {
+        const s = client(`${seed.A.url}${NS}`, { ...opts, transports: [transport] });
+        const seen = [];
+        s.on('connect', () => seen.push('connect'));
+        s.on('connect_error', (e) => seen.push(`connect_error ${e.message}`));
+        s.onAny((event, ...args) => seen.push([event, ...args])); // every event, system:error included
+        const gone = waitFor(s, 'disconnect');
+        assert.equal(await gone, 'io server disconnect', code);
+        assert.deepEqual(seen, ['connect', ['system:error', { code, message: 'Authentication failed' }]], code);
+        await sleep(50);
+        assert.equal(s.connected, false, 'not reconnecting by itself');
+      }
+    });
+  }
+
+  it('a valid token still connects, from auth or the Authorization header', T, async () => {
     const s = await connectSeed(seed.B, NS, { extraHeaders: { Authorization: `Bearer ${chatToken('hdr')}` } });
+    assert.ok(s.connected);
+    await expectNoEvent(s, 'system:error', QUIET_MS);
     assert.ok(s.connected);
   });
 

@@ -1,5 +1,5 @@
 'use strict';
-// Seed 003 (../../shared/seeds/003_*.txt): the Meetings Service's WebSocket server (port 3002),
+// Seed 003 (docs/migrating.md, "Seed 003"): the Meetings Service's WebSocket server (port 3002),
 // replaced by roomcast running deploy/config/meetings.json on two nodes and a real Redis. The
 // service's API side (join via API, music, hand, recording, screen share, resources, controls)
 // is a plain Redis client publishing to roomcast:room:/:meeting:<meetingId>.
@@ -12,8 +12,10 @@
 // -volume-updated, meeting:recording-started/-stopped, meeting:screenshare-started/-stopped,
 // meeting:resource-shared, meeting:locked/unlocked/host-promoted, ping, pong, error.
 //
-// meeting:participant-joined/-left are announced by roomcast itself once "track" (tracked rooms)
-// is live; until then the test's backend publishes them, as a service would before switching.
+// meeting:participant-joined/-left are the service's, as through its gateway: on every API join and
+// leave it publishes one to the meeting room, connected participant or not, and moves the
+// participant's sockets with a control op (docs/migrating.md, seed 003); roomcast announces no
+// participant event itself ("track" in meetings.json only lists who is connected).
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
@@ -24,7 +26,6 @@ const {
 const { startSeed, tokenFor, connectSeed, waitUntil, waitForMatch } = require('./lib/seeds');
 
 const T = { timeout: 20000 };
-const TODO_PRESENCE = { timeout: 10000 };
 const QUIET_MS = 300;
 const uid = (p) => `${p}-${crypto.randomBytes(3).toString('hex')}`;
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -42,6 +43,35 @@ describe('seed 003: meetings service on roomcast', () => {
   const connectMeeting = (node, userId, meetings, extra = {}) => connectSeed(node, '/', {
     auth: { token: meetingToken(userId, meetings) }, transports: ['websocket', 'polling'], ...extra,
   });
+
+  // The service's API, as docs/migrating.md (seed 003) says: on a join, the event to the meeting
+  // room, then the control op that puts the participant's sockets in it; on a leave, the op, then
+  // the event. Resolves with the number of nodes the op reached (0: no device connected).
+  const apiJoin = async (meetingId, userId) => {
+    assert.ok(await seed.backend.publish('/', `meeting:${meetingId}`, 'meeting:participant-joined',
+      { meetingId, userId, timestamp: new Date().toISOString() }) >= 0);
+    return seed.backend.op('/', `user:${userId}`, { op: 'join', room: `meeting:${meetingId}` });
+  };
+  const apiLeave = async (meetingId, userId) => {
+    const nodes = await seed.backend.op('/', `user:${userId}`, { op: 'leave', room: `meeting:${meetingId}` });
+    await seed.backend.publish('/', `meeting:${meetingId}`, 'meeting:participant-left',
+      { meetingId, userId, timestamp: new Date().toISOString() });
+    return nodes;
+  };
+  // Who is connected to a meeting: roomcast:members:/:meeting:<id> (user -> sockets in the room).
+  const members = async (meetingId) => {
+    const flat = await seed.redis.command('HGETALL', `roomcast:members:/:meeting:${meetingId}`);
+    const o = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) o[flat[i]] = Number(flat[i + 1]);
+    return o;
+  };
+  // Every meeting:participant-* event a socket hears, as [event, userId].
+  const participantEvents = (s) => {
+    const got = [];
+    s.onAny((event, d) => { if (event.startsWith('meeting:participant-')) got.push([event, d && d.userId]); });
+    return got;
+  };
+  const count = (got, event, userId) => got.filter(([e, u]) => e === event && u === userId).length;
 
   it('the integration test: join the meeting, join via API, music, hand, recording, screen share, resources, controls, leave', T, async () => {
     // 1. Create Meeting (API): the meeting id; the host's token lists it.
@@ -61,16 +91,11 @@ describe('seed 003: meetings service on roomcast', () => {
     // The participant connects on the other node; its token does not name the meeting.
     const part = await connectMeeting(seed.B, partId, []);
     await seed.waitSubscribed('/', `user:${partId}`, 1);
-    // 4. Join Meeting via API: the service puts the participant's sockets in the room (any node);
-    // meeting:participant-joined is announced by roomcast ("track" counts control ops), or, while
-    // "track" is not live, published by the service as it did through the gateway.
+    // 4. Join Meeting via API: the service announces the participant to the meeting room, then
+    // puts the participant's sockets in the room (any node).
     const partJoined = waitForMatch(host, 'meeting:participant-joined', (d) => d.userId === partId);
-    assert.equal(await seed.backend.op('/', `user:${partId}`, { op: 'join', room }), 1);
+    await apiJoin(meetingId, partId);
     await seed.waitSubscribed('/', room, 2);
-    if (!seed.supports.track) {
-      await seed.backend.publish('/', room, 'meeting:participant-joined',
-        { meetingId, userId: partId, timestamp: new Date().toISOString() });
-    }
     const pj = await partJoined;
     assert.equal(pj.meetingId, meetingId);
     assert.match(pj.timestamp, ISO);
@@ -110,12 +135,8 @@ describe('seed 003: meetings service on roomcast', () => {
 
     // The service removes the participant: out of the room, and meeting:participant-left.
     const partLeft = waitForMatch(host, 'meeting:participant-left', (d) => d.userId === partId);
-    assert.equal(await seed.backend.op('/', `user:${partId}`, { op: 'leave', room }), 1);
+    assert.equal(await apiLeave(meetingId, partId), 1);
     await seed.waitSubscribed('/', room, 1);
-    if (!seed.supports.track) {
-      await seed.backend.publish('/', room, 'meeting:participant-left',
-        { meetingId, userId: partId, timestamp: new Date().toISOString() });
-    }
     assert.equal((await partLeft).meetingId, meetingId);
     const afterLeave = collect(part, 'meeting:hand-raised');
     await seed.backend.publish('/', room, 'meeting:hand-raised', { meetingId, userId: hostId });
@@ -209,69 +230,92 @@ describe('seed 003: meetings service on roomcast', () => {
     ]);
   });
 
-  // ---- tracked rooms (participants): todo until the lead's integration lands --------------
+  // ---- participants: announced on API joins and leaves, exactly once, connected or not --------
 
-  it('participant tracking: participant-joined once per user (first device), participant-left when the last device leaves, across nodes', TODO_PRESENCE, async () => {
-    assert.ok(seed.supports.track, 'meetings.json "track" option not supported by this build');
+  it('every API join and leave is announced exactly once on every node, whether or not the participant is connected', T, async () => {
     const meetingId = uid('meeting');
     const room = `meeting:${meetingId}`;
+    const [hostId, peerId] = [uid('host'), uid('peer')];
+    const host = await connectMeeting(seed.A, hostId, [meetingId]);
+    const peer = await connectMeeting(seed.B, peerId, [meetingId]);
+    for (const s of [host, peer]) assert.equal((await emitAck(s, 'meeting:join', { meetingId }))[0].ok, true);
+    await seed.waitSubscribed('/', room, 2);
+    const heard = [host, peer].map(participantEvents);
+
+    // Added through the API while none of their devices is connected: the op reaches no node.
+    const away = uid('away');
+    assert.equal(await apiJoin(meetingId, away), 0);
+    // Added while connected with two devices, one on each node.
+    const here = uid('here');
+    const phone = await connectMeeting(seed.A, here, []);
+    const laptop = await connectMeeting(seed.B, here, []);
+    await seed.waitSubscribed('/', `user:${here}`, 2);
+    assert.equal(await apiJoin(meetingId, here), 2);
+    await waitUntil(async () => (await members(meetingId))[here] === 2, { what: 'both devices in the meeting room' });
+    await waitUntil(() => heard.every((got) => count(got, 'meeting:participant-joined', here) >= 1),
+      { what: 'participant-joined for the connected participant everywhere' });
+    await sleep(QUIET_MS);
+    for (const got of heard) {
+      assert.equal(count(got, 'meeting:participant-joined', away), 1, `${JSON.stringify(got)}: the offline participant, once`);
+      assert.equal(count(got, 'meeting:participant-joined', here), 1, `${JSON.stringify(got)}: the connected participant, once`);
+    }
+    // The connected participant's devices are in the room (they hear the meeting) ...
+    const atLaptop = waitFor(laptop, 'meeting:hand-raised');
+    assert.equal(await seed.backend.publish('/', room, 'meeting:hand-raised', { meetingId, userId: hostId }), 2);
+    assert.deepEqual(await atLaptop, { meetingId, userId: hostId });
+    // ... and closing the app does not make them leave the meeting (only the API does).
+    phone.disconnect();
+    laptop.disconnect();
+    await waitUntil(async () => !(here in await members(meetingId)), { what: 'the closed devices out of the members hash' });
+    await sleep(QUIET_MS);
+    for (const got of heard) assert.equal(count(got, 'meeting:participant-left', here), 0, JSON.stringify(got));
+
+    // Removed through the API, neither of them connected now.
+    assert.equal(await apiLeave(meetingId, away), 0);
+    assert.equal(await apiLeave(meetingId, here), 0);
+    await waitUntil(() => heard.every((got) => count(got, 'meeting:participant-left', here) >= 1),
+      { what: 'participant-left everywhere' });
+    await sleep(QUIET_MS);
+    for (const got of heard) {
+      assert.equal(count(got, 'meeting:participant-left', away), 1, JSON.stringify(got));
+      assert.equal(count(got, 'meeting:participant-left', here), 1, JSON.stringify(got));
+      assert.equal(got.length, 4, `exactly two joins and two leaves: ${JSON.stringify(got)}`);
+    }
+    // and removing a participant who is connected announces it once too
+    const back = await connectMeeting(seed.A, here, []);
+    await seed.waitSubscribed('/', `user:${here}`, 1);
+    assert.equal(await apiJoin(meetingId, here), 1);
+    await waitUntil(async () => (await members(meetingId))[here] === 1, { what: 'the device in the meeting room' });
+    assert.equal(await apiLeave(meetingId, here), 1);
+    await waitUntil(async () => !(here in await members(meetingId)), { what: 'the device out of the room' });
+    await waitUntil(() => heard.every((got) => got.length === 6), { what: 'the second join and leave everywhere' });
+    await sleep(QUIET_MS);
+    for (const got of heard) assert.equal(got.length, 6, JSON.stringify(got));
+    assert.ok(back.connected);
+  });
+
+  it('meeting:join, meeting:leave and disconnects announce nothing; the members hash lists who is connected, across nodes', T, async () => {
+    const meetingId = uid('meeting');
     const hostId = uid('host');
     const userId = uid('user');
     const host = await connectMeeting(seed.A, hostId, [meetingId]);
-    const hostJoined = waitForMatch(host, 'meeting:participant-joined', (d) => d.userId === hostId);
-    host.emit('meeting:join', { meetingId });
-    assert.equal((await hostJoined).meetingId, meetingId, 'the joiner is announced too (to the whole room)');
-    const joinedEv = collect(host, 'meeting:participant-joined');
-    const leftEv = collect(host, 'meeting:participant-left');
-
+    await emitAck(host, 'meeting:join', { meetingId });
+    const heard = participantEvents(host);
     const phone = await connectMeeting(seed.B, userId, [meetingId]);
     const laptop = await connectMeeting(seed.A, userId, [meetingId]);
     await emitAck(phone, 'meeting:join', { meetingId });
-    await waitUntil(() => joinedEv.length === 1, { what: 'participant-joined for the first device' });
-    assert.deepEqual({ ...joinedEv[0][0], timestamp: 'x' }, { meetingId, userId, timestamp: 'x' });
-    assert.match(joinedEv[0][0].timestamp, ISO);
     await emitAck(laptop, 'meeting:join', { meetingId });
     // The service reads who is in the meeting.
-    const members = await waitUntil(async () => {
-      const flat = await seed.redis.command('HGETALL', `roomcast:members:/:${room}`);
-      const o = {};
-      for (let i = 0; i + 1 < flat.length; i += 2) o[flat[i]] = Number(flat[i + 1]);
+    const m = await waitUntil(async () => {
+      const o = await members(meetingId);
       return o[userId] === 2 ? o : null;
     }, { what: 'roomcast:members hash' });
-    assert.deepEqual(members, { [hostId]: 1, [userId]: 2 });
-    await sleep(QUIET_MS);
-    assert.equal(joinedEv.length, 1, 'the second device is not a new participant');
-
+    assert.deepEqual(m, { [hostId]: 1, [userId]: 2 });
     await emitAck(phone, 'meeting:leave', { meetingId });
+    laptop.disconnect();
+    await waitUntil(async () => !(userId in await members(meetingId)), { what: 'the user out of the members hash' });
     await sleep(QUIET_MS);
-    assert.equal(leftEv.length, 0, 'one device left, the other is still in');
-    laptop.disconnect(); // closing the app counts as leaving
-    await waitUntil(() => leftEv.length === 1, { what: 'participant-left for the last device' });
-    assert.equal(leftEv[0][0].userId, userId);
-    assert.equal(leftEv[0][0].meetingId, meetingId);
-  });
-  it('participant tracking follows the service\'s control ops: {"op":"join"} announces participant-joined, {"op":"leave"} participant-left', TODO_PRESENCE, async () => {
-    assert.ok(seed.supports.track, 'meetings.json "track" option not supported by this build');
-    const meetingId = uid('meeting');
-    const room = `meeting:${meetingId}`;
-    const host = await connectMeeting(seed.A, uid('host'), [meetingId]);
-    await emitAck(host, 'meeting:join', { meetingId });
-    const userId = uid('user');
-    await connectMeeting(seed.B, userId, []);
-    await connectMeeting(seed.A, userId, []); // two devices, two nodes
-    await seed.waitSubscribed('/', `user:${userId}`, 2);
-    const joined = collect(host, 'meeting:participant-joined');
-    const left = collect(host, 'meeting:participant-left');
-    await seed.backend.op('/', `user:${userId}`, { op: 'join', room });
-    await waitUntil(() => joined.some(([d]) => d.userId === userId), { what: 'participant-joined after the op' });
-    assert.equal(joined.filter(([d]) => d.userId === userId).length, 1);
-    assert.equal(joined.find(([d]) => d.userId === userId)[0].meetingId, meetingId);
-    await seed.backend.op('/', `user:${userId}`, { op: 'leave', room });
-    await waitUntil(() => left.some(([d]) => d.userId === userId), { what: 'participant-left after the op' });
-    await sleep(QUIET_MS);
-    assert.equal(left.filter(([d]) => d.userId === userId).length, 1, 'once for two devices');
-    const flat = await seed.redis.command('HGETALL', `roomcast:members:/:${room}`);
-    assert.ok(!flat.includes(userId), `still a member in Redis: ${JSON.stringify(flat)}`);
+    assert.deepEqual(heard, [], 'participant events come from the service\'s API only');
   });
 
 });

@@ -1,5 +1,5 @@
 'use strict';
-// Seed 004 (../../shared/seeds/004_*.txt): the interview-sandbox NotificationsGateway on namespace
+// Seed 004 (docs/migrating.md, "Seed 004"): the interview-sandbox NotificationsGateway on namespace
 // /notifications, replaced by roomcast running deploy/config/notifications.json on two nodes and a
 // real Redis. NotificationsService (auth, payment and file integrations, custom notifications,
 // sendToUser) is a plain Redis client publishing on roomcast:notify.

@@ -723,7 +723,7 @@ static void test_compile_errors(void **state)
     EXPECT("{\"/\": {\"joinAllow\": [\"ok\", 3, \"{bad}\"]}}",
            "namespaces./.joinAllow[1]: must be a string (glob template)",
            "namespaces./.joinAllow[2]: unknown value 'bad' in {bad} (known: args, data, event, ns, sid, user, claims, "
-           "auth, room, error, now, nowIso; write {{ for a literal {)");
+           "auth, room, error, now, nowIso, verified; write {{ for a literal {)");
     EXPECT("{\"/\": {\"events\": []}}", "namespaces./.events: must be an object (event name -> rule)");
     EXPECT("{\"/\": {\"events\": {\"disconnect\": [], \"\": [], \"x\": 5, \"y\": {\"do\": 1, \"else\": []}, \"z\": {}}}}",
            "namespaces./.events.disconnect: 'disconnect' is a reserved event name (use onConnect for connections)",
@@ -739,13 +739,13 @@ static void test_compile_errors(void **state)
     EXPECT("{\"/\": {\"events\": {\"e\": [5, {}, {\"jion\": \"x\"}, {\"join\": \"a\", \"leave\": \"b\"},"
            "                              {\"leave\": \"a\", \"allow\": \"any\"}, {\"join\": \"\"}]}}}",
            "namespaces./.events.e[0]: must be an object with one verb (join, leave, relay, emit, ack, ackArgs, "
-           "disconnect, fail, forward, presence, visible, members)",
+           "disconnect, fail, forward, presence, visible, members, verify)",
            "namespaces./.events.e[1]: no verb (one of join, leave, relay, emit, ack, ackArgs, disconnect, fail, "
-           "forward, presence, visible, members)",
+           "forward, presence, visible, members, verify)",
            "namespaces./.events.e[2].jion: unknown key (verbs: join, leave, relay, emit, ack, ackArgs, disconnect, "
-           "fail, forward, presence, visible, members; options: if, unless, allow)",
+           "fail, forward, presence, visible, members, verify; options: if, unless, allow)",
            "namespaces./.events.e[2]: no verb (one of join, leave, relay, emit, ack, ackArgs, disconnect, fail, "
-           "forward, presence, visible, members)",
+           "forward, presence, visible, members, verify)",
            "namespaces./.events.e[3]: more than one verb ('join' and 'leave')",
            "namespaces./.events.e[4].allow: only join takes allow",
            "namespaces./.events.e[5].join: a room name is 1..200 bytes");
@@ -786,9 +786,9 @@ static void test_compile_errors(void **state)
            "namespaces./.onConnect[3].emit.onAck[1].emit.event: required");
     EXPECT("{\"/\": {\"events\": {\"e\": [{\"emit\": {\"event\": \"x\", \"data\": \"{nope}\"}, \"if\": \"{also.bad}\"}]}}}",
            "namespaces./.events.e[0].if: unknown value 'also' in {also.bad} (known: args, data, event, ns, sid, user, "
-           "claims, auth, room, error, now, nowIso; write {{ for a literal {)",
+           "claims, auth, room, error, now, nowIso, verified; write {{ for a literal {)",
            "namespaces./.events.e[0].emit.data: unknown value 'nope' in {nope} (known: args, data, event, ns, sid, user, "
-           "claims, auth, room, error, now, nowIso; write {{ for a literal {)");
+           "claims, auth, room, error, now, nowIso, verified; write {{ for a literal {)");
     EXPECT("{\"/\": {\"events\": {\"e\": [{\"ack\": 1, \"ack\": 2}]}}}",
            "namespaces./.events.e[0].ack: duplicate key",
            "namespaces./.events.e[0]: more than one verb ('ack' and 'ack')");
@@ -1165,6 +1165,156 @@ static void test_event_rate_limits(void **state)
            "namespaces./.events.f.rateLimit: must be an object {\"events\": N, \"interval\": ms}");
 }
 
+/* ---- verify, authError, track without announcements, {auth} without a payload ------------ */
+
+/* The node verifies with rc_auth_verify; the fake knows two good tokens. */
+static const char *f_verify(void *target, const char *token, size_t len, char **user, char **claims_json)
+{
+    fake *f = target;
+    logf_(f, "verify %s\n", token ? token : "<none>");
+    if (!token || !len) return "missing_token";
+    if (strcmp(token, "good-42") != 0 && strcmp(token, "good-7") != 0) return "bad_signature";
+    *user = rc_strdup(token + 5);
+    char claims[64];
+    snprintf(claims, sizeof(claims), "{\"sub\":\"%s\",\"type\":\"access\"}", token + 5);
+    *claims_json = rc_strdup(claims);
+    return NULL;
+}
+
+static const rc_rule_ops ops_verify = {
+    .join = f_join, .leave = f_leave, .is_member = f_is_member, .relay = f_relay, .emit = f_emit,
+    .ack = f_ack, .disconnect = f_disconnect, .verify = f_verify,
+};
+
+static void test_verify(void **state)
+{
+    (void)state;
+    /* seed 002's auth:login: the token of the payload must verify and name the connection's user */
+    rc_rules *r = compile("{\"/chat\": {\"events\": {\"auth:login\": {"
+        "\"do\": [{\"verify\": \"{data.token}\"},"
+        "         {\"unless\": {\"equals\": [\"{verified.user}\", \"{user}\"]}, \"fail\": \"user_mismatch\"},"
+        "         {\"emit\": {\"event\": \"ok\", \"data\": {\"v\": \"{verified}\", \"t\": \"{verified.claims.type}\"}}}],"
+        "\"onError\": [{\"emit\": {\"event\": \"system:error\", \"data\": {\"code\": \"{error}\", \"v\": \"{verified.user}\"}}},"
+        "             {\"ack\": {\"ok\": false, \"error\": \"{error}\"}}]}}}}");
+    const rc_ns_rules *ns = rc_rules_find_ns(r, "/chat", 5);
+    assert_int_equal(rc_ns_rules_verifies_tokens(ns), 1);
+    fake f = {0};
+    run(r, &f, &ops_verify, (call){.ns = "/chat", .event = "auth:login", .args = "[{\"token\":\"good-42\"}]", .user = "42"});
+    assert_string_equal(f.log, "verify good-42\n"
+                               "emit ok [{\"v\":{\"user\":\"42\",\"claims\":{\"sub\":\"42\",\"type\":\"access\"}},\"t\":\"access\"}]\n");
+    f.log[0] = 0;
+    /* another user's valid token */
+    run(r, &f, &ops_verify, (call){.ns = "/chat", .event = "auth:login", .args = "[{\"token\":\"good-7\"}]", .user = "42",
+                                   .has_ack = 1});
+    assert_string_equal(f.log, "verify good-7\nemit system:error [{\"code\":\"user_mismatch\",\"v\":\"7\"}]\n"
+                               "ack [{\"ok\":false,\"error\":\"user_mismatch\"}]\n");
+    f.log[0] = 0;
+    /* a token that does not verify: its reason is {error}, and {verified} stays missing */
+    run(r, &f, &ops_verify, (call){.ns = "/chat", .event = "auth:login", .args = "[{\"token\":\"forged\"}]", .user = "42"});
+    assert_string_equal(f.log, "verify forged\nemit system:error [{\"code\":\"bad_signature\"}]\n");
+    f.log[0] = 0;
+    /* no token, or one that is not a string: no token at all (as the CONNECT reads auth.token) */
+    run(r, &f, &ops_verify, (call){.ns = "/chat", .event = "auth:login", .args = "[{\"userType\":\"user\"}]", .user = "42"});
+    run(r, &f, &ops_verify, (call){.ns = "/chat", .event = "auth:login", .args = "[{\"token\":42}]", .user = "42"});
+    assert_string_equal(f.log, "verify <none>\nemit system:error [{\"code\":\"missing_token\"}]\n"
+                               "verify <none>\nemit system:error [{\"code\":\"missing_token\"}]\n");
+    f.log[0] = 0;
+    /* a node without the op */
+    run(r, &f, &ops_min, (call){.ns = "/chat", .event = "auth:login", .args = "[{\"token\":\"good-42\"}]", .user = "42"});
+    assert_string_equal(f.log, "emit system:error [{\"code\":\"unsupported\"}]\n");
+    rc_rules_free(r);
+
+    /* verify in a continuation counts too; a namespace without tokens and without verify does not */
+    r = compile("{\"/a\": {\"auth\": \"none\", \"events\": {\"e\": [{\"emit\": {\"event\": \"x\", \"onAck\": [{\"verify\": \"{data}\"}]}}]}},"
+                " \"/b\": {\"auth\": \"none\"}, \"/c\": {\"auth\": \"optional\"}}");
+    assert_int_equal(rc_ns_rules_verifies_tokens(rc_rules_find_ns(r, "/a", 2)), 1);
+    assert_int_equal(rc_ns_rules_verifies_tokens(rc_rules_find_ns(r, "/b", 2)), 0);
+    assert_int_equal(rc_ns_rules_verifies_tokens(rc_rules_find_ns(r, "/c", 2)), 1);
+    rc_rules_free(r);
+
+    EXPECT("{\"/\": {\"events\": {\"e\": [{\"verify\": {\"token\": \"{data}\"}}, {\"verify\": \"{nope}\"}]}}}",
+           "namespaces./.events.e[0].verify: token template must be a string",
+           "namespaces./.events.e[1].verify: unknown value 'nope' in {nope} (known: args, data, event, ns, sid, user, "
+           "claims, auth, room, error, now, nowIso, verified; write {{ for a literal {)");
+}
+
+static void test_auth_error(void **state)
+{
+    (void)state;
+    rc_rules *r = compile("{\"/\": {},"
+        " \"/sio\": {\"authError\": \"connect_error\"},"
+        " \"/gw\": {\"authError\": {\"event\": \"system:error\", \"data\": {\"code\": \"{error}\", \"message\": \"Authentication failed\", \"ns\": \"{ns}\"}}},"
+        " \"/plain\": {\"auth\": \"optional\", \"authError\": {\"event\": \"auth:{error}\"}}}");
+    char ev[201];
+    cJSON *args = (cJSON *)1;
+    assert_int_equal(rc_ns_rules_auth_error(rc_rules_find_ns(r, "/", 1), "expired", ev, &args), 0);
+    assert_null(args);
+    assert_int_equal(rc_ns_rules_auth_error(rc_rules_find_ns(r, "/sio", 4), "expired", ev, &args), 0);
+    assert_null(args);
+    assert_int_equal(rc_ns_rules_auth_error(rc_rules_find_ns(r, "/gw", 3), "bad_signature", ev, &args), 1);
+    assert_string_equal(ev, "system:error");
+    char *txt = cJSON_PrintUnformatted(args);
+    assert_string_equal(txt, "[{\"code\":\"bad_signature\",\"message\":\"Authentication failed\",\"ns\":\"/gw\"}]");
+    cJSON_free(txt);
+    cJSON_Delete(args);
+    /* without data: {code, message} with Socket.IO's message */
+    assert_int_equal(rc_ns_rules_auth_error(rc_rules_find_ns(r, "/plain", 6), "missing_token", ev, &args), 1);
+    assert_string_equal(ev, "auth:missing_token");
+    txt = cJSON_PrintUnformatted(args);
+    assert_string_equal(txt, "[{\"code\":\"missing_token\",\"message\":\"unauthorized\"}]");
+    cJSON_free(txt);
+    cJSON_Delete(args);
+    rc_rules_free(r);
+
+    EXPECT("{\"/\": {\"authError\": \"event\"}, \"/b\": {\"authError\": {\"data\": {\"u\": \"{user}\"}}},"
+           " \"/c\": {\"auth\": \"none\", \"authError\": {\"event\": \"e\"}}, \"/d\": {\"authError\": {\"event\": \"disconnect\"}}}",
+           "namespaces./.authError: must be \"connect_error\" or {\"event\": <name>, \"data\": <template>}",
+           "namespaces./b.authError.event: required",
+           "namespaces./b.authError: may use only {error}, {ns}, {now} and {nowIso} (there is no socket)",
+           "namespaces./c.authError: never used with auth \"none\" (no token is verified at connect)",
+           "namespaces./d.authError.event: 'disconnect' is a reserved event name");
+}
+
+/* "track" without joined/left: the room's members are tracked (member lists), nothing is announced. */
+static void test_track_silent(void **state)
+{
+    (void)state;
+    rc_rules *r = compile("{\"/\": {\"track\": {\"rooms\": [\"meeting:*\"]}},"
+                          " \"/j\": {\"track\": {\"rooms\": [\"m:*\"], \"joined\": {\"event\": \"in\"}}}}");
+    const rc_ns_rules *ns = rc_rules_find_ns(r, "/", 1);
+    char ev[201];
+    cJSON *args = NULL;
+    assert_int_equal(rc_ns_rules_tracked(ns, "meeting:1"), 1);
+    assert_int_equal(rc_ns_rules_announce(ns, RC_ANNOUNCE_JOINED, "9", "meeting:1", 0, ev, &args), -1);
+    assert_null(args);
+    assert_int_equal(rc_ns_rules_announce(ns, RC_ANNOUNCE_LEFT, "9", "meeting:1", 0, ev, &args), -1);
+    ns = rc_rules_find_ns(r, "/j", 2);
+    assert_int_equal(rc_ns_rules_announce(ns, RC_ANNOUNCE_JOINED, "9", "m:1", 0, ev, &args), 0);
+    assert_string_equal(ev, "in");
+    cJSON_Delete(args);
+    assert_int_equal(rc_ns_rules_announce(ns, RC_ANNOUNCE_LEFT, "9", "m:1", 0, ev, &args), -1);
+    rc_rules_free(r);
+}
+
+/* socket.handshake.auth is {} without a CONNECT payload: so is {auth}, in onConnect and events. */
+static void test_auth_default(void **state)
+{
+    (void)state;
+    rc_rules *r = compile("{\"/\": {\"auth\": \"optional\", \"onConnect\": [{\"emit\": {\"event\": \"auth\", \"data\": \"{auth}\"}}],"
+                          " \"events\": {\"e\": [{\"emit\": {\"event\": \"a\", \"data\": {\"auth\": \"{auth}\", \"x\": \"{auth.x}\"}}}]}}}");
+    const rc_ns_rules *ns = rc_rules_find_ns(r, "/", 1);
+    fake f = {0};
+    rc_rule_input in = {.ns = "/", .sid = "S1"};
+    rc_rules_run(ns, &in, &ops, &f);
+    cJSON *args = cJSON_Parse("[]");
+    in.event = "e";
+    in.args = args;
+    rc_rules_run(ns, &in, &ops, &f);
+    assert_string_equal(f.log, "emit auth [{}]\nemit a [{\"auth\":{}}]\n");
+    cJSON_Delete(args);
+    rc_rules_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1185,6 +1335,10 @@ int main(void)
         cmocka_unit_test(test_seed_notifications),
         cmocka_unit_test(test_status_track_rate),
         cmocka_unit_test(test_event_rate_limits),
+        cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_auth_error),
+        cmocka_unit_test(test_track_silent),
+        cmocka_unit_test(test_auth_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
