@@ -1,5 +1,5 @@
 /*
- * fuzz_config.c: libFuzzer target for src/config.c, src/rules.c and src/template.c.
+ * fuzz_config.c: libFuzzer target for src/config.c, src/rules_compile.c and src/template.c.
  *
  * Each input is taken as JSON and used three ways (abort() marks a finding):
  *   - as a template: compiled, then evaluated every way (typed, text, name, truthiness, glob
