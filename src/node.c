@@ -297,7 +297,10 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         .connect_timeout_ms = cfg->connect_timeout_ms, .upgrade_timeout_ms = cfg->upgrade_timeout_ms,
         .max_payload = cfg->max_payload, .allow_polling = cfg->allow_polling,
         .allow_websocket = cfg->allow_websocket, .max_outbound_bytes = cfg->max_outbound_bytes,
-        .max_sessions = cfg->max_connections, .cors_origins = cfg->cors_origins,
+        .max_sessions = cfg->max_connections, .max_pending = cfg->max_pending_sessions,
+        .max_pending_per_addr = cfg->max_pending_per_address,
+        .max_pending_per_conn = cfg->max_pending_per_connection, .trusted_proxies = cfg->trusted_proxies,
+        .trusted_proxy_count = cfg->trusted_proxy_count, .cors_origins = cfg->cors_origins,
         .cors_origin_count = cfg->cors_origin_count, .cors_credentials = cfg->cors_credentials,
     };
     n->eio = rc_eio_server_new(base, &eio_set, rc_sio_eio_callbacks(n->sio));

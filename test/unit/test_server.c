@@ -63,7 +63,7 @@ static void on_close(rc_conn *c, void *data)
     S.closes[index_of(c)]++;
 }
 
-static const rc_conn_handler handler = {on_read, on_close};
+static const rc_conn_handler handler = {.on_read = on_read, .on_close = on_close};
 
 static void on_accept(void *arg, rc_conn *c)
 {
