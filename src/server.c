@@ -815,9 +815,10 @@ void rc_conn_close_after_flush(rc_conn *c)
     }
     c->flush_close = 1;
     /* Input is read and thrown away from now on (conn_on_read): a peer blocked sending the rest
-     * of a refused frame or body then reads our answer. A peer that neither reads nor lets the
-     * flush progress must not keep us waiting: bound both directions. */
-    c->read_ms = c->write_ms = 5000;
+     * of a refused frame or body then reads our answer. A peer that does not let the flush
+     * progress must not keep us waiting: bound the writes (a silent peer that reads is fine). */
+    c->read_ms = 0;
+    c->write_ms = 5000;
     conn_apply_timeouts(c);
     bufferevent_enable(c->bev, EV_READ);
     if (!c->pending && !c->write_armed && !c->tls) {
