@@ -92,7 +92,8 @@ static size_t attachments_for(const rule_target *t, const cJSON *args)
 static const char *op_join(void *target, const char *room)
 {
     rule_target *t = target;
-    return rc_sio_join(t->socket, room) < 0 ? "too_many_rooms" : NULL;
+    int r = rc_sio_join(t->socket, room);
+    return r == RC_SIO_JOIN_TOO_MANY ? "too_many_rooms" : r == RC_SIO_JOIN_ROOM_LIMIT ? "room_limit" : NULL;
 }
 
 static const char *op_leave(void *target, const char *room)
