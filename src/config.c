@@ -789,7 +789,7 @@ static void set_defaults(rc_config *cfg)
     cfg->max_rooms_per_socket = 1000;
     cfg->max_rooms = 100000;
     cfg->max_memberships = 1000000;
-    cfg->max_pending_per_address = 64;
+    cfg->max_pending_per_address = 128;
     cfg->max_pending_per_connection = 8;
     cfg->cors_credentials = 1;
     cfg->jwt.algs = RC_ALG_HS256;

@@ -75,7 +75,7 @@ typedef struct rc_config {
                                       with "room_limit" */
     int max_pending_sessions;      /* maxConnections / 10: sessions without a namespace, in all
                                       (the oldest is closed to make room) */
-    int max_pending_per_address;   /* 64 (0: none): per client address (IPv6 /64), else 429 */
+    int max_pending_per_address;   /* 128 (0: none): per client address (IPv6 /64), else 429 */
     int max_pending_per_connection; /* 8 (0: none): per TCP connection, else 429 and close */
 
     /* CORS (file: cors.*; env ROOMCAST_CORS_ORIGINS comma list) */

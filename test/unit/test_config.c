@@ -174,7 +174,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.max_outbound_bytes, 1048576);
     assert_int_equal(cfg.max_connections, 100000);
     assert_int_equal(cfg.max_pending_sessions, 10000);
-    assert_int_equal(cfg.max_pending_per_address, 64);
+    assert_int_equal(cfg.max_pending_per_address, 128);
     assert_int_equal(cfg.max_pending_per_connection, 8);
     assert_int_equal(cfg.trusted_proxy_count, 0);
     assert_int_equal(cfg.cors_origin_count, 0);
