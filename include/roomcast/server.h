@@ -84,7 +84,7 @@ uint64_t rc_server_conn_count(const rc_server *s);
 
 /* The transport's counters. The layers above bump the two they decide: a connection refused
  * for a limit of theirs (Engine.IO's session cap), and a connection closed because its unsent
- * output passed the cap (HTTP answers, Engine.IO sessions). */
+ * output stayed over the cap after a flush (Engine.IO sessions). */
 typedef struct rc_server_stats {
     uint64_t accepted;              /* TCP connections accepted */
     uint64_t rejected;              /* refused: max connections, draining, or a layer's own cap */

@@ -3,7 +3,10 @@
 // latency), a client that never reads sitting in a room flooded with publishes (its output is
 // capped, it is dropped, the node's memory stays bounded), a connection flood past
 // limits.maxConnections, and file-descriptor exhaustion (accept errors back off instead of
-// spinning).
+// spinning). Issue 15: a flood of handshakes that never connect a namespace, from one peer, while
+// official clients from another address connect (lib/flood_pending.js; time to connect reported),
+// and an event with two 600 KB attachments that every reading member gets while the member that
+// never reads is dropped.
 //
 // The p99 figures are the measurement quoted in docs/security.md: well-behaved pairs of clients
 // in their own rooms relay a timestamped event every 25 ms, before and during each attack, and

@@ -4,7 +4,9 @@
 // invalid UTF-8 (whole and split across fragments), lying lengths, bad close frames, endless
 // fragments, frames dribbled a byte at a time, 1,000 messages in one write, seeded random
 // garbage, and a peer that floods pings without reading the pongs. Frames are built by hand
-// (lib/hostile.js) on a raw TCP connection after a normal upgrade.
+// (lib/hostile.js) on a raw TCP connection after a normal upgrade. Issue 15: the close code reaches
+// a client (the `ws` library) that is still sending when the node closes (1009, 1002, 1007), and a
+// burst of such peers, some never closing, leaves the node's descriptors at their baseline.
 //
 // config/hostile_ws.json: maxPayload 1000, pingInterval/pingTimeout 1000/1000, connectTimeout 3000.
 
