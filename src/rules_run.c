@@ -247,9 +247,9 @@ static const char *do_presence(struct run *r, const struct action *a)
         if (cJSON_IsString(c) && c->valuestring[0]) {
             cJSON_AddItemToArray(users, cJSON_CreateString(c->valuestring));
         } else if (cJSON_IsNumber(c)) {
-            char num[32];
-            snprintf(num, sizeof(num), "%.17g", c->valuedouble);
-            cJSON_AddItemToArray(users, cJSON_CreateString(num));
+            char num[24]; /* a user id: exact digits or refused (rc_tpl_id_number) */
+            if (rc_tpl_id_number(c->valuedouble, num) == 0) cJSON_AddItemToArray(users, cJSON_CreateString(num));
+            else err = reason_bad_args;
         } else {
             err = reason_bad_args;
         }

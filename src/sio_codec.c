@@ -442,3 +442,8 @@ int rc_sio_count_placeholders(const struct cJSON *payload, int attachments)
     if (!payload) return 0;
     return sio_count_walk(payload, attachments, 0);
 }
+
+int rc_sio_event_reserved(const char *name)
+{
+    return name && sio_is_reserved(name);
+}

@@ -60,4 +60,9 @@ size_t rc_sio_encode_header(char *buf, int type, const char *nsp, long long ack_
  * of range. Used to validate binary packets before relaying them. */
 int rc_sio_count_placeholders(const struct cJSON *payload, int attachments);
 
+/* 1 if name is an event name socket.io-client refuses (connect, connect_error, disconnect,
+ * disconnecting, newListener, removeListener): a packet carrying it is a parse error there. The
+ * decoder refuses it from clients; whoever emits to clients on a backend's behalf checks it too. */
+int rc_sio_event_reserved(const char *name);
+
 #endif
