@@ -7,7 +7,9 @@
  * Nothing is guessed. The text is one JSON object with nothing but whitespace after it; every
  * key is one of the fields below and appears once; a request says exactly one target: "room",
  * "user" (a notification) or "broadcast": true (every socket of the namespace), so a missing or
- * misspelt room is an error, never a namespace-wide broadcast. Ids given as numbers follow
+ * misspelt room is an error, never a namespace-wide broadcast. A notification may also carry
+ * "email" (any JSON), which no socket receives: it is there for the offline job's Worker, whose
+ * data is the whole notification (docs/jobs.md). Ids given as numbers follow
  * rc_tpl_id_number (exact integers up to 2^53 - 1, else refused); an event name must be one
  * socket.io-client can receive (rc_bp_emit_check).
  *
@@ -26,9 +28,9 @@
 #include <string.h>
 
 /* The fields, a bit each. */
-enum { F_NS, F_ROOM, F_USER, F_BROADCAST, F_EVENT, F_DATA, F_ARGS, F_EXCEPT, F_ID, F__COUNT };
+enum { F_NS, F_ROOM, F_USER, F_BROADCAST, F_EVENT, F_DATA, F_ARGS, F_EXCEPT, F_ID, F_EMAIL, F__COUNT };
 static const char *const field_names[F__COUNT] = {
-    "ns", "room", "user", "broadcast", "event", "data", "args", "except", "id",
+    "ns", "room", "user", "broadcast", "event", "data", "args", "except", "id", "email",
 };
 
 static const char *refuse(rc_node_publish *p, const char *code, const char *field)
@@ -95,6 +97,8 @@ const char *rc_node__publish_parse(const rc_node *n, rc_node_publish *p, const c
         if (!cJSON_IsTrue(f[F_BROADCAST])) return refuse(p, "bad_broadcast", "broadcast");
         p->broadcast = 1;
     }
+    /* "email" is for the offline notification's Worker (docs/jobs.md): only with "user" */
+    if (f[F_EMAIL] && !p->user) return refuse(p, "conflicting_fields", p->room ? "room,email" : "broadcast,email");
 
     if (f[F_EVENT]) {
         if (!cJSON_IsString(f[F_EVENT]) || !f[F_EVENT]->valuestring[0]) return refuse(p, "bad_event", "event");

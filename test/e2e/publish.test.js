@@ -102,6 +102,8 @@ describe('POST /api/publish', () => {
       ['an id past 2^53', '{"room":"r1","event":"typo","data":1,"id":9007199254740993}', 'bad_id'],
       ['a reserved event', { room: 'r1', event: 'disconnect', data: 1 }, 'reserved_event'],
       ['data and args', { room: 'r1', event: 'typo', data: 1, args: [1] }, 'data_and_args'],
+      ['"email" without "user"', { room: 'r1', event: 'typo', data: 1, email: {} }, 'conflicting_fields', 'room,email'],
+      ['a notification with a typo', { user: 'bob', evnt: 'typo', data: 1 }, 'unknown_field', 'evnt'],
     ];
     for (const [what, msg, error, field] of cases) {
       const res = typeof msg === 'string' ? await raw(msg) : await publish(node, msg);
@@ -149,7 +151,7 @@ describe('POST /api/publish', () => {
     assert.deepEqual(seen42, []);
     assert.deepEqual(seenBig, []);
     const got = waitFor(u42, 'dm');
-    await publishOk(node, { user: 42, event: 'dm', data: 'exact', id: 7 });
+    await publishOk(node, { user: 42, event: 'dm', data: 'exact', id: 7, email: { subject: 'for the Worker' } });
     assert.equal(await got, 'exact');
     u42.close();
     u2p53.close();
