@@ -45,6 +45,7 @@
 #define MAX_OUTBOUND_BYTES (1u << 30)
 #define MAX_CONNECTIONS 10000000
 #define MAX_LEEWAY_S 86400
+#define MAX_ROOM_BUDGET 100000000 /* limits.maxRooms, limits.maxMemberships */
 
 char *rc_read_file(const char *path, size_t *len_out)
 {
@@ -400,7 +401,8 @@ static void load_file(struct loader *L, const cJSON *root)
     static const char *const api_keys[] = {"key", NULL};
     static const char *const http_keys[] = {"maxHeaderBytes", "maxBodyBytes", "headerTimeout",
                                             "keepAliveTimeout", NULL};
-    static const char *const limits_keys[] = {"maxOutboundBytes", "maxConnections", "maxRoomsPerSocket", NULL};
+    static const char *const limits_keys[] = {"maxOutboundBytes", "maxConnections", "maxRoomsPerSocket",
+                                              "maxRooms", "maxMemberships", NULL};
     static const char *const cors_keys[] = {"origins", "credentials", NULL};
     static const char *const log_keys[] = {"level", "format", NULL};
     static const char *const drain_keys[] = {"grace", NULL};
@@ -451,6 +453,12 @@ static void load_file(struct loader *L, const cJSON *root)
         n = cfg->max_rooms_per_socket;
         file_int(L, s, "limits", "maxRoomsPerSocket", 1, 1000000, "must be an integer 1..1000000", &n);
         cfg->max_rooms_per_socket = (int)n;
+        n = (long long)cfg->max_rooms;
+        file_int(L, s, "limits", "maxRooms", 1, MAX_ROOM_BUDGET, "must be an integer 1..100000000", &n);
+        cfg->max_rooms = (size_t)n;
+        n = (long long)cfg->max_memberships;
+        file_int(L, s, "limits", "maxMemberships", 1, MAX_ROOM_BUDGET, "must be an integer 1..100000000", &n);
+        cfg->max_memberships = (size_t)n;
     }
     if ((s = section(L, root, "cors", cors_keys))) {
         file_bool(L, s, "cors", "credentials", &cfg->cors_credentials);
@@ -749,6 +757,8 @@ static void set_defaults(rc_config *cfg)
     cfg->max_outbound_bytes = 1048576;
     cfg->max_connections = 100000;
     cfg->max_rooms_per_socket = 1000;
+    cfg->max_rooms = 100000;
+    cfg->max_memberships = 1000000;
     cfg->cors_credentials = 1;
     cfg->jwt.algs = RC_ALG_HS256;
     cfg->jwt.leeway_s = 30;

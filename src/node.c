@@ -226,6 +226,7 @@ static rc_sio_server *sio_new(rc_node *n)
     };
     rc_sio_settings set = {
         .ns = ns, .ns_count = count, .jwt = &cfg->jwt, .max_rooms_per_socket = cfg->max_rooms_per_socket,
+        .max_rooms = cfg->max_rooms, .max_memberships = cfg->max_memberships, .max_packet_bytes = cfg->max_payload,
         .token_expiry = expiry_modes[cfg->token_expiry], .token_expired_event = cfg->token_expired_event,
     };
     rc_sio_server *sio = rc_sio_server_new(n->base, &set, &n->hooks);

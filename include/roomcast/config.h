@@ -64,6 +64,10 @@ typedef struct rc_config {
     size_t max_outbound_bytes;     /* 1 MiB: a socket whose unsent bytes exceed this is dropped */
     int max_connections;           /* 100000 TCP connections, and as many Engine.IO sessions */
     int max_rooms_per_socket;      /* 1000: a join over it fails with "too_many_rooms" */
+    size_t max_rooms;              /* 100000 rooms with local members (all namespaces): a join
+                                      that would open one more fails with "room_limit" */
+    size_t max_memberships;        /* 1000000 socket-room memberships: a join past it fails
+                                      with "room_limit" */
 
     /* CORS (file: cors.*; env ROOMCAST_CORS_ORIGINS comma list) */
     char **cors_origins;
