@@ -119,9 +119,9 @@ typedef struct rc_node_publish {
 /* Parses text[0..len) into p. NULL when it is a valid request, else a static error code
  * ("bad_json", "trailing_text", "unknown_field", "duplicate_field", "bad_ns",
  * "unknown_namespace", "no_target", "conflicting_fields", "bad_room", "bad_user",
- * "bad_broadcast", "bad_event", "reserved_event", "bad_args", "data_and_args", "bad_id",
- * "bad_except") with p->field naming the field when there is one. Either way p must be
- * disposed. */
+ * "bad_broadcast", "bad_event", "reserved_event", "bad_args", "data_and_args", "too_deep",
+ * "bad_id", "bad_except") with p->field naming the field when there is one. Either way p must
+ * be disposed. */
 const char *rc_node__publish_parse(const rc_node *n, rc_node_publish *p, const char *text, size_t len);
 void rc_node__publish_dispose(rc_node_publish *p);
 

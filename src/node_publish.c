@@ -23,6 +23,7 @@
  */
 #include "node_internal.h"
 #include "roomcast/common.h"
+#include "roomcast/sio_codec.h"
 #include "roomcast/template.h"
 
 #include <string.h>
@@ -110,6 +111,11 @@ const char *rc_node__publish_parse(const rc_node *n, rc_node_publish *p, const c
     if (f[F_ARGS] && f[F_DATA]) return refuse(p, "data_and_args", "args");
     p->args = f[F_ARGS];
     p->data = f[F_DATA];
+    /* What this node delivers, every node must: no deeper than the envelope carries ("data" is
+     * one level deeper once it is the arguments array) */
+    if ((p->args && rc_sio_json_deeper_than(p->args, RC_BP_ARGS_MAX_DEPTH)) ||
+        (p->data && rc_sio_json_deeper_than(p->data, RC_BP_ARGS_MAX_DEPTH - 1)))
+        return refuse(p, "too_deep", p->args ? "args" : "data");
     if (p->event && rc_bp_emit_check(p->event, p->args, 0)) return refuse(p, "reserved_event", "event");
 
     if (f[F_ID] && !(p->id = id_text(f[F_ID], p->id_text))) return refuse(p, "bad_id", "id");

@@ -104,6 +104,9 @@ describe('POST /api/publish', () => {
       ['data and args', { room: 'r1', event: 'typo', data: 1, args: [1] }, 'data_and_args'],
       ['"email" without "user"', { room: 'r1', event: 'typo', data: 1, email: {} }, 'conflicting_fields', 'room,email'],
       ['a notification with a typo', { user: 'bob', evnt: 'typo', data: 1 }, 'unknown_field', 'evnt'],
+      // as deep as the body may be, but one level deeper than an envelope carries once it is
+      // the arguments array: every other node would drop it
+      ['too deep for the envelope', `{"room":"r1","event":"typo","data":${'['.repeat(999)}${']'.repeat(999)}}`, 'too_deep'],
     ];
     for (const [what, msg, error, field] of cases) {
       const res = typeof msg === 'string' ? await raw(msg) : await publish(node, msg);
