@@ -725,10 +725,26 @@ static int rules_verify_tokens(const rc_rules *rules)
     return 0;
 }
 
+/* A namespace names Redis channels (P:ns:<ns>, P:room:<ns>:<room>, docs/redis.md), which split at
+ * the first ':' after the namespace: one with ':' is refused here, with its path, rather than
+ * at every publish once the node runs. Refused with or without Redis, so a config means the
+ * same on one node and on many. */
+static void check_ns_names(struct loader *L, const rc_rules *rules)
+{
+    for (size_t i = 0; i < rc_rules_ns_count(rules); i++) {
+        const char *name = rc_ns_rules_name(rc_rules_ns_at(rules, i));
+        if (!strchr(name, ':')) continue;
+        char path[200];
+        snprintf(path, sizeof(path), "namespaces.%s", name);
+        rc_config_error(L->errs, path, "a namespace name may not contain ':' (it names Redis channels)");
+    }
+}
+
 static void finish(struct loader *L)
 {
     rc_config *cfg = L->cfg;
     if (!L->namespaces_given) cfg->rules = rc_rules_compile(NULL, "namespaces", L->errs);
+    if (cfg->rules) check_ns_names(L, cfg->rules);
     if (!L->body_set) cfg->http_max_body_bytes = cfg->max_payload;
     if (!L->pending_set) cfg->max_pending_sessions = cfg->max_connections >= 10 ? cfg->max_connections / 10 : 1;
     else if (cfg->max_pending_sessions > cfg->max_connections)

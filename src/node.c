@@ -52,13 +52,15 @@ static void bp_on_state(void *arg, int up)
     if (n->presence) rc_presence_on_state(n->presence, up);
 }
 
+static void bp_on_pattern(void *arg, const char *prefix, const char *channel, const char *payload, size_t len)
+{
+    rc_node *n = arg;
+    if (n->status_pattern && strcmp(prefix, n->status_pattern) == 0) rc_node__status_broadcast(n, payload, len);
+}
+
 static void bp_on_raw(void *arg, const char *channel, const char *payload, size_t len)
 {
     rc_node *n = arg;
-    if (n->status_pattern && strcmp(channel, n->status_pattern) == 0) {
-        rc_node__status_broadcast(n, payload, len);
-        return;
-    }
     if (n->presence && rc_presence_on_raw(n->presence, channel, payload, len)) return;
     if (n->notify_channel && strcmp(channel, n->notify_channel) == 0) {
         n->stats.notifications++;
@@ -249,6 +251,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->bp_cb.on_message = bp_on_message;
     n->bp_cb.on_state = bp_on_state;
     n->bp_cb.on_raw = bp_on_raw;
+    n->bp_cb.on_pattern = bp_on_pattern;
     n->bp_cb.arg = n;
     if (cfg->redis_url) {
         rc_backplane_redis_settings rs = {cfg->redis_url, cfg->prefix, cfg->node_id};
@@ -267,8 +270,8 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         rc_redis_channel_open(n->bp, n->notify_channel);
         for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++) {
             if (!rc_ns_rules_status_broadcast(rc_rules_ns_at(cfg->rules, i)) || n->status_pattern) continue;
-            n->status_pattern = rc_key_new(cfg->prefix, RC_KEY_STATUS, "*", NULL);
-            rc_redis_channel_open(n->bp, n->status_pattern);
+            n->status_pattern = rc_key_new(cfg->prefix, RC_KEY_STATUS, "", NULL);
+            rc_redis_pattern_open(n->bp, n->status_pattern);
         }
     }
     n->jobs = rc_jobs_new(&cfg->jobs, n->bp);

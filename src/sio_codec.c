@@ -444,6 +444,11 @@ int rc_sio_count_placeholders(const struct cJSON *payload, int attachments)
     return sio_count_walk(payload, attachments, 0);
 }
 
+int rc_sio_event_reserved(const char *name)
+{
+    return name && sio_is_reserved(name);
+}
+
 int rc_sio_json_deeper_than(const cJSON *v, int max)
 {
     if (!v || !(cJSON_IsArray(v) || cJSON_IsObject(v))) return 0;

@@ -408,7 +408,7 @@ describe('hostile Socket.IO clients', () => {
     assert.equal(sumFamily(m1, 'roomcast_handshakes_total'), sumFamily(m0, 'roomcast_handshakes_total'));
     // Nothing for the victim reaches any of those connections.
     await publishOk(node, { room: 'user:victim', event: 'private', data: 'for victim only' });
-    await publishOk(node, { event: 'everyone', data: 'namespace broadcast' });
+    await publishOk(node, { broadcast: true, event: 'everyone', data: 'namespace broadcast' });
     await sleep(200);
     for (const ws of conns) {
       assert.deepEqual(ws.texts().filter((m) => m.startsWith('42')), [], 'a refused connection received an event');

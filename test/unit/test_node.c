@@ -271,8 +271,10 @@ static void test_metric_families(void **state)
         {"roomcast_backplane_publish_failures_total", "counter"},
         {"roomcast_backplane_receives_total", "counter"},
         {"roomcast_api_publishes_total", "counter"},
+        {"roomcast_api_publishes_refused_total", "counter"},
         {"roomcast_notifications_total", "counter"},
         {"roomcast_notifications_delivered_total", "counter"},
+        {"roomcast_notifications_refused_total", "counter"},
         {"roomcast_jobs_added_total", "counter"},
         {"roomcast_jobs_skipped_total", "counter"},
         {"roomcast_jobs_failures_total", "counter"},
@@ -360,8 +362,9 @@ static void test_publish_refused(void **state)
         {"{\"ns\":\"/nope\",\"event\":\"e\"}", "unknown_namespace"},
         {"{\"ns\":7,\"event\":\"e\"}", "bad_ns"},
         {"{\"room\":\"\",\"event\":\"e\"}", "bad_room"},
-        {"{\"event\":\"e\",\"args\":{}}", "bad_args"},
-        {"{\"event\":\"e\",\"args\":[1],\"data\":1}", "data_and_args"},
+        {"{\"room\":\"r1\",\"event\":\"e\",\"args\":{}}", "bad_args"},
+        {"{\"room\":\"r1\",\"event\":\"e\",\"args\":[1],\"data\":1}", "data_and_args"},
+        {"{\"event\":\"e\"}", "no_target"},
     };
     for (size_t i = 0; i < RC_ARRAY_LEN(bad); i++) {
         char want[128];
@@ -381,7 +384,7 @@ static void test_publish_accepted(void **state)
     publish(f, "Bearer " API_KEY, "{\"room\":\"r1\",\"event\":\"hello\",\"data\":{\"a\":1}}", &a);
     assert_int_equal(a.status, 202);
     assert_string_equal(a.body, "{\"ok\":true}");
-    publish(f, "Bearer " API_KEY, "{\"event\":\"everyone\",\"args\":[1,\"two\"]}", &a);
+    publish(f, "Bearer " API_KEY, "{\"broadcast\":true,\"event\":\"everyone\",\"args\":[1,\"two\"]}", &a);
     assert_int_equal(a.status, 202);
     /* A user with no socket here: a notification (no jobs without Redis), still accepted. */
     publish(f, "Bearer " API_KEY, "{\"user\":\"42\",\"event\":\"notification\",\"data\":{}}", &a);
