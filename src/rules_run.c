@@ -226,8 +226,11 @@ static int join_allowed(struct run *r, const struct action *a, const char *room)
         if (rc_tpl_name(r->ns->user_room, &r->ctx, own) >= 0 && strcmp(own, room) == 0) return 1;
     }
     struct glob_arg g = {room};
-    for (size_t i = 0; i < allow->n; i++)
-        if (rc_tpl_each_string(allow->globs[i], &r->ctx, glob_fn, &g)) return 1;
+    int found = 0;
+    r->ctx.globs_from_trusted_only = 1;
+    for (size_t i = 0; i < allow->n && !found; i++) found = rc_tpl_each_string(allow->globs[i], &r->ctx, glob_fn, &g);
+    r->ctx.globs_from_trusted_only = 0;
+    if (found) return 1;
     return r->ops->is_member && r->ops->is_member(r->target, room);
 }
 

@@ -447,7 +447,29 @@ static struct tval tv_str(const char *s)
     return v;
 }
 
+/* A client-chosen value holding a glob character, in a string or in any string inside it. */
+static int has_glob_char(const cJSON *j)
+{
+    if (cJSON_IsString(j)) return strpbrk(j->valuestring, "*?") != NULL;
+    for (const cJSON *c = (cJSON_IsArray(j) || cJSON_IsObject(j)) ? j->child : NULL; c; c = c->next)
+        if (has_glob_char(c)) return 1;
+    return 0;
+}
+
+static struct tval resolve_path_any(const struct tpl_path *p, rc_tpl_ctx *ctx);
+
 static struct tval resolve_path(const struct tpl_path *p, rc_tpl_ctx *ctx)
+{
+    struct tval v = resolve_path_any(p, ctx);
+    if (!ctx->globs_from_trusted_only) return v;
+    int client = p->root == ROOT_ARGS || p->root == ROOT_DATA || p->root == ROOT_AUTH ||
+                 p->root == ROOT_EVENT || p->root == ROOT_ROOM;
+    if (client && ((v.kind == TV_STR && strpbrk(v.s, "*?")) || (v.kind == TV_JSON && has_glob_char(v.j))))
+        v.kind = TV_MISSING;
+    return v;
+}
+
+static struct tval resolve_path_any(const struct tpl_path *p, rc_tpl_ctx *ctx)
 {
     struct tval v = {TV_MISSING, NULL, NULL, 0};
     const cJSON *j = NULL;

@@ -36,6 +36,11 @@ typedef struct rc_tpl_ctx {
     const char *room;          /* set by the rules runner as actions run */
     const char *error;
     const char *claims_json;   /* parsed on first use */
+    /* Set while a template builds glob patterns (allow lists): a value the client chose (args,
+     * data, auth, event, room) that holds a glob character ('*', '?') is treated as missing, so a
+     * client can never widen what an allow list matches. Claims and names from the token or the
+     * config keep their globs. */
+    int globs_from_trusted_only;
     /* lazily built; all-zero is the initial state */
     struct cJSON *claims_;
     int claims_parsed_;
