@@ -57,7 +57,7 @@ typedef struct rc_http_conn {
     uint8_t failed;                   /* an error response was sent */
     uint8_t draining;                 /* waiting for unsent answers to be written (on_drain) */
     uint8_t *body;
-    size_t body_len;
+    size_t body_len, body_cap;        /* body_cap: bytes allocated (grown by doubling) */
     uint64_t started_ms;              /* first byte of the request in progress (0: none yet) */
     struct event *deadline_ev;        /* first request: header deadline from accept (TLS handshake included) */
     void (*on_abort)(void *arg);
@@ -116,7 +116,7 @@ static void http_reset(rc_http_conn *h)
     h->dispatched = 0;
     h->held = 0;
     h->body = NULL;
-    h->body_len = 0;
+    h->body_len = h->body_cap = 0;
     h->on_abort = NULL;
     h->abort_arg = NULL;
     memset(&h->req, 0, sizeof(h->req));
@@ -233,7 +233,13 @@ static int on_body(http_parser *p, const char *at, size_t n)
         return -1;
     }
     h->body_end = h->fed + (uint64_t)(at + n - h->cur);
-    h->body = rc_realloc(h->body, h->body_len + n + 1);
+    if (h->body_len + n + 1 > h->body_cap) {
+        /* doubling, so a body arriving in many reads is copied O(size) times in all, not O(size^2) */
+        size_t cap = h->body_cap ? h->body_cap : 4096;
+        while (cap < h->body_len + n + 1) cap *= 2;
+        h->body = rc_realloc(h->body, cap);
+        h->body_cap = cap;
+    }
     memcpy(h->body + h->body_len, at, n);
     h->body_len += n;
     h->body[h->body_len] = '\0';
