@@ -11,12 +11,17 @@
  *
  * Decoding parses the payload once with cJSON and checks each field against one rule (the
  * env_rule table below: what the field may hold, whether it may be missing or null, and the
- * reason logged when it breaks the rule). What is accepted and the reason given for a refusal
- * are part of the wire contract (roomcast_redis_messages_invalid_total, redis_bad_message).
+ * reason logged when it breaks the rule). Nothing is guessed: an unknown or repeated key, a key
+ * the message's kind does not take, "data" with "args", an id number that is not an exact
+ * integer, or an emit socket.io-client could not parse (rc_bp_emit_check: a reserved event
+ * name, more than 10 attachments, a placeholder out of range) refuses the whole message. What is
+ * accepted and the reason given for a refusal are part of the wire contract
+ * (roomcast_redis_messages_invalid_total, redis_bad_message).
  *
  * What it does not do: count, log or deliver (backplane_redis_recv.c does, with the channel's
  * namespace and room); check a namespace or room name (the channel already did); validate the
- * JSON inside "args"/"data" beyond what cJSON parses (numbers beyond 2^53 lose precision there).
+ * JSON inside "args"/"data" beyond what cJSON parses (numbers beyond 2^53 lose precision there:
+ * that is payload, which ids and names never are).
  *
  * Ownership: encode writes into the caller's bp_buf. decode owns the cJSON tree and every
  * array it builds in the bp_envelope; bp_envelope_dispose releases them.
@@ -25,9 +30,9 @@
 
 #include "roomcast/common.h"
 #include "roomcast/eio_codec.h"
+#include "roomcast/template.h"
 
 #include <cjson/cJSON.h>
-#include <stdio.h>
 #include <string.h>
 
 /* ---- bp_buf ----------------------------------------------------------------------------------- */
@@ -195,6 +200,48 @@ static int refuse(bp_envelope *env, const char *why)
     return BP_ENVELOPE_INVALID;
 }
 
+/* The envelope's keys, a bit each (env_keys). */
+enum { K_EVENT, K_DATA, K_ARGS, K_ATTACHMENTS, K_OP, K_ROOM, K_EXCEPT, K_ID, K_ORIGIN, K__COUNT };
+static const char *const key_names[K__COUNT] = {
+    "event", "data", "args", "attachments", "op", "room", "except", "id", "origin",
+};
+#define KEY(k) (1u << (k))
+/* What each kind may carry besides except, id and origin. */
+#define KEYS_COMMON (KEY(K_EXCEPT) | KEY(K_ID) | KEY(K_ORIGIN))
+#define KEYS_EMIT (KEYS_COMMON | KEY(K_EVENT) | KEY(K_DATA) | KEY(K_ARGS) | KEY(K_ATTACHMENTS))
+#define KEYS_JOIN (KEYS_COMMON | KEY(K_OP) | KEY(K_ROOM))
+#define KEYS_DISCONNECT (KEYS_COMMON | KEY(K_OP))
+
+/* Every key is one of the envelope's, said once (a duplicate would leave two readings of one
+ * message). One pass, a bit per name; env->keys = the bits seen. -1 with env->why and
+ * env->field set otherwise. */
+static int env_keys(bp_envelope *env)
+{
+    for (const cJSON *c = env->root->child; c; c = c->next) {
+        size_t k = 0;
+        while (k < K__COUNT && strcmp(c->string, key_names[k]) != 0) k++;
+        env->field = c->string;
+        if (k == K__COUNT || (env->keys & KEY(k))) {
+            refuse(env, k == K__COUNT ? "unknown field" : "duplicate field");
+            return -1;
+        }
+        env->keys |= KEY(k);
+    }
+    env->field = NULL;
+    return 0;
+}
+
+/* A key the message's kind does not take (an emit's "room": the channel names the room; an
+ * op's "event"): refused, never ignored. */
+static int env_keys_fit(bp_envelope *env, unsigned allowed)
+{
+    unsigned extra = env->keys & ~allowed;
+    if (!extra) return BP_ENVELOPE_OK;
+    for (size_t k = 0; k < K__COUNT; k++)
+        if (extra & KEY(k)) env->field = key_names[k];
+    return refuse(env, "field does not fit the message");
+}
+
 /* Looks up rule->name in the envelope. 0 with *out = the value, or NULL when absent; -1 with
  * env->why set when the value breaks the rule. */
 static int env_field(bp_envelope *env, const env_rule *rule, const cJSON **out)
@@ -286,10 +333,10 @@ static int decode_op(bp_envelope *env, const cJSON *op)
     else if (strcmp(op->valuestring, "leave") == 0) m->kind = RC_BP_LEAVE;
     else if (strcmp(op->valuestring, "disconnect") == 0) m->kind = RC_BP_DISCONNECT;
     else return refuse(env, "unknown op");
-    if (m->kind == RC_BP_DISCONNECT) return BP_ENVELOPE_OK;
+    if (m->kind == RC_BP_DISCONNECT) return env_keys_fit(env, KEYS_DISCONNECT);
     if (env_field(env, &RULE_OP_ROOM, &target) != 0) return BP_ENVELOPE_INVALID;
     m->target_room = target->valuestring;
-    return BP_ENVELOPE_OK;
+    return env_keys_fit(env, KEYS_JOIN);
 }
 
 /* {"event":..., "args":[...] or "data":..., "attachments":[...]} */
@@ -301,21 +348,25 @@ static int decode_emit(bp_envelope *env)
     if (env_field(env, &RULE_EVENT, &event) != 0) return BP_ENVELOPE_INVALID;
     m->kind = RC_BP_EMIT;
     m->event = event->valuestring;
+    if (env_keys_fit(env, KEYS_EMIT) != BP_ENVELOPE_OK) return BP_ENVELOPE_INVALID;
 
     if (env_field(env, &RULE_ARGS, &args) != 0) return BP_ENVELOPE_INVALID;
-    if (args) {
-        env->args_json = cJSON_PrintUnformatted(args);
-    } else {
+    if (args && (env->keys & KEY(K_DATA))) return refuse(env, "data and args both given");
+    if (env_field(env, &RULE_ATTACHMENTS, &atts) != 0) return BP_ENVELOPE_INVALID;
+    if (!args) {
         cJSON *data = cJSON_DetachItemFromObjectCaseSensitive(env->root, "data");
         env->args_array = cJSON_CreateArray();
         if (data) cJSON_AddItemToArray(env->args_array, data); /* "data" is the one argument */
-        env->args_json = cJSON_PrintUnformatted(env->args_array);
+        args = env->args_array;
     }
+    /* What socket.io-client could not parse would drop every recipient (backplane.h). */
+    const char *bad = rc_bp_emit_check(m->event, args, atts ? (size_t)cJSON_GetArraySize(atts) : 0);
+    if (bad) return refuse(env, bad);
+
+    env->args_json = cJSON_PrintUnformatted(args);
     if (!env->args_json) return refuse(env, "args could not be printed");
     m->args_json = env->args_json;
     m->args_len = strlen(env->args_json);
-
-    if (env_field(env, &RULE_ATTACHMENTS, &atts) != 0) return BP_ENVELOPE_INVALID;
     return atts ? decode_attachments(env, atts) : BP_ENVELOPE_OK;
 }
 
@@ -339,11 +390,14 @@ int bp_envelope_decode(bp_envelope *env, const char *payload, size_t len, const 
         env->msg.origin = origin->valuestring;
     }
 
+    if (env_keys(env) != 0) return BP_ENVELOPE_INVALID;
+
     if (env_field(env, &RULE_ID, &id) != 0) return BP_ENVELOPE_INVALID;
     if (cJSON_IsString(id)) {
         env->msg.id = id->valuestring;
     } else if (id) {
-        snprintf(env->id_text, sizeof(env->id_text), "%.17g", id->valuedouble);
+        if (rc_tpl_id_number(id->valuedouble, env->id_text) != 0)
+            return refuse(env, "id is a number beyond 2^53 or not an integer");
         env->msg.id = env->id_text;
     }
 

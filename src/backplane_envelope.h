@@ -43,21 +43,27 @@ enum bp_envelope_verdict {
 /* A decoded envelope and the storage its message points into. */
 typedef struct bp_envelope {
     rc_bp_message msg;     /* ns and room are left NULL: the caller knows the channel */
-    const char *why;       /* BP_ENVELOPE_INVALID: the reason, for the debug log */
+    const char *why;       /* BP_ENVELOPE_INVALID: the reason (static), for the log */
+    const char *field;     /* with "unknown field", "duplicate field", "field does not fit the
+                            * message": the key at fault (into root, or static) */
+    unsigned keys;         /* the keys present, a bit each (backplane_envelope.c) */
     struct cJSON *root, *args_array;
     char *args_json;
     const char **except;   /* except_inline, or a heap array for more than 16 ids */
     const char *except_inline[16];
     rc_bp_bytes *attachments;
     uint8_t *attachment_bytes;
-    char id_text[32];      /* a numeric "id" as text */
+    char id_text[24];      /* a numeric "id" as text (rc_tpl_id_number) */
 } bp_envelope;
 
 /* Decodes payload[0..len) into env and returns an enum bp_envelope_verdict. Whatever it returns,
  * env must be released with bp_envelope_dispose, and must not move in between (msg points into
  * it). The checks, in order: one JSON object with nothing but whitespace after it; "origin"
- * (own echo detected here, before any later field is looked at); "id"; "except"; then "op" with
- * its "room", or "event", "args"/"data" and "attachments". */
+ * (own echo detected here, before any later field is looked at); every key known and said once;
+ * "id" (a string, or an integer up to 2^53 - 1); "except"; then "op" with its "room", or
+ * "event", "args" or "data" (not both) and "attachments"; no key the kind does not take; an
+ * emit passes rc_bp_emit_check (what socket.io-client can parse). Nothing is guessed: a message
+ * is understood whole or refused. */
 int bp_envelope_decode(bp_envelope *env, const char *payload, size_t len, const char *own_origin);
 void bp_envelope_dispose(bp_envelope *env);
 

@@ -3,7 +3,7 @@
  * See include/roomcast/backplane.h.
  *
  * What it is for: letting the node run alone with the same code path as a cluster node. The node
- * always delivers to its own sockets itself before it publishes (backplane.h, "Delivery model"),
+ * delivers to its own sockets itself once publish has accepted (backplane.h, "Delivery model"),
  * so with no other node there is nothing left to do: publish accepts the message and drops it.
  *
  * State: none worth a machine. It is always up: is_up returns 1 from creation to free, so

@@ -58,15 +58,18 @@ enum bp_phase { BP_WAITING = 0, BP_RESOLVING, BP_CONNECTING, BP_SYNCING, BP_UP, 
 typedef struct bp_chan {
     rc_hmap_node node;        /* in bp->chans, key = name */
     struct bp_chan *dirty_next;
-    const char *ns;           /* into name[]; NULL for a raw channel */
+    const char *ns;           /* into name[]; NULL for a raw channel or a pattern */
     const char *room;         /* into name[]; NULL for a namespace channel */
+    const char *prefix;       /* a pattern: the literal prefix it was opened with, into name[] */
     size_t len;               /* strlen(name) */
-    uint32_t raw_refs;        /* rc_redis_channel_open count (raw channel; ns is NULL then) */
+    uint32_t raw_refs;        /* rc_redis_channel_open / pattern_open count (ns is NULL then) */
     unsigned wanted : 1;      /* the node has local members (room) or serves it (ns) */
     unsigned sent : 1;        /* the current sub connection was last told SUBSCRIBE */
     unsigned dirty : 1;       /* on bp->dirty */
-    unsigned pattern : 1;     /* a raw name ending in '*': PSUBSCRIBE, delivered as pmessage */
-    char name[];              /* "<channel>\0<ns>\0<room>\0" */
+    unsigned pattern : 1;     /* rc_redis_pattern_open: PSUBSCRIBE, delivered as pmessage; its
+                               * key in bp->chans is name with its NUL (len + 1 bytes), so it
+                               * never meets the literal channel spelled the same */
+    char name[];              /* "<channel>\0<ns>\0<room>\0", or "<pattern>\0<prefix>\0" */
 } bp_chan;
 
 /* A when_subscribed caller waiting for Redis to confirm the SUBSCRIBEs sent before it. */
@@ -125,6 +128,7 @@ typedef struct redis_bp {
     /* metrics */
     uint64_t reconnects, invalid, own, canary_failures,
         command_timeouts, raw_received;
+    uint64_t invalid_logged_ms, invalid_suppressed; /* the rate limit of redis_bad_message */
     double canary_lag_s;
     rc_histogram publish_latency;
 } redis_bp;
@@ -169,11 +173,18 @@ int redis_bp__ns_valid(const char *ns);
 void redis_bp__channel_build(const redis_bp *bp, bp_buf *b, const char *ns, const char *room);
 /* The node's wish for a room (room set) or namespace channel; takes effect at the next flush. */
 void redis_bp__chan_set_wanted(redis_bp *bp, const char *ns, const char *room, int wanted);
-/* Raw channels (redis_cmd.h): refcounted; names that pose as the backplane's own are refused. */
+/* Raw channels (redis_cmd.h): refcounted, literal; names that pose as the backplane's own are
+ * refused. */
 void redis_bp__raw_open(redis_bp *bp, const char *channel);
 void redis_bp__raw_close(redis_bp *bp, const char *channel);
-/* The channel entry named name[0..len), or NULL. */
+/* Patterns (redis_cmd.h): refcounted; the prefix is escaped, then '*' appended. */
+void redis_bp__pattern_open(redis_bp *bp, const char *prefix);
+void redis_bp__pattern_close(redis_bp *bp, const char *prefix);
+/* The channel entry named name[0..len) (room, namespace or raw), or NULL. */
 bp_chan *redis_bp__chan_find(redis_bp *bp, const char *name, size_t len);
+/* The pattern entry whose PSUBSCRIBE pattern is pat[0..len) (pat[len] must be NUL, as in a
+ * hiredis reply), or NULL. */
+bp_chan *redis_bp__pattern_find(redis_bp *bp, const char *pat, size_t len);
 /* Makes flush_ev run the flush once, after the callbacks already queued in this turn. */
 void redis_bp__schedule_flush(redis_bp *bp);
 /* Sends the net changes when sub is CONNECTED, frees entries neither wanted nor subscribed and

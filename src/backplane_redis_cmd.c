@@ -13,7 +13,9 @@
  *     what is left NULL on the spot.
  *   - rc_redis_channel_open / close: raw channels in the backplane's subscription set
  *     (backplane_redis_subs.c): subscribed, batched, resubscribed and freed exactly like room
- *     channels; their messages reach on_raw without parsing.
+ *     channels, by their literal name; their messages reach on_raw without parsing.
+ *   - rc_redis_pattern_open / close: the node's prefix subscriptions (PSUBSCRIBE), entries of
+ *     their own in the same set; their messages reach on_pattern.
  *   - rc_redis_prefix: the backplane's key/channel prefix.
  *
  * What it does not do: open connections, queue while Redis is down, or retry (redis_script.c
@@ -63,4 +65,16 @@ void rc_redis_channel_close(rc_backplane *b, const char *channel)
 {
     redis_bp *bp = redis_bp__from(b);
     if (bp && channel) redis_bp__raw_close(bp, channel);
+}
+
+void rc_redis_pattern_open(rc_backplane *b, const char *prefix)
+{
+    redis_bp *bp = redis_bp__from(b);
+    if (bp) redis_bp__pattern_open(bp, prefix);
+}
+
+void rc_redis_pattern_close(rc_backplane *b, const char *prefix)
+{
+    redis_bp *bp = redis_bp__from(b);
+    if (bp && prefix) redis_bp__pattern_close(bp, prefix);
 }

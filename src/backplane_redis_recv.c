@@ -11,8 +11,13 @@
  *     (backplane_redis_subs.c);
  *   - a message on the canary channel: backplane_redis_phase.c checks the token;
  *   - a message on a raw channel: handed to on_raw unparsed; on a room or namespace channel:
- *     decoded (backplane_envelope.c), counted, and handed to on_message unless malformed or our
- *     own echo; a pmessage of a raw pattern: on_raw under the pattern's name.
+ *     decoded (backplane_envelope.c), counted, and handed to on_message unless refused or our
+ *     own echo; a pmessage of a pattern (rc_redis_pattern_open): on_pattern with the prefix it
+ *     was opened with and the channel it came on.
+ * A refused envelope reaches nobody: it is counted (roomcast_redis_messages_invalid_total) and
+ * logged as redis_bad_message at warn level, at most once a second (the lines in between are
+ * counted in the next one's `suppressed`), so a misbehaving backend is seen without flooding
+ * the log.
  * UNSUBSCRIBE confirmations and anything else are ignored. A message for a channel closed since
  * (its UNSUBSCRIBE still in flight) is dropped silently.
  *
@@ -31,6 +36,35 @@
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <string.h>
+
+enum { REFUSED_LOG_INTERVAL_MS = 1000 };
+
+/* A name from the wire as a quoted log value: at most cap - 1 bytes, with '"', '\\' and control
+ * characters replaced by '?'. */
+static const char *log_text(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; s && *s && n + 1 < cap; s++)
+        out[n++] = (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20) ? '?' : *s;
+    out[n] = '\0';
+    return out;
+}
+
+/* One warn line per REFUSED_LOG_INTERVAL_MS at most; the others are counted into the next. */
+static void log_refused(redis_bp *bp, const char *channel, const bp_envelope *env)
+{
+    uint64_t now = rc_now_mono_ms();
+    if (bp->invalid_logged_ms && now - bp->invalid_logged_ms < REFUSED_LOG_INTERVAL_MS) {
+        bp->invalid_suppressed++;
+        return;
+    }
+    char chan[256], field[64];
+    rc_log_warn("redis_bad_message", "channel=\"%s\" reason=\"%s\" field=\"%s\" suppressed=%llu",
+                log_text(chan, sizeof(chan), channel), env->why ? env->why : "",
+                log_text(field, sizeof(field), env->field), (unsigned long long)bp->invalid_suppressed);
+    bp->invalid_logged_ms = now;
+    bp->invalid_suppressed = 0;
+}
 
 static void deliver(redis_bp *bp, const bp_chan *e, const char *payload, size_t len)
 {
@@ -51,7 +85,7 @@ static void deliver(redis_bp *bp, const bp_chan *e, const char *payload, size_t 
         break;
     default:
         bp->invalid++;
-        rc_log_debug("redis_bad_message", "channel=\"%s\" reason=\"%s\"", e->name, env.why);
+        log_refused(bp, e->name, &env);
         break;
     }
     bp_envelope_dispose(&env);
@@ -103,10 +137,16 @@ void redis_bp__on_push(void *arg, redis_conn *c, redisReply *reply)
     } else if (strcmp(kind, "subscribe") == 0 || strcmp(kind, "psubscribe") == 0) {
         redis_bp__sub_confirmed(bp);
     } else if (strcmp(kind, "pmessage") == 0 && reply->elements >= 4 &&
+               reply->element[2]->type == REDIS_REPLY_STRING &&
                reply->element[3]->type == REDIS_REPLY_STRING) {
-        /* [pmessage, pattern, channel, payload]: delivered to on_raw under the pattern's name */
-        bp_chan *e = redis_bp__chan_find(bp, chan->str, chan->len);
-        if (e && e->pattern && e->raw_refs && bp->cb.on_raw)
-            raw_deliver(bp, e->name, reply->element[3]->str, reply->element[3]->len);
+        /* [pmessage, pattern, channel, payload]: to on_pattern with the prefix and the channel */
+        bp_chan *e = redis_bp__pattern_find(bp, chan->str, chan->len);
+        if (!e || !e->raw_refs) return;
+        bp->raw_received++;
+        if (!bp->cb.on_pattern) return;
+        bp->in_callback++;
+        bp->cb.on_pattern(bp->cb.arg, e->prefix, reply->element[2]->str, reply->element[3]->str,
+                          reply->element[3]->len);
+        bp->in_callback--;
     }
 }

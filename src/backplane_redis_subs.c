@@ -10,8 +10,10 @@
  * difference as UNSUBSCRIBE then SUBSCRIBE commands of up to SUB_BATCH channels each. Open,
  * close, open again within a turn costs nothing; an entry neither wanted nor sent is freed by the
  * flush. Raw channels (redis_cmd.h) are entries with raw_refs > 0 (ns NULL): subscribed, batched,
- * resubscribed and freed exactly like room channels; a name ending in '*' is a pattern, sent with
- * PSUBSCRIBE/PUNSUBSCRIBE in batches of its own.
+ * resubscribed and freed exactly like room channels, always by their literal name. Patterns
+ * (rc_redis_pattern_open) are entries of their own, made only by that call: "<escaped prefix>*",
+ * keyed with their NUL so that a literal channel of the same spelling stays another entry, sent
+ * with PSUBSCRIBE/PUNSUBSCRIBE in batches of their own.
  *
  * The barrier (when_subscribed): Redis confirms a connection's (P)SUBSCRIBE channels in order,
  * so counting channels sent (subs_sent) and confirmed (subs_confirmed) is enough. A waiter's
@@ -85,6 +87,12 @@ bp_chan *redis_bp__chan_find(redis_bp *bp, const char *name, size_t len)
     return n ? RC_CONTAINER_OF(n, bp_chan, node) : NULL;
 }
 
+bp_chan *redis_bp__pattern_find(redis_bp *bp, const char *pat, size_t len)
+{
+    rc_hmap_node *n = rc_hmap_find(&bp->chans, pat, len + 1); /* with its NUL: a pattern's key */
+    return n ? RC_CONTAINER_OF(n, bp_chan, node) : NULL;
+}
+
 /* Subscribed while the node wants it as a room/namespace channel or a module holds it open. */
 static int chan_wanted(const bp_chan *e)
 {
@@ -147,7 +155,6 @@ void redis_bp__raw_open(redis_bp *bp, const char *channel)
         e = rc_calloc(1, sizeof(*e) + len + 1);
         memcpy(e->name, channel, len);
         e->len = len;
-        e->pattern = channel[len - 1] == '*';
         rc_hmap_insert(&bp->chans, &e->node, e->name, e->len);
     }
     if (e->raw_refs++ > 0) return;
@@ -155,13 +162,82 @@ void redis_bp__raw_open(redis_bp *bp, const char *channel)
     redis_bp__schedule_flush(bp);
 }
 
-void redis_bp__raw_close(redis_bp *bp, const char *channel)
+static void raw_release(redis_bp *bp, bp_chan *e)
 {
-    bp_chan *e = redis_bp__chan_find(bp, channel, strlen(channel));
     if (!e || e->raw_refs == 0) return;
     if (--e->raw_refs > 0) return;
     chan_mark_dirty(bp, e);
     redis_bp__schedule_flush(bp);
+}
+
+void redis_bp__raw_close(redis_bp *bp, const char *channel)
+{
+    raw_release(bp, redis_bp__chan_find(bp, channel, strlen(channel)));
+}
+
+/* Redis glob characters (stringmatchlen): each gets a backslash, so the prefix matches itself
+ * only. */
+static int is_glob_char(char c)
+{
+    return c == '*' || c == '?' || c == '[' || c == ']' || c == '\\';
+}
+
+/* "<prefix with its glob characters escaped>*" into bp->chan_buf. */
+static void pattern_build(redis_bp *bp, const char *prefix)
+{
+    bp_buf *b = &bp->chan_buf;
+    b->len = 0;
+    for (const char *p = prefix; *p; p++) {
+        if (is_glob_char(*p)) bp_buf_put(b, "\\", 1);
+        bp_buf_put(b, p, 1);
+    }
+    bp_buf_put(b, "*", 1);
+}
+
+/* A pattern may not reach the backplane's own channels (room, namespace, canary): neither may
+ * start with the other. */
+static int pattern_prefix_valid(const redis_bp *bp, const char *prefix)
+{
+    if (!prefix || !prefix[0]) return 0;
+    size_t plen = strlen(prefix);
+    static const int own[] = {RC_KEY_ROOM, RC_KEY_NS, RC_KEY_CANARY};
+    char start[256];
+    for (size_t i = 0; i < RC_ARRAY_LEN(own); i++) {
+        size_t n = rc_key_write(start, sizeof(start), bp->prefix, own[i], "", NULL);
+        if (n >= sizeof(start)) return 0;
+        size_t common = n < plen ? n : plen;
+        if (strncmp(prefix, start, common) == 0) return 0;
+    }
+    return 1;
+}
+
+void redis_bp__pattern_open(redis_bp *bp, const char *prefix)
+{
+    if (!pattern_prefix_valid(bp, prefix)) {
+        rc_log_warn("redis_bad_channel", "pattern=\"%s\"", prefix ? prefix : "");
+        return;
+    }
+    pattern_build(bp, prefix);
+    bp_chan *e = redis_bp__pattern_find(bp, bp->chan_buf.p, bp->chan_buf.len);
+    if (!e) {
+        size_t len = bp->chan_buf.len, plen = strlen(prefix);
+        e = rc_calloc(1, sizeof(*e) + len + 1 + plen + 1);
+        memcpy(e->name, bp->chan_buf.p, len);
+        memcpy(e->name + len + 1, prefix, plen);
+        e->prefix = e->name + len + 1;
+        e->len = len;
+        e->pattern = 1;
+        rc_hmap_insert(&bp->chans, &e->node, e->name, e->len + 1);
+    }
+    if (e->raw_refs++ > 0) return;
+    chan_mark_dirty(bp, e);
+    redis_bp__schedule_flush(bp);
+}
+
+void redis_bp__pattern_close(redis_bp *bp, const char *prefix)
+{
+    pattern_build(bp, prefix);
+    raw_release(bp, redis_bp__pattern_find(bp, bp->chan_buf.p, bp->chan_buf.len));
 }
 
 /* ---- the barrier --------------------------------------------------------------------------- */

@@ -24,6 +24,7 @@
 #include "roomcast/log.h"
 #include "roomcast/redis_url.h"
 #include "roomcast/rules.h"
+#include "roomcast/server.h"
 #include "roomcast/template.h"
 
 #include <cjson/cJSON.h>
@@ -45,6 +46,7 @@
 #define MAX_OUTBOUND_BYTES (1u << 30)
 #define MAX_CONNECTIONS 10000000
 #define MAX_LEEWAY_S 86400
+#define MAX_ROOM_BUDGET 100000000 /* limits.maxRooms, limits.maxMemberships */
 
 char *rc_read_file(const char *path, size_t *len_out)
 {
@@ -87,6 +89,7 @@ struct loader {
     rc_config *cfg;
     rc_config_errors *errs;
     int body_set;              /* http.maxBodyBytes given (else it follows max_payload) */
+    int pending_set;           /* limits.maxPendingSessions given (else maxConnections / 10) */
     char *pubkey_file;         /* jwt.publicKeyFile, read at the end */
     const char *pubkey_src;    /* where it came from, for errors */
     const cJSON *namespaces;   /* borrowed from the parsed file */
@@ -389,6 +392,31 @@ static void load_jwt(struct loader *L, const cJSON *root)
     if (!bad) jwt->algs = algs;
 }
 
+/* http.trustedProxies: addresses or CIDR ranges whose X-Forwarded-For names the client. */
+static void load_trusted_proxies(struct loader *L, const cJSON *a)
+{
+    if (!a) return;
+    int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+    if (n < 0 || n > 256) {
+        rc_config_error(L->errs, "http.trustedProxies", "must be an array of at most 256 addresses or CIDR ranges");
+        return;
+    }
+    rc_cidr *list = rc_calloc((size_t)n + 1, sizeof(*list));
+    int i = 0, k = 0;
+    for (const cJSON *c = a->child; c; c = c->next, i++) {
+        if (cJSON_IsString(c) && rc_cidr_parse(c->valuestring, &list[k]) == 0) {
+            k++;
+            continue;
+        }
+        char p[48];
+        snprintf(p, sizeof(p), "http.trustedProxies[%d]", i);
+        rc_config_error(L->errs, p, "must be an IP address or a CIDR range such as \"10.0.0.0/8\" (no host bits past the prefix)");
+    }
+    rc_free(L->cfg->trusted_proxies);
+    L->cfg->trusted_proxies = list;
+    L->cfg->trusted_proxy_count = (size_t)k;
+}
+
 static void load_file(struct loader *L, const cJSON *root)
 {
     static const char *const top[] = {"listen", "path", "nodeId", "redis", "api", "engine", "http", "limits",
@@ -399,8 +427,10 @@ static void load_file(struct loader *L, const cJSON *root)
     static const char *const redis_keys[] = {"url", "prefix", NULL};
     static const char *const api_keys[] = {"key", NULL};
     static const char *const http_keys[] = {"maxHeaderBytes", "maxBodyBytes", "headerTimeout",
-                                            "keepAliveTimeout", NULL};
-    static const char *const limits_keys[] = {"maxOutboundBytes", "maxConnections", "maxRoomsPerSocket", NULL};
+                                            "keepAliveTimeout", "trustedProxies", NULL};
+    static const char *const limits_keys[] = {"maxOutboundBytes", "maxConnections", "maxRoomsPerSocket",
+                                              "maxRooms", "maxMemberships", "maxPendingSessions",
+                                              "maxPendingPerAddress", "maxPendingPerConnection", NULL};
     static const char *const cors_keys[] = {"origins", "credentials", NULL};
     static const char *const log_keys[] = {"level", "format", NULL};
     static const char *const drain_keys[] = {"grace", NULL};
@@ -442,6 +472,7 @@ static void load_file(struct loader *L, const cJSON *root)
         file_bytes(L, s, "http", "maxBodyBytes", MAX_PAYLOAD, &cfg->http_max_body_bytes, &L->body_set);
         file_ms(L, s, "http", "headerTimeout", &cfg->http_header_timeout_ms);
         file_ms(L, s, "http", "keepAliveTimeout", &cfg->http_keepalive_timeout_ms);
+        load_trusted_proxies(L, item(s, "trustedProxies"));
     }
     if ((s = section(L, root, "limits", limits_keys))) {
         file_bytes(L, s, "limits", "maxOutboundBytes", MAX_OUTBOUND_BYTES, &cfg->max_outbound_bytes, NULL);
@@ -451,6 +482,25 @@ static void load_file(struct loader *L, const cJSON *root)
         n = cfg->max_rooms_per_socket;
         file_int(L, s, "limits", "maxRoomsPerSocket", 1, 1000000, "must be an integer 1..1000000", &n);
         cfg->max_rooms_per_socket = (int)n;
+        n = (long long)cfg->max_rooms;
+        file_int(L, s, "limits", "maxRooms", 1, MAX_ROOM_BUDGET, "must be an integer 1..100000000", &n);
+        cfg->max_rooms = (size_t)n;
+        n = (long long)cfg->max_memberships;
+        file_int(L, s, "limits", "maxMemberships", 1, MAX_ROOM_BUDGET, "must be an integer 1..100000000", &n);
+        cfg->max_memberships = (size_t)n;
+        n = -1;
+        file_int(L, s, "limits", "maxPendingSessions", 1, MAX_CONNECTIONS, "must be a positive integer", &n);
+        if (n > 0) {
+            cfg->max_pending_sessions = (int)n;
+            L->pending_set = 1;
+        }
+        n = cfg->max_pending_per_address;
+        file_int(L, s, "limits", "maxPendingPerAddress", 0, 1000000, "must be an integer 0..1000000 (0: no limit)", &n);
+        cfg->max_pending_per_address = (int)n;
+        n = cfg->max_pending_per_connection;
+        file_int(L, s, "limits", "maxPendingPerConnection", 0, 1000000, "must be an integer 0..1000000 (0: no limit)",
+                 &n);
+        cfg->max_pending_per_connection = (int)n;
     }
     if ((s = section(L, root, "cors", cors_keys))) {
         file_bool(L, s, "cors", "credentials", &cfg->cors_credentials);
@@ -675,11 +725,31 @@ static int rules_verify_tokens(const rc_rules *rules)
     return 0;
 }
 
+/* A namespace names Redis channels (P:ns:<ns>, P:room:<ns>:<room>, docs/redis.md), which split at
+ * the first ':' after the namespace: one with ':' is refused here, with its path, rather than
+ * at every publish once the node runs. Refused with or without Redis, so a config means the
+ * same on one node and on many. */
+static void check_ns_names(struct loader *L, const rc_rules *rules)
+{
+    for (size_t i = 0; i < rc_rules_ns_count(rules); i++) {
+        const char *name = rc_ns_rules_name(rc_rules_ns_at(rules, i));
+        if (!strchr(name, ':')) continue;
+        char path[200];
+        snprintf(path, sizeof(path), "namespaces.%s", name);
+        rc_config_error(L->errs, path, "a namespace name may not contain ':' (it names Redis channels)");
+    }
+}
+
 static void finish(struct loader *L)
 {
     rc_config *cfg = L->cfg;
     if (!L->namespaces_given) cfg->rules = rc_rules_compile(NULL, "namespaces", L->errs);
+    if (cfg->rules) check_ns_names(L, cfg->rules);
     if (!L->body_set) cfg->http_max_body_bytes = cfg->max_payload;
+    if (!L->pending_set) cfg->max_pending_sessions = cfg->max_connections >= 10 ? cfg->max_connections / 10 : 1;
+    else if (cfg->max_pending_sessions > cfg->max_connections)
+        rc_config_error(L->errs, "limits.maxPendingSessions", "must be at most limits.maxConnections (%d)",
+                        cfg->max_connections);
     if (!cfg->tls_cert_file != !cfg->tls_key_file)
         rc_config_error(L->errs, cfg->tls_cert_file ? "tls.key" : "tls.cert",
                         "TLS needs both a certificate (tls.cert) and a key (tls.key)");
@@ -722,7 +792,7 @@ static void set_defaults(rc_config *cfg)
     cfg->prefix = rc_strdup("roomcast");
     cfg->ping_interval_ms = 25000;
     cfg->ping_timeout_ms = 20000;
-    cfg->connect_timeout_ms = 45000;
+    cfg->connect_timeout_ms = 10000;
     cfg->upgrade_timeout_ms = 10000;
     cfg->max_payload = 1000000;
     cfg->allow_polling = 1;
@@ -733,6 +803,10 @@ static void set_defaults(rc_config *cfg)
     cfg->max_outbound_bytes = 1048576;
     cfg->max_connections = 100000;
     cfg->max_rooms_per_socket = 1000;
+    cfg->max_rooms = 100000;
+    cfg->max_memberships = 1000000;
+    cfg->max_pending_per_address = 128;
+    cfg->max_pending_per_connection = 8;
     cfg->cors_credentials = 1;
     cfg->jwt.algs = RC_ALG_HS256;
     cfg->jwt.leeway_s = 30;
@@ -795,6 +869,7 @@ void rc_config_dispose(rc_config *cfg)
     rc_jobs_config_dispose(&cfg->jobs);
     rc_free(cfg->tls_cert_file);
     rc_free(cfg->tls_key_file);
+    rc_free(cfg->trusted_proxies);
     rc_rules_free(cfg->rules);
     rc_free(cfg->config_path);
     memset(cfg, 0, sizeof(*cfg));

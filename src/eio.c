@@ -10,6 +10,21 @@
  * transports at once and puts it on a list that a deferred event drains: that is where on_close
  * reaches the owner and where the session is freed, after the current callbacks unwind.
  *
+ * Pending sessions: a session is pending from its handshake until the owner reports a namespace
+ * connection (rc_eio_mark_connected), at the latest connect_timeout_ms. Pending sessions have a
+ * budget of their own, like nginx's limit_conn keyed on a connection and on an address: at most
+ * max_pending_per_conn from the handshakes of one TCP connection (not counted for a trusted
+ * proxy, which carries many clients), at most max_pending_per_addr from one client address (the
+ * peer, or for a trusted proxy the address X-Forwarded-For names; IPv6 by /64), both refused
+ * with 429; and at most max_pending in all, where a new handshake closes the oldest pending
+ * session instead of being refused, so a flood from many addresses cannot lock the door either.
+ * The counts live in one hash map of small entries (pkey), each freed at zero.
+ *
+ * Slow consumers: the cap applies behind one packet, whatever its size (a Socket.IO packet with
+ * its attachments is at most max_payload): a WebSocket session is closed when a flush leaves more
+ * than max_outbound_bytes + max_payload unsent (the transport's on_backlog), a queue (polling
+ * between two polls, or output on hold) when it holds more than that.
+ *
  * What it does not do: JSONP, HTTP compression, permessage-deflate, WebTransport, cookies.
  */
 #include "roomcast/eio.h"
@@ -33,7 +48,18 @@ static struct {
     uint64_t opened[2];                        /* sessions by initial transport: polling, websocket */
     uint64_t upgrades;                         /* polling -> websocket */
     uint64_t disconnects[RC_EIO_DISC__COUNT];  /* by enum rc_eio_disconnect, Socket.IO's included */
+    uint64_t pending_refused[2];               /* handshakes refused: per connection, per address */
+    uint64_t pending_evicted;                  /* pending sessions closed for max_pending */
+    uint64_t connect_timeouts;                 /* pending sessions closed at connect_timeout_ms */
 } eio_stats;
+
+/* A pending-session count: 'c' + a connection id, or 'a' + family + address (IPv6: /64). */
+#define PKEY_LEN 18
+typedef struct pkey {
+    rc_hmap_node node;
+    uint32_t count;
+    char key[PKEY_LEN];
+} pkey;
 
 #define SID_LEN 20
 
@@ -48,6 +74,9 @@ struct rc_eio_session {
     uint8_t connected;          /* the owner reported a namespace connection */
     uint8_t hold;               /* output held (rc_eio_hold count): frames wait in the queue */
     uint8_t probed;             /* the upgrade probe was answered: polling is being paused */
+    uint8_t pending;            /* not connected yet: counted in the pending budget */
+    pkey *by_conn, *by_addr;    /* its counts (NULL where that cap does not apply) */
+    rc_eio_session *pend_prev, *pend_next; /* srv->pend_head .. pend_tail, oldest first */
     rc_eio_server *srv;
     rc_ws *ws;                  /* T_WEBSOCKET transport */
     rc_ws *probe;               /* WebSocket being upgraded to */
@@ -73,6 +102,9 @@ struct rc_eio_server {
     rc_eio_session *closed;     /* awaiting on_close + free */
     struct event *reap_ev;
     int refuse_new;
+    rc_hmap pkeys;              /* pkey entries by key */
+    rc_eio_session *pend_head, *pend_tail;
+    uint64_t pending;           /* sessions on that list */
 };
 
 static void session_arm_timer(rc_eio_session *s);
@@ -163,6 +195,118 @@ static void get_aborted(void *arg)
     s->get = NULL;
 }
 
+/* ---- pending sessions --------------------------------------------------------------------- */
+
+static pkey *pkey_find(rc_eio_server *srv, const char *key)
+{
+    rc_hmap_node *n = rc_hmap_find(&srv->pkeys, key, PKEY_LEN);
+    return n ? RC_CONTAINER_OF(n, pkey, node) : NULL;
+}
+
+static pkey *pkey_take(rc_eio_server *srv, const char *key)
+{
+    pkey *k = pkey_find(srv, key);
+    if (!k) {
+        k = rc_calloc(1, sizeof(*k));
+        memcpy(k->key, key, PKEY_LEN);
+        rc_hmap_insert(&srv->pkeys, &k->node, k->key, PKEY_LEN);
+    }
+    k->count++;
+    return k;
+}
+
+static void pkey_drop(rc_eio_server *srv, pkey *k)
+{
+    if (k && --k->count == 0) {
+        rc_hmap_remove(&srv->pkeys, &k->node);
+        rc_free(k);
+    }
+}
+
+/* The counts a new session would take, decided before it exists. */
+typedef struct pending_keys {
+    char conn[PKEY_LEN], addr[PKEY_LEN];
+    uint8_t per_conn, per_addr;
+} pending_keys;
+
+/* 0: the handshake may open a session (keys filled for pending_add); -1: refused and answered
+ * (429; a connection past its own budget is closed too, so a pipelined flood ends there). */
+static int pending_admit(rc_eio_server *srv, rc_http_request *req, pending_keys *pk)
+{
+    static const char *const why[] = {"Too many unconnected sessions on this connection",
+                                      "Too many unconnected sessions from this address"};
+    const rc_eio_settings *set = &srv->set;
+    rc_addr a;
+    int proxied = rc_http_client_addr(req, set->trusted_proxies, set->trusted_proxy_count, &a);
+    memset(pk, 0, sizeof(*pk));
+    pk->per_conn = set->max_pending_per_conn > 0 && !proxied;
+    pk->per_addr = set->max_pending_per_addr > 0;
+    uint64_t id = rc_conn_id(req->conn);
+    pk->conn[0] = 'c';
+    memcpy(pk->conn + 1, &id, sizeof(id));
+    pk->addr[0] = 'a';
+    pk->addr[1] = (char)a.family;
+    memcpy(pk->addr + 2, a.bytes, a.family == 6 ? 8 : 4); /* IPv6 by /64: one host has them all */
+    pkey *k;
+    int refused = -1;
+    if (pk->per_conn && (k = pkey_find(srv, pk->conn)) && k->count >= (uint32_t)set->max_pending_per_conn)
+        refused = 0;
+    else if (pk->per_addr && (k = pkey_find(srv, pk->addr)) && k->count >= (uint32_t)set->max_pending_per_addr)
+        refused = 1;
+    if (refused < 0) return 0;
+    eio_stats.pending_refused[refused]++;
+    /* One line a second at most: a flood must not become a flood of logs. */
+    static uint64_t logged_ms, unlogged;
+    uint64_t now = rc_now_mono_ms();
+    if (logged_ms && now - logged_ms < 1000) {
+        unlogged++;
+    } else {
+        char ip[64];
+        rc_addr_format(&a, ip, sizeof(ip));
+        rc_log_warn("pending_refused", "addr=%s limit=%s refused_since_last_log=%llu", ip,
+                    refused ? "address" : "connection", (unsigned long long)unlogged);
+        logged_ms = now;
+        unlogged = 0;
+    }
+    char body[128], cors[1100], headers[1200];
+    int n = snprintf(body, sizeof(body), "{\"code\":4,\"message\":\"%s\"}", why[refused]);
+    rc_eio_cors_headers(srv, req, cors, sizeof(cors));
+    snprintf(headers, sizeof(headers), "Retry-After: 1\r\n%s", cors);
+    if (refused == 0) req->keep_alive = 0;
+    rc_http_respond(req, 429, "application/json", body, (size_t)n, headers);
+    return -1;
+}
+
+static void pending_add(rc_eio_session *s, const pending_keys *pk)
+{
+    rc_eio_server *srv = s->srv;
+    s->pending = 1;
+    s->by_conn = pk->per_conn ? pkey_take(srv, pk->conn) : NULL;
+    s->by_addr = pk->per_addr ? pkey_take(srv, pk->addr) : NULL;
+    s->pend_prev = srv->pend_tail;
+    s->pend_next = NULL;
+    if (srv->pend_tail) srv->pend_tail->pend_next = s;
+    else srv->pend_head = s;
+    srv->pend_tail = s;
+    srv->pending++;
+}
+
+static void pending_remove(rc_eio_session *s)
+{
+    if (!s->pending) return;
+    rc_eio_server *srv = s->srv;
+    s->pending = 0;
+    pkey_drop(srv, s->by_conn);
+    pkey_drop(srv, s->by_addr);
+    s->by_conn = s->by_addr = NULL;
+    if (s->pend_prev) s->pend_prev->pend_next = s->pend_next;
+    else srv->pend_head = s->pend_next;
+    if (s->pend_next) s->pend_next->pend_prev = s->pend_prev;
+    else srv->pend_tail = s->pend_prev;
+    s->pend_prev = s->pend_next = NULL;
+    srv->pending--;
+}
+
 /* ---- close -------------------------------------------------------------------------------- */
 
 static void server_on_reap(evutil_socket_t fd, short what, void *arg);
@@ -182,6 +326,7 @@ void rc_eio_close(rc_eio_session *s, const char *reason)
     rc_log_debug("eio_close", "sid=%s reason=\"%s\"", s->sid, reason);
     s->closed = 1;
     s->close_reason = reason;
+    pending_remove(s);
     rc_hmap_remove(&srv->sessions, &s->node);
     evtimer_del(s->timer);
     if (s->get) {
@@ -219,17 +364,26 @@ static void server_on_reap(evutil_socket_t fd, short what, void *arg)
 
 /* ---- sending ------------------------------------------------------------------------------ */
 
+static void slow_consumer(rc_eio_session *s, size_t unsent)
+{
+    rc_server_counters.slow_consumer_drops++;
+    eio_stats.disconnects[RC_EIO_DISC_SLOW_CONSUMER]++;
+    rc_log_info("slow_consumer", "sid=%s unsent=%zu", s->sid, unsent);
+    rc_eio_close(s, "slow consumer");
+}
+
+/* The WebSocket transport's flush left too much unsent (see the top of this file). */
+static void ws_on_backlog(void *arg, rc_ws *ws, size_t backlog)
+{
+    rc_eio_session *s = arg;
+    if (!s->closed && s->ws == ws) slow_consumer(s, backlog);
+}
+
 static void session_send_frame(rc_eio_session *s, rc_frame *f)
 {
     if (s->closed) return;
-    size_t limit = s->srv->set.max_outbound_bytes;
     if (s->transport == T_WEBSOCKET && s->ws && !s->hold) {
-        rc_ws_send_frame(s->ws, f);
-        if (rc_ws_pending_bytes(s->ws) > limit) {
-            rc_server_counters.slow_consumer_drops++;
-            rc_log_info("slow_consumer", "sid=%s pending=%zu", s->sid, rc_ws_pending_bytes(s->ws));
-            rc_eio_close(s, "slow consumer");
-        }
+        rc_ws_send_frame(s->ws, f); /* judged after the flush: ws_on_backlog */
         return;
     }
     if (s->qlen == s->qcap) {
@@ -238,9 +392,10 @@ static void session_send_frame(rc_eio_session *s, rc_frame *f)
     }
     s->queue[s->qlen++] = rc_frame_ref(f);
     s->qbytes += f->len;
-    if (s->qbytes > limit) {
-        rc_server_counters.slow_consumer_drops++;
-        rc_eio_close(s, "slow consumer");
+    /* The cap applies behind one packet (a Socket.IO packet with its attachments is at most
+     * max_payload), which the next poll (or the end of the hold) delivers whatever its size. */
+    if (s->qbytes > s->srv->set.max_outbound_bytes + s->srv->set.max_payload) {
+        slow_consumer(s, s->qbytes);
         return;
     }
     if (s->get && !s->hold) flush_get(s, -1);
@@ -316,6 +471,7 @@ static void session_on_timer(evutil_socket_t fd, short what, void *arg)
     uint64_t now = rc_now_mono_ms();
     if (!s->connected && s->connect_deadline_ms && now >= s->connect_deadline_ms) {
         rc_log_debug("connect_timeout", "sid=%s", s->sid);
+        eio_stats.connect_timeouts++;
         rc_eio_close(s, "connect timeout");
         return;
     }
@@ -353,6 +509,7 @@ static void session_arm_timer(rc_eio_session *s)
 void rc_eio_mark_connected(rc_eio_session *s)
 {
     s->connected = 1;
+    pending_remove(s);
 }
 
 const char *rc_eio_sid(const rc_eio_session *s) { return s->sid; }
@@ -424,7 +581,7 @@ static void ws_on_close(void *arg, rc_ws *ws)
     rc_eio_close(s, "transport close");
 }
 
-static const rc_ws_callbacks ws_transport_cb = {ws_on_message, ws_on_close};
+static const rc_ws_callbacks ws_transport_cb = {ws_on_message, ws_on_close, ws_on_backlog};
 
 static void probe_on_message(void *arg, rc_ws *ws, int binary, const uint8_t *data, size_t len)
 {
@@ -443,6 +600,7 @@ static void probe_on_message(void *arg, rc_ws *ws, int binary, const uint8_t *da
         s->ws = ws;
         s->transport = T_WEBSOCKET;
         rc_ws_set_callbacks(ws, &ws_transport_cb, s);
+        rc_ws_set_output_limit(ws, s->srv->set.max_outbound_bytes + s->srv->set.max_payload);
         eio_stats.upgrades++;
         if (s->get) flush_get(s, RC_EIO_NOOP);
         requeue_all(s);
@@ -463,12 +621,17 @@ static void probe_on_close(void *arg, rc_ws *ws)
     }
 }
 
-static const rc_ws_callbacks probe_cb = {probe_on_message, probe_on_close};
+static const rc_ws_callbacks probe_cb = {probe_on_message, probe_on_close, NULL};
 
 /* ---- handshake ---------------------------------------------------------------------------- */
 
-static rc_eio_session *session_new(rc_eio_server *srv, int transport)
+/* A new session, pending; past max_pending the oldest pending session makes room. */
+static rc_eio_session *session_new(rc_eio_server *srv, int transport, const pending_keys *pk)
 {
+    if (srv->set.max_pending > 0 && srv->pending >= (uint64_t)srv->set.max_pending && srv->pend_head) {
+        eio_stats.pending_evicted++;
+        rc_eio_close(srv->pend_head, "too many pending sessions");
+    }
     rc_eio_session *s = rc_calloc(1, sizeof(*s));
     s->srv = srv;
     s->transport = (uint8_t)transport;
@@ -480,6 +643,7 @@ static rc_eio_session *session_new(rc_eio_server *srv, int transport)
     uint64_t now = rc_now_mono_ms();
     s->next_ping_ms = now + (uint64_t)srv->set.ping_interval_ms;
     s->connect_deadline_ms = now + (uint64_t)srv->set.connect_timeout_ms;
+    pending_add(s, pk);
     session_arm_timer(s);
     eio_stats.opened[transport]++;
     return s;
@@ -567,9 +731,12 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
             return;
         }
         if (srv->refuse_new || session_cap_reached(srv)) { respond_error(srv, req, 4); return; }
-        rc_eio_session *s = session_new(srv, T_WEBSOCKET);
+        pending_keys pk;
+        if (pending_admit(srv, req, &pk) != 0) return;
+        rc_eio_session *s = session_new(srv, T_WEBSOCKET, &pk);
         s->owner = srv->cb->on_open(srv->cb->arg, s, req);
         s->ws = rc_ws_accept(req, srv->set.max_payload, &ws_transport_cb, s);
+        rc_ws_set_output_limit(s->ws, srv->set.max_outbound_bytes + srv->set.max_payload);
         char open[256];
         int n = open_packet(s, open, sizeof(open));
         rc_ws_send(s->ws, RC_WS_OP_TEXT, open, (size_t)n);
@@ -580,7 +747,9 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
     if (!has_sid) {
         if (req->method != RC_HTTP_GET) { respond_error(srv, req, 2); return; }
         if (srv->refuse_new || session_cap_reached(srv)) { respond_error(srv, req, 4); return; }
-        rc_eio_session *s = session_new(srv, T_POLLING);
+        pending_keys pk;
+        if (pending_admit(srv, req, &pk) != 0) return;
+        rc_eio_session *s = session_new(srv, T_POLLING, &pk);
         s->owner = srv->cb->on_open(srv->cb->arg, s, req);
         char open[256];
         int n = open_packet(s, open, sizeof(open));
@@ -664,6 +833,7 @@ void rc_eio_server_free(rc_eio_server *srv)
     rc_eio_close_all(srv, "server shutting down");
     server_on_reap(-1, 0, srv);
     rc_hmap_dispose(&srv->sessions);
+    rc_hmap_dispose(&srv->pkeys); /* empty: every pending session let go of its counts */
     event_free(srv->reap_ev);
     rc_free(srv);
 }
@@ -695,4 +865,16 @@ void rc_eio_write_metrics(const rc_eio_server *srv, struct evbuffer *out)
                           "Engine.IO upgrades from polling to websocket.", eio_stats.upgrades);
     rc_metrics_put_by_label(out, "roomcast_disconnects_total", "counter", "Socket disconnections, by reason.",
                             "reason", reasons, eio_stats.disconnects, 0, RC_EIO_DISC__COUNT);
+    static const char *const limits[] = {"connection", "address"};
+    rc_metrics_put_scalar(out, "roomcast_eio_sessions_pending", "gauge",
+                          "Engine.IO sessions that have not connected a namespace yet.", srv->pending);
+    rc_metrics_put_by_label(out, "roomcast_eio_pending_refused_total", "counter",
+                            "Handshakes refused (429) for the pending-session budget, by limit.", "limit", limits,
+                            eio_stats.pending_refused, 0, RC_ARRAY_LEN(limits));
+    rc_metrics_put_scalar(out, "roomcast_eio_pending_evicted_total", "counter",
+                          "Pending sessions closed to make room under the node's pending cap.",
+                          eio_stats.pending_evicted);
+    rc_metrics_put_scalar(out, "roomcast_eio_connect_timeouts_total", "counter",
+                          "Sessions closed for connecting no namespace within engine.connectTimeout.",
+                          eio_stats.connect_timeouts);
 }

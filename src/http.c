@@ -9,6 +9,9 @@
  * Flow: bytes -> http_parser_execute over the input's chains -> on_message_complete pauses the
  * parser and stops reading -> on_request. After a response, the request state is reset and any
  * input left (a pipelined request) is parsed from a deferred read callback, never re-entrantly.
+ * While more than max_pending_output of answers wait unsent, no further request is read (the
+ * transport's on_drain resumes): a client that pipelines requests and never reads the answers
+ * stalls, as with nginx, and is closed if it takes no byte for the keep-alive timeout.
  *
  * What it does not do: chunked responses, compression, HTTP/2, request bodies beyond the limit.
  */
@@ -52,8 +55,9 @@ typedef struct rc_http_conn {
     uint8_t dispatched;               /* on_request called, not yet answered */
     uint8_t held;
     uint8_t failed;                   /* an error response was sent */
+    uint8_t draining;                 /* waiting for unsent answers to be written (on_drain) */
     uint8_t *body;
-    size_t body_len;
+    size_t body_len, body_cap;        /* body_cap: bytes allocated (grown by doubling) */
     uint64_t started_ms;              /* first byte of the request in progress (0: none yet) */
     struct event *deadline_ev;        /* first request: header deadline from accept (TLS handshake included) */
     void (*on_abort)(void *arg);
@@ -71,7 +75,8 @@ typedef struct rc_http_conn {
 
 static void http_on_conn_read(rc_conn *c, void *data);
 static void http_on_conn_close(rc_conn *c, void *data);
-static const rc_conn_handler http_conn_handler = {http_on_conn_read, http_on_conn_close};
+static void http_on_conn_drain(rc_conn *c, void *data);
+static const rc_conn_handler http_conn_handler = {http_on_conn_read, http_on_conn_close, NULL, http_on_conn_drain};
 
 const char *rc_http_status_text(int status)
 {
@@ -111,7 +116,7 @@ static void http_reset(rc_http_conn *h)
     h->dispatched = 0;
     h->held = 0;
     h->body = NULL;
-    h->body_len = 0;
+    h->body_len = h->body_cap = 0;
     h->on_abort = NULL;
     h->abort_arg = NULL;
     memset(&h->req, 0, sizeof(h->req));
@@ -228,7 +233,13 @@ static int on_body(http_parser *p, const char *at, size_t n)
         return -1;
     }
     h->body_end = h->fed + (uint64_t)(at + n - h->cur);
-    h->body = rc_realloc(h->body, h->body_len + n + 1);
+    if (h->body_len + n + 1 > h->body_cap) {
+        /* doubling, so a body arriving in many reads is copied O(size) times in all, not O(size^2) */
+        size_t cap = h->body_cap ? h->body_cap : 4096;
+        while (cap < h->body_len + n + 1) cap *= 2;
+        h->body = rc_realloc(h->body, cap);
+        h->body_cap = cap;
+    }
     memcpy(h->body + h->body_len, at, n);
     h->body_len += n;
     h->body[h->body_len] = '\0';
@@ -412,18 +423,29 @@ static void http_finish(rc_http_conn *h, int keep_alive)
         rc_conn_close_after_flush(h->conn);
         return;
     }
-    /* A client that pipelines requests and never reads the answers: stop at the outbound cap
-     * instead of answering into an ever-growing buffer. */
-    if (h->limits->max_pending_output && rc_conn_pending_bytes(h->conn) > h->limits->max_pending_output) {
-        rc_server_counters.slow_consumer_drops++;
-        h->failed = 1;
-        rc_conn_close(h->conn);
-        return;
-    }
     http_reset(h);
     rc_conn_set_read_timeout(h->conn, h->limits->keepalive_timeout_ms);
+    /* A client that pipelines requests and never reads the answers: past the cap, read nothing
+     * more until they are written, instead of answering into an ever-growing buffer; no byte
+     * taken for the keep-alive timeout closes it. */
+    if (h->limits->max_pending_output && rc_conn_pending_bytes(h->conn) > h->limits->max_pending_output) {
+        h->draining = 1;
+        rc_conn_set_write_timeout(h->conn, h->limits->keepalive_timeout_ms);
+        rc_conn_notify_drain(h->conn);
+        return;
+    }
     rc_conn_resume_read(h->conn);
     if (evbuffer_get_length(rc_conn_input(h->conn)) > 0) rc_conn_trigger_read(h->conn);
+}
+
+static void http_on_conn_drain(rc_conn *c, void *data)
+{
+    rc_http_conn *h = data;
+    if (!h->draining) return;
+    h->draining = 0;
+    rc_conn_set_write_timeout(c, 0);
+    rc_conn_resume_read(c);
+    if (evbuffer_get_length(rc_conn_input(c)) > 0) rc_conn_trigger_read(c);
 }
 
 static void write_head(rc_http_conn *h, int status, const char *content_type, size_t len,
@@ -497,6 +519,16 @@ const char *rc_http_header(const rc_http_request *req, const char *name)
     return NULL;
 }
 
+const char *rc_http_header_last(const rc_http_request *req, const char *name)
+{
+    const rc_http_conn *h = (const rc_http_conn *)req;
+    for (unsigned i = h->field_count; i-- > 0;) {
+        if (strcasecmp(h->arena + h->fields[i].name_off, name) == 0)
+            return h->arena + h->fields[i].value_off;
+    }
+    return NULL;
+}
+
 int rc_http_header_has_token(const rc_http_request *req, const char *name, const char *token)
 {
     const char *v = rc_http_header(req, name);
@@ -548,6 +580,49 @@ int rc_http_query_param(const rc_http_request *req, const char *name, char *buf,
         p = pe + 1;
     }
     return 0;
+}
+
+/* ---- client address ----------------------------------------------------------------------- */
+
+static int trusted_proxy(const rc_cidr *trusted, size_t n, const rc_addr *a)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rc_cidr_match(&trusted[i], a)) return 1;
+    return 0;
+}
+
+/* One X-Forwarded-For entry, maybe with a port: "192.0.2.1", "192.0.2.1:443", "[2001:db8::1]:443". */
+static int forwarded_addr(const char *p, size_t n, rc_addr *out)
+{
+    if (n && p[0] == '[') {
+        const char *e = memchr(p, ']', n);
+        return e ? rc_addr_parse(p + 1, (size_t)(e - p - 1), out) : -1;
+    }
+    const char *colon = memchr(p, ':', n);
+    if (colon && !memchr(colon + 1, ':', n - (size_t)(colon - p) - 1)) n = (size_t)(colon - p);
+    return rc_addr_parse(p, n, out);
+}
+
+int rc_http_client_addr(const rc_http_request *req, const rc_cidr *trusted, size_t n, rc_addr *out)
+{
+    *out = *rc_conn_peer(req->conn);
+    if (!trusted_proxy(trusted, n, out)) return 0;
+    const char *xff = rc_http_header_last(req, "X-Forwarded-For");
+    const char *end = xff ? xff + strlen(xff) : NULL;
+    while (xff && end > xff) {
+        const char *b = end;
+        while (b > xff && b[-1] != ',') b--;
+        const char *next = b > xff ? b - 1 : xff;
+        while (b < end && (*b == ' ' || *b == '\t')) b++;
+        const char *e = end;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t')) e--;
+        rc_addr a;
+        if (forwarded_addr(b, (size_t)(e - b), &a) != 0) break; /* not an address: keep the last one */
+        *out = a;
+        if (!trusted_proxy(trusted, n, &a)) break;
+        end = next;
+    }
+    return 1;
 }
 
 void rc_http_write_metrics(struct evbuffer *out)

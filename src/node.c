@@ -52,13 +52,15 @@ static void bp_on_state(void *arg, int up)
     if (n->presence) rc_presence_on_state(n->presence, up);
 }
 
+static void bp_on_pattern(void *arg, const char *prefix, const char *channel, const char *payload, size_t len)
+{
+    rc_node *n = arg;
+    if (n->status_pattern && strcmp(prefix, n->status_pattern) == 0) rc_node__status_broadcast(n, payload, len);
+}
+
 static void bp_on_raw(void *arg, const char *channel, const char *payload, size_t len)
 {
     rc_node *n = arg;
-    if (n->status_pattern && strcmp(channel, n->status_pattern) == 0) {
-        rc_node__status_broadcast(n, payload, len);
-        return;
-    }
     if (n->presence && rc_presence_on_raw(n->presence, channel, payload, len)) return;
     if (n->notify_channel && strcmp(channel, n->notify_channel) == 0) {
         n->stats.notifications++;
@@ -224,6 +226,7 @@ static rc_sio_server *sio_new(rc_node *n)
     };
     rc_sio_settings set = {
         .ns = ns, .ns_count = count, .jwt = &cfg->jwt, .max_rooms_per_socket = cfg->max_rooms_per_socket,
+        .max_rooms = cfg->max_rooms, .max_memberships = cfg->max_memberships, .max_packet_bytes = cfg->max_payload,
         .token_expiry = expiry_modes[cfg->token_expiry], .token_expired_event = cfg->token_expired_event,
     };
     rc_sio_server *sio = rc_sio_server_new(n->base, &set, &n->hooks);
@@ -248,6 +251,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->bp_cb.on_message = bp_on_message;
     n->bp_cb.on_state = bp_on_state;
     n->bp_cb.on_raw = bp_on_raw;
+    n->bp_cb.on_pattern = bp_on_pattern;
     n->bp_cb.arg = n;
     if (cfg->redis_url) {
         rc_backplane_redis_settings rs = {cfg->redis_url, cfg->prefix, cfg->node_id};
@@ -266,8 +270,8 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         rc_redis_channel_open(n->bp, n->notify_channel);
         for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++) {
             if (!rc_ns_rules_status_broadcast(rc_rules_ns_at(cfg->rules, i)) || n->status_pattern) continue;
-            n->status_pattern = rc_key_new(cfg->prefix, RC_KEY_STATUS, "*", NULL);
-            rc_redis_channel_open(n->bp, n->status_pattern);
+            n->status_pattern = rc_key_new(cfg->prefix, RC_KEY_STATUS, "", NULL);
+            rc_redis_pattern_open(n->bp, n->status_pattern);
         }
     }
     n->jobs = rc_jobs_new(&cfg->jobs, n->bp);
@@ -297,7 +301,10 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         .connect_timeout_ms = cfg->connect_timeout_ms, .upgrade_timeout_ms = cfg->upgrade_timeout_ms,
         .max_payload = cfg->max_payload, .allow_polling = cfg->allow_polling,
         .allow_websocket = cfg->allow_websocket, .max_outbound_bytes = cfg->max_outbound_bytes,
-        .max_sessions = cfg->max_connections, .cors_origins = cfg->cors_origins,
+        .max_sessions = cfg->max_connections, .max_pending = cfg->max_pending_sessions,
+        .max_pending_per_addr = cfg->max_pending_per_address,
+        .max_pending_per_conn = cfg->max_pending_per_connection, .trusted_proxies = cfg->trusted_proxies,
+        .trusted_proxy_count = cfg->trusted_proxy_count, .cors_origins = cfg->cors_origins,
         .cors_origin_count = cfg->cors_origin_count, .cors_credentials = cfg->cors_credentials,
     };
     n->eio = rc_eio_server_new(base, &eio_set, rc_sio_eio_callbacks(n->sio));

@@ -1,8 +1,9 @@
 /*
  * node_api.c: the node's HTTP routes (see src/node_internal.h): Engine.IO paths go to rc_eio;
  * /healthz, /readyz and /metrics (docs/operations.md, "Checks" and "Monitoring"); POST
- * /api/publish, enabled by api.key (docs/config.md), which publishes to a room or a namespace
- * through rc_node__broadcast, or to a user as a notification (node_notify.c).
+ * /api/publish, enabled by api.key (docs/config.md), whose body node_publish.c parses, and which
+ * publishes to a room or (said explicitly) a namespace through rc_node__broadcast, or to a user
+ * as a notification (node_notify.c).
  *
  * What it does not do: parse HTTP (src/http.c) or write the metrics text (src/metrics.c and each
  * module's write_metrics).
@@ -47,11 +48,16 @@ static void route_metrics(rc_node *n, rc_http_request *req)
     rc_backplane_write_metrics(n->bp, out);
     rc_metrics_put_scalar(out, "roomcast_api_publishes_total", "counter",
                           "Messages accepted by the HTTP publish API.", n->stats.api_publishes);
+    rc_metrics_put_scalar(out, "roomcast_api_publishes_refused_total", "counter",
+                          "POST /api/publish requests refused as malformed (400).", n->stats.api_refused);
     rc_metrics_put_scalar(out, "roomcast_notifications_total", "counter",
                           "Notifications for a user received (P:notify, POST /api/publish with user).",
                           n->stats.notifications);
     rc_metrics_put_scalar(out, "roomcast_notifications_delivered_total", "counter",
                           "Sockets this node delivered notifications to.", n->stats.notifications_delivered);
+    rc_metrics_put_scalar(out, "roomcast_notifications_refused_total", "counter",
+                          "P:notify messages refused as malformed (logged as notify_refused).",
+                          n->stats.notifications_refused);
     rc_jobs_write_metrics(n->jobs, out);
     if (n->presence) rc_presence_write_metrics(n->presence, out);
     rc_metrics_put_scalar(out, "roomcast_ready", "gauge", "1 when the node reports ready.",
@@ -66,7 +72,25 @@ static void route_metrics(rc_node *n, rc_http_request *req)
     evbuffer_free(out);
 }
 
-/* POST /api/publish (docs/architecture.md, "Presence, notifications, jobs"; docs/config.md, api.key). */
+/* {"ok":false,"error":"<code>"}, with "field" when the code does not name the field itself. */
+static void respond_error(rc_http_request *req, int status, const char *code, const char *field)
+{
+    int generic = strcmp(code, "unknown_field") == 0 || strcmp(code, "duplicate_field") == 0 ||
+                  strcmp(code, "conflicting_fields") == 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddFalseToObject(o, "ok");
+    cJSON_AddStringToObject(o, "error", code);
+    if (generic && field) cJSON_AddStringToObject(o, "field", field);
+    char *out = cJSON_PrintUnformatted(o);
+    respond_json(req, status, out);
+    cJSON_free(out);
+    cJSON_Delete(o);
+}
+
+/* POST /api/publish (docs/redis.md, "Publishing from a backend"; docs/config.md, api.key). The
+ * body is parsed by rc_node__publish_parse, as P:notify is; a refusal answers 400 and reaches
+ * nobody. A publish the backplane refuses answers 503, and reaches nobody either
+ * (rc_node__broadcast). */
 static void route_publish(rc_node *n, rc_http_request *req)
 {
     const char *auth = rc_http_header(req, "Authorization");
@@ -76,38 +100,17 @@ static void route_publish(rc_node *n, rc_http_request *req)
         respond_json(req, 401, "{\"ok\":false,\"error\":\"unauthorized\"}");
         return;
     }
-    cJSON *body = req->body ? cJSON_ParseWithLength((const char *)req->body, req->body_len) : NULL;
-    if (!cJSON_IsObject(body)) {
-        cJSON_Delete(body);
-        respond_json(req, 400, "{\"ok\":false,\"error\":\"bad_json\"}");
+    rc_node_publish p;
+    const char *err = rc_node__publish_parse(n, &p, (const char *)req->body, req->body_len);
+    if (err) {
+        n->stats.api_refused++;
+        respond_error(req, 400, err, p.field);
+        rc_node__publish_dispose(&p);
         return;
     }
-    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(body, "ns");
-    const cJSON *room = cJSON_GetObjectItemCaseSensitive(body, "room");
-    const cJSON *user = cJSON_GetObjectItemCaseSensitive(body, "user");
-    const cJSON *event = cJSON_GetObjectItemCaseSensitive(body, "event");
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(body, "data");
-    const cJSON *args = cJSON_GetObjectItemCaseSensitive(body, "args");
-    const char *nsname = cJSON_IsString(ns) ? ns->valuestring : "/";
-    const char *error = NULL;
-    if (ns && !cJSON_IsString(ns)) error = "bad_ns";
-    else if (!rc_sio_has_ns(n->sio, nsname)) error = "unknown_namespace";
-    else if (!cJSON_IsString(event) || !event->valuestring[0]) error = "bad_event";
-    else if (room && (!cJSON_IsString(room) || !room->valuestring[0])) error = "bad_room";
-    else if (user && !cJSON_IsString(user)) error = "bad_user";
-    else if (args && !cJSON_IsArray(args)) error = "bad_args";
-    else if (args && data) error = "data_and_args";
-    if (error) {
-        char out[128];
-        snprintf(out, sizeof(out), "{\"ok\":false,\"error\":\"%s\"}", error);
-        respond_json(req, 400, out);
-        cJSON_Delete(body);
-        return;
-    }
-    char *json = rc_node__args_json_of(args, data);
-    if (user) {
-        /* A notification: with Redis every node must see it (P:notify), this one included;
-         * embedded, it is handled here. */
+    if (p.user) {
+        /* A notification: with Redis every node must see it (P:notify), this one included, and
+         * parses the same text the same way; embedded, it is handled here. */
         const char *nerr = NULL;
         if (n->notify_channel) {
             const char *argv[3] = {"PUBLISH", n->notify_channel, (const char *)req->body};
@@ -118,26 +121,25 @@ static void route_publish(rc_node *n, rc_http_request *req)
             nerr = rc_node__notify(n, (const char *)req->body, req->body_len);
         }
         if (nerr) {
-            char out[128];
-            snprintf(out, sizeof(out), "{\"ok\":false,\"error\":\"%s\"}", nerr);
-            respond_json(req, strcmp(nerr, "backplane_down") == 0 ? 503 : 400, out);
+            respond_error(req, strcmp(nerr, "backplane_down") == 0 ? 503 : 400, nerr, NULL);
         } else {
             n->stats.api_publishes++;
             respond_json(req, 202, "{\"ok\":true}");
         }
-        cJSON_free(json);
-        cJSON_Delete(body);
+        rc_node__publish_dispose(&p);
         return;
     }
+    char *json = rc_node__args_json_of(p.args, p.data);
     rc_bp_message msg = {0};
     msg.kind = RC_BP_EMIT;
-    msg.ns = nsname;
-    msg.room = room ? room->valuestring : NULL;
-    msg.event = event->valuestring;
+    msg.ns = p.ns;
+    msg.room = p.room; /* NULL with "broadcast": true, and only then */
+    msg.event = p.event;
     msg.args_json = json;
     msg.args_len = strlen(json);
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(body, "id");
-    if (cJSON_IsString(id)) msg.id = id->valuestring;
+    msg.id = p.id;
+    msg.except = p.except;
+    msg.except_count = p.except_count;
     if (rc_node__broadcast(n, &msg) != 0) {
         respond_json(req, 503, "{\"ok\":false,\"error\":\"backplane_down\"}");
     } else {
@@ -145,7 +147,7 @@ static void route_publish(rc_node *n, rc_http_request *req)
         respond_json(req, 202, "{\"ok\":true}");
     }
     cJSON_free(json);
-    cJSON_Delete(body);
+    rc_node__publish_dispose(&p);
 }
 
 static int path_is(const rc_http_request *req, const char *p) { return rc_slice_eq(req->path, p); }

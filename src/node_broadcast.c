@@ -1,8 +1,11 @@
 /*
  * node_broadcast.c: the node's one way out to every node (see src/node_internal.h). A publish
- * (a rule's relay, POST /api/publish, an announce) is delivered to this node's sockets at once
- * (encoded once, rc_sio_broadcast) and then published on the backplane for the other nodes,
- * which deliver it when they hear it (node.c's bp_on_message).
+ * (a rule's relay, POST /api/publish, an announce) is first handed to the backplane for the
+ * other nodes, which deliver it when they hear it (node.c's bp_on_message), and only once the
+ * backplane has accepted it (encoded, checked and queued: the bytes leave when the loop next
+ * writes) is it delivered to this node's sockets (encoded once, rc_sio_broadcast). So "refused"
+ * means refused: a publish the backplane will not carry (down, backlog full, a name it cannot
+ * carry) has reached nobody, local members included, when the caller answers with an error.
  *
  * What it does not do: decide who hears what (rules and the callers do) or retry: with the
  * backplane down it refuses and counts the failure, and the caller answers the client.
@@ -16,8 +19,8 @@
 
 int rc_node__ready(const rc_node *n) { return !n->draining && n->bp_up; }
 
-/* Delivers locally, then publishes for the other nodes. -1 when the backplane is down (nothing
- * is delivered then, so the caller can refuse cleanly). */
+/* Publishes for the other nodes, then delivers locally; -1, having delivered nothing, when the
+ * backplane refuses it. */
 int rc_node__broadcast(rc_node *n, rc_bp_message *msg)
 {
     if (!n->bp->ops->is_up(n->bp)) {
@@ -25,9 +28,10 @@ int rc_node__broadcast(rc_node *n, rc_bp_message *msg)
         return -1;
     }
     msg->origin = n->cfg->node_id;
+    if (n->bp->ops->publish(n->bp, msg) != 0) return -1; /* counted by the backplane */
     if (msg->kind == RC_BP_EMIT) rc_sio_broadcast(n->sio, msg, rc_now_mono_ns());
     else rc_sio_control(n->sio, msg);
-    return n->bp->ops->publish(n->bp, msg) == 0 ? 0 : -1;
+    return 0;
 }
 
 /* Emits event(args) to a room (NULL: the whole namespace): on this node only (`cluster` 0: every

@@ -4,16 +4,17 @@
  *
  *   node.c            the composition root: rc_node_new / rc_node_free wire and tear down every
  *                     layer; the backplane and presence callbacks, room open/close, the drain.
- *   node_broadcast.c  the one way out to every node: local fan-out, then the backplane.
+ *   node_broadcast.c  the one way out to every node: the backplane accepts, then local fan-out.
+ *   node_publish.c    the one parser of a backend's publish (POST /api/publish and P:notify).
  *   node_notify.c     notifications for a user (P:notify) and the status broadcast.
  *   node_rules.c      rc_rule_ops for the rules, the sio hooks that run rules, and the rules
  *                     waiting for a presence answer.
  *   node_api.c        the HTTP routes: /healthz, /readyz, /metrics, POST /api/publish.
  *
  * Calls between them go one way, down this list read from the bottom: node_api.c calls
- * node_notify.c and node_broadcast.c; node_notify.c and node_rules.c call node_broadcast.c;
- * node.c calls the others (and takes the addresses of their hooks and routes). node_broadcast.c
- * calls none of them.
+ * node_publish.c, node_notify.c and node_broadcast.c; node_notify.c calls node_publish.c and
+ * node_broadcast.c; node_rules.c calls node_broadcast.c; node.c calls the others (and takes the
+ * addresses of their hooks and routes). node_broadcast.c and node_publish.c call none of them.
  */
 #ifndef ROOMCAST_NODE_INTERNAL_H
 #define ROOMCAST_NODE_INTERNAL_H
@@ -52,16 +53,21 @@ struct rc_node {
     int presence_draining;
     uint64_t drain_started_ms;
     char *notify_channel;           /* <prefix>:notify, NULL without Redis */
-    char *status_pattern;           /* <prefix>:status:* while some namespace broadcasts status */
+    char *status_pattern;           /* "<prefix>:status:", the prefix of rc_redis_pattern_open,
+                                     * while some namespace broadcasts status */
     int bp_up;
     int draining;
     struct event *drain_ev;
     size_t drain_batch;
     struct {                        /* counters of the node's own (/metrics: node_api.c) */
         uint64_t api_publishes;     /* messages accepted by POST /api/publish */
+        uint64_t api_refused;       /* POST /api/publish answered 400 (a malformed request) */
         uint64_t notifications;     /* notifications received (P:notify, the API with "user") */
         uint64_t notifications_delivered; /* sockets this node delivered them to */
+        uint64_t notifications_refused;   /* P:notify messages refused (malformed) */
     } stats;
+    uint64_t notify_logged_ms;      /* the rate limit of notify_refused (node_notify.c) */
+    uint64_t notify_suppressed;
 };
 
 /* A rule waiting for presence (a status query or a member list): the socket is looked up again
@@ -80,8 +86,9 @@ typedef struct pending_answer {
 
 /* 1 when /readyz answers 200: not draining and the backplane is up. */
 int rc_node__ready(const rc_node *n);
-/* Delivers locally, then publishes for the other nodes. -1 when the backplane is down (nothing
- * is delivered then, so the caller can refuse cleanly). */
+/* Publishes for the other nodes, then delivers locally. -1 when the backplane refuses it (down,
+ * backlog full, a name it cannot carry): nothing is delivered then, to anyone, so the caller can
+ * refuse cleanly. */
 int rc_node__broadcast(rc_node *n, rc_bp_message *msg);
 /* Emits event(args) to a room (NULL: the whole namespace): on this node only (`cluster` 0: every
  * node hears the cause itself) or through rc_node__broadcast. Returns rc_node__broadcast's
@@ -89,14 +96,44 @@ int rc_node__broadcast(rc_node *n, rc_bp_message *msg);
 int rc_node__emit(rc_node *n, const char *ns, const char *room, const char *event, const cJSON *args,
                   int cluster);
 
+/* ---- node_publish.c --------------------------------------------------------------------- */
+
+/* A backend's publish request, parsed and checked (docs/redis.md, "Publishing from a backend").
+ * Exactly one of room, user, broadcast is set. Strings point into root (or the *_text buffers)
+ * and live until rc_node__publish_dispose. */
+typedef struct rc_node_publish {
+    cJSON *root;
+    const char *ns;                 /* "/" when absent; a namespace the node serves */
+    const char *room;               /* "room": that room, or NULL */
+    const char *user;               /* "user": a notification for that user, or NULL */
+    int broadcast;                  /* "broadcast": true: every socket of the namespace */
+    const char *event;              /* NULL only for a notification that leaves it out */
+    const cJSON *args, *data;       /* at most one of them */
+    const char *id;                 /* message id, or NULL */
+    const char **except;            /* socket ids left out (heap array), except_count of them */
+    size_t except_count;
+    const char *field;              /* after a refusal: the field at fault, or NULL */
+    char user_text[24], id_text[24];/* a user or id given as a number, as text */
+} rc_node_publish;
+
+/* Parses text[0..len) into p. NULL when it is a valid request, else a static error code
+ * ("bad_json", "trailing_text", "unknown_field", "duplicate_field", "bad_ns",
+ * "unknown_namespace", "no_target", "conflicting_fields", "bad_room", "bad_user",
+ * "bad_broadcast", "bad_event", "reserved_event", "bad_args", "data_and_args", "too_deep",
+ * "bad_id", "bad_except") with p->field naming the field when there is one. Either way p must
+ * be disposed. */
+const char *rc_node__publish_parse(const rc_node *n, rc_node_publish *p, const char *text, size_t len);
+void rc_node__publish_dispose(rc_node_publish *p);
+
 /* ---- node_notify.c ---------------------------------------------------------------------- */
 
 /* The arguments of a publish as JSON array text: "args" as given, or "data" as the only one
  * (none when absent). cJSON_free the result. */
 char *rc_node__args_json_of(const cJSON *args, const cJSON *data);
-/* Handles one notification (the JSON text of P:notify or of POST /api/publish with "user"):
- * delivers it to the user's local sockets, or hands it to the jobs script. Returns a static
- * error or NULL. */
+/* Handles one notification (the JSON text of P:notify or of POST /api/publish with "user",
+ * parsed by rc_node__publish_parse; a request without "user" is refused as bad_user): delivers
+ * it to the user's local sockets, or hands it to the jobs script. A refusal is counted and logged
+ * (notify_refused, at most once a second). Returns a static error code or NULL. */
 const char *rc_node__notify(rc_node *n, const char *payload, size_t len);
 /* A status change heard on <prefix>:status:*: told to every local socket of the namespaces
  * whose "status" option broadcasts. */

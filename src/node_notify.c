@@ -4,11 +4,15 @@
  * A notification (P:notify, or POST /api/publish with "user"; docs/jobs.md, "How a notification
  * becomes a job") is handled on every node: each delivers it to its own sockets of that user
  * (the namespace's user room); a node with none hands it to the jobs script, which adds one
- * BullMQ job if the user is offline everywhere. A status change heard on <prefix>:status:* is
- * told to every local socket of the namespaces whose "status" option broadcasts.
+ * BullMQ job if the user is offline everywhere. The text is parsed as a publish
+ * (node_publish.c), so P:notify and POST /api/publish accept exactly the same fields; a refused
+ * P:notify message is counted (roomcast_notifications_refused_total) and logged (notify_refused,
+ * at most once a second) and reaches nobody. A status change heard on <prefix>:status:<user>
+ * (the node's pattern subscription) is told to every local socket of the namespaces whose
+ * "status" option broadcasts.
  *
- * What it does not do: receive (node.c's bp_on_raw and node_api.c's route_publish call in) or
- * write jobs (src/jobs.c does).
+ * What it does not do: receive (node.c's bp_on_raw and bp_on_pattern, and node_api.c's
+ * route_publish call in) or write jobs (src/jobs.c does).
  *
  * API: rc_node__args_json_of, rc_node__notify, rc_node__status_broadcast.
  */
@@ -38,63 +42,77 @@ static void notify_job_done(void *arg, int status, const char *reason)
     else rc_log_debug("job_handoff", "status=%d reason=%s", status, reason);
 }
 
-/* A notification for a user (docs/jobs.md, "How a notification becomes a job"): every socket of the user in `ns` on this node
- * gets the event; if this node has none, the jobs script decides atomically, against the
- * cluster-wide presence set, whether the user is offline everywhere and adds the one job. Every
- * node receives the same notification, and the job id (the notification's id, or a digest of
- * the payload) makes the hand-off happen once. Returns a static error or NULL. */
+enum { REFUSED_LOG_INTERVAL_MS = 1000 };
+
+/* A refused P:notify message: counted, and logged at most once a second (the others are counted
+ * into the next line's `suppressed`). */
+static void notify_refused(rc_node *n, const char *err, const char *field)
+{
+    n->stats.notifications_refused++;
+    uint64_t now = rc_now_mono_ms();
+    if (n->notify_logged_ms && now - n->notify_logged_ms < REFUSED_LOG_INTERVAL_MS) {
+        n->notify_suppressed++;
+        return;
+    }
+    char f[64];
+    size_t k = 0;
+    for (const char *c = field; c && *c && k + 1 < sizeof(f); c++)
+        f[k++] = (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) ? '?' : *c;
+    f[k] = '\0';
+    rc_log_warn("notify_refused", "error=%s field=\"%s\" suppressed=%llu", err, f,
+                (unsigned long long)n->notify_suppressed);
+    n->notify_logged_ms = now;
+    n->notify_suppressed = 0;
+}
+
+/* A notification for a user (docs/jobs.md, "How a notification becomes a job"): every socket of
+ * the user in `ns` on this node gets the event; if this node has none, the jobs script decides
+ * atomically, against the cluster-wide presence set, whether the user is offline everywhere and
+ * adds the one job. Every node receives the same notification, and the job id (the
+ * notification's id, or a digest of the payload) makes the hand-off happen once. The text is
+ * parsed by rc_node__publish_parse, as POST /api/publish is: a notification is a publish with
+ * "user". Returns a static error code or NULL. */
 const char *rc_node__notify(rc_node *n, const char *payload, size_t len)
 {
-    cJSON *j = cJSON_ParseWithLength(payload, len);
-    const char *err = NULL;
-    const cJSON *user = cJSON_GetObjectItemCaseSensitive(j, "user");
-    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(j, "ns");
-    const cJSON *event = cJSON_GetObjectItemCaseSensitive(j, "event");
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data");
-    const cJSON *args = cJSON_GetObjectItemCaseSensitive(j, "args");
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
-    char userbuf[64], idbuf[64];
-    const char *uid = NULL, *nid = NULL;
-    if (cJSON_IsString(user) && user->valuestring[0]) uid = user->valuestring;
-    else if (cJSON_IsNumber(user)) { snprintf(userbuf, sizeof(userbuf), "%.0f", user->valuedouble); uid = userbuf; }
-    if (cJSON_IsString(id)) nid = id->valuestring;
-    else if (cJSON_IsNumber(id)) { snprintf(idbuf, sizeof(idbuf), "%.0f", id->valuedouble); nid = idbuf; }
-    const char *nsname = cJSON_IsString(ns) ? ns->valuestring : "/";
-    if (!cJSON_IsObject(j)) err = "bad_json";
-    else if (!uid) err = "bad_user";
-    else if (ns && !cJSON_IsString(ns)) err = "bad_ns";
-    else if (!rc_sio_has_ns(n->sio, nsname)) err = "unknown_namespace";
-    else if (event && (!cJSON_IsString(event) || !event->valuestring[0])) err = "bad_event";
-    else if (args && !cJSON_IsArray(args)) err = "bad_args";
+    rc_node_publish p;
+    const char *err = rc_node__publish_parse(n, &p, payload, len);
+    if (!err && !p.user) { /* P:notify carries notifications for a user, nothing else */
+        err = "bad_user";
+        p.field = "user";
+    }
     if (err) {
-        rc_log_debug("notify_invalid", "error=%s", err);
-        cJSON_Delete(j);
+        notify_refused(n, err, p.field);
+        rc_node__publish_dispose(&p);
         return err;
     }
-    const rc_ns_rules *r = rc_rules_find_ns(n->cfg->rules, nsname, strlen(nsname));
-    char *room = rc_ns_rules_user_room(r, uid, NULL);
+    const rc_ns_rules *r = rc_rules_find_ns(n->cfg->rules, p.ns, strlen(p.ns));
+    char *room = rc_ns_rules_user_room(r, p.user, NULL);
     size_t delivered = 0;
     if (room) {
-        char *json = rc_node__args_json_of(args, data);
+        char *json = rc_node__args_json_of(p.args, p.data);
         rc_bp_message msg = {0};
         msg.kind = RC_BP_EMIT;
-        msg.ns = nsname;
+        msg.ns = p.ns;
         msg.room = room;
-        msg.event = event ? event->valuestring : "notification";
+        msg.event = p.event ? p.event : "notification";
         msg.args_json = json;
         msg.args_len = strlen(json);
+        msg.id = p.id;
+        msg.except = p.except;
+        msg.except_count = p.except_count;
         delivered = rc_sio_broadcast(n->sio, &msg, rc_now_mono_ns());
         cJSON_free(json);
         rc_free(room);
     }
     n->stats.notifications_delivered += delivered;
-    if (delivered == 0 && n->jobs) rc_jobs_notify_offline(n->jobs, uid, nid, payload, len, notify_job_done, NULL);
-    cJSON_Delete(j);
+    if (delivered == 0 && n->jobs) rc_jobs_notify_offline(n->jobs, p.user, p.id, payload, len, notify_job_done, NULL);
+    rc_node__publish_dispose(&p);
     return NULL;
 }
 
-/* A status change seen through the <prefix>:status:* pattern: namespaces whose "status" option
- * broadcasts tell every local socket (each node hears the pattern itself). */
+/* A status change heard on a <prefix>:status:<user> channel (the node's pattern subscription):
+ * namespaces whose "status" option broadcasts tell every local socket (each node hears the
+ * pattern itself). */
 void rc_node__status_broadcast(rc_node *n, const char *payload, size_t len)
 {
     cJSON *j = cJSON_ParseWithLength(payload, len);

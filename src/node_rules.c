@@ -26,9 +26,13 @@
 #include "roomcast/sio.h"
 #include "roomcast/sio_codec.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+_Static_assert(RC_BP_ARGS_MAX_DEPTH + 1 == CJSON_NESTING_LIMIT,
+               "an envelope is one level deeper than its args (roomcast/message.h)");
 
 /* What a rule acts on: the socket and the inbound packet being handled. */
 typedef struct rule_target {
@@ -88,7 +92,8 @@ static size_t attachments_for(const rule_target *t, const cJSON *args)
 static const char *op_join(void *target, const char *room)
 {
     rule_target *t = target;
-    return rc_sio_join(t->socket, room) < 0 ? "too_many_rooms" : NULL;
+    int r = rc_sio_join(t->socket, room);
+    return r == RC_SIO_JOIN_TOO_MANY ? "too_many_rooms" : r == RC_SIO_JOIN_ROOM_LIMIT ? "room_limit" : NULL;
 }
 
 static const char *op_leave(void *target, const char *room)
@@ -108,6 +113,12 @@ static const char *op_relay(void *target, const char *room, const char *event, c
                             int include_sender)
 {
     rule_target *t = target;
+    /* What this node delivers, every node must: arguments deeper than the envelope carries are
+     * refused before anyone (this node's members included) receives them. */
+    if (rc_sio_json_deeper_than(args, RC_BP_ARGS_MAX_DEPTH)) {
+        cJSON_Delete(args);
+        return "too_deep";
+    }
     char *json = cJSON_PrintUnformatted(args);
     const char *sid = rc_sio_socket_id(t->socket);
     size_t att = attachments_for(t, args);

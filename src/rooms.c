@@ -94,6 +94,7 @@ struct rc_rooms {
     struct rc_membership *free;
     rc_slab *slabs;
     size_t next_slab;                  /* node count of the next slab */
+    size_t memberships;                /* live memberships, all rooms (rc_rooms_membership_count) */
 };
 
 /* ---- node pool ------------------------------------------------------------------------------ */
@@ -216,6 +217,7 @@ static void membership_drop(rc_rooms *rs, struct rc_membership *ms)
     member_list_unlink(m, ms);
     m->count--;
     room->size--;
+    rs->memberships--;
     if (room->busy) {
         ms->member = NULL;
         room->zombies++;
@@ -303,6 +305,7 @@ int rc_rooms_join(rc_rooms *rs, rc_room_member *m, const char *name)
         m->first->member_prev = ms;
     m->first = ms;
     m->count++;
+    rs->memberships++;
 
     if (created && rs->cb.on_room_open)
         rs->cb.on_room_open(rs->cb.arg, room->name);
@@ -350,6 +353,11 @@ const char *rc_room_name(const rc_room *room)
 size_t rc_rooms_count(const rc_rooms *rs)
 {
     return rs->map.count;
+}
+
+size_t rc_rooms_membership_count(const rc_rooms *rs)
+{
+    return rs->memberships;
 }
 
 void rc_room_foreach(rc_room *room, rc_room_visit_fn fn, void *arg)

@@ -20,11 +20,11 @@
  * caller's rc_config_errors.
  *
  * API in call order: rc_rules_compile -> (lookups and runs: src/rules_run.c) -> rc_rules_free.
- * For src/rules_run.c: rc_rules__is_reserved_event (rules_compiled.h).
  */
 #include "rules_compiled.h"
 #include "roomcast/common.h"
 #include "roomcast/errors.h"
+#include "roomcast/sio_codec.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -130,16 +130,6 @@ static char *pathf(const char *fmt, ...)
 }
 
 /* Socket.IO's own event names; the contract is in rules_compiled.h. */
-int rc_rules__is_reserved_event(const char *name)
-{
-    static const char *const reserved[] = {
-        "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener", NULL,
-    };
-    for (const char *const *r = reserved; *r; r++)
-        if (strcmp(name, *r) == 0) return 1;
-    return 0;
-}
-
 /* A template at obj[key] (NULL when absent), compiled with path "<path>.<key>". */
 static rc_tpl *member_tpl(const cJSON *obj, const char *key, const char *path, rc_config_errors *e)
 {
@@ -177,7 +167,7 @@ static rc_tpl *event_tpl(const cJSON *obj, const char *path, rc_config_errors *e
         const char *c = rc_tpl_const_string(t);
         if (c && (!*c || strlen(c) > RC_TPL_NAME_MAX))
             rc_config_error(e, p, "an event name is 1..%d bytes", RC_TPL_NAME_MAX);
-        else if (c && rc_rules__is_reserved_event(c))
+        else if (c && rc_sio_event_reserved(c))
             rc_config_error(e, p, "'%s' is a reserved event name", c);
     }
     rc_free(p);
@@ -809,7 +799,7 @@ static void compile_events(const cJSON *events, const char *path, rc_ns_rules *n
         if (rc__config_is_comment(c)) continue;
         char *rp = pathf("%s.%s", p, c->string);
         if (!c->string[0]) rc_config_error(e, rp, "an event name must not be empty");
-        else if (rc_rules__is_reserved_event(c->string))
+        else if (rc_sio_event_reserved(c->string))
             rc_config_error(e, rp, "'%s' is a reserved event name (use onConnect for connections)", c->string);
         struct rule *r = &ns->rules[ns->nrules++];
         r->event = rc_strdup(c->string);

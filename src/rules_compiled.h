@@ -116,9 +116,4 @@ struct rc_rules {
     rc_ns_rules *ns;
 };
 
-/* 1 if `name` is an event name Socket.IO reserves ("connect", "disconnect", ...): neither a rule
- * nor an emitted or relayed event may carry it. Used by the compiler on constant names and by
- * the interpreter on names that templates produce. */
-int rc_rules__is_reserved_event(const char *name);
-
 #endif

@@ -35,6 +35,7 @@
  */
 #include "rules_compiled.h"
 #include "roomcast/common.h"
+#include "roomcast/sio_codec.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -182,7 +183,7 @@ static const char *eval_event(struct run *r, const struct action *a, char buf[RC
     if (!a->event) return r->in->event;
     const char *c = rc_tpl_const_string(a->event);
     if (c) return c;
-    if (rc_tpl_name(a->event, &r->ctx, buf) < 0 || rc_rules__is_reserved_event(buf)) return NULL;
+    if (rc_tpl_name(a->event, &r->ctx, buf) < 0 || rc_sio_event_reserved(buf)) return NULL;
     return buf;
 }
 
@@ -225,8 +226,11 @@ static int join_allowed(struct run *r, const struct action *a, const char *room)
         if (rc_tpl_name(r->ns->user_room, &r->ctx, own) >= 0 && strcmp(own, room) == 0) return 1;
     }
     struct glob_arg g = {room};
-    for (size_t i = 0; i < allow->n; i++)
-        if (rc_tpl_each_string(allow->globs[i], &r->ctx, glob_fn, &g)) return 1;
+    int found = 0;
+    r->ctx.globs_from_trusted_only = 1;
+    for (size_t i = 0; i < allow->n && !found; i++) found = rc_tpl_each_string(allow->globs[i], &r->ctx, glob_fn, &g);
+    r->ctx.globs_from_trusted_only = 0;
+    if (found) return 1;
     return r->ops->is_member && r->ops->is_member(r->target, room);
 }
 
@@ -247,9 +251,9 @@ static const char *do_presence(struct run *r, const struct action *a)
         if (cJSON_IsString(c) && c->valuestring[0]) {
             cJSON_AddItemToArray(users, cJSON_CreateString(c->valuestring));
         } else if (cJSON_IsNumber(c)) {
-            char num[32];
-            snprintf(num, sizeof(num), "%.17g", c->valuedouble);
-            cJSON_AddItemToArray(users, cJSON_CreateString(num));
+            char num[24]; /* a user id: exact digits or refused (rc_tpl_id_number) */
+            if (rc_tpl_id_number(c->valuedouble, num) == 0) cJSON_AddItemToArray(users, cJSON_CreateString(num));
+            else err = reason_bad_args;
         } else {
             err = reason_bad_args;
         }
@@ -548,7 +552,7 @@ int rc_ns_rules_auth_error(const rc_ns_rules *ns, const char *reason, char event
     ctx.ns = ns->name;
     ctx.error = reason;
     int r = rc_tpl_name(ns->auth_error.event, &ctx, event);
-    if (r >= 0 && !rc_rules__is_reserved_event(event)) {
+    if (r >= 0 && !rc_sio_event_reserved(event)) {
         *args = cJSON_CreateArray();
         cJSON *v = NULL;
         if (ns->auth_error.data) {

@@ -9,6 +9,16 @@
  * closed ones awaiting free). A bufferevent is freed at close time (which also closes the fd and
  * drops the output buffer's references to shared frames); the rc_conn struct is freed by
  * rc_server_collect, run from a deferred event after the callbacks of the current turn.
+ *
+ * A close has two sides: the owner's (`closed`: no more callbacks, queued frames released,
+ * on_close) and the descriptor's (`bev` freed, off the live list, uncounted). rc_conn_close does
+ * both at once; a lingering close (rc_conn_close_after_flush, once flushed) does the first, then
+ * keeps the descriptor on the live list, reading and discarding, until the peer's FIN or a bound.
+ *
+ * Output accounting for the slow-consumer limit: `fresh` counts bytes appended to the
+ * bufferevent's output that no write has been offered yet (libevent writes them from its write
+ * event in a later loop turn; the frame queue's writev offers everything at once). What a flush
+ * leaves unsent, minus those fresh bytes, is the backlog on_backlog hears of.
  */
 #include "roomcast/server.h"
 #include "roomcast/common.h"
@@ -16,6 +26,7 @@
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -46,6 +57,16 @@ struct rc_conn {
     uint8_t out_used;          /* bytes may sit in the bufferevent's output: set by every path
                                 * that adds there, cleared where it is seen empty. Saves two
                                 * libevent calls (and their cache misses) per delivery. */
+    uint8_t lingering;         /* closed for its owner; reading and discarding until the end */
+    uint8_t peer_eof;          /* the peer shut its side while we flushed before a close */
+    uint8_t want_drain;        /* on_drain once the output is empty */
+    int read_ms, write_ms;     /* timeouts as set (0: none) */
+    size_t out_limit;          /* rc_conn_set_output_limit; 0: none */
+    size_t fresh;              /* output bytes appended since the last write offered (see top) */
+    size_t discarded;          /* input thrown away while closing */
+    uint64_t linger_end_ms;
+    uint64_t id;
+    rc_addr peer;
     /* Shared frames queued this turn, written by the flush straight from their bytes (writev):
      * no buffer chain and no allocation per delivery. Four inline slots, more on the heap. */
     uint16_t fq_len, fq_cap;
@@ -68,6 +89,8 @@ struct rc_server {
     rc_conn *live;
     rc_conn *dead;
     uint64_t count;
+    uint64_t lingering;             /* connections in a lingering close (counted in count) */
+    uint64_t next_id;
     int max_conns;
     int port;
     int paused;
@@ -77,6 +100,82 @@ static void conn_on_read(struct bufferevent *bev, void *arg);
 static void conn_on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
 static void conn_on_write(struct bufferevent *bev, void *arg);
 static void conn_on_event(struct bufferevent *bev, short what, void *arg);
+static void conn_linger(rc_conn *c);
+
+/* ---- addresses ---------------------------------------------------------------------------- */
+
+static void addr_from_sockaddr(const struct sockaddr *sa, rc_addr *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (sa->sa_family == AF_INET) {
+        out->family = 4;
+        memcpy(out->bytes, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(b, mapped, 12) == 0) {
+            out->family = 4;
+            memcpy(out->bytes, b + 12, 4);
+        } else {
+            out->family = 6;
+            memcpy(out->bytes, b, 16);
+        }
+    }
+}
+
+int rc_addr_parse(const char *s, size_t n, rc_addr *out)
+{
+    char buf[INET6_ADDRSTRLEN + 1];
+    if (n == 0 || n >= sizeof(buf)) return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    struct sockaddr_in v4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+    if (inet_pton(AF_INET, buf, &v4.sin_addr) == 1) addr_from_sockaddr((struct sockaddr *)&v4, out);
+    else if (inet_pton(AF_INET6, buf, &v6.sin6_addr) == 1) addr_from_sockaddr((struct sockaddr *)&v6, out);
+    else return -1;
+    return 0;
+}
+
+int rc_cidr_parse(const char *s, rc_cidr *out)
+{
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (rc_addr_parse(s, n, &out->addr) != 0) return -1;
+    unsigned max = out->addr.family == 4 ? 32 : 128, bits = max;
+    if (slash) {
+        const char *p = slash + 1;
+        if (!*p || strlen(p) > 3) return -1;
+        bits = 0;
+        for (; *p; p++) {
+            if (*p < '0' || *p > '9') return -1;
+            bits = bits * 10 + (unsigned)(*p - '0');
+        }
+        if (bits > max) return -1;
+    }
+    out->bits = (uint8_t)bits;
+    for (unsigned i = bits; i < max; i++)
+        if (out->addr.bytes[i / 8] & (0x80 >> (i % 8))) return -1;
+    return 0;
+}
+
+int rc_cidr_match(const rc_cidr *range, const rc_addr *a)
+{
+    if (a->family != range->addr.family) return 0;
+    unsigned whole = range->bits / 8, rest = range->bits % 8;
+    if (memcmp(a->bytes, range->addr.bytes, whole) != 0) return 0;
+    if (!rest) return 1;
+    uint8_t mask = (uint8_t)(0xff << (8 - rest));
+    return (a->bytes[whole] & mask) == range->addr.bytes[whole];
+}
+
+void rc_addr_format(const rc_addr *a, char *buf, size_t n)
+{
+    if (a->family == 0 || !inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->bytes, buf, (socklen_t)n))
+        snprintf(buf, n, "unknown");
+}
+
+/* ---- connections -------------------------------------------------------------------------- */
 
 static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                              int salen, void *arg)
@@ -105,6 +204,8 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     rc_conn *c = rc_calloc(1, sizeof(*c));
     c->bev = bev;
     c->server = s;
+    c->id = ++s->next_id;
+    if (sa) addr_from_sockaddr(sa, &c->peer);
     c->next = s->live;
     if (s->live) s->live->prev = c;
     s->live = c;
@@ -120,8 +221,9 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
          * bufferevent: its write event stays off unless the kernel buffer fills (no epoll_ctl
          * per message). */
         bufferevent_enable(bev, EV_READ);
-        evbuffer_add_cb(bufferevent_get_output(bev), conn_on_output, c);
     }
+    /* Appends schedule the end-of-turn flush (plain) and the backlog check (both). */
+    evbuffer_add_cb(bufferevent_get_output(bev), conn_on_output, c);
     s->on_accept(s->arg, c);
 }
 
@@ -239,6 +341,7 @@ static int conn_fq_write(rc_conn *c)
     }
     if (c->fq_len) {
         conn_fq_spill(c);
+        c->fresh = 0; /* the spilled rest was offered to the kernel just now */
         return 1;
     }
     if (c->fq != c->fq_inline && c->fq) { /* back to the inline slots for an idle socket */
@@ -284,6 +387,72 @@ size_t rc_conn_pending_bytes(rc_conn *c)
     return (c->out_used ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0) + c->fq_bytes;
 }
 
+/* After a flush: what stays unsent, less what no write was offered yet, against the owner's
+ * limit. */
+static void conn_check_backlog(rc_conn *c)
+{
+    size_t fresh = c->fresh;
+    c->fresh = 0;
+    if (!c->out_limit || c->closed || c->flush_close || !c->handler || !c->handler->on_backlog) return;
+    size_t unsent = rc_conn_pending_bytes(c);
+    size_t backlog = unsent > fresh ? unsent - fresh : 0;
+    if (backlog > c->out_limit) c->handler->on_backlog(c, c->data, backlog);
+}
+
+static void conn_drained(rc_conn *c)
+{
+    if (!c->want_drain || c->closed) return;
+    c->want_drain = 0;
+    if (c->handler && c->handler->on_drain) c->handler->on_drain(c, c->data);
+}
+
+void rc_conn_set_output_limit(rc_conn *c, size_t limit) { c->out_limit = limit; }
+
+void rc_conn_notify_drain(rc_conn *c)
+{
+    if (c->closed) return;
+    c->want_drain = 1;
+    conn_schedule_flush(c);
+}
+
+/* The end-of-turn write of a plain connection: -1 when it closed (an error, or the end of a
+ * close-after-flush), else 0. */
+static int server_flush_conn(rc_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->fq_len && evbuffer_get_length(out) == 0) {
+        int r = conn_fq_write(c);
+        if (r < 0) {
+            rc_log_debug("conn_write_error", "errno=%d", errno);
+            rc_conn_close(c);
+            return -1;
+        }
+        if (r == 0) {
+            if (c->flush_close) {
+                conn_linger(c);
+                return -1;
+            }
+            return 0;
+        }
+        /* r == 1: the rest is in the evbuffer; the code below writes what it can and arms */
+    }
+    conn_fq_spill(c);
+    if (evbuffer_get_length(out) == 0) {
+        c->out_used = 0;
+        if (c->flush_close) {
+            conn_linger(c);
+            return -1;
+        }
+        return 0;
+    }
+    /* Bytes in the evbuffer (HTTP answers, control frames, a spilled rest): libevent keeps a
+     * bufferevent's output frozen except inside its own write callback, so let that write
+     * them; conn_on_write turns the write event off again once drained. */
+    c->write_armed = 1;
+    bufferevent_enable(c->bev, EV_WRITE);
+    return 0;
+}
+
 /* Redis's handleClientsWithPendingWrites, on libevent: every connection that got output during
  * this turn is written once, with one writev of everything it has queued. Only when the kernel
  * buffer is full does the bufferevent's write event take over until the output drains. */
@@ -297,31 +466,14 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
         list = c->next_pending;
         c->next_pending = NULL;
         c->pending = 0;
-        if (c->closed || c->write_armed || c->tls) continue;
-        struct evbuffer *out = bufferevent_get_output(c->bev);
-        if (c->fq_len && evbuffer_get_length(out) == 0) {
-            int r = conn_fq_write(c);
-            if (r < 0) {
-                rc_log_debug("conn_write_error", "errno=%d", errno);
-                rc_conn_close(c);
-                continue;
-            }
-            if (r == 0) {
-                if (c->flush_close) rc_conn_close(c);
-                continue;
-            }
-            /* r == 1: the rest is in the evbuffer; the code below writes what it can and arms */
+        if (c->closed) continue;
+        if (!c->write_armed && !c->tls) {
+            int r = server_flush_conn(c);
+            if (r < 0) continue; /* closed */
         }
-        conn_fq_spill(c);
-        if (evbuffer_get_length(out) == 0) {
-            c->out_used = 0;
-            continue;
-        }
-        /* Bytes in the evbuffer (HTTP answers, control frames, a spilled rest): libevent keeps a
-         * bufferevent's output frozen except inside its own write callback, so let that write
-         * them; conn_on_write turns the write event off again once drained. */
-        c->write_armed = 1;
-        bufferevent_enable(c->bev, EV_WRITE);
+        /* The armed and TLS ones are written by their bufferevent between turns. */
+        if (rc_conn_pending_bytes(c) == 0) conn_drained(c);
+        else conn_check_backlog(c);
     }
     rc_server_collect(s);
 }
@@ -329,7 +481,9 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
 static void conn_on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     rc_conn *c = arg;
-    if (info->n_added == 0 || c->pending || c->closed) return;
+    if (info->n_added == 0 || c->closed) return;
+    c->fresh += info->n_added;
+    if (c->pending) return;
     c->pending = 1;
     c->next_pending = c->server->pending;
     c->server->pending = c;
@@ -435,8 +589,13 @@ void rc_server_write_metrics(const rc_server *s, struct evbuffer *out)
                           "TCP connections refused because of max_connections or draining.",
                           rc_server_counters.rejected);
     rc_metrics_put_scalar(out, "roomcast_slow_consumer_drops_total", "counter",
-                          "Sockets closed because their output buffer passed the cap.",
+                          "Sockets closed because their unsent output stayed over the cap after a flush.",
                           rc_server_counters.slow_consumer_drops);
+    rc_metrics_put_scalar(out, "roomcast_connections_lingering", "gauge",
+                          "Connections in a lingering close (counted in roomcast_connections).", s->lingering);
+    rc_metrics_put_scalar(out, "roomcast_lingering_cut_total", "counter",
+                          "Lingering closes ended by their time or byte bound rather than the peer's close.",
+                          rc_server_counters.linger_cut);
 }
 int rc_server_port(const rc_server *s) { return s->port; }
 
@@ -501,16 +660,30 @@ void rc_conn_write(rc_conn *c, const void *data, size_t len)
     rc_frame_unref(f);
 }
 
+/* Both timeouts at once. "No timeout" is a day, never a cleared timeout: libevent 2.1 keeps a
+ * persistent event's old timeout when it is re-added without one (ev_io_timeout), so a cleared
+ * HTTP header timeout came back at the WebSocket's first read and dropped idle sockets.
+ * Engine.IO's heartbeat bounds silent peers far sooner. */
+static void conn_apply_timeouts(rc_conn *c)
+{
+    int r = c->read_ms > 0 ? c->read_ms : 24 * 3600 * 1000;
+    int w = c->write_ms > 0 ? c->write_ms : 24 * 3600 * 1000;
+    struct timeval rtv = {r / 1000, (r % 1000) * 1000}, wtv = {w / 1000, (w % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, &rtv, &wtv);
+}
+
 void rc_conn_set_read_timeout(rc_conn *c, int ms)
 {
     if (c->closed) return;
-    /* "No timeout" is a day, never a cleared timeout: libevent 2.1 keeps a persistent event's
-     * old timeout when it is re-added without one (ev_io_timeout), so a cleared HTTP header
-     * timeout came back at the WebSocket's first read and dropped idle sockets. Engine.IO's
-     * heartbeat bounds silent peers far sooner. */
-    if (ms <= 0) ms = 24 * 3600 * 1000;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, &tv, NULL);
+    c->read_ms = ms;
+    conn_apply_timeouts(c);
+}
+
+void rc_conn_set_write_timeout(rc_conn *c, int ms)
+{
+    if (c->closed) return;
+    c->write_ms = ms;
+    conn_apply_timeouts(c);
 }
 
 void rc_conn_pause_read(rc_conn *c)
@@ -524,6 +697,8 @@ void rc_conn_resume_read(rc_conn *c)
 }
 
 int rc_conn_is_closed(const rc_conn *c) { return c->closed; }
+const rc_addr *rc_conn_peer(const rc_conn *c) { return &c->peer; }
+uint64_t rc_conn_id(const rc_conn *c) { return c->id; }
 
 void rc_conn_trigger_read(rc_conn *c)
 {
@@ -531,12 +706,11 @@ void rc_conn_trigger_read(rc_conn *c)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
-void rc_conn_close(rc_conn *c)
+/* The descriptor's side of a close: the bufferevent (and the fd) go, the struct waits on the
+ * dead list for rc_server_collect. */
+static void conn_release(rc_conn *c)
 {
-    if (c->closed) return;
-    c->closed = 1;
     rc_server *s = c->server;
-    /* Unlink from the live list, push on the dead list. */
     if (c->prev) c->prev->next = c->next;
     else s->live = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -544,28 +718,109 @@ void rc_conn_close(rc_conn *c)
     c->next = s->dead;
     s->dead = c;
     s->count--;
-    conn_fq_release(c);
+    if (c->lingering) s->lingering--;
     bufferevent_free(c->bev);
     c->bev = NULL;
+    event_active(s->collect_ev, 0, 0);
+}
+
+/* The owner's side of a close, once `closed` is set: on_close, exactly once. */
+static void conn_notify_close(rc_conn *c)
+{
     const rc_conn_handler *h = c->handler;
     c->handler = NULL;
     if (h && h->on_close) h->on_close(c, c->data);
-    event_active(s->collect_ev, 0, 0);
+}
+
+void rc_conn_close(rc_conn *c)
+{
+    if (!c->bev) return;          /* released already */
+    int owner_knows = c->closed;  /* lingering: the owner heard on_close when it began */
+    c->closed = 1;
+    conn_fq_release(c);
+    conn_release(c);
+    if (!owner_knows) conn_notify_close(c);
+}
+
+/* Throws input away while closing; ends the connection past the byte bound. 1 if it did. */
+static int conn_discard(rc_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t n = evbuffer_get_length(in);
+    evbuffer_drain(in, n);
+    c->discarded += n;
+    if (c->discarded <= RC_CONN_LINGER_BYTES) return 0;
+    rc_server_counters.linger_cut++;
+    rc_conn_close(c);
+    return 1;
+}
+
+static void linger_on_read(struct bufferevent *bev, void *arg)
+{
+    rc_conn *c = arg;
+    if (conn_discard(c)) return;
+    uint64_t now = rc_now_mono_ms();
+    if (now >= c->linger_end_ms) {
+        rc_server_counters.linger_cut++;
+        rc_conn_close(c);
+        return;
+    }
+    /* The read timeout is the time left, so the whole lingering stays within its bound however
+     * the bytes trickle in. */
+    c->read_ms = (int)(c->linger_end_ms - now);
+    conn_apply_timeouts(c);
+}
+
+static void linger_on_event(struct bufferevent *bev, short what, void *arg)
+{
+    rc_conn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT) rc_server_counters.linger_cut++;
+    rc_conn_close(c); /* the peer's FIN (the normal end), an error, or the time bound */
+}
+
+/* The output is flushed: shut the write side (the peer reads everything, then our FIN) and read
+ * until the peer closes too, instead of closing with its bytes unread (which resets the
+ * connection and can destroy what we sent before the peer reads it). */
+static void conn_linger(rc_conn *c)
+{
+    if (c->closed) return;
+    int fd = bufferevent_getfd(c->bev);
+    if (c->peer_eof || fd < 0 || shutdown(fd, SHUT_WR) != 0) {
+        rc_conn_close(c); /* nothing more will come, or the socket is gone already */
+        return;
+    }
+    c->lingering = 1;
+    c->server->lingering++;
+    c->flush_close = 0;
+    c->write_ms = 0;
+    c->read_ms = RC_CONN_LINGER_MS;
+    c->linger_end_ms = rc_now_mono_ms() + RC_CONN_LINGER_MS;
+    bufferevent_setcb(c->bev, linger_on_read, NULL, linger_on_event, c);
+    bufferevent_disable(c->bev, EV_WRITE);
+    conn_apply_timeouts(c);
+    bufferevent_enable(c->bev, EV_READ);
+    c->closed = 1;
+    conn_fq_release(c);
+    conn_notify_close(c);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) linger_on_read(c->bev, c);
 }
 
 void rc_conn_close_after_flush(rc_conn *c)
 {
-    if (c->closed) return;
+    if (c->closed || c->flush_close) return;
     conn_fq_spill(c);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-        rc_conn_close(c);
+        conn_linger(c);
         return;
     }
     c->flush_close = 1;
-    bufferevent_disable(c->bev, EV_READ);
-    /* A peer that never reads must not keep us waiting: bound the flush. */
-    struct timeval tv = {5, 0};
-    bufferevent_set_timeouts(c->bev, NULL, &tv);
+    /* Input is read and thrown away from now on (conn_on_read): a peer blocked sending the rest
+     * of a refused frame or body then reads our answer. A peer that does not let the flush
+     * progress must not keep us waiting: bound the writes (a silent peer that reads is fine). */
+    c->read_ms = 0;
+    c->write_ms = 5000;
+    conn_apply_timeouts(c);
+    bufferevent_enable(c->bev, EV_READ);
     if (!c->pending && !c->write_armed && !c->tls) {
         c->pending = 1;
         c->next_pending = c->server->pending;
@@ -577,6 +832,10 @@ void rc_conn_close_after_flush(rc_conn *c)
 static void conn_on_read(struct bufferevent *bev, void *arg)
 {
     rc_conn *c = arg;
+    if (c->flush_close) {
+        conn_discard(c);
+        return;
+    }
     if (!c->closed && c->handler && c->handler->on_read) c->handler->on_read(c, c->data);
 }
 
@@ -590,12 +849,21 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
         c->write_armed = 0;
         bufferevent_disable(bev, EV_WRITE);
     }
-    if (c->flush_close) rc_conn_close(c);
+    if (c->flush_close) {
+        conn_linger(c);
+        return;
+    }
+    conn_drained(c);
 }
 
 static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
     rc_conn *c = arg;
+    if (c->flush_close && (what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && !(what & BEV_EVENT_ERROR)) {
+        /* The peer shut its side while we flush our last bytes: it may still read them. */
+        c->peer_eof = 1;
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) rc_log_debug("conn_timeout", "what=%d", (int)what);
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) rc_conn_close(c);
 }

@@ -1,11 +1,19 @@
 /*
  * sio.c: Socket.IO v5 sessions and sockets (see include/roomcast/sio.h; the structures are in
- * src/sio_internal.h, the local fan-out in src/sio_broadcast.c).
+ * src/sio_internal.h, the local fan-out in src/sio_broadcast.c, rate limits in src/sio_rate.c).
  *
- * Inbound: eio MESSAGE -> rc_sio_decode -> CONNECT (auth, socket creation, user room, reply,
- * on_connect hook) / EVENT (rateLimit, on_event hook) / ACK (on_ack hook) / DISCONNECT. A binary
- * packet waits in the client for its attachments, which must follow it directly. Any protocol
- * error closes the whole Engine.IO session, as the reference server does.
+ * Inbound: eio MESSAGE -> rc_sio_decode -> CONNECT (rateLimit after the first, auth, socket
+ * creation, user room, reply, on_connect hook) / EVENT (rateLimit, on_event hook) / ACK (on_ack
+ * hook) / DISCONNECT. A binary packet waits in the client for its attachments, which must follow
+ * it directly; its text and attachments together may not pass max_packet_bytes (maxPayload),
+ * checked as each arrives, so what a session holds of a partial packet is bounded too. Any
+ * protocol error closes the whole Engine.IO session, as the reference server does.
+ *
+ * Rooms: rc_sio_join checks the socket's own limit, then the node's budget (max_rooms: rooms with
+ * local members, max_memberships: socket-room pairs, every namespace together, summed from the
+ * room indexes at each join). The user room joined at CONNECT counts but is never refused: it is
+ * one per socket, bounded by the sessions, and a socket without it would miss what is sent to its
+ * user.
  *
  * Outbound: unicast packets are encoded into a fresh frame; broadcasts encode once and share.
  *
@@ -135,7 +143,6 @@ static rc_sio_socket *client_socket(rc_sio_client *c, const rc_sio_ns *ns)
 
 static void socket_free(rc_sio_socket *s)
 {
-    rc_free(s->event_buckets);
     for (uint16_t i = 0; i < s->ack_count; i++) rc_free(s->acks[i].event);
     rc_free(s->acks);
     rc_free(s->user);
@@ -191,22 +198,55 @@ rc_sio_socket *rc_sio_find_socket(rc_sio_server *srv, int ns_index, const char *
     return s && !s->dead ? s : NULL;
 }
 
-int rc_sio_join(rc_sio_socket *s, const char *room)
+/* Which limit refused a join (srv->joins_refused, roomcast_joins_refused_total). */
+enum { REFUSED_ROOMS, REFUSED_MEMBERSHIPS, REFUSED_PER_SOCKET };
+
+/* The node's room budget: -1 if a join that adds a membership (and opens a room: opens) fits,
+ * else the limit it breaks. The totals are summed over the namespaces (at most 32) per join. */
+static int room_budget(const rc_sio_server *srv, int opens)
+{
+    size_t rooms = 0, memberships = 0;
+    for (size_t i = 0; i < srv->ns_count; i++) {
+        rooms += rc_rooms_count(srv->ns[i].rooms);
+        memberships += rc_rooms_membership_count(srv->ns[i].rooms);
+    }
+    if (srv->set.max_memberships && memberships >= srv->set.max_memberships) return REFUSED_MEMBERSHIPS;
+    if (opens && srv->set.max_rooms && rooms >= srv->set.max_rooms) return REFUSED_ROOMS;
+    return -1;
+}
+
+/* A join; `exempt` (the user room at CONNECT) is not refused by the node's budget, though it
+ * counts in it. */
+static int socket_join(rc_sio_socket *s, const char *room, int exempt)
 {
     if (s->dead) return 0;
     rc_sio_server *srv = s->ns->srv;
     int max = srv->set.max_rooms_per_socket;
-    if (max > 0 && s->member.count >= (unsigned)max && !rc_rooms_is_member(s->ns->rooms, &s->member, room))
-        return -1;
+    if (max > 0 && s->member.count >= (unsigned)max && !rc_rooms_is_member(s->ns->rooms, &s->member, room)) {
+        srv->joins_refused[REFUSED_PER_SOCKET]++;
+        return RC_SIO_JOIN_TOO_MANY;
+    }
     /* The room index fires no open callback (see rc_sio_server_new): the open is told here,
      * with the socket whose join opened the room, before anything else this join causes. */
     int opens = rc_rooms_find(s->ns->rooms, room) == NULL;
+    if (!exempt && (srv->set.max_rooms || srv->set.max_memberships) &&
+        (opens || !rc_rooms_is_member(s->ns->rooms, &s->member, room))) {
+        int over = room_budget(srv, opens);
+        if (over >= 0) {
+            srv->joins_refused[over]++;
+            rc_log_debug("join_refused", "ns=%s sid=%s limit=%s", s->ns->set.name, s->sid,
+                         over == REFUSED_ROOMS ? "maxRooms" : "maxMemberships");
+            return RC_SIO_JOIN_ROOM_LIMIT;
+        }
+    }
     int r = rc_rooms_join(s->ns->rooms, &s->member, room);
     if (r && opens && srv->hooks->on_room_open)
         srv->hooks->on_room_open(srv->hooks->arg, s->ns->set.name, room, s);
     if (r && srv->hooks->on_membership) srv->hooks->on_membership(srv->hooks->arg, s, room, 1);
     return r;
 }
+
+int rc_sio_join(rc_sio_socket *s, const char *room) { return socket_join(s, room, 0); }
 
 int rc_sio_leave(rc_sio_socket *s, const char *room)
 {
@@ -428,6 +468,12 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
         rc_eio_close(c->eio, "parse error");
         return;
     }
+    if (!rc_sio__rate_connect(c, ns)) { /* charged before the token is checked */
+        srv->rate_limited++;
+        rc_log_debug("connect_rate_limited", "ns=%s", nsp);
+        connect_error(c, nsp, "rate_limited", "rate_limited");
+        return;
+    }
     /* The token: auth.token, else Authorization: Bearer, else ?token= where allowed. */
     const char *token = NULL;
     const cJSON *t = p->payload ? cJSON_GetObjectItemCaseSensitive(p->payload, "token") : NULL;
@@ -452,8 +498,6 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     s->ns = ns;
     s->user = ar.user_id;
     s->claims_json = ar.claims_json;
-    s->rate_tokens = (float)ns->set.rate_events;
-    s->rate_last_ms = (uint32_t)rc_now_mono_ms();
     if (cJSON_IsObject(p->payload)) {
         /* Keep the rest of the auth payload for rules ({auth.x}), parsed once here, not per event;
          * the token itself was verified and its claims are kept, so it is not stored twice. */
@@ -476,7 +520,7 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
         /* Joined before the CONNECT reply: a hold taken in on_room_open delays the reply too. */
         char *room = srv->hooks->user_room(srv->hooks->arg, s);
         if (room) {
-            rc_sio_join(s, room);
+            socket_join(s, room, 1); /* one per socket: never refused by the room budget */
             rc_free(room);
         }
     }
@@ -489,40 +533,6 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
 }
 
 /* ---- inbound packets ---------------------------------------------------------------------- */
-
-/* Takes a token: refills for the time since the last take, at most `events`. */
-static int bucket_take(float *tokens, uint32_t *last_ms, uint32_t now, unsigned events, unsigned interval)
-{
-    *tokens += (float)(uint32_t)(now - *last_ms) * (float)events / (float)interval;
-    *last_ms = now;
-    if (*tokens > (float)events) *tokens = (float)events;
-    if (*tokens < 1.0f) return 0;
-    *tokens -= 1.0f;
-    return 1;
-}
-
-/* The namespace's rateLimit, then the event's own (a token of each: an event refused by the
- * first does not spend the second). 1: allowed. */
-static int rate_allow(rc_sio_socket *s, const char *event)
-{
-    const rc_sio_ns_settings *set = &s->ns->set;
-    const rc_sio_hooks *hooks = s->ns->srv->hooks;
-    uint32_t now = (uint32_t)rc_now_mono_ms();
-    if (set->rate_events &&
-        !bucket_take(&s->rate_tokens, &s->rate_last_ms, now, set->rate_events, set->rate_interval_ms))
-        return 0;
-    if (!set->event_limit_count || !hooks->event_limit) return 1;
-    unsigned events, interval;
-    int k = hooks->event_limit(hooks->arg, s, event, &events, &interval);
-    if (k < 0 || (unsigned)k >= set->event_limit_count) return 1;
-    if (!s->event_buckets) s->event_buckets = rc_calloc(set->event_limit_count, sizeof(*s->event_buckets));
-    rc_sio_bucket *b = &s->event_buckets[k];
-    if (b->last_ms == 0) { /* first use: full */
-        b->tokens = (float)events;
-        b->last_ms = now;
-    }
-    return bucket_take(&b->tokens, &b->last_ms, now, events, interval);
-}
 
 static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes *att, size_t att_count)
 {
@@ -556,7 +566,7 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
             snprintf(numname, sizeof(numname), "%g", name ? name->valuedouble : 0.0);
             ev = numname;
         }
-        int limited = !rate_allow(s, ev);
+        int limited = !rc_sio__rate_event(c, s, ev);
         if (limited) ns->srv->rate_limited++;
         rc_sio_event e = {ev, args, p->ack_id, att, att_count, limited};
         if (srv->hooks->on_event) srv->hooks->on_event(srv->hooks->arg, s, &e);
@@ -592,6 +602,18 @@ static void bin_reset(rc_sio_client *c)
     c->bin_att = NULL;
     c->bin_nsp = NULL;
     c->bin_have = 0;
+    c->bin_bytes = 0;
+}
+
+/* A binary packet's text and attachments together would exceed maxPayload (max_packet_bytes):
+ * what it holds is freed now and the session closed, so nobody receives any of it. */
+static void packet_too_large(rc_sio_client *c, size_t bytes)
+{
+    c->srv->packets_too_large++;
+    rc_log_debug("sio_packet_too_large", "bytes=%zu max=%zu", bytes, c->srv->set.max_packet_bytes);
+    bin_reset(c);
+    rc_eio_count_disconnect(RC_EIO_DISC_PARSE_ERROR);
+    rc_eio_close(c->eio, "packet too large");
 }
 
 static void client_on_message(void *owner, int binary, const uint8_t *data, size_t len)
@@ -599,9 +621,13 @@ static void client_on_message(void *owner, int binary, const uint8_t *data, size
     rc_sio_client *c = owner;
     c->busy++;
     if (binary) {
+        size_t max = c->srv->set.max_packet_bytes;
         if (!c->bin.attachments) {
             rc_eio_close(c->eio, "parse error");
+        } else if (max && len > max - c->bin_bytes) { /* bin_bytes <= max here */
+            packet_too_large(c, c->bin_bytes + len);
         } else {
+            c->bin_bytes += len;
             c->bin_att[c->bin_have].data = rc_malloc(len ? len : 1);
             memcpy((void *)c->bin_att[c->bin_have].data, data, len);
             c->bin_att[c->bin_have].len = len;
@@ -630,6 +656,12 @@ static void client_on_message(void *owner, int binary, const uint8_t *data, size
         return;
     }
     if (p.attachments > 0) {
+        if (c->srv->set.max_packet_bytes && len > c->srv->set.max_packet_bytes) {
+            rc_sio_packet_dispose(&p);
+            packet_too_large(c, len);
+            client_unbusy(c);
+            return;
+        }
         if (rc_sio_count_placeholders(p.payload, p.attachments) < 0) {
             rc_sio_packet_dispose(&p);
             rc_eio_close(c->eio, "parse error");
@@ -641,6 +673,7 @@ static void client_on_message(void *owner, int binary, const uint8_t *data, size
         c->bin_nsp = rc_strndup(p.nsp.ptr, p.nsp.len);
         c->bin.nsp.ptr = c->bin_nsp;
         c->bin_att = rc_calloc((size_t)p.attachments, sizeof(*c->bin_att));
+        c->bin_bytes = len;
         client_unbusy(c);
         return;
     }
@@ -680,6 +713,7 @@ static void client_on_close(void *owner, const char *reason)
     while (c->sockets) socket_remove(c->sockets);
     bin_reset(c);
     client_unbusy(c);
+    rc_sio__rate_dispose(c);
     for (rc_sio_hold *h = c->holds; h; h = h->next) h->client = NULL; /* the session is gone */
     rc_free(c->bearer);
     rc_free(c->query_token);
@@ -753,6 +787,10 @@ void rc_sio_write_metrics(const rc_sio_server *srv, struct evbuffer *out)
         outp[i] = ns->messages_out;
         bc[i] = ns->broadcasts;
     }
+    uint64_t memberships = 0;
+    for (size_t i = 0; i < srv->ns_count; i++) memberships += rc_rooms_membership_count(srv->ns[i].rooms);
+    static const char *const join_limits[] = {[REFUSED_ROOMS] = "maxRooms", [REFUSED_MEMBERSHIPS] = "maxMemberships",
+                                              [REFUSED_PER_SOCKET] = "maxRoomsPerSocket"};
     const char *auth_reasons[RC_AUTH__COUNT]; /* the names auth.c gives; [RC_AUTH_OK] is not exposed */
     for (int i = 0; i < RC_AUTH__COUNT; i++) auth_reasons[i] = rc_auth_reason((rc_auth_status)i);
 
@@ -772,8 +810,17 @@ void rc_sio_write_metrics(const rc_sio_server *srv, struct evbuffer *out)
                             bc, 0, n);
     rc_metrics_put_by_label(out, "roomcast_rooms", "gauge", "Rooms with local members, by namespace.",
                             "namespace", names, rooms, 0, n);
-    rc_metrics_put_scalar(out, "roomcast_rate_limited_total", "counter", "Client events refused by rate limits.",
-                          srv->rate_limited);
+    rc_metrics_put_scalar(out, "roomcast_memberships", "gauge",
+                          "Socket-room memberships on this node, every namespace (limits.maxMemberships).",
+                          memberships);
+    rc_metrics_put_by_label(out, "roomcast_joins_refused_total", "counter",
+                            "Room joins refused, by the limit that refused them.", "limit", join_limits,
+                            srv->joins_refused, 0, RC_ARRAY_LEN(join_limits));
+    rc_metrics_put_scalar(out, "roomcast_rate_limited_total", "counter",
+                          "Client events and repeated namespace CONNECTs refused by rate limits.", srv->rate_limited);
+    rc_metrics_put_scalar(out, "roomcast_packets_too_large_total", "counter",
+                          "Binary packets whose text and attachments together exceeded maxPayload (session closed).",
+                          srv->packets_too_large);
     rc_metrics_put_histogram(out, "roomcast_delivery_latency_seconds",
                              "Time from publish accepted to the frame queued for every recipient (once per "
                              "recipient).",

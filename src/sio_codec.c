@@ -10,6 +10,7 @@
  *   rc_sio_count_placeholders  binary packets: check {"_placeholder":true,"num":i} objects
  *   rc_sio_packet_dispose      frees the parsed payload
  *   rc_sio_encode_header       the other direction; the caller appends the JSON text
+ *   rc_sio_json_deeper_than    nesting depth of a tree, for what may leave the node
  *
  * Parse order (each step only looks at bytes left over by the previous one):
  *   type digit '0'..'6'; for 5/6 decimal digits then '-' (1..RC_SIO_MAX_ATTACHMENTS, leading
@@ -441,4 +442,18 @@ int rc_sio_count_placeholders(const struct cJSON *payload, int attachments)
 {
     if (!payload) return 0;
     return sio_count_walk(payload, attachments, 0);
+}
+
+int rc_sio_event_reserved(const char *name)
+{
+    return name && sio_is_reserved(name);
+}
+
+int rc_sio_json_deeper_than(const cJSON *v, int max)
+{
+    if (!v || !(cJSON_IsArray(v) || cJSON_IsObject(v))) return 0;
+    if (max <= 0) return 1;
+    for (const cJSON *c = v->child; c; c = c->next)
+        if (rc_sio_json_deeper_than(c, max - 1)) return 1;
+    return 0;
 }

@@ -1,14 +1,16 @@
 /*
  * sio_internal.h: the Socket.IO server's structures, shared by src/sio.c (sessions, sockets,
- * CONNECT, inbound packets, token expiry, holds) and src/sio_broadcast.c (the local fan-out and
- * control ops). Nothing outside those files includes it; the public API is
+ * CONNECT, inbound packets, token expiry, holds), src/sio_broadcast.c (the local fan-out and
+ * control ops) and src/sio_rate.c (rate limits). Nothing outside those files includes it; the public API is
  * include/roomcast/sio.h.
  *
  * Structure: one rc_sio_client per Engine.IO session (it is the session's owner object), holding
  * the sockets it opened, one per namespace. Each namespace (rc_sio_ns) has its room index and a
  * map sid -> socket. A socket is what rules act on: it has an id (20 random characters, never the
  * Engine.IO sid), the user id and claims from its token, the rest of its CONNECT auth payload,
- * and its room memberships (embedded rc_room_member).
+ * and its room memberships (embedded rc_room_member). What a session may still send (its rateLimit
+ * buckets, one rc_sio_budget per namespace) belongs to the client, so it outlives the sockets
+ * (src/sio_rate.c).
  *
  * Ownership: the server owns its namespaces; a namespace's map links its sockets, which their
  * client owns (client->sockets, then client->dead until the client's hook returns). A hold
@@ -58,6 +60,14 @@ typedef struct rc_sio_bucket {
     uint32_t last_ms;             /* 0: never used (starts full) */
 } rc_sio_bucket;
 
+/* What an Engine.IO session may still send to one namespace (src/sio_rate.c): kept by the
+ * session, not the socket, so a namespace DISCONNECT and a new CONNECT start from what is left. */
+typedef struct rc_sio_budget {
+    rc_sio_bucket ns;             /* the namespace's rateLimit (events and later CONNECTs) */
+    rc_sio_bucket *events;        /* events with their own rateLimit; NULL until one is sent */
+    uint8_t connected;            /* a CONNECT was answered once: later ones cost a token */
+} rc_sio_budget;
+
 struct rc_sio_socket {
     rc_hmap_node node;            /* in ns->sockets */
     char sid[RC_SIO_SOCKET_ID_LEN + 1];
@@ -72,9 +82,6 @@ struct rc_sio_socket {
     struct cJSON *auth;           /* CONNECT auth payload without "token", NULL if nothing else */
     rc_sio_pending_ack *acks;
     uint32_t next_ack_id;
-    float rate_tokens;            /* token bucket of the namespace's rateLimit */
-    uint32_t rate_last_ms;
-    rc_sio_bucket *event_buckets; /* events with their own rateLimit; NULL until one is sent */
     rc_deadline_link expiry;      /* in srv->expiries while its token's exp is enforced */
 };
 
@@ -92,11 +99,13 @@ struct rc_sio_client {
     char *bearer;                 /* Authorization: Bearer of the handshake, if any */
     char *query_token;            /* ?token= of the handshake, if any */
     int busy;                     /* inside a hook */
+    rc_sio_budget *budgets;       /* by namespace index; NULL until a rateLimit is spent */
     /* a binary packet waiting for its attachments */
     rc_sio_packet bin;
     char *bin_nsp;
     rc_bp_bytes *bin_att;
     int bin_have;
+    size_t bin_bytes;             /* its text and the attachments so far (max_packet_bytes) */
 };
 
 struct rc_sio_server {
@@ -113,9 +122,19 @@ struct rc_sio_server {
     /* counters (/metrics: rc_sio_write_metrics) */
     uint64_t handshakes;                      /* CONNECT accepted */
     uint64_t auth_failures[RC_AUTH__COUNT];   /* CONNECT refused, by rc_auth_status */
-    uint64_t rate_limited;                    /* client events refused by rate limits */
+    uint64_t rate_limited;                    /* client events and CONNECTs refused by rate limits */
+    uint64_t joins_refused[3];                /* by limit: rooms, memberships, per socket */
+    uint64_t packets_too_large;               /* binary packets over max_packet_bytes */
     rc_histogram delivery_latency;            /* publish accepted -> frame queued, per recipient */
 };
+
+/* src/sio_rate.c: 1 if the session may CONNECT to ns now (the first CONNECT to a namespace is
+ * free, a later one costs a token of its rateLimit); 1 if socket s may send `event` now (a token
+ * of the namespace's rateLimit, then one of the event's own). Refusals are counted by the caller. */
+int rc_sio__rate_connect(rc_sio_client *c, const rc_sio_ns *ns);
+int rc_sio__rate_event(rc_sio_client *c, const rc_sio_socket *s, const char *event);
+/* Frees the session's budgets (its close). */
+void rc_sio__rate_dispose(rc_sio_client *c);
 
 /* The namespace named name[0..len), or NULL. */
 rc_sio_ns *rc_sio__find_ns(const rc_sio_server *srv, const char *name, size_t len);

@@ -16,6 +16,11 @@
  * builds new cJSON (the caller owns it). Claims are parsed on first use; the clock is read once
  * per context.
  *
+ * Numbers in names (rooms, event names, allow globs: the strict text of rc_tpl_name and
+ * rc_tpl_each_string) follow rc_tpl_id_number: exact integers up to 2^53 - 1 only, since cJSON
+ * has already turned the text into a double; a larger or fractional number makes the name
+ * invalid instead of rounding it into someone else's. Free text (rc_tpl_text) writes any number.
+ *
  * It does not: evaluate expressions, call functions, or touch sockets. Compile problems go to
  * the config's problem collector (errors.h).
  *
@@ -442,7 +447,29 @@ static struct tval tv_str(const char *s)
     return v;
 }
 
+/* A client-chosen value holding a glob character, in a string or in any string inside it. */
+static int has_glob_char(const cJSON *j)
+{
+    if (cJSON_IsString(j)) return strpbrk(j->valuestring, "*?") != NULL;
+    for (const cJSON *c = (cJSON_IsArray(j) || cJSON_IsObject(j)) ? j->child : NULL; c; c = c->next)
+        if (has_glob_char(c)) return 1;
+    return 0;
+}
+
+static struct tval resolve_path_any(const struct tpl_path *p, rc_tpl_ctx *ctx);
+
 static struct tval resolve_path(const struct tpl_path *p, rc_tpl_ctx *ctx)
+{
+    struct tval v = resolve_path_any(p, ctx);
+    if (!ctx->globs_from_trusted_only) return v;
+    int client = p->root == ROOT_ARGS || p->root == ROOT_DATA || p->root == ROOT_AUTH ||
+                 p->root == ROOT_EVENT || p->root == ROOT_ROOM;
+    if (client && ((v.kind == TV_STR && strpbrk(v.s, "*?")) || (v.kind == TV_JSON && has_glob_char(v.j))))
+        v.kind = TV_MISSING;
+    return v;
+}
+
+static struct tval resolve_path_any(const struct tpl_path *p, rc_tpl_ctx *ctx)
 {
     struct tval v = {TV_MISSING, NULL, NULL, 0};
     const cJSON *j = NULL;
@@ -538,18 +565,39 @@ static void fmt_number(double d, char out[32])
     if (strtod(out, NULL) != d) snprintf(out, 32, "%.17g", d);
 }
 
-/* Appends v as text. strict: only strings and numbers are accepted (returns -1 otherwise). */
-static int tb_put_tval(struct tbuf *b, struct tval v, int strict)
+int rc_tpl_id_number(double d, char out[24])
+{
+    const double max = 9007199254740991.0; /* 2^53 - 1 */
+    if (!(d >= -max && d <= max) || d != (double)(long long)d) return -1; /* NaN fails both */
+    snprintf(out, 24, "%lld", (long long)d);
+    return 0;
+}
+
+/* Appends a number: in names (strict) only an id number (rc_tpl_id_number), else -1; in text,
+ * the shortest digits that read back the same. */
+static int tb_put_number(struct tbuf *b, double d, int strict)
 {
     char num[32];
+    if (strict) {
+        if (rc_tpl_id_number(d, num) < 0) return -1;
+    } else {
+        fmt_number(d, num);
+    }
+    tb_put(b, num, strlen(num));
+    return 0;
+}
+
+/* Appends v as text. strict: only strings and id numbers are accepted (returns -1 otherwise). */
+static int tb_put_tval(struct tbuf *b, struct tval v, int strict)
+{
     switch (v.kind) {
     case TV_MISSING: return strict ? -1 : 0;
     case TV_STR: tb_put(b, v.s, strlen(v.s)); return 0;
-    case TV_NUM: fmt_number(v.n, num); tb_put(b, num, strlen(num)); return 0;
+    case TV_NUM: return tb_put_number(b, v.n, strict);
     case TV_JSON: break;
     }
     if (cJSON_IsString(v.j)) { tb_put(b, v.j->valuestring, strlen(v.j->valuestring)); return 0; }
-    if (cJSON_IsNumber(v.j)) { fmt_number(v.j->valuedouble, num); tb_put(b, num, strlen(num)); return 0; }
+    if (cJSON_IsNumber(v.j)) return tb_put_number(b, v.j->valuedouble, strict);
     if (strict) return -1;
     if (cJSON_IsTrue(v.j)) { tb_put(b, "true", 4); return 0; }
     if (cJSON_IsFalse(v.j)) { tb_put(b, "false", 5); return 0; }

@@ -52,7 +52,8 @@ struct rc_ws {
 
 static void ws_on_conn_read(rc_conn *c, void *data);
 static void ws_on_conn_close(rc_conn *c, void *data);
-static const rc_conn_handler ws_conn_handler = {ws_on_conn_read, ws_on_conn_close};
+static void ws_on_conn_backlog(rc_conn *c, void *data, size_t backlog);
+static const rc_conn_handler ws_conn_handler = {ws_on_conn_read, ws_on_conn_close, ws_on_conn_backlog, NULL};
 
 /* ---- shared wslay frame context ----------------------------------------------------------- */
 
@@ -231,6 +232,17 @@ void rc_ws_send_frame(rc_ws *ws, rc_frame *f)
 size_t rc_ws_pending_bytes(const rc_ws *ws)
 {
     return ws->closing ? 0 : rc_conn_pending_bytes(ws->conn);
+}
+
+void rc_ws_set_output_limit(rc_ws *ws, size_t limit)
+{
+    if (!ws->closing) rc_conn_set_output_limit(ws->conn, limit);
+}
+
+static void ws_on_conn_backlog(rc_conn *c, void *data, size_t backlog)
+{
+    rc_ws *ws = data;
+    if (!ws->closing && ws->cb && ws->cb->on_backlog) ws->cb->on_backlog(ws->arg, ws, backlog);
 }
 
 static void send_close(rc_ws *ws, uint16_t code)

@@ -3,8 +3,11 @@
  * implementations: the embedded single-node backplane (src/backplane_local.c) and Redis pub/sub
  * (hiredis async on the node's libevent loop; its files are listed in src/backplane_redis.h).
  *
- * Delivery model: the node always delivers to its own local sockets itself, at once, and then
- * publishes the message with origin = its node id. A backplane hands the node (on_message) only
+ * Delivery model: the node publishes a message with origin = its node id and, once publish has
+ * accepted it (0), delivers it to its own local sockets itself, at once; a refused publish (-1)
+ * is delivered to nobody. So publish decides acceptance before anything leaves: it checks and
+ * encodes the message and queues it within its bounds, and what it accepts it does not refuse
+ * later (the bytes go out when the loop next writes). A backplane hands the node (on_message) only
  * messages from *other* publishers (other nodes or backends): it drops those whose origin is the
  * node's own id, so no node ever delivers its own message twice.
  *
@@ -30,6 +33,7 @@
 
 struct event_base;
 struct evbuffer;
+struct cJSON;
 
 typedef struct rc_backplane_callbacks {
     /* A message from another publisher for a room/namespace this node subscribed to. */
@@ -39,14 +43,21 @@ typedef struct rc_backplane_callbacks {
     void (*on_state)(void *arg, int up);
     /* A message on a raw channel opened with rc_redis_channel_open (redis_cmd.h); may be NULL. */
     void (*on_raw)(void *arg, const char *channel, const char *payload, size_t len);
+    /* A message on a channel starting with a prefix opened with rc_redis_pattern_open
+     * (redis_cmd.h): prefix as it was given, channel the one it came on; may be NULL. Never
+     * confused with on_raw: a raw channel whose name looks like a pattern ("P:status:*" for a
+     * user "*") is a channel of its own. */
+    void (*on_pattern)(void *arg, const char *prefix, const char *channel, const char *payload, size_t len);
     void *arg;
 } rc_backplane_callbacks;
 
 typedef struct rc_backplane rc_backplane;
 
 typedef struct rc_backplane_ops {
-    /* 0 when accepted for delivery to the other nodes, -1 when the backplane is down (the
-     * caller refuses the client's relay with an error instead of queueing without bound). */
+    /* 0 when accepted for delivery to the other nodes, -1 when refused: the backplane is down,
+     * its backlog is full, or it cannot carry the message (a namespace with ':'). The caller then
+     * delivers it to nobody and refuses the client's relay (or the backend's publish) with an
+     * error instead of queueing without bound. */
     int (*publish)(rc_backplane *bp, const rc_bp_message *msg);
     void (*room_open)(rc_backplane *bp, const char *ns, const char *room);
     void (*room_close)(rc_backplane *bp, const char *ns, const char *room);
@@ -78,6 +89,16 @@ struct rc_backplane {
 
 /* Appends roomcast_backplane_* (from bp->stats), then the implementation's own families. */
 void rc_backplane_write_metrics(const rc_backplane *bp, struct evbuffer *out);
+
+/* Whether an emit a backend asked for (the Redis envelope, POST /api/publish, P:notify) may go to
+ * Socket.IO clients: the checks a client's own packet passes in src/sio.c, since socket.io-client
+ * drops the whole connection ("parse error") on a packet it cannot parse. The event name is
+ * non-empty and not reserved (rc_sio_event_reserved); at most RC_SIO_MAX_ATTACHMENTS
+ * attachments; with attachments, every {"_placeholder":true,"num":n} in args is an integer n in
+ * [0, attachment_count) (rc_sio_count_placeholders; without attachments such objects are plain
+ * data to the client). args is the arguments array (NULL: none). Returns NULL, or a static
+ * reason naming what is wrong. */
+const char *rc_bp_emit_check(const char *event, const struct cJSON *args, size_t attachment_count);
 
 /* What the Redis backplane needs to start; borrowed for rc_backplane_redis_new (it copies). */
 typedef struct rc_backplane_redis_settings {

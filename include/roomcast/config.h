@@ -19,6 +19,7 @@
 #include "roomcast/presence_config.h"
 
 struct rc_rules;
+struct rc_cidr;
 
 /* What the node does when the token a socket connected with expires (file: jwt.onExpiry). */
 enum rc_token_expiry {
@@ -48,7 +49,8 @@ typedef struct rc_config {
     /* Engine.IO (file: engine.*) */
     int ping_interval_ms;          /* 25000 */
     int ping_timeout_ms;           /* 20000 */
-    int connect_timeout_ms;        /* 45000: no namespace joined by then -> closed */
+    int connect_timeout_ms;        /* 10000: no namespace connected by then -> closed (the
+                                      deadline of a pending session) */
     int upgrade_timeout_ms;        /* 10000 */
     size_t max_payload;            /* 1000000 bytes, advertised as maxPayload */
     int allow_polling;             /* 1; engine.transports */
@@ -59,11 +61,22 @@ typedef struct rc_config {
     size_t http_max_body_bytes;    /* max_payload -> 413 (polling POST and /api/publish) */
     int http_header_timeout_ms;    /* 10000: a request's headers must arrive within this */
     int http_keepalive_timeout_ms; /* 15000: idle keep-alive connection closed after this */
+    struct rc_cidr *trusted_proxies; /* none; http.trustedProxies: peers whose last X-Forwarded-For
+                                        line names the client (for the per-address limits) */
+    size_t trusted_proxy_count;
 
     /* per-socket and per-node limits (file: limits.*) */
     size_t max_outbound_bytes;     /* 1 MiB: a socket whose unsent bytes exceed this is dropped */
     int max_connections;           /* 100000 TCP connections, and as many Engine.IO sessions */
     int max_rooms_per_socket;      /* 1000: a join over it fails with "too_many_rooms" */
+    size_t max_rooms;              /* 100000 rooms with local members (all namespaces): a join
+                                      that would open one more fails with "room_limit" */
+    size_t max_memberships;        /* 1000000 socket-room memberships: a join past it fails
+                                      with "room_limit" */
+    int max_pending_sessions;      /* maxConnections / 10: sessions without a namespace, in all
+                                      (the oldest is closed to make room) */
+    int max_pending_per_address;   /* 128 (0: none): per client address (IPv6 /64), else 429 */
+    int max_pending_per_connection; /* 8 (0: none): per TCP connection, else 429 and close */
 
     /* CORS (file: cors.*; env ROOMCAST_CORS_ORIGINS comma list) */
     char **cors_origins;

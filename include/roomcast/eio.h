@@ -9,8 +9,13 @@
  * there safely.
  *
  * Downward, the owner sends with rc_eio_send_frame (a shared, pre-framed rc_frame whose payload
- * is a whole Engine.IO packet) or rc_eio_send_message (copies). A session whose unsent output
- * exceeds the outbound limit is closed ("slow consumer") instead of growing without bound.
+ * is a whole Engine.IO packet) or rc_eio_send_message (copies). A session is closed as a "slow
+ * consumer" when, after the node has written what the peer takes, more than the outbound limit
+ * stays unsent beyond one packet (max_payload): one packet larger than the limit is not slow.
+ *
+ * Pending sessions (handshaken, no namespace connected yet) have a budget of their own: per TCP
+ * connection and per client address (429 past them), in all (the oldest makes room), and the
+ * connect deadline. The owner ends a session's pending state with rc_eio_mark_connected.
  *
  * Timers: one per session, armed for the earliest of: next ping, pong deadline, connect deadline
  * (cleared by rc_eio_mark_connected), upgrade deadline.
@@ -30,6 +35,7 @@ struct rc_frame;
 typedef struct rc_http_request rc_http_request;
 typedef struct rc_eio_server rc_eio_server;
 typedef struct rc_eio_session rc_eio_session;
+struct rc_cidr;
 
 typedef struct rc_eio_callbacks {
     /* A handshake succeeded; return the owner object for the session (never NULL). The request
@@ -51,8 +57,18 @@ typedef struct rc_eio_settings {
     size_t max_payload;            /* advertised maxPayload; the WebSocket message limit */
     int allow_polling;             /* transports accepted for a handshake */
     int allow_websocket;
-    size_t max_outbound_bytes;     /* a session with more unsent bytes is closed ("slow consumer") */
+    size_t max_outbound_bytes;     /* a session with more unsent bytes than this plus max_payload
+                                      after a flush is closed ("slow consumer") */
     int max_sessions;              /* handshakes refused (403) at this many sessions; 0 = no cap */
+    int max_pending;               /* pending sessions in all; a handshake past it closes the oldest
+                                      pending session; 0 = no cap */
+    int max_pending_per_addr;      /* pending sessions per client address (IPv6: per /64); 429
+                                      past it; 0 = no cap */
+    int max_pending_per_conn;      /* pending sessions from the handshakes of one TCP connection
+                                      (not applied to trusted proxies); 429 and close; 0 = no cap */
+    const struct rc_cidr *trusted_proxies; /* borrowed: peers whose last X-Forwarded-For line names
+                                              the client address */
+    size_t trusted_proxy_count;
     char *const *cors_origins;     /* allowed Origin values ("*" for any); borrowed: must outlive
                                       the server. None: no CORS headers, every Origin accepted */
     size_t cors_origin_count;
@@ -82,7 +98,7 @@ enum rc_eio_disconnect {
 };
 void rc_eio_count_disconnect(int reason);
 /* Appends Engine.IO's families to /metrics: sessions open and opened by transport, upgrades,
- * disconnects by reason. */
+ * disconnects by reason, pending sessions and their refusals, evictions and timeouts. */
 void rc_eio_write_metrics(const rc_eio_server *srv, struct evbuffer *out);
 /* Writes CORS response headers for req into buf ("" when none apply). */
 void rc_eio_cors_headers(const rc_eio_server *srv, const rc_http_request *req, char *buf, size_t n);
@@ -100,6 +116,7 @@ void rc_eio_close(rc_eio_session *s, const char *reason);
 void rc_eio_hold(rc_eio_session *s);
 void rc_eio_release(rc_eio_session *s);
 rc_eio_session *rc_eio_find(rc_eio_server *srv, const char *sid);
+/* The session connected a namespace: it leaves the pending budget and its connect deadline. */
 void rc_eio_mark_connected(rc_eio_session *s);
 const char *rc_eio_sid(const rc_eio_session *s);
 

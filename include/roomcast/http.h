@@ -13,7 +13,8 @@
  * max_header_bytes (431), a body over max_body_bytes (413), malformed or smuggling-prone input
  * such as both Content-Length and Transfer-Encoding (400), headers not complete within
  * header_timeout_ms of the first byte (408). An idle keep-alive connection is closed after
- * keepalive_timeout_ms.
+ * keepalive_timeout_ms. Answers a client does not read: past max_pending_output unsent, the
+ * connection reads no further request until they are written.
  *
  * Ownership: the request and every slice/string it exposes belong to the HTTP layer and stay
  * valid until it is answered, detached or aborted.
@@ -26,6 +27,8 @@
 #include "roomcast/common.h"
 
 struct evbuffer;
+struct rc_addr;
+struct rc_cidr;
 typedef struct rc_conn rc_conn;
 
 typedef struct rc_http_limits {
@@ -33,7 +36,9 @@ typedef struct rc_http_limits {
     size_t max_body_bytes;
     int header_timeout_ms;
     int keepalive_timeout_ms;
-    size_t max_pending_output;   /* unsent answer bytes over which the connection is dropped; 0 = none */
+    size_t max_pending_output;   /* unsent answer bytes over which no further request is read until
+                                    they are written (closed after keepalive_timeout_ms without
+                                    progress); 0 = none */
 } rc_http_limits;
 
 typedef struct rc_http_request rc_http_request;
@@ -62,8 +67,16 @@ void rc_http_attach(rc_conn *c, const rc_http_limits *limits, const rc_http_call
 
 /* Case-insensitive header lookup: the NUL-terminated value of the first match, or NULL. */
 const char *rc_http_header(const rc_http_request *req, const char *name);
+/* The same, last match (the line the nearest proxy added, for X-Forwarded-For). */
+const char *rc_http_header_last(const rc_http_request *req, const char *name);
 /* Does the comma-separated header contain token (case-insensitive)? */
 int rc_http_header_has_token(const rc_http_request *req, const char *name, const char *token);
+/* The client's address: the peer's, or when the peer is one of the trusted proxies, the rightmost
+ * address of the last X-Forwarded-For line that is not a trusted proxy itself (nginx's real_ip
+ * with real_ip_recursive: that line is the one the nearest proxy wrote, so a client cannot choose
+ * the result; an entry that is not an address ends the walk with the last good one). Returns 1
+ * when the peer is a trusted proxy. */
+int rc_http_client_addr(const rc_http_request *req, const struct rc_cidr *trusted, size_t n, struct rc_addr *out);
 /* Query parameter value (percent-decoded into buf of size n, NUL-terminated). 1 found, 0 not. */
 int rc_http_query_param(const rc_http_request *req, const char *name, char *buf, size_t n);
 

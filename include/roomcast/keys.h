@@ -10,7 +10,9 @@
  * names inside Lua from the prefix (P:status:<user>, P:visibility:<node>, P:members:<ns>:<room>),
  * since a script must derive them from its arguments; the table below is kept in step with them.
  * Names are built from what the caller gives: checking that a user-derived part is safe to put in
- * a key or a channel is the caller's job.
+ * a key or a channel is the caller's job. Glob characters are not special in any name built here:
+ * channels are subscribed and published by their literal name (SUBSCRIBE, PUBLISH), and the only
+ * pattern subscription, rc_redis_pattern_open (redis_cmd.h), escapes the prefix it is given.
  *
  * Ownership: rc_key_new returns a heap string the caller frees (rc_free); rc_key_write writes into
  * the caller's buffer. Neither keeps anything.
@@ -25,7 +27,7 @@ enum rc_key_kind {
     RC_KEY_ROOM = 0,        /* P:room:<ns>:<room>      a = ns, b = room: emits to a room */
     RC_KEY_NS,              /* P:ns:<ns>               a = ns: emits to a whole namespace */
     RC_KEY_NOTIFY,          /* P:notify                notifications with offline fallback */
-    RC_KEY_STATUS,          /* P:status:<user>         a = user ("*" for the pattern of all) */
+    RC_KEY_STATUS,          /* P:status:<user>         a = user ("" for the prefix of all) */
     RC_KEY_CANARY,          /* P:canary:<node>         a = node id: the sub connection's probe */
     RC_KEY_VISIBILITY,      /* P:visibility:<node>     a = node id: invisibility notes */
     /* keys */

@@ -1,7 +1,8 @@
 /*
  * message.h: the room message, as the node hands it to the local fan-out (sio.h) and to the
  * other nodes (backplane.h). Types only, no functions: a base-layer header, so the Socket.IO
- * layer and the backplane each speak it without knowing the other.
+ * layer and the backplane each speak it without knowing the other. (One constant besides:
+ * RC_BP_ARGS_MAX_DEPTH, the envelope's limit that a publisher checks.)
  *
  * A message is an emit (event + arguments to a room or a whole namespace) or a control op that
  * changes the memberships of a room's sockets (join another room, leave one, disconnect).
@@ -22,6 +23,13 @@ enum rc_bp_kind {
     RC_BP_LEAVE,           /* every socket in `room` leaves `target_room` */
     RC_BP_DISCONNECT       /* every socket in `room` is disconnected */
 };
+
+/* The deepest "args" array (nesting levels, the array itself counted) a message may carry. Every
+ * node decodes a Redis envelope with cJSON, whose nesting limit (CJSON_NESTING_LIMIT) is 1000,
+ * and the envelope object holds "args" one level down: deeper arguments would be delivered by
+ * the node that publishes them and dropped by every other. So a node refuses them before any
+ * delivery (docs/redis.md, "Envelope on room and namespace channels"). */
+#define RC_BP_ARGS_MAX_DEPTH 999
 
 /* A binary attachment of a Socket.IO packet. */
 typedef struct rc_bp_bytes {

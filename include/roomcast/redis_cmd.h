@@ -15,8 +15,14 @@
  *
  * Raw channels: channel_open/close manage subscriptions beyond the room/namespace channels (for
  * example P:status:<user>), refcounted and batched like room channels and restored after a
- * reconnect; messages arrive through rc_backplane_callbacks.on_raw. A name ending in '*' is a
- * pattern (PSUBSCRIBE): its messages reach on_raw with the pattern as the channel name.
+ * reconnect; messages arrive through rc_backplane_callbacks.on_raw. A raw channel's name is
+ * always taken literally (SUBSCRIBE; Redis never globs a channel name), whatever it contains:
+ * names built from user input (a user id "*" or "bo*") stay the one channel they spell.
+ *
+ * Patterns: pattern_open/close subscribe every channel whose name starts with a prefix
+ * (PSUBSCRIBE <prefix>*, with the glob characters * ? [ ] \ of the prefix escaped, so the prefix
+ * itself is literal too). It is a separate call, for the node's own fixed prefixes (P:status:);
+ * never pass it anything built from user input. Messages arrive through on_pattern.
  */
 #ifndef ROOMCAST_REDIS_CMD_H
 #define ROOMCAST_REDIS_CMD_H
@@ -41,6 +47,10 @@ int rc_redis_eval(rc_backplane *bp, rc_redis_script *script, rc_redis_reply_fn c
                   int nkeys, int argc, const char **argv, const size_t *argvlen);
 void rc_redis_channel_open(rc_backplane *bp, const char *channel);
 void rc_redis_channel_close(rc_backplane *bp, const char *channel);
+/* Refcounted like raw channels. A prefix that would cover the backplane's own room, namespace or
+ * canary channels is refused (logged as redis_bad_channel). */
+void rc_redis_pattern_open(rc_backplane *bp, const char *prefix);
+void rc_redis_pattern_close(rc_backplane *bp, const char *prefix);
 /* The key/channel prefix ("roomcast") and this node's id, for building names. */
 const char *rc_redis_prefix(const rc_backplane *bp);
 

@@ -48,6 +48,9 @@ rc_room *rc_rooms_find(const rc_rooms *rooms, const char *room);
 size_t rc_room_size(const rc_room *room);
 const char *rc_room_name(const rc_room *room);
 size_t rc_rooms_count(const rc_rooms *rooms);   /* rooms with at least one member */
+/* Live memberships, all rooms together (a member in 3 rooms counts 3). The index enforces no
+ * total itself: the Socket.IO server checks its budgets (limits.maxRooms, maxMemberships) first. */
+size_t rc_rooms_membership_count(const rc_rooms *rooms);
 
 typedef void (*rc_room_visit_fn)(void *arg, rc_room_member *m);
 void rc_room_foreach(rc_room *room, rc_room_visit_fn fn, void *arg);

@@ -8,7 +8,19 @@
  * handler's on_close exactly once; the struct itself is freed later, at a safe point of the loop,
  * so a caller that closes a connection from inside one of its callbacks may keep using the
  * pointer until it returns. rc_conn_close_after_flush lets pending output drain first (bounded by
- * a short timeout).
+ * a short timeout), then closes the way nginx does ("lingering close"): the write side is shut
+ * (the peer reads every byte, then the FIN), and input is read and thrown away until the peer
+ * closes too, for at most RC_CONN_LINGER_MS and RC_CONN_LINGER_BYTES. A peer still sending when we
+ * close (a WebSocket frame over the size limit, a request body refused with 413) thus reads our
+ * last words (a close frame, an error answer) instead of a connection reset. The owner hears
+ * on_close when the lingering starts; the descriptor stays counted until it ends.
+ *
+ * Output accounting: a connection is a slow consumer by what stays unsent after the node has
+ * written all the kernel would take, not by what one turn queued: the owner sets an output limit
+ * and hears on_backlog after a flush that leaves more than that unsent. rc_conn_notify_drain lets an owner wait for the output to empty instead (HTTP stops
+ * reading pipelined requests while its answers wait).
+ *
+ * Peer addresses (rc_addr, rc_cidr) are kept per connection for limits keyed by who connects.
  *
  * Accept errors (EMFILE, ENFILE, ENOBUFS) pause accepting for a moment instead of spinning.
  */
@@ -27,10 +39,37 @@ typedef struct rc_server rc_server;
 typedef struct rc_conn_handler {
     /* New bytes are in rc_conn_input(c). */
     void (*on_read)(rc_conn *c, void *data);
-    /* The connection is closing (peer closed, error, timeout, or rc_conn_close): drop every
-     * pointer to c. Called exactly once per handler that was installed when it happened. */
+    /* The connection is closing (peer closed, error, timeout, rc_conn_close, or the lingering of
+     * rc_conn_close_after_flush begins): drop every pointer to c. Called exactly once per handler
+     * that was installed when it happened. */
     void (*on_close)(rc_conn *c, void *data);
+    /* Optional. After a flush, more than the output limit (rc_conn_set_output_limit) stays unsent:
+     * `backlog` bytes. The handler decides (usually: close). */
+    void (*on_backlog)(rc_conn *c, void *data, size_t backlog);
+    /* Optional. The output is empty again, once per rc_conn_notify_drain. */
+    void (*on_drain)(rc_conn *c, void *data);
 } rc_conn_handler;
+
+/* ---- peer addresses ---------------------------------------------------------------------- */
+
+typedef struct rc_addr {
+    uint8_t family;      /* 4 or 6; 0 unknown. An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is 4 */
+    uint8_t bytes[16];   /* network order; an IPv4 address in the first 4 */
+} rc_addr;
+
+typedef struct rc_cidr {
+    rc_addr addr;        /* bits past the prefix are zero */
+    uint8_t bits;        /* prefix length: up to 32 (IPv4) or 128 (IPv6) */
+} rc_cidr;
+
+/* "192.0.2.1", "2001:db8::1" (the first n bytes of s, no brackets or port). 0, or -1. */
+int rc_addr_parse(const char *s, size_t n, rc_addr *out);
+/* An address or a range: "10.0.0.0/8", "fd00::/8", "192.0.2.7" (= /32). 0, or -1 (also for
+ * bits set past the prefix, "10.0.0.1/8": a typo, not a range). */
+int rc_cidr_parse(const char *s, rc_cidr *out);
+int rc_cidr_match(const rc_cidr *range, const rc_addr *a);
+/* "192.0.2.1", "2001:db8::1", or "unknown". */
+void rc_addr_format(const rc_addr *a, char *buf, size_t n);
 
 /* Called for every accepted connection; it must install a handler (rc_conn_set_handler). */
 typedef void (*rc_server_accept_fn)(void *arg, rc_conn *c);
@@ -45,15 +84,21 @@ uint64_t rc_server_conn_count(const rc_server *s);
 
 /* The transport's counters. The layers above bump the two they decide: a connection refused
  * for a limit of theirs (Engine.IO's session cap), and a connection closed because its unsent
- * output passed the cap (HTTP answers, Engine.IO sessions). */
+ * output stayed over the cap after a flush (Engine.IO sessions). */
 typedef struct rc_server_stats {
     uint64_t accepted;              /* TCP connections accepted */
     uint64_t rejected;              /* refused: max connections, draining, or a layer's own cap */
     uint64_t slow_consumer_drops;   /* closed because their output buffer passed the cap */
+    uint64_t linger_cut;            /* lingering closes ended by their time or byte bound */
 } rc_server_stats;
 extern rc_server_stats rc_server_counters;
-/* Appends the transport's families to /metrics: open connections, accepted, rejected, slow
- * consumers. */
+
+/* Bounds of the lingering close (see the top of this file). */
+#define RC_CONN_LINGER_MS 2000
+#define RC_CONN_LINGER_BYTES (64u << 20)
+
+/* Appends the transport's families to /metrics: open connections (and those lingering),
+ * accepted, rejected, slow consumers, lingering closes cut short. */
 void rc_server_write_metrics(const rc_server *s, struct evbuffer *out);
 int rc_server_port(const rc_server *s);
 /* Frees connections closed since the last call; the node calls it at the end of each loop turn
@@ -61,6 +106,9 @@ int rc_server_port(const rc_server *s);
 void rc_server_collect(rc_server *s);
 
 void rc_conn_set_handler(rc_conn *c, const rc_conn_handler *h, void *data);
+/* Who connected (from accept), and a number no other connection of this process gets. */
+const rc_addr *rc_conn_peer(const rc_conn *c);
+uint64_t rc_conn_id(const rc_conn *c);
 struct evbuffer *rc_conn_input(rc_conn *c);
 struct event_base *rc_conn_base(rc_conn *c);
 /* The output buffer, for writes of bytes this connection owns (queued frames go first). */
@@ -69,11 +117,18 @@ struct evbuffer *rc_conn_output(rc_conn *c);
  * connection's other frames in one writev, from the frame's own bytes. */
 struct rc_frame;
 void rc_conn_send_frame(rc_conn *c, struct rc_frame *f);
-/* Bytes not yet handed to the kernel (the outbound limit is checked against this). */
+/* Bytes not yet handed to the kernel. */
 size_t rc_conn_pending_bytes(rc_conn *c);
+/* on_backlog is called after a flush that leaves more than limit bytes unsent (bytes queued
+ * since the last write the kernel was offered do not count yet); 0 = no limit. */
+void rc_conn_set_output_limit(rc_conn *c, size_t limit);
+/* on_drain once the output is empty (at the next flush if it is empty already). */
+void rc_conn_notify_drain(rc_conn *c);
 void rc_conn_write(rc_conn *c, const void *data, size_t len);
 /* Read timeout (idle or header deadline); 0 disables. */
 void rc_conn_set_read_timeout(rc_conn *c, int ms);
+/* Write timeout: output waiting this long without the peer taking a byte closes; 0 disables. */
+void rc_conn_set_write_timeout(rc_conn *c, int ms);
 /* Runs the handler's on_read again from the loop (for input left over after a pause). */
 void rc_conn_trigger_read(rc_conn *c);
 void rc_conn_close(rc_conn *c);

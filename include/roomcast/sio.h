@@ -23,6 +23,14 @@
  * can take rc_sio_hold_new(opener) and call rc_sio_hold_release once the subscription is
  * confirmed: the client hears "joined" only when messages for the room can reach this node.
  *
+ * Budgets (what one client may cost the node): a namespace's rateLimit is kept by the Engine.IO
+ * session, not the socket, so a namespace DISCONNECT and a new CONNECT do not refill it, and every
+ * CONNECT to a namespace after the session's first costs a token (refused with CONNECT_ERROR
+ * rate_limited). A binary packet is bounded as a whole: its text and attachments together, the
+ * partial ones it holds while they arrive included, at most settings.max_packet_bytes
+ * (maxPayload), else the session is closed ("packet too large") and nobody receives it. Rooms
+ * have a node-wide budget (settings.max_rooms, max_memberships; rc_sio_join refuses past it).
+ *
  * Token expiry: a socket whose token has `exp` is ended when a CONNECT with that token would
  * start being refused (rc_auth_expires_at), as settings.token_expiry says: its Engine.IO session
  * is closed (reconnect) or it gets a namespace DISCONNECT (disconnect), after the optional
@@ -82,7 +90,14 @@ typedef struct rc_sio_settings {
     const rc_sio_ns_settings *ns;  /* the namespaces served, by index */
     size_t ns_count;
     const struct rc_auth_config *jwt; /* how CONNECT tokens are verified */
-    int max_rooms_per_socket;      /* a join over it fails (rc_sio_join -1); 0 = no limit */
+    int max_rooms_per_socket;      /* a join over it fails (RC_SIO_JOIN_TOO_MANY); 0 = no limit */
+    size_t max_rooms;              /* rooms with local members, every namespace together: a join
+                                      that would open one more fails (RC_SIO_JOIN_ROOM_LIMIT);
+                                      0 = no limit. A socket's user room is always joined. */
+    size_t max_memberships;        /* socket-room memberships, every namespace together: a join
+                                      past it fails (RC_SIO_JOIN_ROOM_LIMIT); 0 = no limit */
+    size_t max_packet_bytes;       /* maxPayload: a binary packet whose text and attachments
+                                      together exceed it closes the session; 0 = no limit */
     int token_expiry;              /* enum rc_sio_expiry */
     const char *token_expired_event; /* emitted to an expiring socket first; NULL = none */
 } rc_sio_settings;
@@ -152,8 +167,13 @@ int rc_sio_socket_ns_index(const rc_sio_socket *s);         /* its place in sett
  * their socket up again instead of keeping a pointer). */
 rc_sio_socket *rc_sio_find_socket(rc_sio_server *srv, int ns_index, const char *sid);
 
-/* Socket actions. Room functions return 1 on change, 0 when nothing changed; rc_sio_join
- * returns -1 when the socket is already in settings.max_rooms_per_socket rooms. */
+/* Why rc_sio_join refused: the socket is in settings.max_rooms_per_socket rooms already, or the
+ * node's budget (settings.max_rooms, max_memberships) is spent. */
+enum { RC_SIO_JOIN_TOO_MANY = -1, RC_SIO_JOIN_ROOM_LIMIT = -2 };
+
+/* Socket actions. Room functions return 1 on change, 0 when nothing changed; rc_sio_join returns
+ * RC_SIO_JOIN_TOO_MANY or RC_SIO_JOIN_ROOM_LIMIT when refused (nothing changed; joining a room
+ * the socket is in is never refused). */
 int rc_sio_join(rc_sio_socket *s, const char *room);
 int rc_sio_leave(rc_sio_socket *s, const char *room);
 int rc_sio_is_member(const rc_sio_socket *s, const char *room);
@@ -180,9 +200,9 @@ size_t rc_sio_control(rc_sio_server *srv, const rc_bp_message *msg);
 /* 1 if the namespace is served. */
 int rc_sio_has_ns(const rc_sio_server *srv, const char *ns);
 
-/* Gauges for /metrics: names, sockets and rooms by namespace index. */
 /* Appends this layer's families to /metrics: sockets, rooms, messages and broadcasts by
- * namespace, handshakes, auth failures by reason, rate-limit refusals, delivery latency. */
+ * namespace, memberships, handshakes, auth failures by reason, refused joins by limit, rate-limit
+ * refusals, oversize binary packets, delivery latency. */
 void rc_sio_write_metrics(const rc_sio_server *srv, struct evbuffer *out);
 uint64_t rc_sio_socket_count(const rc_sio_server *srv);
 /* Disconnects up to max sockets (drain); returns how many. */

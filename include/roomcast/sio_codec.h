@@ -17,6 +17,8 @@
  * Ack id: decimal digits, at most 15 of them (fits in a JS safe integer).
  *
  * Encoding writes the header; the caller appends the JSON payload text.
+ *
+ * rc_sio_count_placeholders and rc_sio_json_deeper_than look at parsed (or rule-built) trees.
  */
 #ifndef ROOMCAST_SIO_CODEC_H
 #define ROOMCAST_SIO_CODEC_H
@@ -59,5 +61,15 @@ size_t rc_sio_encode_header(char *buf, int type, const char *nsp, long long ack_
  * is an integer in [0, attachments). Returns the count, or -1 if a placeholder is malformed or out
  * of range. Used to validate binary packets before relaying them. */
 int rc_sio_count_placeholders(const struct cJSON *payload, int attachments);
+
+/* 1 if name is an event name socket.io-client refuses (connect, connect_error, disconnect,
+ * disconnecting, newListener, removeListener): a packet carrying it is a parse error there. The
+ * decoder refuses it from clients; whoever emits to clients on a backend's behalf checks it too. */
+int rc_sio_event_reserved(const char *name);
+
+/* 1 if v nests deeper than max levels (a scalar is 0 deep, [] 1, [[1]] 2; objects count as
+ * arrays), else 0. Looks at most max + 1 levels down. Used before a relay leaves the node
+ * (RC_BP_ARGS_MAX_DEPTH in roomcast/message.h). */
+int rc_sio_json_deeper_than(const struct cJSON *v, int max);
 
 #endif

@@ -36,6 +36,11 @@ typedef struct rc_tpl_ctx {
     const char *room;          /* set by the rules runner as actions run */
     const char *error;
     const char *claims_json;   /* parsed on first use */
+    /* Set while a template builds glob patterns (allow lists): a value the client chose (args,
+     * data, auth, event, room) that holds a glob character ('*', '?') is treated as missing, so a
+     * client can never widen what an allow list matches. Claims and names from the token or the
+     * config keep their globs. */
+    int globs_from_trusted_only;
     /* lazily built; all-zero is the initial state */
     struct cJSON *claims_;
     int claims_parsed_;
@@ -72,16 +77,24 @@ int rc_tpl_truthy(const rc_tpl *t, rc_tpl_ctx *ctx);
 const char *rc_tpl_text(const rc_tpl *t, rc_tpl_ctx *ctx, char **heap);
 
 /* Strict name evaluation for rooms and event names: the whole-string form must find a string;
- * each interpolated piece must find a string or a number. Writes the NUL-terminated result into
+ * each interpolated piece must find a string or an id number (rc_tpl_id_number). Writes the NUL-terminated result into
  * buf (RC_TPL_NAME_MAX + 1 bytes) and returns its length, or -1 when a piece is missing or of the
  * wrong type, the result is empty, or longer than RC_TPL_NAME_MAX. */
 int rc_tpl_name(const rc_tpl *t, rc_tpl_ctx *ctx, char buf[RC_TPL_NAME_MAX + 1]);
 
 /* Calls fn for each string the value contributes (used for allow globs): a string, or each
  * string element of an array. An interpolated string contributes its text only if every
- * placeholder finds a string or a number; if one of them finds an array, the string is
+ * placeholder finds a string or an id number (rc_tpl_id_number); if one of them finds an array, the string is
  * contributed once per element ("p_{claims.projects}" with ["1","2"] gives "p_1", "p_2").
  * Stops and returns the first non-zero fn result; 0 otherwise. */
+/* The one rule for a JSON number that becomes text in an id or a name (a room, a user id, a
+ * message id): JSON numbers reach us as doubles (cJSON keeps no source text), so only an integer
+ * of magnitude at most 2^53 - 1 (JavaScript's Number.isSafeInteger) is written, as its exact
+ * decimal digits, into out. Anything else is refused (-1), never rounded: 41.6 does not become
+ * "42", 9007199254740993 (read as 2^53) does not become another user's "9007199254740992", and
+ * two 19-digit ids never share "1.2345678901234568e+18". Send such ids as strings. */
+int rc_tpl_id_number(double d, char out[24]);
+
 int rc_tpl_each_string(const rc_tpl *t, rc_tpl_ctx *ctx, int (*fn)(void *arg, const char *s),
                        void *arg);
 

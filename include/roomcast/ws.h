@@ -10,7 +10,9 @@
  * Enforced: client frames must be masked (1002), reserved bits and unknown opcodes (1002),
  * control frames unfragmented and <= 125 bytes (1002), valid continuation sequencing (1002),
  * UTF-8 in text messages (1007), message size <= max_message (1009). Pings are answered with
- * pongs; a close frame is answered with a close frame, then the connection closes.
+ * pongs; a close frame is answered with a close frame, then the connection closes. Every close
+ * goes through the transport's lingering close (include/roomcast/server.h): the peer reads the
+ * close frame and its code even while it is still sending the rest of a refused frame.
  *
  * Outbound frames are written by roomcast itself (no wslay event API: it copies every message):
  * rc_ws_send_frame hands the socket a reference to a shared, pre-framed rc_frame.
@@ -32,6 +34,9 @@ struct rc_frame;
 typedef struct rc_ws_callbacks {
     void (*on_message)(void *arg, rc_ws *ws, int binary, const uint8_t *data, size_t len);
     void (*on_close)(void *arg, rc_ws *ws);
+    /* Optional: after a flush, more than the output limit (rc_ws_set_output_limit) stays unsent
+     * (the transport's on_backlog). */
+    void (*on_backlog)(void *arg, rc_ws *ws, size_t backlog);
 } rc_ws_callbacks;
 
 enum { RC_WS_CLOSE_NORMAL = 1000, RC_WS_CLOSE_GOING_AWAY = 1001, RC_WS_CLOSE_PROTOCOL = 1002,
@@ -47,6 +52,8 @@ void rc_ws_set_callbacks(rc_ws *ws, const rc_ws_callbacks *cb, void *arg);
 void rc_ws_send(rc_ws *ws, int opcode, const void *data, size_t len);  /* copies */
 void rc_ws_send_frame(rc_ws *ws, struct rc_frame *f);                   /* shares */
 size_t rc_ws_pending_bytes(const rc_ws *ws);
+/* on_backlog past this many unsent bytes after a flush (0: none). */
+void rc_ws_set_output_limit(rc_ws *ws, size_t limit);
 void rc_ws_close(rc_ws *ws, uint16_t code);
 
 /* UTF-8 validation (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). 1 valid. */

@@ -128,7 +128,7 @@ describe('auth: HS256 with issuer and audience', () => {
     assert.equal(socket.connected, false);
     const quiet = [expectNoEvent(socket, 'dm', 400), expectNoEvent(socket, 'all', 400)];
     await publishOk(node, { ns: '/', room: 'user:mallory', event: 'dm', data: 'leak' });
-    await publishOk(node, { ns: '/', event: 'all', data: 'leak' });
+    await publishOk(node, { ns: '/', broadcast: true, event: 'all', data: 'leak' });
     await Promise.all(quiet);
   });
 
@@ -139,7 +139,7 @@ describe('auth: HS256 with issuer and audience', () => {
       const reply = await raw.nextStartingWith('44');
       assert.deepEqual(JSON.parse(reply.slice(2)), { message: 'unauthorized', data: { code: 'expired' } });
       await publishOk(node, { ns: '/', room: 'user:mallory', event: 'dm', data: 'leak' });
-      await publishOk(node, { ns: '/', event: 'all', data: 'leak' });
+      await publishOk(node, { ns: '/', broadcast: true, event: 'all', data: 'leak' });
       await sleep(400);
       assert.deepEqual(raw.pending().filter((m) => typeof m !== 'string' || !m.startsWith('6')), [],
         'nothing may be sent to a socket whose CONNECT was refused');

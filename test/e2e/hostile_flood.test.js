@@ -3,7 +3,10 @@
 // latency), a client that never reads sitting in a room flooded with publishes (its output is
 // capped, it is dropped, the node's memory stays bounded), a connection flood past
 // limits.maxConnections, and file-descriptor exhaustion (accept errors back off instead of
-// spinning).
+// spinning). Issue 15: a flood of handshakes that never connect a namespace, from one peer, while
+// official clients from another address connect (lib/flood_pending.js; time to connect reported),
+// and an event with two 600 KB attachments that every reading member gets while the member that
+// never reads is dropped.
 //
 // The p99 figures are the measurement quoted in docs/security.md: well-behaved pairs of clients
 // in their own rooms relay a timestamped event every 25 ms, before and during each attack, and
@@ -18,8 +21,9 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawnSync } = require('node:child_process');
 const { performance } = require('node:perf_hooks');
+const path = require('node:path');
 const {
-  startNode, connect, closeClients, checkAlive, token, emitAck, httpRequest, API_KEY, sleep,
+  startNode, connect, closeClients, checkAlive, token, emitAck, emitAckWithin, httpRequest, API_KEY, sleep,
 } = require('./lib/node');
 const {
   RawConn, sioConnect, frame, OP, metrics, sumFamily, rssMb, procRssMb, cpuTicks, openFds, waitUntil, summary, round,
@@ -72,6 +76,22 @@ async function measure(pairs, ms) {
 }
 
 const fmt = (s) => `p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms (n=${s.n})`;
+
+// lib/flood_pending.js in a child process: resolves with its JSON report.
+function spawnPendingFlood(args) {
+  const { spawn } = require('node:child_process');
+  const child = spawn(process.execPath, [path.join(__dirname, 'lib', 'flood_pending.js'), ...args.map(String)],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  const done = new Promise((resolve, reject) => {
+    child.once('exit', (code) => {
+      try { resolve(JSON.parse(out.trim().split('\n').pop())); } catch { reject(new Error(`flooder exited ${code}: ${out}`)); }
+    });
+  });
+  done.catch(() => {});
+  return { child, done };
+}
 
 describe('floods', () => {
   let node;
@@ -207,6 +227,70 @@ describe('floods', () => {
     reader.disconnect();
   });
 
+  // Issue 15, finding 3 (second half). An event with two 600 KB attachments, each under
+  // maxPayload: all three frames are queued at once for every member, and the 1 MiB outbound cap
+  // used to be checked right after queueing, so every member that reads fast was dropped as a
+  // slow consumer. Now a member is slow by what stays unsent after the flush: the members
+  // (WebSocket and polling) get every event, the member that never reads is still dropped.
+  it('an event with two 600 KB attachments reaches every member that reads; only the one that never reads is dropped', T, async (t) => {
+    const own = await startNode({
+      config: 'hostile_flood.json', env: ASAN_ENV,
+      overrides: { engine: { maxPayload: 2000000 }, http: { maxBodyBytes: 4000000 } },
+    });
+    const N = 10;
+    const ATT = 600000;
+    try {
+      const members = await Promise.all(['ws-1', 'ws-2', 'ws-3', 'poll-1'].map(async (sub) => {
+        const s = await connect(own.url, {
+          auth: { token: token({ sub }) }, transports: sub.startsWith('poll') ? ['polling'] : ['websocket'],
+        });
+        assert.deepEqual(await emitAck(s, 'join', 'att'), [{ ok: true, room: 'att' }]);
+        const m = { sub, s, got: [], gone: null };
+        s.on('say', (d) => m.got.push(d));
+        s.on('disconnect', (r) => { m.gone = r; });
+        return m;
+      }));
+      const sender = await connect(own.url, { auth: { token: token({ sub: 'sender' }) }, transports: ['websocket'] });
+      assert.deepEqual(await emitAck(sender, 'join', 'att'), [{ ok: true, room: 'att' }]);
+      const stuck = await sioConnect(own.port, token({ sub: 'never-reads-att' }));
+      stuck.sendText('421["join","att"]');
+      await stuck.nextText('431');
+      stuck.conn.pause();
+      const m0 = await metrics(own);
+      const t0 = performance.now();
+      for (let i = 0; i < N; i++) {
+        sender.emit('say', { room: 'att', i, a: Buffer.alloc(ATT, 0x61 + (i % 26)), b: Buffer.alloc(ATT, 0x41 + (i % 26)) });
+        await waitUntil(() => members.every((m) => m.got.length > i || m.gone), { timeout: 15000, what: `event ${i} at every member` });
+      }
+      const ms = performance.now() - t0;
+      const m1 = await metrics(own);
+      const drops = m1.get('roomcast_slow_consumer_drops_total') - m0.get('roomcast_slow_consumer_drops_total');
+      // The node closed that session: once the client reads again, it finds the end of the stream.
+      stuck.conn.sock.resume();
+      const closedMs = await stuck.conn.waitClosed(8000).catch(() => null);
+      stuck.destroy();
+      stats.attachments = { events: N, bytesPerEvent: 2 * ATT, ms: round(ms), drops };
+      t.diagnostic(`${N} events of 2 x ${ATT} B to 4 members (3 WebSocket, 1 polling) and one that never reads: ` +
+        `delivered in ${ms.toFixed(0)} ms; slow-consumer drops ${drops}`);
+      for (const m of members) {
+        assert.equal(m.gone, null, `${m.sub} was disconnected (${m.gone})`);
+        assert.equal(m.got.length, N, `${m.sub} got ${m.got.length} of ${N}`);
+        for (const [i, d] of m.got.entries()) {
+          assert.equal(d.i, i);
+          assert.ok(Buffer.isBuffer(d.a) && d.a.length === ATT && d.a[0] === 0x61 + (i % 26), `${m.sub} event ${i}: attachment a`);
+          assert.ok(Buffer.isBuffer(d.b) && d.b.length === ATT && d.b[ATT - 1] === 0x41 + (i % 26), `${m.sub} event ${i}: attachment b`);
+        }
+      }
+      assert.notEqual(closedMs, null, 'the member that never reads was dropped');
+      assert.equal(drops, 1, 'one slow-consumer drop: the member that never reads');
+      for (const m of members) m.s.disconnect();
+      sender.disconnect();
+    } finally {
+      closeClients();
+      await own.stop();
+    }
+  });
+
   it('a polling client that pipelines GETs and never reads, in a flooded room, is capped and dropped too', {
     ...T,
       }, async (t) => {
@@ -257,6 +341,78 @@ describe('floods', () => {
       t.diagnostic(`${N} pipelined polling handshakes on one connection: ${opened} sessions opened (${sessions} live)`);
       assert.ok(sessions <= 400, `${sessions} Engine.IO sessions live with limits.maxConnections = 400`);
     } finally {
+      await own.stop();
+    }
+  });
+
+  // Issue 15, finding 1. One peer (127.0.0.2) pipelines polling handshakes that never connect a
+  // namespace, on several keep-alive connections reopened as soon as the node closes them, while
+  // official clients from another address (127.0.0.1) connect (polling first, then the upgrade),
+  // join a room and talk. With a node-wide session cap only, the flood took every slot and every
+  // new client was refused until engine.connectTimeout; now the peer's pending sessions are
+  // capped per connection (8) and per address (128) with 429s, and the others get in.
+  it('a flood of handshakes that never connect, from one peer: legitimate clients still connect and join (time to connect measured)', T, async (t) => {
+    const own = await startNode({ config: 'hostile_flood.json', env: ASAN_ENV, overrides: { limits: { maxConnections: 2000 } } });
+    const CLIENTS = 12;
+    const connectOne = async (i, tag) => {
+      const t0 = performance.now();
+      const s = await connect(own.url, { auth: { token: token({ sub: `${tag}-${i}` }) }, timeout: 8000 });
+      const connectedMs = performance.now() - t0;
+      const joined = await emitAckWithin(8000, s, 'join', 'lobby');
+      return { s, connectedMs, joinedMs: performance.now() - t0, joined };
+    };
+    try {
+      const base = [];
+      for (let i = 0; i < 4; i++) base.push(await connectOne(i, 'before'));
+      const m0 = await metrics(own);
+      const flood = spawnPendingFlood([own.port, '127.0.0.2', 6000, 4, 2500, 200000]);
+      await sleep(1000); // the flood is under way
+      const during = [];
+      const problems = [];
+      for (let i = 0; i < CLIENTS; i++) {
+        try {
+          during.push(await connectOne(i, 'during'));
+        } catch (e) {
+          problems.push(`client ${i}: ${e.message}`);
+        }
+        await sleep(200);
+      }
+      const mid = await metrics(own);
+      // The clients that got in can talk to each other in their room.
+      if (during.length >= 2) {
+        const got = new Promise((resolve) => during[1].s.once('say', resolve));
+        during[0].s.emit('say', { room: 'lobby', text: 'hello' });
+        assert.deepEqual(await got, { room: 'lobby', text: 'hello' });
+      }
+      const result = await flood.done;
+      const m1 = await metrics(own);
+      const refused = (k) => (m1.get(`roomcast_eio_pending_refused_total{limit="${k}"}`) || 0) -
+        (m0.get(`roomcast_eio_pending_refused_total{limit="${k}"}`) || 0);
+      const b = summary(base.map((x) => x.connectedMs));
+      const d = summary(during.map((x) => x.connectedMs));
+      const dj = summary(during.map((x) => x.joinedMs));
+      stats.pendingFlood = {
+        flood: result, timeToConnectBefore: b, timeToConnectDuring: d, timeToJoinDuring: dj,
+        refusedPerConnection: refused('connection'), refusedPerAddress: refused('address'),
+        pendingDuring: mid.get('roomcast_eio_sessions_pending'), sessionsDuring: mid.get('roomcast_eio_sessions'),
+      };
+      t.diagnostic(`flood from 127.0.0.2: ${result.written} handshakes written in ${result.ms} ms on ${result.opened} ` +
+        `connections (${result.closedByNode} closed by the node); answers ${JSON.stringify(result.statuses)}; ` +
+        `first refusal: ${result.firstRefusal}`);
+      t.diagnostic(`refused: ${refused('connection')} per connection, ${refused('address')} per address; during the flood ` +
+        `${mid.get('roomcast_eio_sessions_pending')} pending of ${mid.get('roomcast_eio_sessions')} sessions`);
+      t.diagnostic(`time to connect (polling handshake + upgrade + CONNECT): before the flood ${fmt(b)}; during it ${fmt(d)}; ` +
+        `connect + join during it ${fmt(dj)}`);
+      assert.deepEqual(problems, [], 'every legitimate client connected and joined during the flood');
+      assert.ok(during.every((x) => x.joined[0] && x.joined[0].ok), 'every join acknowledged');
+      assert.ok((result.statuses['429'] || 0) > 0, 'the flooder was refused with 429');
+      assert.match(result.firstRefusal, /^HTTP\/1\.1 429 .*Too many unconnected sessions/);
+      // Its sessions expire at engine.connectTimeout (5 s here), then it may open 128 again.
+      assert.ok(mid.get('roomcast_eio_sessions_pending') <= 128, `${mid.get('roomcast_eio_sessions_pending')} pending sessions`);
+      assert.ok((result.statuses['200'] || 0) <= 128 * Math.ceil(result.ms / 5000), `the flooder opened ${result.statuses['200']} sessions`);
+      for (const x of [...base, ...during]) x.s.disconnect();
+    } finally {
+      closeClients();
       await own.stop();
     }
   });

@@ -13,7 +13,7 @@ const assert = require('node:assert/strict');
 const jwt = require('jsonwebtoken');
 const {
   startNode, connect, client, connected, closeClients, checkAlive, token, rawToken, emitAck, httpRequest,
-  publishOk, collect, sleep, nowS, JWT_SECRET, waitFor,
+  publishOk, collect, sleep, nowS, JWT_SECRET, waitFor, waitForArgs,
 } = require('./lib/node');
 const {
   RawWs, frame, OP, sioConnect, metrics, sumFamily, rssMb, pool, waitUntil,
@@ -136,7 +136,7 @@ describe('hostile Socket.IO clients', () => {
     t.diagnostic(`${PACKETS.length} Socket.IO + ${eio.length} Engine.IO packets handled as specified`);
   });
 
-  it('binary attachment abuse: short, stray, misnumbered, too many; 10 full-size attachments are fine', T, async () => {
+  it('binary attachment abuse: short, stray, misnumbered, too many; 10 attachments within maxPayload together are fine', T, async () => {
     const tokenText = tok('bin-user');
     const cases = [
       // [frames after CONNECT, 'close' or the expected ack prefix]
@@ -154,19 +154,105 @@ describe('hostile Socket.IO clients', () => {
       if (want === 'close') await ws.conn.waitClosed(2000);
       ws.destroy();
     }
-    // Ten attachments of maxPayload bytes each: accepted and echoed with their bytes.
+    // Ten attachments that fill maxPayload together with the text (the packet's size is its text
+    // and every attachment): accepted and echoed with their bytes.
     const ws = await sioConnect(node.port, tokenText);
     const placeholders = Array.from({ length: 10 }, (_, i) => ({ _placeholder: true, num: i }));
-    ws.sendText(`4510-7${JSON.stringify(['echo', ...placeholders])}`);
-    for (let i = 0; i < 10; i++) ws.sendBinary(Buffer.alloc(MAX, i));
+    const text = `510-7${JSON.stringify(['echo', ...placeholders])}`;
+    const size = Math.floor((MAX - text.length) / 10);
+    ws.sendText(`4${text}`);
+    for (let i = 0; i < 10; i++) ws.sendBinary(Buffer.alloc(size, i));
     const head = await ws.nextText('4610-7');
     assert.equal(head, `4610-7${JSON.stringify(placeholders)}`);
     for (let i = 0; i < 10; i++) {
       const f = await ws.nextFrame((fr) => fr.opcode === OP.BINARY);
-      assert.ok(f.payload.equals(Buffer.alloc(MAX, i)), `attachment ${i}`);
+      assert.ok(f.payload.equals(Buffer.alloc(size, i)), `attachment ${i}`);
     }
     ws.destroy();
     await stillServes();
+  });
+
+  it('a binary packet is bounded as a whole: two attachments under maxPayload each but over it together are refused, and no member receives them', T, async (t) => {
+    const victim = await connect(node.url, { auth: { token: tok('bin-victim', ['bin-room']) }, transports: ['websocket'] });
+    assert.deepEqual(await emitAck(victim, 'join', 'bin-room'), [{ ok: true, room: 'bin-room' }]);
+    const got = collect(victim, 'say');
+    const gone = waitFor(victim, 'disconnect', 1500).then((r) => r, () => null);
+    const refused0 = (await metrics(node)).get('roomcast_packets_too_large_total') || 0;
+    const header = (n) => `45${n}-["say",${JSON.stringify({ room: 'bin-room' })},` +
+      `${Array.from({ length: n }, (_, i) => JSON.stringify({ _placeholder: true, num: i })).join(',')}]`;
+    const bad = await sioConnect(node.port, tok('bin-attacker', ['bin-room']));
+    bad.sendText('421["join","bin-room"]');
+    assert.equal(await bad.nextText('431'), '431[{"ok":true,"room":"bin-room"}]');
+    // 2 x 6,000 bytes: each under maxPayload (10,000), 12,000 together.
+    bad.send(Buffer.concat([frame({ opcode: OP.TEXT, payload: header(2) }),
+      frame({ opcode: OP.BINARY, payload: Buffer.alloc(6000, 1) }), frame({ opcode: OP.BINARY, payload: Buffer.alloc(6000, 2) })]));
+    const closed = await bad.conn.waitClosed(2000).then(() => true, () => false);
+    await sleep(300);
+    assert.deepEqual(got.map((a) => a.map((x) => (Buffer.isBuffer(x) ? `<${x.length} bytes>` : x))), [],
+      'a room member received the oversize packet');
+    assert.ok(closed, 'the session that sent it is closed');
+    bad.destroy();
+    assert.equal((await metrics(node)).get('roomcast_packets_too_large_total') - refused0, 1, 'counted');
+    // The member stays connected, and a packet within the bound still reaches it.
+    const fine = await sioConnect(node.port, tok('bin-sender', ['bin-room']));
+    fine.sendText('421["join","bin-room"]');
+    await fine.nextText('431');
+    const next = waitForArgs(victim, 'say');
+    fine.send(Buffer.concat([frame({ opcode: OP.TEXT, payload: header(2) }),
+      frame({ opcode: OP.BINARY, payload: Buffer.alloc(4000, 3) }), frame({ opcode: OP.BINARY, payload: Buffer.alloc(4000, 4) })]));
+    const [, a0, a1] = await next;
+    assert.ok(Buffer.from(a0).equals(Buffer.alloc(4000, 3)) && Buffer.from(a1).equals(Buffer.alloc(4000, 4)));
+    fine.destroy();
+    assert.equal(await gone, null, 'the member was disconnected');
+    t.diagnostic('2 x 6,000-byte attachments (maxPayload 10,000) refused; 2 x 4,000 delivered');
+  });
+
+  it('partial attachments held slowly are bounded by maxPayload per session; members keep working', T, async (t) => {
+    // Its own node with the default maxPayload (1,000,000): each attacker announces 10
+    // attachments and sends 900,000-byte ones slowly, answering pings, to hold up to 9 MB.
+    const big = await startNode({ config: 'hostile_sio.json', overrides: { engine: { maxPayload: 1000000 } } });
+    try {
+      const ATTACKERS = 4;
+      const CHUNK = 900000;
+      const rss0 = (await metrics(big)).get('process_resident_memory_bytes') / 1048576;
+      const member = await connect(big.url, { auth: { token: tok('slow-member', ['slow-room']) }, transports: ['websocket'] });
+      assert.deepEqual(await emitAck(member, 'join', 'slow-room'), [{ ok: true, room: 'slow-room' }]);
+      const talker = await connect(big.url, { auth: { token: tok('slow-talker', ['slow-room']) }, transports: ['websocket'] });
+      assert.deepEqual(await emitAck(talker, 'join', 'slow-room'), [{ ok: true, room: 'slow-room' }]);
+      const placeholders = Array.from({ length: 10 }, (_, i) => ({ _placeholder: true, num: i }));
+      const attackers = await Promise.all(Array.from({ length: ATTACKERS }, async (_, k) => {
+        const ws = await sioConnect(big.port, tok(`slow-${k}`, ['slow-room']));
+        ws.sendText(`4510-${JSON.stringify(['echo', ...placeholders])}`);
+        return ws;
+      }));
+      const sent = new Array(ATTACKERS).fill(0);
+      const delivered = [];
+      let peakMb = rss0;
+      for (let i = 0; i < 9; i++) {
+        attackers.forEach((ws, k) => { if (!ws.isClosed) { ws.sendBinary(Buffer.alloc(CHUNK, i)); sent[k]++; } });
+        await sleep(300);
+        // A member of a room still hears the others while the attack goes on.
+        const next = waitFor(member, 'say', 2000);
+        assert.deepEqual(await emitAck(talker, 'say', { room: 'slow-room', i }), [{ ok: true }]);
+        delivered.push(await next);
+        peakMb = Math.max(peakMb, (await metrics(big)).get('process_resident_memory_bytes') / 1048576);
+      }
+      await sleep(300);
+      const closedAfter = attackers.map((ws, k) => (ws.isClosed ? sent[k] : null));
+      const rss1 = (await metrics(big)).get('process_resident_memory_bytes') / 1048576;
+      stats.partialAttachments = { attackers: ATTACKERS, chunk: CHUNK, closedAfterChunks: closedAfter, rssBeforeMb: Math.round(rss0), rssPeakMb: Math.round(peakMb), rssAfterMb: Math.round(rss1) };
+      t.diagnostic(`partial attachments: ${JSON.stringify(stats.partialAttachments)}`);
+      attackers.forEach((ws) => ws.destroy());
+      // Each attacker is closed when its packet passes maxPayload (the second chunk), not after 9.
+      assert.deepEqual(closedAfter, new Array(ATTACKERS).fill(2), `chunks sent when each attacker was closed: ${JSON.stringify(closedAfter)}`);
+      assert.equal(delivered.length, 9);
+      assert.ok(member.connected && talker.connected);
+      member.disconnect();
+      talker.disconnect();
+      await checkAlive(big);
+    } finally {
+      await big.stop();
+    }
   });
 
   it('polling abuse: bad records, bad base64, two GETs at once, wrong content type, wrong transport', T, async () => {
@@ -322,7 +408,7 @@ describe('hostile Socket.IO clients', () => {
     assert.equal(sumFamily(m1, 'roomcast_handshakes_total'), sumFamily(m0, 'roomcast_handshakes_total'));
     // Nothing for the victim reaches any of those connections.
     await publishOk(node, { room: 'user:victim', event: 'private', data: 'for victim only' });
-    await publishOk(node, { event: 'everyone', data: 'namespace broadcast' });
+    await publishOk(node, { broadcast: true, event: 'everyone', data: 'namespace broadcast' });
     await sleep(200);
     for (const ws of conns) {
       assert.deepEqual(ws.texts().filter((m) => m.startsWith('42')), [], 'a refused connection received an event');

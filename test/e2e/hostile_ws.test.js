@@ -4,15 +4,19 @@
 // invalid UTF-8 (whole and split across fragments), lying lengths, bad close frames, endless
 // fragments, frames dribbled a byte at a time, 1,000 messages in one write, seeded random
 // garbage, and a peer that floods pings without reading the pongs. Frames are built by hand
-// (lib/hostile.js) on a raw TCP connection after a normal upgrade.
+// (lib/hostile.js) on a raw TCP connection after a normal upgrade. Issue 15: the close code reaches
+// a client (the `ws` library) that is still sending when the node closes (1009, 1002, 1007), and a
+// burst of such peers, some never closing, leaves the node's descriptors at their baseline.
 //
 // config/hostile_ws.json: maxPayload 1000, pingInterval/pingTimeout 1000/1000, connectTimeout 3000.
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
+const net = require('node:net');
+const WebSocket = require('ws');
 const { startNode, connect, closeClients, checkAlive, token, emitAck, sleep } = require('./lib/node');
 const {
-  RawWs, frame, OP, sioConnect, rssMb, pool, prng, randomBytes,
+  RawConn, RawWs, frame, OP, sioConnect, rssMb, pool, prng, randomBytes, metrics, metric, waitUntil, upgradeRequest,
 } = require('./lib/hostile');
 
 const T = { timeout: 30000 };
@@ -229,6 +233,88 @@ describe('hostile WebSocket peers', () => {
     await stillServes();
     stats.random = { inputs: inputs.length, closeCodes: codes };
     t.diagnostic(`300 random inputs -> close codes ${JSON.stringify(codes)}`);
+  });
+
+  // Issue 15, the close codes. The node used to close the TCP connection right after writing its
+  // close frame while the peer was still sending (the rest of a 2 MB frame): the kernel answered
+  // the unread bytes with a reset, and the client saw 1006, never the 1009. Now the node closes
+  // the way nginx does (shut the write side, read and discard for a bounded time and amount,
+  // then close), so the code arrives; a burst of such peers leaves no descriptor behind.
+  const wsClose = (send, { timeoutMs = 5000 } = {}) => new Promise((resolve) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${node.port}/socket.io/?EIO=4&transport=websocket`);
+    const timer = setTimeout(() => { ws.terminate(); resolve({ code: 'timeout' }); }, timeoutMs);
+    ws.on('error', () => {});
+    ws.once('message', () => send(ws)); // the open packet: the session exists
+    ws.on('close', (code) => { clearTimeout(timer); resolve({ code }); });
+  });
+  const sendBig = (ws) => ws.send(Buffer.alloc(2 * 1048576, 0x61), { binary: false });
+  const sendHuge = (ws) => ws.send(Buffer.alloc(8 * 1048576, 0x61), { binary: false });
+  // The protocol errors, each followed by 8 MB more that the client is still sending.
+  const sendUnmasked = (ws) => ws.send(Buffer.alloc(8 * 1048576, 0x61), { mask: false, binary: false });
+  const sendBadUtf8 = (ws) => {
+    ws.send(Buffer.from([0x34, 0xff]), { binary: false });
+    const chunk = Buffer.alloc(900, 0x61);
+    for (let i = 0; i < 9000; i++) ws.send(chunk, { binary: false });
+  };
+
+  it('close codes reach the client (ws library) still sending: 1009 for a 2 MB frame, 1002 and 1007 for protocol errors', T, async (t) => {
+    // 2 MB as in the report; 8 MB as well, more than the loopback's socket buffers absorb, so the
+    // client is surely still sending when the node closes (the reset was likeliest then).
+    const big = [];
+    const huge = [];
+    for (let i = 0; i < 5; i++) big.push((await wsClose(sendBig)).code);
+    for (let i = 0; i < 5; i++) huge.push((await wsClose(sendHuge)).code);
+    const unmasked = [];
+    const utf8 = [];
+    for (let i = 0; i < 3; i++) unmasked.push((await wsClose(sendUnmasked)).code);
+    for (let i = 0; i < 3; i++) utf8.push((await wsClose(sendBadUtf8)).code);
+    t.diagnostic(`2 MB text frame (5 times): ${big.join(', ')}; 8 MB: ${huge.join(', ')}; unmasked 8 MB frame: ${unmasked.join(', ')}; ` +
+      `invalid UTF-8 then 8 MB: ${utf8.join(', ')}`);
+    assert.deepEqual(big, Array(5).fill(TOO_BIG), 'a 2 MB frame (maxPayload 1000) is closed with 1009, and the client sees it');
+    assert.deepEqual(huge, Array(5).fill(TOO_BIG), 'an 8 MB frame too');
+    assert.deepEqual(unmasked, Array(3).fill(PROTOCOL));
+    assert.deepEqual(utf8, Array(3).fill(BAD_DATA));
+    await stillServes();
+  });
+
+  it('a burst of peers refused mid-frame: each sees its code; the node\'s descriptors return to their baseline', T, async (t) => {
+    const fds0 = await metric(node, 'process_open_fds');
+    const cut0 = await metric(node, 'roomcast_lingering_cut_total');
+    // 40 ws clients sending 2 MB frames, and 20 raw peers announcing a 2 MB frame, sending part of
+    // it and then nothing, never closing (half-open: our FIN does not end them): the node's
+    // lingering ends those by its time bound.
+    const N = 40;
+    const silent = await Promise.all(Array.from({ length: 20 }, async () => {
+      const sock = net.connect({ port: node.port, host: '127.0.0.1', allowHalfOpen: true });
+      const c = new RawConn(sock);
+      await new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+      c.write(upgradeRequest());
+      await c.until((x) => x.text().includes('\r\n\r\n'), 3000, 'the upgrade');
+      c.write(frame({ opcode: OP.TEXT, payload: Buffer.alloc(65536, 0x62), len: 2 * 1048576 }));
+      return c;
+    }));
+    const t0 = Date.now();
+    const codes = {};
+    await pool(Array.from({ length: N }, (_, i) => i), 20, async (i) => {
+      const { code } = await wsClose(i % 3 === 2 ? sendBadUtf8 : i % 3 === 1 ? sendUnmasked : sendBig, { timeoutMs: 10000 });
+      codes[code] = (codes[code] || 0) + 1;
+    });
+    const silentCodes = await Promise.all(silent.map(async (c) => {
+      await c.until((x) => x.buffer().includes(Buffer.from([0x88, 0x02, 0x03, 0xf1])), 3000, 'a 1009 close frame').catch(() => {});
+      return c.buffer().includes(Buffer.from([0x88, 0x02, 0x03, 0xf1])) ? TOO_BIG : null;
+    }));
+    const peak = await metric(node, 'roomcast_connections_lingering');
+    await waitUntil(async () => (await metric(node, 'process_open_fds')) <= fds0, { timeout: 10000, what: `process_open_fds back to ${fds0}` });
+    const backMs = Date.now() - t0;
+    for (const c of silent) c.destroy();
+    const cut = (await metric(node, 'roomcast_lingering_cut_total')) - cut0;
+    stats.lingering = { clients: N, codes, silentPeers: silent.length, fdsBaseline: fds0, backToBaselineMs: backMs, lingeringCut: cut };
+    t.diagnostic(`${N} clients refused mid-frame: close codes ${JSON.stringify(codes)}; 20 silent peers got ${JSON.stringify(silentCodes)}; ` +
+      `lingering ${peak} at the end of the burst; descriptors back to ${fds0} after ${backMs} ms; ${cut} lingering closes cut by a bound`);
+    assert.deepEqual(codes, { [TOO_BIG]: 14, [PROTOCOL]: 13, [BAD_DATA]: 13 });
+    assert.deepEqual(silentCodes, Array(silent.length).fill(TOO_BIG));
+    assert.ok(cut >= silent.length, `${cut} lingering closes cut by a bound: the silent peers' must be (lingering is bounded)`);
+    await stillServes();
   });
 
   it('a peer that floods pings and never reads the pongs cannot grow the node\'s memory', T, async (t) => {

@@ -1,12 +1,13 @@
 'use strict';
-// Limits: maxPayload over websocket and polling, heartbeat (ping timeout), connect timeout.
+// Limits: maxPayload over websocket and polling, heartbeat (ping timeout), connect timeout, and the
+// node's room budget (limits.maxRooms, limits.maxMemberships, on nodes of their own).
 // config/limits.json: pingInterval 300, pingTimeout 200, connectTimeout 1000, maxPayload 1000.
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const {
   startNode, client, connected, connect, closeClients, settle, token, waitFor, emitAck, publishOk,
-  httpRequest, sleep,
+  httpRequest, sleep, metrics,
 } = require('./lib/node');
 const { RawEio } = require('./lib/raw');
 
@@ -155,3 +156,74 @@ describe('limits', () => {
     node.assertAlive();
   });
 });
+
+describe('the node\'s room budget', () => {
+  let node = null; // each test starts its own, with its budget
+  const tok = (sub) => token({ sub, rooms: ['r*'] });
+  const as = (sub) => connect(node.url, { auth: { token: tok(sub) }, transports: ['websocket'] });
+  const join = (s, room) => emitAck(s, 'join', room).then((a) => a[0]);
+  const leave = (s, room) => emitAck(s, 'leave', room).then((a) => a[0]);
+  const sum = (m, family) => [...m].filter(([k]) => k === family || k.startsWith(`${family}{`)).reduce((a, [, v]) => a + v, 0);
+
+  afterEach(async () => {
+    closeClients();
+    if (node) await node.stop();
+    node = null;
+  });
+
+  it('limits.maxRooms: a join that would open a room past it is refused with room_limit; members and user rooms unaffected; leaving frees it', T, async () => {
+    node = await startNode({ config: 'limits.json', overrides: { engine: { pingInterval: 5000, pingTimeout: 5000, connectTimeout: 5000 }, limits: { maxRooms: 12 } } });
+    const bystander = await as('bystander');                        // user:bystander: 1 room
+    assert.deepEqual(await join(bystander, 'r-by'), { ok: true, room: 'r-by' }); // 2
+    const hog = await as('hog');                                    // user:hog: 3
+    const accepted = [];
+    let refusal = null;
+    for (let i = 0; i < 30 && !refusal; i++) {
+      const a = await join(hog, `r-${i}`);
+      if (a.ok) accepted.push(`r-${i}`); else refusal = a;
+    }
+    assert.deepEqual(refusal, { ok: false, error: 'room_limit' });
+    assert.equal(accepted.length, 9, 'rooms 4..12');
+    let m = await metrics(node);
+    assert.equal(sum(m, 'roomcast_rooms'), 12);
+    assert.equal(m.get('roomcast_joins_refused_total{limit="maxRooms"}'), 1);
+    // Nobody opens a new room now, but joining an existing one is a membership, not a room.
+    assert.deepEqual(await join(bystander, 'r-new'), { ok: false, error: 'room_limit' });
+    assert.deepEqual(await join(bystander, 'r-0'), { ok: true, room: 'r-0' });
+    // The bystander's rooms still deliver, and a new client still connects with its user room.
+    const got = waitFor(bystander, 'news');
+    await publishOk(node, { ns: '/', room: 'r-by', event: 'news', data: 'still here' });
+    assert.equal(await got, 'still here');
+    const late = await as('late');
+    const dm = waitFor(late, 'dm');
+    await publishOk(node, { ns: '/', room: 'user:late', event: 'dm', data: 1 });
+    assert.equal(await dm, 1);
+    // Leaving frees the budget: a room closes (its last member left) and another can open. The
+    // late user's room counts too (13 now): two closes make room for one.
+    assert.deepEqual(await leave(hog, 'r-1'), { ok: true, room: 'r-1' });
+    late.disconnect();
+    await sleep(100);
+    assert.deepEqual(await join(hog, 'r-new'), { ok: true, room: 'r-new' });
+    m = await metrics(node);
+    assert.equal(sum(m, 'roomcast_rooms'), 12);
+    assert.ok(bystander.connected && hog.connected);
+  });
+
+  it('limits.maxMemberships: a join past it is refused with room_limit; the room still reaches its members; leaving frees it', T, async () => {
+    node = await startNode({ config: 'limits.json', overrides: { engine: { pingInterval: 5000, pingTimeout: 5000, connectTimeout: 5000 }, limits: { maxMemberships: 6 } } });
+    const [a, b, c] = [await as('mem-a'), await as('mem-b'), await as('mem-c')]; // 3 user rooms
+    for (const s of [a, b, c]) assert.deepEqual(await join(s, 'r-shared'), { ok: true, room: 'r-shared' }); // 6
+    assert.deepEqual(await join(c, 'r-other'), { ok: false, error: 'room_limit' });
+    let m = await metrics(node);
+    assert.equal(m.get('roomcast_memberships'), 6);
+    assert.equal(m.get('roomcast_joins_refused_total{limit="maxMemberships"}'), 1);
+    const all = [a, b, c].map((s) => waitFor(s, 'news'));
+    await publishOk(node, { ns: '/', room: 'r-shared', event: 'news', data: 'to all three' });
+    assert.deepEqual(await Promise.all(all), ['to all three', 'to all three', 'to all three']);
+    assert.deepEqual(await leave(c, 'r-shared'), { ok: true, room: 'r-shared' });
+    assert.deepEqual(await join(c, 'r-other'), { ok: true, room: 'r-other' });
+    m = await metrics(node);
+    assert.equal(m.get('roomcast_memberships'), 6);
+  });
+});
+

@@ -142,9 +142,41 @@ static const refused_case refused[] = {
     {"{\"event\":\"x\",\"attachments\":[\"AP8\"]}", "attachment is not base64"},
     {"{\"event\":\"x\",\"attachments\":[\"A===\"]}", "attachment is not base64"},
     {"{\"event\":\"x\",\"attachments\":[\"AA=A\"]}", "attachment is not base64"},
+    /* nothing is guessed: unknown, repeated or misplaced keys refuse the whole message */
+    {"{\"event\":\"x\",\"rooms\":[\"r\"]}", "unknown field"},
+    {"{\"Event\":\"x\"}", "unknown field"},
+    {"{\"event\":\"x\",\"event\":\"y\"}", "duplicate field"},
+    {"{\"event\":\"x\",\"data\":1,\"data\":2}", "duplicate field"},
+    {"{\"event\":\"x\",\"room\":\"elsewhere\"}", "field does not fit the message"},
+    {"{\"op\":\"join\",\"room\":\"r\",\"event\":\"x\"}", "field does not fit the message"},
+    {"{\"op\":\"join\",\"room\":\"r\",\"data\":1}", "field does not fit the message"},
+    {"{\"op\":\"disconnect\",\"room\":\"r\"}", "field does not fit the message"},
+    {"{\"event\":\"x\",\"args\":[1],\"data\":9}", "data and args both given"},
+    /* ids that went through a double are refused, never rounded */
+    {"{\"event\":\"x\",\"id\":0.5}", "id is a number beyond 2^53 or not an integer"},
+    {"{\"event\":\"x\",\"id\":9007199254740993}", "id is a number beyond 2^53 or not an integer"},
+    {"{\"event\":\"x\",\"id\":1e300}", "id is a number beyond 2^53 or not an integer"},
+    /* what socket.io-client cannot parse (it would drop every recipient) */
+    {"{\"event\":\"connect\"}", "reserved event name (socket.io-client would drop the connection)"},
+    {"{\"event\":\"disconnect\",\"data\":1}", "reserved event name (socket.io-client would drop the connection)"},
+    {"{\"event\":\"newListener\"}", "reserved event name (socket.io-client would drop the connection)"},
+    {"{\"event\":\"removeListener\"}", "reserved event name (socket.io-client would drop the connection)"},
+    {"{\"event\":\"connect_error\"}", "reserved event name (socket.io-client would drop the connection)"},
+    {"{\"event\":\"disconnecting\"}", "reserved event name (socket.io-client would drop the connection)"},
+    {"{\"event\":\"b\",\"attachments\":[\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\"]}",
+     "more than 10 attachments"},
+    {"{\"event\":\"b\",\"args\":[{\"_placeholder\":true,\"num\":1}],\"attachments\":[\"AP8Q\"]}",
+     "placeholder out of range or malformed"},
+    {"{\"event\":\"b\",\"data\":{\"f\":{\"_placeholder\":true,\"num\":-1}},\"attachments\":[\"AP8Q\"]}",
+     "placeholder out of range or malformed"},
+    {"{\"event\":\"b\",\"args\":[{\"_placeholder\":true,\"num\":0.5}],\"attachments\":[\"AP8Q\"]}",
+     "placeholder out of range or malformed"},
+    {"{\"event\":\"b\",\"args\":[{\"_placeholder\":true}],\"attachments\":[\"AP8Q\"]}",
+     "placeholder out of range or malformed"},
     /* the order of the checks decides which reason is given */
     {"{\"origin\":5,\"id\":{},\"event\":7}", "origin is not a string"},
     {"{\"op\":\"join\",\"event\":\"x\",\"args\":5}", "op without a room"},
+    {"{\"id\":{},\"bogus\":1}", "unknown field"},
 };
 
 static void test_decode_refusals(void **state)
@@ -155,6 +187,27 @@ static void test_decode_refusals(void **state)
         if (v != BP_ENVELOPE_INVALID || !env.why || strcmp(env.why, refused[i].why) != 0)
             fail_msg("%s: got %d \"%s\", want \"%s\"", refused[i].input, v, env.why ? env.why : "",
                      refused[i].why);
+        bp_envelope_dispose(&env);
+    }
+}
+
+/* The key at fault is named, for the log. */
+static void test_decode_refusal_field(void **state)
+{
+    static const struct {
+        const char *input, *field;
+    } cases[] = {
+        {"{\"event\":\"x\",\"to\":\"r\"}", "to"},
+        {"{\"event\":\"x\",\"id\":\"a\",\"id\":\"b\"}", "id"},
+        {"{\"event\":\"x\",\"room\":\"r\"}", "room"},
+        {"{\"op\":\"leave\",\"room\":\"r\",\"attachments\":[]}", "attachments"},
+    };
+    for (size_t i = 0; i < RC_ARRAY_LEN(cases); i++) {
+        bp_envelope env;
+        assert_int_equal(bp_envelope_decode(&env, cases[i].input, strlen(cases[i].input), "me"),
+                         BP_ENVELOPE_INVALID);
+        assert_non_null(env.field);
+        assert_string_equal(env.field, cases[i].field);
         bp_envelope_dispose(&env);
     }
 }
@@ -197,8 +250,8 @@ static void test_decode_emit(void **state)
     assert_int_equal(env.msg.attachment_count, 0);
     bp_envelope_dispose(&env);
 
-    /* args wins over data; null origin/id/except/attachments read as absent; whitespace around */
-    decode_ok(&env, " \t{\"event\":\"x\",\"args\":[1,\"two\"],\"data\":9,\"origin\":null,\"id\":null,"
+    /* null origin/id/except/attachments read as absent; whitespace around */
+    decode_ok(&env, " \t{\"event\":\"x\",\"args\":[1,\"two\"],\"origin\":null,\"id\":null,"
                     "\"except\":null,\"attachments\":null}\r\n ");
     assert_string_equal(env.msg.args_json, "[1,\"two\"]");
     assert_null(env.msg.origin);
@@ -221,8 +274,17 @@ static void test_decode_emit(void **state)
     assert_string_equal(env.msg.except[0], "s1");
     assert_string_equal(env.msg.except[1], "s2");
     bp_envelope_dispose(&env);
-    decode_ok(&env, "{\"event\":\"n\",\"id\":0.5}");
-    assert_string_equal(env.msg.id, "0.5");
+    decode_ok(&env, "{\"event\":\"n\",\"id\":9007199254740991}");
+    assert_string_equal(env.msg.id, "9007199254740991");
+    bp_envelope_dispose(&env);
+    decode_ok(&env, "{\"event\":\"n\",\"id\":-42}");
+    assert_string_equal(env.msg.id, "-42");
+    bp_envelope_dispose(&env);
+
+    /* an event name that is reserved only in another case is fine; so are placeholders without
+     * attachments (plain data to the client) */
+    decode_ok(&env, "{\"event\":\"Connect\",\"data\":{\"_placeholder\":true,\"num\":99}}");
+    assert_int_equal(env.msg.attachment_count, 0);
     bp_envelope_dispose(&env);
 
     /* more except ids than fit inline */
@@ -257,7 +319,7 @@ static void test_decode_attachments(void **state)
 static void test_decode_ops(void **state)
 {
     bp_envelope env;
-    decode_ok(&env, "{\"op\":\"join\",\"room\":\"chat:42\",\"event\":7,\"args\":5}");
+    decode_ok(&env, "{\"op\":\"join\",\"room\":\"chat:42\"}");
     assert_int_equal(env.msg.kind, RC_BP_JOIN);
     assert_string_equal(env.msg.target_room, "chat:42");
     assert_null(env.msg.event);
@@ -270,7 +332,7 @@ static void test_decode_ops(void **state)
     assert_int_equal(env.msg.except_count, 1);
     bp_envelope_dispose(&env);
 
-    decode_ok(&env, "{\"op\":\"disconnect\",\"room\":5}");
+    decode_ok(&env, "{\"op\":\"disconnect\",\"origin\":\"n2\"}");
     assert_int_equal(env.msg.kind, RC_BP_DISCONNECT);
     assert_null(env.msg.target_room);
     bp_envelope_dispose(&env);
@@ -333,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_encode_each_kind_and_field),
         cmocka_unit_test(test_encode_refusals),
         cmocka_unit_test(test_decode_refusals),
+        cmocka_unit_test(test_decode_refusal_field),
         cmocka_unit_test(test_decode_own_echo),
         cmocka_unit_test(test_decode_emit),
         cmocka_unit_test(test_decode_attachments),

@@ -94,6 +94,15 @@ static void on_raw(void *arg, const char *channel, const char *payload, size_t l
     n->raw[n->nraw++] = rc_strdup(buf);
 }
 
+static void on_pattern(void *arg, const char *prefix, const char *channel, const char *payload, size_t len)
+{
+    node *n = arg;
+    char buf[512];
+    assert_true(n->nraw < MAX_MSGS);
+    snprintf(buf, sizeof(buf), "pattern %s %s %.*s", prefix, channel, (int)len, payload);
+    n->raw[n->nraw++] = rc_strdup(buf);
+}
+
 static void on_state(void *arg, int up)
 {
     node *n = arg;
@@ -131,7 +140,7 @@ static void clear_msgs(node *n)
 static void node_start(node *n, const char *url, const char *prefix, const char *node_id)
 {
     rc_backplane_callbacks cb = {.on_message = on_message, .on_state = on_state, .on_raw = on_raw,
-                                 .arg = n};
+                                 .on_pattern = on_pattern, .arg = n};
     memset(n, 0, sizeof(*n));
     n->cfg.url = url;
     n->cfg.prefix = prefix;
@@ -1078,6 +1087,73 @@ static void test_raw_channels(void **state)
     rh_kill(&s);
 }
 
+/* A raw channel is always its literal name, whatever it contains; a pattern is only ever made by
+ * rc_redis_pattern_open, whose prefix is literal too. A user "*" watched through a raw channel
+ * hears that user and nobody else. */
+static void test_patterns_are_explicit(void **state)
+{
+    rh_server s;
+    char url[64];
+    node a, b;
+    assert_int_equal(rh_start(&s, rh_free_port(), NULL), 0);
+    node_start(&a, url_for(&s, url, sizeof(url)), "t12", "node-a");
+    node_start(&b, url, "t12", "node-b");
+    wait_up(&a, 3000);
+    wait_up(&b, 3000);
+
+    rc_redis_channel_open(a.bp, "t12:status:*");  /* a user named "*": a channel, not a pattern */
+    rc_redis_channel_open(a.bp, "t12:status:bo*");
+    rc_redis_pattern_open(b.bp, "t12:status:");   /* the node's own prefix subscription */
+    rc_redis_pattern_open(b.bp, "t12:w[a]?*\\");   /* glob characters in a prefix are literal */
+    rc_redis_pattern_open(b.bp, "t12:room:");     /* refused: would cover room channels */
+    rc_redis_pattern_open(b.bp, "t12:");          /* refused: covers all of them */
+    rc_redis_pattern_open(b.bp, "");
+    wait_numsub(&s, "t12:status:*", 1);
+    wait_numsub(&s, "t12:status:bo*", 1);
+    assert_int_equal((int)metric(&a, "roomcast_redis_subscribed_channels"), 2);
+    assert_int_equal((int)metric(&b, "roomcast_redis_subscribed_channels"), 2);
+
+    /* bob's status: the pattern hears it, the literal "*" and "bo*" channels do not */
+    assert_int_equal(rh_publish(&s, "t12:status:bob", "{\"user\":\"bob\",\"online\":true}"), 1);
+    assert_int_equal(rh_publish(&s, "t12:status:*", "star"), 2); /* a's channel and b's pattern */
+    assert_int_equal(rh_publish(&s, "t12:w[a]?*\\x", "glob"), 1);
+    assert_int_equal(rh_publish(&s, "t12:wa?*\\x", "no"), 0);
+    assert_int_equal(rh_publish(&s, "t12:room:/:r", "{\"event\":\"x\"}"), 0);
+    for (int i = 0; i < 100 && (a.nraw < 1 || b.nraw < 3); i++) run_for(10);
+    run_for(30);
+    assert_int_equal(a.nraw, 1);
+    assert_string_equal(a.raw[0], "t12:status:* star");
+    assert_int_equal(b.nraw, 3);
+    assert_string_equal(b.raw[0], "pattern t12:status: t12:status:bob {\"user\":\"bob\",\"online\":true}");
+    assert_string_equal(b.raw[1], "pattern t12:status: t12:status:* star");
+    assert_string_equal(b.raw[2], "pattern t12:w[a]?*\\ t12:w[a]?*\\x glob");
+
+    /* one node with both the literal "*" channel and the pattern: each delivered its own way */
+    rc_redis_pattern_open(a.bp, "t12:status:");
+    run_for(50);
+    assert_int_equal(rh_publish(&s, "t12:status:*", "both"), 3);
+    assert_int_equal(rh_publish(&s, "t12:status:carol", "pat"), 2);
+    for (int i = 0; i < 100 && a.nraw < 4; i++) run_for(10);
+    run_for(30);
+    assert_int_equal(a.nraw, 4);
+    assert_string_equal(a.raw[1], "t12:status:* both");
+    assert_string_equal(a.raw[2], "pattern t12:status: t12:status:* both");
+    assert_string_equal(a.raw[3], "pattern t12:status: t12:status:carol pat");
+
+    /* closing the pattern leaves the literal channel alone, and the other way round */
+    rc_redis_pattern_close(a.bp, "t12:status:");
+    run_for(50);
+    assert_int_equal(rh_numsub(&s, "t12:status:*"), 1);
+    assert_int_equal((int)metric(&a, "roomcast_redis_subscribed_channels"), 2);
+    rc_redis_channel_close(a.bp, "t12:status:*");
+    rc_redis_channel_close(a.bp, "t12:status:bo*");
+    wait_numsub(&s, "t12:status:*", 0);
+    assert_int_equal(rh_publish(&s, "t12:status:*", "late"), 1); /* b's pattern only */
+    node_stop(&a);
+    node_stop(&b);
+    rh_kill(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1095,6 +1171,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_module_commands_and_scripts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_module_commands_on_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_channels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_patterns_are_explicit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -162,7 +162,7 @@ static void test_defaults(void **state)
     assert_null(cfg.api_key);
     assert_int_equal(cfg.ping_interval_ms, 25000);
     assert_int_equal(cfg.ping_timeout_ms, 20000);
-    assert_int_equal(cfg.connect_timeout_ms, 45000);
+    assert_int_equal(cfg.connect_timeout_ms, 10000);
     assert_int_equal(cfg.upgrade_timeout_ms, 10000);
     assert_int_equal(cfg.max_payload, 1000000);
     assert_int_equal(cfg.allow_polling, 1);
@@ -173,6 +173,10 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.http_keepalive_timeout_ms, 15000);
     assert_int_equal(cfg.max_outbound_bytes, 1048576);
     assert_int_equal(cfg.max_connections, 100000);
+    assert_int_equal(cfg.max_pending_sessions, 10000);
+    assert_int_equal(cfg.max_pending_per_address, 128);
+    assert_int_equal(cfg.max_pending_per_connection, 8);
+    assert_int_equal(cfg.trusted_proxy_count, 0);
     assert_int_equal(cfg.cors_origin_count, 0);
     assert_int_equal(cfg.cors_credentials, 1);
     assert_int_equal(cfg.jwt.algs, RC_ALG_HS256);

@@ -5,8 +5,11 @@
  * ways in payloads, ping/pong and the ping timeout, the client's close packet, error answers with
  * their codes, a held GET answered by a close. WebSocket: handshake, messages, ping/pong, close.
  * The upgrade from polling (probe, noop for the paused poll, queued packets flushed in order).
- * Settings: session cap, connect timeout, outbound cap, CORS; hold/release; on_close always from
- * the loop, once per session. Every test ends with no frame left live.
+ * Settings: session cap, connect timeout, outbound cap (a queue by what waits behind its first
+ * packet, a WebSocket by what a flush leaves unsent), CORS; hold/release; on_close always from
+ * the loop, once per session. The pending-session budget: per connection (429 and close), per
+ * address (429), behind a trusted proxy by X-Forwarded-For, in all (the oldest is closed).
+ * Every test ends with no frame left live.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -623,20 +626,175 @@ static void test_connect_timeout(void **state)
     nl_close(&c);
 }
 
+/* A polling queue may hold one packet (up to max_payload) plus the cap: whatever the next poll
+ * takes first, a packet over the cap alone is fine; the cap behind one is not. */
 static void test_outbound_cap(void **state)
 {
     E.set.max_outbound_bytes = 100;
+    E.set.max_payload = 200;
     eio_start();
     nl_client c = nl_connect();
     owner *o = handshake(&c);
-    char chunk[40];
+    char chunk[250];
     memset(chunk, 'x', sizeof(chunk));
-    rc_eio_send_message(o->s, 0, chunk, sizeof(chunk));
-    rc_eio_send_message(o->s, 0, chunk, sizeof(chunk));
+    rc_eio_send_message(o->s, 0, chunk, sizeof(chunk)); /* 251 bytes, over the cap */
+    nl_pump(&c, 5);
     assert_int_equal(o->closed, 0);
-    rc_eio_send_message(o->s, 0, chunk, sizeof(chunk));
+    get(&c, sid_query(o), NULL);
+    assert_int_equal(read_answer(&c), 200);
+    assert_int_equal(A.body_len, 251);
+    for (int i = 0; i < 7; i++) rc_eio_send_message(o->s, 0, chunk, 40); /* 287 bytes */
+    nl_pump(&c, 5);
+    assert_int_equal(o->closed, 0);
+    rc_eio_send_message(o->s, 0, chunk, 40); /* 328 */
     assert_true(wait_closed(&c, o, 2000));
     assert_string_equal(o->reason, "slow consumer");
+    nl_close(&c);
+}
+
+static int got_bytes(nl_client *c, const void *n) { return c->len >= *(const size_t *)n; }
+
+/* A WebSocket is judged after the flush: a message far over the cap goes to a peer that reads;
+ * a peer that stops reading is dropped once more than the cap plus a packet stays unsent. */
+static void test_outbound_cap_websocket(void **state)
+{
+    E.set.max_outbound_bytes = 16384;
+    E.set.max_payload = 200000;
+    eio_start();
+    nl_client c = nl_connect();
+    owner *o = ws_handshake(&c);
+    static uint8_t big[200000];
+    memset(big, 'b', sizeof(big));
+    rc_eio_send_message(o->s, 1, big, sizeof(big));
+    rc_eio_send_message(o->s, 1, big, 1000);
+    size_t want = sizeof(big) + 10 + 1000 + 4;
+    assert_true(nl_wait(&c, got_bytes, &want, 5000));
+    assert_int_equal(o->closed, 0);
+
+    nl_client q = {0};
+    nl_rcvbuf = 4096;
+    q = nl_connect();
+    nl_rcvbuf = 0;
+    owner *stuck = ws_handshake(&q);
+    for (int i = 0; i < 400 && !stuck->closed; i++) {
+        rc_eio_send_message(stuck->s, 1, big, 8192);
+        event_base_loop(nl_base, EVLOOP_NONBLOCK); /* the flush; the client reads nothing */
+    }
+    assert_true(nl_wait_flag(NULL, &stuck->closed, 2000));
+    assert_string_equal(stuck->reason, "slow consumer");
+    assert_int_equal(o->closed, 0);
+    nl_close(&q);
+    nl_close(&c);
+}
+
+/* ---- the pending-session budget ----------------------------------------------------------- */
+
+static void test_pending_per_connection(void **state)
+{
+    E.set.max_pending_per_conn = 2;
+    eio_start();
+    nl_client c = nl_connect();
+    owner *a = handshake(&c);
+    handshake(&c);
+    get(&c, "EIO=4&transport=polling", NULL);
+    assert_int_equal(read_answer(&c), 429);
+    assert_string_equal(A.body, "{\"code\":4,\"message\":\"Too many unconnected sessions on this connection\"}");
+    assert_non_null(strstr(A.head, "Retry-After: 1\r\n"));
+    assert_non_null(strstr(A.head, "Connection: close\r\n"));
+    assert_true(nl_wait_eof(&c, 2000));
+    assert_int_equal(E.opened, 2);
+    nl_close(&c);
+    /* another connection has a budget of its own; a connected session leaves the budget */
+    nl_client d = nl_connect();
+    owner *b = handshake(&d);
+    rc_eio_mark_connected(b->s);
+    handshake(&d);
+    handshake(&d);
+    assert_int_equal(E.opened, 5);
+    assert_int_equal(a->closed, 0);
+    nl_close(&d);
+}
+
+static void test_pending_per_address(void **state)
+{
+    E.set.max_pending_per_addr = 2;
+    eio_start();
+    nl_client c1 = nl_connect(), c2 = nl_connect(), c3 = nl_connect();
+    owner *a = handshake(&c1);
+    handshake(&c2);
+    get(&c3, "EIO=4&transport=polling", NULL);
+    assert_int_equal(read_answer(&c3), 429);
+    assert_string_equal(A.body, "{\"code\":4,\"message\":\"Too many unconnected sessions from this address\"}");
+    assert_null(strstr(A.head, "Connection: close\r\n")); /* the connection may try again later */
+    rc_eio_mark_connected(a->s);
+    handshake(&c3);
+    /* a WebSocket handshake counts the same way */
+    nl_client w = nl_connect();
+    nl_send_str(&w, "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n");
+    assert_int_equal(read_answer(&w), 429);
+    /* a session that goes away frees its place */
+    rc_eio_close(E.owners[1].s, "gone");
+    nl_close(&w);
+    w = nl_connect();
+    ws_handshake(&w);
+    assert_int_equal(E.opened, 4);
+    nl_close(&w);
+    nl_close(&c1);
+    nl_close(&c2);
+    nl_close(&c3);
+}
+
+static void test_pending_behind_trusted_proxy(void **state)
+{
+    static rc_cidr trusted[2];
+    assert_int_equal(rc_cidr_parse("127.0.0.0/8", &trusted[0]), 0);
+    assert_int_equal(rc_cidr_parse("10.0.0.0/8", &trusted[1]), 0);
+    E.set.trusted_proxies = trusted;
+    E.set.trusted_proxy_count = 2;
+    E.set.max_pending_per_addr = 1;
+    E.set.max_pending_per_conn = 1; /* not applied to a trusted proxy's connection */
+    eio_start();
+    nl_client c = nl_connect();
+    get(&c, "EIO=4&transport=polling", "X-Forwarded-For: 192.0.2.1\r\n");
+    assert_int_equal(read_answer(&c), 200);
+    get(&c, "EIO=4&transport=polling", "X-Forwarded-For: 192.0.2.1\r\n");
+    assert_int_equal(read_answer(&c), 429);
+    /* the rightmost address that is not a trusted proxy; a port is ignored */
+    get(&c, "EIO=4&transport=polling", "X-Forwarded-For: 192.0.2.1, 192.0.2.2:5555, 10.1.2.3\r\n");
+    assert_int_equal(read_answer(&c), 200);
+    /* a client's own X-Forwarded-For line does not count: the last line is the proxy's */
+    get(&c, "EIO=4&transport=polling", "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-For: 192.0.2.2\r\n");
+    assert_int_equal(read_answer(&c), 429);
+    /* IPv6 by /64 */
+    get(&c, "EIO=4&transport=polling", "X-Forwarded-For: [2001:db8:0:1::1]:443\r\n");
+    assert_int_equal(read_answer(&c), 200);
+    get(&c, "EIO=4&transport=polling", "X-Forwarded-For: 2001:db8:0:1::2\r\n");
+    assert_int_equal(read_answer(&c), 429);
+    /* no header: the proxy itself */
+    get(&c, "EIO=4&transport=polling", NULL);
+    assert_int_equal(read_answer(&c), 200);
+    assert_int_equal(E.opened, 4);
+    nl_close(&c);
+}
+
+static void test_pending_cap_evicts_the_oldest(void **state)
+{
+    E.set.max_pending = 2;
+    eio_start();
+    nl_client c = nl_connect();
+    owner *a = handshake(&c);
+    owner *b = handshake(&c);
+    rc_eio_mark_connected(b->s);
+    owner *d = handshake(&c);
+    nl_pump(&c, 5);
+    assert_int_equal(a->closed, 0);
+    handshake(&c); /* the third pending one: the oldest makes room */
+    assert_true(wait_closed(&c, a, 2000));
+    assert_string_equal(a->reason, "too many pending sessions");
+    assert_int_equal(b->closed, 0);
+    assert_int_equal(d->closed, 0);
     nl_close(&c);
 }
 
@@ -695,6 +853,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transports_allowed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbound_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbound_cap_websocket, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_per_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_per_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_behind_trusted_proxy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_cap_evicts_the_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

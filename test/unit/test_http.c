@@ -6,7 +6,9 @@
  * requests and their abort callback, detaching, query decoding, and every limit with its status:
  * 431 (headers too big, too many), 413 (Content-Length or chunked body over the limit), 400
  * (malformed, Content-Length with Transfer-Encoding, loose chunk framing), 408 (headers too slow),
- * and the idle keep-alive close.
+ * and the idle keep-alive close. Answers a client does not read: past max_pending_output the next
+ * pipelined request waits until they are written (and a stall past the keep-alive timeout
+ * closes); an error answer reaches a client still sending its body (lingering close).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,7 +21,9 @@
 #include "net_loop.h"
 #include "roomcast/http.h"
 
-enum { MODE_RESPOND, MODE_HOLD, MODE_DETACH };
+enum { MODE_RESPOND, MODE_HOLD, MODE_DETACH, MODE_BIG };
+
+#define BIG_ANSWER (256 * 1024)
 
 /* What on_request saw of the last request, copied out. */
 typedef struct seen_request {
@@ -93,6 +97,12 @@ static void on_request(void *arg, rc_http_request *req)
         H.detached = rc_http_detach(req);
         rc_conn_write(H.detached, "detached", 8);
         return;
+    case MODE_BIG: {
+        static char big[BIG_ANSWER];
+        memset(big, 'b', sizeof(big));
+        rc_http_respond(req, 200, "text/plain", big, sizeof(big), NULL);
+        return;
+    }
     default: {
         char body[300];
         int n = snprintf(body, sizeof(body), "%s %s", s->method_name, s->path);
@@ -506,6 +516,75 @@ static void test_header_timeout(void **state)
     assert_int_equal(H.requests, 1);
 }
 
+/* Turns the server's loop for about ms without the client reading. */
+static void turn_without_reading(int ms)
+{
+    uint64_t end = rc_now_mono_ms() + (uint64_t)ms;
+    while (rc_now_mono_ms() < end) nl_step(NULL);
+}
+
+/* A client that pipelines requests and does not read the answers: once more than
+ * max_pending_output waits unsent, no further request is read; reading lets them all through. */
+static void test_unread_answers_stop_reading(void **state)
+{
+    H.mode = MODE_BIG;
+    H.limits.max_pending_output = 1000;
+    nl_rcvbuf = 4096;
+    nl_client c = nl_connect();
+    nl_rcvbuf = 0;
+    enum { N = 40 };
+    char reqs[N * 40];
+    size_t n = 0;
+    for (int i = 0; i < N; i++) n += (size_t)snprintf(reqs + n, sizeof(reqs) - n, "GET /%d HTTP/1.1\r\nHost: h\r\n\r\n", i);
+    nl_send(&c, reqs, n);
+    turn_without_reading(200);
+    int stalled_at = H.requests;
+    assert_true(stalled_at >= 1);
+    assert_true(stalled_at < N);
+    turn_without_reading(100);
+    assert_int_equal(H.requests, stalled_at); /* nothing more while nothing is read */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(read_answer(&c, NULL, 0), 200);
+    }
+    assert_int_equal(H.requests, N);
+    nl_close(&c);
+}
+
+/* The same client, never reading: it is closed once no byte was taken for the keep-alive timeout. */
+static void test_unread_answers_time_out(void **state)
+{
+    H.mode = MODE_BIG;
+    H.limits.max_pending_output = 1000;
+    H.limits.keepalive_timeout_ms = 300;
+    nl_rcvbuf = 4096;
+    nl_client c = nl_connect();
+    nl_rcvbuf = 0;
+    char reqs[40 * 40];
+    size_t n = 0;
+    for (int i = 0; i < 40; i++) n += (size_t)snprintf(reqs + n, sizeof(reqs) - n, "GET /%d HTTP/1.1\r\nHost: h\r\n\r\n", i);
+    nl_send(&c, reqs, n);
+    uint64_t t0 = rc_now_mono_ms();
+    while (rc_server_conn_count(nl_server) > 0 && rc_now_mono_ms() - t0 < 3000) nl_step(NULL);
+    assert_int_equal(rc_server_conn_count(nl_server), 0);
+    assert_true(rc_now_mono_ms() - t0 >= 250);
+    nl_close(&c);
+}
+
+/* A body over the limit is refused from its headers while the client is still sending it: the
+ * 413 arrives, then the end of the stream, never a reset (the node reads and discards the rest). */
+static void test_error_answer_reaches_a_client_still_sending(void **state)
+{
+    nl_client c = nl_connect();
+    nl_send_str(&c, "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3000000\r\n\r\n");
+    static char body[3000000];
+    memset(body, 'x', sizeof(body));
+    nl_send(&c, body, sizeof(body)); /* every byte goes: the node keeps reading */
+    assert_true(nl_wait_eof(&c, 3000));
+    assert_non_null(strstr(c.buf, "HTTP/1.1 413 Payload Too Large\r\n"));
+    assert_int_equal(H.requests, 0);
+    nl_close(&c);
+}
+
 static void test_status_text(void **state)
 {
     assert_string_equal(rc_http_status_text(101), "Switching Protocols");
@@ -530,6 +609,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunk_crlf_split, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unread_answers_stop_reading, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unread_answers_time_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_answer_reaches_a_client_still_sending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_text, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

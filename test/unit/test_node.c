@@ -243,12 +243,18 @@ static void test_metric_families(void **state)
         {"roomcast_connections_accepted_total", "counter"},
         {"roomcast_connections_rejected_total", "counter"},
         {"roomcast_slow_consumer_drops_total", "counter"},
+        {"roomcast_connections_lingering", "gauge"},
+        {"roomcast_lingering_cut_total", "counter"},
         {"roomcast_http_requests_total", "counter"},
         {"roomcast_payload_too_large_total", "counter"},
         {"roomcast_eio_sessions", "gauge"},
         {"roomcast_eio_sessions_opened_total", "counter"},
         {"roomcast_eio_upgrades_total", "counter"},
         {"roomcast_disconnects_total", "counter"},
+        {"roomcast_eio_sessions_pending", "gauge"},
+        {"roomcast_eio_pending_refused_total", "counter"},
+        {"roomcast_eio_pending_evicted_total", "counter"},
+        {"roomcast_eio_connect_timeouts_total", "counter"},
         {"roomcast_sockets", "gauge"},
         {"roomcast_handshakes_total", "counter"},
         {"roomcast_auth_failures_total", "counter"},
@@ -256,14 +262,19 @@ static void test_metric_families(void **state)
         {"roomcast_messages_out_total", "counter"},
         {"roomcast_broadcasts_total", "counter"},
         {"roomcast_rooms", "gauge"},
+        {"roomcast_memberships", "gauge"},
+        {"roomcast_joins_refused_total", "counter"},
         {"roomcast_rate_limited_total", "counter"},
+        {"roomcast_packets_too_large_total", "counter"},
         {"roomcast_delivery_latency_seconds", "histogram"},
         {"roomcast_backplane_publishes_total", "counter"},
         {"roomcast_backplane_publish_failures_total", "counter"},
         {"roomcast_backplane_receives_total", "counter"},
         {"roomcast_api_publishes_total", "counter"},
+        {"roomcast_api_publishes_refused_total", "counter"},
         {"roomcast_notifications_total", "counter"},
         {"roomcast_notifications_delivered_total", "counter"},
+        {"roomcast_notifications_refused_total", "counter"},
         {"roomcast_jobs_added_total", "counter"},
         {"roomcast_jobs_skipped_total", "counter"},
         {"roomcast_jobs_failures_total", "counter"},
@@ -351,8 +362,9 @@ static void test_publish_refused(void **state)
         {"{\"ns\":\"/nope\",\"event\":\"e\"}", "unknown_namespace"},
         {"{\"ns\":7,\"event\":\"e\"}", "bad_ns"},
         {"{\"room\":\"\",\"event\":\"e\"}", "bad_room"},
-        {"{\"event\":\"e\",\"args\":{}}", "bad_args"},
-        {"{\"event\":\"e\",\"args\":[1],\"data\":1}", "data_and_args"},
+        {"{\"room\":\"r1\",\"event\":\"e\",\"args\":{}}", "bad_args"},
+        {"{\"room\":\"r1\",\"event\":\"e\",\"args\":[1],\"data\":1}", "data_and_args"},
+        {"{\"event\":\"e\"}", "no_target"},
     };
     for (size_t i = 0; i < RC_ARRAY_LEN(bad); i++) {
         char want[128];
@@ -372,7 +384,7 @@ static void test_publish_accepted(void **state)
     publish(f, "Bearer " API_KEY, "{\"room\":\"r1\",\"event\":\"hello\",\"data\":{\"a\":1}}", &a);
     assert_int_equal(a.status, 202);
     assert_string_equal(a.body, "{\"ok\":true}");
-    publish(f, "Bearer " API_KEY, "{\"event\":\"everyone\",\"args\":[1,\"two\"]}", &a);
+    publish(f, "Bearer " API_KEY, "{\"broadcast\":true,\"event\":\"everyone\",\"args\":[1,\"two\"]}", &a);
     assert_int_equal(a.status, 202);
     /* A user with no socket here: a notification (no jobs without Redis), still accepted. */
     publish(f, "Bearer " API_KEY, "{\"user\":\"42\",\"event\":\"notification\",\"data\":{}}", &a);

@@ -5,7 +5,8 @@
  * on_room_open/on_room_close, rc_room_foreach while the callback makes the visited member leave
  * this room or all rooms (including the last member, which frees the room mid-walk), nested walks,
  * joins during a walk, no heap growth in steady-state join/leave, and 10,000 members x 100 rooms
- * driven at random against a plain bitmap model. Every test ends with zero rooms (habit 25).
+ * driven at random against a plain bitmap model (rc_rooms_membership_count included). Every test
+ * ends with zero rooms and zero memberships.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -84,6 +85,7 @@ static rc_rooms *new_recorded(recorder *r)
 static void finish(rc_rooms *rs)
 {
     assert_int_equal(rc_rooms_count(rs), 0);
+    assert_int_equal(rc_rooms_membership_count(rs), 0);
     rc_rooms_free(rs);
 }
 
@@ -102,6 +104,7 @@ static void test_join_leave_idempotent(void **state)
     assert_int_equal(rc_rooms_join(rs, &a.rm, ""), 1);   /* empty name is a name */
 
     assert_int_equal(rc_rooms_count(rs), 3);
+    assert_int_equal(rc_rooms_membership_count(rs), 4);
     assert_int_equal(a.rm.count, 3);
     assert_int_equal(b.rm.count, 1);
     rc_room *lobby = rc_rooms_find(rs, "lobby");
@@ -159,10 +162,12 @@ static void test_leave_all(void **state)
     assert_int_equal(a.rm.count, 50);
     assert_int_equal(rc_rooms_count(rs), 50);
 
+    assert_int_equal(rc_rooms_membership_count(rs), 75);
     rc_rooms_leave_all(rs, &a.rm);
     assert_null(a.rm.first);
     assert_int_equal(a.rm.count, 0);
     assert_int_equal(rc_rooms_count(rs), 25);   /* the rooms b is in remain */
+    assert_int_equal(rc_rooms_membership_count(rs), 25);
     assert_int_equal(r.closes, 25);
     for (int i = 0; i < 50; i++) {
         snprintf(name, sizeof(name), "r%d", i);
@@ -658,6 +663,9 @@ static void model_check(rc_rooms *rs, const model *mdl, sock *s, const recorder 
     unsigned char *seen = rc_malloc(RM);
     assert_int_equal(rc_rooms_count(rs), mdl->live_rooms);
     assert_int_equal((unsigned)(rec->opens - rec->closes), mdl->live_rooms);
+    size_t memberships = 0;
+    for (int r = 0; r < RR; r++) memberships += mdl->room_size[r];
+    assert_int_equal(rc_rooms_membership_count(rs), memberships);
     for (int r = 0; r < RR; r++) {
         snprintf(name, sizeof(name), "room-%d", r);
         rc_room *room = rc_rooms_find(rs, name);

@@ -325,6 +325,28 @@ static void test_join_allow(void **state)
     run(r, &f, NULL, (call){.event = "any", .args = "[\"x\"]", .user = "7", .claims = claims, .has_ack = 1});
     assert_string_equal(f.log, "join x\nack [{\"ok\":false,\"error\":\"backplane_down\"}]\n");
 
+    /* a value the client chose never widens an allow list: "team_{data.team}" with team "*" would
+     * be the glob "team_*" (every team); it is treated as missing instead, so only the exact room
+     * of a team without glob characters is allowed */
+    rc_rules *rc = compile(
+        "{\"/\": {\"events\": {"
+        "    \"t\": [{\"join\": \"{data.room}\", \"allow\": [\"team_{data.team}\", \"{data.also}\"]}]"
+        "}}}");
+    static const struct { const char *args; int ok; } client_globs[] = {
+        {"[{\"room\": \"team_blue\", \"team\": \"blue\"}]", 1},
+        {"[{\"room\": \"team_red\", \"team\": \"*\"}]", 0},
+        {"[{\"room\": \"team_red\", \"team\": \"re?\"}]", 0},
+        {"[{\"room\": \"team_red\", \"team\": \"blue\", \"also\": [\"x\", \"team_*\"]}]", 0},
+        {"[{\"room\": \"x\", \"team\": \"blue\", \"also\": [\"x\", \"y\"]}]", 1},
+    };
+    for (size_t i = 0; i < RC_ARRAY_LEN(client_globs); i++) {
+        fake fg = {0};
+        run(rc, &fg, NULL, (call){.event = "t", .args = client_globs[i].args, .user = "7", .claims = claims, .has_ack = 1});
+        int joined = strncmp(fg.log, "join ", 5) == 0;
+        if (joined != client_globs[i].ok) fail_msg("client glob case %zu: got '%s'", i, fg.log);
+    }
+    rc_rules_free(rc);
+
     char *room = rc_ns_rules_user_room(rc_rules_ns_at(r, 0), "7", claims);
     assert_string_equal(room, "u///7");
     free(room);

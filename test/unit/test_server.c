@@ -5,6 +5,9 @@
  * one frame sent to several connections is written from its own bytes to each and released once
  * all are done; closing with frames queued releases them; close-after-flush delivers everything
  * first, even when the kernel buffer fills; read timeouts, the connection cap and paused accepting.
+ * The lingering close: the peer still sending gets our bytes and a FIN, never a reset; the
+ * descriptor stays counted until the peer closes or the time bound. The output limit is judged
+ * after the flush (on_backlog), on_drain once the output empties; peer addresses and ranges.
  * Every test ends with no frame left live.
  */
 #include <setjmp.h>
@@ -24,6 +27,9 @@ typedef struct srv_side {
     int accepted;
     int closes[MAX_CONNS];
     int reads[MAX_CONNS];
+    int backlogs[MAX_CONNS];
+    size_t last_backlog;
+    int drains[MAX_CONNS];
     int echo;            /* write back what arrives */
     int close_on_read;   /* rc_conn_close from inside on_read, with a frame queued */
 } srv_side;
@@ -63,7 +69,18 @@ static void on_close(rc_conn *c, void *data)
     S.closes[index_of(c)]++;
 }
 
-static const rc_conn_handler handler = {on_read, on_close};
+static void on_backlog(rc_conn *c, void *data, size_t backlog)
+{
+    S.backlogs[index_of(c)]++;
+    S.last_backlog = backlog;
+}
+
+static void on_drain(rc_conn *c, void *data)
+{
+    S.drains[index_of(c)]++;
+}
+
+static const rc_conn_handler handler = {on_read, on_close, on_backlog, on_drain};
 
 static void on_accept(void *arg, rc_conn *c)
 {
@@ -287,6 +304,155 @@ static void test_pause_accept(void **state)
     nl_close(&a);
 }
 
+/* Writes as much as the socket takes, turning the server's loop between writes: the bytes
+ * written, or -1 on an error other than a full buffer (a reset: what lingering prevents). */
+static long send_much(nl_client *c, size_t total)
+{
+    static char chunk[65536];
+    memset(chunk, 'z', sizeof(chunk));
+    size_t sent = 0;
+    uint64_t end = rc_now_mono_ms() + 3000;
+    while (sent < total && rc_now_mono_ms() < end) {
+        ssize_t w = send(c->fd, chunk, sizeof(chunk) < total - sent ? sizeof(chunk) : total - sent, MSG_NOSIGNAL);
+        if (w > 0) sent += (size_t)w;
+        else if (errno != EAGAIN && errno != EINTR) return -1;
+        nl_step(c);
+    }
+    return (long)sent;
+}
+
+/* The owner closes while the peer is still sending: the peer gets the last frame, then the end
+ * of the stream, and every byte it sends is taken (no reset); the owner hears on_close at once,
+ * the descriptor stays counted until the peer closes too. */
+static void test_lingering_close(void **state)
+{
+    nl_client c = nl_connect();
+    assert_int_equal(send_much(&c, 256 * 1024), 256 * 1024); /* unread input on the server side */
+    rc_frame *f = rc_frame_from(RC_WS_OP_CLOSE, "\x03\xf1", 2);
+    rc_conn_send_frame(S.conn[0], f);
+    rc_frame_unref(f);
+    rc_conn_close_after_flush(S.conn[0]);
+    assert_int_equal(send_much(&c, 4 << 20), 4 << 20);
+    assert_true(nl_wait_eof(&c, 2000));
+    assert_memory_equal(c.buf, "\x88\x02\x03\xf1", 4);
+    assert_int_equal(S.closes[0], 1);
+    assert_int_equal(rc_server_conn_count(nl_server), 1); /* lingering */
+    nl_close(&c);
+    uint64_t t0 = rc_now_mono_ms();
+    while (rc_server_conn_count(nl_server) > 0 && rc_now_mono_ms() - t0 < 1000) nl_step(NULL);
+    assert_int_equal(rc_server_conn_count(nl_server), 0);
+    assert_true(rc_now_mono_ms() - t0 < RC_CONN_LINGER_MS / 2); /* at the peer's FIN, not the bound */
+}
+
+/* A peer that neither closes nor stops: the lingering ends at its time bound. */
+static void test_lingering_is_bounded(void **state)
+{
+    nl_client c = nl_connect();
+    uint64_t cut0 = rc_server_counters.linger_cut;
+    rc_conn_write(S.conn[0], "bye", 3);
+    rc_conn_close_after_flush(S.conn[0]);
+    assert_true(nl_wait_eof(&c, 2000)); /* our FIN; the client's side stays open */
+    assert_int_equal(rc_server_conn_count(nl_server), 1);
+    uint64_t t0 = rc_now_mono_ms();
+    while (rc_server_conn_count(nl_server) > 0 && rc_now_mono_ms() - t0 < RC_CONN_LINGER_MS + 1000) nl_step(NULL);
+    assert_int_equal(rc_server_conn_count(nl_server), 0);
+    assert_true(rc_now_mono_ms() - t0 >= RC_CONN_LINGER_MS - 500);
+    assert_int_equal(rc_server_counters.linger_cut, cut0 + 1);
+    nl_close(&c);
+}
+
+/* The output limit is judged after the flush: a burst the kernel takes is not a backlog; a peer
+ * that does not read leaves one. */
+static void test_backlog_after_flush(void **state)
+{
+    nl_client reader = nl_connect();
+    nl_rcvbuf = 4096;
+    nl_client stuck = nl_connect();
+    nl_rcvbuf = 0;
+    static uint8_t payload[100000];
+    for (int k = 0; k < 2; k++) rc_conn_set_output_limit(S.conn[k], 50000);
+    rc_frame *f = rc_frame_from(RC_WS_OP_BINARY, payload, sizeof(payload));
+    rc_conn_send_frame(S.conn[0], f); /* twice the limit, queued at once */
+    size_t want = rc_frame_wire_len(f);
+    assert_true(nl_wait_bytes(&reader, want, 2000));
+    assert_int_equal(S.backlogs[0], 0);
+    for (int i = 0; i < 200 && !S.backlogs[1]; i++) {
+        rc_conn_send_frame(S.conn[1], f);
+        event_base_loop(nl_base, EVLOOP_NONBLOCK);
+    }
+    rc_frame_unref(f);
+    assert_true(S.backlogs[1] >= 1);
+    assert_true(S.last_backlog > 50000);
+    rc_conn_close(S.conn[1]);
+    nl_close(&stuck);
+    nl_close(&reader);
+}
+
+static void test_drain(void **state)
+{
+    nl_rcvbuf = 4096;
+    nl_client c = nl_connect();
+    nl_rcvbuf = 0;
+    rc_conn_notify_drain(S.conn[0]); /* empty already: at the next flush */
+    nl_pump(NULL, 5);
+    assert_int_equal(S.drains[0], 1);
+    static uint8_t payload[1 << 20];
+    rc_frame *f = rc_frame_from(RC_WS_OP_BINARY, payload, sizeof(payload));
+    for (int i = 0; i < 8; i++) rc_conn_send_frame(S.conn[0], f);
+    size_t want = 8 * rc_frame_wire_len(f);
+    rc_frame_unref(f);
+    rc_conn_notify_drain(S.conn[0]);
+    nl_pump(NULL, 50);
+    assert_true(rc_conn_pending_bytes(S.conn[0]) > 0);
+    assert_int_equal(S.drains[0], 1);
+    assert_true(nl_wait_bytes(&c, want, 5000));
+    nl_pump(&c, 5);
+    assert_int_equal(S.drains[0], 2);
+    nl_close(&c);
+}
+
+static void test_addresses(void **state)
+{
+    nl_client a = nl_connect(), b = nl_connect();
+    const rc_addr *p = rc_conn_peer(S.conn[0]);
+    char buf[64];
+    rc_addr_format(p, buf, sizeof(buf));
+    assert_string_equal(buf, "127.0.0.1");
+    assert_int_not_equal(rc_conn_id(S.conn[0]), rc_conn_id(S.conn[1]));
+
+    rc_addr x;
+    assert_int_equal(rc_addr_parse("2001:db8::1", 11, &x), 0);
+    assert_int_equal(x.family, 6);
+    assert_int_equal(rc_addr_parse("::ffff:192.0.2.9", 16, &x), 0); /* IPv4-mapped: IPv4 */
+    assert_int_equal(x.family, 4);
+    rc_addr_format(&x, buf, sizeof(buf));
+    assert_string_equal(buf, "192.0.2.9");
+    assert_int_equal(rc_addr_parse("192.0.2.9:80", 12, &x), -1);
+    assert_int_equal(rc_addr_parse("", 0, &x), -1);
+
+    rc_cidr r;
+    assert_int_equal(rc_cidr_parse("10.0.0.0/8", &r), 0);
+    assert_int_equal(rc_addr_parse("10.200.3.4", 10, &x), 0);
+    assert_true(rc_cidr_match(&r, &x));
+    assert_int_equal(rc_addr_parse("11.0.0.1", 8, &x), 0);
+    assert_false(rc_cidr_match(&r, &x));
+    assert_int_equal(rc_cidr_parse("192.0.2.7", &r), 0); /* one address: /32 */
+    assert_int_equal(r.bits, 32);
+    assert_int_equal(rc_cidr_parse("fc00::/7", &r), 0);
+    assert_int_equal(rc_cidr_parse("fd00::/7", &r), -1); /* a bit set past the prefix */
+    assert_int_equal(rc_cidr_parse("fc00::/7", &r), 0);
+    assert_int_equal(rc_addr_parse("fdff::1", 7, &x), 0);
+    assert_true(rc_cidr_match(&r, &x));
+    assert_int_equal(rc_addr_parse("10.0.0.1", 8, &x), 0);
+    assert_false(rc_cidr_match(&r, &x)); /* another family */
+    assert_int_equal(rc_cidr_parse("0.0.0.0/0", &r), 0);
+    assert_true(rc_cidr_match(&r, &x));
+    static const char *const bad[] = {"10.0.0.1/8", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/x", "::/129", "host", "1.2.3.4/0008"};
+    for (size_t i = 0; i < RC_ARRAY_LEN(bad); i++) assert_int_equal(rc_cidr_parse(bad[i], &r), -1);
+    nl_close(&a);
+    nl_close(&b);
+}
+
 static void test_bad_listen_address(void **state)
 {
     const char *err = NULL;
@@ -309,6 +475,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connection_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_accept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_listen_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lingering_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lingering_is_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backlog_after_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_addresses, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

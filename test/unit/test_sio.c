@@ -13,8 +13,9 @@
  * encoding (once, shared by reference by every recipient, binary attachments), except-lists and
  * namespace-wide broadcasts, control ops (join, leave, disconnect), on_room_open with the opening
  * socket and holds (the CONNECT reply waits behind a hold taken for the user room; a release
- * after the client closed touches nothing), max rooms per socket, the namespace's and an event's
- * own rateLimit. Every test's teardown closes every client, frees the server, drops the frames
+ * after the client closed touches nothing), max rooms per socket, the node's room budget (rooms
+ * and memberships), the namespace's and an event's own rateLimit (kept by the session across a
+ * namespace re-CONNECT, which costs a token), the bound on a binary packet's total size. Every test's teardown closes every client, frees the server, drops the frames
  * the fakes kept and checks that every rc_frame was released (rc_frames_live).
  */
 #include <setjmp.h>
@@ -200,7 +201,9 @@ static const rc_sio_ns_settings ns_settings[] = {
      .event_limit_count = 1},
 };
 
-static int setup(void **state)
+/* The server with the node's budgets: rooms and memberships (all namespaces), maxPayload for a
+ * binary packet's text and attachments together (0: none). */
+static int setup_limits(void **state, size_t max_rooms, size_t max_memberships, size_t max_packet)
 {
     fixture *f = rc_calloc(1, sizeof(*f));
     f->frames_before = rc_frames_live;
@@ -216,13 +219,18 @@ static int setup(void **state)
     };
     rc_sio_settings set = {
         .ns = ns_settings, .ns_count = RC_ARRAY_LEN(ns_settings), .jwt = &f->jwt,
-        .max_rooms_per_socket = 3, .token_expiry = RC_SIO_EXPIRY_RECONNECT,
+        .max_rooms_per_socket = 3, .max_rooms = max_rooms, .max_memberships = max_memberships,
+        .max_packet_bytes = max_packet, .token_expiry = RC_SIO_EXPIRY_RECONNECT,
     };
     f->srv = rc_sio_server_new(NULL, &set, &f->hooks);
     f->cb = rc_sio_eio_callbacks(f->srv);
     *state = f;
     return 0;
 }
+
+static int setup(void **state) { return setup_limits(state, 0, 0, 0); }
+/* 4 rooms, 5 memberships, 100-byte binary packets */
+static int setup_budget(void **state) { return setup_limits(state, 4, 5, 100); }
 
 static void client_close(fixture *f, rc_eio_session *s)
 {
@@ -371,7 +379,7 @@ static void test_room_open_passes_opener(void **state)
     assert_int_equal(rc_sio_join(s1, "a"), 1);
     assert_int_equal(rc_sio_join(s1, "b"), 1);
     assert_int_equal(rc_sio_join(s1, "c"), 1);
-    assert_int_equal(rc_sio_join(s1, "d"), -1);
+    assert_int_equal(rc_sio_join(s1, "d"), RC_SIO_JOIN_TOO_MANY);
     assert_int_equal(rc_sio_join(s1, "c"), 0);
     assert_false(rc_sio_is_member(s1, "d"));
 }
@@ -529,6 +537,107 @@ static void test_rate_limits(void **state)
     assert_false(f->last_event.limited);
 }
 
+/* A namespace DISCONNECT and CONNECT on the same session start from what is left of the budget;
+ * a CONNECT after the first costs a token, and is refused (CONNECT_ERROR) when none is left. */
+static void test_rate_limits_belong_to_the_session(void **state)
+{
+    fixture *f = *state;
+    rc_eio_session *c = client_open(f, NULL, NULL);
+    client_connect(f, c, "/limited", NULL);               /* the first CONNECT is free */
+    client_send(f, c, "2/limited,[\"fast\"]");
+    assert_false(f->last_event.limited);
+    client_send(f, c, "1/limited,");                      /* leaves: 1 token left */
+    client_connect(f, c, "/limited", NULL);               /* costs it */
+    client_send(f, c, "2/limited,[\"fast\"]");
+    assert_true(f->last_event.limited);
+    client_send(f, c, "1/limited,");
+    int before = c->count;
+    client_send(f, c, "0/limited,");                      /* no token: refused, nothing created */
+    assert_int_equal(c->count, before + 1);
+    assert_string_equal(c->sent[before], "44/limited,{\"message\":\"rate_limited\",\"data\":{\"code\":\"rate_limited\"}}");
+    assert_int_equal(rc_sio_socket_count(f->srv), 0);
+    assert_null(c->closed);
+    /* another session has its own budget; "/" has no rateLimit: CONNECTs there cost nothing */
+    rc_eio_session *c2 = client_open(f, NULL, NULL);
+    client_connect(f, c2, "/limited", NULL);
+    client_send(f, c2, "2/limited,[\"fast\"]");
+    assert_false(f->last_event.limited);
+    for (int i = 0; i < 3; i++) {
+        client_connect(f, c, "/", NULL);
+        client_send(f, c, "1");
+    }
+}
+
+/* The node's room budget (4 rooms, 5 memberships here): a join that would open a fifth room, or
+ * add a sixth membership, is refused; joining a room one is in never is; a user room at CONNECT
+ * is never refused; leaving frees the budget. */
+static void test_room_budget(void **state)
+{
+    fixture *f = *state;
+    rc_eio_session *c1 = client_open(f, NULL, NULL), *c2 = client_open(f, NULL, NULL);
+    rc_sio_socket *s1 = client_connect(f, c1, "/", NULL);
+    rc_sio_socket *s2 = client_connect(f, c2, "/limited", NULL);
+    assert_int_equal(rc_sio_join(s1, "a"), 1);
+    assert_int_equal(rc_sio_join(s1, "b"), 1);
+    assert_int_equal(rc_sio_join(s2, "c"), 1);
+    assert_int_equal(rc_sio_join(s2, "d"), 1);             /* 4 rooms, every namespace counted */
+    assert_int_equal(rc_sio_join(s2, "e"), RC_SIO_JOIN_ROOM_LIMIT);
+    assert_false(rc_sio_is_member(s2, "e"));
+    assert_int_equal(f->open_count, 4);
+    assert_int_equal(rc_sio_join(s2, "d"), 0);             /* already in: not refused */
+    rc_sio_socket *s3 = client_connect(f, c2, "/", NULL);
+    assert_int_equal(rc_sio_join(s3, "a"), 1);             /* an existing room: 5 memberships */
+    assert_int_equal(rc_sio_join(s3, "b"), RC_SIO_JOIN_ROOM_LIMIT); /* a sixth */
+    assert_int_equal(rc_sio_leave(s1, "b"), 1);            /* b closes: 3 rooms, 4 memberships */
+    assert_int_equal(rc_sio_join(s2, "e"), 1);
+    /* a user room is joined whatever the budget (5 rooms, 6 memberships now) */
+    char *tok = rc_auth_mint(&f->jwt, "bob", NULL, 3600, time(NULL));
+    char auth[1024];
+    snprintf(auth, sizeof(auth), "Bearer %s", tok);
+    rc_eio_session *c3 = client_open(f, auth, NULL);
+    rc_sio_socket *s4 = client_connect(f, c3, "/chat", NULL);
+    assert_true(rc_sio_is_member(s4, "user:bob"));
+    assert_int_equal(rc_sio_join(s4, "f"), RC_SIO_JOIN_ROOM_LIMIT);
+    rc_free(tok);
+    /* a control op's join is held to the budget too */
+    rc_bp_message join = {.kind = RC_BP_JOIN, .ns = "/", .room = "a", .target_room = "g"};
+    assert_int_equal(rc_sio_control(f->srv, &join), 0);
+    /* a socket that goes frees its rooms and memberships */
+    client_close(f, c2);
+    assert_int_equal(rc_sio_control(f->srv, &join), 1);
+}
+
+/* A binary packet is bounded as a whole (100 bytes here): its text and attachments together. */
+static void test_binary_packet_bound(void **state)
+{
+    fixture *f = *state;
+    rc_eio_session *c = client_open(f, NULL, NULL);
+    client_connect(f, c, "/", NULL);
+    static const char head[] = "52-[\"up\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]";
+    uint8_t bytes[100] = {0};
+    size_t room = 100 - strlen(head);
+    /* exactly 100: dispatched */
+    client_send(f, c, head);
+    f->cb->on_message(c->owner, 1, bytes, room / 2);
+    f->cb->on_message(c->owner, 1, bytes, room - room / 2);
+    assert_int_equal(f->events, 1);
+    assert_int_equal(f->last_event.attachment_count, 2);
+    assert_null(c->closed);
+    /* one byte more: refused, the session closed, nothing dispatched */
+    client_send(f, c, head);
+    f->cb->on_message(c->owner, 1, bytes, room / 2);
+    f->cb->on_message(c->owner, 1, bytes, room - room / 2 + 1);
+    assert_int_equal(f->events, 1);
+    assert_string_equal(c->closed, "packet too large");
+    /* the text alone over the bound */
+    rc_eio_session *c2 = client_open(f, NULL, NULL);
+    client_connect(f, c2, "/", NULL);
+    char big[160];
+    snprintf(big, sizeof(big), "51-[\"up\",{\"_placeholder\":true,\"num\":0},\"%080d\"]", 0);
+    client_send(f, c2, big);
+    assert_string_equal(c2->closed, "packet too large");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +648,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_broadcast_shared_frames_and_except, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limits_belong_to_the_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room_budget, setup_budget, teardown),
+        cmocka_unit_test_setup_teardown(test_binary_packet_bound, setup_budget, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "roomcast/common.h"
+#include "roomcast/message.h"
 #include "roomcast/sio_codec.h"
 
 /* ---- guard page ------------------------------------------------------------------------- */
@@ -655,6 +656,34 @@ static void test_placeholders_deep_tree(void **state)
     cJSON_Delete(root);
 }
 
+/* rc_sio_json_deeper_than: containers count a level each, scalars none; a parsed tree as deep as
+ * a packet may be (1,000 levels) is one over RC_BP_ARGS_MAX_DEPTH. */
+static void test_json_depth(void **state)
+{
+    static const struct { const char *json; int depth; } cases[] = {
+        {"1", 0}, {"\"x\"", 0}, {"[]", 1}, {"{}", 1}, {"[1,2]", 1}, {"[[1]]", 2}, {"[{\"a\":[]},1]", 3},
+        {"[1,[2,[3]],{}]", 3}, {"{\"a\":{\"b\":{\"c\":{}}}}", 4},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cJSON *v = cJSON_Parse(cases[i].json);
+        assert_non_null(v);
+        assert_false(rc_sio_json_deeper_than(v, cases[i].depth));
+        assert_int_equal(rc_sio_json_deeper_than(v, cases[i].depth - 1), cases[i].depth > 0);
+        cJSON_Delete(v);
+    }
+    assert_false(rc_sio_json_deeper_than(NULL, 0));
+    char *text = rc_malloc(2 * CJSON_NESTING_LIMIT + 1);
+    memset(text, '[', CJSON_NESTING_LIMIT);
+    memset(text + CJSON_NESTING_LIMIT, ']', CJSON_NESTING_LIMIT);
+    text[2 * CJSON_NESTING_LIMIT] = '\0';
+    cJSON *deep = cJSON_Parse(text);
+    assert_non_null(deep);
+    assert_true(rc_sio_json_deeper_than(deep, RC_BP_ARGS_MAX_DEPTH));
+    assert_false(rc_sio_json_deeper_than(deep->child, RC_BP_ARGS_MAX_DEPTH));
+    cJSON_Delete(deep);
+    rc_free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -678,6 +707,7 @@ int main(void)
         cmocka_unit_test(test_encode_decode_round_trip),
         cmocka_unit_test(test_placeholders),
         cmocka_unit_test(test_placeholders_deep_tree),
+        cmocka_unit_test(test_json_depth),
     };
     return cmocka_run_group_tests(tests, guard_setup, guard_teardown);
 }

@@ -239,6 +239,7 @@ static void test_names(void **state)
         {"\"{data.empty}\"", NULL},       /* empty */
         {"\"lit\"", "lit"},
         {"\"{data.missing|data.room}\"", "r1"},
+        {"\"x{data.f}\"", NULL},         /* 1.5: not an id number, never rounded */
     };
     for (size_t i = 0; i < RC_ARRAY_LEN(cases); i++) {
         rc_tpl *t = compile_text(cases[i].tpl);
@@ -396,6 +397,56 @@ static void test_numbers_as_text(void **state)
     cJSON_Delete(args);
 }
 
+/* Numbers that become ids or names: exact integers up to 2^53 - 1, nothing else. */
+static void test_id_numbers(void **state)
+{
+    static const struct { double d; const char *text; } cases[] = {
+        {0, "0"}, {-0.0, "0"}, {42, "42"}, {-42, "-42"}, {1738000000000, "1738000000000"},
+        {9007199254740991.0, "9007199254740991"}, {-9007199254740991.0, "-9007199254740991"},
+        {9007199254740992.0, NULL},  /* 2^53: also what 9007199254740993 reads as */
+        {-9007199254740992.0, NULL}, {41.6, NULL}, {0.5, NULL}, {1e300, NULL},
+        {1.2345678901234568e18, NULL},
+    };
+    for (size_t i = 0; i < RC_ARRAY_LEN(cases); i++) {
+        char out[24];
+        int r = rc_tpl_id_number(cases[i].d, out);
+        if (cases[i].text) {
+            assert_int_equal(r, 0);
+            assert_string_equal(out, cases[i].text);
+        } else {
+            assert_int_equal(r, -1);
+        }
+    }
+    char nan_out[24];
+    assert_int_equal(rc_tpl_id_number(__builtin_nan(""), nan_out), -1);
+
+    /* in names and allow globs: the two 19-digit ids never make one room, 2^53 + 1 never
+     * becomes 2^53, a fraction is never rounded */
+    cJSON *args = cJSON_Parse("[{\"a\":1234567890123456789,\"b\":1234567890123456788,"
+                              "\"c\":9007199254740993,\"d\":41.6,\"e\":9007199254740991}]");
+    static const struct { const char *tpl; const char *name; } names[] = {
+        {"\"project_{data.a}\"", NULL}, {"\"project_{data.b}\"", NULL}, {"\"user:{data.c}\"", NULL},
+        {"\"user:{data.d}\"", NULL}, {"\"user:{data.e}\"", "user:9007199254740991"},
+    };
+    for (size_t i = 0; i < RC_ARRAY_LEN(names); i++) {
+        rc_tpl *t = compile_text(names[i].tpl);
+        rc_tpl_ctx ctx = {.args = args};
+        char buf[RC_TPL_NAME_MAX + 1];
+        int n = rc_tpl_name(t, &ctx, buf);
+        if (names[i].name) assert_string_equal(buf, names[i].name);
+        else assert_int_equal(n, -1);
+        rc_tpl_free(t);
+    }
+    rc_tpl_ctx ctx = {.claims_json = "{\"projects\":[1234567890123456789,7,41.6]}"};
+    rc_tpl *t = compile_text("\"project_{claims.projects}\"");
+    char out[256] = "";
+    assert_int_equal(rc_tpl_each_string(t, &ctx, collect, out), 0);
+    assert_string_equal(out, "project_7;"); /* the others allow no room at all */
+    rc_tpl_ctx_dispose(&ctx);
+    rc_tpl_free(t);
+    cJSON_Delete(args);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_claims_are_lazy),
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_numbers_as_text),
+        cmocka_unit_test(test_id_numbers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -58,7 +58,7 @@ static void on_close(void *arg, rc_ws *ws)
     W.closes++;
 }
 
-static const rc_ws_callbacks ws_cb = {on_message, on_close};
+static const rc_ws_callbacks ws_cb = {.on_message = on_message, .on_close = on_close};
 
 static void on_request(void *arg, rc_http_request *req)
 {
