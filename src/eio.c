@@ -43,6 +43,8 @@
 #include <stdio.h>
 #include <strings.h>
 
+const char rc_eio_reason_too_large[] = "packet too large";
+
 /* Engine.IO's counters (/metrics: rc_eio_write_metrics). */
 static struct {
     uint64_t opened[2];                        /* sessions by initial transport: polling, websocket */
@@ -339,7 +341,7 @@ void rc_eio_close(rc_eio_session *s, const char *reason)
         evbuffer_free(body);
     }
     if (s->ws) {
-        rc_ws_close(s->ws, RC_WS_CLOSE_NORMAL);
+        rc_ws_close(s->ws, reason == rc_eio_reason_too_large ? RC_WS_CLOSE_TOO_BIG : RC_WS_CLOSE_NORMAL);
         s->ws = NULL;
     }
     if (s->probe) {

@@ -613,7 +613,7 @@ static void packet_too_large(rc_sio_client *c, size_t bytes)
     rc_log_debug("sio_packet_too_large", "bytes=%zu max=%zu", bytes, c->srv->set.max_packet_bytes);
     bin_reset(c);
     rc_eio_count_disconnect(RC_EIO_DISC_PARSE_ERROR);
-    rc_eio_close(c->eio, "packet too large");
+    rc_eio_close(c->eio, rc_eio_reason_too_large);
 }
 
 static void client_on_message(void *owner, int binary, const uint8_t *data, size_t len)

@@ -111,6 +111,9 @@ void rc_eio_send_frame(rc_eio_session *s, struct rc_frame *f);
 /* Sends MESSAGE packets: text `data` prefixed by '4', or binary data as is. */
 void rc_eio_send_message(rc_eio_session *s, int binary, const void *data, size_t len);
 void rc_eio_close(rc_eio_session *s, const char *reason);
+/* The close reason for a packet over maxPayload (compared by pointer): a WebSocket session
+ * closed with it sends close code 1009 instead of 1000. */
+extern const char rc_eio_reason_too_large[];
 /* Holds the session's output (counted): frames wait, in order, until the last release. Used so
  * a client hears "joined" only once the room's backplane subscription is confirmed. */
 void rc_eio_hold(rc_eio_session *s);

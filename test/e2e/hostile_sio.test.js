@@ -186,6 +186,7 @@ describe('hostile Socket.IO clients', () => {
     // 2 x 6,000 bytes: each under maxPayload (10,000), 12,000 together.
     bad.send(Buffer.concat([frame({ opcode: OP.TEXT, payload: header(2) }),
       frame({ opcode: OP.BINARY, payload: Buffer.alloc(6000, 1) }), frame({ opcode: OP.BINARY, payload: Buffer.alloc(6000, 2) })]));
+    assert.equal((await bad.closeFrame(2000)).code, 1009, 'the sender hears why: 1009 (message too big)');
     const closed = await bad.conn.waitClosed(2000).then(() => true, () => false);
     await sleep(300);
     assert.deepEqual(got.map((a) => a.map((x) => (Buffer.isBuffer(x) ? `<${x.length} bytes>` : x))), [],

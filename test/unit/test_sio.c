@@ -83,6 +83,7 @@ void rc_eio_send_message(rc_eio_session *s, int binary, const void *data, size_t
 }
 
 void rc_eio_close(rc_eio_session *s, const char *reason) { if (!s->closed) s->closed = reason; }
+const char rc_eio_reason_too_large[] = "packet too large";
 void rc_eio_mark_connected(rc_eio_session *s) { s->connected = 1; }
 void rc_eio_hold(rc_eio_session *s) { s->holds++; }
 void rc_eio_release(rc_eio_session *s) { assert_true(s->holds > 0); s->holds--; }
