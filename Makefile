@@ -2,8 +2,10 @@
 #
 #   make            release build: build/roomcast
 #   make run        install what is missing, build, start a node (embedded backplane without Redis)
-#   make test       install what is missing, then: gcc and clang builds, unit tests (cmocka) and
-#                   end-to-end tests (node --test) against the ASan+UBSan build
+#   make test       install what is missing, then: the layer check (test/check-layers.sh), gcc and
+#                   clang builds, unit tests (cmocka), a short fuzz pass, the BullMQ tests, the
+#                   Socket.IO protocol suite (test/protocol), the deploy checks and the end-to-end
+#                   tests (node --test), all against the ASan+UBSan build
 #   make bench      load generator scenarios (test/bench/)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #   make clean
