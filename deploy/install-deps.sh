@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what roomcast needs on Debian 12, and nothing that is already there.
 #   install-deps.sh runtime   compiler and libraries: enough for `make run`
-#   install-deps.sh test      the above, plus cmocka, clang, redis-server, openssl, unzip,
+#   install-deps.sh test      the above, plus cmocka, clang, redis-server, redis-sentinel, nginx,
+#                             Debian's headless Chromium (browser tests), openssl, unzip,
 #                             Node.js and the npm packages pinned in the package-lock.json of
 #                             test/e2e, test/jobs and test/protocol
 # Needs root for apt-get (CI and a fresh machine run as root). Idempotent: a second run is quick.
@@ -10,8 +11,8 @@ mode=${1:-test}
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 runtime_pkgs=(build-essential pkg-config git libevent-dev libhiredis-dev libwslay-dev libcjson-dev
-              libjwt-dev libssl-dev libhttp-parser-dev)
-test_pkgs=(clang libcmocka-dev redis-server nodejs openssl unzip)
+              libjwt-dev libssl-dev libhttp-parser-dev libmsgpack-dev liburing-dev)
+test_pkgs=(clang libcmocka-dev redis-server redis-sentinel nginx chromium-headless-shell nodejs openssl unzip)
 
 want=("${runtime_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
