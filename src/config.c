@@ -421,7 +421,7 @@ static void load_file(struct loader *L, const cJSON *root)
 {
     static const char *const top[] = {"listen", "path", "nodeId", "redis", "api", "engine", "http", "limits",
                                       "cors", "jwt", "log", "drain", "namespaces", "jobs", "events",
-                                      "presence", "tls", NULL};
+                                      "presence", "tls", "transport", NULL};
     static const char *const tls_keys[] = {"cert", "key", NULL};
     static const char *const listen_keys[] = {"bind", "port", NULL};
     static const char *const redis_keys[] = {"url", "prefix", NULL};
@@ -544,6 +544,7 @@ static void load_file(struct loader *L, const cJSON *root)
     if ((s = item(root, "jobs"))) rc_jobs_config_parse(&cfg->jobs, s, "jobs", L->errs);
     if ((s = item(root, "events"))) rc_jobs_events_config_parse(&cfg->jobs, s, "events", L->errs);
     if ((s = item(root, "presence"))) rc_presence_config_parse(&cfg->presence, s, "presence", L->errs);
+    if ((s = item(root, "transport"))) rc_server_config_parse(&cfg->transport, s, "transport", L->errs);
     L->namespaces = item(root, "namespaces");
 }
 
@@ -628,6 +629,8 @@ static void load_env(struct loader *L)
         if (check_port(L, "ROOMCAST_PORT", n) == 0) cfg->port = (int)n;
     }
     if ((v = env("ROOMCAST_BIND"))) set_str(&cfg->bind, v);
+    if ((v = env("ROOMCAST_SEND_PATH")) && rc_server_send_path_parse(v, &cfg->transport.send_path) != 0)
+        rc_config_error(L->errs, "ROOMCAST_SEND_PATH", "must be auto, io_uring or writev");
     if ((v = env("ROOMCAST_REDIS_URL")) && check_redis_url(L, "ROOMCAST_REDIS_URL", v) == 0)
         set_str(&cfg->redis_url, v);
     if ((v = env("ROOMCAST_PREFIX")) && check_prefix(L, "ROOMCAST_PREFIX", v) == 0) set_str(&cfg->prefix, v);
@@ -816,6 +819,7 @@ static void set_defaults(rc_config *cfg)
     cfg->drain_grace_ms = 30000;
     rc_jobs_config_init(&cfg->jobs);
     rc_presence_config_default(&cfg->presence);
+    rc_server_config_default(&cfg->transport);
 }
 
 int rc_config_load(rc_config *cfg, const rc_config_flags *flags, rc_config_errors *errs)
