@@ -55,7 +55,8 @@
 # CL_MSGS R10K_RATE R10K_SECS XL_ROOMS XL_SECS XL_FRACTIONS.
 # Environment: BENCH_TARGETS ("roomcast node limit"), BENCH_KEEP=1 keeps the work directory,
 # BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes,
-# BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config).
+# BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config),
+# BENCH_FAMILIES, BENCH_PACED and BENCH_PROFILE (the paced family: see below).
 set -euo pipefail
 
 [ $# -ge 1 ] || { echo "usage: $0 <builddir>" >&2; exit 2; }
@@ -553,6 +554,27 @@ machine() {
     "$HS_N" "$IDLE1" "$IDLE2" "$FAN_MSGS" "$ROOMS" "$ROOMS_MSGS" "$LAT_RATE" "$LAT_SECS" "$VOID_MSGS" "$VOID_RATE" "$CL_N" "$CL_MSGS" \
     "$R10K_RATE" "$R10K_SECS" "$XL_ROOMS" "$XL_SECS" "$XL_FRACTIONS" "$PROCS"
 }
+# BENCH_PROFILE: a command run on the server during each paced phase ({pid}: the server's pid,
+# {out}: a file name in the work directory), stopped with SIGINT when the phase ends; its output
+# goes to <work dir>/profile-<target>-<path>-<phase>.log (keep it with BENCH_KEEP=1). E.g.
+# 'strace -c -f -p {pid}' or 'perf record -e cpu-clock -g -p {pid} -o {out}.data'. Profiled runs
+# perturb the CPU figures: take figures from runs without it.
+PROF_PID=''
+prof_start() {
+  [ -n "${BENCH_PROFILE:-}" ] || return 0
+  local cmd=${BENCH_PROFILE//\{pid\}/${SRV_PIDS[0]}}
+  cmd=${cmd//\{out\}/$W/profile-$1}
+  bash -c "exec $cmd" >"$W/profile-$1.log" 2>&1 &
+  PROF_PID=$!
+  sleep 1
+}
+prof_stop() {
+  [ -n "$PROF_PID" ] || return 0
+  kill -INT "$PROF_PID" 2>/dev/null || true
+  wait "$PROF_PID" 2>/dev/null || true
+  PROF_PID=''
+}
+
 # paced VARIANT: the paced family for one variant (see the top), recorded as target
 # roomcast/node/limit, scenarios paced_one@<path> and paced_rooms@<path>.
 scen_paced() {
@@ -570,11 +592,15 @@ scen_paced() {
   lg_start P --port "${SRV_PORTS[0]}" --conns "$P_CONNS" --rooms "$P_ROOMS" --join-also all --concurrency 64 ||
     { stop_servers; return 0; }
   sleep 2
+  prof_start "$target-$path-one"
   measure_phase "$target" P "paced_one@$path" $((one_msgs * P_CONNS)) 5000 $((P_SECS * 1000 + 120000)) \
     --room all --rate "$P_ONE_RATE" --count "$one_msgs"
+  prof_stop
   sleep 1
+  prof_start "$target-$path-rooms"
   measure_phase "$target" P "paced_rooms@$path" $((rooms_msgs * per_room)) 5000 $((P_SECS * 1000 + 120000)) \
     --rooms "$P_ROOMS" --rate "$P_ROOMS_RATE" --count "$rooms_msgs"
+  prof_stop
   record "$target" "paced_params@$path" "\"conns\":$P_CONNS" "\"rooms\":$P_ROOMS" "\"one_rate\":$P_ONE_RATE" \
     "\"rooms_rate\":$P_ROOMS_RATE" "\"secs\":$P_SECS"
   lg_stop P
