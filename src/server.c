@@ -155,6 +155,7 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     }
     rc_conn *c = rc_calloc(1, sizeof(*c));
     c->bev = bev;
+    c->fd = fd;
     c->server = s;
     c->id = ++s->next_id;
     if (sa) addr_from_sockaddr(sa, &c->peer);
@@ -292,7 +293,7 @@ int rc_server__fq_advance(rc_conn *c, size_t w, size_t total)
  * spilled into the evbuffer), -1 on a socket error. */
 static int conn_fq_write(rc_conn *c, int sent)
 {
-    int fd = bufferevent_getfd(c->bev), full = sent > 0;
+    int fd = c->fd, full = sent > 0;
     if (sent < 0) {
         errno = c->uring_errno;
         return -1;
@@ -388,10 +389,10 @@ void rc_conn_notify_drain(rc_conn *c)
  * close-after-flush), else 0. */
 static int server_flush_conn(rc_conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
     int sent = c->uring_state; /* this turn's io_uring send, if any (server_uring.c) */
     c->uring_state = 0;
-    if ((c->fq_len || sent) && evbuffer_get_length(out) == 0) {
+    /* out_used clear: the evbuffer is empty, no need to touch it (a cache miss per delivery) */
+    if ((c->fq_len || sent) && (!c->out_used || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)) {
         int r = conn_fq_write(c, sent);
         if (r < 0) {
             rc_log_debug("conn_write_error", "errno=%d", errno);
@@ -407,6 +408,7 @@ static int server_flush_conn(rc_conn *c)
         }
         /* r == 1: the rest is in the evbuffer; the code below writes what it can and arms */
     }
+    struct evbuffer *out = bufferevent_get_output(c->bev);
     conn_fq_spill(c);
     if (evbuffer_get_length(out) == 0) {
         c->out_used = 0;

@@ -25,6 +25,7 @@ struct rc_uring;
 
 struct rc_conn {
     struct bufferevent *bev;
+    int fd;                    /* bev's socket, kept here: the flush writes it without asking */
     rc_server *server;
     const rc_conn_handler *handler;
     void *data;

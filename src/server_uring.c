@@ -228,7 +228,7 @@ void rc_server__uring_send(struct rc_uring *u, rc_conn *list)
         if (!sqe) continue; /* cannot happen (one entry per op); writev takes it */
         uring_op *op = &u->ops[n];
         int k = rc_server__fq_iov(c, op->iov, URING_IOV, &op->total);
-        int fd = bufferevent_getfd(c->bev);
+        int fd = c->fd;
         if (k == 1) {
             io_uring_prep_send(sqe, fd, op->iov[0].iov_base, op->iov[0].iov_len, MSG_DONTWAIT | MSG_NOSIGNAL);
         } else {
