@@ -57,8 +57,9 @@
 
 /* Sends per submission: a room of 10,000 is written in ten io_uring_enter calls. */
 #define URING_ENTRIES 1024
-/* iovecs of one send; a connection with more frames queued gets the rest by writev */
-#define URING_IOV 16
+/* iovecs of one send, as many as a writev of the flush takes; a connection with more frames
+ * queued gets the rest by writev. The ops array is 1 MiB, touched only as far as a turn uses it. */
+#define URING_IOV RC_FQ_IOV_MAX
 
 typedef struct uring_op {
     rc_conn *c;
