@@ -10,6 +10,7 @@
  *   node_rules.c      rc_rule_ops for the rules, the sio hooks that run rules, and the rules
  *                     waiting for a presence answer.
  *   node_api.c        the HTTP routes: /healthz, /readyz, /metrics, POST /api/publish.
+ *   node_adapter.c    what the adapter peer (adapter_peer.h) is told of the local sockets.
  *
  * Calls between them go one way, down this list read from the bottom: node_api.c calls
  * node_publish.c, node_notify.c and node_broadcast.c; node_notify.c calls node_publish.c and
@@ -20,6 +21,7 @@
 #define ROOMCAST_NODE_INTERNAL_H
 
 #include "roomcast/node.h"
+#include "roomcast/adapter_peer.h"
 #include "roomcast/backplane.h"
 #include "roomcast/config.h"
 #include "roomcast/eio.h"
@@ -47,6 +49,8 @@ struct rc_node {
     rc_jobs *jobs;
     rc_presence *presence;
     rc_presence_callbacks presence_cb;
+    rc_adapter_peer *adapter;       /* answers Node adapters' requests; NULL unless
+                                     * ROOMCAST_SOCKETIO_PREFIX is set */
     struct pending_answer *pending; /* presence queries and member lists awaiting Redis */
     size_t pending_count;
     uint64_t next_tag;
@@ -156,6 +160,11 @@ void rc_node__answer_pending(rc_node *n, uint64_t tag, int err, cJSON *data);
 /* Unlinks the pending answer with this tag (NULL when none); rc_node__pending_free frees it. */
 pending_answer *rc_node__pending_take(rc_node *n, uint64_t tag);
 void rc_node__pending_free(pending_answer *p);
+
+/* ---- node_adapter.c ------------------------------------------------------------------- */
+
+/* Fills the callbacks through which the adapter peer reads the node's sockets (arg = n). */
+void rc_node__adapter_local(rc_node *n, rc_adapter_local *local);
 
 /* ---- node_api.c ------------------------------------------------------------------------- */
 

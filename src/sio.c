@@ -495,6 +495,7 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     }
     rc_sio_socket *s = rc_calloc(1, sizeof(*s));
     s->client = c;
+    s->connected_ms = rc_now_wall_ms();
     s->ns = ns;
     s->user = ar.user_id;
     s->claims_json = ar.claims_json;

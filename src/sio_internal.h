@@ -83,6 +83,7 @@ struct rc_sio_socket {
     rc_sio_pending_ack *acks;
     uint32_t next_ack_id;
     rc_deadline_link expiry;      /* in srv->expiries while its token's exp is enforced */
+    uint64_t connected_ms;        /* wall clock of its CONNECT (src/sio_query.c) */
 };
 
 struct rc_sio_hold {
