@@ -2,13 +2,12 @@
  * adapter_peer.c: answers the requests of Node Socket.IO servers' Redis adapters (see
  * include/roomcast/adapter_peer.h for what each request gets).
  *
- * A request is JSON text when its first byte is '{' (what the adapter sends for everything but
- * BROADCAST), msgpack otherwise (notepack's encoding; libmsgpack-c decodes it). Both become one
- * cJSON tree: msgpack bin values turn into Socket.IO placeholders {"_placeholder":true,"num":n}
- * with the bytes kept as attachments (pointing into the payload, valid during the call), a
- * timestamp ext (-1, a JS Date) into its ISO-8601 string, ext 0 (undefined) into nothing (a map
- * entry is dropped, an array element becomes null, as JSON.stringify does). Then one function per
- * request type reads the fields it needs, checks their kinds, and answers.
+ * A request arrives decoded by the Socket.IO codec (include/roomcast/socketio_codec.h: JSON text
+ * when its first byte is '{', msgpack otherwise, as the adapter decides), with the fields every
+ * type shares; one function per request type reads what else it needs from the request in the
+ * form it came in, checks its kind, and answers. A BROADCAST's packet is converted by the codec
+ * as an inbound broadcast is (rc_socketio_packet_from_mp), so a Node server's emitWithAck reaches
+ * roomcast's clients in the same bytes as its plain emit.
  *
  * Pending acks (BROADCAST): one slot per broadcast in a fixed ring; the slot's address is the ctx
  * handed to the node's emit_ack, so rc_adapter_peer_owns_ack is a range check. A slot lives until
@@ -23,6 +22,7 @@
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
 #include "roomcast/redis_cmd.h"
+#include "roomcast/socketio_codec.h"
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
@@ -33,7 +33,6 @@
 #define ACK_SLOTS 1024
 #define ACK_TIMEOUT_DEFAULT_MS 5000u
 #define ACK_TIMEOUT_MAX_MS 600000u
-#define MAX_ATTACHMENTS 64
 
 enum { T_SOCKETS, T_ALL_ROOMS, T_JOIN, T_LEAVE, T_DISCONNECT, T_FETCH, T_SSE, T_BROADCAST, T_UNKNOWN,
        T__COUNT };
@@ -42,9 +41,8 @@ static const char *const type_names[T__COUNT] = {
     "server_side_emit", "broadcast", "unknown"};
 enum { R_ANSWERED, R_PASSED, R_IGNORED, R_REFUSED, R__COUNT };
 static const char *const result_names[R__COUNT] = {"answered", "passed", "ignored", "refused"};
-enum { E_TOO_LARGE, E_MALFORMED, E_UNKNOWN_TYPE, E_BAD_FIELD, E_WRONG_NAMESPACE, E_BUSY, E__COUNT };
-static const char *const refusal_names[E__COUNT] = {
-    "too_large", "malformed", "unknown_type", "bad_field", "wrong_namespace", "busy"};
+enum { E_UNKNOWN_TYPE, E_BAD_FIELD, E_WRONG_NAMESPACE, E_BUSY, E__COUNT };
+static const char *const refusal_names[E__COUNT] = {"unknown_type", "bad_field", "wrong_namespace", "busy"};
 enum { A_RELAYED, A_LATE, A__COUNT };
 static const char *const ack_names[A__COUNT] = {"relayed", "late"};
 
@@ -72,12 +70,11 @@ struct rc_adapter_peer {
 typedef struct req {
     rc_adapter_peer *p;
     const char *ns;
-    cJSON *root;
-    rc_bp_bytes att[MAX_ATTACHMENTS];
-    size_t att_count;
+    const rc_socketio_request *in;
     const char *uid;          /* NULL when absent */
-    char request_id[64];      /* "" when absent */
+    const char *request_id;   /* "" when absent */
     int type;                 /* T_* */
+    cJSON *list;              /* the answer's list being built */
 } req;
 
 rc_adapter_peer *rc_adapter_peer_new(rc_backplane *bp, const char *prefix, const char *uid,
@@ -165,170 +162,48 @@ static cJSON *answer_new(const req *r, int with_type)
     return o;
 }
 
-/* ---- msgpack -> cJSON ------------------------------------------------------------------------ */
+/* ---- fields a type reads itself ------------------------------------------------------------ */
 
-/* A JS Date from a msgpack timestamp (ext -1, 4, 8 or 12 bytes) as Date.toISOString() writes it. */
-static cJSON *date_of(const char *d, uint32_t n)
+static const msgpack_object *mp_get(const msgpack_object *map, const char *key)
 {
-    const uint8_t *b = (const uint8_t *)d;
-    int64_t sec;
-    uint32_t nsec = 0;
-    if (n == 4) {
-        sec = (int64_t)((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3]);
-    } else if (n == 8) {
-        uint64_t v = 0;
-        for (int i = 0; i < 8; i++) v = v << 8 | b[i];
-        nsec = (uint32_t)(v >> 34);
-        sec = (int64_t)(v & 0x3ffffffffULL);
-    } else if (n == 12) {
-        for (int i = 0; i < 4; i++) nsec = nsec << 8 | b[i];
-        uint64_t v = 0;
-        for (int i = 4; i < 12; i++) v = v << 8 | b[i];
-        sec = (int64_t)v;
-    } else {
-        return NULL;
-    }
-    int64_t ms = sec * 1000 + nsec / 1000000;
-    int64_t s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    time_t t = (time_t)s;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) return NULL;
-    char out[64];
-    snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms - s * 1000) % 1000);
-    return cJSON_CreateString(out);
-}
-
-static int is_undefined(const msgpack_object *o)
-{
-    return o->type == MSGPACK_OBJECT_EXT && o->via.ext.type == 0;
-}
-
-/* NULL when o cannot be converted (a non-string key, a string with a NUL, too many binaries). */
-static cJSON *from_msgpack(req *r, const msgpack_object *o)
-{
-    char *tmp;
-    cJSON *c;
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return cJSON_CreateNull();
-    case MSGPACK_OBJECT_BOOLEAN: return cJSON_CreateBool(o->via.boolean);
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: return cJSON_CreateNumber((double)o->via.u64);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return cJSON_CreateNumber((double)o->via.i64);
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return cJSON_CreateNumber(o->via.f64);
-    case MSGPACK_OBJECT_STR:
-        if (memchr(o->via.str.ptr, 0, o->via.str.size)) return NULL;
-        tmp = rc_strndup(o->via.str.ptr, o->via.str.size);
-        c = cJSON_CreateString(tmp);
-        rc_free(tmp);
-        return c;
-    case MSGPACK_OBJECT_BIN:
-        if (r->att_count == MAX_ATTACHMENTS) return NULL;
-        r->att[r->att_count].data = (const uint8_t *)o->via.bin.ptr;
-        r->att[r->att_count].len = o->via.bin.size;
-        c = cJSON_CreateObject();
-        cJSON_AddTrueToObject(c, "_placeholder");
-        cJSON_AddNumberToObject(c, "num", (double)r->att_count++);
-        return c;
-    case MSGPACK_OBJECT_EXT:
-        if (o->via.ext.type == -1) return date_of(o->via.ext.ptr, o->via.ext.size);
-        if (o->via.ext.type == 0) return cJSON_CreateNull();
-        return NULL;
-    case MSGPACK_OBJECT_ARRAY:
-        c = cJSON_CreateArray();
-        for (uint32_t i = 0; i < o->via.array.size; i++) {
-            cJSON *e = from_msgpack(r, &o->via.array.ptr[i]);
-            if (!e) { cJSON_Delete(c); return NULL; }
-            cJSON_AddItemToArray(c, e);
-        }
-        return c;
-    case MSGPACK_OBJECT_MAP:
-        c = cJSON_CreateObject();
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            const msgpack_object_kv *kv = &o->via.map.ptr[i];
-            if (kv->key.type != MSGPACK_OBJECT_STR || memchr(kv->key.via.str.ptr, 0, kv->key.via.str.size)) {
-                cJSON_Delete(c);
-                return NULL;
-            }
-            if (is_undefined(&kv->val)) continue;
-            cJSON *e = from_msgpack(r, &kv->val);
-            if (!e) { cJSON_Delete(c); return NULL; }
-            tmp = rc_strndup(kv->key.via.str.ptr, kv->key.via.str.size);
-            cJSON_AddItemToObject(c, tmp, e);
-            rc_free(tmp);
-        }
-        return c;
+    if (!map || map->type != MSGPACK_OBJECT_MAP) return NULL;
+    size_t n = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n && memcmp(k->via.str.ptr, key, n) == 0)
+            return &map->via.map.ptr[i].val;
     }
     return NULL;
 }
 
-static cJSON *parse(req *r, const char *payload, size_t len)
+/* A string field of the request, in either form, as a heap copy (rc_free); NULL when absent or
+ * not a string without NUL bytes. */
+static char *field_str(const rc_socketio_request *in, const char *name)
 {
-    if (payload[0] == '{') {
-        const char *end = NULL;
-        cJSON *root = cJSON_ParseWithLengthOpts(payload, len, &end, 0);
-        if (root && end != payload + len) { cJSON_Delete(root); return NULL; }
-        return root;
+    if (in->json) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(in->json, name);
+        return cJSON_IsString(v) ? rc_strdup(v->valuestring) : NULL;
     }
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    size_t off = 0;
-    cJSON *root = NULL;
-    if (msgpack_unpack_next(&u, payload, len, &off) == MSGPACK_UNPACK_SUCCESS && off == len)
-        root = from_msgpack(r, &u.data);
-    msgpack_unpacked_destroy(&u);
-    return root;
+    const msgpack_object *v = mp_get(in->mp, name);
+    if (!v || v->type != MSGPACK_OBJECT_STR || memchr(v->via.str.ptr, 0, v->via.str.size)) return NULL;
+    return rc_strndup(v->via.str.ptr, v->via.str.size);
 }
 
-/* ---- fields ---------------------------------------------------------------------------------- */
-
-/* A string array field (absent: empty): strings into a heap array (*out, the caller frees it,
- * NULL when empty). -1 when it is not an array of strings. */
-static int strings_of(const cJSON *obj, const char *name, const char ***out, size_t *count)
+/* opts.flags.timeout in ms, or the default when absent or not a number >= 0. */
+static uint64_t ack_timeout(const rc_socketio_request *in)
 {
-    *out = NULL;
-    *count = 0;
-    const cJSON *a = obj ? cJSON_GetObjectItemCaseSensitive(obj, name) : NULL;
-    if (!a || cJSON_IsNull(a)) return 0;
-    if (!cJSON_IsArray(a)) return -1;
-    size_t n = (size_t)cJSON_GetArraySize(a);
-    if (n == 0) return 0;
-    const char **v = rc_calloc(n, sizeof(*v));
-    size_t i = 0;
-    for (const cJSON *e = a->child; e; e = e->next) {
-        /* Node's rooms may be numbers (a room joined as 42): its name is the number's text. */
-        if (!cJSON_IsString(e)) { rc_free(v); return -1; }
-        v[i++] = e->valuestring;
+    double ms = -1;
+    if (in->json) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(in->json, "opts"), "flags"), "timeout");
+        if (cJSON_IsNumber(t)) ms = t->valuedouble;
+    } else {
+        const msgpack_object *t = mp_get(mp_get(mp_get(in->mp, "opts"), "flags"), "timeout");
+        if (t && t->type == MSGPACK_OBJECT_POSITIVE_INTEGER) ms = (double)t->via.u64;
+        else if (t && (t->type == MSGPACK_OBJECT_FLOAT64 || t->type == MSGPACK_OBJECT_FLOAT32)) ms = t->via.f64;
     }
-    *out = v;
-    *count = i;
-    return 0;
-}
-
-typedef struct target {
-    rc_adapter_target t;
-    const char **rooms, **except;
-} target;
-
-/* The "opts" of a request (or, for SOCKETS, "rooms" at the top): -1 when malformed. */
-static int target_of(const cJSON *opts, target *t)
-{
-    memset(t, 0, sizeof(*t));
-    if (opts && !cJSON_IsObject(opts)) return -1;
-    if (strings_of(opts, "rooms", &t->rooms, &t->t.room_count) != 0) return -1;
-    if (strings_of(opts, "except", &t->except, &t->t.except_count) != 0) {
-        rc_free(t->rooms);
-        return -1;
-    }
-    t->t.rooms = t->rooms;
-    t->t.except = t->except;
-    return 0;
-}
-
-static void target_dispose(target *t)
-{
-    rc_free(t->rooms);
-    rc_free(t->except);
+    if (!(ms >= 0)) return ACK_TIMEOUT_DEFAULT_MS;
+    return ms > ACK_TIMEOUT_MAX_MS ? ACK_TIMEOUT_MAX_MS : (uint64_t)ms;
 }
 
 /* ---- requests -------------------------------------------------------------------------------- */
@@ -336,15 +211,14 @@ static void target_dispose(target *t)
 static void add_id(void *arg, void *sock)
 {
     req *r = arg;
-    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(r->root, "\x01out"),
-                         cJSON_CreateString(r->p->local.socket_id(r->p->local.arg, sock)));
+    cJSON_AddItemToArray(r->list, cJSON_CreateString(r->p->local.socket_id(r->p->local.arg, sock)));
 }
 
 static void add_fetch(void *arg, void *sock)
 {
     req *r = arg;
     cJSON *o = r->p->local.socket_fetch(r->p->local.arg, sock);
-    if (o) cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(r->root, "\x01out"), o);
+    if (o) cJSON_AddItemToArray(r->list, o);
 }
 
 static void add_room(void *arg, const char *room)
@@ -352,18 +226,15 @@ static void add_room(void *arg, const char *room)
     cJSON_AddItemToArray(arg, cJSON_CreateString(room));
 }
 
-/* SOCKETS (rooms at the top level) and REMOTE_FETCH (rooms in opts): the selected sockets. */
-static int on_select(req *r, const cJSON *opts, int fetch)
+/* SOCKETS (the top-level "rooms") and REMOTE_FETCH (opts): the selected sockets. */
+static int on_select(req *r, int fetch)
 {
-    target t;
-    if (target_of(opts, &t) != 0) return refuse(r->p, r->type, E_BAD_FIELD, r->ns, "opts");
-    /* The list is built inside the request's tree, under a key no request can carry. */
-    cJSON *list = cJSON_AddArrayToObject(r->root, "\x01out");
-    r->p->local.select(r->p->local.arg, r->ns, &t.t, fetch ? add_fetch : add_id, r);
-    target_dispose(&t);
+    const rc_socketio_request *in = r->in;
+    rc_adapter_target t = {in->rooms, in->room_count, NULL, 0};
+    if (fetch) t = (rc_adapter_target){in->opts_rooms, in->opts_room_count, in->opts_except, in->opts_except_count};
     cJSON *o = answer_new(r, 0);
-    cJSON_DetachItemViaPointer(r->root, list);
-    cJSON_AddItemToObject(o, "sockets", list);
+    r->list = cJSON_AddArrayToObject(o, "sockets");
+    r->p->local.select(r->p->local.arg, r->ns, &t, fetch ? add_fetch : add_id, r);
     return answer(r, o);
 }
 
@@ -378,18 +249,24 @@ static int on_all_rooms(req *r)
 /* REMOTE_JOIN/LEAVE/DISCONNECT naming one socket ("sid"): Node answers only when it has it. */
 static int on_one_socket(req *r, int type)
 {
-    const cJSON *sid = cJSON_GetObjectItemCaseSensitive(r->root, "sid");
-    const cJSON *room = cJSON_GetObjectItemCaseSensitive(r->root, "room");
-    const cJSON *close = cJSON_GetObjectItemCaseSensitive(r->root, "close");
-    if (!cJSON_IsString(sid) || (type != 4 && !cJSON_IsString(room)) || !r->request_id[0])
-        return refuse(r->p, r->type, E_BAD_FIELD, r->ns, "sid");
-    void *sock = r->p->local.find(r->p->local.arg, r->ns, sid->valuestring);
-    if (!sock) {
-        r->p->requests[r->type][R_IGNORED]++;
-        return RC_ADAPTER_HANDLED;
+    char *sid = field_str(r->in, "sid");
+    char *room = type == T_DISCONNECT ? NULL : field_str(r->in, "room");
+    int rc;
+    if (!sid || (type != T_DISCONNECT && !room) || !r->request_id[0]) {
+        rc = refuse(r->p, r->type, E_BAD_FIELD, r->ns, "sid");
+    } else {
+        void *sock = r->p->local.find(r->p->local.arg, r->ns, sid);
+        if (!sock) {
+            r->p->requests[r->type][R_IGNORED]++;
+            rc = RC_ADAPTER_HANDLED;
+        } else {
+            r->p->local.act(r->p->local.arg, sock, type, room, r->in->close);
+            rc = answer(r, answer_new(r, 0));
+        }
     }
-    r->p->local.act(r->p->local.arg, sock, type, type == 4 ? NULL : room->valuestring, cJSON_IsTrue(close));
-    return answer(r, answer_new(r, 0));
+    rc_free(sid);
+    rc_free(room);
+    return rc;
 }
 
 static ack_slot *slot_take(rc_adapter_peer *p, uint64_t now)
@@ -407,142 +284,108 @@ static ack_slot *slot_take(rc_adapter_peer *p, uint64_t now)
 
 typedef struct emit_ctx {
     rc_adapter_peer *p;
-    const char *event;
-    const char *args;
-    size_t args_len;
-    const rc_bp_bytes *att;
-    size_t att_count;
+    const rc_bp_message *m;
     const ack_slot *slot;
 } emit_ctx;
 
 static void emit_one(void *arg, void *sock)
 {
     emit_ctx *e = arg;
-    e->p->local.emit_ack(e->p->local.arg, sock, e->event, e->args, e->args_len, e->att, e->att_count, e->slot);
+    e->p->local.emit_ack(e->p->local.arg, sock, e->m->event, e->m->args_json, e->m->args_len,
+                         e->m->attachments, e->m->attachment_count, e->slot);
+}
+
+/* The packet of a JSON BROADCAST (another parser than the adapter's default): data is
+ * [event, ...args] without binaries. args_json is a heap string. */
+static const char *packet_from_json(const cJSON *packet, rc_bp_message *m, char **args_json)
+{
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(packet, "type");
+    const cJSON *nsp = cJSON_GetObjectItemCaseSensitive(packet, "nsp");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(packet, "data");
+    if (!cJSON_IsObject(packet) || !cJSON_IsNumber(type) || type->valuedouble != 2) return "bad_packet";
+    if (nsp && !cJSON_IsString(nsp)) return "bad_nsp";
+    if (!cJSON_IsArray(data) || !cJSON_IsString(data->child)) return "bad_event";
+    cJSON *args = cJSON_CreateArray();
+    for (const cJSON *e = data->child->next; e; e = e->next) cJSON_AddItemToArray(args, cJSON_Duplicate(e, 1));
+    const char *why = rc_bp_emit_check(data->child->valuestring, args, 0);
+    if (!why) {
+        m->ns = nsp ? nsp->valuestring : "/";
+        m->event = data->child->valuestring;
+        *args_json = cJSON_PrintUnformatted(args);
+        m->args_len = strlen(*args_json);
+        m->args_json = *args_json;
+    }
+    cJSON_Delete(args);
+    return why;
 }
 
 /* BROADCAST with acks: {uid, requestId, type: 7, packet: {type, data, nsp}, opts}. */
-static int on_broadcast(req *r)
+static int on_broadcast(req *r, rc_socketio_codec *codec)
 {
-    const cJSON *packet = cJSON_GetObjectItemCaseSensitive(r->root, "packet");
-    const cJSON *opts = cJSON_GetObjectItemCaseSensitive(r->root, "opts");
-    const cJSON *nsp = cJSON_GetObjectItemCaseSensitive(packet, "nsp");
-    const cJSON *ptype = cJSON_GetObjectItemCaseSensitive(packet, "type");
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(packet, "data");
-    if (!cJSON_IsObject(packet) || !r->request_id[0] || !cJSON_IsNumber(ptype) ||
-        (ptype->valuedouble != 2 && ptype->valuedouble != 5) || !cJSON_IsArray(data) ||
-        !cJSON_IsString(data->child) || (nsp && !cJSON_IsString(nsp)))
-        return refuse(r->p, r->type, E_BAD_FIELD, r->ns, "packet");
-    if (strcmp(nsp ? nsp->valuestring : "/", r->ns) != 0)
-        return refuse(r->p, r->type, E_WRONG_NAMESPACE, r->ns, nsp->valuestring);
-    target t;
-    if (target_of(opts, &t) != 0) return refuse(r->p, r->type, E_BAD_FIELD, r->ns, "opts");
-    const cJSON *flags = cJSON_GetObjectItemCaseSensitive(opts, "flags");
-    const cJSON *timeout = cJSON_GetObjectItemCaseSensitive(flags, "timeout");
-    uint64_t ms = ACK_TIMEOUT_DEFAULT_MS;
-    if (cJSON_IsNumber(timeout) && timeout->valuedouble >= 0)
-        ms = timeout->valuedouble > ACK_TIMEOUT_MAX_MS ? ACK_TIMEOUT_MAX_MS : (uint64_t)timeout->valuedouble;
-
-    /* The event and its arguments, checked as any emit a backend asks for. */
-    cJSON *event = cJSON_DetachItemViaPointer((cJSON *)data, data->child);
-    const char *why = rc_bp_emit_check(event->valuestring, data, r->att_count);
-    if (why) {
-        cJSON_Delete(event);
-        target_dispose(&t);
-        return refuse(r->p, r->type, E_BAD_FIELD, r->ns, why);
+    const rc_socketio_request *in = r->in;
+    if (!r->request_id[0]) return refuse(r->p, r->type, E_BAD_FIELD, r->ns, "requestId");
+    rc_socketio_broadcast bc;
+    memset(&bc, 0, sizeof(bc));
+    char *args_json = NULL;
+    const char *why = in->mp ? rc_socketio_packet_from_mp(codec, mp_get(in->mp, "packet"), &bc)
+                             : packet_from_json(cJSON_GetObjectItemCaseSensitive(in->json, "packet"), &bc.msg, &args_json);
+    if (why) return refuse(r->p, r->type, E_BAD_FIELD, r->ns, why);
+    if (strcmp(bc.msg.ns, r->ns) != 0) {
+        cJSON_free(args_json);
+        return refuse(r->p, r->type, E_WRONG_NAMESPACE, r->ns, bc.msg.ns);
     }
+    rc_adapter_target t = {in->opts_rooms, in->opts_room_count, in->opts_except, in->opts_except_count};
     uint64_t now = rc_now_mono_ms();
     ack_slot *slot = slot_take(r->p, now);
+    size_t count = 0;
     if (!slot) {
-        cJSON_Delete(event);
-        target_dispose(&t);
-        refuse(r->p, r->type, E_BUSY, r->ns, "pending acks");
-        r->p->requests[r->type][R_REFUSED]--;   /* still answered: a count of 0, not a stall */
-        cJSON *o = answer_new(r, 8);
-        cJSON_AddNumberToObject(o, "clientCount", 0);
-        return answer(r, o);
+        r->p->refused[E_BUSY]++;   /* still answered: a count of 0, not a stall */
+        rc_log_debug("adapter_acks_busy", "ns=\"%s\" request=\"%s\"", r->ns, r->request_id);
+    } else {
+        uint64_t ms = ack_timeout(in);
+        slot->expires_ms = now + (ms ? ms : 1);
+        slot->channel = response_channel(r->p, r->ns, r->uid);
+        slot->request_id = rc_strdup(r->request_id);
+        emit_ctx e = {r->p, &bc.msg, slot};
+        count = r->p->local.select(r->p->local.arg, r->ns, &t, emit_one, &e);
+        if (count == 0) slot_clear(slot);
     }
-    slot->expires_ms = now + (ms ? ms : 1);
-    slot->channel = response_channel(r->p, r->ns, r->uid);
-    slot->request_id = rc_strdup(r->request_id);
-    char *args = cJSON_PrintUnformatted(data);
-    emit_ctx e = {r->p, event->valuestring, args, strlen(args), r->att, r->att_count, slot};
-    size_t count = r->p->local.select(r->p->local.arg, r->ns, &t.t, emit_one, &e);
-    cJSON_free(args);
-    cJSON_Delete(event);
-    target_dispose(&t);
-    if (count == 0) slot_clear(slot);
+    cJSON_free(args_json);
     cJSON *o = answer_new(r, 8);
     cJSON_AddNumberToObject(o, "clientCount", (double)count);
     return answer(r, o);
 }
 
-static int type_of(int n)
+int rc_adapter_peer_on_request(rc_adapter_peer *p, rc_socketio_codec *codec, const char *ns,
+                               const rc_socketio_request *in)
 {
-    return n >= 0 && n <= 7 ? n : T_UNKNOWN;
-}
-
-int rc_adapter_peer_on_request(rc_adapter_peer *p, const char *ns, const char *payload, size_t len)
-{
-    req r = {0};
-    r.p = p;
-    r.ns = ns;
-    r.type = T_UNKNOWN;
-    if (len > RC_ADAPTER_MAX_REQUEST) return refuse(p, T_UNKNOWN, E_TOO_LARGE, ns, NULL);
-    if (len == 0 || !(r.root = parse(&r, payload, len)) || !cJSON_IsObject(r.root)) {
-        cJSON_Delete(r.root);
-        return refuse(p, T_UNKNOWN, E_MALFORMED, ns, NULL);
-    }
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(r.root, "type");
-    const cJSON *uid = cJSON_GetObjectItemCaseSensitive(r.root, "uid");
-    const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r.root, "requestId");
-    int rc;
-    if (!cJSON_IsNumber(type) || type->valuedouble != (double)(int)type->valuedouble ||
-        type_of((int)type->valuedouble) == T_UNKNOWN) {
-        rc = refuse(p, T_UNKNOWN, E_UNKNOWN_TYPE, ns, NULL);
-        goto out;
-    }
-    r.type = type_of((int)type->valuedouble);
-    if ((uid && !cJSON_IsString(uid)) || (rid && !cJSON_IsString(rid) && !cJSON_IsNumber(rid))) {
-        rc = refuse(p, r.type, E_BAD_FIELD, ns, "uid");
-        goto out;
-    }
-    r.uid = uid ? uid->valuestring : NULL;
-    if (cJSON_IsString(rid)) snprintf(r.request_id, sizeof(r.request_id), "%s", rid->valuestring);
-    else if (rid) snprintf(r.request_id, sizeof(r.request_id), "%.0f", rid->valuedouble);
+    req r = {p, ns, in, in->uid, in->request_id ? in->request_id : "", T_UNKNOWN, NULL};
+    if (in->type < 0 || in->type > 7) return refuse(p, T_UNKNOWN, E_UNKNOWN_TYPE, ns, NULL);
+    r.type = in->type;
     if (r.uid && strcmp(r.uid, p->uid) == 0) {
         p->requests[r.type][R_IGNORED]++;
-        rc = RC_ADAPTER_HANDLED;
-        goto out;
+        return RC_ADAPTER_HANDLED;
     }
-    const cJSON *opts = cJSON_GetObjectItemCaseSensitive(r.root, "opts");
     switch (r.type) {
     case T_SOCKETS:
     case T_ALL_ROOMS:
     case T_FETCH:
-        if (!r.request_id[0]) { rc = refuse(p, r.type, E_BAD_FIELD, ns, "requestId"); break; }
-        if (r.type == T_ALL_ROOMS) rc = on_all_rooms(&r);
-        else if (r.type == T_SOCKETS) rc = on_select(&r, r.root, 0);
-        else rc = on_select(&r, opts, 1);
-        break;
+        if (!r.request_id[0]) return refuse(p, r.type, E_BAD_FIELD, ns, "requestId");
+        return r.type == T_ALL_ROOMS ? on_all_rooms(&r) : on_select(&r, r.type == T_FETCH);
     case T_JOIN:
     case T_LEAVE:
     case T_DISCONNECT:
-        if (opts) { p->requests[r.type][R_PASSED]++; rc = RC_ADAPTER_NOT_MINE; break; }
-        rc = on_one_socket(&r, r.type);
-        break;
+        if (in->has_opts) break;
+        return on_one_socket(&r, r.type);
     case T_SSE:
-        if (!rid) { p->requests[r.type][R_PASSED]++; rc = RC_ADAPTER_NOT_MINE; break; }
+        if (!in->request_id) break;
         /* No server-side handlers here: the answer of a handler that calls back with nothing. */
-        rc = answer(&r, answer_new(&r, 6));
-        break;
+        return answer(&r, answer_new(&r, 6));
     default:
-        rc = on_broadcast(&r);
-        break;
+        return on_broadcast(&r, codec);
     }
-out:
-    cJSON_Delete(r.root);
-    return rc;
+    p->requests[r.type][R_PASSED]++;
+    return RC_ADAPTER_NOT_MINE;
 }
 
 /* ---- acks ------------------------------------------------------------------------------------ */

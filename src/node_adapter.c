@@ -23,24 +23,16 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct select_ctx {
-    void (*fn)(void *fn_arg, void *sock);
-    void *fn_arg;
-} select_ctx;
-
-static void select_visit(void *arg, rc_sio_socket *s)
-{
-    select_ctx *c = arg;
-    c->fn(c->fn_arg, s);
-}
-
 static size_t local_select(void *arg, const char *ns, const rc_adapter_target *t,
                            void (*fn)(void *fn_arg, void *sock), void *fn_arg)
 {
     rc_node *n = arg;
-    select_ctx c = {fn, fn_arg};
-    return rc_sio_select(n->sio, rc_sio_ns_index(n->sio, ns), t->rooms, t->room_count, t->except,
-                         t->except_count, select_visit, &c);
+    rc_sio_target st = {t->rooms, t->room_count, t->except, t->except_count, 0};
+    rc_sio_socket **v = NULL;
+    size_t count = rc_sio_select(n->sio, ns, &st, &v);
+    for (size_t i = 0; i < count; i++) fn(fn_arg, v[i]);
+    rc_free(v);
+    return count;
 }
 
 static void local_rooms(void *arg, const char *ns, void (*fn)(void *fn_arg, const char *room), void *fn_arg)
@@ -103,9 +95,9 @@ static void *local_find(void *arg, const char *ns, const char *sid)
 
 static void local_act(void *arg, void *sock, int type, const char *room, int close)
 {
-    (void)close;   /* roomcast ends only the namespace; Node's close=true also ends the connection */
     if (type == 2) rc_sio_join(sock, room);
     else if (type == 3) rc_sio_leave(sock, room);
+    else if (close) rc_sio_disconnect_close(sock);
     else rc_sio_disconnect(sock);
 }
 

@@ -10,8 +10,9 @@
  * counted, so it answers every such request exactly once: faithfully where it can, otherwise with
  * an empty, well-formed answer, never silence.
  *
- * What it does not do: subscribe (the node opens the request channel), act on requests that need
- * no answer (REMOTE_JOIN/LEAVE/DISCONNECT with room options, SERVER_SIDE_EMIT without ack: the
+ * What it does not do: subscribe (the node opens the request channel), decode messages (the
+ * caller decodes each with include/roomcast/socketio_codec.h and hands it over), act on requests
+ * that need no answer (REMOTE_JOIN/LEAVE/DISCONNECT with room options, SERVER_SIDE_EMIT without ack: the
  * caller dispatches them; rc_adapter_peer_on_request returns RC_ADAPTER_NOT_MINE), or know
  * sockets itself: what a namespace holds comes from the node through rc_adapter_local (the
  * backplane never calls up).
@@ -29,15 +30,17 @@
  * Answers go to <K>-response#<ns>#<uid># (the requester's own channel, which every adapter 8.x
  * subscribes), or to <K>-response#<ns># when the request carries no uid.
  *
- * Refused (counted by reason, logged at most once a second, never acted on): a payload over
- * RC_ADAPTER_MAX_REQUEST bytes, malformed JSON or msgpack, an unknown type, a field of the wrong
- * kind, a namespace this node does not serve (or a packet for another namespace).
+ * Refused (counted by reason, logged at most once a second, never acted on): a type that is not
+ * a request (8, 9), a field of the wrong kind (a missing requestId where an answer is expected, a
+ * sid that is not a string, a packet no Socket.IO client could parse), a packet for another
+ * namespace. What the codec refuses (malformed JSON or msgpack, unknown types, oversized
+ * messages) never reaches the peer: the caller counts it. A BROADCAST while every ack slot is
+ * waiting still gets its answer, a count of 0 (counted as busy).
  *
  * Ownership: the peer owns its copies of the prefix and uid, and the pending acks. Pointers given
  * to callbacks are valid during the call.
  *
- * API in call order: rc_adapter_peer_new -> rc_adapter_peer_on_request (each request channel
- * message) / rc_adapter_peer_owns_ack + rc_adapter_peer_on_ack (a client's ack) ->
+ * API in call order: rc_adapter_peer_new -> rc_adapter_peer_on_request (each decoded request) / rc_adapter_peer_owns_ack + rc_adapter_peer_on_ack (a client's ack) ->
  * rc_adapter_peer_write_metrics -> rc_adapter_peer_free.
  */
 #ifndef ROOMCAST_ADAPTER_PEER_H
@@ -49,10 +52,10 @@
 
 struct cJSON;
 struct evbuffer;
+struct rc_socketio_codec;
+struct rc_socketio_request;
 typedef struct rc_backplane rc_backplane;
 typedef struct rc_adapter_peer rc_adapter_peer;
-
-#define RC_ADAPTER_MAX_REQUEST (8u << 20)   /* bytes of one request message */
 
 /* rc_adapter_peer_on_request's results. */
 enum {
@@ -98,8 +101,11 @@ rc_adapter_peer *rc_adapter_peer_new(rc_backplane *bp, const char *prefix, const
                                      const rc_adapter_local *local);
 void rc_adapter_peer_free(rc_adapter_peer *p);
 
-/* A message heard on <prefix>-request#<ns>#, ns being the namespace of that channel. */
-int rc_adapter_peer_on_request(rc_adapter_peer *p, const char *ns, const char *payload, size_t len);
+/* A request heard on <prefix>-request#<ns># (ns: the namespace of that channel), decoded with
+ * rc_socketio_decode_request by codec, which the peer uses again for a BROADCAST's packet (the
+ * decoded request must still be valid: no other codec call in between). */
+int rc_adapter_peer_on_request(rc_adapter_peer *p, struct rc_socketio_codec *codec, const char *ns,
+                               const struct rc_socketio_request *in);
 
 /* 1 if ctx is one the peer gave to emit_ack (then the ack is the peer's, not the rules'). */
 int rc_adapter_peer_owns_ack(const rc_adapter_peer *p, const void *ctx);

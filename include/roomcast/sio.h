@@ -212,14 +212,6 @@ size_t rc_sio_disconnect_some(rc_sio_server *srv, size_t max);
  * asks (include/roomcast/adapter_peer.h). None of them sends anything. */
 /* The namespace's place in settings.ns, or -1 when it is not served. */
 int rc_sio_ns_index(const rc_sio_server *srv, const char *ns);
-/* Visits each live socket of namespace ns_index that Socket.IO's adapter would select: every
- * socket when room_count is 0, else the members of any of rooms; minus the members of any of
- * except. A socket is implicitly in the room named by its id. Each socket once; the sockets are
- * collected first, so fn may change the visited socket's rooms or disconnect it. Returns how
- * many were visited. */
-size_t rc_sio_select(rc_sio_server *srv, int ns_index, const char *const *rooms, size_t room_count,
-                     const char *const *except, size_t except_count,
-                     void (*fn)(void *arg, rc_sio_socket *s), void *arg);
 /* Visits every room of namespace ns_index with local members, then the id of every socket (its
  * implicit room), each name once. fn must not change memberships. */
 void rc_sio_foreach_room(const rc_sio_server *srv, int ns_index,

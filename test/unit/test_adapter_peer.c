@@ -1,7 +1,8 @@
 /*
  * test_adapter_peer.c: src/adapter_peer.c on a real Redis backplane against a real
  * redis-server. Requests as @socket.io/redis-adapter 8.3 publishes them (JSON text, and msgpack
- * for BROADCAST, built here with libmsgpack-c), answers read back by a plain subscriber on the
+ * for BROADCAST, built here with libmsgpack-c), decoded by the Socket.IO codec as the node
+ * decodes them (what the codec refuses: test_socketio_codec.c), answers read back by a plain subscriber on the
  * response channels; the local sockets are a small table behind rc_adapter_local. Refused
  * requests publish nothing and act on nothing. Node servers asking for real:
  * test/e2e/sio_fleet.test.js.
@@ -25,6 +26,7 @@
 #include "roomcast/adapter_peer.h"
 #include "roomcast/backplane.h"
 #include "roomcast/redis_cmd.h"
+#include "roomcast/socketio_codec.h"
 
 /* ---- the local sockets --------------------------------------------------------------------- */
 
@@ -128,6 +130,7 @@ static int is_up(void *arg) { return bp_up; }
 typedef struct fixture {
     rc_backplane *bp;
     rc_adapter_peer *peer;
+    rc_socketio_codec *codec;
     redisContext *sub;     /* PSUBSCRIBE socket.io-response#* */
 } fixture;
 
@@ -141,6 +144,7 @@ static void start(fixture *f)
     assert_non_null(f->bp);
     assert_true(run_until(is_up, NULL, 3000));
     f->peer = rc_adapter_peer_new(f->bp, "socket.io", "self01", &local);
+    f->codec = rc_socketio_codec_new();
     f->sub = rh_client(&shared);
     redisReply *r = redisCommand(f->sub, "PSUBSCRIBE socket.io-response#*");
     assert_non_null(r);
@@ -154,13 +158,22 @@ static void start(fixture *f)
 static void stop(fixture *f)
 {
     rc_adapter_peer_free(f->peer);
+    rc_socketio_codec_free(f->codec);
     f->bp->ops->free(f->bp);
     redisFree(f->sub);
 }
 
+static int req_bytes(fixture *f, const char *payload, size_t len)
+{
+    rc_socketio_request in;
+    const char *why = rc_socketio_decode_request(f->codec, payload, len, &in);
+    if (why) fail_msg("the codec refused the request: %s", why);
+    return rc_adapter_peer_on_request(f->peer, f->codec, "/", &in);
+}
+
 static int req(fixture *f, const char *json)
 {
-    return rc_adapter_peer_on_request(f->peer, "/", json, strlen(json));
+    return req_bytes(f, json, strlen(json));
 }
 
 static int never(void *arg) { return 0; }
@@ -311,7 +324,7 @@ static void test_broadcast_with_acks(void **state)
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     pack_broadcast(&sb, "/", "r1");
-    assert_int_equal(rc_adapter_peer_on_request(f.peer, "/", sb.data, sb.size), RC_ADAPTER_HANDLED);
+    assert_int_equal(req_bytes(&f, sb.data, sb.size), RC_ADAPTER_HANDLED);
     msgpack_sbuffer_destroy(&sb);
     assert_int_equal(nemits, 2);
     assert_string_equal(emits[0].sock, "sA");
@@ -351,45 +364,57 @@ static void test_broadcast_with_acks(void **state)
     stop(&f);
 }
 
+static void test_json_broadcast(void **state)
+{
+    fixture f;
+    start(&f);
+    /* an adapter with a JSON parser: no binaries, the same answers */
+    assert_int_equal(req(&f, "{\"uid\":\"n3\",\"requestId\":\"b2\",\"type\":7,\"packet\":{\"type\":2,"
+                             "\"data\":[\"ev\",{\"a\":[1,2.5]}],\"nsp\":\"/\"},\"opts\":{\"rooms\":[\"r3\"],"
+                             "\"except\":[],\"flags\":{\"timeout\":1000}}}"), RC_ADAPTER_HANDLED);
+    assert_int_equal(nemits, 1);
+    assert_string_equal(emits[0].sock, "sC");
+    assert_string_equal(emits[0].args, "[{\"a\":[1,2.5]}]");
+    expect_answer(&f, "socket.io-response#/#n3#", "{\"type\":8,\"requestId\":\"b2\",\"clientCount\":1}");
+    rc_adapter_peer_on_ack(f.peer, emits[0].ctx, NULL, NULL, 0);   /* an ack with no argument */
+    expect_answer(&f, "socket.io-response#/#n3#", "{\"type\":9,\"requestId\":\"b2\"}");
+    /* nobody selected: a count of 0 at once */
+    assert_int_equal(req(&f, "{\"uid\":\"n3\",\"requestId\":\"b3\",\"type\":7,\"packet\":{\"type\":2,"
+                             "\"data\":[\"ev\"]},\"opts\":{\"rooms\":[\"empty\"]}}"), RC_ADAPTER_HANDLED);
+    expect_answer(&f, "socket.io-response#/#n3#", "{\"type\":8,\"requestId\":\"b3\",\"clientCount\":0}");
+    stop(&f);
+}
+
 static void test_refused(void **state)
 {
     fixture f;
     start(&f);
-    assert_int_equal(req(&f, "{\"uid\":\"n1\",\"requestId\":\"x\",\"type\":1"), RC_ADAPTER_HANDLED);
-    assert_int_equal(req(&f, "{\"type\":1} trailing"), RC_ADAPTER_HANDLED);
-    assert_int_equal(rc_adapter_peer_on_request(f.peer, "/", "\x93\xa1x", 3), RC_ADAPTER_HANDLED);
-    assert_int_equal(rc_adapter_peer_on_request(f.peer, "/", "\xc1", 1), RC_ADAPTER_HANDLED);
-    assert_int_equal(req(&f, "[1,2]"), RC_ADAPTER_HANDLED);
-    assert_int_equal(req(&f, "{\"uid\":\"n1\",\"requestId\":\"x\",\"type\":42}"), RC_ADAPTER_HANDLED);
-    assert_int_equal(req(&f, "{\"uid\":\"n1\",\"requestId\":\"x\",\"type\":\"1\"}"), RC_ADAPTER_HANDLED);
-    assert_int_equal(req(&f, "{\"uid\":7,\"requestId\":\"x\",\"type\":1}"), RC_ADAPTER_HANDLED);
-    assert_int_equal(req(&f, "{\"uid\":\"n1\",\"requestId\":\"x\",\"type\":5,\"opts\":{\"rooms\":[1]}}"),
-                     RC_ADAPTER_HANDLED);
+    assert_int_equal(req(&f, "{\"uid\":\"n1\",\"requestId\":\"x\",\"type\":8,\"clientCount\":1}"), RC_ADAPTER_HANDLED);
+    assert_int_equal(req(&f, "{\"uid\":\"n1\",\"requestId\":\"x\",\"type\":9}"), RC_ADAPTER_HANDLED);
     assert_int_equal(req(&f, "{\"uid\":\"n1\",\"type\":5,\"opts\":{}}"), RC_ADAPTER_HANDLED);
     assert_int_equal(req(&f, "{\"uid\":\"n1\",\"requestId\":\"x\",\"type\":2,\"sid\":\"sA\"}"), RC_ADAPTER_HANDLED);
-    char *big = rc_malloc(RC_ADAPTER_MAX_REQUEST + 2);
-    memset(big, ' ', RC_ADAPTER_MAX_REQUEST + 1);
-    big[0] = '{';
-    assert_int_equal(rc_adapter_peer_on_request(f.peer, "/", big, RC_ADAPTER_MAX_REQUEST + 1), RC_ADAPTER_HANDLED);
-    rc_free(big);
+    assert_int_equal(req(&f, "{\"uid\":\"n1\",\"requestId\":\"x\",\"type\":3,\"sid\":7,\"room\":\"r\"}"), RC_ADAPTER_HANDLED);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     pack_broadcast(&sb, "/chat", "r1");   /* a packet for another namespace */
-    assert_int_equal(rc_adapter_peer_on_request(f.peer, "/", sb.data, sb.size), RC_ADAPTER_HANDLED);
+    assert_int_equal(req_bytes(&f, sb.data, sb.size), RC_ADAPTER_HANDLED);
     msgpack_sbuffer_destroy(&sb);
     assert_int_equal(req(&f, "{\"uid\":\"n1\",\"requestId\":\"x\",\"type\":7,\"packet\":{\"type\":2,"
                              "\"data\":[\"disconnect\"]},\"opts\":{}}"), RC_ADAPTER_HANDLED); /* reserved */
+    assert_int_equal(req(&f, "{\"uid\":\"n1\",\"requestId\":\"x\",\"type\":7,\"packet\":{\"type\":2,"
+                             "\"data\":[]},\"opts\":{}}"), RC_ADAPTER_HANDLED);
+    assert_int_equal(req(&f, "{\"uid\":\"n1\",\"type\":7,\"packet\":{\"type\":2,\"data\":[\"e\"]}}"),
+                     RC_ADAPTER_HANDLED);   /* no requestId */
 
     /* nothing was acted on or published: the next answer is this one */
     assert_int_equal(nemits, 0);
     assert_string_equal(acted, "");
     assert_int_equal(req(&f, "{\"uid\":\"n1\",\"requestId\":\"ok\",\"type\":1}"), RC_ADAPTER_HANDLED);
     expect_answer(&f, "socket.io-response#/#n1#", "{\"requestId\":\"ok\",\"rooms\":[\"r1\",\"sA\"]}");
-    assert_int_equal((int)metric(f.peer, "roomcast_adapter_requests_refused_total{reason=\"malformed\"}"), 5);
     assert_int_equal((int)metric(f.peer, "roomcast_adapter_requests_refused_total{reason=\"unknown_type\"}"), 2);
-    assert_int_equal((int)metric(f.peer, "roomcast_adapter_requests_refused_total{reason=\"bad_field\"}"), 5);
-    assert_int_equal((int)metric(f.peer, "roomcast_adapter_requests_refused_total{reason=\"too_large\"}"), 1);
+    assert_int_equal((int)metric(f.peer, "roomcast_adapter_requests_refused_total{reason=\"bad_field\"}"), 6);
     assert_int_equal((int)metric(f.peer, "roomcast_adapter_requests_refused_total{reason=\"wrong_namespace\"}"), 1);
+    assert_int_equal((int)metric(f.peer, "roomcast_adapter_requests_total{type=\"broadcast\",result=\"refused\"}"), 4);
     stop(&f);
 }
 
@@ -399,6 +424,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_side_emit_and_control, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broadcast_with_acks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_broadcast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
