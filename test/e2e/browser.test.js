@@ -16,7 +16,7 @@ const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { startNode, token, freePort, sleep, publishOk, metrics } = require('./lib/node');
+const { startNode, token, freePort, sleep, publishOk, metrics, httpRequest, API_KEY } = require('./lib/node');
 const { ensureServers, startRedis, startNginx, nginxRepoConf, opsConfig, waitUntil, httpGet } = require('./lib/ops');
 const { launchBrowser, screenshots, serveStatic } = require('./lib/browser');
 
@@ -40,6 +40,15 @@ const bytes = (n, seed) => Array.from({ length: n }, (_, i) => (i * 7 + seed) & 
 
 ensureServers();
 
+// One browser for the file; each test opens its pages in contexts of their own.
+let browser;
+let shots;
+before(async () => {
+  browser = await launchBrowser();
+  shots = screenshots('browser');
+});
+after(async () => { if (browser) await browser.close(); });
+
 describe('browser: headless Chromium with the official bundle, two nodes behind nginx', { timeout: 240000 }, () => {
   let redis;
   let nodes = [];
@@ -48,8 +57,6 @@ describe('browser: headless Chromium with the official bundle, two nodes behind 
   let lbUrl;
   let site; // the pages' origin (listed); site.url() on host 127.0.0.1
   let other; // the same static server under another origin (http://localhost:port), not listed
-  let browser;
-  let shots;
   const pages = [];
   let home; // the node nginx sends 127.0.0.1 to (every page's address)
   let away; // the other
@@ -100,13 +107,10 @@ describe('browser: headless Chromium with the official bundle, two nodes behind 
     assert.ok(up, lb.accessLog());
     home = nodes.find((n) => n.port === Number(up[1]));
     away = nodes.find((n) => n !== home);
-    browser = await launchBrowser();
-    shots = screenshots('browser');
   });
 
   after(async () => {
     for (const p of pages) assert.deepEqual(p.errors, [], 'errors on a page');
-    if (browser) await browser.close();
     if (lb) await lb.stop();
     for (const n of [...nodes, noCreds]) if (n && !n.exit) await n.stop();
     if (redis) await redis.stop();
@@ -126,6 +130,8 @@ describe('browser: headless Chromium with the official bundle, two nodes behind 
     await publishOk(away, { room: ROOM, event: 'task_created', data: { title: 'from the API of the other node' } });
     assert.deepEqual(await got, [{ title: 'from the API of the other node' }]);
     await shots.save(page, '01-polling-upgrade');
+    // The development page is off unless asked for (see the last test).
+    assert.equal((await httpRequest(home, 'GET', '/dev/')).status, 404);
   });
 
   test('websocket only; the token goes in `auth`, since a browser WebSocket carries no headers of the page', async () => {
@@ -298,5 +304,63 @@ describe('browser: headless Chromium with the official bundle, two nodes behind 
     await publishOk(away, { room: ROOM, event: 'task_created', data: { title: 'after the failover' } });
     assert.deepEqual(await got, [{ title: 'after the failover' }]);
     await shots.save(page, '06-node-killed');
+  });
+});
+
+describe('the development page (make run): connect, join, receive', { timeout: 120000 }, () => {
+  let node;
+  before(async () => {
+    node = await startNode({
+      env: {
+        ROOMCAST_DEV_PAGE: '1',
+        ROOMCAST_DEV_CLIENT_BUNDLE: path.join(__dirname, 'node_modules', 'socket.io-client', 'dist', 'socket.io.min.js'),
+      },
+    });
+  });
+  after(async () => { if (node) await node.stop(); });
+
+  test('the page from deploy/dev-run.sh\'s URL: a newcomer connects with the printed token, joins, sees events', async () => {
+    const tok = token({ sub: 'alice', rooms: ['project_*'] });
+    const context = await browser.newContext({ viewport: { width: 1180, height: 640 } });
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    // as `make run` prints it: the token, the API key and the room in the fragment
+    await page.goto(`${node.url}/dev/#token=${tok}&key=${API_KEY}&room=project_p1`);
+    const log = page.locator('#log');
+    await page.locator('#log li.info').first().waitFor();
+    await page.click('#connect');
+    await page.locator('#status', { hasText: /^connected as alice$/ }).waitFor();
+    await page.locator('#transport', { hasText: 'websocket' }).waitFor(); // upgraded from polling
+    await page.click('#join');
+    await log.locator('li.ack', { hasText: '{"ok":true,"room":"project_p1"}' }).waitFor();
+
+    // from the page's own form (POST /api/publish with the key from the URL)...
+    await page.fill('#data', '{"title":"from the form"}');
+    await page.click('#publish');
+    await log.locator('li.publish', { hasText: '202 {"ok":true}' }).waitFor();
+    await log.locator('li.event', { hasText: 'task_created {"title":"from the form"}' }).waitFor();
+    // ... and from a backend, as the printed curl command does
+    await publishOk(node, { room: 'project_p1', event: 'task_created', data: { title: 'Live Task' } });
+    await log.locator('li.event', { hasText: 'task_created {"title":"Live Task"}' }).waitFor();
+    assert.match(await page.locator('#curl').textContent(), /curl -X POST http:\/\/127\.0\.0\.1:\d+\/api\/publish/);
+    await shots.save(page, '07-dev-page');
+
+    // A wrong token says so on the page.
+    await page.click('#connect'); // disconnect
+    await page.fill('#token', 'not-a-token');
+    await page.click('#connect');
+    await log.locator('li.error', { hasText: 'unauthorized {"code":"malformed_token"} (check the token)' }).waitFor();
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test('the bundle it serves is socket.io-client\'s; other methods and paths are refused', async () => {
+    const js = await httpRequest(node, 'GET', '/dev/socket.io.min.js');
+    assert.equal(js.status, 200);
+    assert.match(js.headers['content-type'], /^text\/javascript/);
+    assert.equal(js.body, fs.readFileSync(path.join(__dirname, 'node_modules', 'socket.io-client', 'dist', 'socket.io.min.js'), 'utf8'));
+    assert.equal((await httpRequest(node, 'POST', '/dev/', { body: 'x' })).status, 405);
+    assert.equal((await httpRequest(node, 'GET', '/dev/other.js')).status, 404);
   });
 });
