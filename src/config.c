@@ -143,7 +143,7 @@ static int check_redis_url(struct loader *L, const char *src, const char *v)
         rc_redis_url_dispose(&u);
         return 0;
     }
-    rc_config_error(L->errs, src, "%s (expected redis://[:password@]host[:port][/db])", why);
+    rc_config_error(L->errs, src, "%s (expected redis[s]://[:password@]host[:port][/db] or unix:///path)", why);
     return -1;
 }
 
@@ -424,7 +424,8 @@ static void load_file(struct loader *L, const cJSON *root)
                                       "presence", "tls", "dev", NULL};
     static const char *const tls_keys[] = {"cert", "key", NULL};
     static const char *const listen_keys[] = {"bind", "port", NULL};
-    static const char *const redis_keys[] = {"url", "prefix", NULL};
+    static const char *const redis_keys[] = {"url", "prefix", "tls", "sentinels", "masterName",
+                                             "sentinelPassword", "sentinelUser", "cluster", NULL};
     static const char *const api_keys[] = {"key", NULL};
     static const char *const http_keys[] = {"maxHeaderBytes", "maxBodyBytes", "headerTimeout",
                                             "keepAliveTimeout", "trustedProxies", NULL};
@@ -464,6 +465,7 @@ static void load_file(struct loader *L, const cJSON *root)
             set_str(&cfg->redis_url, v);
         if ((v = file_str(L, s, "redis", "prefix")) && check_prefix(L, "redis.prefix", v) == 0)
             set_str(&cfg->prefix, v);
+        rc_redis_config_parse(&cfg->redis, s, L->errs);
     }
     if ((s = section(L, root, "api", api_keys)) && (v = file_str(L, s, "api", "key"))) set_str(&cfg->api_key, v);
     load_engine(L, root);
@@ -631,6 +633,7 @@ static void load_env(struct loader *L)
     if ((v = env("ROOMCAST_BIND"))) set_str(&cfg->bind, v);
     if ((v = env("ROOMCAST_REDIS_URL")) && check_redis_url(L, "ROOMCAST_REDIS_URL", v) == 0)
         set_str(&cfg->redis_url, v);
+    rc_redis_config_env(&cfg->redis, L->errs);
     if ((v = env("ROOMCAST_PREFIX")) && check_prefix(L, "ROOMCAST_PREFIX", v) == 0) set_str(&cfg->prefix, v);
     if ((v = env("ROOMCAST_NODE_ID")) && check_node_id(L, "ROOMCAST_NODE_ID", v) == 0) set_str(&cfg->node_id, v);
     if ((v = env("ROOMCAST_API_KEY"))) set_str(&cfg->api_key, v);
@@ -760,6 +763,7 @@ static void finish(struct loader *L)
         if (f && access(f, R_OK) != 0)
             rc_config_error(L->errs, i ? "tls.key" : "tls.cert", "cannot read %s: %s", f, strerror(errno));
     }
+    rc_redis_config_check(&cfg->redis, cfg->redis_url, L->errs);
     if (!cfg->node_id) {
         char host[256] = "";
         if (gethostname(host, sizeof(host) - 1) < 0 || !host[0]) strcpy(host, "roomcast");
@@ -819,6 +823,7 @@ static void set_defaults(rc_config *cfg)
     rc_jobs_config_init(&cfg->jobs);
     rc_presence_config_default(&cfg->presence);
     rc_dev_config_init(&cfg->dev);
+    rc_redis_config_init(&cfg->redis);
 }
 
 int rc_config_load(rc_config *cfg, const rc_config_flags *flags, rc_config_errors *errs)
@@ -865,6 +870,7 @@ void rc_config_dispose(rc_config *cfg)
     rc_free(cfg->node_id);
     rc_free(cfg->prefix);
     rc_free(cfg->redis_url);
+    rc_redis_config_dispose(&cfg->redis);
     rc_free(cfg->api_key);
     set_cors(cfg, NULL, 0);
     rc_auth_config_dispose(&cfg->jwt);
