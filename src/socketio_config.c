@@ -66,12 +66,12 @@ int rc_socketio_config_env(rc_socketio_config *out, const char *value, const cha
     return prefix_set(out, value, source, errs);
 }
 
-void rc_socketio_config_check(const rc_socketio_config *c, const char *redis_url, rc_config_errors *errs)
+void rc_socketio_config_check(const rc_socketio_config *c, int has_redis, rc_config_errors *errs)
 {
-    if (c->prefix && !redis_url)
+    if (c->prefix && !has_redis)
         rc_config_error(errs, "socketio.prefix",
-                        "needs Redis (redis.url or ROOMCAST_REDIS_URL): the emitter and the adapter "
-                        "publish on Redis, which the embedded single-node backplane does not use");
+                        "needs Redis (redis.url, ROOMCAST_REDIS_URL, sentinels or a cluster): the emitter and "
+                        "the adapter publish on Redis, which the embedded single-node backplane does not use");
 }
 
 void rc_socketio_config_dispose(rc_socketio_config *c)

@@ -6,7 +6,7 @@
  *
  * What it does not do: apply the setting (the node does, src/node_socketio.c) or know the rest
  * of the config, except for the one contradiction it checks (rc_socketio_config_check: the
- * formats travel over Redis, so a prefix without a Redis URL is refused).
+ * formats travel over Redis, so a prefix without Redis is refused).
  *
  * Ownership: prefix is owned by the struct; rc_socketio_config_dispose frees it.
  *
@@ -37,10 +37,9 @@ int rc_socketio_config_parse(rc_socketio_config *out, const struct cJSON *json, 
 /* ROOMCAST_SOCKETIO_PREFIX (value non-NULL and non-empty): overrides the file. 0 or -1. */
 int rc_socketio_config_env(rc_socketio_config *out, const char *value, const char *source,
                            struct rc_config_errors *errs);
-/* The cross-setting checks, once everything is read: a prefix needs a Redis URL (redis_url NULL:
- * the embedded backplane, which has no Redis to hear the emitter on). */
-void rc_socketio_config_check(const rc_socketio_config *c, const char *redis_url,
-                              struct rc_config_errors *errs);
+/* The cross-setting checks, once everything is read: a prefix needs the Redis backplane
+ * (has_redis 0: the embedded backplane, which has no Redis to hear the emitter on). */
+void rc_socketio_config_check(const rc_socketio_config *c, int has_redis, struct rc_config_errors *errs);
 void rc_socketio_config_dispose(rc_socketio_config *c);
 
 #endif
