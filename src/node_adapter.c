@@ -14,7 +14,8 @@
  *
  * What it does not do: parse or answer requests (the peer does) or subscribe.
  *
- * API: rc_node__adapter_local fills the callbacks (arg is the node).
+ * API: rc_node__adapter_new (from node_socketio.c when it starts) -> rc_node__adapter_request
+ * (its dispatch table's entry for the requests a Node server waits on) -> rc_node__adapter_free.
  */
 #include "node_internal.h"
 #include "roomcast/adapter_peer.h"
@@ -107,7 +108,7 @@ static void local_emit_ack(void *arg, void *sock, const char *event, const char 
     rc_sio_emit(sock, event, args_json, args_len, att, att_count, ctx);
 }
 
-void rc_node__adapter_local(rc_node *n, rc_adapter_local *local)
+static void adapter_local(rc_node *n, rc_adapter_local *local)
 {
     memset(local, 0, sizeof(*local));
     local->select = local_select;
@@ -118,4 +119,22 @@ void rc_node__adapter_local(rc_node *n, rc_adapter_local *local)
     local->act = local_act;
     local->emit_ack = local_emit_ack;
     local->arg = n;
+}
+
+void rc_node__adapter_new(rc_node *n, const char *prefix, const char *uid)
+{
+    rc_adapter_local local;
+    adapter_local(n, &local);
+    n->adapter = rc_adapter_peer_new(n->bp, prefix, uid, &local);
+}
+
+void rc_node__adapter_free(rc_node *n)
+{
+    rc_adapter_peer_free(n->adapter);
+    n->adapter = NULL;
+}
+
+void rc_node__adapter_request(rc_node *n, const char *ns, const rc_socketio_request *req)
+{
+    if (n->adapter) rc_adapter_peer_on_request(n->adapter, rc_node__socketio_codec(n), ns, req);
 }

@@ -46,6 +46,7 @@ static void route_metrics(rc_node *n, rc_http_request *req)
     rc_eio_write_metrics(n->eio, out);
     rc_sio_write_metrics(n->sio, out);
     rc_backplane_write_metrics(n->bp, out);
+    rc_node__socketio_write_metrics(n, out);
     if (n->adapter) rc_adapter_peer_write_metrics(n->adapter, out);
     rc_metrics_put_scalar(out, "roomcast_api_publishes_total", "counter",
                           "Messages accepted by the HTTP publish API.", n->stats.api_publishes);
@@ -186,6 +187,7 @@ void rc_node__on_request(void *arg, rc_http_request *req)
         route_publish(n, req);
         return;
     }
+    if (rc_node__devpage(n, req)) return;
     rc_http_respond(req, 404, "text/plain", "not found\n", 10, NULL);
 }
 
