@@ -52,8 +52,9 @@ describe('mixed fleet: a Node Socket.IO server and two roomcast nodes', () => {
     // The Node server: a gateway whose "join" handler joins the room and acks.
     httpServer = http.createServer();
     const pub = redisClient();
-    io = new Server(httpServer, { adapter: createAdapter(pub, pub.duplicate(), { requestsTimeout: 1000 }) });
-    ioredis.push(pub);
+    const sub = pub.duplicate();
+    ioredis.push(sub);
+    io = new Server(httpServer, { adapter: createAdapter(pub, sub, { requestsTimeout: 1000 }) });
     io.on('connection', (socket) => {
       socket.data.kind = 'node';
       socket.on('join', ({ room }, cb) => { socket.join(room); cb({ ok: true, room }); });
