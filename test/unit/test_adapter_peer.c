@@ -140,7 +140,7 @@ static void start(fixture *f)
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", shared.port);
     rc_backplane_callbacks cb = {.on_state = on_state};
     bp_up = 0;
-    f->bp = rc_backplane_redis_new(base, &(rc_backplane_redis_settings){url, "rc", "node-a"}, &cb);
+    f->bp = rc_backplane_redis_new(base, &(rc_backplane_redis_settings){.url = url, .prefix = "rc", .node_id = "node-a"}, &cb);
     assert_non_null(f->bp);
     assert_true(run_until(is_up, NULL, 3000));
     f->peer = rc_adapter_peer_new(f->bp, "socket.io", "self01", &local);
