@@ -421,7 +421,7 @@ static void load_file(struct loader *L, const cJSON *root)
 {
     static const char *const top[] = {"listen", "path", "nodeId", "redis", "api", "engine", "http", "limits",
                                       "cors", "jwt", "log", "drain", "namespaces", "jobs", "events",
-                                      "presence", "tls", NULL};
+                                      "presence", "tls", "admin", NULL};
     static const char *const tls_keys[] = {"cert", "key", NULL};
     static const char *const listen_keys[] = {"bind", "port", NULL};
     static const char *const redis_keys[] = {"url", "prefix", NULL};
@@ -544,6 +544,7 @@ static void load_file(struct loader *L, const cJSON *root)
     if ((s = item(root, "jobs"))) rc_jobs_config_parse(&cfg->jobs, s, "jobs", L->errs);
     if ((s = item(root, "events"))) rc_jobs_events_config_parse(&cfg->jobs, s, "events", L->errs);
     if ((s = item(root, "presence"))) rc_presence_config_parse(&cfg->presence, s, "presence", L->errs);
+    if ((s = item(root, "admin"))) rc_admin_config_parse(&cfg->admin, s, "admin", L->errs);
     L->namespaces = item(root, "namespaces");
 }
 
@@ -668,6 +669,7 @@ static void load_env(struct loader *L)
         else if (strcmp(v, "text") == 0) cfg->log_json = 0;
         else rc_config_error(L->errs, "ROOMCAST_LOG_FORMAT", "must be \"json\" or \"text\"");
     }
+    rc_admin_config_env(&cfg->admin, L->errs);
 }
 
 static void load_flags(struct loader *L, const rc_config_flags *flags)
@@ -745,6 +747,7 @@ static void finish(struct loader *L)
     rc_config *cfg = L->cfg;
     if (!L->namespaces_given) cfg->rules = rc_rules_compile(NULL, "namespaces", L->errs);
     if (cfg->rules) check_ns_names(L, cfg->rules);
+    rc_admin_config_check_ns(&cfg->admin, cfg->rules, L->errs);
     if (!L->body_set) cfg->http_max_body_bytes = cfg->max_payload;
     if (!L->pending_set) cfg->max_pending_sessions = cfg->max_connections >= 10 ? cfg->max_connections / 10 : 1;
     else if (cfg->max_pending_sessions > cfg->max_connections)
@@ -816,6 +819,7 @@ static void set_defaults(rc_config *cfg)
     cfg->drain_grace_ms = 30000;
     rc_jobs_config_init(&cfg->jobs);
     rc_presence_config_default(&cfg->presence);
+    rc_admin_config_init(&cfg->admin);
 }
 
 int rc_config_load(rc_config *cfg, const rc_config_flags *flags, rc_config_errors *errs)
@@ -867,6 +871,7 @@ void rc_config_dispose(rc_config *cfg)
     rc_auth_config_dispose(&cfg->jwt);
     rc_free(cfg->token_expired_event);
     rc_jobs_config_dispose(&cfg->jobs);
+    rc_admin_config_dispose(&cfg->admin);
     rc_free(cfg->tls_cert_file);
     rc_free(cfg->tls_key_file);
     rc_free(cfg->trusted_proxies);

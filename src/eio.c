@@ -515,6 +515,8 @@ void rc_eio_mark_connected(rc_eio_session *s)
 }
 
 const char *rc_eio_sid(const rc_eio_session *s) { return s->sid; }
+int rc_eio_is_polling(const rc_eio_session *s) { return s->transport == T_POLLING; }
+uint64_t rc_eio_opened_total(void) { return eio_stats.opened[0] + eio_stats.opened[1]; }
 
 /* ---- inbound packets ---------------------------------------------------------------------- */
 

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include "roomcast/auth.h"
 #include "roomcast/errors.h"
+#include "roomcast/admin_config.h"
 #include "roomcast/jobs_config.h"
 #include "roomcast/presence_config.h"
 
@@ -102,6 +103,7 @@ typedef struct rc_config {
 
     rc_jobs_config jobs;           /* BullMQ hand-off (file: jobs.*) and P:events (file: events.*) */
     rc_presence_config presence;   /* presence TTL and heartbeat (file: presence.*) */
+    rc_admin_config admin;         /* the Admin UI's /admin namespace (file: admin.*); off by default */
 
     struct rc_rules *rules;        /* compiled namespaces and rules (file: namespaces) */
     char *config_path;             /* the file read, or NULL */
