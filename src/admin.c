@@ -16,8 +16,9 @@
  *                                             an operation: each node applies it to its sockets
  *   {"node":N,"op":"fetch","admin":SID}       a new admin socket on node N: the others publish
  *                                             their statistics and their sockets for it
- *   {"node":M,"to":N,"admin":SID,"sockets":[...]}  the answer: node N emits each socket to SID
- *                                             as socket_connected
+ *   {"node":M,"to":N,"admin":SID,"sockets":[...]}  the answer: node N adds them to SID's
+ *                                             all_sockets (FETCH_WAIT_MS after it connected),
+ *                                             or, later than that, emits each as socket_connected
  * A node ignores its own messages (Redis echoes them) and counts what it cannot read. Events are
  * published only while some admin socket is connected in the cluster: locally, or seen in
  * another node's server_stats ("admins") or fetch within ADMIN_SEEN_MS.
@@ -50,6 +51,7 @@
 #define LOGIN_REFILL_MS 1000   /* one more each second */
 #define MAX_FETCH_SOCKETS 5000 /* sockets a node sends a new admin socket, per namespace */
 #define MAX_AGG 64             /* aggregated event entries kept between two statistics */
+#define FETCH_WAIT_MS 700      /* how long a new admin socket's all_sockets waits for the others */
 
 enum { LOGIN_OK = 0, LOGIN_INVALID, LOGIN_THROTTLED, LOGIN__COUNT };
 enum { OP_JOIN = 0, OP_LEAVE, OP_DISCONNECT, OP__COUNT };
@@ -61,6 +63,15 @@ typedef struct agg_entry {
     char sub[48];
     uint64_t count;
 } agg_entry;
+
+/* A new admin socket's all_sockets, waiting FETCH_WAIT_MS for the other nodes' sockets. */
+typedef struct pending_fetch {
+    struct pending_fetch *next;
+    rc_admin *admin;
+    char sid[24];
+    cJSON *remote;             /* the other nodes' sockets so far */
+    struct event *timer;
+} pending_fetch;
 
 struct rc_admin {
     struct event_base *base;
@@ -84,6 +95,7 @@ struct rc_admin {
     uint64_t ops[OP__COUNT];
     uint64_t refused[REFUSED__COUNT];
     uint64_t invalid;          /* P:admin messages that could not be read */
+    pending_fetch *fetches;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -487,6 +499,12 @@ static void fetch_answer(rc_admin *a, const cJSON *msg)
     rc_sio_socket *s = cJSON_IsString(sid) ? rc_sio_find_socket(a->sio, (int)a->ns_index, sid->valuestring) : NULL;
     if (!s || !cJSON_IsArray(list)) return;
     const cJSON *it;
+    for (pending_fetch *f = a->fetches; f; f = f->next) {
+        if (strcmp(f->sid, sid->valuestring) != 0) continue;
+        cJSON_ArrayForEach(it, list) if (cJSON_IsObject(it)) cJSON_AddItemToArray(f->remote, cJSON_Duplicate(it, 1));
+        return;
+    }
+    /* Too late for all_sockets: one socket_connected each. */
     cJSON_ArrayForEach(it, list)
     {
         if (!cJSON_IsObject(it)) continue;
@@ -509,6 +527,54 @@ static void fetch_answer(rc_admin *a, const cJSON *msg)
         cJSON_free(text);
         cJSON_Delete(args);
     }
+}
+
+static void fetch_free(rc_admin *a, pending_fetch *f)
+{
+    for (pending_fetch **pp = &a->fetches; *pp; pp = &(*pp)->next) {
+        if (*pp == f) { *pp = f->next; break; }
+    }
+    event_free(f->timer);
+    cJSON_Delete(f->remote);
+    rc_free(f);
+}
+
+/* all_sockets: this node's sockets now, and the other nodes' that answered in time. */
+static void fetch_done(evutil_socket_t fd, short what, void *arg)
+{
+    pending_fetch *f = arg;
+    rc_admin *a = f->admin;
+    rc_sio_socket *s = rc_sio_find_socket(a->sio, (int)a->ns_index, f->sid);
+    if (s) {
+        cJSON *list = all_sockets(a);
+        cJSON *it;
+        while ((it = cJSON_DetachItemFromArray(f->remote, 0)) != NULL) cJSON_AddItemToArray(list, it);
+        cJSON *args = cJSON_CreateArray();
+        cJSON_AddItemToArray(args, list);
+        char *text = cJSON_PrintUnformatted(args);
+        rc_sio_emit(s, "all_sockets", text, strlen(text), NULL, 0, NULL);
+        cJSON_free(text);
+        cJSON_Delete(args);
+    }
+    fetch_free(a, f);
+}
+
+static void fetch_start(rc_admin *a, rc_sio_socket *s)
+{
+    pending_fetch *f = rc_calloc(1, sizeof(*f));
+    f->admin = a;
+    snprintf(f->sid, sizeof(f->sid), "%s", rc_sio_socket_id(s));
+    f->remote = cJSON_CreateArray();
+    f->timer = evtimer_new(a->base, fetch_done, f);
+    f->next = a->fetches;
+    a->fetches = f;
+    struct timeval tv = {0, FETCH_WAIT_MS * 1000};
+    evtimer_add(f->timer, &tv);
+    cJSON *msg = cJSON_CreateObject();
+    cJSON_AddStringToObject(msg, "op", "fetch");
+    cJSON_AddStringToObject(msg, "admin", f->sid);
+    publish(a, msg);
+    cJSON_Delete(msg);
 }
 
 static const char *const forwarded[] = {"server_stats", "socket_connected", "socket_disconnected",
@@ -571,8 +637,9 @@ int rc_admin_on_raw(rc_admin *a, const char *channel, const char *payload, size_
         admin_op o;
         if (op_from_args(&o, op->valuestring, args2) == 0) {
             known = 1;
-            if (a->cfg->readonly) a->refused[REFUSED_READONLY]++;
-            else apply_op(a, &o);
+            if (!a->cfg->readonly) apply_op(a, &o); /* a read-only node lets no admin act on its sockets */
+            else rc_log_debug("admin_op_refused", "node=%s op=%s from=%s reason=readonly", a->node_id,
+                              op->valuestring, node->valuestring);
         }
         cJSON_Delete(args2);
     }
@@ -613,7 +680,7 @@ void rc_admin_on_connect(rc_admin *a, rc_sio_socket *s)
         a->seen_ms = rc_now_mono_ms();
     }
     if (!a->cfg->development) return;
-    if (rc_admin_owns(a, s)) {
+    if (rc_admin_owns(a, s) && !a->channel) { /* this node is the whole picture */
         cJSON *args = cJSON_CreateArray();
         cJSON_AddItemToArray(args, all_sockets(a));
         char *text = cJSON_PrintUnformatted(args);
@@ -629,12 +696,8 @@ void rc_admin_on_connect(rc_admin *a, rc_sio_socket *s)
     if (active(a)) cluster_emit(a, "socket_connected", args);
     else cJSON_Delete(args);
     if (rc_admin_owns(a, s)) {
-        /* The others' statistics and sockets for this one; ours at once. */
-        cJSON *msg = cJSON_CreateObject();
-        cJSON_AddStringToObject(msg, "op", "fetch");
-        cJSON_AddStringToObject(msg, "admin", rc_sio_socket_id(s));
-        publish(a, msg);
-        cJSON_Delete(msg);
+        /* The others' statistics and sockets for this one; our statistics at once. */
+        if (a->channel) fetch_start(a, s);
         cJSON *stats = cJSON_CreateArray();
         cJSON_AddItemToArray(stats, stats_json(a));
         char *text = cJSON_PrintUnformatted(stats);
@@ -729,6 +792,7 @@ void rc_admin_free(rc_admin *a)
 {
     if (!a) return;
     event_free(a->timer);
+    while (a->fetches) fetch_free(a, a->fetches);
     if (a->channel) rc_redis_channel_close(a->bp, a->channel);
     rc_free(a->channel);
     rc_free(a->node_id);

@@ -18,9 +18,10 @@
  * room events on one Redis channel, P:admin (keys.h), and applies the operations it reads
  * there, as Node's instrument() does through its adapter. A node publishes events only while
  * an admin socket is connected somewhere in the cluster (it learns it from the statistics of
- * the node holding it), so a cluster nobody watches sends nothing on P:admin. The
- * sockets of the other nodes reach a new admin socket as socket_connected events, answering
- * the "fetch" its node publishes. Without Redis (the embedded backplane) it shows this node.
+ * the node holding it), so a cluster nobody watches sends nothing on P:admin. A new admin
+ * socket's all_sockets waits up to 700 ms for the other nodes' answers to the "fetch" its node
+ * publishes (answers later than that arrive as socket_connected). Without Redis (the embedded
+ * backplane) it shows this node.
  *
  * What it does not do: event_sent, socket_updated (transport upgrades), the EMIT operation,
  * session ids (a reloaded page logs in again), bytes in/out; handshake headers are not kept.
