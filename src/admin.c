@@ -688,13 +688,14 @@ void rc_admin_on_connect(rc_admin *a, rc_sio_socket *s)
         cJSON_free(text);
         cJSON_Delete(args);
     }
-    char when[32];
-    iso_now(when);
-    cJSON *args = cJSON_CreateArray();
-    cJSON_AddItemToArray(args, socket_json(s));
-    cJSON_AddItemToArray(args, cJSON_CreateString(when));
-    if (active(a)) cluster_emit(a, "socket_connected", args);
-    else cJSON_Delete(args);
+    if (active(a)) {
+        char when[32];
+        iso_now(when);
+        cJSON *args = cJSON_CreateArray();
+        cJSON_AddItemToArray(args, socket_json(s));
+        cJSON_AddItemToArray(args, cJSON_CreateString(when));
+        cluster_emit(a, "socket_connected", args);
+    }
     if (rc_admin_owns(a, s)) {
         /* The others' statistics and sockets for this one; our statistics at once. */
         if (a->channel) fetch_start(a, s);

@@ -65,7 +65,7 @@ static int read_str(const cJSON *obj, const char *path, const char *key, char **
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!j || cJSON_IsNull(j)) return 0;
     if (!cJSON_IsString(j) || !j->valuestring[0] || strlen(j->valuestring) > 200) {
-        rc_config_error(errs, path, "%s: must be a non-empty string of at most 200 characters", key);
+        rc_config_error(errs, path, "must be a non-empty string of at most 200 characters");
         return -1;
     }
     rc_free(*out);
@@ -97,18 +97,21 @@ int rc_admin_config_parse(rc_admin_config *cfg, const cJSON *json, const char *p
     snprintf(p, sizeof(p), "%s.passwordHash", path);
     read_str(json, p, "passwordHash", &cfg->password_hash, errs);
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(json, "readonly");
+    snprintf(p, sizeof(p), "%s.readonly", path);
     if (j && !cJSON_IsNull(j)) {
-        if (!cJSON_IsBool(j)) rc_config_error(errs, path, "readonly: must be true or false");
+        if (!cJSON_IsBool(j)) rc_config_error(errs, p, "must be true or false");
         else cfg->readonly = cJSON_IsTrue(j);
     }
     j = cJSON_GetObjectItemCaseSensitive(json, "mode");
+    snprintf(p, sizeof(p), "%s.mode", path);
     if (j && !cJSON_IsNull(j) && (!cJSON_IsString(j) || read_mode(j->valuestring, &cfg->development) < 0))
-        rc_config_error(errs, path, "mode: must be \"development\" or \"production\"");
+        rc_config_error(errs, p, "must be \"development\" or \"production\"");
     j = cJSON_GetObjectItemCaseSensitive(json, "namespace");
+    snprintf(p, sizeof(p), "%s.namespace", path);
     if (j && !cJSON_IsNull(j)) {
         const char *v = cJSON_IsString(j) ? j->valuestring : "";
         if (v[0] != '/' || strlen(v) < 2 || strlen(v) > 100 || strpbrk(v, ",:?#* "))
-            rc_config_error(errs, path, "namespace: must be like \"/admin\" (no , : ? # * or space)");
+            rc_config_error(errs, p, "must be like \"/admin\" (no , : ? # * or space)");
         else {
             rc_free(cfg->ns);
             cfg->ns = rc_strdup(v);

@@ -129,6 +129,8 @@ describe('Admin UI: the /admin namespace of a two-node cluster', () => {
     assert.deepEqual(await alice.emitWithAck('join', { room: 'kitchen' }), { ok: true, room: 'kitchen' });
     await waitUntil(() => (heard.room_joined || []).some((a) => a[1] === 'kitchen' && a[2] === alice.id),
       { what: 'room_joined kitchen' });
+    const ev = (heard.event_received || []).find((a) => a[1] === alice.id);
+    assert.deepEqual(ev && ev.slice(0, 3), ['/', alice.id, ['join', { room: 'kitchen' }]], 'event_received');
     // join / leave from the admin, applied on B.
     ad.emit('join', '/', 'garden', alice.id);
     await waitUntil(() => (heard.room_joined || []).some((a) => a[1] === 'garden' && a[2] === alice.id),
@@ -164,6 +166,22 @@ describe('Admin UI: the /admin namespace of a two-node cluster', () => {
     assert.equal(m.get('roomcast_admin_operations_refused_total{reason="readonly"}'), 2);
     ad.disconnect();
     bob.disconnect();
+  });
+
+  it('logins past the node\'s budget are refused without running bcrypt; bystanders keep going', T, async () => {
+    const erin = await user(B, 'erin', 'lobby');
+    const answers = [];
+    for (let i = 0; i < 8; i++) {
+      const err = await connectError(B.url + '/admin', { auth: { username: USER, password: `guess-${i}` }, transports: ['websocket'] });
+      answers.push(err.message);
+    }
+    assert.ok(answers.includes('too many attempts'), answers.join(', '));
+    assert.ok(answers.every((m) => m === 'invalid credentials' || m === 'too many attempts'), answers.join(', '));
+    const m = await metrics(B);
+    assert.ok(m.get('roomcast_admin_logins_total{result="throttled"}') >= 1);
+    assert.ok(erin.connected);
+    assert.deepEqual(await erin.emitWithAck('join', { room: 'after' }), { ok: true, room: 'after' });
+    erin.disconnect();
   });
 
   // ---- the UI's own page in headless Chromium ----------------------------------------------------
@@ -240,6 +258,9 @@ describe('Admin UI: the /admin namespace of a two-node cluster', () => {
     const { context, page } = await openUi();
     await login(page, C);
     await page.getByLabel('Server URL').waitFor({ state: 'hidden', timeout: 15000 });
+    // The socket page reads the UI's store once: open it after all_sockets has filled it.
+    await go(page, '#/sockets/');
+    await page.getByText(dave.id).first().waitFor({ timeout: 15000 });
     await go(page, `#/n/${encodeURIComponent('/')}/sockets/${dave.id}`);
     await page.getByText('user:dave').first().waitFor({ timeout: 15000 });
     assert.equal(await page.locator('button:has(i.mdi-logout)').count(), 0, 'no disconnect button');
