@@ -33,6 +33,7 @@
 #include "roomcast/metrics.h"
 #include "roomcast/redis_cmd.h"
 #include "roomcast/sio_admin.h"
+#include "roomcast/template.h"
 
 #include <cjson/cJSON.h>
 #include <crypt.h>
@@ -410,11 +411,12 @@ static int op_from_args(admin_op *op, const char *name, const cJSON *args)
         if (second && !cJSON_IsBool(second) && !cJSON_IsNull(second)) return -1;
         op->close = cJSON_IsTrue(second);
     } else {
-        if (!cJSON_IsString(second) || !second->valuestring[0] || strlen(second->valuestring) > 1000) return -1;
+        if (!cJSON_IsString(second) || !second->valuestring[0] || strlen(second->valuestring) > RC_TPL_NAME_MAX)
+            return -1; /* the rooms rules may name (template.h) */
         op->room = second->valuestring;
     }
     if (filter && !cJSON_IsNull(filter)) {
-        if (!cJSON_IsString(filter) || strlen(filter->valuestring) > 1000) return -1;
+        if (!cJSON_IsString(filter) || strlen(filter->valuestring) > RC_TPL_NAME_MAX) return -1;
         if (filter->valuestring[0]) op->filter = filter->valuestring;
     }
     return 0;
