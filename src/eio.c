@@ -731,6 +731,7 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
     if (!has_sid) {
         if (req->method != RC_HTTP_GET) { respond_error(srv, req, 2); return; }
         if (rc_eio_cors_refused(&srv->cors, req)) { rc_eio_cors_refuse(req, "polling"); return; }
+        rc_eio_cors_note(&srv->cors, req);
         if (srv->refuse_new || session_cap_reached(srv)) { respond_error(srv, req, 4); return; }
         pending_keys pk;
         if (pending_admit(srv, req, &pk) != 0) return;
