@@ -103,8 +103,8 @@ describe('browser: headless Chromium with the official bundle, two nodes behind 
     lbUrl = `http://127.0.0.1:${lbPort}`;
     // Which node nginx hashes 127.0.0.1 to: one handshake, then the access log's up=.
     assert.equal((await httpGet(lbPort, '/socket.io/?EIO=4&transport=polling')).status, 200);
-    const up = /up=127\.0\.0\.1:(\d+)/.exec(lb.accessLog());
-    assert.ok(up, lb.accessLog());
+    // (nginx writes the line once the response is out: wait for it)
+    const up = await waitUntil(() => /up=127\.0\.0\.1:(\d+)/.exec(lb.accessLog()), { what: 'the handshake in the nginx access log' });
     home = nodes.find((n) => n.port === Number(up[1]));
     away = nodes.find((n) => n !== home);
   });
@@ -225,7 +225,9 @@ describe('browser: headless Chromium with the official bundle, two nodes behind 
       sum + m.get(`roomcast_eio_origin_refused_total{transport="${t}"}`) - before[i].get(`roomcast_eio_origin_refused_total{transport="${t}"}`), 0);
     assert.equal(delta('polling'), 2);
     assert.equal(delta('websocket'), 1);
-    assert.equal(after.reduce((sum, m, i) => sum + m.get('roomcast_eio_sessions') - before[i].get('roomcast_eio_sessions'), 0), 0);
+    const opened = (m) => m.get('roomcast_eio_sessions_opened_total{transport="polling"}') +
+      m.get('roomcast_eio_sessions_opened_total{transport="websocket"}');
+    assert.equal(after.reduce((sum, m, i) => sum + opened(m) - opened(before[i]), 0), 0, 'no session was made');
     assert.match(home.stderr(), /origin_refused.*localhost/);
   });
 
