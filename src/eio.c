@@ -497,6 +497,11 @@ void rc_eio_mark_connected(rc_eio_session *s)
 }
 
 const char *rc_eio_sid(const rc_eio_session *s) { return s->sid; }
+int rc_eio_writable(const rc_eio_session *s)
+{
+    if (s->closed || s->hold) return 0;
+    return s->transport == T_WEBSOCKET ? s->ws && rc_ws_pending_bytes(s->ws) == 0 : s->get != NULL;
+}
 
 /* ---- inbound packets ---------------------------------------------------------------------- */
 
