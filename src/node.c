@@ -62,6 +62,7 @@ static void bp_on_pattern(void *arg, const char *prefix, const char *channel, co
 static void bp_on_raw(void *arg, const char *channel, const char *payload, size_t len)
 {
     rc_node *n = arg;
+    if (n->socketio && rc_node__socketio_on_raw(n, channel, payload, len)) return;
     if (n->presence && rc_presence_on_raw(n->presence, channel, payload, len)) return;
     if (n->admin && rc_admin_on_raw(n->admin, channel, payload, len)) return;
     if (n->notify_channel && strcmp(channel, n->notify_channel) == 0) {
@@ -94,6 +95,7 @@ static void on_room_open(void *arg, const char *ns, const char *room, rc_sio_soc
 {
     rc_node *n = arg;
     n->bp->ops->room_open(n->bp, ns, room);
+    rc_node__socketio_room(n, ns, room, 1);
     status_room_watch(n, ns, room, 1);
     /* The socket whose join opened the room hears nothing more (its ack, its CONNECT reply)
      * until the room's channel is subscribed: after "joined", a publish cannot be missed. */
@@ -105,6 +107,7 @@ static void on_room_close(void *arg, const char *ns, const char *room)
 {
     rc_node *n = arg;
     n->bp->ops->room_close(n->bp, ns, room);
+    rc_node__socketio_room(n, ns, room, 0);
     status_room_watch(n, ns, room, 0);
 }
 
@@ -220,6 +223,7 @@ static void hook_on_disconnect(void *arg, rc_sio_socket *s)
     rc_node *n = arg;
     if (n->admin) rc_admin_on_disconnect(n->admin, s);
     if (is_admin(n, s)) return;
+    rc_node__socketio_socket(n, s, 0);
     if (n->presence && rc_sio_socket_user(s)) rc_presence_disconnect(n->presence, rc_sio_socket_id(s));
 }
 
@@ -314,6 +318,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
             rc_redis_pattern_open(n->bp, n->status_pattern);
         }
     }
+    rc_node__socketio_new(n);
     n->jobs = rc_jobs_new(&cfg->jobs, n->bp);
     n->presence_cb.on_status = presence_on_status;
     n->presence_cb.on_member = presence_on_member;
@@ -366,6 +371,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         if (n->presence) rc_presence_free(n->presence);
         rc_free(n->notify_channel);
         rc_free(n->status_pattern);
+        rc_node__socketio_free(n->socketio);
         n->bp->ops->free(n->bp);
         rc_free(n);
         return NULL;
@@ -449,6 +455,7 @@ void rc_node_free(rc_node *n)
     while (n->pending) rc_node__pending_free(rc_node__pending_take(n, n->pending->tag));
     rc_free(n->notify_channel);
     rc_free(n->status_pattern);
+    rc_node__socketio_free(n->socketio);
     n->bp->ops->free(n->bp);
     rc_free(n);
 }
