@@ -7,7 +7,7 @@
  * A fetched socket is {"id", "handshake", "rooms", "data"} (docs/migrating.md, "What a Node
  * server sees of roomcast's sockets"): handshake has what roomcast keeps of a CONNECT, the auth
  * payload without its token (a token is a credential: it never leaves the node), the CONNECT time
- * as Node writes it (time, issued), and empty headers, query, address and url, which roomcast
+ * as Node writes it (time, issued; to the second), and empty headers, query, address and url, which roomcast
  * does not keep per socket; data is {"user": <the token's claims>, "userId": "<id>"} for a
  * socket with a user (what a gateway that verifies the token usually stores in socket.data),
  * {} for an anonymous one.
@@ -20,6 +20,7 @@
 #include "node_internal.h"
 #include "roomcast/adapter_peer.h"
 #include "roomcast/common.h"
+#include "roomcast/sio_admin.h"
 
 #include <string.h>
 #include <time.h>
@@ -60,7 +61,7 @@ static cJSON *local_socket_fetch(void *arg, void *sock)
 
     cJSON *h = cJSON_AddObjectToObject(o, "handshake");
     cJSON_AddObjectToObject(h, "headers");
-    uint64_t ms = rc_sio_socket_connected_ms(s);
+    uint64_t ms = rc_sio_socket_issued_ms(s);
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;
     char when[96] = "";
@@ -76,8 +77,9 @@ static cJSON *local_socket_fetch(void *arg, void *sock)
     const cJSON *auth = rc_sio_socket_auth(s);
     cJSON_AddItemToObject(h, "auth", auth ? cJSON_Duplicate(auth, 1) : cJSON_CreateObject());
 
-    cJSON *rooms = cJSON_AddArrayToObject(o, "rooms");
-    rc_sio_socket_foreach_room(s, add_room, rooms);
+    cJSON *rooms = cJSON_AddArrayToObject(o, "rooms");   /* its own id first, as Socket.IO's */
+    cJSON_AddItemToArray(rooms, cJSON_CreateString(rc_sio_socket_id(s)));
+    rc_sio_socket_rooms(s, add_room, rooms);
 
     cJSON *data = cJSON_AddObjectToObject(o, "data");
     const char *user = rc_sio_socket_user(s);

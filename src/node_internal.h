@@ -58,6 +58,8 @@ struct rc_node {
     rc_presence_callbacks presence_cb;
     rc_adapter_peer *adapter;       /* answers Node adapters' requests; NULL unless
                                      * ROOMCAST_SOCKETIO_PREFIX is set */
+    struct rc_admin *admin;         /* the Admin UI (admin.enabled), else NULL */
+    size_t admin_ns;                /* its namespace's index in sio; SIZE_MAX when off */
     struct pending_answer *pending; /* presence queries and member lists awaiting Redis */
     size_t pending_count;
     uint64_t next_tag;

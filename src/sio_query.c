@@ -1,14 +1,13 @@
 /*
  * sio_query.c: read-only questions about the local sockets of a namespace, for the node when
  * another kind of server asks what this one holds (src/adapter_peer.c answers Node Socket.IO
- * servers through the node): which rooms exist (a socket's own id counting as a room, as in
- * Socket.IO), which rooms a socket is in, since when it is connected. Which sockets a room
- * selection matches is rc_sio_select's (src/sio_broadcast.c).
+ * servers through the node): a namespace's index, and which rooms exist (a socket's own id
+ * counting as a room, as in Socket.IO). Which sockets a room selection matches is rc_sio_select's
+ * (src/sio_broadcast.c); a socket's rooms and CONNECT time are in include/roomcast/sio_admin.h.
  *
  * What it does not do: send anything, or change memberships.
  *
- * API: rc_sio_ns_index, rc_sio_foreach_room, rc_sio_socket_foreach_room,
- * rc_sio_socket_connected_ms (include/roomcast/sio.h, "Queries").
+ * API: rc_sio_ns_index, rc_sio_foreach_room (include/roomcast/sio.h, "Queries").
  */
 #include "sio_internal.h"
 #include "roomcast/common.h"
@@ -31,16 +30,4 @@ void rc_sio_foreach_room(const rc_sio_server *srv, int ns_index,
         const rc_sio_socket *s = RC_CONTAINER_OF(h, rc_sio_socket, node);
         if (!s->dead && !rc_rooms_find(ns->rooms, s->sid)) fn(arg, s->sid);
     }
-}
-
-void rc_sio_socket_foreach_room(const rc_sio_socket *s, void (*fn)(void *arg, const char *room),
-                                void *arg)
-{
-    if (!rc_rooms_is_member(s->ns->rooms, &s->member, s->sid)) fn(arg, s->sid);
-    rc_member_foreach_room(&s->member, fn, arg);
-}
-
-uint64_t rc_sio_socket_connected_ms(const rc_sio_socket *s)
-{
-    return s->connected_ms;
 }

@@ -64,7 +64,9 @@ typedef struct rc_sio_hold rc_sio_hold;
 enum rc_sio_auth {
     RC_SIO_AUTH_REQUIRED = 0,      /* a valid token, or CONNECT_ERROR */
     RC_SIO_AUTH_OPTIONAL,          /* a token is verified when given; anonymous otherwise */
-    RC_SIO_AUTH_NONE               /* tokens are ignored; every socket is anonymous */
+    RC_SIO_AUTH_NONE,              /* tokens are ignored; every socket is anonymous */
+    RC_SIO_AUTH_HOOK               /* no token: hooks.admit judges the CONNECT payload (the
+                                      Admin UI's /admin); anonymous, its payload is not kept */
 };
 
 /* What happens to a socket when its token expires. */
@@ -144,6 +146,10 @@ typedef struct rc_sio_hooks {
      * namespace's DISCONNECT, the way of a gateway that checks tokens in its connection handler.
      * No socket exists meanwhile (no user room, on_connect or rules). NULL hook: CONNECT_ERROR. */
     char *(*auth_error)(void *arg, size_t ns_index, const char *reason, char event[201]);
+    /* A CONNECT to a namespace whose auth is RC_SIO_AUTH_HOOK, with its payload (NULL when
+     * absent): NULL admits it, else the CONNECT_ERROR message to refuse it with (a static string
+     * of at most 200 plain characters). NULL hook: every such CONNECT is refused. */
+    const char *(*admit)(void *arg, size_t ns_index, const struct cJSON *auth);
     void *arg;
 } rc_sio_hooks;
 
@@ -237,11 +243,6 @@ int rc_sio_ns_index(const rc_sio_server *srv, const char *ns);
  * implicit room), each name once. fn must not change memberships. */
 void rc_sio_foreach_room(const rc_sio_server *srv, int ns_index,
                          void (*fn)(void *arg, const char *room), void *arg);
-/* Visits the socket's rooms, its own id first (as Socket.IO lists socket.rooms). */
-void rc_sio_socket_foreach_room(const rc_sio_socket *s, void (*fn)(void *arg, const char *room),
-                                void *arg);
-/* Wall-clock milliseconds of the socket's CONNECT. */
-uint64_t rc_sio_socket_connected_ms(const rc_sio_socket *s);
 
 /* Appends a JSON string literal for s (with quotes and escapes) to out; returns bytes written.
  * out must have room for 6 * strlen(s) + 3 bytes. */
