@@ -182,6 +182,7 @@ int main(int argc, char **argv)
                 rc_node_port(a.node), rc_redis_config_wanted(&cfg.redis, cfg.redis_url) ? "redis" : "local", RC_VERSION);
     event_base_dispatch(a.base);
 
+    int code = rc_node_failed(a.node) ? 1 : 0;
     rc_node_free(a.node);
     event_free(sigterm);
     event_free(sigint);
@@ -189,5 +190,5 @@ int main(int argc, char **argv)
     rc_ws_global_cleanup();
     rc_log_info("stopped", "node=%s frames_live=%llu", cfg.node_id, (unsigned long long)rc_frames_live);
     rc_config_dispose(&cfg);
-    return 0;
+    return code;
 }

@@ -56,6 +56,7 @@ struct rc_node {
     char *status_pattern;           /* "<prefix>:status:", the prefix of rc_redis_pattern_open,
                                      * while some namespace broadcasts status */
     int bp_up;
+    int failed;                     /* the backplane can never work: the loop stops, exit 1 */
     int draining;
     struct event *drain_ev;
     size_t drain_batch;

@@ -49,6 +49,10 @@ typedef struct rc_backplane_callbacks {
      * confused with on_raw: a raw channel whose name looks like a pattern ("P:status:*" for a
      * user "*") is a channel of its own. */
     void (*on_pattern)(void *arg, const char *prefix, const char *channel, const char *payload, size_t len);
+    /* The backplane can never work with this configuration (a Redis TLS certificate that cannot
+     * be verified before the first successful connection): reason says why, naming the file.
+     * The backplane stays down; the node stops. May be NULL. */
+    void (*on_fatal)(void *arg, const char *reason);
     void *arg;
 } rc_backplane_callbacks;
 
