@@ -1,5 +1,5 @@
 /*
- * backplane_redis.c: the Redis pub/sub backplane (hiredis async on the node's libevent loop):
+ * backplane_redis.c: the Redis pub/sub backplane (src/redis_conn.c connections on the node's loop):
  * its creation, its rc_backplane_ops and its free. Contract: include/roomcast/backplane.h;
  * channels, payloads and metrics: docs/redis.md. Created by the composition root (node.c) with
  * rc_backplane_redis_settings, driven through rc_backplane_ops.

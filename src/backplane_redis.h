@@ -25,7 +25,7 @@
  * commands). Each command on cmd carries its sender's callback: publish's and the canary's
  * (this module's) or redis_script.c's; none passes through the backplane.
  *
- * Callbacks up (on_message, on_raw, on_state) run only from loop callbacks (hiredis I/O, the
+ * Callbacks up (on_message, on_raw, on_state) run only from loop callbacks (connection I/O, the
  * timers, the flush event), never from inside an op or rc_backplane_redis_new; free must not be
  * called from inside any of them (asserted with in_callback).
  */

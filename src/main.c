@@ -150,8 +150,7 @@ int main(int argc, char **argv)
     mallopt(M_TOP_PAD, 16 << 20);
 
     app a = {0};
-    /* Descriptors are re-armed all the time: hiredis's libevent adapter deletes and re-adds its
-     * read event after every reply, bufferevents toggle their write interest. With the epoll
+    /* Descriptors are re-armed all the time: bufferevents toggle their write interest. With the epoll
      * changelist, libevent folds the changes of one loop turn per descriptor into at most one
      * epoll_ctl (a delete and an add of the same events cost nothing). libevent documents one
      * case where it is unsafe, descriptors cloned with dup(); roomcast never dups one. */

@@ -3,8 +3,9 @@
  * unix socket, or TLS through libevent's OpenSSL bufferevent), the AUTH/SELECT/CLIENT SETNAME
  * handshake, the in-flight ring of regular commands, the NULL answers a lost connection owes,
  * the end-of-turn write and the capped read. Contract and state diagram: src/redis_conn.h; why
- * this is written here rather than taken from hiredis: docs/redis_io.md. Every Redis connection
- * roomcast opens is one of these (the backplane's sub and cmd, backplane_redis_phase.c).
+ * this is written here rather than taken from hiredis: docs/architecture.md ("Why some things
+ * are written by hand"). Every Redis connection roomcast opens is one of these (the backplane's
+ * sub and cmd, backplane_redis_phase.c).
  *
  * hiredis is used for two things only: redisFormatCommandArgv (commands into RESP) and
  * redisReader (RESP into redisReply trees).
@@ -70,6 +71,7 @@ static const size_t MAX_OUTPUT_BYTES = 32u * 1024 * 1024; /* formatted, not yet 
 #define READ_CHUNK 65536                                  /* one read() on a plain socket */
 #define MAX_READS_PER_TURN 64                             /* 4 MiB ... */
 #define MAX_READ_NS_PER_TURN (100 * 1000000ull)           /* ... or 100 ms of work per turn */
+#define FEED_SLICE 2048                                   /* bytes given to the reader at once */
 
 /* The handshake's steps, kept in its ring entries' arg (their fn is NULL). */
 enum { HANDSHAKE_AUTH = 1, HANDSHAKE_SELECT, HANDSHAKE_SETNAME };
@@ -323,14 +325,10 @@ static void dispatch(redis_conn *c, redisReply *reply)
     c->in_callback--;
 }
 
-/* Feeds bytes of session `gen` to the reader and hands out every complete reply. 0, or -1 when
- * the session ended meanwhile (closed by the owner from a callback, or failed here). */
-static int feed(redis_conn *c, const char *buf, size_t n, uint64_t gen)
+/* Hands out every complete reply the reader holds. 0, or -1 when the session ended meanwhile
+ * (closed by the owner from a callback, or failed here). */
+static int drain_replies(redis_conn *c, uint64_t gen)
 {
-    if (redisReaderFeed(c->reader, buf, n) != REDIS_OK) {
-        conn_lost(c, REDIS_FAIL_PROTOCOL, "protocol error: reader");
-        return -1;
-    }
     for (;;) {
         void *r = NULL;
         if (redisReaderGetReply(c->reader, &r) != REDIS_OK) {
@@ -344,6 +342,25 @@ static int feed(redis_conn *c, const char *buf, size_t n, uint64_t gen)
         freeReplyObject(r);
         if (c->opens != gen || !c->reader) return -1;
     }
+}
+
+/* Feeds bytes of session `gen` to the reader, FEED_SLICE at a time, handing out the replies of
+ * each slice before the next. redisReader moves its unread bytes to the front of its buffer every
+ * 1 KiB it parses, so the bytes it moves grow with what it holds: small slices keep that near one
+ * copy of the input however large the read was. 0, or -1 as drain_replies. */
+static int feed(redis_conn *c, const char *buf, size_t n, uint64_t gen)
+{
+    while (n) {
+        size_t k = n < FEED_SLICE ? n : FEED_SLICE;
+        if (redisReaderFeed(c->reader, buf, k) != REDIS_OK) {
+            conn_lost(c, REDIS_FAIL_PROTOCOL, "protocol error: reader");
+            return -1;
+        }
+        buf += k;
+        n -= k;
+        if (drain_replies(c, gen) != 0) return -1;
+    }
+    return 0;
 }
 
 /* A plain socket is readable: read it in 64 KiB reads, within the per-turn caps. */
@@ -377,12 +394,8 @@ static void on_tls_read(struct bufferevent *bev, void *arg)
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) return;
         size_t n = v.iov_len;
-        if (redisReaderFeed(c->reader, v.iov_base, n) != REDIS_OK) {
-            conn_lost(c, REDIS_FAIL_PROTOCOL, "protocol error: reader");
-            return;
-        }
+        if (feed(c, v.iov_base, n, gen) != 0) return; /* the session ended: bev may be gone */
         evbuffer_drain(in, n);
-        if (feed(c, NULL, 0, gen) != 0) return; /* the session ended: bev may be gone */
     }
 }
 

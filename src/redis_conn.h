@@ -2,9 +2,9 @@
  * redis_conn.h: one Redis connection on the node's libevent loop, as an explicit state machine,
  * with its own I/O: a libevent bufferevent over TCP, a unix socket, or OpenSSL (rediss://),
  * hiredis's RESP reader (redisReader) for replies and its formatter (redisFormatCommandArgv) for
- * commands. Private (src/): implemented in redis_conn.c; docs/redis_io.md says why the I/O is
- * ours. Every Redis connection roomcast opens is one of these; today the Redis backplane owns two
- * (sub and cmd, backplane_redis.h).
+ * commands. Private (src/): implemented in redis_conn.c; docs/architecture.md ("Why some things
+ * are written by hand") says why the I/O is ours. Every Redis connection roomcast opens is one
+ * of these; today the Redis backplane owns two (sub and cmd, backplane_redis.h).
  *
  * It knows nothing about channels, phases, scripts or modules. Each regular command carries its
  * sender's callback (fn, arg), which gets the reply; the connection's own events (ready, failed,

@@ -1,7 +1,8 @@
 /*
  * backplane.h: how a node exchanges room traffic with the other nodes. One interface, two
  * implementations: the embedded single-node backplane (src/backplane_local.c) and Redis pub/sub
- * (hiredis async on the node's libevent loop; its files are listed in src/backplane_redis.h).
+ * (our own connections on the node's libevent loop, src/redis_conn.c; its files are listed in
+ * src/backplane_redis.h).
  *
  * Delivery model: the node publishes a message with origin = its node id and, once publish has
  * accepted it (0), delivers it to its own local sockets itself, at once; a refused publish (-1)

@@ -7,7 +7,7 @@
 //   - a node given the wrong CA refuses to start: exit code 1 and a message naming the CA file
 //     and OpenSSL's reason; so does a node without the client certificate this Redis requires;
 //   - a node on unix:///path works the same way.
-// Connection layer and TLS: docs/redis.md ("Connecting"), docs/redis_io.md.
+// Connection layer and TLS: docs/redis.md ("Connecting"), docs/architecture.md.
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
