@@ -70,6 +70,7 @@ struct rc_node {
                                      * while some namespace broadcasts status */
     rc_node_socketio *socketio;     /* NULL unless socketio.prefix is set (node_socketio.c) */
     int bp_up;
+    int failed;                     /* the backplane can never work: the loop stops, exit 1 */
     int draining;
     struct event *drain_ev;
     size_t drain_batch;
