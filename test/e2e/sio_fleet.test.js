@@ -10,6 +10,8 @@
 // - The Node server's requests that wait for every server (fetchSockets, allRooms, serverSideEmit
 //   with ack, emitWithAck) complete: the adapter runs with requestsTimeout 1000 ms, so a roomcast
 //   node that did not answer would make them fail (no timing is asserted).
+// - Requests no Node server would send (malformed, unknown type, missing requestId, a packet for
+//   another namespace or with a reserved event) are counted as refused and reach no client.
 // - PUBSUB NUMSUB: a roomcast node subscribes to a room's channel only while it has members.
 
 const { describe, it, before, after } = require('node:test');
@@ -160,6 +162,35 @@ describe('mixed fleet: a Node Socket.IO server and two roomcast nodes', () => {
     const m = await metrics(nodes[0]);
     assert.equal(m.get('roomcast_adapter_requests_total{type="broadcast",result="answered"}'), 1);
     assert.ok(m.get('roomcast_adapter_broadcast_acks_total{result="relayed"}') >= 1);
+  });
+
+  it('requests no Node server would send are refused and counted; nobody hears of them', T, async () => {
+    const got = Object.values({ ...clients, out: outsider }).map((s) => {
+      const seen = [];
+      s.onAny((ev) => seen.push(ev));
+      return seen;
+    });
+    const bad = [
+      '{"uid":"x","requestId":"r1","type":5',                                     // truncated JSON
+      '{"uid":"x","requestId":"r2","type":12}',                                   // unknown type
+      '{"uid":"x","type":5,"opts":{}}',                                           // fetch without requestId
+      '{"uid":"x","requestId":"r3","type":7,"packet":{"type":2,"data":["news"],"nsp":"/chat"},"opts":{}}',
+      '{"uid":"x","requestId":"r4","type":7,"packet":{"type":2,"data":["disconnect"]},"opts":{}}',
+      Buffer.from([0x85, 0xa3]),                                                  // truncated msgpack
+    ];
+    for (const b of bad) await redis.command('PUBLISH', 'socket.io-request#/#', b);
+    const sockets = await io.fetchSockets();   // every node still answers
+    assert.equal(sockets.length, 4);
+    await sleep(QUIET_MS);
+    assert.deepEqual(got, [[], [], [], []], 'no client heard anything');
+    for (const n of nodes) {
+      const m = await metrics(n);
+      assert.equal(m.get('roomcast_adapter_requests_refused_total{reason="bad_field"}'), 2, n.nodeId);
+      assert.equal(m.get('roomcast_adapter_requests_refused_total{reason="wrong_namespace"}'), 1, n.nodeId);
+      const codec = [...m].filter(([k]) => k.startsWith('roomcast_socketio_requests_refused_total')).reduce((a, [, v]) => a + v, 0);
+      assert.equal(codec, 3, `${n.nodeId}: refused by the codec`);
+      n.assertAlive();
+    }
   });
 
   it('roomcast nodes subscribe only to the rooms they have members of', T, async () => {
