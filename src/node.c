@@ -53,6 +53,15 @@ static void bp_on_state(void *arg, int up)
     if (n->presence) rc_presence_on_state(n->presence, up);
 }
 
+/* A configuration that can never work (a Redis certificate that cannot be verified): stop. */
+static void bp_on_fatal(void *arg, const char *reason)
+{
+    rc_node *n = arg;
+    rc_log_error("start_failed", "node=%s error=\"%s\"", n->cfg->node_id, reason);
+    n->failed = 1;
+    event_base_loopexit(n->base, NULL);
+}
+
 static void bp_on_pattern(void *arg, const char *prefix, const char *channel, const char *payload, size_t len)
 {
     rc_node *n = arg;
@@ -295,6 +304,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->bp_cb.on_state = bp_on_state;
     n->bp_cb.on_raw = bp_on_raw;
     n->bp_cb.on_pattern = bp_on_pattern;
+    n->bp_cb.on_fatal = bp_on_fatal;
     n->bp_cb.arg = n;
     if (rc_redis_config_wanted(&cfg->redis, cfg->redis_url)) {
         rc_backplane_redis_settings rs = {.url = cfg->redis_url, .prefix = cfg->prefix,
@@ -380,6 +390,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
 }
 
 int rc_node_port(const rc_node *n) { return rc_server_port(n->server); }
+int rc_node_failed(const rc_node *n) { return n->failed; }
 
 /* Everything is closed: remove this node's presence entries, then exit (on_drained, or the
  * safety timeout of the next tick). */
