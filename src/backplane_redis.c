@@ -276,6 +276,7 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
         .arg = bp,
     };
     redis_conn_init(&bp->sub, base, "sub", &conn_cb);
+    bp->sub.subscriber = 1;
     redis_conn_init(&bp->cmd, base, "cmd", &conn_cb);
     bp->phase = BP_WAITING;
     rc_random_id(bp->canary_nonce, 8);

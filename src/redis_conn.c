@@ -137,7 +137,7 @@ static void conn_on_push(redisAsyncContext *ac, void *r, void *privdata);
 static int command_send(redis_conn *c, redis_conn_reply_fn fn, void *arg, int argc,
                         const char **argv, const size_t *argvlen)
 {
-    if (!c->ac) return -1;
+    if (!c->ac || c->push_mode) return -1;
     if (c->ring_len >= MAX_INFLIGHT || sdslen(c->ac->c.obuf) >= MAX_OUTPUT_BYTES) return -1;
     if (ring_push(c, fn, arg) != 0) return -1;
     if (redisAsyncCommandArgv(c->ac, conn_on_reply, c, argc, argv, argvlen) != REDIS_OK) {
@@ -158,7 +158,15 @@ int redis_conn_command(redis_conn *c, redis_conn_reply_fn fn, void *arg, int arg
 int redis_conn_subscribe(redis_conn *c, int argc, const char **argv, const size_t *argvlen)
 {
     if (!c->ac) return -1;
-    if (redisAsyncCommandArgv(c->ac, conn_on_push, c, argc, argv, argvlen) != REDIS_OK) return -1;
+    if (!c->push_mode) {
+        if (redisAsyncCommandArgv(c->ac, conn_on_push, c, argc, argv, argvlen) != REDIS_OK) return -1;
+        c->commands++;
+        return 0;
+    }
+    if (sdslen(c->ac->c.obuf) >= MAX_OUTPUT_BYTES ||
+        redisAppendCommandArgv(&c->ac->c, argc, argv, argvlen) != REDIS_OK)
+        return -1;
+    if (c->ac->ev.addWrite) c->ac->ev.addWrite(c->ac->ev.data);
     c->commands++;
     return 0;
 }
@@ -212,6 +220,7 @@ static void handshake_step(redis_conn *c, int step, const redisReply *reply)
     c->handshake_left--;
     if (c->state == REDIS_CONN_CONNECTING && c->handshake_left == 0) {
         c->state = REDIS_CONN_CONNECTED;
+        c->push_mode = c->subscriber;
         c->cb.on_ready(c->cb.arg, c);
     }
 }
@@ -221,6 +230,12 @@ static void conn_on_reply(redisAsyncContext *ac, void *r, void *privdata)
     redis_conn *c = privdata;
     redisReply *reply = r;
     if (!reply || ac != c->ac) return; /* the context is being freed */
+    if (c->push_mode) {
+        /* a subscriber after its handshake: hiredis hands every reply to the handshake's
+         * callbacks, which it holds again and again in monitor mode (redis_conn_open) */
+        c->cb.on_push(c->cb.arg, c, reply);
+        return;
+    }
 
     redis_conn_cmd f = ring_pop(c);
     if (!f.fn) {
@@ -270,10 +285,18 @@ int redis_conn_open(redis_conn *c, const char *ip, const rc_redis_url *url, cons
         redisAsyncFree(ac);
         return -1;
     }
+    /* hiredis 0.14 knows SUBSCRIBE and PSUBSCRIBE only: it drops the replies and messages of
+     * SSUBSCRIBE (sharded pub/sub, Redis 7). A subscriber is therefore put in hiredis's monitor
+     * mode, where every reply goes to the callback of the oldest command and that callback is
+     * held again: after the handshake, the handshake's own callbacks take every reply, and
+     * conn_on_reply passes them to on_push (push_mode). SUBSCRIBE-family commands are only
+     * appended to the output buffer, with no callback of their own. */
+    if (c->subscriber) ac->c.flags |= REDIS_MONITORING;
     redisAsyncSetConnectCallback(ac, conn_on_connect);
     redisAsyncSetDisconnectCallback(ac, conn_on_disconnect);
     c->ac = ac;
     c->state = REDIS_CONN_CONNECTING;
+    c->push_mode = 0;
     c->opens++;
     ring_reset(c);
 

@@ -85,6 +85,9 @@ struct redis_conn {
     size_t nlost, lost_cap;
     struct event *lost_ev;        /* answers `lost` from the loop */
     int in_callback;              /* > 0 while a command's fn runs */
+    int subscriber;               /* set by the owner before redis_conn_open: after the
+                                   * handshake, every reply goes to on_push (SSUBSCRIBE too) */
+    int push_mode;                /* a subscriber past its handshake */
     uint64_t opens;               /* redis_conn_open calls: tells one session from the next */
     uint64_t commands;            /* commands sent, handshake and SUBSCRIBE included (metrics) */
     redis_conn_callbacks cb;
@@ -108,7 +111,9 @@ void redis_conn_dispose(redis_conn *c);
  * connected, over a bound, or refused by hiredis (fn is then never called). */
 int redis_conn_command(redis_conn *c, redis_conn_reply_fn fn, void *arg, int argc,
                        const char **argv, const size_t *argvlen);
-/* Sends SUBSCRIBE/UNSUBSCRIBE/PSUBSCRIBE/PUNSUBSCRIBE; replies reach on_push. 0, or -1. */
+/* Sends SUBSCRIBE/UNSUBSCRIBE/PSUBSCRIBE/PUNSUBSCRIBE; replies reach on_push. On a subscriber
+ * (c->subscriber) also SSUBSCRIBE/SUNSUBSCRIBE: once CONNECTED, every reply of a subscriber goes
+ * to on_push, and redis_conn_command refuses. 0, or -1. */
 int redis_conn_subscribe(redis_conn *c, int argc, const char **argv, const size_t *argvlen);
 /* 1 when the oldest unanswered regular command was sent timeout_ns or more before now_ns. */
 int redis_conn_overdue(const redis_conn *c, uint64_t now_ns, uint64_t timeout_ns);
