@@ -84,7 +84,9 @@ static int redis_publish(rc_backplane *b, const rc_bp_message *msg)
     redis_bp__channel_build(bp, &bp->chan_buf, msg->ns, msg->room);
     const char *argv[3] = {"PUBLISH", bp->chan_buf.p, bp->payload_buf.p};
     size_t lens[3] = {7, bp->chan_buf.len, bp->payload_buf.len};
-    int rc = redis_conn_command(&bp->cmd, publish_on_reply, bp, 3, argv, lens);
+    int rc = bp->cluster ? redis_bp__shard_publish(bp, bp->chan_buf.p, bp->chan_buf.len,
+                                                   bp->payload_buf.p, bp->payload_buf.len)
+                         : redis_conn_command(&bp->cmd, publish_on_reply, bp, 3, argv, lens);
     bp_buf_trim(&bp->payload_buf);
     if (rc != 0) {
         bp->super.stats.publish_failures++;
@@ -133,6 +135,13 @@ static void redis_when_subscribed(rc_backplane *b, void (*cb)(void *arg, int liv
     redis_bp__waiter_add(to_bp(b), cb, arg);
 }
 
+static uint64_t shard_commands(const redis_bp *bp)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < bp->nshards; i++) n += bp->shards[i]->sub.commands + bp->shards[i]->cmd.commands;
+    return n;
+}
+
 static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
 {
     const redis_bp *bp = to_cbp(b);
@@ -168,7 +177,7 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
                bp->canary_failures);
     rc_metrics_put_scalar(out, "roomcast_redis_commands_total", "counter",
                "Commands sent to Redis (round trips), including handshakes and SUBSCRIBE batches.",
-               bp->sub.commands + bp->cmd.commands);
+               bp->sub.commands + bp->cmd.commands + shard_commands(bp));
     rc_metrics_put_scalar(out, "roomcast_redis_command_timeouts_total", "counter",
                "Connections torn down because a command went unanswered too long.",
                bp->command_timeouts);
@@ -187,6 +196,7 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
                                 bp->canary_lag_s);
     rc_metrics_put_histogram(out, "roomcast_redis_publish_latency_seconds",
                              "PUBLISH round trip on the command connection.", h);
+    redis_bp__shards_metrics(bp, out);
 }
 
 static void redis_free(rc_backplane *b)
@@ -203,6 +213,7 @@ static void redis_free(rc_backplane *b)
     redis_conn_dispose(&bp->sub);
     redis_conn_dispose(&bp->cmd);
     redis_script_dispose(&bp->scripts);
+    redis_bp__shards_dispose(bp);
     event_free(bp->flush_ev);
     event_free(bp->tick_ev);
     event_free(bp->retry_ev);
