@@ -34,6 +34,7 @@
 #include "roomcast/common.h"
 #include "roomcast/keys.h"
 #include "roomcast/log.h"
+#include "roomcast/redis_config.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -264,6 +265,14 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
 
     if (rc_redis_url_parse(settings->url, &url, &err) != 0) {
         rc_log_error("redis_bad_url", "error=\"%s\"", err);
+        return NULL;
+    }
+    const rc_redis_config *rcfg = settings->redis;
+    if (url.tls || url.path || (rcfg && (rcfg->sentinel_count || rcfg->cluster_count))) {
+        /* configured (redis_config.c) but not driven yet by the connection layer */
+        rc_log_error("redis_unsupported", "error=\"TLS, unix sockets, Sentinel and Cluster are not "
+                     "supported by this build yet\"");
+        rc_redis_url_dispose(&url);
         return NULL;
     }
     const char *node_id = settings->node_id && settings->node_id[0] ? settings->node_id : "node";

@@ -179,7 +179,9 @@ int main(int argc, char **argv)
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
     rc_log_info("listening", "node=%s bind=%s port=%d backplane=%s version=%s", cfg.node_id, cfg.bind,
-                rc_node_port(a.node), cfg.redis_url ? "redis" : "local", RC_VERSION);
+                rc_node_port(a.node), rc_redis_config_wanted(&cfg.redis, cfg.redis_url) ? "redis" : "local", RC_VERSION);
+    if (cfg.dev.page)
+        rc_log_warn("dev_page", "path=/dev/ note=\"development only: never set dev.page in production\"");
     event_base_dispatch(a.base);
 
     rc_node_free(a.node);

@@ -253,8 +253,9 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->bp_cb.on_raw = bp_on_raw;
     n->bp_cb.on_pattern = bp_on_pattern;
     n->bp_cb.arg = n;
-    if (cfg->redis_url) {
-        rc_backplane_redis_settings rs = {cfg->redis_url, cfg->prefix, cfg->node_id};
+    if (rc_redis_config_wanted(&cfg->redis, cfg->redis_url)) {
+        rc_backplane_redis_settings rs = {.url = cfg->redis_url, .prefix = cfg->prefix,
+                                         .node_id = cfg->node_id, .redis = &cfg->redis};
         n->bp = rc_backplane_redis_new(base, &rs, &n->bp_cb);
         if (!n->bp) {
             *err = "cannot create the Redis backplane (see the log)";

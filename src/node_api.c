@@ -185,6 +185,7 @@ void rc_node__on_request(void *arg, rc_http_request *req)
         route_publish(n, req);
         return;
     }
+    if (rc_node__devpage(n, req)) return;
     rc_http_respond(req, 404, "text/plain", "not found\n", 10, NULL);
 }
 

@@ -163,5 +163,8 @@ void rc_node__pending_free(pending_answer *p);
 void rc_node__on_request(void *arg, rc_http_request *req);
 /* rc_server accept callback: attaches HTTP to the connection. */
 void rc_node__on_accept(void *arg, rc_conn *c);
+/* node_devpage.c: answers /dev/ and /dev/socket.io.min.js when dev.page is on (returns 1), else
+ * returns 0 and leaves req alone. */
+int rc_node__devpage(rc_node *n, rc_http_request *req);
 
 #endif

@@ -18,7 +18,7 @@ LAYERS='
 1  transport  server
 2  http       http
 3  ws         ws
-4  eio        eio_codec eio
+4  eio        eio_codec eio_cors eio
 5  sio        sio_codec auth rooms sio sio_*
 6  rules      template rules rules_*
 7  backplane  keys backplane backplane_* redis_*

@@ -34,6 +34,7 @@
 struct event_base;
 struct evbuffer;
 struct cJSON;
+struct rc_redis_config;
 
 typedef struct rc_backplane_callbacks {
     /* A message from another publisher for a room/namespace this node subscribed to. */
@@ -102,9 +103,13 @@ const char *rc_bp_emit_check(const char *event, const struct cJSON *args, size_t
 
 /* What the Redis backplane needs to start; borrowed for rc_backplane_redis_new (it copies). */
 typedef struct rc_backplane_redis_settings {
-    const char *url;      /* redis://[[user]:password@]host[:port][/db] (docs/redis.md) */
+    const char *url;      /* redis[s]://[[user]:password@]host[:port][/db] or unix:///path
+                             (docs/redis.md); may be NULL when redis->sentinels or redis->cluster
+                             is given */
     const char *prefix;   /* key and channel prefix P; NULL or "" = "roomcast" */
     const char *node_id;  /* this node's id (origin, canary, CLIENT SETNAME); NULL or "" = "node" */
+    const struct rc_redis_config *redis; /* TLS files, sentinels, cluster (redis_config.h); NULL:
+                                            none. Borrowed: it must outlive the backplane. */
 } rc_backplane_redis_settings;
 
 rc_backplane *rc_backplane_local_new(struct event_base *base, const rc_backplane_callbacks *cb);

@@ -29,6 +29,7 @@ static const char *const env_names[] = {
     "ROOMCAST_CONFIG", "ROOMCAST_PORT", "ROOMCAST_BIND", "ROOMCAST_REDIS_URL", "ROOMCAST_PREFIX",
     "ROOMCAST_NODE_ID", "ROOMCAST_API_KEY", "ROOMCAST_JWT_SECRET", "ROOMCAST_JWT_PUBLIC_KEY_FILE",
     "ROOMCAST_JWT_ALGS", "ROOMCAST_CORS_ORIGINS", "ROOMCAST_LOG_LEVEL", "ROOMCAST_LOG_FORMAT",
+    "ROOMCAST_DEV_PAGE", "ROOMCAST_DEV_CLIENT_BUNDLE",
 };
 
 static void clear_env(void)
@@ -378,7 +379,7 @@ static void test_file_errors(void **state)
            "listen.port: must be an integer 1..65535",
            "path: must start with '/', be at most 256 bytes, without spaces, '?' or '#'",
            "nodeId: must be 1..128 characters of A-Z a-z 0-9 . _ -",
-           "redis.url: must start with redis:// (expected redis://[:password@]host[:port][/db])",
+           "redis.url: must start with redis://, rediss:// or unix:// (expected redis[s]://[:password@]host[:port][/db] or unix:///path)",
            "redis.prefix: must be 1..64 printable characters without spaces",
            "api.key: must be a string",
            "engine.pingInterval: must be a positive integer (ms)",
@@ -461,14 +462,14 @@ static void test_env_and_flag_errors(void **state)
     rc_config_flags flags = {.port = 70000, .redis_url = "redis://", .node_id = ""};
     EXPECT(NULL, &flags,
            "ROOMCAST_PORT: must be an integer 1..65535",
-           "ROOMCAST_REDIS_URL: must start with redis:// (expected redis://[:password@]host[:port][/db])",
+           "ROOMCAST_REDIS_URL: must start with redis://, rediss:// or unix:// (expected redis[s]://[:password@]host[:port][/db] or unix:///path)",
            "ROOMCAST_PREFIX: must be 1..64 printable characters without spaces",
            "ROOMCAST_NODE_ID: must be 1..128 characters of A-Z a-z 0-9 . _ -",
            "ROOMCAST_JWT_ALGS: none is never allowed",
            "ROOMCAST_LOG_LEVEL: must be debug, info, warn or error",
            "ROOMCAST_LOG_FORMAT: must be \"json\" or \"text\"",
            "--port: must be an integer 1..65535",
-           "--redis: missing or invalid host (expected redis://[:password@]host[:port][/db])",
+           "--redis: missing or invalid host (expected redis[s]://[:password@]host[:port][/db] or unix:///path)",
            "--node-id: must be 1..128 characters of A-Z a-z 0-9 . _ -");
     clear_env();
     setenv("ROOMCAST_JWT_SECRET", "s", 1);
