@@ -41,6 +41,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -136,6 +137,36 @@ static void redis_when_subscribed(rc_backplane *b, void (*cb)(void *arg, int liv
     redis_bp__waiter_add(to_bp(b), cb, arg);
 }
 
+/* Cluster mode's families (backplane_redis_shard.c keeps the counts). */
+static void shards_metrics(const redis_bp *bp, struct evbuffer *out)
+{
+    if (!bp->cluster) return;
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_masters", "gauge",
+                          "Masters of the Redis Cluster this node has a shard connection pair to.",
+                          bp->topo == 2 ? bp->nshards : 0);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_moved_total", "counter",
+                          "MOVED answers (a slot served elsewhere than the map said).", bp->moved);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_ask_total", "counter",
+                          "ASK answers to SPUBLISH (a slot being migrated).", bp->asks);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_slot_drops_total", "counter",
+                          "Sharded channels a master dropped (sunsubscribe: its slot moved) and this "
+                          "node subscribed again on the new owner.",
+                          bp->slot_drops);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_refreshes_total", "counter",
+                          "Slot maps read again while up (after a MOVED or a dropped channel).",
+                          bp->refreshes);
+    evbuffer_add_printf(out, "# HELP roomcast_redis_shard_channels Sharded channels subscribed "
+                             "on each master.\n# TYPE roomcast_redis_shard_channels gauge\n");
+    for (size_t i = 0; i < bp->nshards; i++)
+        evbuffer_add_printf(out, "roomcast_redis_shard_channels{shard=\"%s:%d\"} %zu\n",
+                            bp->shards[i]->host, bp->shards[i]->port, bp->shards[i]->nsubscribed);
+    evbuffer_add_printf(out, "# HELP roomcast_redis_shard_publishes_total SPUBLISH sent to each "
+                             "master.\n# TYPE roomcast_redis_shard_publishes_total counter\n");
+    for (size_t i = 0; i < bp->nshards; i++)
+        evbuffer_add_printf(out, "roomcast_redis_shard_publishes_total{shard=\"%s:%d\"} %" PRIu64 "\n",
+                            bp->shards[i]->host, bp->shards[i]->port, bp->shards[i]->publishes);
+}
+
 static uint64_t shard_commands(const redis_bp *bp)
 {
     uint64_t n = 0;
@@ -197,7 +228,7 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
                                 bp->canary_lag_s);
     rc_metrics_put_histogram(out, "roomcast_redis_publish_latency_seconds",
                              "PUBLISH round trip on the command connection.", h);
-    redis_bp__shards_metrics(bp, out);
+    shards_metrics(bp, out);
 }
 
 static void redis_free(rc_backplane *b)
@@ -263,14 +294,19 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     const char *err = NULL;
     unsigned char addr[sizeof(struct in6_addr)];
 
-    if (rc_redis_url_parse(settings->url, &url, &err) != 0) {
+    const rc_redis_config *rcfg = settings->redis;
+    size_t nclusters = rcfg ? rcfg->cluster_count : 0;
+    if (!settings->url && nclusters) { /* a cluster without a URL: the first seed, no AUTH */
+        memset(&url, 0, sizeof(url));
+        url.host = rc_strdup(rcfg->cluster[0].host);
+        url.port = rcfg->cluster[0].port;
+    } else if (rc_redis_url_parse(settings->url, &url, &err) != 0) {
         rc_log_error("redis_bad_url", "error=\"%s\"", err);
         return NULL;
     }
-    const rc_redis_config *rcfg = settings->redis;
-    if (url.tls || url.path || (rcfg && (rcfg->sentinel_count || rcfg->cluster_count))) {
+    if (url.tls || url.path || (rcfg && rcfg->sentinel_count)) {
         /* configured (redis_config.c) but not driven yet by the connection layer */
-        rc_log_error("redis_unsupported", "error=\"TLS, unix sockets, Sentinel and Cluster are not "
+        rc_log_error("redis_unsupported", "error=\"TLS, unix sockets and Sentinel are not "
                      "supported by this build yet\"");
         rc_redis_url_dispose(&url);
         return NULL;
@@ -304,6 +340,22 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     bp->flush_ev = event_new(base, -1, 0, redis_bp__on_flush, bp);
     bp->tick_ev = event_new(base, -1, EV_PERSIST, redis_bp__on_tick, bp);
     bp->retry_ev = evtimer_new(base, redis_bp__on_retry, bp);
+    if (nclusters) { /* the seeds: the URL's host (when given) first, then the list */
+        const char **hosts = rc_calloc(nclusters + 1, sizeof(*hosts));
+        int *ports = rc_calloc(nclusters + 1, sizeof(*ports));
+        size_t n = 0;
+        if (settings->url) {
+            hosts[n] = url.host;
+            ports[n++] = url.port;
+        }
+        for (size_t i = 0; i < nclusters; i++) {
+            hosts[n] = rcfg->cluster[i].host;
+            ports[n++] = rcfg->cluster[i].port;
+        }
+        redis_bp__cluster_setup(bp, hosts, ports, n);
+        rc_free(hosts);
+        rc_free(ports);
+    }
     redis_bp__phase_start(bp);
 
     char buf[300];

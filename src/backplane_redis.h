@@ -48,7 +48,6 @@
 
 struct event;
 struct event_base;
-struct evbuffer;
 struct bp_resolve;
 
 enum { SUB_BATCH = 512 }; /* channels per SUBSCRIBE/UNSUBSCRIBE */
@@ -246,7 +245,6 @@ int redis_bp__shard_command(redis_bp *bp, const char *key, size_t keylen, rc_red
 int redis_bp__shards_reached(const redis_bp *bp, const sub_waiter *w);
 /* Barrier: 1 when a shard's sub connection cannot confirm anything now. */
 int redis_bp__shards_deaf(const redis_bp *bp);
-void redis_bp__shards_metrics(const redis_bp *bp, struct evbuffer *out);
 /* free: connections closed and disposed, everything freed. */
 void redis_bp__shards_dispose(redis_bp *bp);
 

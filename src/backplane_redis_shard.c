@@ -49,7 +49,6 @@
 #include "roomcast/log.h"
 
 #include <arpa/inet.h>
-#include <event2/buffer.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -870,36 +869,7 @@ int redis_bp__shard_command(redis_bp *bp, const char *key, size_t keylen, rc_red
     return rc;
 }
 
-/* ---- metrics and free ------------------------------------------------------------------------ */
-
-void redis_bp__shards_metrics(const redis_bp *bp, struct evbuffer *out)
-{
-    if (!bp->cluster) return;
-    rc_metrics_put_scalar(out, "roomcast_redis_cluster_masters", "gauge",
-                          "Masters of the Redis Cluster this node has a shard connection pair to.",
-                          bp->topo == 2 ? bp->nshards : 0);
-    rc_metrics_put_scalar(out, "roomcast_redis_cluster_moved_total", "counter",
-                          "MOVED answers (a slot served elsewhere than the map said).", bp->moved);
-    rc_metrics_put_scalar(out, "roomcast_redis_cluster_ask_total", "counter",
-                          "ASK answers to SPUBLISH (a slot being migrated).", bp->asks);
-    rc_metrics_put_scalar(out, "roomcast_redis_cluster_slot_drops_total", "counter",
-                          "Sharded channels a master dropped (sunsubscribe: its slot moved) and this "
-                          "node subscribed again on the new owner.",
-                          bp->slot_drops);
-    rc_metrics_put_scalar(out, "roomcast_redis_cluster_refreshes_total", "counter",
-                          "Slot maps read again while up (after a MOVED or a dropped channel).",
-                          bp->refreshes);
-    evbuffer_add_printf(out, "# HELP roomcast_redis_shard_channels Sharded channels subscribed "
-                             "on each master.\n# TYPE roomcast_redis_shard_channels gauge\n");
-    for (size_t i = 0; i < bp->nshards; i++)
-        evbuffer_add_printf(out, "roomcast_redis_shard_channels{shard=\"%s:%d\"} %zu\n",
-                            bp->shards[i]->host, bp->shards[i]->port, bp->shards[i]->nsubscribed);
-    evbuffer_add_printf(out, "# HELP roomcast_redis_shard_publishes_total SPUBLISH sent to each "
-                             "master.\n# TYPE roomcast_redis_shard_publishes_total counter\n");
-    for (size_t i = 0; i < bp->nshards; i++)
-        evbuffer_add_printf(out, "roomcast_redis_shard_publishes_total{shard=\"%s:%d\"} %" PRIu64 "\n",
-                            bp->shards[i]->host, bp->shards[i]->port, bp->shards[i]->publishes);
-}
+/* ---- free ------------------------------------------------------------------------ */
 
 void redis_bp__shards_dispose(redis_bp *bp)
 {

@@ -119,6 +119,9 @@ describe('Redis Cluster: sharded pub/sub, presence and jobs on three masters', (
     c.close();
     await waitUntil(() => log.some((e) => e[0] === 'offline'), { timeout: 10000, what: 'carol offline' });
     assert.deepEqual(log, [['online', 'carol'], ['offline', 'carol']]);
+    // presence keys carry the hash tag {roomcast}: all in one slot, so each script touches one
+    assert.equal(await io.call('EXISTS', `{${P}}:nodes`), 1, `{${P}}:nodes exists`);
+    assert.equal(await io.call('EXISTS', `${P}:nodes`), 0, 'no untagged presence key');
     w.close();
   });
 
@@ -186,8 +189,12 @@ describe('Redis Cluster: sharded pub/sub, presence and jobs on three masters', (
       for (let i = 1; i <= last; i++) if (!seen.has(i)) n++;
       return n;
     });
+    const m = async (name) => (await metric(A, name)) + (await metric(B, name));
     t.diagnostic(`slot ${slot} moved from master 0 to 1 with messages ${before}..${moved} in flight; ` +
-      `published ${last}, lost on node a: ${lost[0]}, on node b: ${lost[1]}; publisher errors: ${errors.length}`);
+      `published ${last}, lost on node a: ${lost[0]}, on node b: ${lost[1]}; publisher errors: ${errors.length}; ` +
+      `nodes saw ${await m('roomcast_redis_cluster_slot_drops_total')} dropped channels, ` +
+      `${await m('roomcast_redis_cluster_moved_total')} MOVED`);
+    assert.ok(await m('roomcast_redis_cluster_slot_drops_total') >= 2, 'each node re-subscribed after a drop');
     for (const seen of [seenA, seenB]) {
       for (const [i, n] of seen) assert.equal(n, 1, `message ${i} delivered once`);
       // after the move settled, nothing is lost: the last 50 messages all arrived
@@ -196,5 +203,27 @@ describe('Redis Cluster: sharded pub/sub, presence and jobs on three masters', (
     assert.equal(await readyz(A), 200);
     assert.equal(await readyz(B), 200);
     a.close(); b.close();
+  });
+
+  it('a frozen master makes /readyz 503 until it answers again; its rooms then receive again', T, async () => {
+    const room = rooms[2][0];
+    const a = await connectTo(A, 'f-a');
+    const seen = counter(a);
+    await join(a, room);
+    await waitUntil(async () => (await shardNumsub(room)) === 1, { timeout: 10000, what: 'subscribed' });
+    const m = cl.masters[await cl.owner(slotOf(roomChannel(room)))];
+    m.child.kill('SIGSTOP');
+    try {
+      await waitUntil(async () => (await readyz(A)) === 503 && (await readyz(B)) === 503,
+        { timeout: 10000, what: '/readyz 503 on both nodes while a master is frozen' });
+    } finally {
+      m.child.kill('SIGCONT');
+    }
+    await waitUntil(async () => (await readyz(A)) === 200 && (await readyz(B)) === 200,
+      { timeout: 20000, what: '/readyz 200 again' });
+    await waitUntil(async () => (await shardNumsub(room)) === 1, { timeout: 10000, what: 'subscribed again' });
+    await io.call('SPUBLISH', roomChannel(room), JSON.stringify({ event: 'msg', data: { seq: 1 } }));
+    await waitUntil(() => seen.get(1) === 1, { timeout: 5000, what: 'a message after the thaw' });
+    a.close();
   });
 });
