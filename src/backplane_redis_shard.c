@@ -64,12 +64,6 @@ enum { CANARY_TAGS = 4096 }; /* tags tried for a shard's canary slot */
 
 /* ---- seeds and setup ----------------------------------------------------------------------- */
 
-static int numeric(const char *host)
-{
-    unsigned char addr[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
-}
-
 void redis_bp__cluster_setup(redis_bp *bp, const char *const *hosts, const int *ports, size_t n)
 {
     bp->cluster = 1;
@@ -89,13 +83,11 @@ void redis_bp__cluster_setup(redis_bp *bp, const char *const *hosts, const int *
 
 void redis_bp__cluster_next_seed(redis_bp *bp)
 {
-    /* a name still being resolved keeps its seed (the resolver reads bp->url.host) */
-    if (!bp->nseeds || bp->resolve) return;
+    if (!bp->nseeds) return;
     size_t i = bp->seed_at++ % bp->nseeds;
     rc_free(bp->url.host);
     bp->url.host = rc_strdup(bp->seed_hosts[i]);
     bp->url.port = bp->seed_ports[i];
-    bp->numeric_host = numeric(bp->url.host);
 }
 
 static void request_refresh(redis_bp *bp);
@@ -257,7 +249,6 @@ static bp_shard *shard_new(redis_bp *bp, int index, const char *host, int port)
         .arg = sh,
     };
     redis_conn_init(&sh->sub, bp->base, "shard-sub", &cb);
-    sh->sub.subscriber = 1;
     redis_conn_init(&sh->cmd, bp->base, "shard-cmd", &cb);
     return sh;
 }
@@ -308,10 +299,14 @@ static void shards_connect(redis_bp *bp, redis_cluster_map *m)
     for (size_t i = 0; i < bp->nshards; i++) {
         bp_shard *sh = bp->shards[i];
         shard_pick_canary(bp, sh);
-        rc_redis_url u = bp->url; /* borrowed: the credentials and db, the shard's port */
-        u.port = sh->port;
-        if (redis_conn_open(&sh->sub, sh->host, &u, bp->sub_name) != 0 ||
-            redis_conn_open(&sh->cmd, sh->host, &u, bp->cmd_name) != 0) {
+        redis_conn_target t = {
+            .ip = sh->host,
+            .port = sh->port,
+            .ssl_ctx = bp->ssl_ctx,
+            .tls_name = bp->server_name ? bp->server_name : sh->host,
+        };
+        if (redis_conn_open(&sh->sub, &t, &bp->url, bp->sub_name) != 0 ||
+            redis_conn_open(&sh->cmd, &t, &bp->url, bp->cmd_name) != 0) {
             redis_bp__fail(bp, "could not start connecting to a cluster master");
             return;
         }
@@ -386,7 +381,7 @@ static void topo_handle(redis_bp *bp, redisReply *reply, int slots)
     char reason[200];
     int rc = reply->type == REDIS_REPLY_ERROR ? -1
              : slots ? redis_cluster_map_from_slots(&m, reply, bp->url.host, &err)
-                     : redis_cluster_map_from_shards(&m, reply, bp->url.host, 0, &err);
+                     : redis_cluster_map_from_shards(&m, reply, bp->url.host, bp->url.tls, &err);
     if (rc != 0 || m.nmasters == 0) {
         snprintf(reason, sizeof(reason), "cluster topology: %s",
                  reply->type == REDIS_REPLY_ERROR ? reply->str : err ? err : "no master serves a slot");

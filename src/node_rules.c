@@ -301,6 +301,7 @@ static void fill_input(rc_rule_input *in, rc_sio_socket *s, int with_auth)
 void rc_node__hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
 {
     rc_node *n = arg;
+    rc_node__socketio_socket(n, s, 1);
     if (n->presence && rc_sio_socket_user(s))
         rc_presence_connect(n->presence, rc_sio_socket_user(s), rc_sio_socket_id(s));
     rule_target t = {arg, s, -1, NULL, 0, NULL};

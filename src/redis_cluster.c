@@ -158,12 +158,12 @@ int redis_cluster_map_from_shards(redis_cluster_map *m, const redisReply *r,
             const redisReply *port = field(nd, tls ? "tls-port" : "port");
             const char *host = asked_host;
             size_t hostlen = strlen(asked_host);
-            if (is_str(ep) && !addr_unknown(ep->str, ep->len)) {
-                host = ep->str;
-                hostlen = ep->len;
-            } else if (is_str(ip) && !addr_unknown(ip->str, ip->len)) {
+            if (is_str(ip) && !addr_unknown(ip->str, ip->len)) {
                 host = ip->str;
                 hostlen = ip->len;
+            } else if (is_str(ep) && !addr_unknown(ep->str, ep->len)) {
+                host = ep->str;
+                hostlen = ep->len;
             }
             int ok = 1;
             long long p = int_of(port, &ok);

@@ -28,7 +28,8 @@ struct redisReply;
 
 enum { REDIS_CLUSTER_SLOTS = 16384 };
 
-/* One master: where to connect. host is an IP address or a name (CLUSTER SHARDS' endpoint). */
+/* One master: where to connect. host is an IP address (a name only when the cluster gives no
+ * IP: CLUSTER SHARDS' endpoint). */
 typedef struct redis_cluster_master {
     char *host;
     int port;
@@ -47,7 +48,7 @@ typedef struct redis_cluster_map {
 uint16_t redis_cluster_slot(const char *key, size_t len);
 
 /* Fills *m (all-zero or disposed before) from a CLUSTER SHARDS reply: for each shard its master
- * (role "master"; its "endpoint", else its "ip"; "tls-port" when tls, else "port"). Or from a
+ * (role "master"; its "ip", else its "endpoint"; "tls-port" when tls, else "port"). Or from a
  * CLUSTER SLOTS reply: the first node of each range. An empty or "?" address means "the node you
  * asked": asked_host is used. 0, or -1 with *err set to a static reason (and *m left empty). */
 int redis_cluster_map_from_shards(redis_cluster_map *m, const struct redisReply *r,
