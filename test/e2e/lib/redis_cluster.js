@@ -9,6 +9,7 @@
 //   await cl.owner(slot)                     index of the master serving slot (CLUSTER SLOTS)
 //   await cl.moveSlot(slot, to)              CLUSTER SETSLOT IMPORTING / MIGRATING, MIGRATE of its
 //                                            keys, then SETSLOT NODE on every master
+//   await cl.reshard(from, to, n)            redis-cli --cluster reshard of n slots (lowest first)
 //   slotOf(key)                              the key's slot (CRC16 with hash tags, as Redis)
 //   await cl.stop()
 //
@@ -122,6 +123,21 @@ class RedisCluster {
     for (const m of this.masters) {
       if (m !== src && m !== dst) await m.client.command('CLUSTER', 'SETSLOT', slot, 'NODE', dst.id);
     }
+  }
+
+  // redis-cli --cluster reshard: n slots from master `from` to master `to` (redis-cli takes the
+  // source's lowest slots first). Resolves with redis-cli's output.
+  reshard(from, to, n) {
+    const cli = findBinary('redis-cli', 'REDIS_CLI');
+    return new Promise((resolve, reject) => {
+      const child = spawn(cli, ['--cluster', 'reshard', `127.0.0.1:${this.masters[from].port}`,
+        '--cluster-from', this.masters[from].id, '--cluster-to', this.masters[to].id,
+        '--cluster-slots', String(n), '--cluster-yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      child.stderr.on('data', (d) => { out += d; });
+      child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`redis-cli --cluster reshard: ${code}\n${out.slice(-2000)}`))));
+    });
   }
 
   async stop() {
