@@ -235,6 +235,15 @@ uint64_t rc_sio_socket_count(const rc_sio_server *srv);
 /* Disconnects up to max sockets (drain); returns how many. */
 size_t rc_sio_disconnect_some(rc_sio_server *srv, size_t max);
 
+/* Queries (src/sio_query.c): what the local sockets of a namespace are, for a peer server that
+ * asks (include/roomcast/adapter_peer.h). None of them sends anything. */
+/* The namespace's place in settings.ns, or -1 when it is not served. */
+int rc_sio_ns_index(const rc_sio_server *srv, const char *ns);
+/* Visits every room of namespace ns_index with local members, then the id of every socket (its
+ * implicit room), each name once. fn must not change memberships. */
+void rc_sio_foreach_room(const rc_sio_server *srv, int ns_index,
+                         void (*fn)(void *arg, const char *room), void *arg);
+
 /* Appends a JSON string literal for s (with quotes and escapes) to out; returns bytes written.
  * out must have room for 6 * strlen(s) + 3 bytes. */
 size_t rc_json_quote(char *out, const char *s);

@@ -147,7 +147,10 @@ describe('Admin UI: the /admin namespace of a two-node cluster', () => {
       { what: 'socket_disconnected' });
     const m = await metrics(A);
     assert.equal(m.get('roomcast_admin_operations_total{op="disconnect"}'), 1);
-    ad.disconnect();
+    // An admin socket closing its own connection from inside its own event.
+    const self = waitFor(ad, 'disconnect', 5000);
+    ad.emit('_disconnect', '/admin', true, ad.id);
+    assert.equal(await self, 'io server disconnect');
     for (const n of [A, B]) await checkAlive(n);
   });
 
@@ -239,6 +242,14 @@ describe('Admin UI: the /admin namespace of a two-node cluster', () => {
     await go(page, '#/rooms/');
     await page.getByText('lobby').first().waitFor({ timeout: 15000 });
     await shot(page, '05-rooms');
+    // Events of node B as they happen: carol joins a room, the Events view lists it.
+    assert.deepEqual(await carol.emitWithAck('join', { room: 'kitchen' }), { ok: true, room: 'kitchen' });
+    await go(page, '#/events/');
+    await page.getByText('Room joined').first().waitFor({ timeout: 15000 });
+    await page.getByText('Event received').first().waitFor({ timeout: 15000 });
+    await shot(page, '05b-events');
+    await go(page, '#/');
+    await shot(page, '05c-dashboard');
     // Disconnect from the UI: the button of the socket row in her details.
     await go(page, `#/n/${encodeURIComponent('/')}/sockets/${carol.id}`);
     const button = page.locator('button.ml-3:has(i.mdi-logout)');
