@@ -1,5 +1,5 @@
 /*
- * backplane_redis.c: the Redis pub/sub backplane (hiredis async on the node's libevent loop):
+ * backplane_redis.c: the Redis pub/sub backplane (src/redis_conn.c connections on the node's loop):
  * its creation, its rc_backplane_ops and its free. Contract: include/roomcast/backplane.h;
  * channels, payloads and metrics: docs/redis.md. Created by the composition root (node.c) with
  * rc_backplane_redis_settings, driven through rc_backplane_ops.
@@ -34,12 +34,15 @@
 #include "roomcast/common.h"
 #include "roomcast/keys.h"
 #include "roomcast/log.h"
+#include "redis_tls.h"
+#include "roomcast/redis_config.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -196,7 +199,8 @@ static void redis_free(rc_backplane *b)
     assert(bp->cmd.in_callback == 0 && "free the backplane outside a module's reply callback");
 
     bp->phase = BP_CLOSED;
-    redis_conn_close(&bp->sub); /* callbacks hiredis runs now see stale contexts and return */
+    if (bp->resolver.cancel) bp->resolver.cancel(bp->resolver.arg, bp);
+    redis_conn_close(&bp->sub);
     redis_conn_close(&bp->cmd);
     /* Commands still unanswered (modules' among them) get reply NULL now; any command their
      * owners send from the callback is refused: the phase is CLOSED. */
@@ -210,6 +214,10 @@ static void redis_free(rc_backplane *b)
     redis_bp__subs_dispose(bp);
     bp_buf_dispose(&bp->chan_buf);
     bp_buf_dispose(&bp->payload_buf);
+    if (bp->resolver.free) bp->resolver.free(bp->resolver.arg);
+    if (bp->ssl_ctx) SSL_CTX_free(bp->ssl_ctx);
+    rc_free(bp->server_name);
+    rc_free(bp->target_host);
     rc_redis_url_dispose(&bp->url);
     rc_free(bp->prefix);
     rc_free(bp->node_id);
@@ -247,13 +255,31 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
                                      const rc_backplane_redis_settings *settings,
                                      const rc_backplane_callbacks *cb)
 {
+    static const rc_redis_config no_config;
     rc_redis_url url;
     const char *err = NULL;
-    unsigned char addr[sizeof(struct in6_addr)];
+    const rc_redis_config *rcfg = settings->redis ? settings->redis : &no_config;
 
     if (rc_redis_url_parse(settings->url, &url, &err) != 0) {
         rc_log_error("redis_bad_url", "error=\"%s\"", err);
         return NULL;
+    }
+    if (rcfg->sentinel_count || rcfg->cluster_count) {
+        /* configured (redis_config.c); Sentinel plugs in as bp->resolver, Cluster as its own
+         * backplane */
+        rc_log_error("redis_unsupported", "error=\"Sentinel and Cluster are not supported by this "
+                     "build yet\"");
+        rc_redis_url_dispose(&url);
+        return NULL;
+    }
+    SSL_CTX *ssl_ctx = NULL;
+    if (url.tls) {
+        char why[512];
+        if (!(ssl_ctx = rc_redis_tls_ctx_new(rcfg, why, sizeof(why)))) {
+            rc_log_error("redis_tls_refused", "error=\"%s\"", why);
+            rc_redis_url_dispose(&url);
+            return NULL;
+        }
     }
     const char *node_id = settings->node_id && settings->node_id[0] ? settings->node_id : "node";
     const char *prefix = settings->prefix && settings->prefix[0] ? settings->prefix : "roomcast";
@@ -263,7 +289,9 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     bp->base = base;
     if (cb) bp->cb = *cb;
     bp->url = url;
-    bp->numeric_host = inet_pton(AF_INET, url.host, addr) == 1 || inet_pton(AF_INET6, url.host, addr) == 1;
+    bp->ssl_ctx = ssl_ctx;
+    bp->rcfg = rcfg;
+    bp->server_name = rcfg->server_name ? rc_strdup(rcfg->server_name) : NULL;
     bp->prefix = rc_strdup(prefix);
     bp->node_id = rc_strdup(node_id);
     bp->canary_channel = rc_key_new(prefix, RC_KEY_CANARY, node_id, NULL);
@@ -273,6 +301,7 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
         .on_ready = redis_bp__on_conn_ready,
         .on_fail = redis_bp__on_conn_fail,
         .on_push = redis_bp__on_push,
+        .on_error_class = redis_bp__on_error_class,
         .arg = bp,
     };
     redis_conn_init(&bp->sub, base, "sub", &conn_cb);

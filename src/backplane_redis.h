@@ -25,7 +25,7 @@
  * commands). Each command on cmd carries its sender's callback: publish's and the canary's
  * (this module's) or redis_script.c's; none passes through the backplane.
  *
- * Callbacks up (on_message, on_raw, on_state) run only from loop callbacks (hiredis I/O, the
+ * Callbacks up (on_message, on_raw, on_state) run only from loop callbacks (connection I/O, the
  * timers, the flush event), never from inside an op or rc_backplane_redis_new; free must not be
  * called from inside any of them (asserted with in_callback).
  */
@@ -39,6 +39,7 @@
 #include "redis_script.h"
 #include "roomcast/hmap.h"
 #include "roomcast/metrics.h"
+#include "roomcast/redis_config.h"
 #include "roomcast/redis_url.h"
 
 #include <event2/util.h>
@@ -48,6 +49,21 @@
 struct event;
 struct event_base;
 struct bp_resolve;
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct redis_bp redis_bp;
+
+/* Where the next attempt connects, found afresh before every (re)connect. The default (start
+ * NULL) is the URL's host and port (or its unix path). Sentinel plugs the master lookup in here:
+ * start begins finding the address and, later and from the loop (never from inside start), calls
+ * redis_bp__resolved(bp, host, port) once, or redis_bp__fail(bp, reason). cancel (may be NULL)
+ * abandons a lookup in progress: the attempt failed or the backplane is being freed; after it,
+ * the resolver must not call back for that attempt. free (may be NULL) runs once, at free. */
+typedef struct redis_bp_resolver {
+    void (*start)(void *arg, redis_bp *bp);
+    void (*cancel)(void *arg, redis_bp *bp);
+    void (*free)(void *arg);
+    void *arg;
+} redis_bp_resolver;
 
 enum { SUB_BATCH = 512 }; /* channels per SUBSCRIBE/UNSUBSCRIBE */
 
@@ -81,14 +97,20 @@ typedef struct sub_waiter {
     void *arg;
 } sub_waiter;
 
-typedef struct redis_bp {
+struct redis_bp {
     rc_backplane super;
     struct event_base *base;
     rc_backplane_callbacks cb;
     int in_callback;             /* > 0 while on_message/on_state/on_raw run */
 
     rc_redis_url url;
-    int numeric_host;            /* no DNS needed */
+    SSL_CTX *ssl_ctx;            /* rediss://: one verifying context for every connection */
+    char *server_name;           /* redis.tls.serverName, or NULL: the host connected to */
+    const rc_redis_config *rcfg; /* the settings beyond the URL (never NULL; borrowed) */
+    redis_bp_resolver resolver;  /* start NULL: the URL's address */
+    char *target_host;           /* the current attempt's host (a name or an address) */
+    int target_port;
+    int ever_up;                 /* reached UP once: trust failures are fatal only before */
     char *prefix, *node_id;
     char *canary_channel;
     char *sub_name, *cmd_name;   /* CLIENT SETNAME of each connection */
@@ -131,7 +153,7 @@ typedef struct redis_bp {
     uint64_t invalid_logged_ms, invalid_suppressed; /* the rate limit of redis_bad_message */
     double canary_lag_s;
     rc_histogram publish_latency;
-} redis_bp;
+};
 
 /* ---- backplane_redis.c, for backplane_redis_cmd.c ----------------------------------------------- */
 
@@ -164,6 +186,11 @@ void redis_bp__maybe_probe(redis_bp *bp);
 void redis_bp__on_canary(redis_bp *bp, const char *payload, size_t len);
 /* free: lets go of a getaddrinfo_a request still running (waits for it if it cannot cancel). */
 void redis_bp__resolve_dispose(redis_bp *bp);
+/* The resolver found where the current attempt connects: a host name (looked up with DNS, not
+ * blocking the loop) or a numeric address, and a port. Only while RESOLVING; from the loop. */
+void redis_bp__resolved(redis_bp *bp, const char *host, int port);
+/* A command on cmd was answered with an error of a class (redis_conn.h's on_error_class). */
+void redis_bp__on_error_class(void *arg, redis_conn *c, int cls, const struct redisReply *reply);
 
 /* ---- backplane_redis_subs.c ------------------------------------------------------------------- */
 

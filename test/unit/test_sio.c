@@ -87,6 +87,7 @@ const char rc_eio_reason_too_large[] = "packet too large";
 void rc_eio_mark_connected(rc_eio_session *s) { s->connected = 1; }
 void rc_eio_hold(rc_eio_session *s) { s->holds++; }
 void rc_eio_release(rc_eio_session *s) { assert_true(s->holds > 0); s->holds--; }
+int rc_eio_writable(const rc_eio_session *s) { return !s->closed && !s->holds; }
 static uint64_t fake_disconnects[RC_EIO_DISC__COUNT];
 void rc_eio_count_disconnect(int reason) { fake_disconnects[reason]++; }
 
