@@ -190,6 +190,7 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
                                 bp->canary_lag_s);
     rc_metrics_put_histogram(out, "roomcast_redis_publish_latency_seconds",
                              "PUBLISH round trip on the command connection.", h);
+    redis_bp__sentinel_write_metrics(bp, out);
 }
 
 static void redis_free(rc_backplane *b)
@@ -260,15 +261,16 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     const char *err = NULL;
     const rc_redis_config *rcfg = settings->redis ? settings->redis : &no_config;
 
-    if (rc_redis_url_parse(settings->url, &url, &err) != 0) {
+    /* Behind Sentinel the URL gives only the scheme, credentials and db (the host comes from the
+     * sentinels); it may be left out. */
+    const char *url_text = settings->url ? settings->url : rcfg->sentinel_count ? "redis://sentinel" : NULL;
+    if (rc_redis_url_parse(url_text, &url, &err) != 0) {
         rc_log_error("redis_bad_url", "error=\"%s\"", err);
         return NULL;
     }
-    if (rcfg->sentinel_count || rcfg->cluster_count) {
-        /* configured (redis_config.c); Sentinel plugs in as bp->resolver, Cluster as its own
-         * backplane */
-        rc_log_error("redis_unsupported", "error=\"Sentinel and Cluster are not supported by this "
-                     "build yet\"");
+    if (rcfg->cluster_count) {
+        /* configured (redis_config.c); Cluster comes as its own backplane */
+        rc_log_error("redis_unsupported", "error=\"Cluster is not supported by this build yet\"");
         rc_redis_url_dispose(&url);
         return NULL;
     }
@@ -312,11 +314,16 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     bp->flush_ev = event_new(base, -1, 0, redis_bp__on_flush, bp);
     bp->tick_ev = event_new(base, -1, EV_PERSIST, redis_bp__on_tick, bp);
     bp->retry_ev = evtimer_new(base, redis_bp__on_retry, bp);
+    if (rcfg->sentinel_count) redis_bp__sentinel_attach(bp);
     redis_bp__phase_start(bp);
 
     char buf[300];
-    rc_log_info("redis_backplane", "url=%s prefix=%s node=%s",
-                rc_redis_url_redacted(&bp->url, buf, sizeof(buf)), bp->prefix, bp->node_id);
+    if (rcfg->sentinel_count)
+        rc_log_info("redis_backplane", "sentinels=%zu master=%s prefix=%s node=%s", rcfg->sentinel_count,
+                    rcfg->master_name, bp->prefix, bp->node_id);
+    else
+        rc_log_info("redis_backplane", "url=%s prefix=%s node=%s",
+                    rc_redis_url_redacted(&bp->url, buf, sizeof(buf)), bp->prefix, bp->node_id);
     return &bp->super;
 }
 

@@ -5,7 +5,8 @@
  * Design note. Two small state machines share the sentinel list and nothing else:
  *
  *   find:  [resolve the sentinel's name] -> connect -> SENTINEL GET-MASTER-ADDR-BY-NAME
- *          -> [resolve the master's name] -> answer
+ *          -> answer (an address, or a name when the sentinels announce host names: the
+ *          caller resolves it, as it resolves a URL's host)
  *          Any failure (connect refused, AUTH refused, 1 s without an answer, nil: "I do not
  *          know that master", an error reply) moves on to the next sentinel; after one round
  *          without an answer the caller gets why. The next find starts at the sentinel that
@@ -45,7 +46,7 @@ typedef struct sentinel_resolve {
     int busy;
 } sentinel_resolve;
 
-enum find_step { FIND_IDLE = 0, FIND_RESOLVING, FIND_ASKING, FIND_RESOLVING_MASTER };
+enum find_step { FIND_IDLE = 0, FIND_RESOLVING, FIND_ASKING };
 
 struct rc_sentinel {
     struct event_base *base;
@@ -63,7 +64,6 @@ struct rc_sentinel {
     rc_sentinel_found_fn ffn;
     void *farg;
     sentinel_resolve fres;
-    int master_port;
     char why[200];                  /* the last sentinel's failure, for the answer */
     struct event *fnext_ev;         /* zero timer: the next step, from the loop */
     struct event *ftimeout_ev;      /* ASK_TIMEOUT_MS per sentinel; also polls the resolver */
@@ -223,20 +223,7 @@ static void find_on_reply(void *arg, redis_conn *c, const redis_conn_cmd *cmd, r
     memcpy(host, r->element[0]->str, r->element[0]->len);
     host[r->element[0]->len] = '\0';
     s->last_good = s->fidx;
-    s->master_port = (int)port;
-    if (is_numeric(host)) {
-        find_answer(s, host, (int)port, NULL);
-        return;
-    }
-    /* a sentinel with announce-hostnames: resolve the master's name too */
-    redis_conn_close(&s->fconn);
-    if (resolve_start(&s->fres, host) != 0) {
-        find_answer(s, NULL, 0, "getaddrinfo_a failed");
-        return;
-    }
-    s->fstep = FIND_RESOLVING_MASTER;
-    struct timeval tv = ms_tv(RESOLVE_POLL_MS);
-    event_add(s->ftimeout_ev, &tv);
+    find_answer(s, host, (int)port, NULL); /* a name (announce-hostnames) is the caller's to resolve */
 }
 
 static void find_on_ready(void *arg, redis_conn *c)
@@ -295,16 +282,13 @@ static void find_on_next(evutil_socket_t fd, short what, void *arg)
 static void find_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
     rc_sentinel *s = arg;
-    if (s->fstep == FIND_RESOLVING || s->fstep == FIND_RESOLVING_MASTER) {
+    if (s->fstep == FIND_RESOLVING) {
         char ip[INET6_ADDRSTRLEN];
         char why[200];
         int done = resolve_poll(&s->fres, ip, sizeof(ip), why, sizeof(why));
         if (done == 0) {
             struct timeval tv = ms_tv(RESOLVE_POLL_MS);
             event_add(s->ftimeout_ev, &tv);
-        } else if (s->fstep == FIND_RESOLVING_MASTER) {
-            if (done > 0) find_answer(s, ip, s->master_port, NULL);
-            else find_answer(s, NULL, 0, why);
         } else if (done < 0) {
             find_skip(s, "%s", why);
         } else {

@@ -36,10 +36,11 @@ struct event_base;
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct rc_sentinel rc_sentinel;
 
-/* The answer of a find: ip (numeric) and port of the master, or ip NULL and why. */
-typedef void (*rc_sentinel_found_fn)(void *arg, const char *ip, int port, const char *why);
-/* The sentinels switched our master to ip:port (numeric). */
-typedef void (*rc_sentinel_switch_fn)(void *arg, const char *ip, int port);
+/* The answer of a find: host (an address, or a name if the sentinels announce host names) and
+ * port of the master, or host NULL and why. */
+typedef void (*rc_sentinel_found_fn)(void *arg, const char *host, int port, const char *why);
+/* The sentinels switched our master to host:port. */
+typedef void (*rc_sentinel_switch_fn)(void *arg, const char *host, int port);
 
 /* cfg (borrowed, must outlive the object) gives the sentinels, the master's name and the
  * sentinels' credentials; ssl_ctx NULL for plain TCP; node_id names the connections in CLIENT
