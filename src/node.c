@@ -324,7 +324,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         rc_redis_channel_open(n->bp, n->notify_channel);
         for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++) {
             if (!rc_ns_rules_status_broadcast(rc_rules_ns_at(cfg->rules, i)) || n->status_pattern) continue;
-            n->status_pattern = rc_key_new(cfg->prefix, RC_KEY_STATUS, "", NULL);
+            n->status_pattern = rc_key_new(rc_redis_prefix(n->bp), RC_KEY_STATUS, "", NULL);
             rc_redis_pattern_open(n->bp, n->status_pattern);
         }
     }
