@@ -24,7 +24,8 @@
  * backplane) it shows this node.
  *
  * What it does not do: event_sent, socket_updated (transport upgrades), the EMIT operation,
- * session ids (a reloaded page logs in again), bytes in/out; handshake headers are not kept.
+ * session ids valid on other nodes (a node accepts only its own), bytes in/out; handshake
+ * headers are not kept.
  *
  * Ownership: the node creates it after sio and eio and frees it before them; it borrows cfg,
  * bp, sio and eio. Hooks are called by the node from its sio hooks.

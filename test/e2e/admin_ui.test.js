@@ -112,6 +112,11 @@ describe('Admin UI: the /admin namespace of a two-node cluster', () => {
     await connected(ad);
     await waitUntil(() => heard.config && heard.all_sockets, { what: 'config and all_sockets' });
     assert.ok(heard.config[0][0].supportedFeatures.includes('DISCONNECT'));
+    // A session id, as instrument() gives: it opens the namespace on this node without the password.
+    assert.match(heard.session[0][0], /^[A-Za-z0-9_-]{32}$/);
+    await connected(admin(A, { sessionId: heard.session[0][0] }));
+    const err = await connectError(A.url + '/admin', { auth: { sessionId: heard.session[0][0].replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')) }, transports: ['websocket'] });
+    assert.equal(err.message, 'invalid credentials');
     // Node B's sockets are in all_sockets too (B answered the fetch A published).
     const seen = heard.all_sockets[0][0].find((s) => s.id === alice.id);
     assert.ok(seen, `alice (on B) in all_sockets: ${JSON.stringify(heard.all_sockets[0][0].map((s) => s.id))}`);
@@ -259,6 +264,12 @@ describe('Admin UI: the /admin namespace of a two-node cluster', () => {
     assert.equal(await gone, 'io server disconnect');
     await sleep(300);
     await shot(page, '06-after-disconnect');
+    // A reload logs in again with the session id the page kept (no form).
+    await page.reload();
+    await go(page, '#/servers/');
+    await page.getByText('admin-node-b').first().waitFor({ timeout: 15000 });
+    assert.equal(await page.getByLabel('Server URL').isVisible(), false, 'no login form after a reload');
+    await shot(page, '06b-after-reload');
     assert.deepEqual(errors, [], 'no error in the page');
     await context.close();
     for (const n of [A, B]) await checkAlive(n);
