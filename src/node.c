@@ -210,6 +210,12 @@ static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
     if (!is_admin(n, s)) rc_node__hook_on_event(arg, s, ev);
 }
 
+static void hook_on_upgrade(void *arg, rc_sio_socket *s)
+{
+    rc_node *n = arg;
+    if (n->admin) rc_admin_on_upgrade(n->admin, s);
+}
+
 static const char *hook_admit(void *arg, size_t ns_index, const cJSON *auth)
 {
     rc_node *n = arg;
@@ -348,6 +354,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->hooks.event_limit = hook_event_limit;
     n->hooks.auth_error = rc_node__hook_auth_error;
     n->hooks.admit = hook_admit;
+    n->hooks.on_upgrade = hook_on_upgrade;
     n->hooks.arg = n;
     n->sio = sio_new(n);
     for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)
