@@ -511,7 +511,8 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
         /* Keep the rest of the auth payload for rules ({auth.x}), parsed once here, not per event;
          * the token itself was verified and its claims are kept, so it is not stored twice. */
         cJSON *copy = cJSON_Duplicate(p->payload, 1);
-        cJSON_DeleteItemFromObjectCaseSensitive(copy, "token");
+        while (cJSON_GetObjectItemCaseSensitive(copy, "token")) /* every copy: JSON allows the key twice */
+            cJSON_DeleteItemFromObjectCaseSensitive(copy, "token");
         if (copy->child) s->auth = copy;
         else cJSON_Delete(copy);
     }
