@@ -46,6 +46,7 @@ static void route_metrics(rc_node *n, rc_http_request *req)
     rc_eio_write_metrics(n->eio, out);
     rc_sio_write_metrics(n->sio, out);
     rc_backplane_write_metrics(n->bp, out);
+    rc_node__recovery_write_metrics(n, out);
     rc_metrics_put_scalar(out, "roomcast_api_publishes_total", "counter",
                           "Messages accepted by the HTTP publish API.", n->stats.api_publishes);
     rc_metrics_put_scalar(out, "roomcast_api_publishes_refused_total", "counter",

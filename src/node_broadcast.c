@@ -28,6 +28,8 @@ int rc_node__broadcast(rc_node *n, rc_bp_message *msg)
         return -1;
     }
     msg->origin = n->cfg->node_id;
+    int kept = rc_node__recovery_publish(n, msg); /* kept: delivered here when Redis publishes it */
+    if (kept) return kept > 0 ? 0 : -1;
     if (n->bp->ops->publish(n->bp, msg) != 0) return -1; /* counted by the backplane */
     if (msg->kind == RC_BP_EMIT) rc_sio_broadcast(n->sio, msg, rc_now_mono_ns());
     else rc_sio_control(n->sio, msg);

@@ -20,7 +20,7 @@ LAYERS='
 3  ws         ws
 4  eio        eio_codec eio
 5  sio        sio_codec auth rooms sio sio_*
-6  rules      template rules rules_*
+6  rules      template rules rules_* recovery_config
 7  backplane  keys backplane backplane_* redis_*
 8  services   presence presence_* jobs jobs_*
 9  config     config config_*
