@@ -143,7 +143,7 @@ static int check_redis_url(struct loader *L, const char *src, const char *v)
         rc_redis_url_dispose(&u);
         return 0;
     }
-    rc_config_error(L->errs, src, "%s (expected redis://[:password@]host[:port][/db])", why);
+    rc_config_error(L->errs, src, "%s (expected redis[s]://[:password@]host[:port][/db] or unix:///path)", why);
     return -1;
 }
 
@@ -421,10 +421,11 @@ static void load_file(struct loader *L, const cJSON *root)
 {
     static const char *const top[] = {"listen", "path", "nodeId", "redis", "api", "engine", "http", "limits",
                                       "cors", "jwt", "log", "drain", "namespaces", "jobs", "events",
-                                      "presence", "tls", NULL};
+                                      "presence", "tls", "dev", "socketio", "admin", NULL};
     static const char *const tls_keys[] = {"cert", "key", NULL};
     static const char *const listen_keys[] = {"bind", "port", NULL};
-    static const char *const redis_keys[] = {"url", "prefix", NULL};
+    static const char *const redis_keys[] = {"url", "prefix", "tls", "sentinels", "masterName",
+                                             "sentinelPassword", "sentinelUser", "cluster", NULL};
     static const char *const api_keys[] = {"key", NULL};
     static const char *const http_keys[] = {"maxHeaderBytes", "maxBodyBytes", "headerTimeout",
                                             "keepAliveTimeout", "trustedProxies", NULL};
@@ -464,6 +465,7 @@ static void load_file(struct loader *L, const cJSON *root)
             set_str(&cfg->redis_url, v);
         if ((v = file_str(L, s, "redis", "prefix")) && check_prefix(L, "redis.prefix", v) == 0)
             set_str(&cfg->prefix, v);
+        rc_redis_config_parse(&cfg->redis, s, L->errs);
     }
     if ((s = section(L, root, "api", api_keys)) && (v = file_str(L, s, "api", "key"))) set_str(&cfg->api_key, v);
     load_engine(L, root);
@@ -544,6 +546,9 @@ static void load_file(struct loader *L, const cJSON *root)
     if ((s = item(root, "jobs"))) rc_jobs_config_parse(&cfg->jobs, s, "jobs", L->errs);
     if ((s = item(root, "events"))) rc_jobs_events_config_parse(&cfg->jobs, s, "events", L->errs);
     if ((s = item(root, "presence"))) rc_presence_config_parse(&cfg->presence, s, "presence", L->errs);
+    if ((s = item(root, "admin"))) rc_admin_config_parse(&cfg->admin, s, "admin", L->errs);
+    if ((s = item(root, "dev"))) rc_dev_config_parse(&cfg->dev, s, L->errs);
+    if ((s = item(root, "socketio"))) rc_socketio_config_parse(&cfg->socketio, s, "socketio", L->errs);
     L->namespaces = item(root, "namespaces");
 }
 
@@ -630,9 +635,11 @@ static void load_env(struct loader *L)
     if ((v = env("ROOMCAST_BIND"))) set_str(&cfg->bind, v);
     if ((v = env("ROOMCAST_REDIS_URL")) && check_redis_url(L, "ROOMCAST_REDIS_URL", v) == 0)
         set_str(&cfg->redis_url, v);
+    rc_redis_config_env(&cfg->redis, L->errs);
     if ((v = env("ROOMCAST_PREFIX")) && check_prefix(L, "ROOMCAST_PREFIX", v) == 0) set_str(&cfg->prefix, v);
     if ((v = env("ROOMCAST_NODE_ID")) && check_node_id(L, "ROOMCAST_NODE_ID", v) == 0) set_str(&cfg->node_id, v);
     if ((v = env("ROOMCAST_API_KEY"))) set_str(&cfg->api_key, v);
+    rc_socketio_config_env(&cfg->socketio, env("ROOMCAST_SOCKETIO_PREFIX"), "ROOMCAST_SOCKETIO_PREFIX", L->errs);
     if ((v = env("ROOMCAST_TLS_CERT"))) set_str(&cfg->tls_cert_file, v);
     if ((v = env("ROOMCAST_TLS_KEY"))) set_str(&cfg->tls_key_file, v);
     if ((v = env("ROOMCAST_JWT_SECRET"))) {
@@ -668,6 +675,8 @@ static void load_env(struct loader *L)
         else if (strcmp(v, "text") == 0) cfg->log_json = 0;
         else rc_config_error(L->errs, "ROOMCAST_LOG_FORMAT", "must be \"json\" or \"text\"");
     }
+    rc_admin_config_env(&cfg->admin, L->errs);
+    rc_dev_config_env(&cfg->dev, L->errs);
 }
 
 static void load_flags(struct loader *L, const rc_config_flags *flags)
@@ -745,6 +754,8 @@ static void finish(struct loader *L)
     rc_config *cfg = L->cfg;
     if (!L->namespaces_given) cfg->rules = rc_rules_compile(NULL, "namespaces", L->errs);
     if (cfg->rules) check_ns_names(L, cfg->rules);
+    rc_admin_config_check_ns(&cfg->admin, cfg->rules, L->errs);
+    rc_socketio_config_check(&cfg->socketio, rc_redis_config_wanted(&cfg->redis, cfg->redis_url), L->errs);
     if (!L->body_set) cfg->http_max_body_bytes = cfg->max_payload;
     if (!L->pending_set) cfg->max_pending_sessions = cfg->max_connections >= 10 ? cfg->max_connections / 10 : 1;
     else if (cfg->max_pending_sessions > cfg->max_connections)
@@ -758,6 +769,7 @@ static void finish(struct loader *L)
         if (f && access(f, R_OK) != 0)
             rc_config_error(L->errs, i ? "tls.key" : "tls.cert", "cannot read %s: %s", f, strerror(errno));
     }
+    rc_redis_config_check(&cfg->redis, cfg->redis_url, L->errs);
     if (!cfg->node_id) {
         char host[256] = "";
         if (gethostname(host, sizeof(host) - 1) < 0 || !host[0]) strcpy(host, "roomcast");
@@ -816,6 +828,10 @@ static void set_defaults(rc_config *cfg)
     cfg->drain_grace_ms = 30000;
     rc_jobs_config_init(&cfg->jobs);
     rc_presence_config_default(&cfg->presence);
+    rc_admin_config_init(&cfg->admin);
+    rc_dev_config_init(&cfg->dev);
+    rc_redis_config_init(&cfg->redis);
+    rc_socketio_config_default(&cfg->socketio);
 }
 
 int rc_config_load(rc_config *cfg, const rc_config_flags *flags, rc_config_errors *errs)
@@ -862,11 +878,15 @@ void rc_config_dispose(rc_config *cfg)
     rc_free(cfg->node_id);
     rc_free(cfg->prefix);
     rc_free(cfg->redis_url);
+    rc_redis_config_dispose(&cfg->redis);
     rc_free(cfg->api_key);
     set_cors(cfg, NULL, 0);
     rc_auth_config_dispose(&cfg->jwt);
     rc_free(cfg->token_expired_event);
     rc_jobs_config_dispose(&cfg->jobs);
+    rc_admin_config_dispose(&cfg->admin);
+    rc_dev_config_dispose(&cfg->dev);
+    rc_socketio_config_dispose(&cfg->socketio);
     rc_free(cfg->tls_cert_file);
     rc_free(cfg->tls_key_file);
     rc_free(cfg->trusted_proxies);

@@ -30,6 +30,7 @@
 #include "roomcast/eio.h"
 #include "roomcast/common.h"
 #include "roomcast/eio_codec.h"
+#include "roomcast/eio_cors.h"
 #include "roomcast/frame.h"
 #include "roomcast/hmap.h"
 #include "roomcast/http.h"
@@ -99,6 +100,7 @@ struct rc_eio_session {
 struct rc_eio_server {
     struct event_base *base;
     rc_eio_settings set;
+    rc_eio_cors cors;           /* set's cors_* fields, for eio_cors.c */
     const rc_eio_callbacks *cb;
     rc_hmap sessions;
     rc_eio_session *closed;     /* awaiting on_close + free */
@@ -122,27 +124,7 @@ static rc_eio_session *find_session(rc_eio_server *srv, const char *sid)
 
 void rc_eio_cors_headers(const rc_eio_server *srv, const rc_http_request *req, char *buf, size_t n)
 {
-    buf[0] = '\0';
-    const char *origin = rc_http_header(req, "Origin");
-    if (!origin) return;
-    for (size_t i = 0; i < srv->set.cors_origin_count; i++) {
-        const char *o = srv->set.cors_origins[i];
-        if (strcmp(o, "*") == 0 || strcmp(o, origin) == 0) {
-            if (strlen(origin) > 512) return;
-            snprintf(buf, n, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n%s", origin,
-                     srv->set.cors_credentials ? "Access-Control-Allow-Credentials: true\r\n" : "");
-            return;
-        }
-    }
-}
-
-static int origin_refused(const rc_eio_server *srv, const rc_http_request *req)
-{
-    const char *origin = rc_http_header(req, "Origin");
-    if (!origin || srv->set.cors_origin_count == 0) return 0;
-    char buf[1024];
-    rc_eio_cors_headers(srv, req, buf, sizeof(buf));
-    return buf[0] == '\0';
+    rc_eio_cors_write_headers(&srv->cors, req, buf, n);
 }
 
 static void respond_error(rc_eio_server *srv, rc_http_request *req, int code)
@@ -515,6 +497,13 @@ void rc_eio_mark_connected(rc_eio_session *s)
 }
 
 const char *rc_eio_sid(const rc_eio_session *s) { return s->sid; }
+int rc_eio_writable(const rc_eio_session *s)
+{
+    if (s->closed || s->hold) return 0;
+    return s->transport == T_WEBSOCKET ? s->ws && rc_ws_pending_bytes(s->ws) == 0 : s->get != NULL;
+}
+int rc_eio_is_polling(const rc_eio_session *s) { return s->transport == T_POLLING; }
+uint64_t rc_eio_opened_total(void) { return eio_stats.opened[0] + eio_stats.opened[1]; }
 
 /* ---- inbound packets ---------------------------------------------------------------------- */
 
@@ -712,8 +701,8 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
             respond_error(srv, req, 3);
             return;
         }
-        if (origin_refused(srv, req)) {
-            respond_error(srv, req, 4);
+        if (rc_eio_cors_refused(&srv->cors, req)) {
+            rc_eio_cors_refuse(req, "websocket");
             return;
         }
         if (has_sid) {
@@ -748,6 +737,8 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
     /* polling */
     if (!has_sid) {
         if (req->method != RC_HTTP_GET) { respond_error(srv, req, 2); return; }
+        if (rc_eio_cors_refused(&srv->cors, req)) { rc_eio_cors_refuse(req, "polling"); return; }
+        rc_eio_cors_note(&srv->cors, req);
         if (srv->refuse_new || session_cap_reached(srv)) { respond_error(srv, req, 4); return; }
         pending_keys pk;
         if (pending_admit(srv, req, &pk) != 0) return;
@@ -815,6 +806,7 @@ rc_eio_server *rc_eio_server_new(struct event_base *base, const rc_eio_settings 
     rc_eio_server *srv = rc_calloc(1, sizeof(*srv));
     srv->base = base;
     srv->set = *settings;
+    srv->cors = (rc_eio_cors){settings->cors_origins, settings->cors_origin_count, settings->cors_credentials};
     srv->cb = cb;
     srv->reap_ev = event_new(base, -1, 0, server_on_reap, srv);
     return srv;
@@ -879,4 +871,5 @@ void rc_eio_write_metrics(const rc_eio_server *srv, struct evbuffer *out)
     rc_metrics_put_scalar(out, "roomcast_eio_connect_timeouts_total", "counter",
                           "Sessions closed for connecting no namespace within engine.connectTimeout.",
                           eio_stats.connect_timeouts);
+    rc_eio_cors_write_metrics(out);
 }

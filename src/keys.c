@@ -31,6 +31,7 @@ static const struct {
     [RC_KEY_SESSION] = {"session:", 1, ""},
     [RC_KEY_ONCE] = {"once:", 2, ""},
     [RC_KEY_QUEUE] = {"", 1, ":"},
+    [RC_KEY_ADMIN] = {"admin", 0, ""},
 };
 
 /* Appends n bytes at *len, as far as they fit before cap - 1; *len counts every byte. */

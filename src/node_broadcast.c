@@ -30,7 +30,13 @@ int rc_node__broadcast(rc_node *n, rc_bp_message *msg)
     msg->origin = n->cfg->node_id;
     int kept = rc_node__recovery_publish(n, msg); /* kept: delivered here when Redis publishes it */
     if (kept) return kept > 0 ? 0 : -1;
-    if (n->bp->ops->publish(n->bp, msg) != 0) return -1; /* counted by the backplane */
+    /* One path per broadcast: with socketio.prefix an emit goes out in the adapter format only
+     * (node_socketio.c), which other roomcast nodes and Node servers hear alike. */
+    if (n->socketio && msg->kind == RC_BP_EMIT) {
+        if (rc_node__socketio_publish(n, msg) != 0) return -1;
+    } else if (n->bp->ops->publish(n->bp, msg) != 0) {
+        return -1; /* counted by the backplane */
+    }
     if (msg->kind == RC_BP_EMIT) rc_sio_broadcast(n->sio, msg, rc_now_mono_ns());
     else rc_sio_control(n->sio, msg);
     return 0;

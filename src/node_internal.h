@@ -12,16 +12,22 @@
  *   node_api.c        the HTTP routes: /healthz, /readyz, /metrics, POST /api/publish.
  *   node_recovery.c   connection state recovery: kept emits, gap marks, sessions in Redis, the
  *                     recover hook (docs/recovery.md).
+ *   node_socketio.c   Socket.IO's Redis formats (socketio.prefix): emitter and adapter
+ *                     broadcasts and requests in, the node's broadcasts out in the adapter format.
+ *   node_adapter.c    what the adapter peer (adapter_peer.h) is told of the local sockets.
  *
  * Calls between them go one way, down this list read from the bottom: node_api.c calls
  * node_publish.c, node_notify.c and node_broadcast.c; node_notify.c calls node_publish.c and
  * node_broadcast.c; node_rules.c calls node_broadcast.c; node.c calls the others (and takes the
- * addresses of their hooks and routes). node_broadcast.c and node_publish.c call none of them.
+ * addresses of their hooks and routes). node_broadcast.c and node_publish.c call none of them, except that node_broadcast.c hands an emit
+ * to node_socketio.c when socketio.prefix is set; node_socketio.c calls only node_adapter.c, which
+ * calls none of them.
  */
 #ifndef ROOMCAST_NODE_INTERNAL_H
 #define ROOMCAST_NODE_INTERNAL_H
 
 #include "roomcast/node.h"
+#include "roomcast/adapter_peer.h"
 #include "roomcast/backplane.h"
 #include "roomcast/config.h"
 #include "roomcast/eio.h"
@@ -30,12 +36,14 @@
 #include "roomcast/presence.h"
 #include "roomcast/server.h"
 #include "roomcast/sio.h"
+#include "roomcast/socketio_codec.h"
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct rc_node_recovery rc_node_recovery;
+typedef struct rc_node_socketio rc_node_socketio;
 
 struct rc_node {
     struct event_base *base;
@@ -52,6 +60,10 @@ struct rc_node {
     rc_presence *presence;
     rc_presence_callbacks presence_cb;
     rc_node_recovery *recovery;     /* connection state recovery (node_recovery.c) */
+    rc_adapter_peer *adapter;       /* answers Node adapters' requests; NULL unless
+                                     * ROOMCAST_SOCKETIO_PREFIX is set */
+    struct rc_admin *admin;         /* the Admin UI (admin.enabled), else NULL */
+    size_t admin_ns;                /* its namespace's index in sio; SIZE_MAX when off */
     struct pending_answer *pending; /* presence queries and member lists awaiting Redis */
     size_t pending_count;
     uint64_t next_tag;
@@ -60,7 +72,9 @@ struct rc_node {
     char *notify_channel;           /* <prefix>:notify, NULL without Redis */
     char *status_pattern;           /* "<prefix>:status:", the prefix of rc_redis_pattern_open,
                                      * while some namespace broadcasts status */
+    rc_node_socketio *socketio;     /* NULL unless socketio.prefix is set (node_socketio.c) */
     int bp_up;
+    int failed;                     /* the backplane can never work: the loop stops, exit 1 */
     int draining;
     struct event *drain_ev;
     size_t drain_batch;
@@ -185,6 +199,36 @@ void rc_node__recovery_touch(rc_node *n, rc_sio_socket *s);
 void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const char *pid, const char *offset,
                            const char *user);
 void rc_node__recovery_write_metrics(const rc_node *n, struct evbuffer *out);
+/* ---- node_socketio.c -------------------------------------------------------------------- */
+
+/* NULL (and nothing done) without socketio.prefix or without Redis; else subscribes each
+ * namespace's broadcast and request channels and sets n->socketio. */
+rc_node_socketio *rc_node__socketio_new(rc_node *n);
+void rc_node__socketio_free(rc_node_socketio *x);
+/* A room with local members opened (1) or closed (0): its K#<ns>#<room># channel. Nothing
+ * without n->socketio. */
+void rc_node__socketio_room(rc_node *n, const char *ns, const char *room, int open);
+/* A socket connected (1) or left (0): the channel of the room named by its id. */
+void rc_node__socketio_socket(rc_node *n, const rc_sio_socket *s, int open);
+/* A raw channel's message: 1 when it was one of ours (handled), 0 otherwise. */
+int rc_node__socketio_on_raw(rc_node *n, const char *channel, const char *payload, size_t len);
+/* Publishes an RC_BP_EMIT in the adapter format (n->socketio set): 0, or -1 when refused. */
+int rc_node__socketio_publish(rc_node *n, const rc_bp_message *msg);
+void rc_node__socketio_write_metrics(const rc_node *n, struct evbuffer *out);
+/* The codec requests were decoded with (NULL without n->socketio), for their handlers. */
+rc_socketio_codec *rc_node__socketio_codec(const rc_node *n);
+/* A handler of one request type (ns: the channel's namespace, served here). The dispatch table
+ * is request_handlers[] in node_socketio.c: a file that answers a type puts its function there. */
+typedef void (*rc_node_socketio_request_fn)(rc_node *n, const char *ns, const rc_socketio_request *req);
+
+/* ---- node_adapter.c ------------------------------------------------------------------- */
+
+/* Creates n->adapter, the peer that answers Node servers' requests (prefix and uid: those of
+ * node_socketio.c, which calls this when it starts), with callbacks that read the node's sockets. */
+void rc_node__adapter_new(rc_node *n, const char *prefix, const char *uid);
+void rc_node__adapter_free(rc_node *n);
+/* An entry of node_socketio.c's request_handlers[]: hands the request to n->adapter. */
+void rc_node__adapter_request(rc_node *n, const char *ns, const rc_socketio_request *req);
 
 /* ---- node_api.c ------------------------------------------------------------------------- */
 
@@ -192,5 +236,8 @@ void rc_node__recovery_write_metrics(const rc_node *n, struct evbuffer *out);
 void rc_node__on_request(void *arg, rc_http_request *req);
 /* rc_server accept callback: attaches HTTP to the connection. */
 void rc_node__on_accept(void *arg, rc_conn *c);
+/* node_devpage.c: answers /dev/ and /dev/socket.io.min.js when dev.page is on (returns 1), else
+ * returns 0 and leaves req alone. */
+int rc_node__devpage(rc_node *n, rc_http_request *req);
 
 #endif

@@ -43,6 +43,7 @@
 #include "roomcast/recovery_config.h"
 #include "roomcast/redis_cmd.h"
 #include "roomcast/rules.h"
+#include "roomcast/sio_admin.h"
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
@@ -94,8 +95,9 @@ void rc_node__recovery_new(rc_node *n)
         const rc_ns_rules *ns = rc_rules_ns_at(n->cfg->rules, i);
         const rc_recovery_config *c = rc_ns_rules_recovery(ns);
         if (!c->enabled) continue;
-        if (!rc_redis_available(n->bp)) {
-            rc_log_warn("recovery_unavailable", "ns=%s reason=no_redis", rc_ns_rules_name(ns));
+        if (!rc_redis_available(n->bp) || !n->bp->ops->publish_kept) {
+            rc_log_warn("recovery_unavailable", "ns=%s reason=%s", rc_ns_rules_name(ns),
+                        rc_redis_available(n->bp) ? "backplane_keeps_no_history" : "no_redis");
             continue;
         }
         r->enabled[i] = 1;
@@ -282,7 +284,7 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
     rc_node *n = arg;
     if (!n->bp->ops->is_up(n->bp)) return;
     for (size_t i = 0; i < n->recovery->ns_count; i++)
-        if (n->recovery->enabled[i]) rc_sio_foreach_socket(n->sio, (int)i, refresh_one, n);
+        if (n->recovery->enabled[i]) rc_sio_foreach_socket(n->sio, i, refresh_one, n);
 }
 
 /* ---- recovering a session ----------------------------------------------------------------- */

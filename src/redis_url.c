@@ -1,16 +1,19 @@
 /*
- * redis_url.c: ROOMCAST_REDIS_URL -> host, port, user, password, db. See include/roomcast/redis_url.h.
+ * redis_url.c: ROOMCAST_REDIS_URL -> host, port (or unix path), TLS, user, password, db. See
+ * include/roomcast/redis_url.h.
  *
  * What it is for: one strict parser that both the Redis backplane (at start) and config
  * validation (--check-config) can call, so a URL that would not work is refused before the node
  * starts, with a reason that names the part at fault.
  *
- * How it splits: after "redis://", the userinfo ends at the LAST '@' (a password may contain an
+ * How it splits: after "redis://" or "rediss://", the userinfo ends at the LAST '@' (a password may contain an
  * unescaped '@'; the host and db never do), the host ends at ':' or '/' (or at ']' for an IPv6
- * literal), then an optional ":port" and an optional "/db". Every byte must be printable ASCII.
+ * literal), then an optional ":port" and an optional "/db". After "unix://" the same userinfo,
+ * then an absolute path, then optionally "?db=N". Every byte must be printable ASCII.
  *
- * What it does not do: no DNS, no TLS (rediss://), no unix sockets, no query options
- * (?timeout=...); these are refused rather than ignored. It does not check that the host exists.
+ * What it does not do: no DNS, no query options (?timeout=...), which are refused rather than
+ * ignored. It does not check that the host or the socket exists, nor load TLS files
+ * (redis_config.c does).
  *
  * Ownership: out's strings are heap copies freed by rc_redis_url_dispose; on failure out is all-zero.
  */
@@ -24,8 +27,8 @@
 
 static const char E_EMPTY[] = "empty URL";
 static const char E_CHARS[] = "spaces and control characters are not allowed";
-static const char E_TLS[] = "rediss:// (TLS) is not supported";
-static const char E_SCHEME[] = "must start with redis://";
+static const char E_SCHEME[] = "must start with redis://, rediss:// or unix://";
+static const char E_PATH[] = "a unix socket path must be absolute and at most 107 bytes";
 static const char E_QUERY[] = "query strings and fragments are not supported";
 static const char E_USERINFO[] = "credentials must be ':password@' or 'user:password@'";
 static const char E_PASSWORD[] = "empty password";
@@ -88,9 +91,72 @@ static int host_char_ok(char c, int ipv6)
     return c == '.' || c == '-' || c == '_';
 }
 
+/* The userinfo of [p, end): sets user and password, returns the first byte after '@' (p when
+ * there is none), or NULL with *err set. */
+static const char *parse_userinfo(const char *p, const char *at, rc_redis_url *out, const char **err)
+{
+    if (!at) return p;
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (!colon) {
+        *err = E_USERINFO;
+        return NULL;
+    }
+    if (colon + 1 == at) {
+        *err = E_PASSWORD;
+        return NULL;
+    }
+    if (colon > p && !(out->user = decode(p, (size_t)(colon - p)))) {
+        *err = E_ESCAPE;
+        return NULL;
+    }
+    if (!(out->password = decode(colon + 1, (size_t)(at - colon - 1)))) {
+        *err = E_ESCAPE;
+        return NULL;
+    }
+    return at + 1;
+}
+
+/* unix://[userinfo@]/path[?db=N] from p (after the scheme). */
+static int parse_unix(const char *p, rc_redis_url *out, const char **err)
+{
+    const char *q = strchr(p, '?');
+    const char *end = q ? q : p + strlen(p);
+    const char *at = NULL;
+    for (const char *c = p; c < end && *c != '/'; c++)
+        if (*c == '@') at = c;
+    if (strchr(p, '#')) {
+        *err = E_QUERY;
+        return -1;
+    }
+    if (!(p = parse_userinfo(p, at, out, err))) return -1;
+    if (*p != '/' || end - p > 107 || end - p < 2) {
+        *err = E_PATH;
+        return -1;
+    }
+    out->path = rc_strndup(p, (size_t)(end - p));
+    if (q) {
+        q++;
+        if (strncmp(q, "db=", 3) != 0) {
+            *err = E_QUERY;
+            return -1;
+        }
+        q += 3;
+        long db = parse_num(&q, 0, INT_MAX);
+        if (db < 0) {
+            *err = E_DB;
+            return -1;
+        }
+        out->db = (int)db;
+        if (*q) {
+            *err = E_TRAILING;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int rc_redis_url_parse(const char *url, rc_redis_url *out, const char **err)
 {
-    static const char scheme[] = "redis://";
     const char *p, *at, *host, *host_end, *q;
     int ipv6 = 0;
 
@@ -105,37 +171,25 @@ int rc_redis_url_parse(const char *url, rc_redis_url *out, const char **err)
             return -1;
         }
     }
-    if (strncasecmp(url, scheme, sizeof(scheme) - 1) != 0) {
-        *err = strncasecmp(url, "rediss://", 9) == 0 ? E_TLS : E_SCHEME;
+    if (strncasecmp(url, "redis://", 8) == 0) {
+        p = url + 8;
+    } else if (strncasecmp(url, "rediss://", 9) == 0) {
+        p = url + 9;
+        out->tls = 1;
+    } else if (strncasecmp(url, "unix://", 7) == 0) {
+        if (parse_unix(url + 7, out, err) == 0) return 0;
+        goto err;
+    } else {
+        *err = E_SCHEME;
         return -1;
     }
-    p = url + sizeof(scheme) - 1;
 
     at = strrchr(p, '@');
     if (strpbrk(at ? at : p, "?#")) {
         *err = E_QUERY;
         return -1;
     }
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (!colon) {
-            *err = E_USERINFO;
-            return -1;
-        }
-        if (colon + 1 == at) {
-            *err = E_PASSWORD;
-            goto err;
-        }
-        if (colon > p && !(out->user = decode(p, (size_t)(colon - p)))) {
-            *err = E_ESCAPE;
-            goto err;
-        }
-        if (!(out->password = decode(colon + 1, (size_t)(at - colon - 1)))) {
-            *err = E_ESCAPE;
-            goto err;
-        }
-        p = at + 1;
-    }
+    if (!(p = parse_userinfo(p, at, out, err))) goto err;
 
     if (*p == '[') {
         ipv6 = 1;
@@ -198,6 +252,7 @@ err:
 void rc_redis_url_dispose(rc_redis_url *u)
 {
     rc_free(u->host);
+    rc_free(u->path);
     rc_free(u->user);
     rc_free(u->password);
     memset(u, 0, sizeof(*u));
@@ -205,10 +260,14 @@ void rc_redis_url_dispose(rc_redis_url *u)
 
 char *rc_redis_url_redacted(const rc_redis_url *u, char *buf, size_t size)
 {
+    const char *user = u->user ? u->user : "", *pw = u->password ? ":***@" : "";
+    if (u->path) {
+        snprintf(buf, size, "unix://%s%s%s?db=%d", user, pw, u->path, u->db);
+        return buf;
+    }
     const char *host = u->host ? u->host : "";
     int bracket = strchr(host, ':') != NULL;
-    snprintf(buf, size, "redis://%s%s%s%s%s:%d/%d", u->user ? u->user : "",
-             u->password ? ":***@" : "", bracket ? "[" : "", host, bracket ? "]" : "", u->port,
-             u->db);
+    snprintf(buf, size, "%s://%s%s%s%s%s:%d/%d", u->tls ? "rediss" : "redis", user, pw,
+             bracket ? "[" : "", host, bracket ? "]" : "", u->port, u->db);
     return buf;
 }

@@ -311,6 +311,7 @@ static void socket_disconnect(rc_sio_socket *s)
     char buf[RC_SIO_HEADER_MAX + 256];
     size_t n = rc_sio_encode_header(buf, RC_SIO_DISCONNECT, s->ns->set.name, -1, 0);
     send_text(s->client, buf, n);
+    s->ns->srv->gone = "server namespace disconnect";
     rc_sio__socket_remove(s);
 }
 
@@ -484,7 +485,14 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     int mode = ns->set.auth;
     rc_auth_result ar;
     memset(&ar, 0, sizeof(ar));
-    if (mode != RC_SIO_AUTH_NONE && (token || mode == RC_SIO_AUTH_REQUIRED)) {
+    if (mode == RC_SIO_AUTH_HOOK) {
+        const char *why = srv->hooks->admit ? srv->hooks->admit(srv->hooks->arg, (size_t)ns->index, p->payload)
+                                            : "unauthorized";
+        if (why) {
+            connect_error(c, nsp, why, NULL);
+            return;
+        }
+    } else if (mode != RC_SIO_AUTH_NONE && (token || mode == RC_SIO_AUTH_REQUIRED)) {
         rc_auth_status st = rc_auth_verify(srv->set.jwt, token, token ? strlen(token) : 0,
                                            time(NULL), &ar);
         if (st != RC_AUTH_OK) {
@@ -497,7 +505,7 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     /* The rest of the auth payload is kept for rules ({auth.x}), parsed once here, not per event;
      * the token itself was verified and its claims are kept, so it is not stored twice. */
     cJSON *auth = NULL;
-    if (cJSON_IsObject(p->payload)) {
+    if (cJSON_IsObject(p->payload) && mode != RC_SIO_AUTH_HOOK) { /* a password is not kept */
         auth = cJSON_Duplicate(p->payload, 1);
         cJSON_DeleteItemFromObjectCaseSensitive(auth, "token");
     }
@@ -517,6 +525,7 @@ rc_sio_socket *rc_sio__socket_create(rc_sio_client *c, rc_sio_ns *ns, rc_auth_re
     s->user = ar->user_id;
     s->claims_json = ar->claims_json;
     ar->user_id = ar->claims_json = NULL;
+    s->issued_s = (uint32_t)time(NULL);
     if (auth && !auth->child) cJSON_Delete(auth);
     else s->auth = auth;
     if (sid) {
@@ -578,6 +587,7 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
     switch (p->type) {
     case RC_SIO_DISCONNECT:
         rc_eio_count_disconnect(RC_EIO_DISC_CLIENT);
+        srv->gone = "client namespace disconnect";
         rc_sio__socket_remove(s);
         return;
     case RC_SIO_EVENT:
@@ -738,6 +748,7 @@ static void client_on_close(void *owner, const char *reason)
 {
     rc_sio_client *c = owner;
     c->busy++;
+    c->srv->gone = reason;
     while (c->sockets) rc_sio__socket_remove(c->sockets);
     rc_sio__recover_client_closed(c);
     bin_reset(c);

@@ -11,6 +11,12 @@
  * rc_sio_control applies a control op (join another room, leave one, disconnect) to the same
  * recipients, through rc_sio_join/leave/disconnect, so hooks fire as for a rule's own op.
  *
+ * rc_sio_broadcast_to and rc_sio_select pick recipients as Socket.IO's adapter does (rooms,
+ * except, a socket's own id as a room): the except rooms' members are marked first with the
+ * selection's number (srv->mark_seq, one per selection, stored in each socket), then each member
+ * of the target rooms not yet marked is marked and taken, so a socket in several rooms is taken
+ * once, with no allocation and no set to build.
+ *
  * What it does not do: publish to other nodes (the node does) or decide who may send (rules).
  */
 #include "sio_internal.h"
@@ -149,6 +155,143 @@ size_t rc_sio_control(rc_sio_server *srv, const rc_bp_message *msg)
     }
     rc_free(col.items);
     return done;
+}
+
+/* ---- selections as Socket.IO's adapter makes them ------------------------------------------ */
+
+typedef void (*select_fn)(void *arg, rc_sio_socket *s);
+
+typedef struct selection {
+    uint32_t seq;
+    select_fn fn;
+    void *arg;
+} selection;
+
+/* A new selection number; on wrap-around every socket's mark is cleared first. */
+static uint32_t mark_next(rc_sio_server *srv)
+{
+    if (++srv->mark_seq == 0) {
+        for (size_t i = 0; i < srv->ns_count; i++) {
+            rc_hmap *h = &srv->ns[i].sockets;
+            for (rc_hmap_node *n = rc_hmap_first(h); n; n = rc_hmap_next(h, n))
+                RC_CONTAINER_OF(n, rc_sio_socket, node)->mark = 0;
+        }
+        srv->mark_seq = 1;
+    }
+    return srv->mark_seq;
+}
+
+static void mark_visit(void *arg, rc_room_member *m)
+{
+    RC_CONTAINER_OF(m, rc_sio_socket, member)->mark = *(const uint32_t *)arg;
+}
+
+static void take(selection *sel, rc_sio_socket *s)
+{
+    if (s->mark == sel->seq) return;
+    s->mark = sel->seq;
+    if (!s->dead) sel->fn(sel->arg, s);
+}
+
+static void take_visit(void *arg, rc_room_member *m)
+{
+    take(arg, RC_CONTAINER_OF(m, rc_sio_socket, member));
+}
+
+static rc_sio_socket *socket_by_id(rc_sio_ns *ns, const char *sid)
+{
+    rc_hmap_node *n = rc_hmap_find(&ns->sockets, sid, strlen(sid));
+    return n ? RC_CONTAINER_OF(n, rc_sio_socket, node) : NULL;
+}
+
+static void select_walk(rc_sio_server *srv, rc_sio_ns *ns, const rc_sio_target *t, select_fn fn, void *arg)
+{
+    selection sel = {mark_next(srv), fn, arg};
+    for (size_t i = 0; i < t->except_count; i++) {
+        rc_room *room = rc_rooms_find(ns->rooms, t->except[i]);
+        if (room) rc_room_foreach(room, mark_visit, &sel.seq);
+        rc_sio_socket *s = socket_by_id(ns, t->except[i]);
+        if (s) s->mark = sel.seq;
+    }
+    if (t->room_count == 0) {
+        for (rc_hmap_node *n = rc_hmap_first(&ns->sockets); n; n = rc_hmap_next(&ns->sockets, n))
+            take(&sel, RC_CONTAINER_OF(n, rc_sio_socket, node));
+        return;
+    }
+    for (size_t i = 0; i < t->room_count; i++) {
+        rc_room *room = rc_rooms_find(ns->rooms, t->rooms[i]);
+        if (room) rc_room_foreach(room, take_visit, &sel);
+        rc_sio_socket *s = socket_by_id(ns, t->rooms[i]);
+        if (s) take(&sel, s);
+    }
+}
+
+typedef struct fanout_to {
+    fanout f;
+    int only_writable;
+} fanout_to;
+
+static void fanout_to_one(void *arg, rc_sio_socket *s)
+{
+    fanout_to *ft = arg;
+    if (ft->only_writable && !rc_eio_writable(s->client->eio)) return;
+    rc_eio_send_frame(s->client->eio, ft->f.head);
+    for (size_t i = 0; i < ft->f.att_count; i++) rc_eio_send_frame(s->client->eio, ft->f.att[i]);
+    ft->f.delivered++;
+}
+
+size_t rc_sio_broadcast_to(rc_sio_server *srv, const rc_bp_message *msg, const rc_sio_target *t,
+                           uint64_t born_ns)
+{
+    rc_sio_ns *ns = rc_sio__find_ns(srv, msg->ns, strlen(msg->ns));
+    if (!ns || !msg->event || ns->sockets.count == 0) return 0;
+    fanout_to ft = {{0}, t->only_writable};
+    fanout *f = &ft.f;
+    int type = msg->attachment_count ? RC_SIO_BINARY_EVENT : RC_SIO_EVENT;
+    f->head = rc_sio__encode_packet(type, ns->set.name, -1, (int)msg->attachment_count, msg->event,
+                                    msg->args_json, msg->args_len);
+    f->head->born_ns = born_ns;
+    rc_frame *att_local[RC_SIO_MAX_ATTACHMENTS];
+    f->att = att_local;
+    f->att_count = msg->attachment_count <= RC_SIO_MAX_ATTACHMENTS ? msg->attachment_count : 0;
+    for (size_t i = 0; i < f->att_count; i++)
+        f->att[i] = rc_frame_from(RC_WS_OP_BINARY, msg->attachments[i].data, msg->attachments[i].len);
+    select_walk(srv, ns, t, fanout_to_one, &ft);
+    rc_frame_unref(f->head);
+    for (size_t i = 0; i < f->att_count; i++) rc_frame_unref(f->att[i]);
+    ns->broadcasts++;
+    ns->messages_out += f->delivered;
+    if (born_ns && f->delivered)
+        rc_histogram_observe_n(&srv->delivery_latency, (double)(rc_now_mono_ns() - born_ns) / 1e9,
+                               f->delivered);
+    return f->delivered;
+}
+
+static void collect_socket(void *arg, rc_sio_socket *s)
+{
+    collect_visit(arg, &s->member);
+}
+
+size_t rc_sio_select(rc_sio_server *srv, const char *ns_name, const rc_sio_target *t, rc_sio_socket ***out)
+{
+    *out = NULL;
+    rc_sio_ns *ns = rc_sio__find_ns(srv, ns_name, strlen(ns_name));
+    if (!ns) return 0;
+    collect col = {0};
+    select_walk(srv, ns, t, collect_socket, &col);
+    *out = col.items;
+    return col.count;
+}
+
+void rc_sio_disconnect_close(rc_sio_socket *s)
+{
+    rc_sio_client *c = s->client;
+    collect col = {0};
+    for (rc_sio_socket *x = c->sockets; x; x = x->next)
+        if (!x->dead) collect_visit(&col, &x->member);
+    for (size_t i = 0; i < col.count; i++) rc_sio_disconnect(col.items[i]);
+    rc_free(col.items);
+    rc_eio_close(c->eio, "server disconnect");
 }
 
 int rc_sio_has_ns(const rc_sio_server *srv, const char *ns)

@@ -84,9 +84,12 @@ struct rc_sio_socket {
     struct cJSON *auth;           /* CONNECT auth payload without "token", NULL if nothing else */
     rc_sio_pending_ack *acks;
     uint32_t next_ack_id;
+    uint32_t mark;                /* srv->mark_seq of the last selection that took or left it out
+                                   * (rc_sio_broadcast_to, rc_sio_select: each socket once) */
     rc_deadline_link expiry;      /* in srv->expiries while its token's exp is enforced */
     char pid[RC_SIO_PID_LEN + 1]; /* "" unless its namespace has recovery */
     rc_sio_pending *rec;          /* being recovered: broadcasts wait in it (src/sio_recover.c) */
+    uint32_t issued_s;            /* when it connected (Unix seconds; fits malloc's 144-byte chunk) */
 };
 
 struct rc_sio_hold {
@@ -120,6 +123,7 @@ struct rc_sio_server {
     size_t ns_count;
     rc_eio_callbacks eio_cb;
     uint64_t socket_count;
+    uint32_t mark_seq;            /* the current selection's mark (never 0 once used) */
     struct event_base *base;      /* the loop (the expiry timer runs on it) */
     rc_deadline_heap expiries;    /* sockets by the wall-clock second their token expires */
     struct event *expiry_timer;   /* one for the whole server; NULL until a token has exp */
@@ -131,6 +135,8 @@ struct rc_sio_server {
     uint64_t joins_refused[3];                /* by limit: rooms, memberships, per socket */
     uint64_t packets_too_large;               /* binary packets over max_packet_bytes */
     rc_histogram delivery_latency;            /* publish accepted -> frame queued, per recipient */
+    const char *gone;             /* why the socket being removed leaves (Socket.IO's words), set
+                                     before each socket_remove, read during on_disconnect */
 };
 
 /* src/sio_rate.c: 1 if the session may CONNECT to ns now (the first CONNECT to a namespace is

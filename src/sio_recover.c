@@ -16,8 +16,7 @@
  * What it does not do: Redis, rules or presence (the node), or decide whether a session may be
  * recovered (the node checks the pid's user, the window and the history).
  *
- * Also here, small accessors recovery needs: rc_sio_socket_pid, rc_sio_foreach_socket,
- * rc_sio_socket_rooms, rc_sio_room_size.
+ * Also here, small accessors recovery needs: rc_sio_socket_pid, rc_sio_room_size.
  */
 #include "sio_internal.h"
 #include "roomcast/common.h"
@@ -265,21 +264,6 @@ void rc_sio_recover_done(rc_sio_pending *p, const char *last_offset)
 }
 
 const char *rc_sio_socket_pid(const rc_sio_socket *s) { return s->pid; }
-
-void rc_sio_foreach_socket(rc_sio_server *srv, int ns_index, void (*fn)(void *arg, rc_sio_socket *s), void *arg)
-{
-    if (ns_index < 0 || (size_t)ns_index >= srv->ns_count) return;
-    rc_sio_ns *ns = &srv->ns[ns_index];
-    for (rc_hmap_node *n = rc_hmap_first(&ns->sockets); n; n = rc_hmap_next(&ns->sockets, n)) {
-        rc_sio_socket *s = RC_CONTAINER_OF(n, rc_sio_socket, node);
-        if (!s->dead && !s->rec) fn(arg, s);
-    }
-}
-
-void rc_sio_socket_rooms(const rc_sio_socket *s, void (*fn)(void *arg, const char *room), void *arg)
-{
-    rc_member_foreach_room(&s->member, fn, arg);
-}
 
 size_t rc_sio_room_size(const rc_sio_server *srv, const char *ns, const char *room)
 {

@@ -1,7 +1,8 @@
 /*
  * backplane.h: how a node exchanges room traffic with the other nodes. One interface, two
  * implementations: the embedded single-node backplane (src/backplane_local.c) and Redis pub/sub
- * (hiredis async on the node's libevent loop; its files are listed in src/backplane_redis.h).
+ * (our own connections on the node's libevent loop, src/redis_conn.c; its files are listed in
+ * src/backplane_redis.h).
  *
  * Delivery model: the node publishes a message with origin = its node id and, once publish has
  * accepted it (0), delivers it to its own local sockets itself, at once; a refused publish (-1)
@@ -34,6 +35,7 @@
 struct event_base;
 struct evbuffer;
 struct cJSON;
+struct rc_redis_config;
 
 typedef struct rc_backplane_callbacks {
     /* A message from another publisher for a room/namespace this node subscribed to. */
@@ -48,6 +50,10 @@ typedef struct rc_backplane_callbacks {
      * confused with on_raw: a raw channel whose name looks like a pattern ("P:status:*" for a
      * user "*") is a channel of its own. */
     void (*on_pattern)(void *arg, const char *prefix, const char *channel, const char *payload, size_t len);
+    /* The backplane can never work with this configuration (a Redis TLS certificate that cannot
+     * be verified before the first successful connection): reason says why, naming the file.
+     * The backplane stays down; the node stops. May be NULL. */
+    void (*on_fatal)(void *arg, const char *reason);
     void *arg;
 } rc_backplane_callbacks;
 
@@ -118,9 +124,13 @@ const char *rc_bp_emit_check(const char *event, const struct cJSON *args, size_t
 
 /* What the Redis backplane needs to start; borrowed for rc_backplane_redis_new (it copies). */
 typedef struct rc_backplane_redis_settings {
-    const char *url;      /* redis://[[user]:password@]host[:port][/db] (docs/redis.md) */
+    const char *url;      /* redis[s]://[[user]:password@]host[:port][/db] or unix:///path
+                             (docs/redis.md); may be NULL when redis->sentinels or redis->cluster
+                             is given */
     const char *prefix;   /* key and channel prefix P; NULL or "" = "roomcast" */
     const char *node_id;  /* this node's id (origin, canary, CLIENT SETNAME); NULL or "" = "node" */
+    const struct rc_redis_config *redis; /* TLS files, sentinels, cluster (redis_config.h); NULL:
+                                            none. Borrowed: it must outlive the backplane. */
 } rc_backplane_redis_settings;
 
 rc_backplane *rc_backplane_local_new(struct event_base *base, const rc_backplane_callbacks *cb);

@@ -122,5 +122,12 @@ rc_eio_session *rc_eio_find(rc_eio_server *srv, const char *sid);
 /* The session connected a namespace: it leaves the pending budget and its connect deadline. */
 void rc_eio_mark_connected(rc_eio_session *s);
 const char *rc_eio_sid(const rc_eio_session *s);
+/* 1 when a packet sent now would go out at once: not closed or held, and a WebSocket with nothing
+ * unsent or a polling session with a GET waiting (Socket.IO's volatile packets need it). */
+int rc_eio_writable(const rc_eio_session *s);
+/* 1 while the session's transport is polling (not upgraded); sessions opened since start (both
+ * for the Admin UI, src/admin.c). */
+int rc_eio_is_polling(const rc_eio_session *s);
+uint64_t rc_eio_opened_total(void);
 
 #endif

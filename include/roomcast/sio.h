@@ -65,7 +65,9 @@ typedef struct rc_sio_pending rc_sio_pending;
 enum rc_sio_auth {
     RC_SIO_AUTH_REQUIRED = 0,      /* a valid token, or CONNECT_ERROR */
     RC_SIO_AUTH_OPTIONAL,          /* a token is verified when given; anonymous otherwise */
-    RC_SIO_AUTH_NONE               /* tokens are ignored; every socket is anonymous */
+    RC_SIO_AUTH_NONE,              /* tokens are ignored; every socket is anonymous */
+    RC_SIO_AUTH_HOOK               /* no token: hooks.admit judges the CONNECT payload (the
+                                      Admin UI's /admin); anonymous, its payload is not kept */
 };
 
 /* What happens to a socket when its token expires. */
@@ -152,6 +154,10 @@ typedef struct rc_sio_hooks {
      * (see "Connection state recovery" below). NULL hook: every CONNECT is a fresh one. */
     void (*recover)(void *arg, rc_sio_pending *p, int ns_index, const char *pid, const char *offset,
                     const char *user);
+    /* A CONNECT to a namespace whose auth is RC_SIO_AUTH_HOOK, with its payload (NULL when
+     * absent): NULL admits it, else the CONNECT_ERROR message to refuse it with (a static string
+     * of at most 200 plain characters). NULL hook: every such CONNECT is refused. */
+    const char *(*admit)(void *arg, size_t ns_index, const struct cJSON *auth);
     void *arg;
 } rc_sio_hooks;
 
@@ -225,10 +231,6 @@ void rc_sio_recover_refuse(rc_sio_pending *p);
 int rc_sio_recover_alive(const rc_sio_pending *p);
 /* The socket's private session id (pid), "" when its namespace has no recovery. */
 const char *rc_sio_socket_pid(const rc_sio_socket *s);
-/* Calls fn for every live socket of namespace ns_index (not those being recovered). */
-void rc_sio_foreach_socket(rc_sio_server *srv, int ns_index, void (*fn)(void *arg, rc_sio_socket *s), void *arg);
-/* Calls fn with each room the socket is in. */
-void rc_sio_socket_rooms(const rc_sio_socket *s, void (*fn)(void *arg, const char *room), void *arg);
 /* Local members of a room (0 when the room or namespace is unknown). */
 size_t rc_sio_room_size(const rc_sio_server *srv, const char *ns, const char *room);
 
@@ -236,6 +238,27 @@ size_t rc_sio_room_size(const rc_sio_server *srv, const char *ns, const char *ro
 size_t rc_sio_broadcast(rc_sio_server *srv, const rc_bp_message *msg, uint64_t born_ns);
 /* Applies a control op (RC_BP_JOIN/LEAVE/DISCONNECT) to the local members of msg->room. */
 size_t rc_sio_control(rc_sio_server *srv, const rc_bp_message *msg);
+/* Recipients picked the way Socket.IO's adapter picks them (src/node_socketio.c): the members
+ * of any of `rooms` (none: every socket of the namespace), minus the members of any of `except`;
+ * a socket is also in the room named by its own id; each socket at most once. */
+typedef struct rc_sio_target {
+    const char *const *rooms;
+    size_t room_count;
+    const char *const *except;
+    size_t except_count;
+    int only_writable;            /* volatile: only sockets whose session can write right now
+                                   * (rc_eio_writable) */
+} rc_sio_target;
+/* Local fan-out of an RC_BP_EMIT of namespace msg->ns to t's sockets (msg->room and msg->except
+ * are not used), encoded once as rc_sio_broadcast does; returns recipients. */
+size_t rc_sio_broadcast_to(rc_sio_server *srv, const rc_bp_message *msg, const rc_sio_target *t,
+                           uint64_t born_ns);
+/* t's sockets in namespace ns (only_writable not used), into *out (rc_free it; NULL when none);
+ * returns how many. Sockets may be acted on afterwards (join, leave, disconnect). */
+size_t rc_sio_select(rc_sio_server *srv, const char *ns, const rc_sio_target *t, rc_sio_socket ***out);
+/* Socket.IO's disconnect(true): every namespace socket of s's session gets DISCONNECT, then the
+ * session closes. */
+void rc_sio_disconnect_close(rc_sio_socket *s);
 /* 1 if the namespace is served. */
 int rc_sio_has_ns(const rc_sio_server *srv, const char *ns);
 
@@ -246,6 +269,15 @@ void rc_sio_write_metrics(const rc_sio_server *srv, struct evbuffer *out);
 uint64_t rc_sio_socket_count(const rc_sio_server *srv);
 /* Disconnects up to max sockets (drain); returns how many. */
 size_t rc_sio_disconnect_some(rc_sio_server *srv, size_t max);
+
+/* Queries (src/sio_query.c): what the local sockets of a namespace are, for a peer server that
+ * asks (include/roomcast/adapter_peer.h). None of them sends anything. */
+/* The namespace's place in settings.ns, or -1 when it is not served. */
+int rc_sio_ns_index(const rc_sio_server *srv, const char *ns);
+/* Visits every room of namespace ns_index with local members, then the id of every socket (its
+ * implicit room), each name once. fn must not change memberships. */
+void rc_sio_foreach_room(const rc_sio_server *srv, int ns_index,
+                         void (*fn)(void *arg, const char *room), void *arg);
 
 /* Appends a JSON string literal for s (with quotes and escapes) to out; returns bytes written.
  * out must have room for 6 * strlen(s) + 3 bytes. */

@@ -25,6 +25,11 @@
 #              maximum rate") is recorded as "xlatency", the others as "xcurve_<fraction>". With
 #              both servers in BENCH_TARGETS, "xlatency_noderate" runs roomcast once more at
 #              half of Node's rate.
+#   shards     (target "shards": roomcast only) one Redis against a Redis Cluster of three masters:
+#              SH_CONNS connections over 2 nodes in SH_ROOMS rooms (members alternating between the
+#              nodes), SH_MSGS messages round robin over the rooms as fast as the publisher goes
+#              (PUBLISH on one Redis; SPUBLISH to each channel's master on the cluster). Records
+#              deliveries/s and the CPU of every Redis process (each master's), side by side.
 #   limit      the machine's floor (target "limit", <builddir>/bench/limit): a minimal epoll
 #              server, no broker logic, no Redis, IDLE1 connections joined as above. It runs the
 #              fanout shape (FAN_MSGS pre-built frames written to all at once: "blast"), then the
@@ -39,8 +44,8 @@
 # embedded mode and the publisher POSTs /api/publish (the cluster scenarios are then skipped).
 #
 # Sizes: HS_N IDLE1 IDLE2 FAN_MSGS ROOMS ROOMS_MSGS LAT_RATE LAT_SECS VOID_MSGS VOID_RATE CL_N
-# CL_MSGS R10K_RATE R10K_SECS XL_ROOMS XL_SECS XL_FRACTIONS.
-# Environment: BENCH_TARGETS ("roomcast node limit"), BENCH_KEEP=1 keeps the work directory,
+# CL_MSGS R10K_RATE R10K_SECS XL_ROOMS XL_SECS XL_FRACTIONS SH_CONNS SH_ROOMS SH_MSGS.
+# Environment: BENCH_TARGETS ("roomcast node limit shards"), BENCH_KEEP=1 keeps the work directory,
 # BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes,
 # BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config).
 set -euo pipefail
@@ -76,8 +81,9 @@ XL_ROOMS=${XL_ROOMS:-$(( ROOMS % 2 ? ROOMS : ROOMS - 1 ))}
 # the latency curve across 2 nodes: fractions of each server's own "rooms" rate (0.5: the
 # criterion's "half the maximum rate", recorded as "xlatency")
 XL_FRACTIONS=${XL_FRACTIONS:-0.05 0.1 0.2 0.35 0.5}
+SH_CONNS=${SH_CONNS:-$IDLE1} SH_ROOMS=${SH_ROOMS:-$XL_ROOMS} SH_MSGS=${SH_MSGS:-$ROOMS_MSGS}
 PROCS=${BENCH_PROCS:-2}
-TARGETS=${BENCH_TARGETS:-roomcast node limit}
+TARGETS=${BENCH_TARGETS:-roomcast node limit shards}
 SRC_IPS=127.0.0.1-127.0.0.8
 SECRET=bench-secret-$$
 API_KEY=bench-api-key-$$
@@ -186,7 +192,11 @@ start_one() {   # start_one TARGET INDEX: starts a server and appends it to SRV_
     "$LIM" --port "$port" <"$W/limit-$i.in" >"$W/limit-$i.out" 2>"$W/limit-$i.log" &
     exec {LIMFD}>"$W/limit-$i.in"
   else
-    if [ "$MODE" = redis ]; then
+    if [ "$MODE" = cluster ]; then
+      ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_CLUSTER="$CSEEDS" \
+        ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
+        >"$W/roomcast-$i.log" 2>&1 &
+    elif [ "$MODE" = redis ]; then
       ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" \
         ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
         >"$W/roomcast-$i.log" 2>&1 &
@@ -243,6 +253,8 @@ publish() {     # publish TARGET publisher-args...: prints the publisher's JSON 
     "$PUB" --redis "127.0.0.1:$RPORT" --format emitter "$@"
   elif [ "$target" = limit ]; then
     limit_blast "$@"
+  elif [ "$MODE" = cluster ]; then
+    "$PUB" --redis "${CSEEDS%%,*}" --cluster --format roomcast "$@"
   elif [ "$MODE" = redis ]; then
     "$PUB" --redis "127.0.0.1:$RPORT" --format roomcast "$@"
   else
@@ -349,15 +361,93 @@ measure_phase() {
   [ "$target" = limit ] && pkey=limit   # its line is the server's own report, not a publisher's
   n=$(( $(wc -l <"$W/lg-$slot.out") + 1 ))
   c0=$(cpus_of "${SRV_PIDS[@]}") r0=$(cpu_of "$REDIS_PID") t0=$(now) m0=$(busy_all)
+  [ ${#SHARD_PIDS[@]} -gt 0 ] && read -r -a SHARD_CPU0 <<<"$(cpus_of "${SHARD_PIDS[@]}" | tr , ' ')"
   lg_cmd "$slot" "measure $name $expect $quiet $tmo"
   pubjson=$(publish "$target" "$@") || pubjson='{"error":"publisher failed"}'
   lgjson=$(lg_wait "$slot" "$n" $(( tmo / 1000 + 30 ))) || lgjson='{"error":"loadgen"}'
   c1=$(cpus_of "${SRV_PIDS[@]}") r1=$(cpu_of "$REDIS_PID") t1=$(now) m1=$(busy_all)
-  record "$target" "$name" "\"expected\":$expect" "\"loadgen\":$lgjson" "\"$pkey\":$pubjson" \
+  local shards=''
+  if [ ${#SHARD_PIDS[@]} -gt 0 ]; then  # each Redis process of the phase (scen_shards)
+    local i sc1=() sd=''
+    read -r -a sc1 <<<"$(cpus_of "${SHARD_PIDS[@]}" | tr , ' ')"
+    for i in "${!SHARD_PIDS[@]}"; do sd+="${sd:+,}$(sub3 "${SHARD_CPU0[$i]}" "${sc1[$i]}")"; done
+    shards="\"shard_cpu\":[$sd]"
+  fi
+  record "$target" "$name" "\"expected\":$expect" "\"loadgen\":$lgjson" "\"$pkey\":$pubjson" ${shards:+"$shards"} \
     "\"server_cpu0\":[$c0]" "\"server_cpu1\":[$c1]" "\"redis_cpu\":$(sub3 "$r0" "$r1")" \
     "$(machine_json "$m0" "$m1")" "\"wall_s\":$(sub3 "$t0" "$t1")" \
     "\"server_rss_kb\":[$(rss_of "${SRV_PIDS[0]}")]"
   log "$target $name: $(grep -o '"deliveries":[0-9]*' <<<"$lgjson") of $expect, $(grep -o '"deliveries_per_s":[0-9.]*' <<<"$lgjson")"
+}
+
+# ---- Redis Cluster (scen_shards) ---------------------------------------------------------------
+SHARD_PIDS=()
+SHARD_CPU0=()
+CSEEDS=''
+CLUSTER_PIDS=()
+cluster_start() {   # three masters joined by redis-cli --cluster create; sets CSEEDS, CLUSTER_PIDS
+  local i port bus addrs=()
+  mkdir -p "$W/cluster"
+  CLUSTER_PIDS=()
+  for i in 0 1 2; do
+    port=$(free_port $((17100 + i * 7)))
+    bus=$(free_port $((27100 + i * 7)))
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes --cluster-port "$bus" \
+      --cluster-config-file "$W/cluster/nodes-$port.conf" --save '' --appendonly no \
+      --dir "$W/cluster" --daemonize no --logfile "$W/cluster/redis-$port.log" &
+    CLUSTER_PIDS+=("$!")
+    PIDS+=("$!")
+    addrs+=("127.0.0.1:$port")
+    for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$W/cluster/create.log" 2>&1 ||
+    { log "redis-cli --cluster create failed"; return 1; }
+  for i in "${addrs[@]}"; do
+    for _ in $(seq 100); do
+      redis-cli -p "${i##*:}" cluster info 2>/dev/null | grep -q cluster_state:ok && break
+      sleep 0.1
+    done
+  done
+  CSEEDS=$(IFS=,; echo "${addrs[*]}")
+  log "redis cluster: $CSEEDS (pids ${CLUSTER_PIDS[*]})"
+}
+cluster_stop() {
+  local p
+  for p in "${CLUSTER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  CLUSTER_PIDS=()
+}
+
+# shards_phase NAME: 2 roomcast nodes (MODE decides one Redis or the cluster), SH_CONNS
+# connections over SH_ROOMS rooms, SH_MSGS messages round robin, every Redis process measured.
+shards_phase() {
+  local name=$1 per_room=$(( SH_CONNS / SH_ROOMS ))
+  start_servers roomcast 2 || return 0
+  local ports
+  ports=$(IFS=,; echo "${SRV_PORTS[*]}")
+  lg_start S --port "$ports" --conns $(( per_room * SH_ROOMS )) --rooms "$SH_ROOMS" --concurrency 64 ||
+    { stop_servers; return 0; }
+  record roomcast "${name}_connect" "\"nodes\":2" "\"connect\":$LG_LINE"
+  sleep 2
+  measure_phase roomcast S "$name" $(( SH_MSGS * per_room )) 10000 240000 --rooms "$SH_ROOMS" --count "$SH_MSGS"
+  record roomcast "${name}_params" "\"rooms\":$SH_ROOMS" "\"members\":$per_room" "\"nodes\":2" \
+    "\"redis_processes\":${#SHARD_PIDS[@]}"
+  lg_stop S
+  stop_servers
+}
+
+scen_shards() {
+  [ -x "$RC" ] || { log "no $RC: shards skipped"; return 0; }
+  MODE=redis
+  SHARD_PIDS=("$REDIS_PID")
+  shards_phase shards1
+  if cluster_start; then
+    MODE=cluster
+    SHARD_PIDS=("${CLUSTER_PIDS[@]}")
+    shards_phase shards3
+    cluster_stop
+  fi
+  SHARD_PIDS=()
+  MODE=redis
 }
 
 # ---- scenarios -------------------------------------------------------------------------------
@@ -531,15 +621,20 @@ machine() {
     "$(date -u +%Y-%m-%dT%H:%MZ)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(node --version 2>/dev/null || echo none)" \
     "$(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)" \
     "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "${BENCH_QUICK:-0}"
-  printf '"sizes":{"hs":%s,"idle1":%s,"idle2":%s,"fan_msgs":%s,"rooms":%s,"rooms_msgs":%s,"lat_rate":%s,"lat_secs":%s,"void_msgs":%s,"void_rate":%s,"cl_n":%s,"cl_msgs":%s,"r10k_rate":%s,"r10k_secs":%s,"xl_rooms":%s,"xl_secs":%s,"xl_fractions":"%s","procs":%s}}}\n' \
+  printf '"sizes":{"hs":%s,"idle1":%s,"idle2":%s,"fan_msgs":%s,"rooms":%s,"rooms_msgs":%s,"lat_rate":%s,"lat_secs":%s,"void_msgs":%s,"void_rate":%s,"cl_n":%s,"cl_msgs":%s,"r10k_rate":%s,"r10k_secs":%s,"xl_rooms":%s,"xl_secs":%s,"xl_fractions":"%s","sh_conns":%s,"sh_rooms":%s,"sh_msgs":%s,"procs":%s}}}\n' \
     "$HS_N" "$IDLE1" "$IDLE2" "$FAN_MSGS" "$ROOMS" "$ROOMS_MSGS" "$LAT_RATE" "$LAT_SECS" "$VOID_MSGS" "$VOID_RATE" "$CL_N" "$CL_MSGS" \
-    "$R10K_RATE" "$R10K_SECS" "$XL_ROOMS" "$XL_SECS" "$XL_FRACTIONS" "$PROCS"
+    "$R10K_RATE" "$R10K_SECS" "$XL_ROOMS" "$XL_SECS" "$XL_FRACTIONS" "$SH_CONNS" "$SH_ROOMS" "$SH_MSGS" "$PROCS"
 }
 machine >>"$RES"
 T0=$(date +%s)
 for target in $TARGETS; do
   if [ "$target" = limit ]; then
     if [ -x "$LIM" ]; then log "== limit"; scen_limit; else log "no $LIM: limit skipped"; fi
+    continue
+  fi
+  if [ "$target" = shards ]; then
+    log "== shards (one Redis against three cluster masters)"
+    scen_shards
     continue
   fi
   if [ "$target" = roomcast ]; then

@@ -315,7 +315,10 @@ describe('hostile HTTP clients', () => {
     await pool(WS_CASES, 24, async ([name, opts, status, code]) => {
       const r = await exchange(node.port, upgradeRequest(opts), { ms: 800 });
       const [res] = r.responses;
-      if (!res || res.status !== status || res.body !== JSON.stringify({ code, message: ['Transport unknown', 'Session ID unknown', 'Bad handshake method', 'Bad request', 'Forbidden', 'Unsupported protocol version'][code] })) {
+      // code 4 here is always an Origin refusal, whose message says what to do (src/eio_cors.c)
+      const message = ['Transport unknown', 'Session ID unknown', 'Bad handshake method', 'Bad request',
+        'Origin not allowed: add it to cors.origins (ROOMCAST_CORS_ORIGINS)', 'Unsupported protocol version'][code];
+      if (!res || res.status !== status || res.body !== JSON.stringify({ code, message })) {
         problems.push(`${name}: ${res ? `${res.status} ${res.body}` : 'no answer'}`);
       }
     });
@@ -330,16 +333,19 @@ describe('hostile HTTP clients', () => {
     await stillServes();
   });
 
-  it('Origin allow-list: the listed Origin (and none, for non-browsers) upgrades; polling answers carry CORS headers only for it', T, async () => {
+  it('Origin allow-list: the listed Origin (and none, for non-browsers) upgrades and polls; another origin is refused', T, async () => {
     const ok = await RawWs.open(node.port, { headers: { Origin: 'http://allowed.example' } });
     assert.match(await ok.nextText('0'), /^0\{"sid"/);
     ok.destroy();
     const none = await RawWs.open(node.port);
     assert.match(await none.nextText('0'), /^0\{"sid"/);
     none.destroy();
-    // Polling: no Access-Control-Allow-Origin for other origins (the browser then hides the answer).
+    // Polling: another origin's handshake is refused (403, no session); only that refusal names
+    // the origin in Access-Control-Allow-Origin, so that the page can read why.
     const evil = await httpRequest(node, 'GET', '/socket.io/?EIO=4&transport=polling', { headers: { Origin: 'http://evil.example' } });
-    assert.equal(evil.headers['access-control-allow-origin'], undefined);
+    assert.equal(evil.status, 403, evil.body);
+    assert.doesNotMatch(evil.body, /sid/);
+    assert.equal(evil.headers['access-control-allow-origin'], 'http://evil.example');
     const good = await httpRequest(node, 'GET', '/socket.io/?EIO=4&transport=polling', { headers: { Origin: 'http://allowed.example' } });
     assert.equal(good.headers['access-control-allow-origin'], 'http://allowed.example');
     // Upgrading an existing polling session from another Origin is refused too.

@@ -153,15 +153,28 @@ describe('HTTP endpoints', () => {
     assert.match(String(res.headers['access-control-allow-headers']).toLowerCase(), /authorization/);
   });
 
-  it('CORS: a disallowed origin gets no Access-Control-Allow-Origin', T, async () => {
-    const res = await httpRequest(node, 'GET', '/socket.io/?EIO=4&transport=polling', {
-      headers: { Origin: 'http://evil.example' },
-    });
-    assert.equal(res.headers['access-control-allow-origin'], undefined);
+  it('CORS: a disallowed origin is refused with 403 and a reason the page can read; its preflight gets nothing', T, async () => {
+    for (const transport of ['polling', 'websocket']) {
+      const headers = { Origin: 'http://evil.example' };
+      if (transport === 'websocket') {
+        Object.assign(headers, { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13',
+          'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' });
+      }
+      const res = await httpRequest(node, 'GET', `/socket.io/?EIO=4&transport=${transport}`, { headers });
+      assert.equal(res.status, 403, `${transport}: ${res.body}`);
+      assert.deepEqual(res.json(), { code: 4, message: 'Origin not allowed: add it to cors.origins (ROOMCAST_CORS_ORIGINS)' });
+      // Only the refusal carries the origin (so that a browser lets the page read it); no session.
+      assert.equal(res.headers['access-control-allow-origin'], 'http://evil.example');
+      assert.doesNotMatch(res.body, /sid/);
+    }
     const pre = await httpRequest(node, 'OPTIONS', '/socket.io/?EIO=4&transport=polling', {
       headers: { Origin: 'http://evil.example', 'Access-Control-Request-Method': 'POST' },
     });
     assert.equal(pre.headers['access-control-allow-origin'], undefined);
+    // An origin that could not be echoed safely is refused without the header.
+    const odd = await httpRequest(node, 'GET', '/socket.io/?EIO=4&transport=polling', { headers: { Origin: 'http://a b' } });
+    assert.equal(odd.status, 403);
+    assert.equal(odd.headers['access-control-allow-origin'], undefined);
   });
 
   it('CORS headers are present on Engine.IO error responses too', T, async () => {

@@ -8,39 +8,17 @@
 
 const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
 const http = require('node:http');
-const path = require('node:path');
 const {
   startNode, client, connected, token, emitAck, waitFor, freePort, closeClients, sleep, API_KEY,
 } = require('./lib/node');
 const {
-  REPO, ensureServers, startRedis, startNginx, waitUntil, httpGet, scrape, parseMetrics, fromAddress, opsConfig,
+  ensureServers, startRedis, startNginx, waitUntil, httpGet, scrape, parseMetrics, fromAddress, opsConfig,
+  nginxRepoConf,
 } = require('./lib/ops');
 
-const NGINX_CONF = path.join(REPO, 'docker', 'nginx', 'roomcast.conf');
 const CLIENTS = 12;
 const ROOM = 'lobby';
-
-// docker/nginx/roomcast.conf with the compose service names replaced by the test's nodes and the
-// listen port by a free loopback port. Fails if the file no longer has the shape this relies on.
-function lbConfig(nodes, port) {
-  const text = fs.readFileSync(NGINX_CONF, 'utf8');
-  let servers = 0;
-  let listens = 0;
-  const out = text
-    .replace(/^(\s*)server\s+roomcast-(\d+):3000(\s[^;]*)?;/gm, (m, indent, n, params) => {
-      servers++;
-      const node = nodes[Number(n) - 1];
-      assert.ok(node, `no test node for ${m.trim()}`);
-      return `${indent}server 127.0.0.1:${node.port}${params || ''};`;
-    })
-    .replace(/^(\s*)listen\s+8080;/gm, (m, indent) => { listens++; return `${indent}listen 127.0.0.1:${port};`; });
-  assert.equal(servers, nodes.length, `${NGINX_CONF}: expected ${nodes.length} "server roomcast-N:3000" lines`);
-  assert.equal(listens, 1, `${NGINX_CONF}: expected one "listen 8080;"`);
-  assert.match(out, /hash \$remote_addr consistent;/);
-  return out;
-}
 
 // A plain round-robin upstream to the same nodes, with the same proxy settings.
 function roundRobinConfig(nodes, port) {
@@ -93,7 +71,7 @@ describe('operations: nginx with sticky sessions in front of three nodes', { tim
     lbPort = await freePort();
     rrPort = await freePort();
     lb = await startNginx({
-      httpBlock: lbConfig(nodes, lbPort) + roundRobinConfig(nodes, rrPort),
+      httpBlock: nginxRepoConf(nodes, lbPort) + roundRobinConfig(nodes, rrPort),
       ports: [lbPort, rrPort],
     });
   });

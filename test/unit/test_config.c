@@ -26,9 +26,10 @@ static char g_dir[64];
 static char g_rsa[128], g_ec[128], g_junk[128];
 
 static const char *const env_names[] = {
-    "ROOMCAST_CONFIG", "ROOMCAST_PORT", "ROOMCAST_BIND", "ROOMCAST_REDIS_URL", "ROOMCAST_PREFIX",
+    "ROOMCAST_CONFIG", "ROOMCAST_PORT", "ROOMCAST_BIND", "ROOMCAST_REDIS_URL", "ROOMCAST_PREFIX", "ROOMCAST_SOCKETIO_PREFIX",
     "ROOMCAST_NODE_ID", "ROOMCAST_API_KEY", "ROOMCAST_JWT_SECRET", "ROOMCAST_JWT_PUBLIC_KEY_FILE",
     "ROOMCAST_JWT_ALGS", "ROOMCAST_CORS_ORIGINS", "ROOMCAST_LOG_LEVEL", "ROOMCAST_LOG_FORMAT",
+    "ROOMCAST_DEV_PAGE", "ROOMCAST_DEV_CLIENT_BUNDLE",
 };
 
 static void clear_env(void)
@@ -378,7 +379,7 @@ static void test_file_errors(void **state)
            "listen.port: must be an integer 1..65535",
            "path: must start with '/', be at most 256 bytes, without spaces, '?' or '#'",
            "nodeId: must be 1..128 characters of A-Z a-z 0-9 . _ -",
-           "redis.url: must start with redis:// (expected redis://[:password@]host[:port][/db])",
+           "redis.url: must start with redis://, rediss:// or unix:// (expected redis[s]://[:password@]host[:port][/db] or unix:///path)",
            "redis.prefix: must be 1..64 printable characters without spaces",
            "api.key: must be a string",
            "engine.pingInterval: must be a positive integer (ms)",
@@ -461,14 +462,14 @@ static void test_env_and_flag_errors(void **state)
     rc_config_flags flags = {.port = 70000, .redis_url = "redis://", .node_id = ""};
     EXPECT(NULL, &flags,
            "ROOMCAST_PORT: must be an integer 1..65535",
-           "ROOMCAST_REDIS_URL: must start with redis:// (expected redis://[:password@]host[:port][/db])",
+           "ROOMCAST_REDIS_URL: must start with redis://, rediss:// or unix:// (expected redis[s]://[:password@]host[:port][/db] or unix:///path)",
            "ROOMCAST_PREFIX: must be 1..64 printable characters without spaces",
            "ROOMCAST_NODE_ID: must be 1..128 characters of A-Z a-z 0-9 . _ -",
            "ROOMCAST_JWT_ALGS: none is never allowed",
            "ROOMCAST_LOG_LEVEL: must be debug, info, warn or error",
            "ROOMCAST_LOG_FORMAT: must be \"json\" or \"text\"",
            "--port: must be an integer 1..65535",
-           "--redis: missing or invalid host (expected redis://[:password@]host[:port][/db])",
+           "--redis: missing or invalid host (expected redis[s]://[:password@]host[:port][/db] or unix:///path)",
            "--node-id: must be 1..128 characters of A-Z a-z 0-9 . _ -");
     clear_env();
     setenv("ROOMCAST_JWT_SECRET", "s", 1);
@@ -565,10 +566,37 @@ static void test_example_config_loads(void **state)
     rc_config_errors_dispose(&errs);
 }
 
+/* socketio.prefix (file) and ROOMCAST_SOCKETIO_PREFIX: off by default, needs Redis, refuses an
+ * empty prefix and unknown keys. (A namespace never contains '#', which splits channel names.) */
+static void test_socketio(void **state)
+{
+    setenv("ROOMCAST_JWT_SECRET", "s", 1);
+    rc_config cfg;
+    load_ok(&cfg, NULL, NULL);
+    assert_null(cfg.socketio.prefix);
+    rc_config_dispose(&cfg);
+    load_ok(&cfg, "{\"redis\":{\"url\":\"redis://127.0.0.1\"},\"socketio\":{\"prefix\":\"socket.io\"}}", NULL);
+    assert_string_equal(cfg.socketio.prefix, "socket.io");
+    rc_config_dispose(&cfg);
+    setenv("ROOMCAST_SOCKETIO_PREFIX", "env.io", 1);
+    load_ok(&cfg, "{\"redis\":{\"url\":\"redis://127.0.0.1\"},\"socketio\":{\"prefix\":\"socket.io\"}}", NULL);
+    assert_string_equal(cfg.socketio.prefix, "env.io");
+    rc_config_dispose(&cfg);
+    EXPECT(NULL, NULL,
+           "socketio.prefix: needs Redis (redis.url, ROOMCAST_REDIS_URL, sentinels or a cluster): the emitter and "
+           "the adapter publish on Redis, which the embedded single-node backplane does not use");
+    unsetenv("ROOMCAST_SOCKETIO_PREFIX");
+    EXPECT("{\"redis\":{\"url\":\"redis://127.0.0.1\"},\"socketio\":{\"prefix\":\"\",\"x\":1}}", NULL,
+           "socketio.x: unknown key",
+           "socketio.prefix: must be 1..200 bytes without control characters (the key prefix of "
+           "@socket.io/redis-emitter and @socket.io/redis-adapter, usually \"socket.io\")");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_defaults, each_setup),
+        cmocka_unit_test_setup(test_socketio, each_setup),
         cmocka_unit_test_setup(test_defaults_need_a_secret, each_setup),
         cmocka_unit_test_setup(test_file, each_setup),
         cmocka_unit_test_setup(test_precedence, each_setup),

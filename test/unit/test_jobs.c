@@ -283,7 +283,7 @@ static rc_backplane *bp_start(const char *prefix, rc_config *cfg, char *url, siz
     cfg->prefix = (char *)prefix;
     cfg->node_id = (char *)"node-a";
     bp_up = 0;
-    rc_backplane_redis_settings rs = {cfg->redis_url, cfg->prefix, cfg->node_id};
+    rc_backplane_redis_settings rs = {.url = cfg->redis_url, .prefix = cfg->prefix, .node_id = cfg->node_id};
     rc_backplane *bp = rc_backplane_redis_new(base, &rs, &cb);
     assert_non_null(bp);
     if (!run_until(is_up, NULL, 3000)) fail_msg("backplane not up");
@@ -576,7 +576,7 @@ static void test_failures_and_free(void **state)
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", own.port);
     cfg.redis_url = url;
     bp_up = 0;
-    bp = rc_backplane_redis_new(base, &(rc_backplane_redis_settings){cfg.redis_url, cfg.prefix, cfg.node_id}, &cb2);
+    bp = rc_backplane_redis_new(base, &(rc_backplane_redis_settings){.url = cfg.redis_url, .prefix = cfg.prefix, .node_id = cfg.node_id}, &cb2);
     assert_true(run_until(is_up, NULL, 3000));
     j = rc_jobs_new(&jc, bp);
     rh_signal(&own, SIGSTOP);

@@ -255,6 +255,7 @@ static void test_metric_families(void **state)
         {"roomcast_eio_pending_refused_total", "counter"},
         {"roomcast_eio_pending_evicted_total", "counter"},
         {"roomcast_eio_connect_timeouts_total", "counter"},
+        {"roomcast_eio_origin_refused_total", "counter"},
         {"roomcast_sockets", "gauge"},
         {"roomcast_handshakes_total", "counter"},
         {"roomcast_auth_failures_total", "counter"},

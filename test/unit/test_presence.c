@@ -185,7 +185,7 @@ static void node_start(pnode *n, const char *url, const char *prefix, const char
     n->cfg.redis_url = (char *)url;
     n->cfg.prefix = (char *)prefix;
     n->cfg.node_id = (char *)id;
-    rc_backplane_redis_settings rs = {url, prefix, id};
+    rc_backplane_redis_settings rs = {.url = url, .prefix = prefix, .node_id = id};
     n->bp = url ? rc_backplane_redis_new(base, &rs, &bcb) : rc_backplane_local_new(base, &bcb);
     assert_non_null(n->bp);
     n->pr = rc_presence_new(base, n->bp, id, cfg, &pcb);

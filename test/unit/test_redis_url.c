@@ -1,6 +1,6 @@
 /*
- * test_redis_url.c: rc_redis_url_parse accepts the documented forms and refuses the rest with a
- * reason; rc_redis_url_redacted never prints the password.
+ * test_redis_url.c: rc_redis_url_parse accepts the documented forms (redis://, rediss://,
+ * unix://) and refuses the rest with a reason; rc_redis_url_redacted never prints the password.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -64,7 +64,6 @@ static void test_refused_forms(void **state)
     expect_refused(NULL);
     expect_refused("");
     expect_refused("http://h:6379");
-    expect_refused("rediss://h:6379");
     expect_refused("h:6379");
     expect_refused("redis://");
     expect_refused("redis://:6379");
@@ -88,6 +87,68 @@ static void test_refused_forms(void **state)
     expect_refused("redis://[::1:6379");     /* unclosed bracket */
     expect_refused("redis://[zz]:6379");
     expect_refused("redis://bad!host:6379");
+}
+
+static void test_tls_and_unix(void **state)
+{
+    rc_redis_url u;
+    const char *err = NULL;
+    char buf[160];
+
+    assert_int_equal(rc_redis_url_parse("rediss://:pw@redis.example:6380/1", &u, &err), 0);
+    assert_int_equal(u.tls, 1);
+    assert_string_equal(u.host, "redis.example");
+    assert_int_equal(u.port, 6380);
+    assert_string_equal(u.password, "pw");
+    assert_int_equal(u.db, 1);
+    assert_null(u.path);
+    assert_string_equal(rc_redis_url_redacted(&u, buf, sizeof(buf)), "rediss://:***@redis.example:6380/1");
+    rc_redis_url_dispose(&u);
+
+    assert_int_equal(rc_redis_url_parse("REDISS://10.0.0.1", &u, &err), 0);
+    assert_int_equal(u.tls, 1);
+    assert_int_equal(u.port, 6379);
+    rc_redis_url_dispose(&u);
+
+    assert_int_equal(rc_redis_url_parse("redis://h", &u, &err), 0);
+    assert_int_equal(u.tls, 0);
+    rc_redis_url_dispose(&u);
+
+    assert_int_equal(rc_redis_url_parse("unix:///run/redis/redis.sock", &u, &err), 0);
+    assert_string_equal(u.path, "/run/redis/redis.sock");
+    assert_null(u.host);
+    assert_int_equal(u.port, 0);
+    assert_int_equal(u.tls, 0);
+    assert_int_equal(u.db, 0);
+    rc_redis_url_dispose(&u);
+
+    assert_int_equal(rc_redis_url_parse("unix://bob:s%40cret@/tmp/r.sock?db=3", &u, &err), 0);
+    assert_string_equal(u.path, "/tmp/r.sock");
+    assert_string_equal(u.user, "bob");
+    assert_string_equal(u.password, "s@cret");
+    assert_int_equal(u.db, 3);
+    rc_redis_url_redacted(&u, buf, sizeof(buf));
+    assert_string_equal(buf, "unix://bob:***@/tmp/r.sock?db=3");
+    assert_null(strstr(buf, "cret"));
+    rc_redis_url_dispose(&u);
+
+    assert_int_equal(rc_redis_url_parse("unix://:pw@/tmp/r.sock", &u, &err), 0);
+    assert_null(u.user);
+    assert_string_equal(u.password, "pw");
+    rc_redis_url_dispose(&u);
+
+    expect_refused("unix://");
+    expect_refused("unix:///");                 /* no path */
+    expect_refused("unix://relative/path");
+    expect_refused("unix:///tmp/r.sock?db=x");
+    expect_refused("unix:///tmp/r.sock?timeout=1");
+    expect_refused("unix:///tmp/r.sock?db=1&x=2");
+    expect_refused("unix:///tmp/r.sock#f");
+    expect_refused("unix://pw@/tmp/r.sock");    /* ambiguous userinfo */
+    expect_refused("unix:///aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    expect_refused("rediss://");
+    expect_refused("rediss://h?x");
+    expect_refused("redis+tls://h");
 }
 
 static void test_redacted(void **state)
@@ -115,6 +176,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepted_forms),
         cmocka_unit_test(test_refused_forms),
+        cmocka_unit_test(test_tls_and_unix),
         cmocka_unit_test(test_redacted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,6 +60,32 @@ redis-url
 {{- end -}}
 {{- end -}}
 
+{{/* The Redis TLS files the pods mount, as "ca cert key " (each present word: that file is
+mounted under /etc/roomcast/redis-tls as ca.crt, tls.crt, tls.key); empty when none. */}}
+{{- define "roomcast.redisTls" -}}
+{{- $t := .Values.redis.tls -}}
+{{- if $t.existingSecret -}}
+{{- if $t.caKey }}ca {{ end -}}{{- if $t.certKey }}cert {{ end -}}{{- if $t.keyKey }}key {{ end -}}
+{{- else -}}
+{{- if $t.ca }}ca {{ end -}}{{- if $t.cert }}cert {{ end -}}{{- if $t.key }}key {{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "roomcast.redisTlsSecretName" -}}
+{{- if .Values.redis.tls.existingSecret -}}
+{{- .Values.redis.tls.existingSecret -}}
+{{- else -}}
+{{- include "roomcast.fullname" . }}-redis-tls
+{{- end -}}
+{{- end -}}
+
+{{/* Whether a Redis URL reaches the pods (required unless sentinels or cluster nodes are given). */}}
+{{- define "roomcast.redisUrl" -}}
+{{- if and (not .Values.redis.embedded) (or .Values.redis.url .Values.redis.existingSecret .Values.auth.existingSecret) -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* Whether the pods mount a JWT public key file. */}}
 {{- define "roomcast.publicKey" -}}
 {{- if or .Values.auth.jwtPublicKey (and .Values.auth.existingSecret .Values.auth.existingSecretHasPublicKey) -}}
@@ -93,8 +119,21 @@ true
 {{/* Checks the values that cannot be left to the pods to discover. */}}
 {{- define "roomcast.validate" -}}
 {{- if not .Values.redis.embedded -}}
-{{- if not (or .Values.redis.url .Values.redis.existingSecret .Values.auth.existingSecret) -}}
+{{- if not (or .Values.redis.url .Values.redis.existingSecret .Values.auth.existingSecret .Values.redis.sentinel.hosts .Values.redis.cluster.nodes) -}}
 {{- fail "redis.url (or redis.existingSecret) is required: nodes share rooms through Redis. For a single node without Redis set redis.embedded=true and replicaCount=1." -}}
+{{- end -}}
+{{- if and .Values.redis.sentinel.hosts .Values.redis.cluster.nodes -}}
+{{- fail "redis.sentinel.hosts and redis.cluster.nodes cannot be used together (a cluster fails over by itself)" -}}
+{{- end -}}
+{{- if and .Values.redis.sentinel.hosts (not .Values.redis.sentinel.masterName) -}}
+{{- fail "redis.sentinel.masterName is required with redis.sentinel.hosts" -}}
+{{- end -}}
+{{- $tls := include "roomcast.redisTls" . -}}
+{{- if ne (contains "cert" $tls) (contains "key" $tls) -}}
+{{- fail "redis.tls: a client certificate needs its key (cert and key, or certKey and keyKey), both or neither" -}}
+{{- end -}}
+{{- if and (or $tls .Values.redis.tls.serverName) .Values.redis.url (not (hasPrefix "rediss://" .Values.redis.url)) -}}
+{{- fail "redis.tls is set but redis.url is not rediss://: write the URL as rediss://" -}}
 {{- end -}}
 {{- else -}}
 {{- if or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled -}}

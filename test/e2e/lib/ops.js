@@ -7,7 +7,8 @@
 //   const redis = await startRedis();    redis.url, redis.command('SMEMBERS', key), redis.stop()
 //   const prom = await startPrometheus({ targets: ['127.0.0.1:p1', ...], ruleFiles: [...] });
 //   await prom.query('roomcast_connections')   -> the result vector
-//   const lb = await startNginx({ conf })      lb.port, lb.stop()
+//   const lb = await startNginx({ httpBlock: nginxRepoConf(nodes, port), ports: [port] })
+//                                        docker/nginx/roomcast.conf in front of the nodes; lb.stop()
 //   await waitUntil(async () => ..., { timeout, what })
 //
 // Every child gets a bounded start (STARTUP_TIMEOUT_MS) and a bounded stop (SIGTERM, then
@@ -290,6 +291,29 @@ ${httpBlock}
   };
 }
 
+// docker/nginx/roomcast.conf itself (the compose demo's load balancer: sticky `hash $remote_addr
+// consistent`), with its `server roomcast-N:3000` lines pointed at the test's nodes (node N-1; the
+// lines beyond nodes.length are dropped) and its `listen 8080;` at a loopback port. The result is
+// an httpBlock for startNginx. Fails if the file no longer has the shape this relies on.
+function nginxRepoConf(nodes, port) {
+  const file = path.join(REPO, 'docker', 'nginx', 'roomcast.conf');
+  const text = fs.readFileSync(file, 'utf8');
+  let servers = 0;
+  let listens = 0;
+  const out = text
+    .replace(/^(\s*)server\s+roomcast-(\d+):3000(\s[^;]*)?;\n/gm, (m, indent, n, params) => {
+      const node = nodes[Number(n) - 1];
+      if (!node) return '';
+      servers++;
+      return `${indent}server 127.0.0.1:${node.port}${params || ''};\n`;
+    })
+    .replace(/^(\s*)listen\s+8080;/gm, (m, indent) => { listens++; return `${indent}listen 127.0.0.1:${port};`; });
+  if (servers !== nodes.length) throw new Error(`${file}: ${servers} "server roomcast-N:3000" lines for ${nodes.length} nodes`);
+  if (listens !== 1) throw new Error(`${file}: expected one "listen 8080;"`);
+  if (!/hash \$remote_addr consistent;/.test(out)) throw new Error(`${file}: no "hash $remote_addr consistent;"`);
+  return out;
+}
+
 // ---- metrics -------------------------------------------------------------------------------------
 
 // Parses the text exposition into {name{labels}: value} (samples only).
@@ -364,6 +388,6 @@ function fromAddress(localAddress) {
 
 module.exports = {
   REPO, ensureServers, which, makeTempDir, Managed, waitUntil, httpGet,
-  startRedis, redisCommand, startPrometheus, startNginx, opsConfig,
+  startRedis, redisCommand, startPrometheus, startNginx, nginxRepoConf, opsConfig,
   parseMetrics, metricFamilies, scrape, metric, fromAddress,
 };
