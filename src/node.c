@@ -211,6 +211,12 @@ static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
     if (!is_admin(n, s)) rc_node__hook_on_event(arg, s, ev);
 }
 
+static void hook_on_upgrade(void *arg, rc_sio_socket *s)
+{
+    rc_node *n = arg;
+    if (n->admin) rc_admin_on_upgrade(n->admin, s);
+}
+
 static const char *hook_admit(void *arg, size_t ns_index, const cJSON *auth)
 {
     rc_node *n = arg;
@@ -352,6 +358,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->hooks.auth_error = rc_node__hook_auth_error;
     n->hooks.recover = rc_node__hook_recover;
     n->hooks.admit = hook_admit;
+    n->hooks.on_upgrade = hook_on_upgrade;
     n->hooks.arg = n;
     rc_node__recovery_new(n);
     n->sio = sio_new(n);

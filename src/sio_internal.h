@@ -170,6 +170,9 @@ void rc_sio__recover_hold(rc_sio_socket *s, rc_frame *head, rc_frame **att, size
 /* '[a,b]' with offset appended as a last string argument: '[a,b,"<offset>"]' (heap, *out_len). */
 char *rc_sio__args_with_offset(const char *args, size_t len, const char *offset, size_t *out_len);
 
+/* src/sio_admin.c: eio's on_upgrade: tells hooks.on_upgrade of each socket of the client. */
+void rc_sio__client_on_upgrade(void *owner);
+
 /* The namespace named name[0..len), or NULL. */
 rc_sio_ns *rc_sio__find_ns(const rc_sio_server *srv, const char *name, size_t len);
 /* Builds the text of a Socket.IO packet into a new frame: '4' + header + [ "event", args... ]
