@@ -379,8 +379,9 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     if (cfg->admin.enabled)
         n->admin = rc_admin_new(base, &cfg->admin, n->bp, n->sio, n->eio, cfg->node_id, n->admin_ns);
     n->server = rc_server_new(base, cfg->bind, cfg->port, cfg->max_connections, rc_node__on_accept, n, err);
-    if (n->server && cfg->tls_cert_file &&
-        rc_server_enable_tls(n->server, cfg->tls_cert_file, cfg->tls_key_file, err) != 0) {
+    if (n->server && ((cfg->tls_cert_file &&
+                       rc_server_enable_tls(n->server, cfg->tls_cert_file, cfg->tls_key_file, err) != 0) ||
+                      rc_server_set_send_path(n->server, cfg->transport.send_path, err) != 0)) {
         rc_server_free(n->server);
         n->server = NULL;
     }
