@@ -195,6 +195,10 @@ int rc_node__recovery_notify(rc_node *n, rc_bp_message *msg, const char *payload
 void rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg);
 /* The socket's session changed (connect, join, leave): rewritten at the end of the loop turn. */
 void rc_node__recovery_touch(rc_node *n, rc_sio_socket *s);
+/* A socket of a recoverable namespace is leaving: unless it lost its connection (a transport
+ * reason, a ping timeout, the node shutting down), its session is deleted, so that a socket the
+ * server or the client ended on purpose cannot come back through recovery. */
+void rc_node__recovery_gone(rc_node *n, rc_sio_socket *s);
 /* rc_sio_hooks.recover (arg is the node). */
 void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const char *pid, const char *offset,
                            const char *user);

@@ -32,7 +32,7 @@
  * backplane) or packets (sio).
  *
  * API: rc_node__recovery_new/free, rc_node__recovery_enabled, rc_node__recovery_publish,
- * rc_node__recovery_notify, rc_node__recovery_heard, rc_node__recovery_touch,
+ * rc_node__recovery_notify, rc_node__recovery_heard, rc_node__recovery_touch, rc_node__recovery_gone,
  * rc_node__hook_recover, rc_node__recovery_write_metrics.
  */
 #include "node_internal.h"
@@ -272,6 +272,25 @@ void rc_node__recovery_touch(rc_node *n, rc_sio_socket *s)
     r->dirty[r->ndirty].ns_index = rc_sio_socket_ns_index(s);
     snprintf(r->dirty[r->ndirty].sid, sizeof(r->dirty[r->ndirty].sid), "%s", sid);
     if (r->ndirty++ == 0) event_active(r->flush_ev, 0, 0);
+}
+
+/* Reasons after which a session may be recovered, as Socket.IO's: the connection was lost or the
+ * node is going away. After any other (the server or the client ended the socket on purpose: a
+ * kick, a ban by a backend, an admin's disconnect, a protocol error) the session is forgotten at
+ * once, so its pid no longer brings back the socket and its rooms. */
+static const char *const recoverable[] = {"transport close", "transport error", "ping timeout", "slow consumer",
+                                          "server shutting down", "token expired", NULL};
+
+void rc_node__recovery_gone(rc_node *n, rc_sio_socket *s)
+{
+    const char *pid = rc_sio_socket_pid(s), *why = rc_sio_socket_gone_reason(s);
+    if (!n->recovery || !pid[0]) return;
+    for (int i = 0; recoverable[i]; i++)
+        if (strcmp(why, recoverable[i]) == 0) return;
+    char *key = rc_key_new(n->cfg->prefix, RC_KEY_SESSION, pid, NULL);
+    const char *argv[] = {"DEL", key};
+    rc_redis_command(n->bp, session_on_reply, NULL, 2, argv, NULL);
+    rc_free(key);
 }
 
 static void refresh_one(void *arg, rc_sio_socket *s)

@@ -879,6 +879,7 @@ size_t rc_sio_disconnect_some(rc_sio_server *srv, size_t max)
             rc_sio_socket *s = RC_CONTAINER_OF(n, rc_sio_socket, node);
             /* Closing the whole Engine.IO session makes the client reconnect (elsewhere). */
             rc_eio_close(s->client->eio, "server shutting down");
+            srv->gone = "server shutting down"; /* eio's on_close comes later: the hooks read it now */
             rc_sio__socket_remove(s);
             done++;
         }
