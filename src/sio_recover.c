@@ -124,6 +124,7 @@ void rc_sio__recover_hold(rc_sio_socket *s, rc_frame *head, rc_frame **att, size
 }
 
 int rc_sio_recover_alive(const rc_sio_pending *p) { return p->client != NULL; }
+const char *rc_sio_recover_claims(const rc_sio_pending *p) { return p->ar.claims_json; }
 
 static char *dup_or_null(const char *s) { return s ? rc_strdup(s) : NULL; }
 
