@@ -244,7 +244,9 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         if (evbuffer_get_length(c->out) == 0) return;
     }
     /* the kernel is full, or TLS: libevent writes the rest when it can */
-    if (bufferevent_write_buffer(c->bev, c->out) != 0) conn_lost(c, REDIS_FAIL_IO, "connection lost: write");
+    uint64_t gen = c->opens;
+    if (bufferevent_write_buffer(c->bev, c->out) != 0 && c->opens == gen && c->bev)
+        conn_lost(c, REDIS_FAIL_IO, "connection lost: write");
 }
 
 /* Formats one command into out; a regular one (fn set, or the handshake's) enters the ring. */
