@@ -165,7 +165,8 @@ static int ns_index_of(const rc_node *n, const char *ns)
 /* The namespace's index when recovery keeps this emit, else -1. */
 static int kept_index(const rc_node *n, const rc_bp_message *msg)
 {
-    if (msg->kind != RC_BP_EMIT || !msg->ns) return -1;
+    if (!n->recovery || !n->recovery->refresh_ev || msg->kind != RC_BP_EMIT || !msg->ns)
+        return -1; /* no namespace has recovery: nothing more is looked at */
     int i = ns_index_of(n, msg->ns);
     if (i < 0 || !rc_node__recovery_enabled(n, (size_t)i)) return -1;
     return rc_ns_rules_recovery_keeps(rc_rules_ns_at(n->cfg->rules, (size_t)i), msg->room, msg->event) ? i : -1;
