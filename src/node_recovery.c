@@ -405,6 +405,7 @@ typedef struct recovering {
     size_t nrooms;
     size_t limit;                   /* replay bytes at most */
     size_t replayed;
+    uint64_t started_ns;
 } recovering;
 
 static void recovering_end(recovering *rc, int result)
@@ -413,7 +414,8 @@ static void recovering_end(recovering *rc, int result)
     if (r) r->results[result]++;
     if (result == R_RECOVERED) {
         if (r) r->replayed += rc->replayed;
-        rc_log_debug("recovered", "sid=%s replayed=%zu", rc->sid, rc->replayed);
+        rc_log_info("recovered", "sid=%s replayed=%zu ms=%.1f", rc->sid, rc->replayed,
+                    (double)(rc_now_mono_ns() - rc->started_ns) / 1e6);
         rc_sio_recover_done(rc->p, rc->last);
     } else {
         rc_log_info("recovery_refused", "reason=%s", result_names[result]);
@@ -574,6 +576,7 @@ void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const cha
     rc->ns_index = ns_index;
     rc->user = user ? rc_strdup(user) : NULL;
     rc->limit = n->cfg->max_outbound_bytes ? n->cfg->max_outbound_bytes : ((size_t)64 << 20);
+    rc->started_ns = rc_now_mono_ns();
     if (!rc_node__recovery_enabled(n, (size_t)ns_index) || !offset_valid(offset)) {
         recovering_end(rc, R_UNKNOWN);
         return;
