@@ -42,6 +42,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <inttypes.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
@@ -87,7 +88,9 @@ static int redis_publish(rc_backplane *b, const rc_bp_message *msg)
     redis_bp__channel_build(bp, &bp->chan_buf, msg->ns, msg->room);
     const char *argv[3] = {"PUBLISH", bp->chan_buf.p, bp->payload_buf.p};
     size_t lens[3] = {7, bp->chan_buf.len, bp->payload_buf.len};
-    int rc = redis_conn_command(&bp->cmd, publish_on_reply, bp, 3, argv, lens);
+    int rc = bp->cluster ? redis_bp__shard_publish(bp, bp->chan_buf.p, bp->chan_buf.len,
+                                                   bp->payload_buf.p, bp->payload_buf.len)
+                         : redis_conn_command(&bp->cmd, publish_on_reply, bp, 3, argv, lens);
     bp_buf_trim(&bp->payload_buf);
     if (rc != 0) {
         bp->super.stats.publish_failures++;
@@ -136,6 +139,43 @@ static void redis_when_subscribed(rc_backplane *b, void (*cb)(void *arg, int liv
     redis_bp__waiter_add(to_bp(b), cb, arg);
 }
 
+/* Cluster mode's families (backplane_redis_shard.c keeps the counts). */
+static void shards_metrics(const redis_bp *bp, struct evbuffer *out)
+{
+    if (!bp->cluster) return;
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_masters", "gauge",
+                          "Masters of the Redis Cluster this node has a shard connection pair to.",
+                          bp->topo == 2 ? bp->nshards : 0);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_moved_total", "counter",
+                          "MOVED answers (a slot served elsewhere than the map said).", bp->moved);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_ask_total", "counter",
+                          "ASK answers to SPUBLISH (a slot being migrated).", bp->asks);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_slot_drops_total", "counter",
+                          "Sharded channels a master dropped (sunsubscribe: its slot moved) and this "
+                          "node subscribed again on the new owner.",
+                          bp->slot_drops);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_refreshes_total", "counter",
+                          "Slot maps read again while up (after a MOVED or a dropped channel).",
+                          bp->refreshes);
+    evbuffer_add_printf(out, "# HELP roomcast_redis_shard_channels Sharded channels subscribed "
+                             "on each master.\n# TYPE roomcast_redis_shard_channels gauge\n");
+    for (size_t i = 0; i < bp->nshards; i++)
+        evbuffer_add_printf(out, "roomcast_redis_shard_channels{shard=\"%s:%d\"} %zu\n",
+                            bp->shards[i]->host, bp->shards[i]->port, bp->shards[i]->nsubscribed);
+    evbuffer_add_printf(out, "# HELP roomcast_redis_shard_publishes_total SPUBLISH sent to each "
+                             "master.\n# TYPE roomcast_redis_shard_publishes_total counter\n");
+    for (size_t i = 0; i < bp->nshards; i++)
+        evbuffer_add_printf(out, "roomcast_redis_shard_publishes_total{shard=\"%s:%d\"} %" PRIu64 "\n",
+                            bp->shards[i]->host, bp->shards[i]->port, bp->shards[i]->publishes);
+}
+
+static uint64_t shard_commands(const redis_bp *bp)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < bp->nshards; i++) n += bp->shards[i]->sub.commands + bp->shards[i]->cmd.commands;
+    return n;
+}
+
 static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
 {
     const redis_bp *bp = to_cbp(b);
@@ -171,7 +211,7 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
                bp->canary_failures);
     rc_metrics_put_scalar(out, "roomcast_redis_commands_total", "counter",
                "Commands sent to Redis (round trips), including handshakes and SUBSCRIBE batches.",
-               bp->sub.commands + bp->cmd.commands);
+               bp->sub.commands + bp->cmd.commands + shard_commands(bp));
     rc_metrics_put_scalar(out, "roomcast_redis_command_timeouts_total", "counter",
                "Connections torn down because a command went unanswered too long.",
                bp->command_timeouts);
@@ -190,6 +230,8 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
                                 bp->canary_lag_s);
     rc_metrics_put_histogram(out, "roomcast_redis_publish_latency_seconds",
                              "PUBLISH round trip on the command connection.", h);
+    shards_metrics(bp, out);
+    redis_bp__sentinel_write_metrics(bp, out);
 }
 
 static void redis_free(rc_backplane *b)
@@ -207,6 +249,7 @@ static void redis_free(rc_backplane *b)
     redis_conn_dispose(&bp->sub);
     redis_conn_dispose(&bp->cmd);
     redis_script_dispose(&bp->scripts);
+    redis_bp__shards_dispose(bp);
     event_free(bp->flush_ev);
     event_free(bp->tick_ev);
     event_free(bp->retry_ev);
@@ -259,17 +302,16 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     rc_redis_url url;
     const char *err = NULL;
     const rc_redis_config *rcfg = settings->redis ? settings->redis : &no_config;
-
-    if (rc_redis_url_parse(settings->url, &url, &err) != 0) {
+    size_t nclusters = rcfg->cluster_count;
+    if (!settings->url && nclusters) { /* a cluster without a URL: the first seed, no AUTH */
+        memset(&url, 0, sizeof(url));
+        url.host = rc_strdup(rcfg->cluster[0].host);
+        url.port = rcfg->cluster[0].port;
+    } else if (rc_redis_url_parse(settings->url ? settings->url : rcfg->sentinel_count ? "redis://sentinel" : NULL,
+                                  &url, &err) != 0) {
+        /* behind Sentinel the URL gives only the scheme, credentials and db (the host comes from
+         * the sentinels); it may be left out (redis_config.c requires a URL, sentinels or seeds) */
         rc_log_error("redis_bad_url", "error=\"%s\"", err);
-        return NULL;
-    }
-    if (rcfg->sentinel_count || rcfg->cluster_count) {
-        /* configured (redis_config.c); Sentinel plugs in as bp->resolver, Cluster as its own
-         * backplane */
-        rc_log_error("redis_unsupported", "error=\"Sentinel and Cluster are not supported by this "
-                     "build yet\"");
-        rc_redis_url_dispose(&url);
         return NULL;
     }
     SSL_CTX *ssl_ctx = NULL;
@@ -312,11 +354,32 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     bp->flush_ev = event_new(base, -1, 0, redis_bp__on_flush, bp);
     bp->tick_ev = event_new(base, -1, EV_PERSIST, redis_bp__on_tick, bp);
     bp->retry_ev = evtimer_new(base, redis_bp__on_retry, bp);
+    if (rcfg->sentinel_count) redis_bp__sentinel_attach(bp);
+    if (nclusters) { /* the seeds: the URL's host (when given) first, then the list */
+        const char **hosts = rc_calloc(nclusters + 1, sizeof(*hosts));
+        int *ports = rc_calloc(nclusters + 1, sizeof(*ports));
+        size_t n = 0;
+        if (settings->url) {
+            hosts[n] = url.host;
+            ports[n++] = url.port;
+        }
+        for (size_t i = 0; i < nclusters; i++) {
+            hosts[n] = rcfg->cluster[i].host;
+            ports[n++] = rcfg->cluster[i].port;
+        }
+        redis_bp__cluster_setup(bp, hosts, ports, n);
+        rc_free(hosts);
+        rc_free(ports);
+    }
     redis_bp__phase_start(bp);
 
     char buf[300];
-    rc_log_info("redis_backplane", "url=%s prefix=%s node=%s",
-                rc_redis_url_redacted(&bp->url, buf, sizeof(buf)), bp->prefix, bp->node_id);
+    if (rcfg->sentinel_count)
+        rc_log_info("redis_backplane", "sentinels=%zu master=%s prefix=%s node=%s", rcfg->sentinel_count,
+                    rcfg->master_name, bp->prefix, bp->node_id);
+    else
+        rc_log_info("redis_backplane", "url=%s prefix=%s node=%s",
+                    rc_redis_url_redacted(&bp->url, buf, sizeof(buf)), bp->prefix, bp->node_id);
     return &bp->super;
 }
 

@@ -38,6 +38,11 @@
  * Error classes: a command on cmd answered READONLY (a failover demoted the Redis we write to)
  * fails the backplane, so the next attempt finds the master again through the resolver.
  *
+ * Cluster mode (bp->cluster): the two connections above are the "home" pair, opened to a seed
+ * node; the home cmd asks it for the topology, then every master gets its own pair
+ * (backplane_redis_shard.c). CONNECTING ends when all of them are CONNECTED, SYNCING when the
+ * home canary and every shard's canary came back; any failure of any of them tears all down.
+ *
  * What it does not do: no queueing while down; no retry of a failed PUBLISH (at most once,
  * docs/redis.md).
  *
@@ -137,14 +142,33 @@ static void send_canary(redis_bp *bp)
     bp->canary_sent_ns = rc_now_mono_ns();
 }
 
+/* SYNCING ends when the home canary and (cluster) every shard's came back. */
+static void maybe_up(redis_bp *bp)
+{
+    if (bp->phase != BP_SYNCING || !bp->canary_ok || (bp->cluster && !redis_bp__shards_ok(bp)))
+        return;
+    char url[300];
+    bp->phase = BP_UP;
+    bp->ever_up = 1;
+    bp->backoff_ms = 0;
+    rc_log_info("redis_up", "url=%s address=%s:%d channels=%zu canary_ms=%.1f",
+                rc_redis_url_redacted(&bp->url, url, sizeof(url)), bp->target_host ? bp->target_host : "-",
+                bp->target_port, bp->nsubscribed, bp->canary_lag_s * 1000.0);
+    set_state(bp, 1);
+}
+
 void redis_bp__maybe_probe(redis_bp *bp)
 {
     if (bp->phase == BP_CONNECTING && bp->sub.state == REDIS_CONN_CONNECTED &&
-        bp->cmd.state == REDIS_CONN_CONNECTED) {
+        bp->cmd.state == REDIS_CONN_CONNECTED && (!bp->cluster || redis_bp__shards_connected(bp))) {
+        if (redis_bp__sentinel_role_pending(bp)) return; /* behind Sentinel: ROLE says master first */
         bp->phase = BP_SYNCING;
         bp->deadline_ms = rc_now_mono_ms() + COMMAND_TIMEOUT_MS + CANARY_TIMEOUT_MS;
     }
-    if (bp->phase == BP_SYNCING && bp->sub_synced && !bp->canary_pending) send_canary(bp);
+    if (bp->phase != BP_SYNCING) return;
+    if (bp->sub_synced && !bp->canary_pending && !bp->canary_ok) send_canary(bp);
+    if (bp->cluster) redis_bp__shards_probe(bp);
+    maybe_up(bp);
 }
 
 void redis_bp__on_canary(redis_bp *bp, const char *payload, size_t len)
@@ -155,15 +179,8 @@ void redis_bp__on_canary(redis_bp *bp, const char *payload, size_t len)
     bp->canary_pending = 0;
     bp->canary_lag_s = (double)(rc_now_mono_ns() - bp->canary_sent_ns) / 1e9;
     if (bp->phase != BP_SYNCING) return;
-
-    char url[300];
-    bp->phase = BP_UP;
-    bp->ever_up = 1;
-    bp->backoff_ms = 0;
-    rc_log_info("redis_up", "url=%s channels=%zu canary_ms=%.1f",
-                rc_redis_url_redacted(&bp->url, url, sizeof(url)), bp->nsubscribed,
-                bp->canary_lag_s * 1000.0);
-    set_state(bp, 1);
+    bp->canary_ok = 1;
+    maybe_up(bp);
 }
 
 /* ---- the connections ----------------------------------------------------------------------- */
@@ -175,6 +192,7 @@ void redis_bp__on_conn_ready(void *arg, redis_conn *c)
         redis_bp__fail(bp, "SUBSCRIBE could not be sent");
         return;
     }
+    if (c == &bp->cmd && bp->cluster) redis_bp__cluster_ask(bp); /* then the shards connect */
     redis_bp__maybe_probe(bp);
 }
 
@@ -295,6 +313,7 @@ static void attempt_start(redis_bp *bp)
 {
     if (bp->attempts++ > 0) bp->reconnects++;
     bp->deadline_ms = rc_now_mono_ms() + CONNECT_TIMEOUT_MS;
+    if (bp->cluster) redis_bp__cluster_next_seed(bp); /* the home connections' seed */
     bp->phase = BP_RESOLVING;
     if (bp->url.path) {
         connect_both(bp, NULL);
@@ -349,6 +368,14 @@ void redis_bp__on_retry(evutil_socket_t fd, short what, void *arg)
     else if (bp->phase == BP_RESOLVING && bp->resolve) poll_resolve(bp);
 }
 
+void redis_bp__retry_now(redis_bp *bp)
+{
+    if (bp->phase != BP_WAITING) return;
+    struct timeval now = {0, 0};
+    bp->backoff_ms = 0;
+    event_add(bp->retry_ev, &now);
+}
+
 void redis_bp__fail(redis_bp *bp, const char *reason)
 {
     if (bp->phase == BP_WAITING || bp->phase == BP_CLOSED) return;
@@ -359,8 +386,10 @@ void redis_bp__fail(redis_bp *bp, const char *reason)
     /* Both down together; what they leave unanswered is answered NULL from the loop. */
     redis_conn_close(&bp->sub);
     redis_conn_close(&bp->cmd);
+    if (bp->cluster) redis_bp__shards_close(bp);
     redis_bp__subs_reset(bp);
     bp->canary_pending = 0;
+    bp->canary_ok = 0;
     bp->phase = BP_WAITING;
 
     uint64_t step = bp->backoff_ms ? bp->backoff_ms * 2 : BACKOFF_MIN_MS;
@@ -416,6 +445,7 @@ void redis_bp__on_tick(evutil_socket_t fd, short what, void *arg)
             }
         }
         if (!bp->canary_pending && now >= bp->canary_next_ms) send_canary(bp);
+        if (bp->cluster && redis_bp__shards_tick(bp, now) != 0) return;
         break;
     default:
         return;

@@ -210,6 +210,12 @@ static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
     if (!is_admin(n, s)) rc_node__hook_on_event(arg, s, ev);
 }
 
+static void hook_on_upgrade(void *arg, rc_sio_socket *s)
+{
+    rc_node *n = arg;
+    if (n->admin) rc_admin_on_upgrade(n->admin, s);
+}
+
 static const char *hook_admit(void *arg, size_t ns_index, const cJSON *auth)
 {
     rc_node *n = arg;
@@ -324,7 +330,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         rc_redis_channel_open(n->bp, n->notify_channel);
         for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++) {
             if (!rc_ns_rules_status_broadcast(rc_rules_ns_at(cfg->rules, i)) || n->status_pattern) continue;
-            n->status_pattern = rc_key_new(cfg->prefix, RC_KEY_STATUS, "", NULL);
+            n->status_pattern = rc_key_new(rc_redis_prefix(n->bp), RC_KEY_STATUS, "", NULL);
             rc_redis_pattern_open(n->bp, n->status_pattern);
         }
     }
@@ -348,6 +354,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->hooks.event_limit = hook_event_limit;
     n->hooks.auth_error = rc_node__hook_auth_error;
     n->hooks.admit = hook_admit;
+    n->hooks.on_upgrade = hook_on_upgrade;
     n->hooks.arg = n;
     n->sio = sio_new(n);
     for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)
@@ -367,8 +374,9 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     if (cfg->admin.enabled)
         n->admin = rc_admin_new(base, &cfg->admin, n->bp, n->sio, n->eio, cfg->node_id, n->admin_ns);
     n->server = rc_server_new(base, cfg->bind, cfg->port, cfg->max_connections, rc_node__on_accept, n, err);
-    if (n->server && cfg->tls_cert_file &&
-        rc_server_enable_tls(n->server, cfg->tls_cert_file, cfg->tls_key_file, err) != 0) {
+    if (n->server && ((cfg->tls_cert_file &&
+                       rc_server_enable_tls(n->server, cfg->tls_cert_file, cfg->tls_key_file, err) != 0) ||
+                      rc_server_set_send_path(n->server, cfg->transport.send_path, err) != 0)) {
         rc_server_free(n->server);
         n->server = NULL;
     }

@@ -763,6 +763,7 @@ rc_sio_server *rc_sio_server_new(struct event_base *base, const rc_sio_settings 
     srv->eio_cb.on_open = client_on_open;
     srv->eio_cb.on_message = client_on_message;
     srv->eio_cb.on_close = client_on_close;
+    srv->eio_cb.on_upgrade = rc_sio__client_on_upgrade; /* src/sio_admin.c */
     srv->eio_cb.arg = srv;
     return srv;
 }

@@ -142,6 +142,9 @@ int rc_sio__rate_event(rc_sio_client *c, const rc_sio_socket *s, const char *eve
 /* Frees the session's budgets (its close). */
 void rc_sio__rate_dispose(rc_sio_client *c);
 
+/* src/sio_admin.c: eio's on_upgrade: tells hooks.on_upgrade of each socket of the client. */
+void rc_sio__client_on_upgrade(void *owner);
+
 /* The namespace named name[0..len), or NULL. */
 rc_sio_ns *rc_sio__find_ns(const rc_sio_server *srv, const char *name, size_t len);
 /* Builds the text of a Socket.IO packet into a new frame: '4' + header + [ "event", args... ]

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 LAYERS='
 0  base       common log hmap frame deadline metrics errors message
-1  transport  server
+1  transport  server server_*
 2  http       http
 3  ws         ws
 4  eio        eio_codec eio_cors eio

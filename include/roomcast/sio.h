@@ -150,6 +150,9 @@ typedef struct rc_sio_hooks {
      * absent): NULL admits it, else the CONNECT_ERROR message to refuse it with (a static string
      * of at most 200 plain characters). NULL hook: every such CONNECT is refused. */
     const char *(*admit)(void *arg, size_t ns_index, const struct cJSON *auth);
+    /* The socket's Engine.IO session upgraded from polling to websocket; may be NULL. The hook
+     * must not disconnect sockets (it is called for each socket of the session in turn). */
+    void (*on_upgrade)(void *arg, rc_sio_socket *s);
     void *arg;
 } rc_sio_hooks;
 
