@@ -610,8 +610,9 @@ static void fetch_start(rc_admin *a, rc_sio_socket *s)
     cJSON_Delete(msg);
 }
 
-static const char *const forwarded[] = {"server_stats", "socket_connected", "socket_disconnected",
-                                        "room_joined", "room_left", "event_received", NULL};
+static const char *const forwarded[] = {"server_stats", "socket_connected", "socket_updated",
+                                        "socket_disconnected", "room_joined", "room_left",
+                                        "event_received", NULL};
 
 int rc_admin_on_raw(rc_admin *a, const char *channel, const char *payload, size_t len)
 {
@@ -769,6 +770,19 @@ void rc_admin_on_event(rc_admin *a, rc_sio_socket *s, const rc_sio_event *ev)
     cJSON_AddItemToArray(args, call);
     cJSON_AddItemToArray(args, cJSON_CreateString(when));
     cluster_emit(a, "event_received", args);
+}
+
+/* As instrument() on the engine's "upgrade": the transport the UI shows. */
+void rc_admin_on_upgrade(rc_admin *a, rc_sio_socket *s)
+{
+    if (!a->cfg->development || !active(a)) return;
+    cJSON *args = cJSON_CreateArray();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", rc_sio_socket_id(s));
+    cJSON_AddStringToObject(o, "nsp", rc_sio_socket_ns(s));
+    cJSON_AddStringToObject(o, "transport", "websocket");
+    cJSON_AddItemToArray(args, o);
+    cluster_emit(a, "socket_updated", args);
 }
 
 void rc_admin_on_membership(rc_admin *a, rc_sio_socket *s, const char *room, int joined)

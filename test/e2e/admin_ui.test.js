@@ -136,6 +136,14 @@ describe('Admin UI: the /admin namespace of a two-node cluster', () => {
       { what: 'room_joined kitchen' });
     const ev = (heard.event_received || []).find((a) => a[1] === alice.id);
     assert.deepEqual(ev && ev.slice(0, 3), ['/', alice.id, ['join', { room: 'kitchen' }]], 'event_received');
+    // A client of B that starts with polling and upgrades: socket_connected says polling, then
+    // socket_updated says websocket.
+    const frank = client(B.url, { auth: { token: token({ sub: 'frank' }) } });
+    await connected(frank);
+    await waitUntil(() => (heard.socket_updated || []).some(([u]) => u.id === frank.id), { what: 'socket_updated' });
+    assert.deepEqual(heard.socket_updated.find(([u]) => u.id === frank.id)[0], { id: frank.id, nsp: '/', transport: 'websocket' });
+    assert.equal(heard.socket_connected.find(([s]) => s.id === frank.id)[0].transport, 'polling');
+    frank.disconnect();
     // join / leave from the admin, applied on B.
     ad.emit('join', '/', 'garden', alice.id);
     await waitUntil(() => (heard.room_joined || []).some((a) => a[1] === 'garden' && a[2] === alice.id),

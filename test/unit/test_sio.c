@@ -91,6 +91,9 @@ void rc_eio_release(rc_eio_session *s) { assert_true(s->holds > 0); s->holds--; 
 int rc_eio_writable(const rc_eio_session *s) { return !s->closed && !s->holds; }
 static uint64_t fake_disconnects[RC_EIO_DISC__COUNT];
 void rc_eio_count_disconnect(int reason) { fake_disconnects[reason]++; }
+/* for src/sio_admin.c (linked in through rc_sio__client_on_upgrade) */
+const char *rc_eio_sid(const rc_eio_session *s) { return "fake-session-id-0000"; }
+int rc_eio_is_polling(const rc_eio_session *s) { return 0; }
 
 /* ---- fake handshake requests ---------------------------------------------------------------- */
 
