@@ -6,7 +6,8 @@
  * password against the bcrypt hash with libcrypt's crypt_rn, then compares the result in
  * constant time. bcrypt runs on the event loop (a few tens of ms at cost 10), so logins are
  * budgeted node-wide: LOGIN_BURST at once, one more per LOGIN_REFILL_MS; past it a CONNECT is
- * refused ("too many attempts") without running bcrypt.
+ * refused ("too many attempts") without running bcrypt. A password login is given a session id
+ * ("session" event, as instrument()), which opens the namespace on this node for SESSION_MS.
  *
  * The cluster: one Redis channel, P:admin, carries JSON objects with the sending node's id:
  *   {"node":N,"ev":E,"args":[...]}           an event for every admin socket (server_stats,
@@ -53,6 +54,9 @@
 #define MAX_FETCH_SOCKETS 5000 /* sockets a node sends a new admin socket, per namespace */
 #define MAX_AGG 64             /* aggregated event entries kept between two statistics */
 #define FETCH_WAIT_MS 700      /* how long a new admin socket's all_sockets waits for the others */
+#define SESSIONS 64            /* session ids this node remembers (the oldest is forgotten first) */
+#define SESSION_ID_LEN 32      /* 192 random bits */
+#define SESSION_MS (12 * 3600 * 1000ULL) /* a session id opens the namespace for 12 hours */
 
 enum { LOGIN_OK = 0, LOGIN_INVALID, LOGIN_THROTTLED, LOGIN__COUNT };
 enum { OP_JOIN = 0, OP_LEAVE, OP_DISCONNECT, OP__COUNT };
@@ -73,6 +77,11 @@ typedef struct pending_fetch {
     cJSON *remote;             /* the other nodes' sockets so far */
     struct event *timer;
 } pending_fetch;
+
+typedef struct admin_session {
+    char id[SESSION_ID_LEN + 1];
+    uint64_t expires_ms;       /* mono ms; 0 = unused */
+} admin_session;
 
 struct rc_admin {
     struct event_base *base;
@@ -97,6 +106,9 @@ struct rc_admin {
     uint64_t refused[REFUSED__COUNT];
     uint64_t invalid;          /* P:admin messages that could not be read */
     pending_fetch *fetches;
+    admin_session sessions[SESSIONS];
+    size_t next_session;       /* the slot the next session id takes */
+    int grant_session;         /* set by admit for the on_connect that follows it */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -307,8 +319,26 @@ static int same_text(const char *x, const char *y)
     return strlen(x) == n && CRYPTO_memcmp(x, y, n) == 0;
 }
 
+/* 1 if id is a session id this node gave and that has not expired. */
+static int session_ok(rc_admin *a, const char *id)
+{
+    uint64_t now = rc_now_mono_ms();
+    int ok = 0;
+    if (strlen(id) != SESSION_ID_LEN) return 0;
+    for (size_t i = 0; i < SESSIONS; i++)
+        ok |= a->sessions[i].expires_ms > now && CRYPTO_memcmp(a->sessions[i].id, id, SESSION_ID_LEN) == 0;
+    return ok;
+}
+
 const char *rc_admin_admit(rc_admin *a, const cJSON *auth)
 {
+    const cJSON *sid = cJSON_GetObjectItemCaseSensitive(auth, "sessionId");
+    a->grant_session = 0;
+    if (cJSON_IsString(sid) && session_ok(a, sid->valuestring)) {
+        a->logins[LOGIN_OK]++;
+        rc_log_info("admin_login", "node=%s with=session", a->node_id);
+        return NULL;
+    }
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(auth, "username");
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(auth, "password");
     if (!cJSON_IsString(u) || !cJSON_IsString(p) || strlen(p->valuestring) > 200) {
@@ -327,6 +357,7 @@ const char *rc_admin_admit(rc_admin *a, const cJSON *auth)
     OPENSSL_cleanse(cd, sizeof(*cd));
     rc_free(cd);
     a->logins[ok ? LOGIN_OK : LOGIN_INVALID]++;
+    a->grant_session = ok;
     rc_log_info(ok ? "admin_login" : "admin_login_refused", "node=%s", a->node_id);
     return ok ? NULL : "invalid credentials";
 }
@@ -579,8 +610,9 @@ static void fetch_start(rc_admin *a, rc_sio_socket *s)
     cJSON_Delete(msg);
 }
 
-static const char *const forwarded[] = {"server_stats", "socket_connected", "socket_disconnected",
-                                        "room_joined", "room_left", "event_received", NULL};
+static const char *const forwarded[] = {"server_stats", "socket_connected", "socket_updated",
+                                        "socket_disconnected", "room_joined", "room_left",
+                                        "event_received", NULL};
 
 int rc_admin_on_raw(rc_admin *a, const char *channel, const char *payload, size_t len)
 {
@@ -678,6 +710,15 @@ void rc_admin_on_connect(rc_admin *a, rc_sio_socket *s)
         char config[256];
         int n = snprintf(config, sizeof(config), a->cfg->readonly ? ro : full,
                          a->cfg->development ? ",\"ALL_EVENTS\"" : "");
+        if (a->grant_session) { /* as instrument(): the UI logs in again with it after a reload */
+            admin_session *ses = &a->sessions[a->next_session++ % SESSIONS];
+            rc_random_id(ses->id, SESSION_ID_LEN);
+            ses->expires_ms = rc_now_mono_ms() + SESSION_MS;
+            char args[SESSION_ID_LEN + 5];
+            int len = snprintf(args, sizeof(args), "[\"%s\"]", ses->id);
+            rc_sio_emit(s, "session", args, (size_t)len, NULL, 0, NULL);
+            a->grant_session = 0;
+        }
         rc_sio_emit(s, "config", config, (size_t)n, NULL, 0, NULL);
         a->seen_ms = rc_now_mono_ms();
     }
@@ -729,6 +770,19 @@ void rc_admin_on_event(rc_admin *a, rc_sio_socket *s, const rc_sio_event *ev)
     cJSON_AddItemToArray(args, call);
     cJSON_AddItemToArray(args, cJSON_CreateString(when));
     cluster_emit(a, "event_received", args);
+}
+
+/* As instrument() on the engine's "upgrade": the transport the UI shows. */
+void rc_admin_on_upgrade(rc_admin *a, rc_sio_socket *s)
+{
+    if (!a->cfg->development || !active(a)) return;
+    cJSON *args = cJSON_CreateArray();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", rc_sio_socket_id(s));
+    cJSON_AddStringToObject(o, "nsp", rc_sio_socket_ns(s));
+    cJSON_AddStringToObject(o, "transport", "websocket");
+    cJSON_AddItemToArray(args, o);
+    cluster_emit(a, "socket_updated", args);
 }
 
 void rc_admin_on_membership(rc_admin *a, rc_sio_socket *s, const char *room, int joined)
@@ -796,6 +850,7 @@ void rc_admin_free(rc_admin *a)
     if (!a) return;
     event_free(a->timer);
     while (a->fetches) fetch_free(a, a->fetches);
+    OPENSSL_cleanse(a->sessions, sizeof(a->sessions));
     if (a->channel) rc_redis_channel_close(a->bp, a->channel);
     rc_free(a->channel);
     rc_free(a->node_id);

@@ -231,6 +231,7 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
     rc_metrics_put_histogram(out, "roomcast_redis_publish_latency_seconds",
                              "PUBLISH round trip on the command connection.", h);
     shards_metrics(bp, out);
+    redis_bp__sentinel_write_metrics(bp, out);
 }
 
 static void redis_free(rc_backplane *b)
@@ -272,6 +273,7 @@ static void redis_free(rc_backplane *b)
 static const rc_backplane_ops redis_ops = {
     .when_subscribed = redis_when_subscribed,
     .publish = redis_publish,
+    .publish_kept = redis_bp__publish_kept,
     .room_open = redis_room_open,
     .room_close = redis_room_close,
     .ns_open = redis_ns_open,
@@ -306,14 +308,11 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
         memset(&url, 0, sizeof(url));
         url.host = rc_strdup(rcfg->cluster[0].host);
         url.port = rcfg->cluster[0].port;
-    } else if (rc_redis_url_parse(settings->url, &url, &err) != 0) {
+    } else if (rc_redis_url_parse(settings->url ? settings->url : rcfg->sentinel_count ? "redis://sentinel" : NULL,
+                                  &url, &err) != 0) {
+        /* behind Sentinel the URL gives only the scheme, credentials and db (the host comes from
+         * the sentinels); it may be left out (redis_config.c requires a URL, sentinels or seeds) */
         rc_log_error("redis_bad_url", "error=\"%s\"", err);
-        return NULL;
-    }
-    if (rcfg->sentinel_count) {
-        /* configured (redis_config.c); Sentinel plugs in as bp->resolver */
-        rc_log_error("redis_unsupported", "error=\"Sentinel is not supported by this build yet\"");
-        rc_redis_url_dispose(&url);
         return NULL;
     }
     SSL_CTX *ssl_ctx = NULL;
@@ -356,6 +355,7 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     bp->flush_ev = event_new(base, -1, 0, redis_bp__on_flush, bp);
     bp->tick_ev = event_new(base, -1, EV_PERSIST, redis_bp__on_tick, bp);
     bp->retry_ev = evtimer_new(base, redis_bp__on_retry, bp);
+    if (rcfg->sentinel_count) redis_bp__sentinel_attach(bp);
     if (nclusters) { /* the seeds: the URL's host (when given) first, then the list */
         const char **hosts = rc_calloc(nclusters + 1, sizeof(*hosts));
         int *ports = rc_calloc(nclusters + 1, sizeof(*ports));
@@ -375,8 +375,12 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     redis_bp__phase_start(bp);
 
     char buf[300];
-    rc_log_info("redis_backplane", "url=%s prefix=%s node=%s",
-                rc_redis_url_redacted(&bp->url, buf, sizeof(buf)), bp->prefix, bp->node_id);
+    if (rcfg->sentinel_count)
+        rc_log_info("redis_backplane", "sentinels=%zu master=%s prefix=%s node=%s", rcfg->sentinel_count,
+                    rcfg->master_name, bp->prefix, bp->node_id);
+    else
+        rc_log_info("redis_backplane", "url=%s prefix=%s node=%s",
+                    rc_redis_url_redacted(&bp->url, buf, sizeof(buf)), bp->prefix, bp->node_id);
     return &bp->super;
 }
 

@@ -12,6 +12,9 @@
  *   backplane_redis.c        creation (rc_backplane_redis_new), rc_backplane_ops (publish, room
  *                            and namespace channels, when_subscribed, metrics, free)
  *   backplane_redis_recv.c   receiving: everything the sub connection pushes
+ *   backplane_redis_sentinel.c  with Redis Sentinel: the master's address from the sentinels
+ *                            (the resolver hook), ROLE checked on every new connection pair,
+ *                            +switch-master followed at once
  *   backplane_redis_phase.c  the two connections and the phases over them: resolve, connect,
  *                            resync, canary, timeouts, failure and backoff
  *   backplane_redis_subs.c   the subscription set, its once-per-turn flush, the subscription
@@ -49,6 +52,8 @@
 
 struct event;
 struct event_base;
+struct evbuffer;
+struct rc_sentinel;
 struct bp_resolve;
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct redis_bp redis_bp;
@@ -138,6 +143,8 @@ struct redis_bp {
     char *server_name;           /* redis.tls.serverName, or NULL: the host connected to */
     const rc_redis_config *rcfg; /* the settings beyond the URL (never NULL; borrowed) */
     redis_bp_resolver resolver;  /* start NULL: the URL's address */
+    struct rc_sentinel *sentinel; /* with sentinels: backplane_redis_sentinel.c, else NULL */
+    int role_sent, role_checked; /* this attempt's ROLE check (sentinel only) */
     char *target_host;           /* the current attempt's host (a name or an address) */
     int target_port;
     int ever_up;                 /* reached UP once: trust failures are fatal only before */
@@ -195,7 +202,7 @@ struct redis_bp {
 
     /* metrics */
     uint64_t reconnects, invalid, own, canary_failures,
-        command_timeouts, raw_received;
+        command_timeouts, raw_received, role_mismatches;
     uint64_t invalid_logged_ms, invalid_suppressed; /* the rate limit of redis_bad_message */
     double canary_lag_s;
     rc_histogram publish_latency;
@@ -205,6 +212,17 @@ struct redis_bp {
 
 /* The Redis backplane behind b, or NULL (b is NULL or another backplane). */
 redis_bp *redis_bp__from(const rc_backplane *b);
+
+/* ---- backplane_redis_sentinel.c ---------------------------------------------------------------- */
+
+/* With sentinels configured: bp->sentinel, the resolver hook (the master from the sentinels at
+ * every attempt) and the +switch-master watch. */
+void redis_bp__sentinel_attach(redis_bp *bp);
+/* While CONNECTING with both connections up: 1 while this attempt's ROLE check has not said
+ * "master" yet (it sends ROLE once, and maybe_probe runs again on the answer); 0 without
+ * sentinels or once checked. */
+int redis_bp__sentinel_role_pending(redis_bp *bp);
+void redis_bp__sentinel_write_metrics(const redis_bp *bp, struct evbuffer *out);
 
 /* ---- backplane_redis_recv.c ------------------------------------------------------------------- */
 
@@ -226,6 +244,9 @@ void redis_bp__phase_start(redis_bp *bp);
 /* Any failure: on_state(0) if it was UP, both connections closed, subscriptions to be resent,
  * retry after a backoff. Does nothing while WAITING or CLOSED. */
 void redis_bp__fail(redis_bp *bp, const char *reason);
+/* While WAITING: the next attempt now, the backoff forgotten (news that the cause is gone, such as
+ * a +switch-master). */
+void redis_bp__retry_now(redis_bp *bp);
 /* SYNCING may start (both connections CONNECTED), or its canary may go (subscriptions synced). */
 void redis_bp__maybe_probe(redis_bp *bp);
 /* A message on the canary channel. */
@@ -285,6 +306,8 @@ void redis_bp__message(redis_bp *bp, const char *chan, size_t chanlen, const cha
 
 /* Namespaces start with '/' and never contain ':'. */
 int redis_bp__ns_valid(const char *ns);
+/* src/backplane_redis_keep.c: rc_backplane_ops.publish_kept. */
+int redis_bp__publish_kept(rc_backplane *b, const rc_bp_message *msg, const rc_bp_keep *keep);
 /* Writes the channel of (ns, room) into b: P:room:<ns>:<room>, or P:ns:<ns> when room is NULL. */
 void redis_bp__channel_build(const redis_bp *bp, bp_buf *b, const char *ns, const char *room);
 /* The node's wish for a room (room set) or namespace channel; takes effect at the next flush. */

@@ -151,9 +151,9 @@ static void maybe_up(redis_bp *bp)
     bp->phase = BP_UP;
     bp->ever_up = 1;
     bp->backoff_ms = 0;
-    rc_log_info("redis_up", "url=%s channels=%zu canary_ms=%.1f",
-                rc_redis_url_redacted(&bp->url, url, sizeof(url)), bp->nsubscribed,
-                bp->canary_lag_s * 1000.0);
+    rc_log_info("redis_up", "url=%s address=%s:%d channels=%zu canary_ms=%.1f",
+                rc_redis_url_redacted(&bp->url, url, sizeof(url)), bp->target_host ? bp->target_host : "-",
+                bp->target_port, bp->nsubscribed, bp->canary_lag_s * 1000.0);
     set_state(bp, 1);
 }
 
@@ -161,6 +161,7 @@ void redis_bp__maybe_probe(redis_bp *bp)
 {
     if (bp->phase == BP_CONNECTING && bp->sub.state == REDIS_CONN_CONNECTED &&
         bp->cmd.state == REDIS_CONN_CONNECTED && (!bp->cluster || redis_bp__shards_connected(bp))) {
+        if (redis_bp__sentinel_role_pending(bp)) return; /* behind Sentinel: ROLE says master first */
         bp->phase = BP_SYNCING;
         bp->deadline_ms = rc_now_mono_ms() + COMMAND_TIMEOUT_MS + CANARY_TIMEOUT_MS;
     }
@@ -365,6 +366,14 @@ void redis_bp__on_retry(evutil_socket_t fd, short what, void *arg)
     redis_bp *bp = arg;
     if (bp->phase == BP_WAITING) attempt_start(bp);
     else if (bp->phase == BP_RESOLVING && bp->resolve) poll_resolve(bp);
+}
+
+void redis_bp__retry_now(redis_bp *bp)
+{
+    if (bp->phase != BP_WAITING) return;
+    struct timeval now = {0, 0};
+    bp->backoff_ms = 0;
+    event_add(bp->retry_ev, &now);
 }
 
 void redis_bp__fail(redis_bp *bp, const char *reason)

@@ -176,13 +176,21 @@ static void entry_unsend(redis_bp *bp, bp_chan *e)
     redis_bp__chan_mark_dirty(bp, e);
 }
 
-/* Every sharded entry subscribed on a shard that is not its slot's owner now (slot -1: all). */
+/* Every sharded entry subscribed on a shard that is not its slot's owner now (slot -1: all, and
+ * the wanted ones not subscribed anywhere, whose slot had no owner before). */
 static void reroute(redis_bp *bp, int slot)
 {
     int moved = 0;
     for (rc_hmap_node *n = rc_hmap_first(&bp->chans); n; n = rc_hmap_next(&bp->chans, n)) {
         bp_chan *e = RC_CONTAINER_OF(n, bp_chan, node);
-        if (!e->sharded || !e->sent || (slot >= 0 && e->slot != slot)) continue;
+        if (!e->sharded || (slot >= 0 && e->slot != slot)) continue;
+        if (!e->sent) {
+            if (slot < 0 && redis_bp__chan_wanted(e)) {
+                redis_bp__chan_mark_dirty(bp, e);
+                moved = 1;
+            }
+            continue;
+        }
         if (redis_cluster_owner(&bp->map, e->slot) == e->shard) continue;
         entry_unsend(bp, e);
         moved = 1;

@@ -421,7 +421,7 @@ static void load_file(struct loader *L, const cJSON *root)
 {
     static const char *const top[] = {"listen", "path", "nodeId", "redis", "api", "engine", "http", "limits",
                                       "cors", "jwt", "log", "drain", "namespaces", "jobs", "events",
-                                      "presence", "tls", "dev", "socketio", "admin", NULL};
+                                      "presence", "tls", "dev", "socketio", "admin", "transport", NULL};
     static const char *const tls_keys[] = {"cert", "key", NULL};
     static const char *const listen_keys[] = {"bind", "port", NULL};
     static const char *const redis_keys[] = {"url", "prefix", "tls", "sentinels", "masterName",
@@ -549,6 +549,7 @@ static void load_file(struct loader *L, const cJSON *root)
     if ((s = item(root, "admin"))) rc_admin_config_parse(&cfg->admin, s, "admin", L->errs);
     if ((s = item(root, "dev"))) rc_dev_config_parse(&cfg->dev, s, L->errs);
     if ((s = item(root, "socketio"))) rc_socketio_config_parse(&cfg->socketio, s, "socketio", L->errs);
+    if ((s = item(root, "transport"))) rc_server_config_parse(&cfg->transport, s, "transport", L->errs);
     L->namespaces = item(root, "namespaces");
 }
 
@@ -633,6 +634,8 @@ static void load_env(struct loader *L)
         if (check_port(L, "ROOMCAST_PORT", n) == 0) cfg->port = (int)n;
     }
     if ((v = env("ROOMCAST_BIND"))) set_str(&cfg->bind, v);
+    if ((v = env("ROOMCAST_SEND_PATH")) && rc_server_send_path_parse(v, &cfg->transport.send_path) != 0)
+        rc_config_error(L->errs, "ROOMCAST_SEND_PATH", "must be auto, io_uring or writev");
     if ((v = env("ROOMCAST_REDIS_URL")) && check_redis_url(L, "ROOMCAST_REDIS_URL", v) == 0)
         set_str(&cfg->redis_url, v);
     rc_redis_config_env(&cfg->redis, L->errs);
@@ -832,6 +835,7 @@ static void set_defaults(rc_config *cfg)
     rc_dev_config_init(&cfg->dev);
     rc_redis_config_init(&cfg->redis);
     rc_socketio_config_default(&cfg->socketio);
+    rc_server_config_default(&cfg->transport);
 }
 
 int rc_config_load(rc_config *cfg, const rc_config_flags *flags, rc_config_errors *errs)

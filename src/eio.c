@@ -595,6 +595,7 @@ static void probe_on_message(void *arg, rc_ws *ws, int binary, const uint8_t *da
         eio_stats.upgrades++;
         if (s->get) flush_get(s, RC_EIO_NOOP);
         requeue_all(s);
+        if (s->srv->cb->on_upgrade) s->srv->cb->on_upgrade(s->owner);
         return;
     }
     /* Anything else aborts the upgrade; the polling session goes on. */

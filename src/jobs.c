@@ -451,6 +451,12 @@ rc_jobs *rc_jobs_new(const rc_jobs_config *cfg, rc_backplane *bp)
     snprintf(j->maxlen_s, sizeof(j->maxlen_s), "%lld", cfg->events_max_len);
     j->script.source = rc_jobs_notify_offline_lua;
     rc_jobs_config_dispose(&defaults);
+    /* On a Redis Cluster a queue's keys must share one slot: the prefix must carry a hash tag. */
+    const char *open = strchr(j->cfg.prefix, '{'), *close = open ? strchr(open + 1, '}') : NULL;
+    if (rc_redis_clustered(bp) && (!close || close == open + 1))
+        rc_log_error("jobs_prefix_untagged", "prefix=%s reason=\"on a Redis Cluster jobs.prefix must be a "
+                     "hash tag such as {bull} (and the Workers' prefix the same): offline jobs will fail\"",
+                     j->cfg.prefix);
     return j;
 }
 

@@ -4,6 +4,9 @@
  * session. It reads the structures of src/sio_internal.h and changes nothing but, for
  * rc_sio_socket_close_session, the session's life (through eio, as a ping timeout would).
  *
+ * It also relays eio's on_upgrade to hooks.on_upgrade, socket by socket (rc_sio__client_on_upgrade,
+ * installed by rc_sio_server_new).
+ *
  * What it does not do: JSON, the cluster, authentication (src/admin.c).
  */
 #include "sio_internal.h"
@@ -58,6 +61,14 @@ void rc_sio_socket_close_session(rc_sio_socket *s)
     rc_sio_client *c = s->client;
     while (c->sockets) rc_sio_disconnect(c->sockets);
     rc_eio_close(c->eio, "forced close");
+}
+
+void rc_sio__client_on_upgrade(void *owner)
+{
+    rc_sio_client *c = owner;
+    const rc_sio_hooks *h = c->srv->hooks;
+    if (!h->on_upgrade) return;
+    for (rc_sio_socket *s = c->sockets; s; s = s->next) h->on_upgrade(h->arg, s); /* removes none */
 }
 
 /* A client is counted at its socket of the lowest namespace index, so once. */

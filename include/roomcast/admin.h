@@ -9,7 +9,8 @@
  *                                                        events below in "development" mode)
  *   server_stats {serverId, hostname, pid, uptime, clientsCount, pollingClientsCount,
  *                 aggregatedEvents, namespaces}          every 2 s, from every node
- *   socket_connected, socket_disconnected, room_joined, room_left, event_received
+ *   socket_connected, socket_updated (an upgrade to websocket), socket_disconnected,
+ *   room_joined, room_left, event_received
  *                                                        as they happen, on any node
  * and may send the operations join, leave, _disconnect (refused in read-only mode), which
  * reach the sockets they name on whichever node holds them.
@@ -23,8 +24,9 @@
  * publishes (answers later than that arrive as socket_connected). Without Redis (the embedded
  * backplane) it shows this node.
  *
- * What it does not do: event_sent, socket_updated (transport upgrades), the EMIT operation,
- * session ids (a reloaded page logs in again), bytes in/out; handshake headers are not kept.
+ * What it does not do: event_sent, the EMIT operation,
+ * session ids valid on other nodes (a node accepts only its own), bytes in/out; handshake
+ * headers are not kept.
  *
  * Ownership: the node creates it after sio and eio and frees it before them; it borrows cfg,
  * bp, sio and eio. Hooks are called by the node from its sio hooks.
@@ -60,6 +62,7 @@ const char *rc_admin_admit(rc_admin *a, const struct cJSON *auth);
 void rc_admin_on_connect(rc_admin *a, rc_sio_socket *s);
 void rc_admin_on_event(rc_admin *a, rc_sio_socket *s, const rc_sio_event *ev);
 void rc_admin_on_membership(rc_admin *a, rc_sio_socket *s, const char *room, int joined);
+void rc_admin_on_upgrade(rc_admin *a, rc_sio_socket *s);
 void rc_admin_on_disconnect(rc_admin *a, rc_sio_socket *s);
 /* A message on a raw channel: 1 if it was P:admin (handled), 0 otherwise. */
 int rc_admin_on_raw(rc_admin *a, const char *channel, const char *payload, size_t len);

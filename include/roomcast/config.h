@@ -21,6 +21,7 @@
 #include "roomcast/presence_config.h"
 #include "roomcast/redis_config.h"
 #include "roomcast/socketio_config.h"
+#include "roomcast/server_config.h"
 
 struct rc_rules;
 struct rc_cidr;
@@ -110,6 +111,7 @@ typedef struct rc_config {
     rc_dev_config dev;             /* the development page (file: dev.*), off by default */
     rc_redis_config redis;         /* Redis TLS, Sentinel, Cluster (file: redis.*; redis_config.h) */
     rc_socketio_config socketio;   /* Socket.IO's Redis formats (file: socketio.*) */
+    rc_server_config transport;    /* send path (file: transport.*, env ROOMCAST_SEND_PATH) */
 
     struct rc_rules *rules;        /* compiled namespaces and rules (file: namespaces) */
     char *config_path;             /* the file read, or NULL */

@@ -45,6 +45,8 @@ typedef struct rc_eio_callbacks {
     /* reason: static string ("transport close", "ping timeout", "parse error", ...). */
     void (*on_close)(void *owner, const char *reason);
     void *arg;
+    /* The session's transport became websocket (a polling session upgraded); may be NULL. */
+    void (*on_upgrade)(void *owner);
 } rc_eio_callbacks;
 
 /* Everything Engine.IO needs to know of the node's configuration (docs/config.md: engine.*,

@@ -38,6 +38,26 @@
 # Each phase records the CPU time of every server process, Redis, the load generator and the
 # publisher, so the bottleneck is visible.
 #
+# Families (BENCH_FAMILIES, default "burst paced"; one of them alone runs only that one):
+#   burst      everything above.
+#   paced      messages one at a time, so that each socket has one frame to write per message
+#              (no burst: the regime of chat, tasks and notifications). For each variant of
+#              BENCH_PACED (default "roomcast:writev roomcast:io_uring node limit:epoll
+#              limit:io_uring"): P_CONNS connections (IDLE1) in P_ROOMS rooms (ROOMS) and "all",
+#              then "paced_one": P_ONE_RATE messages/s (2) to "all" for P_SECS s (8), i.e.
+#              20,000 deliveries/s; and "paced_rooms": P_ROOMS_RATE messages/s (1,000) round
+#              robin over the rooms of P_CONNS/P_ROOMS members for P_SECS s (10,000
+#              deliveries/s, each socket one message a second). roomcast:<path> starts roomcast
+#              with ROOMCAST_SEND_PATH=<path>; limit:io_uring starts the limit with --uring.
+#              test/bench/paced-report.js writes the table ("Latest paced run").
+#   recovery   connection state recovery's cost (docs/recovery.md): roomcast on Redis, one node,
+#              P_CONNS connections in P_ROOMS rooms and "all", the two paced phases ("one room":
+#              P_ONE_RATE msg/s to "all"; "1,000 rooms": P_ROOMS_RATE msg/s round robin), once
+#              with recovery off and once on (a config with "recovery" on "/"), every message
+#              published with POST /api/publish both times (the path that keeps events). Records
+#              the server's and Redis's CPU per delivery; test/bench/recovery-report.js writes
+#              the table ("Latest recovery run").
+#
 # Publishing: the Node reference gets @socket.io/redis-emitter messages (msgpack on
 # socket.io#/#<room>#); roomcast gets its JSON envelope on roomcast:room:/:<room>. If a roomcast
 # node started with ROOMCAST_REDIS_URL does not deliver a probe message, roomcast runs in its
@@ -47,7 +67,8 @@
 # CL_MSGS R10K_RATE R10K_SECS XL_ROOMS XL_SECS XL_FRACTIONS SH_CONNS SH_ROOMS SH_MSGS.
 # Environment: BENCH_TARGETS ("roomcast node limit shards"), BENCH_KEEP=1 keeps the work directory,
 # BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes,
-# BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config).
+# BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config),
+# BENCH_FAMILIES, BENCH_PACED and BENCH_PROFILE (the paced family: see below).
 set -euo pipefail
 
 [ $# -ge 1 ] || { echo "usage: $0 <builddir>" >&2; exit 2; }
@@ -83,6 +104,11 @@ XL_ROOMS=${XL_ROOMS:-$(( ROOMS % 2 ? ROOMS : ROOMS - 1 ))}
 XL_FRACTIONS=${XL_FRACTIONS:-0.05 0.1 0.2 0.35 0.5}
 SH_CONNS=${SH_CONNS:-$IDLE1} SH_ROOMS=${SH_ROOMS:-$XL_ROOMS} SH_MSGS=${SH_MSGS:-$ROOMS_MSGS}
 PROCS=${BENCH_PROCS:-2}
+FAMILIES=${BENCH_FAMILIES:-burst paced recovery}
+PACED=${BENCH_PACED:-roomcast:writev roomcast:io_uring node limit:epoll limit:io_uring}
+P_CONNS=${P_CONNS:-$IDLE1} P_ROOMS=${P_ROOMS:-$ROOMS} P_SECS=${P_SECS:-$R10K_SECS}
+P_ONE_RATE=${P_ONE_RATE:-$R10K_RATE} P_ROOMS_RATE=${P_ROOMS_RATE:-$LAT_RATE}
+LIM_ARGS=()
 TARGETS=${BENCH_TARGETS:-roomcast node limit shards}
 SRC_IPS=127.0.0.1-127.0.0.8
 SECRET=bench-secret-$$
@@ -189,15 +215,15 @@ start_one() {   # start_one TARGET INDEX: starts a server and appends it to SRV_
     # commands ("blast N") on a fifo held open by this shell; one JSON line per blast on stdout
     rm -f "$W/limit-$i.in"
     mkfifo "$W/limit-$i.in"
-    "$LIM" --port "$port" <"$W/limit-$i.in" >"$W/limit-$i.out" 2>"$W/limit-$i.log" &
+    "$LIM" --port "$port" "${LIM_ARGS[@]}" <"$W/limit-$i.in" >"$W/limit-$i.out" 2>"$W/limit-$i.log" &
     exec {LIMFD}>"$W/limit-$i.in"
   else
     if [ "$MODE" = cluster ]; then
       ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_CLUSTER="$CSEEDS" \
         ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
         >"$W/roomcast-$i.log" 2>&1 &
-    elif [ "$MODE" = redis ]; then
-      ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" \
+    elif [ "$MODE" = redis ] || [ "$MODE" = redisapi ]; then
+      ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" ROOMCAST_API_KEY=$API_KEY \
         ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
         >"$W/roomcast-$i.log" 2>&1 &
     else
@@ -257,6 +283,8 @@ publish() {     # publish TARGET publisher-args...: prints the publisher's JSON 
     "$PUB" --redis "${CSEEDS%%,*}" --cluster --format roomcast "$@"
   elif [ "$MODE" = redis ]; then
     "$PUB" --redis "127.0.0.1:$RPORT" --format roomcast "$@"
+  elif [ "$MODE" = redisapi ]; then
+    "$PUB" --format api --api "127.0.0.1:${SRV_PORTS[0]}" --api-key "$API_KEY" "$@"
   else
     "$PUB" --format api --api "127.0.0.1:${SRV_PORTS[0]}" --api-key "$API_KEY" "$@"
   fi
@@ -625,8 +653,113 @@ machine() {
     "$HS_N" "$IDLE1" "$IDLE2" "$FAN_MSGS" "$ROOMS" "$ROOMS_MSGS" "$LAT_RATE" "$LAT_SECS" "$VOID_MSGS" "$VOID_RATE" "$CL_N" "$CL_MSGS" \
     "$R10K_RATE" "$R10K_SECS" "$XL_ROOMS" "$XL_SECS" "$XL_FRACTIONS" "$SH_CONNS" "$SH_ROOMS" "$SH_MSGS" "$PROCS"
 }
+# BENCH_PROFILE: a command run on the server during each paced phase ({pid}: the server's pid,
+# {out}: a file name in the work directory), stopped with SIGINT when the phase ends; its output
+# goes to <work dir>/profile-<target>-<path>-<phase>.log (keep it with BENCH_KEEP=1). E.g.
+# 'strace -c -f -p {pid}' or 'perf record -e cpu-clock -g -p {pid} -o {out}.data'. Profiled runs
+# perturb the CPU figures: take figures from runs without it.
+PROF_PID=''
+prof_start() {
+  [ -n "${BENCH_PROFILE:-}" ] || return 0
+  local cmd=${BENCH_PROFILE//\{pid\}/${SRV_PIDS[0]}}
+  cmd=${cmd//\{out\}/$W/profile-$1}
+  bash -c "exec $cmd" >"$W/profile-$1.log" 2>&1 &
+  PROF_PID=$!
+  sleep 1
+}
+prof_stop() {
+  [ -n "$PROF_PID" ] || return 0
+  kill -INT "$PROF_PID" 2>/dev/null || true
+  wait "$PROF_PID" 2>/dev/null || true
+  PROF_PID=''
+}
+
+# paced VARIANT: the paced family for one variant (see the top), recorded as target
+# roomcast/node/limit, scenarios paced_one@<path> and paced_rooms@<path>.
+scen_paced() {
+  local target=${1%%:*} path=${1#*:} per_room=$(( P_CONNS / P_ROOMS ))
+  [ "$path" = "$1" ] && path=$target
+  local one_msgs rooms_msgs
+  one_msgs=$(awk -v r="$P_ONE_RATE" -v s="$P_SECS" 'BEGIN{printf "%d", r * s}')
+  rooms_msgs=$(awk -v r="$P_ROOMS_RATE" -v s="$P_SECS" 'BEGIN{printf "%d", r * s}')
+  LIM_ARGS=()
+  [ "$1" = limit:io_uring ] && LIM_ARGS=(--uring)
+  if [ "$target" = roomcast ]; then export ROOMCAST_SEND_PATH=$path; fi
+  log "== paced $1"
+  start_servers "$target" 1 || { unset ROOMCAST_SEND_PATH; record "$target" "paced_unavailable@$path" "\"unavailable\":true"; return 0; }
+  unset ROOMCAST_SEND_PATH
+  lg_start P --port "${SRV_PORTS[0]}" --conns "$P_CONNS" --rooms "$P_ROOMS" --join-also all --concurrency 64 ||
+    { stop_servers; return 0; }
+  sleep 2
+  prof_start "$target-$path-one"
+  measure_phase "$target" P "paced_one@$path" $((one_msgs * P_CONNS)) 5000 $((P_SECS * 1000 + 120000)) \
+    --room all --rate "$P_ONE_RATE" --count "$one_msgs"
+  prof_stop
+  sleep 1
+  prof_start "$target-$path-rooms"
+  measure_phase "$target" P "paced_rooms@$path" $((rooms_msgs * per_room)) 5000 $((P_SECS * 1000 + 120000)) \
+    --rooms "$P_ROOMS" --rate "$P_ROOMS_RATE" --count "$rooms_msgs"
+  prof_stop
+  record "$target" "paced_params@$path" "\"conns\":$P_CONNS" "\"rooms\":$P_ROOMS" "\"one_rate\":$P_ONE_RATE" \
+    "\"rooms_rate\":$P_ROOMS_RATE" "\"secs\":$P_SECS"
+  lg_stop P
+  stop_servers
+  LIM_ARGS=()
+}
+
+# recovery: the paced phases with recovery off, then on (MODE redisapi: Redis backplane, every
+# message through POST /api/publish), recorded as scenarios recovery_one@off|on and
+# recovery_rooms@off|on.
+scen_recovery() {
+  local per_room=$(( P_CONNS / P_ROOMS )) state one_msgs rooms_msgs
+  one_msgs=$(awk -v r="$P_ONE_RATE" -v s="$P_SECS" 'BEGIN{printf "%d", r * s}')
+  rooms_msgs=$(awk -v r="$P_ROOMS_RATE" -v s="$P_SECS" 'BEGIN{printf "%d", r * s}')
+  for state in off on; do
+    local enabled=false
+    [ "$state" = on ] && enabled=true
+    cat >"$W/recovery-$state.json" <<JSON
+{"namespaces": {"/": {"auth": "required", "recovery": {"enabled": $enabled, "maxDisconnectionDuration": 120000},
+  "events": {"join": {"do": [{"join": "{data.room|data}"}, {"ack": {"ok": true, "room": "{room}"}}],
+                      "onError": [{"ack": {"ok": false, "error": "{error}"}}]}}}}}
+JSON
+    log "== recovery $state"
+    MODE=redisapi
+    BENCH_ROOMCAST_CONFIG="$W/recovery-$state.json" start_servers roomcast 1 ||
+      { record roomcast "recovery_unavailable@$state" "\"unavailable\":true"; continue; }
+    lg_start R --port "${SRV_PORTS[0]}" --conns "$P_CONNS" --rooms "$P_ROOMS" --join-also all --concurrency 64 ||
+      { stop_servers; continue; }
+    sleep 2
+    measure_phase roomcast R "recovery_one@$state" $((one_msgs * P_CONNS)) 5000 $((P_SECS * 1000 + 120000)) \
+      --room all --rate "$P_ONE_RATE" --count "$one_msgs"
+    sleep 1
+    measure_phase roomcast R "recovery_rooms@$state" $((rooms_msgs * per_room)) 5000 $((P_SECS * 1000 + 120000)) \
+      --rooms "$P_ROOMS" --rate "$P_ROOMS_RATE" --count "$rooms_msgs"
+    record roomcast "recovery_params@$state" "\"conns\":$P_CONNS" "\"rooms\":$P_ROOMS" "\"one_rate\":$P_ONE_RATE" \
+      "\"rooms_rate\":$P_ROOMS_RATE" "\"secs\":$P_SECS" \
+      "\"history_entries\":$(redis-cli -p "$RPORT" XLEN 'roomcast:history:/')" \
+      "\"history_bytes\":$(redis-cli -p "$RPORT" MEMORY USAGE 'roomcast:history:/' SAMPLES 0 | sed 's/^$/0/')"
+    lg_stop R
+    stop_servers
+    redis-cli -p "$RPORT" DEL 'roomcast:history:/' >/dev/null
+  done
+  MODE=redis
+}
+
 machine >>"$RES"
 T0=$(date +%s)
+if [[ " $FAMILIES " == *" recovery "* ]] && [ -x "$RC" ]; then scen_recovery; fi
+if [[ " $FAMILIES " == *" paced "* ]]; then
+  MODE=redis
+  if [[ " $PACED " == *" roomcast:"* ]]; then
+    roomcast_mode || log "roomcast unavailable: its paced variants are skipped"
+  fi
+  for v in $PACED; do
+    [[ $v == roomcast:* ]] && [ ! -x "$RC" ] && continue
+    [[ $v == limit:* ]] && [ ! -x "$LIM" ] && continue
+    scen_paced "$v"
+  done
+fi
+[[ " $FAMILIES " == *" burst "* ]] || TARGETS=''
 for target in $TARGETS; do
   if [ "$target" = limit ]; then
     if [ -x "$LIM" ]; then log "== limit"; scen_limit; else log "no $LIM: limit skipped"; fi
@@ -662,4 +795,6 @@ if [[ " $TARGETS " == *" roomcast "* && " $TARGETS " == *" node "* ]] &&
 fi
 echo "{\"end\":{\"secs\":$(( $(date +%s) - T0 )),\"load_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}}" >>"$RES"
 [ "${BENCH_KEEP:-0}" = 1 ] && cp "$RES" "$W/results.keep.jsonl"
-node "$HERE/report.js" "$RES" "$DOC"
+[ -n "$TARGETS" ] && node "$HERE/report.js" "$RES" "$DOC"
+if [[ " $FAMILIES " == *" paced "* ]]; then node "$HERE/paced-report.js" "$RES" "$DOC"; fi
+if [[ " $FAMILIES " == *" recovery "* ]]; then node "$HERE/recovery-report.js" "$RES" "$DOC"; fi

@@ -112,6 +112,11 @@ describe('Admin UI: the /admin namespace of a two-node cluster', () => {
     await connected(ad);
     await waitUntil(() => heard.config && heard.all_sockets, { what: 'config and all_sockets' });
     assert.ok(heard.config[0][0].supportedFeatures.includes('DISCONNECT'));
+    // A session id, as instrument() gives: it opens the namespace on this node without the password.
+    assert.match(heard.session[0][0], /^[A-Za-z0-9_-]{32}$/);
+    await connected(admin(A, { sessionId: heard.session[0][0] }));
+    const err = await connectError(A.url + '/admin', { auth: { sessionId: heard.session[0][0].replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')) }, transports: ['websocket'] });
+    assert.equal(err.message, 'invalid credentials');
     // Node B's sockets are in all_sockets too (B answered the fetch A published).
     const seen = heard.all_sockets[0][0].find((s) => s.id === alice.id);
     assert.ok(seen, `alice (on B) in all_sockets: ${JSON.stringify(heard.all_sockets[0][0].map((s) => s.id))}`);
@@ -131,6 +136,14 @@ describe('Admin UI: the /admin namespace of a two-node cluster', () => {
       { what: 'room_joined kitchen' });
     const ev = (heard.event_received || []).find((a) => a[1] === alice.id);
     assert.deepEqual(ev && ev.slice(0, 3), ['/', alice.id, ['join', { room: 'kitchen' }]], 'event_received');
+    // A client of B that starts with polling and upgrades: socket_connected says polling, then
+    // socket_updated says websocket.
+    const frank = client(B.url, { auth: { token: token({ sub: 'frank' }) } });
+    await connected(frank);
+    await waitUntil(() => (heard.socket_updated || []).some(([u]) => u.id === frank.id), { what: 'socket_updated' });
+    assert.deepEqual(heard.socket_updated.find(([u]) => u.id === frank.id)[0], { id: frank.id, nsp: '/', transport: 'websocket' });
+    assert.equal(heard.socket_connected.find(([s]) => s.id === frank.id)[0].transport, 'polling');
+    frank.disconnect();
     // join / leave from the admin, applied on B.
     ad.emit('join', '/', 'garden', alice.id);
     await waitUntil(() => (heard.room_joined || []).some((a) => a[1] === 'garden' && a[2] === alice.id),
@@ -259,6 +272,12 @@ describe('Admin UI: the /admin namespace of a two-node cluster', () => {
     assert.equal(await gone, 'io server disconnect');
     await sleep(300);
     await shot(page, '06-after-disconnect');
+    // A reload logs in again with the session id the page kept (no form).
+    await page.reload();
+    await go(page, '#/servers/');
+    await page.getByText('admin-node-b').first().waitFor({ timeout: 15000 });
+    assert.equal(await page.getByLabel('Server URL').isVisible(), false, 'no login form after a reload');
+    await shot(page, '06b-after-reload');
     assert.deepEqual(errors, [], 'no error in the page');
     await context.close();
     for (const n of [A, B]) await checkAlive(n);
