@@ -199,6 +199,10 @@ void rc_node__recovery_touch(rc_node *n, rc_sio_socket *s);
  * reason, a ping timeout, the node shutting down), its session is deleted, so that a socket the
  * server or the client ended on purpose cannot come back through recovery. */
 void rc_node__recovery_gone(rc_node *n, rc_sio_socket *s);
+/* presenceGrace: 1 when the socket's presence is kept for its window (the caller then does not
+ * disconnect it from presence); a socket back on this node within it takes it back. */
+int rc_node__recovery_presence_leave(rc_node *n, rc_sio_socket *s);
+void rc_node__recovery_presence_back(rc_node *n, const rc_sio_socket *s);
 /* rc_sio_hooks.recover (arg is the node). */
 void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const char *pid, const char *offset,
                            const char *user);
