@@ -16,7 +16,7 @@
 CC        ?= gcc
 CLANG     ?= clang
 O         ?= build
-LIBS      := -levent_openssl -levent -lcjson -ljwt -lhiredis -lwslay -lhttp_parser -lmsgpackc -luring -lssl -lcrypto -lm
+LIBS      := -levent_openssl -levent -lcjson -ljwt -lhiredis -lwslay -lhttp_parser -lmsgpackc -luring -lssl -lcrypto -lcrypt -lm
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 BASEFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -MMD -MP $(WARN)
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)

@@ -11,7 +11,7 @@ mode=${1:-test}
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 runtime_pkgs=(build-essential pkg-config git libevent-dev libhiredis-dev libwslay-dev libcjson-dev
-              libjwt-dev libssl-dev libhttp-parser-dev libmsgpack-dev liburing-dev)
+              libjwt-dev libssl-dev libhttp-parser-dev libmsgpack-dev liburing-dev libcrypt-dev)
 test_pkgs=(clang libcmocka-dev redis-server redis-sentinel nginx chromium-headless-shell nodejs openssl unzip)
 
 want=("${runtime_pkgs[@]}")

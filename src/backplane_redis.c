@@ -1,5 +1,5 @@
 /*
- * backplane_redis.c: the Redis pub/sub backplane (hiredis async on the node's libevent loop):
+ * backplane_redis.c: the Redis pub/sub backplane (src/redis_conn.c connections on the node's loop):
  * its creation, its rc_backplane_ops and its free. Contract: include/roomcast/backplane.h;
  * channels, payloads and metrics: docs/redis.md. Created by the composition root (node.c) with
  * rc_backplane_redis_settings, driven through rc_backplane_ops.
@@ -34,6 +34,7 @@
 #include "roomcast/common.h"
 #include "roomcast/keys.h"
 #include "roomcast/log.h"
+#include "redis_tls.h"
 #include "roomcast/redis_config.h"
 
 #include <arpa/inet.h>
@@ -41,6 +42,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -85,7 +88,9 @@ static int redis_publish(rc_backplane *b, const rc_bp_message *msg)
     redis_bp__channel_build(bp, &bp->chan_buf, msg->ns, msg->room);
     const char *argv[3] = {"PUBLISH", bp->chan_buf.p, bp->payload_buf.p};
     size_t lens[3] = {7, bp->chan_buf.len, bp->payload_buf.len};
-    int rc = redis_conn_command(&bp->cmd, publish_on_reply, bp, 3, argv, lens);
+    int rc = bp->cluster ? redis_bp__shard_publish(bp, bp->chan_buf.p, bp->chan_buf.len,
+                                                   bp->payload_buf.p, bp->payload_buf.len)
+                         : redis_conn_command(&bp->cmd, publish_on_reply, bp, 3, argv, lens);
     bp_buf_trim(&bp->payload_buf);
     if (rc != 0) {
         bp->super.stats.publish_failures++;
@@ -134,6 +139,43 @@ static void redis_when_subscribed(rc_backplane *b, void (*cb)(void *arg, int liv
     redis_bp__waiter_add(to_bp(b), cb, arg);
 }
 
+/* Cluster mode's families (backplane_redis_shard.c keeps the counts). */
+static void shards_metrics(const redis_bp *bp, struct evbuffer *out)
+{
+    if (!bp->cluster) return;
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_masters", "gauge",
+                          "Masters of the Redis Cluster this node has a shard connection pair to.",
+                          bp->topo == 2 ? bp->nshards : 0);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_moved_total", "counter",
+                          "MOVED answers (a slot served elsewhere than the map said).", bp->moved);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_ask_total", "counter",
+                          "ASK answers to SPUBLISH (a slot being migrated).", bp->asks);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_slot_drops_total", "counter",
+                          "Sharded channels a master dropped (sunsubscribe: its slot moved) and this "
+                          "node subscribed again on the new owner.",
+                          bp->slot_drops);
+    rc_metrics_put_scalar(out, "roomcast_redis_cluster_refreshes_total", "counter",
+                          "Slot maps read again while up (after a MOVED or a dropped channel).",
+                          bp->refreshes);
+    evbuffer_add_printf(out, "# HELP roomcast_redis_shard_channels Sharded channels subscribed "
+                             "on each master.\n# TYPE roomcast_redis_shard_channels gauge\n");
+    for (size_t i = 0; i < bp->nshards; i++)
+        evbuffer_add_printf(out, "roomcast_redis_shard_channels{shard=\"%s:%d\"} %zu\n",
+                            bp->shards[i]->host, bp->shards[i]->port, bp->shards[i]->nsubscribed);
+    evbuffer_add_printf(out, "# HELP roomcast_redis_shard_publishes_total SPUBLISH sent to each "
+                             "master.\n# TYPE roomcast_redis_shard_publishes_total counter\n");
+    for (size_t i = 0; i < bp->nshards; i++)
+        evbuffer_add_printf(out, "roomcast_redis_shard_publishes_total{shard=\"%s:%d\"} %" PRIu64 "\n",
+                            bp->shards[i]->host, bp->shards[i]->port, bp->shards[i]->publishes);
+}
+
+static uint64_t shard_commands(const redis_bp *bp)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < bp->nshards; i++) n += bp->shards[i]->sub.commands + bp->shards[i]->cmd.commands;
+    return n;
+}
+
 static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
 {
     const redis_bp *bp = to_cbp(b);
@@ -169,7 +211,7 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
                bp->canary_failures);
     rc_metrics_put_scalar(out, "roomcast_redis_commands_total", "counter",
                "Commands sent to Redis (round trips), including handshakes and SUBSCRIBE batches.",
-               bp->sub.commands + bp->cmd.commands);
+               bp->sub.commands + bp->cmd.commands + shard_commands(bp));
     rc_metrics_put_scalar(out, "roomcast_redis_command_timeouts_total", "counter",
                "Connections torn down because a command went unanswered too long.",
                bp->command_timeouts);
@@ -188,6 +230,8 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
                                 bp->canary_lag_s);
     rc_metrics_put_histogram(out, "roomcast_redis_publish_latency_seconds",
                              "PUBLISH round trip on the command connection.", h);
+    shards_metrics(bp, out);
+    redis_bp__sentinel_write_metrics(bp, out);
 }
 
 static void redis_free(rc_backplane *b)
@@ -197,13 +241,15 @@ static void redis_free(rc_backplane *b)
     assert(bp->cmd.in_callback == 0 && "free the backplane outside a module's reply callback");
 
     bp->phase = BP_CLOSED;
-    redis_conn_close(&bp->sub); /* callbacks hiredis runs now see stale contexts and return */
+    if (bp->resolver.cancel) bp->resolver.cancel(bp->resolver.arg, bp);
+    redis_conn_close(&bp->sub);
     redis_conn_close(&bp->cmd);
     /* Commands still unanswered (modules' among them) get reply NULL now; any command their
      * owners send from the callback is refused: the phase is CLOSED. */
     redis_conn_dispose(&bp->sub);
     redis_conn_dispose(&bp->cmd);
     redis_script_dispose(&bp->scripts);
+    redis_bp__shards_dispose(bp);
     event_free(bp->flush_ev);
     event_free(bp->tick_ev);
     event_free(bp->retry_ev);
@@ -211,6 +257,10 @@ static void redis_free(rc_backplane *b)
     redis_bp__subs_dispose(bp);
     bp_buf_dispose(&bp->chan_buf);
     bp_buf_dispose(&bp->payload_buf);
+    if (bp->resolver.free) bp->resolver.free(bp->resolver.arg);
+    if (bp->ssl_ctx) SSL_CTX_free(bp->ssl_ctx);
+    rc_free(bp->server_name);
+    rc_free(bp->target_host);
     rc_redis_url_dispose(&bp->url);
     rc_free(bp->prefix);
     rc_free(bp->node_id);
@@ -248,21 +298,30 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
                                      const rc_backplane_redis_settings *settings,
                                      const rc_backplane_callbacks *cb)
 {
+    static const rc_redis_config no_config;
     rc_redis_url url;
     const char *err = NULL;
-    unsigned char addr[sizeof(struct in6_addr)];
-
-    if (rc_redis_url_parse(settings->url, &url, &err) != 0) {
+    const rc_redis_config *rcfg = settings->redis ? settings->redis : &no_config;
+    size_t nclusters = rcfg->cluster_count;
+    if (!settings->url && nclusters) { /* a cluster without a URL: the first seed, no AUTH */
+        memset(&url, 0, sizeof(url));
+        url.host = rc_strdup(rcfg->cluster[0].host);
+        url.port = rcfg->cluster[0].port;
+    } else if (rc_redis_url_parse(settings->url ? settings->url : rcfg->sentinel_count ? "redis://sentinel" : NULL,
+                                  &url, &err) != 0) {
+        /* behind Sentinel the URL gives only the scheme, credentials and db (the host comes from
+         * the sentinels); it may be left out (redis_config.c requires a URL, sentinels or seeds) */
         rc_log_error("redis_bad_url", "error=\"%s\"", err);
         return NULL;
     }
-    const rc_redis_config *rcfg = settings->redis;
-    if (url.tls || url.path || (rcfg && (rcfg->sentinel_count || rcfg->cluster_count))) {
-        /* configured (redis_config.c) but not driven yet by the connection layer */
-        rc_log_error("redis_unsupported", "error=\"TLS, unix sockets, Sentinel and Cluster are not "
-                     "supported by this build yet\"");
-        rc_redis_url_dispose(&url);
-        return NULL;
+    SSL_CTX *ssl_ctx = NULL;
+    if (url.tls) {
+        char why[512];
+        if (!(ssl_ctx = rc_redis_tls_ctx_new(rcfg, why, sizeof(why)))) {
+            rc_log_error("redis_tls_refused", "error=\"%s\"", why);
+            rc_redis_url_dispose(&url);
+            return NULL;
+        }
     }
     const char *node_id = settings->node_id && settings->node_id[0] ? settings->node_id : "node";
     const char *prefix = settings->prefix && settings->prefix[0] ? settings->prefix : "roomcast";
@@ -272,7 +331,9 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     bp->base = base;
     if (cb) bp->cb = *cb;
     bp->url = url;
-    bp->numeric_host = inet_pton(AF_INET, url.host, addr) == 1 || inet_pton(AF_INET6, url.host, addr) == 1;
+    bp->ssl_ctx = ssl_ctx;
+    bp->rcfg = rcfg;
+    bp->server_name = rcfg->server_name ? rc_strdup(rcfg->server_name) : NULL;
     bp->prefix = rc_strdup(prefix);
     bp->node_id = rc_strdup(node_id);
     bp->canary_channel = rc_key_new(prefix, RC_KEY_CANARY, node_id, NULL);
@@ -282,6 +343,7 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
         .on_ready = redis_bp__on_conn_ready,
         .on_fail = redis_bp__on_conn_fail,
         .on_push = redis_bp__on_push,
+        .on_error_class = redis_bp__on_error_class,
         .arg = bp,
     };
     redis_conn_init(&bp->sub, base, "sub", &conn_cb);
@@ -292,11 +354,32 @@ rc_backplane *rc_backplane_redis_new(struct event_base *base,
     bp->flush_ev = event_new(base, -1, 0, redis_bp__on_flush, bp);
     bp->tick_ev = event_new(base, -1, EV_PERSIST, redis_bp__on_tick, bp);
     bp->retry_ev = evtimer_new(base, redis_bp__on_retry, bp);
+    if (rcfg->sentinel_count) redis_bp__sentinel_attach(bp);
+    if (nclusters) { /* the seeds: the URL's host (when given) first, then the list */
+        const char **hosts = rc_calloc(nclusters + 1, sizeof(*hosts));
+        int *ports = rc_calloc(nclusters + 1, sizeof(*ports));
+        size_t n = 0;
+        if (settings->url) {
+            hosts[n] = url.host;
+            ports[n++] = url.port;
+        }
+        for (size_t i = 0; i < nclusters; i++) {
+            hosts[n] = rcfg->cluster[i].host;
+            ports[n++] = rcfg->cluster[i].port;
+        }
+        redis_bp__cluster_setup(bp, hosts, ports, n);
+        rc_free(hosts);
+        rc_free(ports);
+    }
     redis_bp__phase_start(bp);
 
     char buf[300];
-    rc_log_info("redis_backplane", "url=%s prefix=%s node=%s",
-                rc_redis_url_redacted(&bp->url, buf, sizeof(buf)), bp->prefix, bp->node_id);
+    if (rcfg->sentinel_count)
+        rc_log_info("redis_backplane", "sentinels=%zu master=%s prefix=%s node=%s", rcfg->sentinel_count,
+                    rcfg->master_name, bp->prefix, bp->node_id);
+    else
+        rc_log_info("redis_backplane", "url=%s prefix=%s node=%s",
+                    rc_redis_url_redacted(&bp->url, buf, sizeof(buf)), bp->prefix, bp->node_id);
     return &bp->super;
 }
 

@@ -12,6 +12,9 @@
  *   backplane_redis.c        creation (rc_backplane_redis_new), rc_backplane_ops (publish, room
  *                            and namespace channels, when_subscribed, metrics, free)
  *   backplane_redis_recv.c   receiving: everything the sub connection pushes
+ *   backplane_redis_sentinel.c  with Redis Sentinel: the master's address from the sentinels
+ *                            (the resolver hook), ROLE checked on every new connection pair,
+ *                            +switch-master followed at once
  *   backplane_redis_phase.c  the two connections and the phases over them: resolve, connect,
  *                            resync, canary, timeouts, failure and backoff
  *   backplane_redis_subs.c   the subscription set, its once-per-turn flush, the subscription
@@ -25,7 +28,7 @@
  * commands). Each command on cmd carries its sender's callback: publish's and the canary's
  * (this module's) or redis_script.c's; none passes through the backplane.
  *
- * Callbacks up (on_message, on_raw, on_state) run only from loop callbacks (hiredis I/O, the
+ * Callbacks up (on_message, on_raw, on_state) run only from loop callbacks (connection I/O, the
  * timers, the flush event), never from inside an op or rc_backplane_redis_new; free must not be
  * called from inside any of them (asserted with in_callback).
  */
@@ -35,10 +38,12 @@
 #include "roomcast/backplane.h"
 
 #include "backplane_envelope.h"
+#include "redis_cluster.h"
 #include "redis_conn.h"
 #include "redis_script.h"
 #include "roomcast/hmap.h"
 #include "roomcast/metrics.h"
+#include "roomcast/redis_config.h"
 #include "roomcast/redis_url.h"
 
 #include <event2/util.h>
@@ -47,7 +52,24 @@
 
 struct event;
 struct event_base;
+struct evbuffer;
+struct rc_sentinel;
 struct bp_resolve;
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct redis_bp redis_bp;
+
+/* Where the next attempt connects, found afresh before every (re)connect. The default (start
+ * NULL) is the URL's host and port (or its unix path). Sentinel plugs the master lookup in here:
+ * start begins finding the address and, later and from the loop (never from inside start), calls
+ * redis_bp__resolved(bp, host, port) once, or redis_bp__fail(bp, reason). cancel (may be NULL)
+ * abandons a lookup in progress: the attempt failed or the backplane is being freed; after it,
+ * the resolver must not call back for that attempt. free (may be NULL) runs once, at free. */
+typedef struct redis_bp_resolver {
+    void (*start)(void *arg, redis_bp *bp);
+    void (*cancel)(void *arg, redis_bp *bp);
+    void (*free)(void *arg);
+    void *arg;
+} redis_bp_resolver;
 
 enum { SUB_BATCH = 512 }; /* channels per SUBSCRIBE/UNSUBSCRIBE */
 
@@ -66,6 +88,11 @@ typedef struct bp_chan {
     unsigned wanted : 1;      /* the node has local members (room) or serves it (ns) */
     unsigned sent : 1;        /* the current sub connection was last told SUBSCRIBE */
     unsigned dirty : 1;       /* on bp->dirty */
+    unsigned sharded : 1;     /* cluster: a room/namespace channel, SSUBSCRIBEd on its slot's
+                               * master (backplane_redis_shard.c) */
+    unsigned confirmed : 1;   /* sharded: its SSUBSCRIBE was confirmed */
+    int16_t shard;            /* sharded and sent: the shard told SSUBSCRIBE, else -1 */
+    uint16_t slot;            /* sharded: its slot */
     unsigned pattern : 1;     /* rc_redis_pattern_open: PSUBSCRIBE, delivered as pmessage; its
                                * key in bp->chans is name with its NUL (len + 1 bytes), so it
                                * never meets the literal channel spelled the same */
@@ -76,20 +103,53 @@ typedef struct bp_chan {
 typedef struct sub_waiter {
     struct sub_waiter *next;
     uint64_t target;             /* subs_sent at the flush after registration */
+    uint64_t *shard_targets;     /* cluster: each shard's subs_sent then */
+    size_t nshard_targets;
     int assigned;                /* target set (by that flush) */
     void (*cb)(void *arg, int live);
     void *arg;
 } sub_waiter;
 
-typedef struct redis_bp {
+/* Cluster mode: one master and the two connections the backplane keeps to it
+ * (backplane_redis_shard.c). */
+typedef struct bp_shard {
+    struct redis_bp *bp;
+    int index;                   /* in bp->shards and bp->map.masters */
+    char *host;
+    int port;
+    redis_conn sub, cmd;         /* SSUBSCRIBE only / SPUBLISH, canary, modules' commands */
+    redis_script_state scripts;  /* the modules' scripts on cmd */
+    char *canary_channel;        /* P:canary:<node>:{<tag>}, a slot this master owns */
+    size_t canary_len;
+    uint16_t canary_slot;
+    int synced;                  /* its canary SSUBSCRIBE confirmed on the current sub */
+    int canary_ok;               /* a canary came back since the attempt started */
+    int canary_pending;
+    uint64_t canary_seq, canary_sent_ms, canary_next_ms, canary_sent_ns;
+    uint64_t last_push_ms;
+    uint64_t subs_sent, subs_confirmed; /* channels, for the barrier (canary excluded) */
+    size_t nsubscribed;          /* entries sent to this shard */
+    uint64_t publishes;          /* SPUBLISH sent here */
+} bp_shard;
+
+struct redis_bp {
     rc_backplane super;
     struct event_base *base;
     rc_backplane_callbacks cb;
     int in_callback;             /* > 0 while on_message/on_state/on_raw run */
 
     rc_redis_url url;
-    int numeric_host;            /* no DNS needed */
+    SSL_CTX *ssl_ctx;            /* rediss://: one verifying context for every connection */
+    char *server_name;           /* redis.tls.serverName, or NULL: the host connected to */
+    const rc_redis_config *rcfg; /* the settings beyond the URL (never NULL; borrowed) */
+    redis_bp_resolver resolver;  /* start NULL: the URL's address */
+    struct rc_sentinel *sentinel; /* with sentinels: backplane_redis_sentinel.c, else NULL */
+    int role_sent, role_checked; /* this attempt's ROLE check (sentinel only) */
+    char *target_host;           /* the current attempt's host (a name or an address) */
+    int target_port;
+    int ever_up;                 /* reached UP once: trust failures are fatal only before */
     char *prefix, *node_id;
+    char *key_prefix;            /* the modules' keys: prefix, or "{prefix}" in a cluster */
     char *canary_channel;
     char *sub_name, *cmd_name;   /* CLIENT SETNAME of each connection */
 
@@ -122,21 +182,47 @@ typedef struct redis_bp {
     const char *argv[SUB_BATCH + 1];
     size_t argvlen[SUB_BATCH + 1];
 
+    /* cluster (backplane_redis_shard.c); cluster = 0 for a single Redis */
+    int cluster;
+    char **seed_hosts;           /* the nodes asked for the topology, in turn */
+    int *seed_ports;
+    size_t nseeds, seed_at;
+    redis_cluster_map map;       /* slot -> index in shards */
+    bp_shard **shards;
+    size_t nshards;
+    int topo;                    /* 0 unknown, 1 asked, 2 known (this attempt) */
+    int refreshing;              /* a refresh of the map in flight while UP */
+    int canary_ok;               /* the home canary came back in this attempt */
+    void *scratch;               /* the shards' flush's array */
+    size_t scratch_cap;
+    uint64_t moved, asks, slot_drops, refreshes;
+
     bp_buf chan_buf, payload_buf;
     redis_script_state scripts;  /* the modules' commands and scripts on cmd */
 
     /* metrics */
     uint64_t reconnects, invalid, own, canary_failures,
-        command_timeouts, raw_received;
+        command_timeouts, raw_received, role_mismatches;
     uint64_t invalid_logged_ms, invalid_suppressed; /* the rate limit of redis_bad_message */
     double canary_lag_s;
     rc_histogram publish_latency;
-} redis_bp;
+};
 
 /* ---- backplane_redis.c, for backplane_redis_cmd.c ----------------------------------------------- */
 
 /* The Redis backplane behind b, or NULL (b is NULL or another backplane). */
 redis_bp *redis_bp__from(const rc_backplane *b);
+
+/* ---- backplane_redis_sentinel.c ---------------------------------------------------------------- */
+
+/* With sentinels configured: bp->sentinel, the resolver hook (the master from the sentinels at
+ * every attempt) and the +switch-master watch. */
+void redis_bp__sentinel_attach(redis_bp *bp);
+/* While CONNECTING with both connections up: 1 while this attempt's ROLE check has not said
+ * "master" yet (it sends ROLE once, and maybe_probe runs again on the answer); 0 without
+ * sentinels or once checked. */
+int redis_bp__sentinel_role_pending(redis_bp *bp);
+void redis_bp__sentinel_write_metrics(const redis_bp *bp, struct evbuffer *out);
 
 /* ---- backplane_redis_recv.c ------------------------------------------------------------------- */
 
@@ -158,12 +244,63 @@ void redis_bp__phase_start(redis_bp *bp);
 /* Any failure: on_state(0) if it was UP, both connections closed, subscriptions to be resent,
  * retry after a backoff. Does nothing while WAITING or CLOSED. */
 void redis_bp__fail(redis_bp *bp, const char *reason);
+/* While WAITING: the next attempt now, the backoff forgotten (news that the cause is gone, such as
+ * a +switch-master). */
+void redis_bp__retry_now(redis_bp *bp);
 /* SYNCING may start (both connections CONNECTED), or its canary may go (subscriptions synced). */
 void redis_bp__maybe_probe(redis_bp *bp);
 /* A message on the canary channel. */
 void redis_bp__on_canary(redis_bp *bp, const char *payload, size_t len);
 /* free: lets go of a getaddrinfo_a request still running (waits for it if it cannot cancel). */
 void redis_bp__resolve_dispose(redis_bp *bp);
+/* The resolver found where the current attempt connects: a host name (looked up with DNS, not
+ * blocking the loop) or a numeric address, and a port. Only while RESOLVING; from the loop. */
+void redis_bp__resolved(redis_bp *bp, const char *host, int port);
+/* A command on cmd was answered with an error of a class (redis_conn.h's on_error_class). */
+void redis_bp__on_error_class(void *arg, redis_conn *c, int cls, const struct redisReply *reply);
+
+/* ---- backplane_redis_shard.c ------------------------------------------------------------------ */
+
+/* Cluster mode from creation: the seed nodes (copied). */
+void redis_bp__cluster_setup(redis_bp *bp, const char *const *hosts, const int *ports, size_t n);
+/* An attempt starts: the home connections go to the next seed (bp->url's host and port). */
+void redis_bp__cluster_next_seed(redis_bp *bp);
+/* The home cmd connection is CONNECTED: ask it for the topology (CLUSTER SHARDS). */
+void redis_bp__cluster_ask(redis_bp *bp);
+/* 1 when the topology is known and every shard's two connections are CONNECTED. */
+int redis_bp__shards_connected(const redis_bp *bp);
+/* SYNCING: the canaries of the shards whose subscriptions are synced. */
+void redis_bp__shards_probe(redis_bp *bp);
+/* 1 when every shard's canary came back in this attempt. */
+int redis_bp__shards_ok(const redis_bp *bp);
+/* UP: each shard's canary and command timeout. 0, or -1 when it failed the backplane. */
+int redis_bp__shards_tick(redis_bp *bp, uint64_t now_ms);
+/* redis_bp__fail: every shard connection closed, its state reset, the map forgotten. */
+void redis_bp__shards_close(redis_bp *bp);
+/* The flush's sharded part: SSUBSCRIBE / SUNSUBSCRIBE of dirty sharded entries, one command per
+ * slot (Redis wants the channels of one command in one slot). 0, or -1 (the caller fails). */
+int redis_bp__shards_flush(redis_bp *bp);
+/* Publish in cluster mode: SPUBLISH on the master of the channel's slot, redirected once on
+ * MOVED/ASK. 0, or -1. */
+int redis_bp__shard_publish(redis_bp *bp, const char *chan, size_t chanlen, const char *payload,
+                            size_t len);
+/* A module's command or script (redis_cmd.h) in cluster mode: sent to the master of key's slot
+ * (the home connection when key is NULL). */
+int redis_bp__shard_command(redis_bp *bp, const char *key, size_t keylen, rc_redis_script *script,
+                            rc_redis_reply_fn cb, void *arg, int nkeys, int argc,
+                            const char **argv, const size_t *argvlen);
+/* Barrier: 1 when every shard confirmed what w waits for (w->shard_targets), or not clustered. */
+int redis_bp__shards_reached(const redis_bp *bp, const sub_waiter *w);
+/* Barrier: 1 when a shard's sub connection cannot confirm anything now. */
+int redis_bp__shards_deaf(const redis_bp *bp);
+/* free: connections closed and disposed, everything freed. */
+void redis_bp__shards_dispose(redis_bp *bp);
+
+/* ---- backplane_redis_recv.c, for the shards ---------------------------------------------------- */
+
+/* A message on channel chan (room, namespace or raw) from any subscriber connection. */
+void redis_bp__message(redis_bp *bp, const char *chan, size_t chanlen, const char *payload,
+                       size_t len);
 
 /* ---- backplane_redis_subs.c ------------------------------------------------------------------- */
 
@@ -190,11 +327,17 @@ void redis_bp__schedule_flush(redis_bp *bp);
 /* Sends the net changes when sub is CONNECTED, frees entries neither wanted nor subscribed and
  * lets the waiters go that can go. 0, or -1 when a command could not be sent (the caller fails). */
 int redis_bp__flush(redis_bp *bp);
+/* Subscribed while wanted as a room/namespace channel or held open by a module. */
+int redis_bp__chan_wanted(const bp_chan *e);
+/* Puts e on the dirty list (the next flush looks at it). */
+void redis_bp__chan_mark_dirty(redis_bp *bp, bp_chan *e);
 /* A new sub connection is CONNECTED: every wanted channel, then the canary channel last (its
  * confirmation comes after every earlier one). 0, or -1 (the caller fails). */
 int redis_bp__resync(redis_bp *bp);
 /* The sub connection is gone: every entry is unsent, unwanted ones are freed, waiters go. */
 void redis_bp__subs_reset(redis_bp *bp);
+/* The shards confirmed more: waiters whose targets are reached go. */
+void redis_bp__waiters_check(redis_bp *bp);
 /* Redis confirmed one more (P)SUBSCRIBE channel: waiters whose target is reached go. */
 void redis_bp__sub_confirmed(redis_bp *bp);
 /* A when_subscribed caller; it goes at the next flush or after. */

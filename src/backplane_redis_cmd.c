@@ -16,7 +16,7 @@
  *     channels, by their literal name; their messages reach on_raw without parsing.
  *   - rc_redis_pattern_open / close: the node's prefix subscriptions (PSUBSCRIBE), entries of
  *     their own in the same set; their messages reach on_pattern.
- *   - rc_redis_prefix: the backplane's key/channel prefix.
+ *   - rc_redis_prefix: the prefix of the modules' keys and channels (P, or {P} in a cluster).
  *
  * What it does not do: open connections, queue while Redis is down, or retry (redis_script.c
  * retries NOSCRIPT only).
@@ -28,15 +28,23 @@
 
 #include "backplane_redis.h"
 
+#include <string.h>
+
 int rc_redis_available(const rc_backplane *bp)
 {
     return redis_bp__from(bp) ? 1 : 0;
 }
 
+int rc_redis_clustered(const rc_backplane *b)
+{
+    const redis_bp *bp = redis_bp__from(b);
+    return bp && bp->cluster;
+}
+
 const char *rc_redis_prefix(const rc_backplane *b)
 {
     const redis_bp *bp = redis_bp__from(b);
-    return bp ? bp->prefix : NULL;
+    return bp ? (bp->key_prefix ? bp->key_prefix : bp->prefix) : NULL;
 }
 
 int rc_redis_command(rc_backplane *b, rc_redis_reply_fn cb, void *arg, int argc, const char **argv,
@@ -44,6 +52,10 @@ int rc_redis_command(rc_backplane *b, rc_redis_reply_fn cb, void *arg, int argc,
 {
     redis_bp *bp = redis_bp__from(b);
     if (!bp || bp->phase != BP_UP) return -1;
+    if (bp->cluster) /* the key (argv[1] of the commands modules send) picks the master */
+        return redis_bp__shard_command(bp, argc > 1 ? argv[1] : NULL,
+                                       argc > 1 ? (argvlen ? argvlen[1] : strlen(argv[1])) : 0,
+                                       NULL, cb, arg, 0, argc, argv, argvlen);
     return redis_script_command(&bp->scripts, &bp->cmd, cb, arg, argc, argv, argvlen);
 }
 
@@ -52,6 +64,10 @@ int rc_redis_eval(rc_backplane *b, rc_redis_script *script, rc_redis_reply_fn cb
 {
     redis_bp *bp = redis_bp__from(b);
     if (!bp || bp->phase != BP_UP) return -1;
+    if (bp->cluster) /* the first key picks the master (a script's keys share one slot) */
+        return redis_bp__shard_command(bp, nkeys > 0 && argc > 0 ? argv[0] : NULL,
+                                       nkeys > 0 && argc > 0 ? (argvlen ? argvlen[0] : strlen(argv[0])) : 0,
+                                       script, cb, arg, nkeys, argc, argv, argvlen);
     return redis_script_eval(&bp->scripts, &bp->cmd, script, cb, arg, nkeys, argc, argv, argvlen);
 }
 

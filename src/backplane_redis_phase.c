@@ -10,8 +10,10 @@
  *      |                               canary received after resubscribe confirmed    v
  *      +----------------- any failure (redis_bp__fail: both closed, backoff) <----- UP
  *
- *   - RESOLVING is skipped for a numeric host; a name is resolved with glibc getaddrinfo_a so a
- *     slow or dead DNS server never blocks the event loop.
+ *   - RESOLVING: the address is found afresh at every attempt. The resolver hook (bp->resolver,
+ *     backplane_redis.h; Sentinel's master lookup) names a host and port, by default the URL's;
+ *     a name is then looked up with glibc getaddrinfo_a so a slow or dead DNS server never
+ *     blocks the event loop (skipped for a numeric host and a unix socket).
  *   - SYNCING: the sub connection resubscribes every wanted channel (batched), then SUBSCRIBEs
  *     the canary channel last (backplane_redis_subs.c); its confirmation proves every earlier
  *     SUBSCRIBE was processed. Then one canary PUBLISH on cmd must come back on sub. Only then
@@ -27,8 +29,22 @@
  * Here too: the event callbacks that can fail the backplane (the tick, the retry timer, and the
  * subscription flush, whose sending lives in backplane_redis_subs.c).
  *
- * What it does not do: no Redis Cluster / Sentinel / TLS / unix sockets; no queueing while down;
- * no retry of a failed PUBLISH (at most once, docs/redis.md).
+ * TLS: a connection whose handshake fails on trust (the server's certificate cannot be verified,
+ * or the server refused ours) before the backplane was ever UP is fatal: on_fatal tells the node,
+ * which exits with the reason naming the CA file, instead of retrying a configuration that cannot
+ * work. Once it has been UP, the same failure is retried like any other (a certificate rotated
+ * on the server may be fixed without restarting every node).
+ *
+ * Error classes: a command on cmd answered READONLY (a failover demoted the Redis we write to)
+ * fails the backplane, so the next attempt finds the master again through the resolver.
+ *
+ * Cluster mode (bp->cluster): the two connections above are the "home" pair, opened to a seed
+ * node; the home cmd asks it for the topology, then every master gets its own pair
+ * (backplane_redis_shard.c). CONNECTING ends when all of them are CONNECTED, SYNCING when the
+ * home canary and every shard's canary came back; any failure of any of them tears all down.
+ *
+ * What it does not do: no queueing while down; no retry of a failed PUBLISH (at most once,
+ * docs/redis.md).
  *
  * Ownership: the two redis_conn and the resolver request are the backplane's; free closes and
  * disposes of the connections (backplane_redis.c) and calls redis_bp__resolve_dispose.
@@ -68,6 +84,7 @@ static const char *const phase_names[] = {"waiting", "resolving", "connecting", 
 typedef struct bp_resolve {
     struct gaicb req;
     struct addrinfo hints;
+    char *name;           /* req.ar_name: owned here, the resolver thread may still read it */
 } bp_resolve;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -125,14 +142,33 @@ static void send_canary(redis_bp *bp)
     bp->canary_sent_ns = rc_now_mono_ns();
 }
 
+/* SYNCING ends when the home canary and (cluster) every shard's came back. */
+static void maybe_up(redis_bp *bp)
+{
+    if (bp->phase != BP_SYNCING || !bp->canary_ok || (bp->cluster && !redis_bp__shards_ok(bp)))
+        return;
+    char url[300];
+    bp->phase = BP_UP;
+    bp->ever_up = 1;
+    bp->backoff_ms = 0;
+    rc_log_info("redis_up", "url=%s address=%s:%d channels=%zu canary_ms=%.1f",
+                rc_redis_url_redacted(&bp->url, url, sizeof(url)), bp->target_host ? bp->target_host : "-",
+                bp->target_port, bp->nsubscribed, bp->canary_lag_s * 1000.0);
+    set_state(bp, 1);
+}
+
 void redis_bp__maybe_probe(redis_bp *bp)
 {
     if (bp->phase == BP_CONNECTING && bp->sub.state == REDIS_CONN_CONNECTED &&
-        bp->cmd.state == REDIS_CONN_CONNECTED) {
+        bp->cmd.state == REDIS_CONN_CONNECTED && (!bp->cluster || redis_bp__shards_connected(bp))) {
+        if (redis_bp__sentinel_role_pending(bp)) return; /* behind Sentinel: ROLE says master first */
         bp->phase = BP_SYNCING;
         bp->deadline_ms = rc_now_mono_ms() + COMMAND_TIMEOUT_MS + CANARY_TIMEOUT_MS;
     }
-    if (bp->phase == BP_SYNCING && bp->sub_synced && !bp->canary_pending) send_canary(bp);
+    if (bp->phase != BP_SYNCING) return;
+    if (bp->sub_synced && !bp->canary_pending && !bp->canary_ok) send_canary(bp);
+    if (bp->cluster) redis_bp__shards_probe(bp);
+    maybe_up(bp);
 }
 
 void redis_bp__on_canary(redis_bp *bp, const char *payload, size_t len)
@@ -143,14 +179,8 @@ void redis_bp__on_canary(redis_bp *bp, const char *payload, size_t len)
     bp->canary_pending = 0;
     bp->canary_lag_s = (double)(rc_now_mono_ns() - bp->canary_sent_ns) / 1e9;
     if (bp->phase != BP_SYNCING) return;
-
-    char url[300];
-    bp->phase = BP_UP;
-    bp->backoff_ms = 0;
-    rc_log_info("redis_up", "url=%s channels=%zu canary_ms=%.1f",
-                rc_redis_url_redacted(&bp->url, url, sizeof(url)), bp->nsubscribed,
-                bp->canary_lag_s * 1000.0);
-    set_state(bp, 1);
+    bp->canary_ok = 1;
+    maybe_up(bp);
 }
 
 /* ---- the connections ----------------------------------------------------------------------- */
@@ -162,19 +192,59 @@ void redis_bp__on_conn_ready(void *arg, redis_conn *c)
         redis_bp__fail(bp, "SUBSCRIBE could not be sent");
         return;
     }
+    if (c == &bp->cmd && bp->cluster) redis_bp__cluster_ask(bp); /* then the shards connect */
     redis_bp__maybe_probe(bp);
+}
+
+void redis_bp__on_error_class(void *arg, redis_conn *c, int cls, const struct redisReply *reply)
+{
+    redis_bp *bp = arg;
+    if (cls == REDIS_ERR_READONLY) redis_bp__fail(bp, "READONLY: the Redis written to is a replica now");
+}
+
+/* What a trust failure before the first UP means, in words naming the file at fault. */
+static void tls_fatal(redis_bp *bp, const char *reason)
+{
+    const rc_redis_config *r = bp->rcfg;
+    char msg[900];
+    snprintf(msg, sizeof(msg), "Redis TLS to %s:%d refused: %s (CA: %s%s%s%s%s%s%s)",
+             bp->target_host ? bp->target_host : "?", bp->target_port, reason,
+             r->ca_file ? r->ca_file : "the system's CAs", r->ca_file ? " from " : "",
+             r->ca_file ? r->ca_src : "", r->cert_file ? "; client certificate: " : "",
+             r->cert_file ? r->cert_file : "", r->cert_file ? " from " : "", r->cert_file ? r->cert_src : "");
+    rc_log_error("redis_tls_refused", "error=\"%s\"", msg);
+    bp->phase = BP_CLOSED;
+    redis_conn_close(&bp->sub);
+    redis_conn_close(&bp->cmd);
+    if (bp->cb.on_fatal) {
+        bp->in_callback++;
+        bp->cb.on_fatal(bp->cb.arg, msg);
+        bp->in_callback--;
+    }
 }
 
 void redis_bp__on_conn_fail(void *arg, redis_conn *c, const char *reason)
 {
-    redis_bp__fail(arg, reason);
+    redis_bp *bp = arg;
+    if (c->fail_class == REDIS_FAIL_TLS_TRUST && !bp->ever_up && bp->phase != BP_CLOSED) {
+        tls_fatal(bp, reason);
+        return;
+    }
+    redis_bp__fail(bp, reason);
 }
 
 static void connect_both(redis_bp *bp, const char *ip)
 {
+    redis_conn_target t = {
+        .ip = ip,
+        .port = bp->target_port,
+        .path = bp->url.path,
+        .ssl_ctx = bp->ssl_ctx,
+        .tls_name = bp->server_name ? bp->server_name : bp->target_host,
+    };
     bp->phase = BP_CONNECTING;
-    if (redis_conn_open(&bp->sub, ip, &bp->url, bp->sub_name) != 0 ||
-        redis_conn_open(&bp->cmd, ip, &bp->url, bp->cmd_name) != 0)
+    if (redis_conn_open(&bp->sub, &t, &bp->url, bp->sub_name) != 0 ||
+        redis_conn_open(&bp->cmd, &t, &bp->url, bp->cmd_name) != 0)
         redis_bp__fail(bp, "could not start connecting");
 }
 
@@ -183,6 +253,7 @@ static void connect_both(redis_bp *bp, const char *ip)
 static void resolve_free(bp_resolve *res)
 {
     if (res->req.ar_result) freeaddrinfo(res->req.ar_result);
+    rc_free(res->name);
     rc_free(res);
 }
 
@@ -216,7 +287,7 @@ static void poll_resolve(redis_bp *bp)
     resolve_free(res);
     if (!ip[0]) {
         char reason[160];
-        snprintf(reason, sizeof(reason), "cannot resolve %s: %s", bp->url.host,
+        snprintf(reason, sizeof(reason), "cannot resolve %s: %s", bp->target_host,
                  err ? gai_strerror(err) : "no address");
         redis_bp__fail(bp, reason);
         return;
@@ -242,25 +313,46 @@ static void attempt_start(redis_bp *bp)
 {
     if (bp->attempts++ > 0) bp->reconnects++;
     bp->deadline_ms = rc_now_mono_ms() + CONNECT_TIMEOUT_MS;
-    if (bp->numeric_host) {
-        connect_both(bp, bp->url.host);
+    if (bp->cluster) redis_bp__cluster_next_seed(bp); /* the home connections' seed */
+    bp->phase = BP_RESOLVING;
+    if (bp->url.path) {
+        connect_both(bp, NULL);
         return;
     }
-    bp->phase = BP_RESOLVING;
-    if (bp->resolve && gai_error(&bp->resolve->req) != EAI_INPROGRESS) {
-        resolve_free(bp->resolve); /* a stale answer from an attempt that timed out */
-        bp->resolve = NULL;
+    if (bp->resolver.start) {
+        bp->resolver.start(bp->resolver.arg, bp); /* calls redis_bp__resolved later */
+        return;
     }
+    redis_bp__resolved(bp, bp->url.host, bp->url.port);
+}
+
+void redis_bp__resolved(redis_bp *bp, const char *host, int port)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (bp->phase != BP_RESOLVING) return;
+    if (host != bp->target_host) {
+        rc_free(bp->target_host);
+        bp->target_host = rc_strdup(host);
+    }
+    bp->target_port = port;
+    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) {
+        connect_both(bp, host);
+        return;
+    }
+    if (bp->resolve && (gai_error(&bp->resolve->req) != EAI_INPROGRESS ||
+                        strcmp(bp->resolve->name, host) != 0))
+        redis_bp__resolve_dispose(bp); /* a stale answer, or a lookup of another name */
     if (!bp->resolve) {
         bp_resolve *res = rc_calloc(1, sizeof(*res));
         struct gaicb *list[1] = {&res->req};
         res->hints.ai_family = AF_UNSPEC;
         res->hints.ai_socktype = SOCK_STREAM;
-        res->req.ar_name = bp->url.host;
+        res->name = rc_strdup(host);
+        res->req.ar_name = res->name;
         res->req.ar_request = &res->hints;
         int err = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
         if (err != 0) {
-            rc_free(res);
+            resolve_free(res);
             redis_bp__fail(bp, "getaddrinfo_a failed");
             return;
         }
@@ -276,17 +368,28 @@ void redis_bp__on_retry(evutil_socket_t fd, short what, void *arg)
     else if (bp->phase == BP_RESOLVING && bp->resolve) poll_resolve(bp);
 }
 
+void redis_bp__retry_now(redis_bp *bp)
+{
+    if (bp->phase != BP_WAITING) return;
+    struct timeval now = {0, 0};
+    bp->backoff_ms = 0;
+    event_add(bp->retry_ev, &now);
+}
+
 void redis_bp__fail(redis_bp *bp, const char *reason)
 {
     if (bp->phase == BP_WAITING || bp->phase == BP_CLOSED) return;
     int was_up = bp->phase == BP_UP;
+    if (bp->phase == BP_RESOLVING && bp->resolver.cancel) bp->resolver.cancel(bp->resolver.arg, bp);
     const char *phase = phase_names[bp->phase];
 
     /* Both down together; what they leave unanswered is answered NULL from the loop. */
     redis_conn_close(&bp->sub);
     redis_conn_close(&bp->cmd);
+    if (bp->cluster) redis_bp__shards_close(bp);
     redis_bp__subs_reset(bp);
     bp->canary_pending = 0;
+    bp->canary_ok = 0;
     bp->phase = BP_WAITING;
 
     uint64_t step = bp->backoff_ms ? bp->backoff_ms * 2 : BACKOFF_MIN_MS;
@@ -342,6 +445,7 @@ void redis_bp__on_tick(evutil_socket_t fd, short what, void *arg)
             }
         }
         if (!bp->canary_pending && now >= bp->canary_next_ms) send_canary(bp);
+        if (bp->cluster && redis_bp__shards_tick(bp, now) != 0) return;
         break;
     default:
         return;

@@ -100,6 +100,16 @@ static void raw_deliver(redis_bp *bp, const char *name, const char *payload, siz
     bp->in_callback--;
 }
 
+void redis_bp__message(redis_bp *bp, const char *chan, size_t chanlen, const char *payload,
+                       size_t len)
+{
+    bp_chan *e = redis_bp__chan_find(bp, chan, chanlen);
+    if (!e) return;
+    /* An entry closed from inside on_raw stays allocated until the next flush. */
+    if (e->raw_refs) raw_deliver(bp, e->name, payload, len);
+    if (e->wanted) deliver(bp, e, payload, len); /* else: closed since */
+}
+
 void redis_bp__on_push(void *arg, redis_conn *c, redisReply *reply)
 {
     redis_bp *bp = arg;
@@ -126,11 +136,7 @@ void redis_bp__on_push(void *arg, redis_conn *c, redisReply *reply)
             redis_bp__on_canary(bp, payload->str, payload->len);
             return;
         }
-        bp_chan *e = redis_bp__chan_find(bp, chan->str, chan->len);
-        if (!e) return;
-        /* An entry closed from inside on_raw stays allocated until the next flush. */
-        if (e->raw_refs) raw_deliver(bp, e->name, payload->str, payload->len);
-        if (e->wanted) deliver(bp, e, payload->str, payload->len); /* else: closed since */
+        redis_bp__message(bp, chan->str, chan->len, payload->str, payload->len);
     } else if (strcmp(kind, "subscribe") == 0 && is_canary) {
         bp->sub_synced = 1;
         redis_bp__maybe_probe(bp);

@@ -93,13 +93,12 @@ bp_chan *redis_bp__pattern_find(redis_bp *bp, const char *pat, size_t len)
     return n ? RC_CONTAINER_OF(n, bp_chan, node) : NULL;
 }
 
-/* Subscribed while the node wants it as a room/namespace channel or a module holds it open. */
-static int chan_wanted(const bp_chan *e)
+int redis_bp__chan_wanted(const bp_chan *e)
 {
     return e->wanted || e->raw_refs > 0;
 }
 
-static void chan_mark_dirty(redis_bp *bp, bp_chan *e)
+void redis_bp__chan_mark_dirty(redis_bp *bp, bp_chan *e)
 {
     if (e->dirty) return;
     e->dirty = 1;
@@ -121,11 +120,16 @@ void redis_bp__chan_set_wanted(redis_bp *bp, const char *ns, const char *room, i
     if (!e) {
         if (!wanted) return;
         e = chan_new(bp->chan_buf.p, bp->chan_buf.len, ns, room);
+        e->shard = -1;
+        if (bp->cluster) { /* a sharded channel: SSUBSCRIBE on its slot's master */
+            e->sharded = 1;
+            e->slot = redis_cluster_slot(e->name, e->len);
+        }
         rc_hmap_insert(&bp->chans, &e->node, e->name, e->len);
     }
     if (e->wanted == (unsigned)wanted) return;
     e->wanted = wanted ? 1 : 0;
-    chan_mark_dirty(bp, e);
+    redis_bp__chan_mark_dirty(bp, e);
     redis_bp__schedule_flush(bp);
 }
 
@@ -153,12 +157,13 @@ void redis_bp__raw_open(redis_bp *bp, const char *channel)
     bp_chan *e = redis_bp__chan_find(bp, channel, len);
     if (!e) {
         e = rc_calloc(1, sizeof(*e) + len + 1);
+        e->shard = -1;
         memcpy(e->name, channel, len);
         e->len = len;
         rc_hmap_insert(&bp->chans, &e->node, e->name, e->len);
     }
     if (e->raw_refs++ > 0) return;
-    chan_mark_dirty(bp, e);
+    redis_bp__chan_mark_dirty(bp, e);
     redis_bp__schedule_flush(bp);
 }
 
@@ -166,7 +171,7 @@ static void raw_release(redis_bp *bp, bp_chan *e)
 {
     if (!e || e->raw_refs == 0) return;
     if (--e->raw_refs > 0) return;
-    chan_mark_dirty(bp, e);
+    redis_bp__chan_mark_dirty(bp, e);
     redis_bp__schedule_flush(bp);
 }
 
@@ -222,6 +227,7 @@ void redis_bp__pattern_open(redis_bp *bp, const char *prefix)
     if (!e) {
         size_t len = bp->chan_buf.len, plen = strlen(prefix);
         e = rc_calloc(1, sizeof(*e) + len + 1 + plen + 1);
+        e->shard = -1;
         memcpy(e->name, bp->chan_buf.p, len);
         memcpy(e->name + len + 1, prefix, plen);
         e->prefix = e->name + len + 1;
@@ -230,7 +236,7 @@ void redis_bp__pattern_open(redis_bp *bp, const char *prefix)
         rc_hmap_insert(&bp->chans, &e->node, e->name, e->len + 1);
     }
     if (e->raw_refs++ > 0) return;
-    chan_mark_dirty(bp, e);
+    redis_bp__chan_mark_dirty(bp, e);
     redis_bp__schedule_flush(bp);
 }
 
@@ -248,7 +254,8 @@ static void waiters_run(redis_bp *bp, int all)
     sub_waiter **pp = &bp->waiters, *ready = NULL;
     while (*pp) {
         sub_waiter *w = *pp;
-        if (all || (w->assigned && w->target <= bp->subs_confirmed)) {
+        if (all || (w->assigned && w->target <= bp->subs_confirmed &&
+                    redis_bp__shards_reached(bp, w))) {
             *pp = w->next;
             w->next = ready;
             ready = w;
@@ -260,6 +267,7 @@ static void waiters_run(redis_bp *bp, int all)
         sub_waiter *w = ready;
         ready = w->next;
         w->cb(w->arg, 1);
+        rc_free(w->shard_targets);
         rc_free(w);
     }
 }
@@ -272,6 +280,11 @@ void redis_bp__waiter_add(redis_bp *bp, void (*cb)(void *arg, int live), void *a
     w->next = bp->waiters;
     bp->waiters = w;
     redis_bp__schedule_flush(bp);
+}
+
+void redis_bp__waiters_check(redis_bp *bp)
+{
+    if (bp->waiters) waiters_run(bp, 0);
 }
 
 void redis_bp__sub_confirmed(redis_bp *bp)
@@ -296,8 +309,8 @@ static int send_batches_of(redis_bp *bp, int subscribe, int patterns)
     bp->argv[0] = patterns ? (subscribe ? "PSUBSCRIBE" : "PUNSUBSCRIBE") : (subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE");
     bp->argvlen[0] = strlen(bp->argv[0]);
     for (bp_chan *e = bp->dirty; e; e = e->dirty_next) {
-        if (e->pattern != (unsigned)patterns) continue;
-        if (chan_wanted(e) != subscribe || e->sent == (unsigned)subscribe) continue;
+        if (e->pattern != (unsigned)patterns || e->sharded) continue; /* sharded: the shards' */
+        if (redis_bp__chan_wanted(e) != subscribe || e->sent == (unsigned)subscribe) continue;
         bp->argv[++n] = e->name;
         bp->argvlen[n] = e->len;
         e->sent = subscribe ? 1 : 0;
@@ -331,13 +344,14 @@ int redis_bp__flush(redis_bp *bp)
         rc = send_batches(bp, 0);
         if (rc == 0) rc = send_batches(bp, 1);
     }
+    if (bp->cluster && rc == 0) rc = redis_bp__shards_flush(bp);
     bp_chan *e = bp->dirty;
     bp->dirty = NULL;
     while (e) {
         bp_chan *next = e->dirty_next;
         e->dirty = 0;
         e->dirty_next = NULL;
-        if (!chan_wanted(e) && !e->sent) {
+        if (!redis_bp__chan_wanted(e) && !e->sent) {
             rc_hmap_remove(&bp->chans, &e->node);
             rc_free(e);
         }
@@ -349,8 +363,14 @@ int redis_bp__flush(redis_bp *bp)
         if (w->assigned) continue;
         w->assigned = 1;
         w->target = bp->subs_sent;
+        if (bp->nshards) {
+            w->shard_targets = rc_calloc(bp->nshards, sizeof(*w->shard_targets));
+            w->nshard_targets = bp->nshards;
+            for (size_t i = 0; i < bp->nshards; i++) w->shard_targets[i] = bp->shards[i]->subs_sent;
+        }
     }
-    if (bp->sub.state != REDIS_CONN_CONNECTED || rc != 0) waiters_run(bp, 1);
+    if (bp->sub.state != REDIS_CONN_CONNECTED || rc != 0 || redis_bp__shards_deaf(bp))
+        waiters_run(bp, 1);
     else waiters_run(bp, 0);
     return rc;
 }
@@ -363,9 +383,11 @@ void redis_bp__subs_reset(redis_bp *bp)
     for (rc_hmap_node *n = rc_hmap_first(&bp->chans); n; n = rc_hmap_next(&bp->chans, n)) {
         bp_chan *e = RC_CONTAINER_OF(n, bp_chan, node);
         e->sent = 0;
+        e->confirmed = 0;
+        e->shard = -1;
         e->dirty = 0;
         e->dirty_next = NULL;
-        if (!chan_wanted(e)) {
+        if (!redis_bp__chan_wanted(e)) {
             e->dirty_next = drop;
             drop = e;
         }
@@ -385,7 +407,7 @@ int redis_bp__resync(redis_bp *bp)
 {
     for (rc_hmap_node *n = rc_hmap_first(&bp->chans); n; n = rc_hmap_next(&bp->chans, n)) {
         bp_chan *e = RC_CONTAINER_OF(n, bp_chan, node);
-        if (chan_wanted(e)) chan_mark_dirty(bp, e);
+        if (redis_bp__chan_wanted(e)) redis_bp__chan_mark_dirty(bp, e);
     }
     if (redis_bp__flush(bp) != 0) return -1;
     bp->argv[0] = "SUBSCRIBE";
@@ -403,6 +425,7 @@ void redis_bp__subs_dispose(redis_bp *bp)
         sub_waiter *w = bp->waiters;
         bp->waiters = w->next;
         w->cb(w->arg, 0);
+        rc_free(w->shard_targets);
         rc_free(w);
     }
     rc_hmap_node *n = rc_hmap_first(&bp->chans);

@@ -421,7 +421,7 @@ static void load_file(struct loader *L, const cJSON *root)
 {
     static const char *const top[] = {"listen", "path", "nodeId", "redis", "api", "engine", "http", "limits",
                                       "cors", "jwt", "log", "drain", "namespaces", "jobs", "events",
-                                      "presence", "tls", "dev", "socketio", NULL};
+                                      "presence", "tls", "dev", "socketio", "admin", "transport", NULL};
     static const char *const tls_keys[] = {"cert", "key", NULL};
     static const char *const listen_keys[] = {"bind", "port", NULL};
     static const char *const redis_keys[] = {"url", "prefix", "tls", "sentinels", "masterName",
@@ -546,8 +546,10 @@ static void load_file(struct loader *L, const cJSON *root)
     if ((s = item(root, "jobs"))) rc_jobs_config_parse(&cfg->jobs, s, "jobs", L->errs);
     if ((s = item(root, "events"))) rc_jobs_events_config_parse(&cfg->jobs, s, "events", L->errs);
     if ((s = item(root, "presence"))) rc_presence_config_parse(&cfg->presence, s, "presence", L->errs);
+    if ((s = item(root, "admin"))) rc_admin_config_parse(&cfg->admin, s, "admin", L->errs);
     if ((s = item(root, "dev"))) rc_dev_config_parse(&cfg->dev, s, L->errs);
     if ((s = item(root, "socketio"))) rc_socketio_config_parse(&cfg->socketio, s, "socketio", L->errs);
+    if ((s = item(root, "transport"))) rc_server_config_parse(&cfg->transport, s, "transport", L->errs);
     L->namespaces = item(root, "namespaces");
 }
 
@@ -632,6 +634,8 @@ static void load_env(struct loader *L)
         if (check_port(L, "ROOMCAST_PORT", n) == 0) cfg->port = (int)n;
     }
     if ((v = env("ROOMCAST_BIND"))) set_str(&cfg->bind, v);
+    if ((v = env("ROOMCAST_SEND_PATH")) && rc_server_send_path_parse(v, &cfg->transport.send_path) != 0)
+        rc_config_error(L->errs, "ROOMCAST_SEND_PATH", "must be auto, io_uring or writev");
     if ((v = env("ROOMCAST_REDIS_URL")) && check_redis_url(L, "ROOMCAST_REDIS_URL", v) == 0)
         set_str(&cfg->redis_url, v);
     rc_redis_config_env(&cfg->redis, L->errs);
@@ -674,6 +678,7 @@ static void load_env(struct loader *L)
         else if (strcmp(v, "text") == 0) cfg->log_json = 0;
         else rc_config_error(L->errs, "ROOMCAST_LOG_FORMAT", "must be \"json\" or \"text\"");
     }
+    rc_admin_config_env(&cfg->admin, L->errs);
     rc_dev_config_env(&cfg->dev, L->errs);
 }
 
@@ -752,6 +757,7 @@ static void finish(struct loader *L)
     rc_config *cfg = L->cfg;
     if (!L->namespaces_given) cfg->rules = rc_rules_compile(NULL, "namespaces", L->errs);
     if (cfg->rules) check_ns_names(L, cfg->rules);
+    rc_admin_config_check_ns(&cfg->admin, cfg->rules, L->errs);
     rc_socketio_config_check(&cfg->socketio, rc_redis_config_wanted(&cfg->redis, cfg->redis_url), L->errs);
     if (!L->body_set) cfg->http_max_body_bytes = cfg->max_payload;
     if (!L->pending_set) cfg->max_pending_sessions = cfg->max_connections >= 10 ? cfg->max_connections / 10 : 1;
@@ -825,9 +831,11 @@ static void set_defaults(rc_config *cfg)
     cfg->drain_grace_ms = 30000;
     rc_jobs_config_init(&cfg->jobs);
     rc_presence_config_default(&cfg->presence);
+    rc_admin_config_init(&cfg->admin);
     rc_dev_config_init(&cfg->dev);
     rc_redis_config_init(&cfg->redis);
     rc_socketio_config_default(&cfg->socketio);
+    rc_server_config_default(&cfg->transport);
 }
 
 int rc_config_load(rc_config *cfg, const rc_config_flags *flags, rc_config_errors *errs)
@@ -880,6 +888,7 @@ void rc_config_dispose(rc_config *cfg)
     rc_auth_config_dispose(&cfg->jwt);
     rc_free(cfg->token_expired_event);
     rc_jobs_config_dispose(&cfg->jobs);
+    rc_admin_config_dispose(&cfg->admin);
     rc_dev_config_dispose(&cfg->dev);
     rc_socketio_config_dispose(&cfg->socketio);
     rc_free(cfg->tls_cert_file);

@@ -502,6 +502,8 @@ int rc_eio_writable(const rc_eio_session *s)
     if (s->closed || s->hold) return 0;
     return s->transport == T_WEBSOCKET ? s->ws && rc_ws_pending_bytes(s->ws) == 0 : s->get != NULL;
 }
+int rc_eio_is_polling(const rc_eio_session *s) { return s->transport == T_POLLING; }
+uint64_t rc_eio_opened_total(void) { return eio_stats.opened[0] + eio_stats.opened[1]; }
 
 /* ---- inbound packets ---------------------------------------------------------------------- */
 
@@ -593,6 +595,7 @@ static void probe_on_message(void *arg, rc_ws *ws, int binary, const uint8_t *da
         eio_stats.upgrades++;
         if (s->get) flush_get(s, RC_EIO_NOOP);
         requeue_all(s);
+        if (s->srv->cb->on_upgrade) s->srv->cb->on_upgrade(s->owner);
         return;
     }
     /* Anything else aborts the upgrade; the polling session goes on. */
@@ -736,6 +739,7 @@ void rc_eio_handle_request(rc_eio_server *srv, rc_http_request *req)
     if (!has_sid) {
         if (req->method != RC_HTTP_GET) { respond_error(srv, req, 2); return; }
         if (rc_eio_cors_refused(&srv->cors, req)) { rc_eio_cors_refuse(req, "polling"); return; }
+        rc_eio_cors_note(&srv->cors, req);
         if (srv->refuse_new || session_cap_reached(srv)) { respond_error(srv, req, 4); return; }
         pending_keys pk;
         if (pending_admit(srv, req, &pk) != 0) return;

@@ -85,6 +85,22 @@ void rc_eio_cors_refuse(rc_http_request *req, const char *transport)
     rc_http_respond(req, 403, "application/json", body, sizeof(body) - 1, headers);
 }
 
+void rc_eio_cors_note(const rc_eio_cors *set, const rc_http_request *req)
+{
+    static int noted;
+    if (noted || set->count > 0) return;
+    const char *origin = rc_http_header(req, "Origin");
+    const char *host = rc_http_header(req, "Host");
+    if (!origin || !echoable(origin)) return;
+    const char *authority = strstr(origin, "://");
+    if (host && authority && strcmp(authority + 3, host) == 0) return; /* same origin */
+    noted = 1;
+    rc_log_info("cors_origins_unset",
+                "origin=%.64s hint=%s", origin,
+                "a browser hides the answers to this page's long-polling requests unless cors.origins "
+                "(ROOMCAST_CORS_ORIGINS) lists its origin; logged once");
+}
+
 void rc_eio_cors_write_metrics(struct evbuffer *out)
 {
     static const char *const transports[] = {"polling", "websocket"};

@@ -425,6 +425,10 @@ struct notify_req {
     rc_jobs_done_fn cb;
     void *arg;
     char job_id[RC_JOBS_ID_SIZE];
+    /* Redis Cluster: presence is asked first (its keys are in another slot than the queue's),
+     * then the script runs with these */
+    char *json;
+    size_t len;
 };
 
 rc_jobs *rc_jobs_new(const rc_jobs_config *cfg, rc_backplane *bp)
@@ -447,6 +451,12 @@ rc_jobs *rc_jobs_new(const rc_jobs_config *cfg, rc_backplane *bp)
     snprintf(j->maxlen_s, sizeof(j->maxlen_s), "%lld", cfg->events_max_len);
     j->script.source = rc_jobs_notify_offline_lua;
     rc_jobs_config_dispose(&defaults);
+    /* On a Redis Cluster a queue's keys must share one slot: the prefix must carry a hash tag. */
+    const char *open = strchr(j->cfg.prefix, '{'), *close = open ? strchr(open + 1, '}') : NULL;
+    if (rc_redis_clustered(bp) && (!close || close == open + 1))
+        rc_log_error("jobs_prefix_untagged", "prefix=%s reason=\"on a Redis Cluster jobs.prefix must be a "
+                     "hash tag such as {bull} (and the Workers' prefix the same): offline jobs will fail\"",
+                     j->cfg.prefix);
     return j;
 }
 
@@ -508,8 +518,58 @@ static void on_notify_reply(void *arg, const redisReply *r)
                     detail);
     }
     if (!j->closing && q->cb) q->cb(q->arg, status, reason);
+    rc_free(q->json);
     rc_free(q);
     jobs_release(j);
+}
+
+/* The job script for q; presence_checked: KEYS 1 is a key of the queue, not read (ARGV 9). */
+static int notify_eval(rc_jobs *j, struct notify_req *q, const char *user, const char *json,
+                       size_t len, int presence_checked)
+{
+    char ts[24];
+    snprintf(ts, sizeof(ts), "%" PRIu64, rc_now_wall_ms());
+    char *presence = presence_checked ? NULL : rc_key_new(rc_redis_prefix(j->bp), RC_KEY_PRESENCE, user, NULL);
+    char *job_key = rc_strcat3(j->qprefix, q->job_id, NULL);
+    char *de_key = rc_strcat3(j->qprefix, "de:", q->job_id);
+    char *opts = rc_jobs_opts_json(&j->cfg, q->job_id);
+
+    /* KEYS and ARGV exactly as listed at the top of jobs_lua.h */
+    const char *argv[] = {
+        presence ? presence : job_key, job_key, j->qkeys[QK_ID], j->qkeys[QK_META], j->qkeys[QK_WAIT],
+        j->qkeys[QK_PAUSED], j->qkeys[QK_ACTIVE], j->qkeys[QK_PRIORITIZED], j->qkeys[QK_PC],
+        j->qkeys[QK_DELAYED], j->qkeys[QK_MARKER], j->qkeys[QK_EVENTS], de_key,
+        q->job_id, j->cfg.name, json, opts, ts, j->delay_s, j->priority_s, j->ttl_s,
+        presence_checked ? "1" : "0",
+    };
+    size_t argvlen[RC_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < RC_ARRAY_LEN(argv); i++) argvlen[i] = strlen(argv[i]);
+    argvlen[15] = len; /* the notification: its length is given */
+
+    int rc = rc_redis_eval(j->bp, &j->script, on_notify_reply, q, 13, (int)RC_ARRAY_LEN(argv),
+                           argv, argvlen);
+    rc_free(presence);
+    rc_free(job_key);
+    rc_free(de_key);
+    rc_free(opts);
+    return rc;
+}
+
+/* Redis Cluster, step 1: SCARD P:presence:<user> answered. */
+static void on_presence_checked(void *arg, const redisReply *r)
+{
+    struct notify_req *q = arg;
+    rc_jobs *j = q->j;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+        redisReply online = {.type = REDIS_REPLY_INTEGER, .integer = 0};
+        on_notify_reply(q, &online);
+        return;
+    }
+    if (!r || r->type != REDIS_REPLY_INTEGER || j->closing ||
+        notify_eval(j, q, NULL, q->json, q->len, 1) != 0) {
+        on_notify_reply(q, r && r->type == REDIS_REPLY_ERROR ? r : NULL);
+        return;
+    }
 }
 
 int rc_jobs_notify_offline(rc_jobs *j, const char *user, const char *id,
@@ -522,36 +582,26 @@ int rc_jobs_notify_offline(rc_jobs *j, const char *user, const char *id,
                      user && user[0] ? rc_jobs_reason_down : "no_user");
         return -1;
     }
-    struct notify_req *q = rc_malloc(sizeof(*q));
+    struct notify_req *q = rc_calloc(1, sizeof(*q));
     q->j = j;
     q->cb = cb;
     q->arg = arg;
     rc_jobs_job_id(id, notification_json, len, q->job_id);
 
-    char ts[24];
-    snprintf(ts, sizeof(ts), "%" PRIu64, rc_now_wall_ms());
-    char *presence = rc_key_new(rc_redis_prefix(j->bp), RC_KEY_PRESENCE, user, NULL);
-    char *job_key = rc_strcat3(j->qprefix, q->job_id, NULL);
-    char *de_key = rc_strcat3(j->qprefix, "de:", q->job_id);
-    char *opts = rc_jobs_opts_json(&j->cfg, q->job_id);
-
-    /* KEYS and ARGV exactly as listed at the top of jobs_lua.h */
-    const char *argv[] = {
-        presence, job_key, j->qkeys[QK_ID], j->qkeys[QK_META], j->qkeys[QK_WAIT],
-        j->qkeys[QK_PAUSED], j->qkeys[QK_ACTIVE], j->qkeys[QK_PRIORITIZED], j->qkeys[QK_PC],
-        j->qkeys[QK_DELAYED], j->qkeys[QK_MARKER], j->qkeys[QK_EVENTS], de_key,
-        q->job_id, j->cfg.name, notification_json, opts, ts, j->delay_s, j->priority_s, j->ttl_s,
-    };
-    size_t argvlen[RC_ARRAY_LEN(argv)];
-    for (size_t i = 0; i < RC_ARRAY_LEN(argv); i++) argvlen[i] = strlen(argv[i]);
-    argvlen[15] = len; /* the notification: its length is given */
-
-    int rc = rc_redis_eval(j->bp, &j->script, on_notify_reply, q, 13, (int)RC_ARRAY_LEN(argv),
-                           argv, argvlen);
-    rc_free(presence);
-    rc_free(job_key);
-    rc_free(de_key);
-    rc_free(opts);
+    int rc;
+    if (rc_redis_clustered(j->bp)) {
+        /* two steps: presence lives in its own slot ({P}), the queue in BullMQ's; "exactly one
+         * job" still holds (the script refuses an existing job id in the queue's slot) */
+        q->json = rc_strndup(notification_json, len);
+        q->len = len;
+        char *presence = rc_key_new(rc_redis_prefix(j->bp), RC_KEY_PRESENCE, user, NULL);
+        const char *argv[2] = {"SCARD", presence};
+        rc = rc_redis_command(j->bp, on_presence_checked, q, 2, argv, NULL);
+        rc_free(presence);
+        if (rc != 0) rc_free(q->json);
+    } else {
+        rc = notify_eval(j, q, user, notification_json, len, 0);
+    }
     if (rc != 0) {
         j->failures++;
         rc_log_debug("job_handoff_failed", "job_id=%s reason=%s", q->job_id, rc_jobs_reason_down);

@@ -28,6 +28,7 @@ static const struct {
     [RC_KEY_NODE_MEMBERS] = {"node:", 1, ":members"},
     [RC_KEY_EVENTS] = {"events", 0, ""},
     [RC_KEY_QUEUE] = {"", 1, ":"},
+    [RC_KEY_ADMIN] = {"admin", 0, ""},
 };
 
 /* Appends n bytes at *len, as far as they fit before cap - 1; *len counts every byte. */

@@ -150,8 +150,7 @@ int main(int argc, char **argv)
     mallopt(M_TOP_PAD, 16 << 20);
 
     app a = {0};
-    /* Descriptors are re-armed all the time: hiredis's libevent adapter deletes and re-adds its
-     * read event after every reply, bufferevents toggle their write interest. With the epoll
+    /* Descriptors are re-armed all the time: bufferevents toggle their write interest. With the epoll
      * changelist, libevent folds the changes of one loop turn per descriptor into at most one
      * epoll_ctl (a delete and an add of the same events cost nothing). libevent documents one
      * case where it is unsafe, descriptors cloned with dup(); roomcast never dups one. */
@@ -184,6 +183,7 @@ int main(int argc, char **argv)
         rc_log_warn("dev_page", "path=/dev/ note=\"development only: never set dev.page in production\"");
     event_base_dispatch(a.base);
 
+    int code = rc_node_failed(a.node) ? 1 : 0;
     rc_node_free(a.node);
     event_free(sigterm);
     event_free(sigint);
@@ -191,5 +191,5 @@ int main(int argc, char **argv)
     rc_ws_global_cleanup();
     rc_log_info("stopped", "node=%s frames_live=%llu", cfg.node_id, (unsigned long long)rc_frames_live);
     rc_config_dispose(&cfg);
-    return 0;
+    return code;
 }

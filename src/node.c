@@ -17,6 +17,7 @@
  * What it does not do: parse protocols (the layers do) or decide what events mean (rules do).
  */
 #include "node_internal.h"
+#include "roomcast/admin.h"
 #include "roomcast/backplane.h"
 #include "roomcast/common.h"
 #include "roomcast/keys.h"
@@ -52,6 +53,15 @@ static void bp_on_state(void *arg, int up)
     if (n->presence) rc_presence_on_state(n->presence, up);
 }
 
+/* A configuration that can never work (a Redis certificate that cannot be verified): stop. */
+static void bp_on_fatal(void *arg, const char *reason)
+{
+    rc_node *n = arg;
+    rc_log_error("start_failed", "node=%s error=\"%s\"", n->cfg->node_id, reason);
+    n->failed = 1;
+    event_base_loopexit(n->base, NULL);
+}
+
 static void bp_on_pattern(void *arg, const char *prefix, const char *channel, const char *payload, size_t len)
 {
     rc_node *n = arg;
@@ -63,6 +73,7 @@ static void bp_on_raw(void *arg, const char *channel, const char *payload, size_
     rc_node *n = arg;
     if (n->socketio && rc_node__socketio_on_raw(n, channel, payload, len)) return;
     if (n->presence && rc_presence_on_raw(n->presence, channel, payload, len)) return;
+    if (n->admin && rc_admin_on_raw(n->admin, channel, payload, len)) return;
     if (n->notify_channel && strcmp(channel, n->notify_channel) == 0) {
         n->stats.notifications++;
         rc_node__notify(n, payload, len);
@@ -179,10 +190,44 @@ static void presence_on_drained(void *arg, int err)
 
 /* ---- sio hooks that run no rules ---------------------------------------------------------- */
 
+/* The Admin UI's sockets (src/admin.c) run no rules and touch no presence. */
+static int is_admin(const rc_node *n, const rc_sio_socket *s)
+{
+    return (size_t)rc_sio_socket_ns_index(s) == n->admin_ns;
+}
+
+static void hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
+{
+    rc_node *n = arg;
+    if (n->admin) rc_admin_on_connect(n->admin, s);
+    if (!is_admin(n, s)) rc_node__hook_on_connect(arg, s, auth);
+}
+
+static void hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
+{
+    rc_node *n = arg;
+    if (n->admin) rc_admin_on_event(n->admin, s, ev);
+    if (!is_admin(n, s)) rc_node__hook_on_event(arg, s, ev);
+}
+
+static void hook_on_upgrade(void *arg, rc_sio_socket *s)
+{
+    rc_node *n = arg;
+    if (n->admin) rc_admin_on_upgrade(n->admin, s);
+}
+
+static const char *hook_admit(void *arg, size_t ns_index, const cJSON *auth)
+{
+    rc_node *n = arg;
+    return n->admin && ns_index == n->admin_ns ? rc_admin_admit(n->admin, auth) : "unauthorized";
+}
+
 /* Tracked rooms ("track"): every join and leave, by rule or by backend control op. */
 static void hook_on_membership(void *arg, rc_sio_socket *s, const char *room, int joined)
 {
     rc_node *n = arg;
+    if (n->admin) rc_admin_on_membership(n->admin, s, room, joined);
+    if (is_admin(n, s)) return;
     if (!n->presence || !rc_sio_socket_user(s) || !rc_ns_rules_tracked(rc_node__socket_rules(n, s), room)) return;
     if (joined) rc_presence_member_add(n->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
     else rc_presence_member_remove(n->presence, rc_sio_socket_id(s), rc_sio_socket_ns(s), room);
@@ -191,6 +236,8 @@ static void hook_on_membership(void *arg, rc_sio_socket *s, const char *room, in
 static void hook_on_disconnect(void *arg, rc_sio_socket *s)
 {
     rc_node *n = arg;
+    if (n->admin) rc_admin_on_disconnect(n->admin, s);
+    if (is_admin(n, s)) return;
     rc_node__socketio_socket(n, s, 0);
     if (n->presence && rc_sio_socket_user(s)) rc_presence_disconnect(n->presence, rc_sio_socket_id(s));
 }
@@ -211,7 +258,7 @@ static rc_sio_server *sio_new(rc_node *n)
 {
     const rc_config *cfg = n->cfg;
     size_t count = rc_rules_ns_count(cfg->rules);
-    rc_sio_ns_settings *ns = rc_calloc(count ? count : 1, sizeof(*ns));
+    rc_sio_ns_settings *ns = rc_calloc(count + 1, sizeof(*ns));
     static const int auth_modes[] = {
         [RC_NS_AUTH_REQUIRED] = RC_SIO_AUTH_REQUIRED, [RC_NS_AUTH_OPTIONAL] = RC_SIO_AUTH_OPTIONAL,
         [RC_NS_AUTH_NONE] = RC_SIO_AUTH_NONE,
@@ -223,6 +270,13 @@ static rc_sio_server *sio_new(rc_node *n)
         ns[i].token_in_query = rc_ns_rules_token_in_query(r);
         rc_ns_rules_rate_limit(r, &ns[i].rate_events, &ns[i].rate_interval_ms);
         ns[i].event_limit_count = rc_ns_rules_event_limit_count(r);
+    }
+    n->admin_ns = SIZE_MAX;
+    if (cfg->admin.enabled) { /* the Admin UI's namespace comes last: rules index the others */
+        n->admin_ns = count;
+        ns[count].name = cfg->admin.ns;
+        ns[count].auth = RC_SIO_AUTH_HOOK;
+        count++;
     }
     static const int expiry_modes[] = {
         [RC_TOKEN_EXPIRY_RECONNECT] = RC_SIO_EXPIRY_RECONNECT,
@@ -256,6 +310,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->bp_cb.on_state = bp_on_state;
     n->bp_cb.on_raw = bp_on_raw;
     n->bp_cb.on_pattern = bp_on_pattern;
+    n->bp_cb.on_fatal = bp_on_fatal;
     n->bp_cb.arg = n;
     if (rc_redis_config_wanted(&cfg->redis, cfg->redis_url)) {
         rc_backplane_redis_settings rs = {.url = cfg->redis_url, .prefix = cfg->prefix,
@@ -275,7 +330,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         rc_redis_channel_open(n->bp, n->notify_channel);
         for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++) {
             if (!rc_ns_rules_status_broadcast(rc_rules_ns_at(cfg->rules, i)) || n->status_pattern) continue;
-            n->status_pattern = rc_key_new(cfg->prefix, RC_KEY_STATUS, "", NULL);
+            n->status_pattern = rc_key_new(rc_redis_prefix(n->bp), RC_KEY_STATUS, "", NULL);
             rc_redis_pattern_open(n->bp, n->status_pattern);
         }
     }
@@ -288,16 +343,18 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->presence_cb.on_drained = presence_on_drained;
     n->presence_cb.arg = n;
     n->presence = rc_presence_new(base, n->bp, cfg->node_id, &cfg->presence, &n->presence_cb);
-    n->hooks.on_connect = rc_node__hook_on_connect;
+    n->hooks.on_connect = hook_on_connect;
     n->hooks.on_disconnect = hook_on_disconnect;
     n->hooks.on_membership = hook_on_membership;
-    n->hooks.on_event = rc_node__hook_on_event;
+    n->hooks.on_event = hook_on_event;
     n->hooks.on_ack = rc_node__hook_on_ack;
     n->hooks.on_room_open = on_room_open;
     n->hooks.on_room_close = on_room_close;
     n->hooks.user_room = hook_user_room;
     n->hooks.event_limit = hook_event_limit;
     n->hooks.auth_error = rc_node__hook_auth_error;
+    n->hooks.admit = hook_admit;
+    n->hooks.on_upgrade = hook_on_upgrade;
     n->hooks.arg = n;
     n->sio = sio_new(n);
     for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)
@@ -314,13 +371,18 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         .cors_origin_count = cfg->cors_origin_count, .cors_credentials = cfg->cors_credentials,
     };
     n->eio = rc_eio_server_new(base, &eio_set, rc_sio_eio_callbacks(n->sio));
+    if (cfg->admin.enabled)
+        n->admin = rc_admin_new(base, &cfg->admin, n->bp, n->sio, n->eio, cfg->node_id, n->admin_ns);
     n->server = rc_server_new(base, cfg->bind, cfg->port, cfg->max_connections, rc_node__on_accept, n, err);
-    if (n->server && cfg->tls_cert_file &&
-        rc_server_enable_tls(n->server, cfg->tls_cert_file, cfg->tls_key_file, err) != 0) {
+    if (n->server && ((cfg->tls_cert_file &&
+                       rc_server_enable_tls(n->server, cfg->tls_cert_file, cfg->tls_key_file, err) != 0) ||
+                      rc_server_set_send_path(n->server, cfg->transport.send_path, err) != 0)) {
         rc_server_free(n->server);
         n->server = NULL;
     }
     if (!n->server) {
+        rc_admin_free(n->admin);
+        n->admin = NULL;
         rc_eio_server_free(n->eio);
         rc_sio_server_free(n->sio);
         rc_jobs_free(n->jobs);
@@ -336,6 +398,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
 }
 
 int rc_node_port(const rc_node *n) { return rc_server_port(n->server); }
+int rc_node_failed(const rc_node *n) { return n->failed; }
 
 /* Everything is closed: remove this node's presence entries, then exit (on_drained, or the
  * safety timeout of the next tick). */
@@ -400,9 +463,12 @@ void rc_node_drain(rc_node *n)
 void rc_node_free(rc_node *n)
 {
     if (n->drain_ev) event_free(n->drain_ev);
+    rc_admin *admin = n->admin;
+    n->admin = NULL;                  /* sockets closing now are told to nobody */
     rc_eio_server_free(n->eio);       /* on_close reaches sio for every session */
     rc_server_free(n->server);        /* closes what is left (idle HTTP connections) */
     rc_sio_server_free(n->sio);
+    rc_admin_free(admin);
     rc_jobs_free(n->jobs);
     if (n->presence) rc_presence_free(n->presence);
     while (n->pending) rc_node__pending_free(rc_node__pending_take(n, n->pending->tag));

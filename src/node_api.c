@@ -11,6 +11,7 @@
  * API: rc_node__on_accept (the server's accept callback), rc_node__on_request (the HTTP one).
  */
 #include "node_internal.h"
+#include "roomcast/admin.h"
 #include "roomcast/common.h"
 #include "roomcast/eio.h"
 #include "roomcast/http.h"
@@ -47,6 +48,7 @@ static void route_metrics(rc_node *n, rc_http_request *req)
     rc_sio_write_metrics(n->sio, out);
     rc_backplane_write_metrics(n->bp, out);
     rc_node__socketio_write_metrics(n, out);
+    if (n->adapter) rc_adapter_peer_write_metrics(n->adapter, out);
     rc_metrics_put_scalar(out, "roomcast_api_publishes_total", "counter",
                           "Messages accepted by the HTTP publish API.", n->stats.api_publishes);
     rc_metrics_put_scalar(out, "roomcast_api_publishes_refused_total", "counter",
@@ -61,6 +63,7 @@ static void route_metrics(rc_node *n, rc_http_request *req)
                           n->stats.notifications_refused);
     rc_jobs_write_metrics(n->jobs, out);
     if (n->presence) rc_presence_write_metrics(n->presence, out);
+    if (n->admin) rc_admin_write_metrics(n->admin, out);
     rc_metrics_put_scalar(out, "roomcast_ready", "gauge", "1 when the node reports ready.",
                           rc_node__ready(n) ? 1 : 0);
     rc_metrics_put_scalar(out, "roomcast_draining", "gauge", "1 while the node drains.", n->draining ? 1 : 0);

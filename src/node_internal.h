@@ -12,17 +12,20 @@
  *   node_api.c        the HTTP routes: /healthz, /readyz, /metrics, POST /api/publish.
  *   node_socketio.c   Socket.IO's Redis formats (socketio.prefix): emitter and adapter
  *                     broadcasts and requests in, the node's broadcasts out in the adapter format.
+ *   node_adapter.c    what the adapter peer (adapter_peer.h) is told of the local sockets.
  *
  * Calls between them go one way, down this list read from the bottom: node_api.c calls
  * node_publish.c, node_notify.c and node_broadcast.c; node_notify.c calls node_publish.c and
  * node_broadcast.c; node_rules.c calls node_broadcast.c; node.c calls the others (and takes the
  * addresses of their hooks and routes). node_broadcast.c and node_publish.c call none of them, except that node_broadcast.c hands an emit
- * to node_socketio.c when socketio.prefix is set (node_socketio.c calls none of them).
+ * to node_socketio.c when socketio.prefix is set; node_socketio.c calls only node_adapter.c, which
+ * calls none of them.
  */
 #ifndef ROOMCAST_NODE_INTERNAL_H
 #define ROOMCAST_NODE_INTERNAL_H
 
 #include "roomcast/node.h"
+#include "roomcast/adapter_peer.h"
 #include "roomcast/backplane.h"
 #include "roomcast/config.h"
 #include "roomcast/eio.h"
@@ -53,6 +56,10 @@ struct rc_node {
     rc_jobs *jobs;
     rc_presence *presence;
     rc_presence_callbacks presence_cb;
+    rc_adapter_peer *adapter;       /* answers Node adapters' requests; NULL unless
+                                     * ROOMCAST_SOCKETIO_PREFIX is set */
+    struct rc_admin *admin;         /* the Admin UI (admin.enabled), else NULL */
+    size_t admin_ns;                /* its namespace's index in sio; SIZE_MAX when off */
     struct pending_answer *pending; /* presence queries and member lists awaiting Redis */
     size_t pending_count;
     uint64_t next_tag;
@@ -63,6 +70,7 @@ struct rc_node {
                                      * while some namespace broadcasts status */
     rc_node_socketio *socketio;     /* NULL unless socketio.prefix is set (node_socketio.c) */
     int bp_up;
+    int failed;                     /* the backplane can never work: the loop stops, exit 1 */
     int draining;
     struct event *drain_ev;
     size_t drain_batch;
@@ -180,9 +188,20 @@ int rc_node__socketio_on_raw(rc_node *n, const char *channel, const char *payloa
 /* Publishes an RC_BP_EMIT in the adapter format (n->socketio set): 0, or -1 when refused. */
 int rc_node__socketio_publish(rc_node *n, const rc_bp_message *msg);
 void rc_node__socketio_write_metrics(const rc_node *n, struct evbuffer *out);
+/* The codec requests were decoded with (NULL without n->socketio), for their handlers. */
+rc_socketio_codec *rc_node__socketio_codec(const rc_node *n);
 /* A handler of one request type (ns: the channel's namespace, served here). The dispatch table
  * is request_handlers[] in node_socketio.c: a file that answers a type puts its function there. */
 typedef void (*rc_node_socketio_request_fn)(rc_node *n, const char *ns, const rc_socketio_request *req);
+
+/* ---- node_adapter.c ------------------------------------------------------------------- */
+
+/* Creates n->adapter, the peer that answers Node servers' requests (prefix and uid: those of
+ * node_socketio.c, which calls this when it starts), with callbacks that read the node's sockets. */
+void rc_node__adapter_new(rc_node *n, const char *prefix, const char *uid);
+void rc_node__adapter_free(rc_node *n);
+/* An entry of node_socketio.c's request_handlers[]: hands the request to n->adapter. */
+void rc_node__adapter_request(rc_node *n, const char *ns, const rc_socketio_request *req);
 
 /* ---- node_api.c ------------------------------------------------------------------------- */
 

@@ -84,7 +84,8 @@ const char *rc_node__publish_parse(const rc_node *n, rc_node_publish *p, const c
 
     if (f[F_NS] && !cJSON_IsString(f[F_NS])) return refuse(p, "bad_ns", "ns");
     if (f[F_NS]) p->ns = f[F_NS]->valuestring;
-    if (!rc_sio_has_ns(n->sio, p->ns)) return refuse(p, "unknown_namespace", "ns");
+    if (!rc_sio_has_ns(n->sio, p->ns) || (n->admin && strcmp(p->ns, n->cfg->admin.ns) == 0))
+        return refuse(p, "unknown_namespace", "ns"); /* the Admin UI's namespace is not for backends */
 
     unsigned targets = seen & (1u << F_ROOM | 1u << F_USER | 1u << F_BROADCAST);
     if (!targets) return refuse(p, "no_target", NULL);

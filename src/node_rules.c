@@ -346,6 +346,11 @@ void rc_node__hook_on_event(void *arg, rc_sio_socket *s, const rc_sio_event *ev)
 void rc_node__hook_on_ack(void *arg, rc_sio_socket *s, const void *ctx, const char *event,
                           const rc_sio_event *ack)
 {
+    rc_node *n = arg;
+    if (n->adapter && rc_adapter_peer_owns_ack(n->adapter, ctx)) {
+        rc_adapter_peer_on_ack(n->adapter, ctx, ack->args, ack->attachments, ack->attachment_count);
+        return;
+    }
     rule_target t = {arg, s, -1, ack->attachments, ack->attachment_count, event};
     rc_rule_input in;
     fill_input(&in, s, 1);

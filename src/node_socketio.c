@@ -23,10 +23,12 @@
  * it too. Control ops (join, leave, disconnect) keep the JSON channels.
  *
  * Requests in (K-request#<ns>#, JSON or msgpack): dispatched by type through request_handlers[]
- * below. This file handles the types that need no answer: 2 (join), 3 (leave), 4 (disconnect),
- * and 6 (serverSideEmit without an ack: roomcast runs no server code, so nothing happens). The
- * types that need an answer (0, 1, 5, 6 with an ack, 7, 8, 9) are added to the same table by the
- * file that answers them; until then they are counted as "unanswered" and ignored.
+ * below. This file handles the types that need no answer: 2 (join), 3 (leave), 4 (disconnect)
+ * with room options. The types a Node server waits on, 0 (sockets), 1 (allRooms), 5
+ * (fetchSockets), 6 (serverSideEmit: with an ack it is answered; without, roomcast runs no server
+ * code and nothing happens), 7 (broadcast with acks), and 2, 3, 4 naming one socket, go to the
+ * adapter peer (src/node_adapter.c, src/adapter_peer.c), created with this file's uid and codec.
+ * 8 and 9 are answers, never requests: counted as "unanswered" and ignored.
  *
  * Refusals: counted by reason (roomcast_socketio_refused_total) and logged as
  * socketio_bad_message at most once a second; nobody receives a refused message.
@@ -129,7 +131,10 @@ static size_t request_select(rc_node *n, const char *ns, const rc_socketio_reque
 
 static void req_join_leave(rc_node *n, const char *ns, const rc_socketio_request *req)
 {
-    if (!req->has_opts) return; /* the adapter's older form (one sid) is not sent by 8.x */
+    if (!req->has_opts) { /* the adapter's older form (one sid, answered), not sent by 8.x */
+        rc_node__adapter_request(n, ns, req);
+        return;
+    }
     rc_sio_socket **list;
     size_t count = request_select(n, ns, req, &list);
     for (size_t i = 0; i < count; i++)
@@ -142,7 +147,10 @@ static void req_join_leave(rc_node *n, const char *ns, const rc_socketio_request
 
 static void req_disconnect(rc_node *n, const char *ns, const rc_socketio_request *req)
 {
-    if (!req->has_opts) return;
+    if (!req->has_opts) {
+        rc_node__adapter_request(n, ns, req);
+        return;
+    }
     rc_sio_socket **list;
     size_t count = request_select(n, ns, req, &list);
     for (size_t i = 0; i < count; i++) {
@@ -152,20 +160,19 @@ static void req_disconnect(rc_node *n, const char *ns, const rc_socketio_request
     rc_free(list);
 }
 
-/* serverSideEmit reaches server code, and roomcast runs none: nothing happens. (With an ack,
- * requestId set, the caller waits for one answer per server: the file that answers replaces this
- * entry.) */
-static void req_server_side_emit(rc_node *n, const char *ns, const rc_socketio_request *req)
-{
-}
-
 /* The dispatch by request type. A type that needs an answer gets its entry here from the file
- * that answers it (its function declared in src/node_internal.h). */
+ * that answers it (its function declared in src/node_internal.h). serverSideEmit reaches server
+ * code, and roomcast runs none: without an ack nothing happens; with one (requestId set) the
+ * caller waits for one answer per server, which the adapter peer gives. */
 static const rc_node_socketio_request_fn request_handlers[RC_SOCKETIO_REQ__COUNT] = {
+    [RC_SOCKETIO_REQ_SOCKETS] = rc_node__adapter_request,
+    [RC_SOCKETIO_REQ_ALL_ROOMS] = rc_node__adapter_request,
     [RC_SOCKETIO_REQ_REMOTE_JOIN] = req_join_leave,
     [RC_SOCKETIO_REQ_REMOTE_LEAVE] = req_join_leave,
     [RC_SOCKETIO_REQ_REMOTE_DISCONNECT] = req_disconnect,
-    [RC_SOCKETIO_REQ_SERVER_SIDE_EMIT] = req_server_side_emit,
+    [RC_SOCKETIO_REQ_REMOTE_FETCH] = rc_node__adapter_request,
+    [RC_SOCKETIO_REQ_SERVER_SIDE_EMIT] = rc_node__adapter_request,
+    [RC_SOCKETIO_REQ_BROADCAST] = rc_node__adapter_request,
 };
 
 /* ---- receiving ------------------------------------------------------------------------------------ */
@@ -300,6 +307,7 @@ rc_node_socketio *rc_node__socketio_new(rc_node *n)
         rc_redis_channel_open(n->bp, chan_build(x, "#", ns, NULL));
         rc_redis_channel_open(n->bp, chan_build(x, "-request#", ns, NULL));
     }
+    rc_node__adapter_new(n, x->prefix, x->uid);
     rc_log_info("socketio_formats", "prefix=%s uid=%s", x->prefix, x->uid);
     return x;
 }
@@ -307,10 +315,16 @@ rc_node_socketio *rc_node__socketio_new(rc_node *n)
 void rc_node__socketio_free(rc_node_socketio *x)
 {
     if (!x) return;
+    rc_node__adapter_free(x->n);
     rc_socketio_codec_free(x->codec);
     rc_free(x->chan);
     rc_free(x->prefix);
     rc_free(x);
+}
+
+rc_socketio_codec *rc_node__socketio_codec(const rc_node *n)
+{
+    return n->socketio ? n->socketio->codec : NULL;
 }
 
 void rc_node__socketio_write_metrics(const rc_node *n, struct evbuffer *out)

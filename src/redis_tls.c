@@ -132,8 +132,14 @@ int rc_redis_tls_describe_failure(SSL *ssl, unsigned long ssl_err, char *buf, si
         snprintf(buf, size, "connection closed during the TLS handshake");
         return 0;
     }
+    if (ERR_SYSTEM_ERROR(e)) { /* the socket's error, recorded by OpenSSL */
+        snprintf(buf, size, "%s", strerror(ERR_GET_REASON(e)));
+        ERR_clear_error();
+        return 0;
+    }
     const char *r = ERR_reason_error_string(e);
-    snprintf(buf, size, "%s", r ? r : "TLS handshake failed");
+    if (r) snprintf(buf, size, "%s", r);
+    else ERR_error_string_n(e, buf, size);
     ERR_clear_error();
     if (ERR_GET_LIB(e) != ERR_LIB_SSL) return 0;
     switch (ERR_GET_REASON(e)) {

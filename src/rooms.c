@@ -340,6 +340,14 @@ rc_room *rc_rooms_find(const rc_rooms *rs, const char *name)
     return room_lookup(rs, name, strlen(name));
 }
 
+void rc_rooms_foreach_name(const rc_rooms *rs, void (*fn)(void *arg, const char *room), void *arg)
+{
+    for (rc_hmap_node *h = rc_hmap_first(&rs->map); h; h = rc_hmap_next(&rs->map, h)) {
+        const rc_room *room = RC_CONTAINER_OF(h, rc_room, node);
+        if (room->size) fn(arg, room->name);
+    }
+}
+
 size_t rc_room_size(const rc_room *room)
 {
     return room->size;

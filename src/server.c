@@ -19,8 +19,14 @@
  * bufferevent's output that no write has been offered yet (libevent writes them from its write
  * event in a later loop turn; the frame queue's writev offers everything at once). What a flush
  * leaves unsent, minus those fresh bytes, is the backlog on_backlog hears of.
+ *
+ * Send paths: the end-of-turn flush writes each plain connection with writev, or, when
+ * rc_server_set_send_path chose io_uring, submits the turn's sends in one io_uring_enter first
+ * (server_uring.c) and finishes each connection here from that result exactly as from a writev.
+ * The struct definitions and the frame queue's steps the two files share: server_internal.h.
  */
 #include "roomcast/server.h"
+#include "server_internal.h"
 #include "roomcast/common.h"
 #include "roomcast/frame.h"
 #include "roomcast/log.h"
@@ -41,60 +47,6 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-struct rc_conn {
-    struct bufferevent *bev;
-    rc_server *server;
-    const rc_conn_handler *handler;
-    void *data;
-    rc_conn *prev, *next;      /* live list, or the dead list (next only) once closed */
-    rc_conn *next_pending;     /* in server->pending while output waits for the end of the turn */
-    uint8_t closed;
-    uint8_t flush_close;
-    uint8_t pending;           /* on the pending-write list */
-    uint8_t write_armed;       /* the kernel buffer was full: libevent's write event is on */
-    uint8_t tls;               /* TLS: the bufferevent writes (through OpenSSL), not the flush */
-    uint8_t out_used;          /* bytes may sit in the bufferevent's output: set by every path
-                                * that adds there, cleared where it is seen empty. Saves two
-                                * libevent calls (and their cache misses) per delivery. */
-    uint8_t lingering;         /* closed for its owner; reading and discarding until the end */
-    uint8_t peer_eof;          /* the peer shut its side while we flushed before a close */
-    uint8_t want_drain;        /* on_drain once the output is empty */
-    int read_ms, write_ms;     /* timeouts as set (0: none) */
-    size_t out_limit;          /* rc_conn_set_output_limit; 0: none */
-    size_t fresh;              /* output bytes appended since the last write offered (see top) */
-    size_t discarded;          /* input thrown away while closing */
-    uint64_t linger_end_ms;
-    uint64_t id;
-    rc_addr peer;
-    /* Shared frames queued this turn, written by the flush straight from their bytes (writev):
-     * no buffer chain and no allocation per delivery. Four inline slots, more on the heap. */
-    uint16_t fq_len, fq_cap;
-    uint32_t fq_off;           /* bytes of fq[0] already written */
-    size_t fq_bytes;
-    rc_frame **fq;             /* fq_inline or a heap array */
-    rc_frame *fq_inline[4];
-};
-
-struct rc_server {
-    struct event_base *base;
-    struct evconnlistener *listener;
-    struct event *collect_ev;       /* frees dead connections after the current callbacks */
-    struct event *resume_accept_ev; /* re-enables accepting after an accept error */
-    struct event *flush_ev;         /* writes pending output once per loop turn */
-    rc_conn *pending;               /* connections with output appended this turn */
-    SSL_CTX *tls;                   /* NULL: plain TCP */
-    rc_server_accept_fn on_accept;
-    void *arg;
-    rc_conn *live;
-    rc_conn *dead;
-    uint64_t count;
-    uint64_t lingering;             /* connections in a lingering close (counted in count) */
-    uint64_t next_id;
-    int max_conns;
-    int port;
-    int paused;
-};
 
 static void conn_on_read(struct bufferevent *bev, void *arg);
 static void conn_on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
@@ -203,6 +155,7 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     }
     rc_conn *c = rc_calloc(1, sizeof(*c));
     c->bev = bev;
+    c->fd = fd;
     c->server = s;
     c->id = ++s->next_id;
     if (sa) addr_from_sockaddr(sa, &c->peer);
@@ -294,50 +247,67 @@ static void conn_schedule_flush(rc_conn *c)
     event_active(c->server->flush_ev, 0, 0);
 }
 
-/* Writes the frame queue with writev. Returns 0 when it is empty, 1 when the kernel buffer is
- * full (the rest was spilled into the evbuffer), -1 on a socket error. */
-static int conn_fq_write(rc_conn *c)
+int rc_server__fq_iov(const rc_conn *c, struct iovec *iov, int max, size_t *total)
 {
-    int fd = bufferevent_getfd(c->bev);
-    while (c->fq_len) {
-        struct iovec iov[64];
-        int n = 0;
-        size_t total = 0;
-        for (uint16_t i = 0; i < c->fq_len && n < 64; i++, n++) {
-            size_t off = i == 0 ? c->fq_off : 0;
-            iov[n].iov_base = c->fq[i]->bytes + off;
-            iov[n].iov_len = rc_frame_wire_len(c->fq[i]) - off;
-            total += iov[n].iov_len;
+    int n = 0;
+    *total = 0;
+    for (uint16_t i = 0; i < c->fq_len && n < max; i++, n++) {
+        size_t off = i == 0 ? c->fq_off : 0;
+        iov[n].iov_base = c->fq[i]->bytes + off;
+        iov[n].iov_len = rc_frame_wire_len(c->fq[i]) - off;
+        *total += iov[n].iov_len;
+    }
+    return n;
+}
+
+int rc_server__fq_advance(rc_conn *c, size_t w, size_t total)
+{
+    size_t left = w;
+    uint16_t done = 0;
+    while (done < c->fq_len) {
+        size_t avail = rc_frame_wire_len(c->fq[done]) - (done == 0 ? c->fq_off : 0);
+        if (left < avail) {
+            if (done == 0) c->fq_off += (uint32_t)left;
+            else c->fq_off = (uint32_t)left;
+            c->fq_bytes -= left;
+            break;
         }
+        left -= avail;
+        c->fq_bytes -= avail;
+        rc_frame_unref(c->fq[done]);
+        done++;
+        if (done < c->fq_len) c->fq_off = 0;
+    }
+    if (done == c->fq_len) {
+        c->fq_len = 0;
+        c->fq_off = 0;
+    } else if (done) {
+        memmove(c->fq, c->fq + done, (size_t)(c->fq_len - done) * sizeof(*c->fq));
+        c->fq_len -= done;
+    }
+    return w < total; /* short write: the kernel buffer is full */
+}
+
+/* Writes the frame queue with writev, after what this turn's io_uring send took (`sent`: its
+ * uring_state). Returns 0 when it is empty, 1 when the kernel buffer is full (the rest was
+ * spilled into the evbuffer), -1 on a socket error. */
+static int conn_fq_write(rc_conn *c, int sent)
+{
+    int fd = c->fd, full = sent > 0;
+    if (sent < 0) {
+        errno = c->uring_errno;
+        return -1;
+    }
+    while (c->fq_len && !full) {
+        struct iovec iov[RC_FQ_IOV_MAX];
+        size_t total;
+        int n = rc_server__fq_iov(c, iov, RC_FQ_IOV_MAX, &total);
         ssize_t w = writev(fd, iov, n);
         if (w < 0) {
             if (errno == EAGAIN || errno == EINTR) break;
             return -1;
         }
-        size_t left = (size_t)w;
-        uint16_t done = 0;
-        while (done < c->fq_len) {
-            size_t avail = rc_frame_wire_len(c->fq[done]) - (done == 0 ? c->fq_off : 0);
-            if (left < avail) {
-                if (done == 0) c->fq_off += (uint32_t)left;
-                else c->fq_off = (uint32_t)left;
-                c->fq_bytes -= left;
-                break;
-            }
-            left -= avail;
-            c->fq_bytes -= avail;
-            rc_frame_unref(c->fq[done]);
-            done++;
-            if (done < c->fq_len) c->fq_off = 0;
-        }
-        if (done == c->fq_len) {
-            c->fq_len = 0;
-            c->fq_off = 0;
-        } else if (done) {
-            memmove(c->fq, c->fq + done, (size_t)(c->fq_len - done) * sizeof(*c->fq));
-            c->fq_len -= done;
-        }
-        if ((size_t)w < total) break; /* short write: the kernel buffer is full */
+        full = rc_server__fq_advance(c, (size_t)w, total);
     }
     if (c->fq_len) {
         conn_fq_spill(c);
@@ -419,9 +389,11 @@ void rc_conn_notify_drain(rc_conn *c)
  * close-after-flush), else 0. */
 static int server_flush_conn(rc_conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (c->fq_len && evbuffer_get_length(out) == 0) {
-        int r = conn_fq_write(c);
+    int sent = c->uring_state; /* this turn's io_uring send, if any (server_uring.c) */
+    c->uring_state = 0;
+    /* out_used clear: the evbuffer is empty, no need to touch it (a cache miss per delivery) */
+    if ((c->fq_len || sent) && (!c->out_used || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)) {
+        int r = conn_fq_write(c, sent);
         if (r < 0) {
             rc_log_debug("conn_write_error", "errno=%d", errno);
             rc_conn_close(c);
@@ -436,6 +408,7 @@ static int server_flush_conn(rc_conn *c)
         }
         /* r == 1: the rest is in the evbuffer; the code below writes what it can and arms */
     }
+    struct evbuffer *out = bufferevent_get_output(c->bev);
     conn_fq_spill(c);
     if (evbuffer_get_length(out) == 0) {
         c->out_used = 0;
@@ -461,6 +434,7 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
     rc_server *s = arg;
     rc_conn *list = s->pending;
     s->pending = NULL;
+    if (s->uring) rc_server__uring_send(s->uring, list);
     while (list) {
         rc_conn *c = list;
         list = c->next_pending;
@@ -596,6 +570,7 @@ void rc_server_write_metrics(const rc_server *s, struct evbuffer *out)
     rc_metrics_put_scalar(out, "roomcast_lingering_cut_total", "counter",
                           "Lingering closes ended by their time or byte bound rather than the peer's close.",
                           rc_server_counters.linger_cut);
+    rc_server__uring_write_metrics(s, out);
 }
 int rc_server_port(const rc_server *s) { return s->port; }
 
@@ -626,6 +601,7 @@ void rc_server_free(rc_server *s)
     event_free(s->flush_ev);
     if (s->tls) SSL_CTX_free(s->tls);
     event_free(s->resume_accept_ev);
+    rc_server__uring_free(s->uring);
     rc_free(s);
 }
 

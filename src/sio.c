@@ -310,6 +310,7 @@ static void socket_disconnect(rc_sio_socket *s)
     char buf[RC_SIO_HEADER_MAX + 256];
     size_t n = rc_sio_encode_header(buf, RC_SIO_DISCONNECT, s->ns->set.name, -1, 0);
     send_text(s->client, buf, n);
+    s->ns->srv->gone = "server namespace disconnect";
     socket_remove(s);
 }
 
@@ -483,7 +484,14 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     int mode = ns->set.auth;
     rc_auth_result ar;
     memset(&ar, 0, sizeof(ar));
-    if (mode != RC_SIO_AUTH_NONE && (token || mode == RC_SIO_AUTH_REQUIRED)) {
+    if (mode == RC_SIO_AUTH_HOOK) {
+        const char *why = srv->hooks->admit ? srv->hooks->admit(srv->hooks->arg, (size_t)ns->index, p->payload)
+                                            : "unauthorized";
+        if (why) {
+            connect_error(c, nsp, why, NULL);
+            return;
+        }
+    } else if (mode != RC_SIO_AUTH_NONE && (token || mode == RC_SIO_AUTH_REQUIRED)) {
         rc_auth_status st = rc_auth_verify(srv->set.jwt, token, token ? strlen(token) : 0,
                                            time(NULL), &ar);
         if (st != RC_AUTH_OK) {
@@ -498,7 +506,8 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     s->ns = ns;
     s->user = ar.user_id;
     s->claims_json = ar.claims_json;
-    if (cJSON_IsObject(p->payload)) {
+    s->issued_s = (uint32_t)time(NULL);
+    if (cJSON_IsObject(p->payload) && mode != RC_SIO_AUTH_HOOK) { /* a password is not kept */
         /* Keep the rest of the auth payload for rules ({auth.x}), parsed once here, not per event;
          * the token itself was verified and its claims are kept, so it is not stored twice. */
         cJSON *copy = cJSON_Duplicate(p->payload, 1);
@@ -550,6 +559,7 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
     switch (p->type) {
     case RC_SIO_DISCONNECT:
         rc_eio_count_disconnect(RC_EIO_DISC_CLIENT);
+        srv->gone = "client namespace disconnect";
         socket_remove(s);
         return;
     case RC_SIO_EVENT:
@@ -710,6 +720,7 @@ static void client_on_close(void *owner, const char *reason)
 {
     rc_sio_client *c = owner;
     c->busy++;
+    c->srv->gone = reason;
     while (c->sockets) socket_remove(c->sockets);
     bin_reset(c);
     client_unbusy(c);
@@ -752,6 +763,7 @@ rc_sio_server *rc_sio_server_new(struct event_base *base, const rc_sio_settings 
     srv->eio_cb.on_open = client_on_open;
     srv->eio_cb.on_message = client_on_message;
     srv->eio_cb.on_close = client_on_close;
+    srv->eio_cb.on_upgrade = rc_sio__client_on_upgrade; /* src/sio_admin.c */
     srv->eio_cb.arg = srv;
     return srv;
 }

@@ -85,6 +85,7 @@ struct rc_sio_socket {
     uint32_t mark;                /* srv->mark_seq of the last selection that took or left it out
                                    * (rc_sio_broadcast_to, rc_sio_select: each socket once) */
     rc_deadline_link expiry;      /* in srv->expiries while its token's exp is enforced */
+    uint32_t issued_s;            /* when it connected (Unix seconds; fits malloc's 144-byte chunk) */
 };
 
 struct rc_sio_hold {
@@ -129,6 +130,8 @@ struct rc_sio_server {
     uint64_t joins_refused[3];                /* by limit: rooms, memberships, per socket */
     uint64_t packets_too_large;               /* binary packets over max_packet_bytes */
     rc_histogram delivery_latency;            /* publish accepted -> frame queued, per recipient */
+    const char *gone;             /* why the socket being removed leaves (Socket.IO's words), set
+                                     before each socket_remove, read during on_disconnect */
 };
 
 /* src/sio_rate.c: 1 if the session may CONNECT to ns now (the first CONNECT to a namespace is
@@ -138,6 +141,9 @@ int rc_sio__rate_connect(rc_sio_client *c, const rc_sio_ns *ns);
 int rc_sio__rate_event(rc_sio_client *c, const rc_sio_socket *s, const char *event);
 /* Frees the session's budgets (its close). */
 void rc_sio__rate_dispose(rc_sio_client *c);
+
+/* src/sio_admin.c: eio's on_upgrade: tells hooks.on_upgrade of each socket of the client. */
+void rc_sio__client_on_upgrade(void *owner);
 
 /* The namespace named name[0..len), or NULL. */
 rc_sio_ns *rc_sio__find_ns(const rc_sio_server *srv, const char *name, size_t len);

@@ -15,14 +15,14 @@ cd "$(dirname "$0")/.."
 
 LAYERS='
 0  base       common log hmap frame deadline metrics errors message
-1  transport  server
+1  transport  server server_*
 2  http       http
 3  ws         ws
 4  eio        eio_codec eio_cors eio
 5  sio        sio_codec auth rooms sio sio_*
 6  rules      template rules rules_*
-7  backplane  keys backplane backplane_* redis_* socketio socketio_*
-8  services   presence presence_* jobs jobs_*
+7  backplane  keys backplane backplane_* redis_* socketio socketio_* adapter_peer
+8  services   presence presence_* jobs jobs_* admin admin_*
 9  config     config config_*
 10 root       node node_* main
 '

@@ -1,7 +1,8 @@
 /*
  * backplane.h: how a node exchanges room traffic with the other nodes. One interface, two
  * implementations: the embedded single-node backplane (src/backplane_local.c) and Redis pub/sub
- * (hiredis async on the node's libevent loop; its files are listed in src/backplane_redis.h).
+ * (our own connections on the node's libevent loop, src/redis_conn.c; its files are listed in
+ * src/backplane_redis.h).
  *
  * Delivery model: the node publishes a message with origin = its node id and, once publish has
  * accepted it (0), delivers it to its own local sockets itself, at once; a refused publish (-1)
@@ -49,6 +50,10 @@ typedef struct rc_backplane_callbacks {
      * confused with on_raw: a raw channel whose name looks like a pattern ("P:status:*" for a
      * user "*") is a channel of its own. */
     void (*on_pattern)(void *arg, const char *prefix, const char *channel, const char *payload, size_t len);
+    /* The backplane can never work with this configuration (a Redis TLS certificate that cannot
+     * be verified before the first successful connection): reason says why, naming the file.
+     * The backplane stays down; the node stops. May be NULL. */
+    void (*on_fatal)(void *arg, const char *reason);
     void *arg;
 } rc_backplane_callbacks;
 

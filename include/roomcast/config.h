@@ -15,11 +15,13 @@
 #include <stddef.h>
 #include "roomcast/auth.h"
 #include "roomcast/errors.h"
+#include "roomcast/admin_config.h"
 #include "roomcast/config_dev.h"
 #include "roomcast/jobs_config.h"
 #include "roomcast/presence_config.h"
 #include "roomcast/redis_config.h"
 #include "roomcast/socketio_config.h"
+#include "roomcast/server_config.h"
 
 struct rc_rules;
 struct rc_cidr;
@@ -105,9 +107,11 @@ typedef struct rc_config {
 
     rc_jobs_config jobs;           /* BullMQ hand-off (file: jobs.*) and P:events (file: events.*) */
     rc_presence_config presence;   /* presence TTL and heartbeat (file: presence.*) */
+    rc_admin_config admin;         /* the Admin UI's /admin namespace (file: admin.*); off by default */
     rc_dev_config dev;             /* the development page (file: dev.*), off by default */
     rc_redis_config redis;         /* Redis TLS, Sentinel, Cluster (file: redis.*; redis_config.h) */
     rc_socketio_config socketio;   /* Socket.IO's Redis formats (file: socketio.*) */
+    rc_server_config transport;    /* send path (file: transport.*, env ROOMCAST_SEND_PATH) */
 
     struct rc_rules *rules;        /* compiled namespaces and rules (file: namespaces) */
     char *config_path;             /* the file read, or NULL */

@@ -45,6 +45,8 @@ typedef struct rc_eio_callbacks {
     /* reason: static string ("transport close", "ping timeout", "parse error", ...). */
     void (*on_close)(void *owner, const char *reason);
     void *arg;
+    /* The session's transport became websocket (a polling session upgraded); may be NULL. */
+    void (*on_upgrade)(void *owner);
 } rc_eio_callbacks;
 
 /* Everything Engine.IO needs to know of the node's configuration (docs/config.md: engine.*,
@@ -125,5 +127,9 @@ const char *rc_eio_sid(const rc_eio_session *s);
 /* 1 when a packet sent now would go out at once: not closed or held, and a WebSocket with nothing
  * unsent or a polling session with a GET waiting (Socket.IO's volatile packets need it). */
 int rc_eio_writable(const rc_eio_session *s);
+/* 1 while the session's transport is polling (not upgraded); sessions opened since start (both
+ * for the Admin UI, src/admin.c). */
+int rc_eio_is_polling(const rc_eio_session *s);
+uint64_t rc_eio_opened_total(void);
 
 #endif

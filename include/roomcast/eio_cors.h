@@ -15,7 +15,8 @@
  * error"), so the refusal is also logged (at most a line a second) and counted.
  *
  * With no list at all nothing is refused and no CORS header is sent (the default: same-origin
- * pages, and clients that are not browsers).
+ * pages, and clients that are not browsers); rc_eio_cors_note logs a hint once when a page on
+ * another origin tries polling.
  *
  * What it does not do: preflight answers (eio.c answers OPTIONS with rc_eio_cors_headers), cookies.
  */
@@ -41,6 +42,11 @@ void rc_eio_cors_write_headers(const rc_eio_cors *cors, const rc_http_request *r
 int rc_eio_cors_refused(const rc_eio_cors *cors, const rc_http_request *req);
 /* Answers req (a refused handshake, transport "polling" or "websocket") with the readable 403. */
 void rc_eio_cors_refuse(rc_http_request *req, const char *transport);
+/* With no list: logs once per process (info, cors_origins_unset) the first polling handshake whose
+ * Origin is not the Host it was sent to, with what to set. A hint for development, where that is
+ * the usual reason a page fails with "xhr poll error"; behind a proxy that rewrites Host it may be
+ * a same-origin page, hence only once and only a hint. */
+void rc_eio_cors_note(const rc_eio_cors *cors, const rc_http_request *req);
 /* Appends roomcast_eio_origin_refused_total{transport} to /metrics. */
 void rc_eio_cors_write_metrics(struct evbuffer *out);
 

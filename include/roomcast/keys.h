@@ -41,6 +41,8 @@ enum rc_key_kind {
     RC_KEY_EVENTS,          /* P:events                stream of forwarded client events */
     RC_KEY_QUEUE,           /* <bull>:<queue>:         a = queue: prefix of a BullMQ queue's keys
                                                        (the prefix argument is BullMQ's) */
+    RC_KEY_ADMIN,           /* P:admin                 the Admin UI's statistics, socket and room
+                                                       events and operations (src/admin.c) */
     RC_KEY__COUNT
 };
 

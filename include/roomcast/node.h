@@ -21,6 +21,9 @@ typedef struct rc_node rc_node;
 rc_node *rc_node_new(struct event_base *base, struct rc_config *cfg, const char **err);
 void rc_node_free(rc_node *node);
 int rc_node_port(const rc_node *node);
+/* 1 when the node stopped its loop because it can never work (rc_backplane_callbacks.on_fatal:
+ * a Redis TLS certificate that cannot be verified): the process should exit non-zero. */
+int rc_node_failed(const rc_node *node);
 /* Graceful drain (docs/operations.md, "Rolling updates and drain"): readiness fails, no new connections, sockets closed in
  * batches over the grace period, then the loop exits. */
 void rc_node_drain(rc_node *node);

@@ -51,7 +51,12 @@ void rc_redis_channel_close(rc_backplane *bp, const char *channel);
  * canary channels is refused (logged as redis_bad_channel). */
 void rc_redis_pattern_open(rc_backplane *bp, const char *prefix);
 void rc_redis_pattern_close(rc_backplane *bp, const char *prefix);
-/* The key/channel prefix ("roomcast") and this node's id, for building names. */
+/* The prefix of the modules' keys and of the channels their scripts publish (P:status:<user>,
+ * P:visibility:<node>): P ("roomcast"), or "{P}" with a Redis Cluster, a hash tag that puts every
+ * such key in one slot, since a presence script touches many users' keys at once (docs/redis.md,
+ * "Redis Cluster"). Room, namespace and notify channels keep P. */
 const char *rc_redis_prefix(const rc_backplane *bp);
+/* 1 when bp runs on a Redis Cluster (keys of one script must share a slot). */
+int rc_redis_clustered(const rc_backplane *bp);
 
 #endif

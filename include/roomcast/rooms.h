@@ -54,6 +54,9 @@ size_t rc_rooms_membership_count(const rc_rooms *rooms);
 
 typedef void (*rc_room_visit_fn)(void *arg, rc_room_member *m);
 void rc_room_foreach(rc_room *room, rc_room_visit_fn fn, void *arg);
+/* Visits the name of every room with at least one member (the callback must not change
+ * memberships). */
+void rc_rooms_foreach_name(const rc_rooms *rooms, void (*fn)(void *arg, const char *room), void *arg);
 /* Visits the names of the rooms a member is in (the callback must not change memberships). */
 void rc_member_foreach_room(const rc_room_member *m, void (*fn)(void *arg, const char *room), void *arg);
 

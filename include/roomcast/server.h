@@ -79,6 +79,19 @@ rc_server *rc_server_new(struct event_base *base, const char *bind, int port, in
 void rc_server_free(rc_server *s);        /* closes every connection */
 /* Serves TLS (1.2+) on this listener from now on: PEM certificate chain and key files. */
 int rc_server_enable_tls(rc_server *s, const char *cert_file, const char *key_file, const char **err);
+/* Chooses how plain sockets are written at the end of a turn (enum rc_send_path of
+ * roomcast/server_config.h; src/server_uring.c): AUTO probes io_uring and falls back to writev,
+ * IO_URING fails (-1, *err says why) where the probe does, WRITEV never tries. Logs the path in
+ * use. TLS sockets always write through their bufferevent. Call before connections arrive. */
+int rc_server_set_send_path(rc_server *s, int path, const char **err);
+/* "io_uring" or "writev": the path in use. */
+const char *rc_server_send_path(const rc_server *s);
+/* The io_uring path's counters (zeros on writev): sends completed, io_uring_enter calls, sends
+ * the kernel took in part or not at all. */
+typedef struct rc_server_uring_stats {
+    uint64_t sends, submits, short_sends;
+} rc_server_uring_stats;
+rc_server_uring_stats rc_server_uring_counters(const rc_server *s);
 void rc_server_pause_accept(rc_server *s); /* draining: no new connections */
 uint64_t rc_server_conn_count(const rc_server *s);
 

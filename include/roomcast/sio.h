@@ -64,7 +64,9 @@ typedef struct rc_sio_hold rc_sio_hold;
 enum rc_sio_auth {
     RC_SIO_AUTH_REQUIRED = 0,      /* a valid token, or CONNECT_ERROR */
     RC_SIO_AUTH_OPTIONAL,          /* a token is verified when given; anonymous otherwise */
-    RC_SIO_AUTH_NONE               /* tokens are ignored; every socket is anonymous */
+    RC_SIO_AUTH_NONE,              /* tokens are ignored; every socket is anonymous */
+    RC_SIO_AUTH_HOOK               /* no token: hooks.admit judges the CONNECT payload (the
+                                      Admin UI's /admin); anonymous, its payload is not kept */
 };
 
 /* What happens to a socket when its token expires. */
@@ -144,6 +146,13 @@ typedef struct rc_sio_hooks {
      * namespace's DISCONNECT, the way of a gateway that checks tokens in its connection handler.
      * No socket exists meanwhile (no user room, on_connect or rules). NULL hook: CONNECT_ERROR. */
     char *(*auth_error)(void *arg, size_t ns_index, const char *reason, char event[201]);
+    /* A CONNECT to a namespace whose auth is RC_SIO_AUTH_HOOK, with its payload (NULL when
+     * absent): NULL admits it, else the CONNECT_ERROR message to refuse it with (a static string
+     * of at most 200 plain characters). NULL hook: every such CONNECT is refused. */
+    const char *(*admit)(void *arg, size_t ns_index, const struct cJSON *auth);
+    /* The socket's Engine.IO session upgraded from polling to websocket; may be NULL. The hook
+     * must not disconnect sockets (it is called for each socket of the session in turn). */
+    void (*on_upgrade)(void *arg, rc_sio_socket *s);
     void *arg;
 } rc_sio_hooks;
 
@@ -228,6 +237,15 @@ void rc_sio_write_metrics(const rc_sio_server *srv, struct evbuffer *out);
 uint64_t rc_sio_socket_count(const rc_sio_server *srv);
 /* Disconnects up to max sockets (drain); returns how many. */
 size_t rc_sio_disconnect_some(rc_sio_server *srv, size_t max);
+
+/* Queries (src/sio_query.c): what the local sockets of a namespace are, for a peer server that
+ * asks (include/roomcast/adapter_peer.h). None of them sends anything. */
+/* The namespace's place in settings.ns, or -1 when it is not served. */
+int rc_sio_ns_index(const rc_sio_server *srv, const char *ns);
+/* Visits every room of namespace ns_index with local members, then the id of every socket (its
+ * implicit room), each name once. fn must not change memberships. */
+void rc_sio_foreach_room(const rc_sio_server *srv, int ns_index,
+                         void (*fn)(void *arg, const char *room), void *arg);
 
 /* Appends a JSON string literal for s (with quotes and escapes) to out; returns bytes written.
  * out must have room for 6 * strlen(s) + 3 bytes. */

@@ -36,7 +36,12 @@
  * "stats" prints {"conns":..,"members":..}; "quit" exits, and so does the end of input unless
  * --stay is given (or stdin is a file such as /dev/null): then it serves until killed.
  *
- * usage: limit --port P [--pad 60] [--batch 64] [--stay]
+ * --uring: the pace ticks' sends go through io_uring (limit_uring.c): queued per socket as
+ * above, submitted together at the end of the tick (one io_uring_enter per 1,024 sends), each
+ * result handled like a writev's. "writev" in the pace report then counts those sends, and
+ * "submits" the io_uring_enter calls. Blasts still use writev.
+ *
+ * usage: limit --port P [--pad 60] [--batch 64] [--stay] [--uring]
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -63,6 +68,8 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "limit_uring.h"
 
 #define MAX_IN 16384
 #define MAX_BATCH 1024
@@ -94,7 +101,7 @@ typedef struct frame {
 } frame;
 
 static struct {
-    int port, pad, batch, stay;
+    int port, pad, batch, stay, uring;
     int ep, lfd;
     uint32_t conns, nmembers, cap_members;
     conn **members;
@@ -116,6 +123,7 @@ static struct {
     conn **room_conns;
     conn **touched;       /* sockets with frames in the current tick */
     uint64_t t0, deliveries, writev_calls, copied, late_ns_max;
+    unsigned long long submits0;
     struct rusage ru0;
 } P = {.tfd = -1};
 
@@ -382,6 +390,41 @@ static void blast(uint32_t n)
 
 /* ---- pace ----------------------------------------------------------------------------------- */
 
+/* Copies what a send did not take (all but its first w bytes) behind c->out. */
+static void pace_rest(conn *c, size_t w, const struct iovec *iov, int n)
+{
+    P.copied++;
+    size_t skip = w;
+    for (int i = 0; i < n; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        out_append(c, (const char *)iov[i].iov_base + skip, iov[i].iov_len - skip);
+        skip = 0;
+    }
+}
+
+/* --uring: the result of a send queued by pace_flush, handled as a writev's. */
+static void pace_sent(void *tag, int res, const struct iovec *iov, int n)
+{
+    conn *c = tag;
+    if (c->closed)
+        return;
+    if (res < 0) {
+        if (res != -EAGAIN && res != -EINTR) {
+            conn_close(c);
+            return;
+        }
+        res = 0;
+    }
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if ((size_t)res < total)
+        pace_rest(c, (size_t)res, iov, n);
+}
+
 /* Writes c's frames of this tick with one writev; what the socket does not take is copied into
  * c->out (EPOLLOUT drains it), behind anything already there. */
 static void pace_flush(conn *c, const frame *fr)
@@ -396,6 +439,11 @@ static void pace_flush(conn *c, const frame *fr)
     int n = c->npend;
     c->npend = 0;
     ssize_t w = 0;
+    if (c->out_len == 0 && S.uring) { /* queued; lu_flush at the end of the tick sends it */
+        lu_send(c->fd, iov, n, c, pace_sent);
+        P.writev_calls++;
+        return;
+    }
     if (c->out_len == 0) {
         w = writev(c->fd, iov, n);
         P.writev_calls++;
@@ -409,16 +457,7 @@ static void pace_flush(conn *c, const frame *fr)
         if ((size_t)w == total)
             return;
     }
-    P.copied++;
-    size_t skip = (size_t)w;
-    for (int i = 0; i < n; i++) {
-        if (skip >= iov[i].iov_len) {
-            skip -= iov[i].iov_len;
-            continue;
-        }
-        out_append(c, (const char *)iov[i].iov_base + skip, iov[i].iov_len - skip);
-        skip = 0;
-    }
+    pace_rest(c, (size_t)w, iov, n);
 }
 
 static void pace_report(void)
@@ -429,11 +468,13 @@ static void pace_report(void)
     double sy = tv_s(ru.ru_stime) - tv_s(P.ru0.ru_stime);
     printf("{\"paced\":%u,\"rate\":%.1f,\"rooms\":%u,\"members\":%u,\"deliveries\":%llu,"
            "\"secs\":%.3f,\"writev\":%llu,\"copied\":%llu,\"cpu_s\":%.3f,\"user_s\":%.3f,"
-           "\"sys_s\":%.3f,\"cpu_per_delivery_us\":%.4f,\"late_ms_max\":%.3f}\n",
+           "\"sys_s\":%.3f,\"cpu_per_delivery_us\":%.4f,\"late_ms_max\":%.3f,\"uring\":%d,"
+           "\"submits\":%llu}\n",
            P.count, P.rate, P.rooms, S.nmembers, (unsigned long long)P.deliveries,
            (now_ns() - P.t0) / 1e9, (unsigned long long)P.writev_calls,
            (unsigned long long)P.copied, us + sy, us, sy,
-           P.deliveries ? (us + sy) / (double)P.deliveries * 1e6 : 0, P.late_ns_max / 1e6);
+           P.deliveries ? (us + sy) / (double)P.deliveries * 1e6 : 0, P.late_ns_max / 1e6, S.uring,
+           lu_submits() - P.submits0);
     fflush(stdout);
     struct itimerspec off = {{0, 0}, {0, 0}};
     timerfd_settime(P.tfd, 0, &off, NULL);
@@ -474,8 +515,11 @@ static void pace_tick(void)
             conn *c = P.room_conns[m];
             if (c->closed)
                 continue;
-            if (c->npend == PACE_PENDING)
+            if (c->npend == PACE_PENDING) {
+                if (S.uring)
+                    lu_flush(); /* its earlier send first: they must not race */
                 pace_flush(c, fr); /* still in touched */
+            }
             else if (c->npend == 0)
                 touched[ntouched++] = c; /* each member once: at most nmembers */
             c->pend[c->npend++] = (uint16_t)j;
@@ -485,6 +529,8 @@ static void pace_tick(void)
     for (uint32_t i = 0; i < ntouched; i++)
         if (!touched[i]->closed && touched[i]->npend)
             pace_flush(touched[i], fr);
+    if (S.uring)
+        lu_flush(); /* every send of the tick, in one io_uring_enter per LU_ENTRIES */
     for (uint32_t j = 0; j < k; j++)
         free(fr[j].bytes);
     P.sent += k;
@@ -526,6 +572,7 @@ static void pace(double rate, uint32_t count, uint32_t rooms)
     P.rooms = rooms;
     P.sent = 0;
     P.deliveries = P.writev_calls = P.copied = P.late_ns_max = 0;
+    P.submits0 = lu_submits();
     P.active = 1;
     getrusage(RUSAGE_SELF, &P.ru0);
     P.t0 = now_ns();
@@ -831,7 +878,8 @@ static void on_stdin(void)
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"port", 1, 0, 'p'}, {"pad", 1, 0, 'P'}, {"batch", 1, 0, 'b'}, {"stay", 0, 0, 's'}, {0, 0, 0, 0},
+        {"port", 1, 0, 'p'}, {"pad", 1, 0, 'P'}, {"batch", 1, 0, 'b'}, {"stay", 0, 0, 's'},
+        {"uring", 0, 0, 'u'}, {0, 0, 0, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -840,8 +888,9 @@ int main(int argc, char **argv)
         case 'P': S.pad = atoi(optarg); break;
         case 'b': S.batch = atoi(optarg); break;
         case 's': S.stay = 1; break;
+        case 'u': S.uring = 1; break;
         default:
-            fprintf(stderr, "usage: limit --port P [--pad 60] [--batch 64] [--stay]\n"
+            fprintf(stderr, "usage: limit --port P [--pad 60] [--batch 64] [--stay] [--uring]\n"
                             "  stdin: 'blast N' | 'pace RATE COUNT ROOMS' | 'stats' | 'quit'\n");
             return 2;
         }
@@ -853,6 +902,13 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (S.uring) {
+        int r = lu_init();
+        if (r < 0) {
+            fprintf(stderr, "limit: io_uring unavailable: %s\n", strerror(-r));
+            return 1;
+        }
+    }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max;

@@ -14,6 +14,10 @@
  *             node with Authorization: Bearer <key>, one request at a time on a keep-alive
  *             connection (the fallback while a node runs without Redis).
  *
+ * --cluster: --redis names one node of a Redis Cluster; the publisher reads CLUSTER SLOTS, connects
+ * to every master and sends each roomcast message as SPUBLISH to the master of its channel's slot
+ * (CRC16 of the name, or of its {hash tag}, modulo 16384; docs/redis.md "Redis Cluster").
+ *
  * Redis commands are pipelined in batches of up to 256 (hiredis, blocking). Message i goes to
  * room --room, or to "<prefix><i % R>" with --rooms R. The delivered Socket.IO frame is about
  * 100 bytes with the default --pad 60.
@@ -54,6 +58,7 @@ static struct {
     const char *api_host;
     int api_port;
     const char *api_key;
+    int cluster;
 } O = {
     .redis_host = "127.0.0.1", .redis_port = 6379, .format = F_ROOMCAST, .room = "all",
     .room_prefix = "r", .ns = "/", .prefix = "roomcast", .count = 100, .pad = 60,
@@ -239,6 +244,110 @@ static int run_redis(unsigned long long *receivers)
     return 0;
 }
 
+/* ---- --cluster: SPUBLISH to the master of each channel's slot ---- */
+
+static uint16_t crc16(const char *p, size_t n)
+{
+    uint16_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        c ^= (uint16_t)((unsigned char)p[i] << 8);
+        for (int b = 0; b < 8; b++)
+            c = (uint16_t)((c & 0x8000) ? (c << 1) ^ 0x1021 : c << 1);
+    }
+    return c;
+}
+
+static uint16_t key_slot(const char *k, size_t n)
+{
+    const char *o = memchr(k, '{', n);
+    if (o) {
+        const char *c = memchr(o + 1, '}', n - (size_t)(o + 1 - k));
+        if (c && c > o + 1)
+            return crc16(o + 1, (size_t)(c - o - 1)) & 16383;
+    }
+    return crc16(k, n) & 16383;
+}
+
+enum { MAX_MASTERS = 16 };
+
+static int run_cluster(unsigned long long *receivers)
+{
+    static int8_t owner[16384];
+    redisContext *m[MAX_MASTERS];
+    int ports[MAX_MASTERS], nm = 0;
+    char hosts[MAX_MASTERS][64];
+    redisContext *seed = redisConnect(O.redis_host, O.redis_port);
+    redisReply *slots = seed && !seed->err ? redisCommand(seed, "CLUSTER SLOTS") : NULL;
+    if (!slots || slots->type != REDIS_REPLY_ARRAY) {
+        fprintf(stderr, "publisher: CLUSTER SLOTS on %s:%d failed\n", O.redis_host, O.redis_port);
+        return -1;
+    }
+    memset(owner, -1, sizeof owner);
+    for (size_t i = 0; i < slots->elements; i++) {
+        redisReply *e = slots->element[i], *nd = e->element[2];
+        const char *h = nd->element[0]->len ? nd->element[0]->str : O.redis_host;
+        int port = (int)nd->element[1]->integer, k;
+        for (k = 0; k < nm; k++)
+            if (ports[k] == port && !strcmp(hosts[k], h))
+                break;
+        if (k == nm) {
+            if (nm == MAX_MASTERS)
+                return -1;
+            snprintf(hosts[nm], sizeof hosts[nm], "%s", h);
+            ports[nm] = port;
+            m[nm] = redisConnect(h, port);
+            if (!m[nm] || m[nm]->err) {
+                fprintf(stderr, "publisher: master %s:%d unreachable\n", h, port);
+                return -1;
+            }
+            nm++;
+        }
+        for (long long s = e->element[0]->integer; s <= e->element[1]->integer; s++)
+            owner[s] = (int8_t)k;
+    }
+    freeReplyObject(slots);
+    redisFree(seed);
+    static buf ch, msg;
+    unsigned pending[MAX_MASTERS];
+    uint64_t t0 = bu_now_ns();
+    unsigned long long sent = 0;
+    while (sent < O.count) {
+        unsigned long long d = due(t0);
+        if (d <= sent) {
+            sleep_ns(O.rate > 2000 ? 200000 : (uint64_t)(1e9 / O.rate / 2));
+            continue;
+        }
+        unsigned long long batch = d - sent > 256 ? 256 : d - sent;
+        memset(pending, 0, sizeof pending);
+        for (unsigned long long k = 0; k < batch; k++) {
+            build(sent + k, &ch, &msg);
+            int o = owner[key_slot(ch.d, ch.n)];
+            if (o < 0)
+                return -1;
+            redisAppendCommand(m[o], "SPUBLISH %b %b", ch.d, ch.n, msg.d, msg.n);
+            pending[o]++;
+        }
+        for (int o = 0; o < nm; o++) {
+            for (unsigned k = 0; k < pending[o]; k++) {
+                redisReply *r = NULL;
+                if (redisGetReply(m[o], (void **)&r) != REDIS_OK || !r) {
+                    fprintf(stderr, "publisher: redis: %s\n", m[o]->errstr);
+                    return -1;
+                }
+                if (r->type == REDIS_REPLY_INTEGER)
+                    *receivers += (unsigned long long)r->integer;
+                else if (r->type == REDIS_REPLY_ERROR && sent == 0 && k == 0)
+                    fprintf(stderr, "publisher: %s\n", r->str);
+                freeReplyObject(r);
+            }
+        }
+        sent += batch;
+    }
+    for (int o = 0; o < nm; o++)
+        redisFree(m[o]);
+    return 0;
+}
+
 /* POST /api/publish, one request in flight on a keep-alive connection. */
 static int run_api(unsigned long long *accepted)
 {
@@ -316,7 +425,8 @@ static void usage(void)
             "  --duration S         with --rate: count = rate * S\n"
             "  --pad N              pad string length (60)\n"
             "  --api HOST:PORT      roomcast node for --format api (127.0.0.1:3000)\n"
-            "  --api-key K          its ROOMCAST_API_KEY\n");
+            "  --api-key K          its ROOMCAST_API_KEY\n"
+            "  --cluster            --redis is a Redis Cluster node: SPUBLISH to each slot's master\n");
 }
 
 static int host_port(const char *s, const char **host, int *port)
@@ -341,7 +451,7 @@ int main(int argc, char **argv)
         {"rooms", 1, 0, 'R'}, {"room-prefix", 1, 0, 'x'}, {"ns", 1, 0, 'n'},
         {"prefix", 1, 0, 'p'}, {"count", 1, 0, 'c'}, {"rate", 1, 0, 't'},
         {"duration", 1, 0, 'd'}, {"pad", 1, 0, 'P'}, {"api", 1, 0, 'a'},
-        {"api-key", 1, 0, 'k'}, {"json", 0, 0, 'J'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
+        {"api-key", 1, 0, 'k'}, {"json", 0, 0, 'J'}, {"cluster", 0, 0, 'C'}, {"help", 0, 0, '?'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -380,6 +490,7 @@ int main(int argc, char **argv)
             break;
         case 'k': O.api_key = optarg; break;
         case 'J': break;
+        case 'C': O.cluster = 1; break;
         default: usage(); return 2;
         }
     }
@@ -393,7 +504,9 @@ int main(int argc, char **argv)
 
     unsigned long long receivers = 0;
     uint64_t t0 = bu_now_ns();
-    int rc = O.format == F_API ? run_api(&receivers) : run_redis(&receivers);
+    int rc = O.format == F_API ? run_api(&receivers)
+             : O.cluster         ? run_cluster(&receivers)
+                                 : run_redis(&receivers);
     double secs = (bu_now_ns() - t0) / 1e9;
     if (rc < 0)
         return 1;

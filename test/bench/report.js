@@ -164,7 +164,8 @@ const mainRows = figures.map(([label, better, f, key]) => {
 const fractions = String(S.xl_fractions || '0.5').split(/\s+/).filter(Boolean);
 const xname = (f) => (Number(f) === 0.5 ? 'xlatency' : `xcurve_${f}`);
 const phases = ['handshake', 'fanout', 'rooms', 'latency', 'room10k_rate', 'void', 'cluster2', 'cluster3',
-  ...fractions.map(xname), 'xlatency_noderate', ...Object.keys(R.roomcast).filter((k) => /^fmt_/.test(k))];
+  ...fractions.map(xname), 'xlatency_noderate', 'shards1', 'shards3',
+  ...Object.keys(R.roomcast).filter((k) => /^fmt_/.test(k))];
 const cpuRows = [];
 const checkRows = [];
 for (const target of ['roomcast', 'node', 'limit']) {
@@ -213,6 +214,8 @@ md.push('');
 md.push(limitSection());
 md.push('');
 md.push(curveSection());
+md.push('');
+md.push(shardsSection());
 md.push('');
 md.push(`CPU seconds per phase. Server: one figure per node. Everything shares the machine's ${machine.nproc} cores ` +
   `(${machine.nproc} CPU s per wall second). softirq: interrupt time (loopback TCP is largely processed there), steal: time the ` +
@@ -366,6 +369,40 @@ function curveSection() {
   const say = (t) => (!ran(t) ? 'not run' : best[t] === undefined ? 'none of the points'
     : `${fmt(best[t])} msg/s (${fmt(best[t] * perRoom)} deliveries/s)`);
   out.push(`Highest rate measured with p99 under 5 ms: roomcast ${say('roomcast')}, node ${say('node')}, machine limit ${say('limit')}.`);
+  return out.join('\n');
+}
+
+// One Redis against a Redis Cluster of three masters (run.sh scen_shards): the same rooms, nodes and
+// messages; deliveries/s and every Redis process's CPU.
+function shardsSection() {
+  const one = R.roomcast.shards1, three = R.roomcast.shards3;
+  if (!one && !three) return 'One Redis against a Redis Cluster: not measured in this run.';
+  const p = R.roomcast.shards1_params || R.roomcast.shards3_params || {};
+  const dps = (r) => r && r.loadgen && r.loadgen.deliveries_per_s;
+  const redisSum = (r) => (r && r.shard_cpu ? sum(r.shard_cpu) : undefined);
+  const per = (r, v) => (r && r.wall_s && v !== undefined ? (v / r.wall_s) * 100 : undefined);
+  const perDelivery = (r, v) => (r && r.loadgen && r.loadgen.deliveries && v !== undefined ? (v / r.loadgen.deliveries) * 1e6 : undefined);
+  const pubRate = (r) => r && r.publisher && r.publisher.rate;
+  const rows = [
+    ['deliveries/s', fmt(dps(one)), fmt(dps(three)), ratio(dps(three), dps(one))],
+    ['messages/s published', fmt(pubRate(one)), fmt(pubRate(three)), ratio(pubRate(three), pubRate(one))],
+    ['Redis CPU, all processes (CPU s)', fmt(redisSum(one)), fmt(redisSum(three)), ratio(redisSum(three), redisSum(one))],
+    ['Redis CPU per process (% of one core over the phase)', one && one.shard_cpu ? one.shard_cpu.map((c) => fmt(per(one, c))).join(' ') : 'n/a',
+      three && three.shard_cpu ? three.shard_cpu.map((c) => fmt(per(three, c))).join(' / ') : 'n/a', ''],
+    ['Redis CPU per delivery, all processes (µs)', fmt(perDelivery(one, redisSum(one))), fmt(perDelivery(three, redisSum(three))),
+      ratio(perDelivery(three, redisSum(three)), perDelivery(one, redisSum(one)))],
+    ['roomcast CPU per delivery, both nodes (µs)', fmt(perDelivery(one, cpuDelta(one))), fmt(perDelivery(three, cpuDelta(three))),
+      ratio(perDelivery(three, cpuDelta(three)), perDelivery(one, cpuDelta(one)))],
+    ['wall time of the phase (s)', fmt(one && one.wall_s), fmt(three && three.wall_s), ''],
+  ];
+  const out = [];
+  out.push(`One Redis against a Redis Cluster of three masters (\`BENCH_TARGETS=shards\`): ${n0(s.sh_msgs)} messages round robin over ` +
+    `${n0(p.rooms)} rooms of ${p.members} members on 2 roomcast nodes (members alternating between the nodes), published as fast ` +
+    'as the publisher goes: `PUBLISH` on one Redis, `SPUBLISH` to the master of each channel\'s slot on the cluster. Every process ' +
+    'shares this machine\'s cores, so the cluster\'s capacity on separate machines is not what this measures; the spread of the ' +
+    'pub/sub work over the masters is.');
+  out.push('');
+  out.push(table(['figure', 'one Redis', 'three masters', 'cluster / one'], rows));
   return out.join('\n');
 }
 

@@ -30,6 +30,11 @@
 #              phases, each published once in roomcast's JSON envelope and once in the
 #              @socket.io/redis-emitter format, alternately, on the same node and connections:
 #              server CPU per delivery of each format (docs/redis.md, "Socket.IO's Redis formats").
+#   shards     (target "shards": roomcast only) one Redis against a Redis Cluster of three masters:
+#              SH_CONNS connections over 2 nodes in SH_ROOMS rooms (members alternating between the
+#              nodes), SH_MSGS messages round robin over the rooms as fast as the publisher goes
+#              (PUBLISH on one Redis; SPUBLISH to each channel's master on the cluster). Records
+#              deliveries/s and the CPU of every Redis process (each master's), side by side.
 #   limit      the machine's floor (target "limit", <builddir>/bench/limit): a minimal epoll
 #              server, no broker logic, no Redis, IDLE1 connections joined as above. It runs the
 #              fanout shape (FAN_MSGS pre-built frames written to all at once: "blast"), then the
@@ -38,16 +43,30 @@
 # Each phase records the CPU time of every server process, Redis, the load generator and the
 # publisher, so the bottleneck is visible.
 #
+# Families (BENCH_FAMILIES, default "burst paced"; one of them alone runs only that one):
+#   burst      everything above.
+#   paced      messages one at a time, so that each socket has one frame to write per message
+#              (no burst: the regime of chat, tasks and notifications). For each variant of
+#              BENCH_PACED (default "roomcast:writev roomcast:io_uring node limit:epoll
+#              limit:io_uring"): P_CONNS connections (IDLE1) in P_ROOMS rooms (ROOMS) and "all",
+#              then "paced_one": P_ONE_RATE messages/s (2) to "all" for P_SECS s (8), i.e.
+#              20,000 deliveries/s; and "paced_rooms": P_ROOMS_RATE messages/s (1,000) round
+#              robin over the rooms of P_CONNS/P_ROOMS members for P_SECS s (10,000
+#              deliveries/s, each socket one message a second). roomcast:<path> starts roomcast
+#              with ROOMCAST_SEND_PATH=<path>; limit:io_uring starts the limit with --uring.
+#              test/bench/paced-report.js writes the table ("Latest paced run").
+#
 # Publishing: the Node reference gets @socket.io/redis-emitter messages (msgpack on
 # socket.io#/#<room>#); roomcast gets its JSON envelope on roomcast:room:/:<room>. If a roomcast
 # node started with ROOMCAST_REDIS_URL does not deliver a probe message, roomcast runs in its
 # embedded mode and the publisher POSTs /api/publish (the cluster scenarios are then skipped).
 #
 # Sizes: HS_N IDLE1 IDLE2 FAN_MSGS ROOMS ROOMS_MSGS LAT_RATE LAT_SECS VOID_MSGS VOID_RATE CL_N
-# CL_MSGS R10K_RATE R10K_SECS XL_ROOMS XL_SECS XL_FRACTIONS.
-# Environment: BENCH_TARGETS ("roomcast node limit"), BENCH_KEEP=1 keeps the work directory,
+# CL_MSGS R10K_RATE R10K_SECS XL_ROOMS XL_SECS XL_FRACTIONS SH_CONNS SH_ROOMS SH_MSGS.
+# Environment: BENCH_TARGETS ("roomcast node limit shards"), BENCH_KEEP=1 keeps the work directory,
 # BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes,
-# BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config), BENCH_ONLY=formats
+# BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config),
+# BENCH_FAMILIES, BENCH_PACED and BENCH_PROFILE (the paced family: see below), BENCH_ONLY=formats
 # (roomcast's formats scenario alone, e.g. BENCH_TARGETS=roomcast BENCH_DOC= for a quick check),
 # FMT_ROUNDS (3).
 set -euo pipefail
@@ -84,8 +103,15 @@ XL_ROOMS=${XL_ROOMS:-$(( ROOMS % 2 ? ROOMS : ROOMS - 1 ))}
 # criterion's "half the maximum rate", recorded as "xlatency")
 XL_FRACTIONS=${XL_FRACTIONS:-0.05 0.1 0.2 0.35 0.5}
 FMT_ROUNDS=${FMT_ROUNDS:-3}
+SH_CONNS=${SH_CONNS:-$IDLE1} SH_ROOMS=${SH_ROOMS:-$XL_ROOMS} SH_MSGS=${SH_MSGS:-$ROOMS_MSGS}
 PROCS=${BENCH_PROCS:-2}
-TARGETS=${BENCH_TARGETS:-roomcast node limit}
+FAMILIES=${BENCH_FAMILIES:-burst paced}
+[ "${BENCH_ONLY:-}" = formats ] && FAMILIES=burst
+PACED=${BENCH_PACED:-roomcast:writev roomcast:io_uring node limit:epoll limit:io_uring}
+P_CONNS=${P_CONNS:-$IDLE1} P_ROOMS=${P_ROOMS:-$ROOMS} P_SECS=${P_SECS:-$R10K_SECS}
+P_ONE_RATE=${P_ONE_RATE:-$R10K_RATE} P_ROOMS_RATE=${P_ROOMS_RATE:-$LAT_RATE}
+LIM_ARGS=()
+TARGETS=${BENCH_TARGETS:-roomcast node limit shards}
 SRC_IPS=127.0.0.1-127.0.0.8
 SECRET=bench-secret-$$
 API_KEY=bench-api-key-$$
@@ -191,10 +217,14 @@ start_one() {   # start_one TARGET INDEX: starts a server and appends it to SRV_
     # commands ("blast N") on a fifo held open by this shell; one JSON line per blast on stdout
     rm -f "$W/limit-$i.in"
     mkfifo "$W/limit-$i.in"
-    "$LIM" --port "$port" <"$W/limit-$i.in" >"$W/limit-$i.out" 2>"$W/limit-$i.log" &
+    "$LIM" --port "$port" "${LIM_ARGS[@]}" <"$W/limit-$i.in" >"$W/limit-$i.out" 2>"$W/limit-$i.log" &
     exec {LIMFD}>"$W/limit-$i.in"
   else
-    if [ "$MODE" = redis ]; then
+    if [ "$MODE" = cluster ]; then
+      ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_CLUSTER="$CSEEDS" \
+        ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
+        >"$W/roomcast-$i.log" 2>&1 &
+    elif [ "$MODE" = redis ]; then
       ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" \
         ROOMCAST_SOCKETIO_PREFIX=${RC_SIO_PREFIX:-} ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
         >"$W/roomcast-$i.log" 2>&1 &
@@ -251,6 +281,8 @@ publish() {     # publish TARGET publisher-args...: prints the publisher's JSON 
     "$PUB" --redis "127.0.0.1:$RPORT" --format emitter "$@"
   elif [ "$target" = limit ]; then
     limit_blast "$@"
+  elif [ "$MODE" = cluster ]; then
+    "$PUB" --redis "${CSEEDS%%,*}" --cluster --format roomcast "$@"
   elif [ "$MODE" = redis ]; then
     # PUBFMT=emitter: the @socket.io/redis-emitter format (scen_formats), else the JSON envelope
     "$PUB" --redis "127.0.0.1:$RPORT" --format "$([ "${PUBFMT:-}" = emitter ] && echo emitter || echo roomcast)" "$@"
@@ -358,15 +390,93 @@ measure_phase() {
   [ "$target" = limit ] && pkey=limit   # its line is the server's own report, not a publisher's
   n=$(( $(wc -l <"$W/lg-$slot.out") + 1 ))
   c0=$(cpus_of "${SRV_PIDS[@]}") r0=$(cpu_of "$REDIS_PID") t0=$(now) m0=$(busy_all)
+  [ ${#SHARD_PIDS[@]} -gt 0 ] && read -r -a SHARD_CPU0 <<<"$(cpus_of "${SHARD_PIDS[@]}" | tr , ' ')"
   lg_cmd "$slot" "measure $name $expect $quiet $tmo"
   pubjson=$(publish "$target" "$@") || pubjson='{"error":"publisher failed"}'
   lgjson=$(lg_wait "$slot" "$n" $(( tmo / 1000 + 30 ))) || lgjson='{"error":"loadgen"}'
   c1=$(cpus_of "${SRV_PIDS[@]}") r1=$(cpu_of "$REDIS_PID") t1=$(now) m1=$(busy_all)
-  record "$target" "$name" "\"expected\":$expect" "\"loadgen\":$lgjson" "\"$pkey\":$pubjson" \
+  local shards=''
+  if [ ${#SHARD_PIDS[@]} -gt 0 ]; then  # each Redis process of the phase (scen_shards)
+    local i sc1=() sd=''
+    read -r -a sc1 <<<"$(cpus_of "${SHARD_PIDS[@]}" | tr , ' ')"
+    for i in "${!SHARD_PIDS[@]}"; do sd+="${sd:+,}$(sub3 "${SHARD_CPU0[$i]}" "${sc1[$i]}")"; done
+    shards="\"shard_cpu\":[$sd]"
+  fi
+  record "$target" "$name" "\"expected\":$expect" "\"loadgen\":$lgjson" "\"$pkey\":$pubjson" ${shards:+"$shards"} \
     "\"server_cpu0\":[$c0]" "\"server_cpu1\":[$c1]" "\"redis_cpu\":$(sub3 "$r0" "$r1")" \
     "$(machine_json "$m0" "$m1")" "\"wall_s\":$(sub3 "$t0" "$t1")" \
     "\"server_rss_kb\":[$(rss_of "${SRV_PIDS[0]}")]"
   log "$target $name: $(grep -o '"deliveries":[0-9]*' <<<"$lgjson") of $expect, $(grep -o '"deliveries_per_s":[0-9.]*' <<<"$lgjson")"
+}
+
+# ---- Redis Cluster (scen_shards) ---------------------------------------------------------------
+SHARD_PIDS=()
+SHARD_CPU0=()
+CSEEDS=''
+CLUSTER_PIDS=()
+cluster_start() {   # three masters joined by redis-cli --cluster create; sets CSEEDS, CLUSTER_PIDS
+  local i port bus addrs=()
+  mkdir -p "$W/cluster"
+  CLUSTER_PIDS=()
+  for i in 0 1 2; do
+    port=$(free_port $((17100 + i * 7)))
+    bus=$(free_port $((27100 + i * 7)))
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes --cluster-port "$bus" \
+      --cluster-config-file "$W/cluster/nodes-$port.conf" --save '' --appendonly no \
+      --dir "$W/cluster" --daemonize no --logfile "$W/cluster/redis-$port.log" &
+    CLUSTER_PIDS+=("$!")
+    PIDS+=("$!")
+    addrs+=("127.0.0.1:$port")
+    for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$W/cluster/create.log" 2>&1 ||
+    { log "redis-cli --cluster create failed"; return 1; }
+  for i in "${addrs[@]}"; do
+    for _ in $(seq 100); do
+      redis-cli -p "${i##*:}" cluster info 2>/dev/null | grep -q cluster_state:ok && break
+      sleep 0.1
+    done
+  done
+  CSEEDS=$(IFS=,; echo "${addrs[*]}")
+  log "redis cluster: $CSEEDS (pids ${CLUSTER_PIDS[*]})"
+}
+cluster_stop() {
+  local p
+  for p in "${CLUSTER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  CLUSTER_PIDS=()
+}
+
+# shards_phase NAME: 2 roomcast nodes (MODE decides one Redis or the cluster), SH_CONNS
+# connections over SH_ROOMS rooms, SH_MSGS messages round robin, every Redis process measured.
+shards_phase() {
+  local name=$1 per_room=$(( SH_CONNS / SH_ROOMS ))
+  start_servers roomcast 2 || return 0
+  local ports
+  ports=$(IFS=,; echo "${SRV_PORTS[*]}")
+  lg_start S --port "$ports" --conns $(( per_room * SH_ROOMS )) --rooms "$SH_ROOMS" --concurrency 64 ||
+    { stop_servers; return 0; }
+  record roomcast "${name}_connect" "\"nodes\":2" "\"connect\":$LG_LINE"
+  sleep 2
+  measure_phase roomcast S "$name" $(( SH_MSGS * per_room )) 10000 240000 --rooms "$SH_ROOMS" --count "$SH_MSGS"
+  record roomcast "${name}_params" "\"rooms\":$SH_ROOMS" "\"members\":$per_room" "\"nodes\":2" \
+    "\"redis_processes\":${#SHARD_PIDS[@]}"
+  lg_stop S
+  stop_servers
+}
+
+scen_shards() {
+  [ -x "$RC" ] || { log "no $RC: shards skipped"; return 0; }
+  MODE=redis
+  SHARD_PIDS=("$REDIS_PID")
+  shards_phase shards1
+  if cluster_start; then
+    MODE=cluster
+    SHARD_PIDS=("${CLUSTER_PIDS[@]}")
+    shards_phase shards3
+    cluster_stop
+  fi
+  SHARD_PIDS=()
+  MODE=redis
 }
 
 # ---- scenarios -------------------------------------------------------------------------------
@@ -559,15 +669,86 @@ machine() {
     "$(date -u +%Y-%m-%dT%H:%MZ)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(node --version 2>/dev/null || echo none)" \
     "$(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)" \
     "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "${BENCH_QUICK:-0}"
-  printf '"sizes":{"hs":%s,"idle1":%s,"idle2":%s,"fan_msgs":%s,"rooms":%s,"rooms_msgs":%s,"lat_rate":%s,"lat_secs":%s,"void_msgs":%s,"void_rate":%s,"cl_n":%s,"cl_msgs":%s,"r10k_rate":%s,"r10k_secs":%s,"xl_rooms":%s,"xl_secs":%s,"xl_fractions":"%s","procs":%s}}}\n' \
+  printf '"sizes":{"hs":%s,"idle1":%s,"idle2":%s,"fan_msgs":%s,"rooms":%s,"rooms_msgs":%s,"lat_rate":%s,"lat_secs":%s,"void_msgs":%s,"void_rate":%s,"cl_n":%s,"cl_msgs":%s,"r10k_rate":%s,"r10k_secs":%s,"xl_rooms":%s,"xl_secs":%s,"xl_fractions":"%s","sh_conns":%s,"sh_rooms":%s,"sh_msgs":%s,"procs":%s}}}\n' \
     "$HS_N" "$IDLE1" "$IDLE2" "$FAN_MSGS" "$ROOMS" "$ROOMS_MSGS" "$LAT_RATE" "$LAT_SECS" "$VOID_MSGS" "$VOID_RATE" "$CL_N" "$CL_MSGS" \
-    "$R10K_RATE" "$R10K_SECS" "$XL_ROOMS" "$XL_SECS" "$XL_FRACTIONS" "$PROCS"
+    "$R10K_RATE" "$R10K_SECS" "$XL_ROOMS" "$XL_SECS" "$XL_FRACTIONS" "$SH_CONNS" "$SH_ROOMS" "$SH_MSGS" "$PROCS"
 }
+# BENCH_PROFILE: a command run on the server during each paced phase ({pid}: the server's pid,
+# {out}: a file name in the work directory), stopped with SIGINT when the phase ends; its output
+# goes to <work dir>/profile-<target>-<path>-<phase>.log (keep it with BENCH_KEEP=1). E.g.
+# 'strace -c -f -p {pid}' or 'perf record -e cpu-clock -g -p {pid} -o {out}.data'. Profiled runs
+# perturb the CPU figures: take figures from runs without it.
+PROF_PID=''
+prof_start() {
+  [ -n "${BENCH_PROFILE:-}" ] || return 0
+  local cmd=${BENCH_PROFILE//\{pid\}/${SRV_PIDS[0]}}
+  cmd=${cmd//\{out\}/$W/profile-$1}
+  bash -c "exec $cmd" >"$W/profile-$1.log" 2>&1 &
+  PROF_PID=$!
+  sleep 1
+}
+prof_stop() {
+  [ -n "$PROF_PID" ] || return 0
+  kill -INT "$PROF_PID" 2>/dev/null || true
+  wait "$PROF_PID" 2>/dev/null || true
+  PROF_PID=''
+}
+
+# paced VARIANT: the paced family for one variant (see the top), recorded as target
+# roomcast/node/limit, scenarios paced_one@<path> and paced_rooms@<path>.
+scen_paced() {
+  local target=${1%%:*} path=${1#*:} per_room=$(( P_CONNS / P_ROOMS ))
+  [ "$path" = "$1" ] && path=$target
+  local one_msgs rooms_msgs
+  one_msgs=$(awk -v r="$P_ONE_RATE" -v s="$P_SECS" 'BEGIN{printf "%d", r * s}')
+  rooms_msgs=$(awk -v r="$P_ROOMS_RATE" -v s="$P_SECS" 'BEGIN{printf "%d", r * s}')
+  LIM_ARGS=()
+  [ "$1" = limit:io_uring ] && LIM_ARGS=(--uring)
+  if [ "$target" = roomcast ]; then export ROOMCAST_SEND_PATH=$path; fi
+  log "== paced $1"
+  start_servers "$target" 1 || { unset ROOMCAST_SEND_PATH; record "$target" "paced_unavailable@$path" "\"unavailable\":true"; return 0; }
+  unset ROOMCAST_SEND_PATH
+  lg_start P --port "${SRV_PORTS[0]}" --conns "$P_CONNS" --rooms "$P_ROOMS" --join-also all --concurrency 64 ||
+    { stop_servers; return 0; }
+  sleep 2
+  prof_start "$target-$path-one"
+  measure_phase "$target" P "paced_one@$path" $((one_msgs * P_CONNS)) 5000 $((P_SECS * 1000 + 120000)) \
+    --room all --rate "$P_ONE_RATE" --count "$one_msgs"
+  prof_stop
+  sleep 1
+  prof_start "$target-$path-rooms"
+  measure_phase "$target" P "paced_rooms@$path" $((rooms_msgs * per_room)) 5000 $((P_SECS * 1000 + 120000)) \
+    --rooms "$P_ROOMS" --rate "$P_ROOMS_RATE" --count "$rooms_msgs"
+  prof_stop
+  record "$target" "paced_params@$path" "\"conns\":$P_CONNS" "\"rooms\":$P_ROOMS" "\"one_rate\":$P_ONE_RATE" \
+    "\"rooms_rate\":$P_ROOMS_RATE" "\"secs\":$P_SECS"
+  lg_stop P
+  stop_servers
+  LIM_ARGS=()
+}
+
 machine >>"$RES"
 T0=$(date +%s)
+if [[ " $FAMILIES " == *" paced "* ]]; then
+  MODE=redis
+  if [[ " $PACED " == *" roomcast:"* ]]; then
+    roomcast_mode || log "roomcast unavailable: its paced variants are skipped"
+  fi
+  for v in $PACED; do
+    [[ $v == roomcast:* ]] && [ ! -x "$RC" ] && continue
+    [[ $v == limit:* ]] && [ ! -x "$LIM" ] && continue
+    scen_paced "$v"
+  done
+fi
+[[ " $FAMILIES " == *" burst "* ]] || TARGETS=''
 for target in $TARGETS; do
   if [ "$target" = limit ]; then
     if [ -x "$LIM" ]; then log "== limit"; scen_limit; else log "no $LIM: limit skipped"; fi
+    continue
+  fi
+  if [ "$target" = shards ]; then
+    log "== shards (one Redis against three cluster masters)"
+    scen_shards
     continue
   fi
   if [ "$target" = roomcast ]; then
@@ -578,7 +759,7 @@ for target in $TARGETS; do
   fi
   log "== $target"
   if [ "${BENCH_ONLY:-}" = formats ]; then
-    [ "$target" = roomcast ] && [ "$MODE" = redis ] && scen_formats
+    if [ "$target" = roomcast ] && [ "$MODE" = redis ]; then scen_formats; fi
     continue
   fi
   scen_handshake "$target"
@@ -589,7 +770,7 @@ for target in $TARGETS; do
     # shellcheck disable=SC2046 # word splitting of "NAME RATE ..." is meant
     scen_xlatency "$target" xlatency "$target" $(xcurve_args "$target")
   fi
-  [ "$target" = roomcast ] && [ "$MODE" = redis ] && scen_formats
+  if [ "$target" = roomcast ] && [ "$MODE" = redis ]; then scen_formats; fi
 done
 # like for like: roomcast (Redis backplane) at the rate Node's xlatency ran at
 if [ "${BENCH_ONLY:-}" != formats ] && [[ " $TARGETS " == *" roomcast "* && " $TARGETS " == *" node "* ]] &&
@@ -600,4 +781,5 @@ if [ "${BENCH_ONLY:-}" != formats ] && [[ " $TARGETS " == *" roomcast "* && " $T
 fi
 echo "{\"end\":{\"secs\":$(( $(date +%s) - T0 )),\"load_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}}" >>"$RES"
 [ "${BENCH_KEEP:-0}" = 1 ] && cp "$RES" "$W/results.keep.jsonl"
-node "$HERE/report.js" "$RES" "$DOC"
+[ -n "$TARGETS" ] && node "$HERE/report.js" "$RES" "$DOC"
+if [[ " $FAMILIES " == *" paced "* ]]; then node "$HERE/paced-report.js" "$RES" "$DOC"; fi

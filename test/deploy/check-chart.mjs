@@ -73,6 +73,11 @@ for (const vf of valueFiles) {
       } else env.ROOMCAST_JWT_PUBLIC_KEY_FILE = publicKeyFile();
     }
     if (envNames.has('ROOMCAST_REDIS_URL')) env.ROOMCAST_REDIS_URL = sd['redis-url'] || 'redis://redis:6379';
+    if (envNames.has('ROOMCAST_ADMIN_USERNAME')) { // the Admin UI (docs/admin-ui.md): plain values, the hash from a Secret
+      const plain = (name) => (dep.spec.template.spec.containers[0].env.find((e) => e.name === name) || {}).value;
+      for (const k of ['ROOMCAST_ADMIN_USERNAME', 'ROOMCAST_ADMIN_READONLY', 'ROOMCAST_ADMIN_MODE']) if (plain(k)) env[k] = plain(k);
+      env.ROOMCAST_ADMIN_PASSWORD_HASH = sd['admin-password-hash'] || '$2b$04$wGywva59Semb2QUigHlK1uw.3MYlUWBh5L1ikdZKNeAXjMcmq6gc6';
+    }
     const r = run(binary, ['--check-config', '--config', cfg], { env });
     if (r.status !== 0) fail(`ci/${vf}: roomcast --check-config rejects the ConfigMap's config.json:\n${r.stdout}${r.stderr}`);
     else ok(`ci/${vf}: roomcast --check-config accepts the rendered config.json`);

@@ -103,8 +103,8 @@ describe('browser: headless Chromium with the official bundle, two nodes behind 
     lbUrl = `http://127.0.0.1:${lbPort}`;
     // Which node nginx hashes 127.0.0.1 to: one handshake, then the access log's up=.
     assert.equal((await httpGet(lbPort, '/socket.io/?EIO=4&transport=polling')).status, 200);
-    const up = /up=127\.0\.0\.1:(\d+)/.exec(lb.accessLog());
-    assert.ok(up, lb.accessLog());
+    // (nginx writes the line once the response is out: wait for it)
+    const up = await waitUntil(() => /up=127\.0\.0\.1:(\d+)/.exec(lb.accessLog()), { what: 'the handshake in the nginx access log' });
     home = nodes.find((n) => n.port === Number(up[1]));
     away = nodes.find((n) => n !== home);
   });
@@ -225,7 +225,9 @@ describe('browser: headless Chromium with the official bundle, two nodes behind 
       sum + m.get(`roomcast_eio_origin_refused_total{transport="${t}"}`) - before[i].get(`roomcast_eio_origin_refused_total{transport="${t}"}`), 0);
     assert.equal(delta('polling'), 2);
     assert.equal(delta('websocket'), 1);
-    assert.equal(after.reduce((sum, m, i) => sum + m.get('roomcast_eio_sessions') - before[i].get('roomcast_eio_sessions'), 0), 0);
+    const opened = (m) => m.get('roomcast_eio_sessions_opened_total{transport="polling"}') +
+      m.get('roomcast_eio_sessions_opened_total{transport="websocket"}');
+    assert.equal(after.reduce((sum, m, i) => sum + opened(m) - opened(before[i]), 0), 0, 'no session was made');
     assert.match(home.stderr(), /origin_refused.*localhost/);
   });
 
@@ -362,5 +364,35 @@ describe('the development page (make run): connect, join, receive', { timeout: 1
     assert.equal(js.body, fs.readFileSync(path.join(__dirname, 'node_modules', 'socket.io-client', 'dist', 'socket.io.min.js'), 'utf8'));
     assert.equal((await httpRequest(node, 'POST', '/dev/', { body: 'x' })).status, 405);
     assert.equal((await httpRequest(node, 'GET', '/dev/other.js')).status, 404);
+    // without dev.clientBundle (a checkout where `make test` never ran) the page gets it from a CDN
+    const bare = await startNode({ env: { ROOMCAST_DEV_PAGE: '1' } });
+    try {
+      const r = await httpRequest(bare, 'GET', '/dev/socket.io.min.js');
+      assert.equal(r.status, 302);
+      assert.equal(r.headers.location, 'https://cdn.jsdelivr.net/npm/socket.io-client@4/dist/socket.io.min.js');
+      assert.equal((await httpRequest(bare, 'GET', '/dev/')).status, 200);
+    } finally {
+      await bare.stop();
+    }
+  });
+
+  test('no cors.origins (as make run starts): a page on another origin fails on polling, and the node\'s log says what to set', async () => {
+    const site = await serveStatic({ routes: { '/': PAGE } });
+    const context = await browser.newContext({ viewport: { width: 1000, height: 400 } });
+    try {
+      const page = await context.newPage();
+      await page.goto(site.url('/'));
+      const auth = { token: token({ sub: 'newcomer' }) };
+      const polling = await page.evaluate(([u, a]) => openSocket('polling', u, { auth: a, reconnection: false }), [node.url, auth]);
+      assert.equal(polling.ok, false);
+      assert.equal(polling.error.message, 'xhr poll error'); // the browser hid the node's answer
+      const ws = await page.evaluate(([u, a]) => openSocket('websocket', u, { auth: a, transports: ['websocket'] }), [node.url, auth]);
+      assert.deepEqual(ws, { ok: true, transport: 'websocket' }); // no CORS for WebSockets
+      await shots.save(page, '08-no-cors-origins');
+      assert.match(node.stderr(), new RegExp(`"cors_origins_unset".*"origin":"${site.origin}".*ROOMCAST_CORS_ORIGINS`));
+    } finally {
+      await context.close();
+      await site.close();
+    }
   });
 });

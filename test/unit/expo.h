@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define MAX_SAMPLES 512
-#define MAX_FAMILIES 64
+#define MAX_FAMILIES 128
 
 typedef struct sample {
     char name[128];

@@ -31,11 +31,13 @@
 #include "roomcast/frame.h"
 #include "roomcast/log.h"
 #include "roomcast/server.h"
+#include "roomcast/server_config.h"
 
 static struct event_base *nl_base;
 static struct event *nl_wake;
 static rc_server *nl_server;
 static int nl_port;
+static int nl_send_path; /* when set (enum rc_send_path), nl_setup gives the server this send path */
 static int nl_rcvbuf;  /* when set, nl_connect gives its socket this SO_RCVBUF (before connecting) */
 static uint64_t nl_accepted;              /* connections handed to the test's accept callback */
 static rc_server_accept_fn nl_user_accept;
@@ -70,6 +72,7 @@ static inline void nl_setup(rc_server_accept_fn on_accept, void *arg)
     const char *err = NULL;
     nl_server = rc_server_new(nl_base, "127.0.0.1", 0, 0, nl_on_accept, arg, &err);
     assert_non_null(nl_server);
+    if (nl_send_path) assert_int_equal(rc_server_set_send_path(nl_server, nl_send_path, &err), 0);
     nl_port = rc_server_port(nl_server);
 }
 

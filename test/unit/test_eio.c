@@ -116,7 +116,7 @@ static int setup(void **state)
         .upgrade_timeout_ms = 10000, .max_payload = 1000, .allow_polling = 1, .allow_websocket = 1,
         .max_outbound_bytes = 1 << 20, .max_sessions = 0,
     };
-    E.eio_cb = (rc_eio_callbacks){on_open, on_message, on_close, &E};
+    E.eio_cb = (rc_eio_callbacks){on_open, on_message, on_close, &E, NULL};
     nl_setup(on_accept, NULL);
     eio_start();
     return 0;

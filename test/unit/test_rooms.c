@@ -211,6 +211,26 @@ static void test_member_foreach_room(void **state)
     finish(rs);
 }
 
+/* rc_rooms_foreach_name: every room with a member, once; a room whose last member left is gone. */
+static void test_foreach_name(void **state)
+{
+    rc_rooms *rs = rc_rooms_new(NULL);
+    sock a = {.id = 1}, b = {.id = 2};
+    char buf[64] = "";
+    rc_rooms_foreach_name(rs, collect_name, buf);
+    assert_string_equal(buf, "");
+    rc_rooms_join(rs, &a.rm, "x");
+    rc_rooms_join(rs, &b.rm, "x");
+    rc_rooms_join(rs, &b.rm, "y");
+    rc_rooms_join(rs, &a.rm, "z");
+    rc_rooms_leave(rs, &a.rm, "z");
+    rc_rooms_foreach_name(rs, collect_name, buf);
+    assert_true(strcmp(buf, "x;y;") == 0 || strcmp(buf, "y;x;") == 0);
+    rc_rooms_leave_all(rs, &a.rm);
+    rc_rooms_leave_all(rs, &b.rm);
+    finish(rs);
+}
+
 static void test_leave_by_name_both_shapes(void **state)
 {
     /* one member in many one-member rooms, and one room with many members: leave(name) must
@@ -756,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_join_leave_idempotent),
         cmocka_unit_test(test_leave_all),
         cmocka_unit_test(test_member_foreach_room),
+        cmocka_unit_test(test_foreach_name),
         cmocka_unit_test(test_leave_by_name_both_shapes),
         cmocka_unit_test(test_callback_order_and_state),
         cmocka_unit_test(test_join_from_on_room_close),

@@ -9,7 +9,8 @@
  * attachments), with the frame behind each and the session's hold count at that moment; a fake
  * handshake request carries an Authorization header and a query.
  *
- * Covered: CONNECT (reply, namespaces, the auth payload kept without its token), broadcast
+ * Covered: CONNECT (reply, namespaces, the auth payload kept without its token, a namespace
+ * whose admit hook judges the payload and keeps none of it), broadcast
  * encoding (once, shared by reference by every recipient, binary attachments), except-lists and
  * namespace-wide broadcasts, control ops (join, leave, disconnect), on_room_open with the opening
  * socket and holds (the CONNECT reply waits behind a hold taken for the user room; a release
@@ -90,6 +91,9 @@ void rc_eio_release(rc_eio_session *s) { assert_true(s->holds > 0); s->holds--; 
 int rc_eio_writable(const rc_eio_session *s) { return !s->closed && !s->holds; }
 static uint64_t fake_disconnects[RC_EIO_DISC__COUNT];
 void rc_eio_count_disconnect(int reason) { fake_disconnects[reason]++; }
+/* for src/sio_admin.c (linked in through rc_sio__client_on_upgrade) */
+const char *rc_eio_sid(const rc_eio_session *s) { return "fake-session-id-0000"; }
+int rc_eio_is_polling(const rc_eio_session *s) { return 0; }
 
 /* ---- fake handshake requests ---------------------------------------------------------------- */
 
@@ -201,7 +205,16 @@ static const rc_sio_ns_settings ns_settings[] = {
     {.name = "/chat", .auth = RC_SIO_AUTH_OPTIONAL, .token_in_query = 1},
     {.name = "/limited", .auth = RC_SIO_AUTH_NONE, .rate_events = 2, .rate_interval_ms = 60000,
      .event_limit_count = 1},
+    {.name = "/admin", .auth = RC_SIO_AUTH_HOOK},
 };
+
+/* The hook of "/admin": admits {"password":"ok"} only. */
+static const char *admit(void *arg, size_t ns_index, const cJSON *auth)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(auth, "password");
+    assert_int_equal(ns_index, 3);
+    return cJSON_IsString(p) && strcmp(p->valuestring, "ok") == 0 ? NULL : "invalid credentials";
+}
 
 /* The server with the node's budgets: rooms and memberships (all namespaces), maxPayload for a
  * binary packet's text and attachments together (0: none). */
@@ -217,7 +230,7 @@ static int setup_limits(void **state, size_t max_rooms, size_t max_memberships, 
     f->hooks = (rc_sio_hooks){
         .on_connect = on_connect, .on_event = on_event, .on_membership = on_membership,
         .on_disconnect = on_disconnect, .on_room_open = on_room_open, .on_room_close = on_room_close,
-        .user_room = user_room, .event_limit = event_limit, .arg = f,
+        .user_room = user_room, .event_limit = event_limit, .admit = admit, .arg = f,
     };
     rc_sio_settings set = {
         .ns = ns_settings, .ns_count = RC_ARRAY_LEN(ns_settings), .jwt = &f->jwt,
@@ -352,6 +365,29 @@ static void test_connect_errors(void **state)
     client_connect(f, c, "/", NULL);
     client_send(f, c, "0");
     assert_non_null(c->closed);
+}
+
+/* RC_SIO_AUTH_HOOK: the admit hook decides, a token is neither needed nor enough, the payload
+ * (a password) is not kept on the socket. */
+static void test_connect_hook_auth(void **state)
+{
+    fixture *f = *state;
+    rc_eio_session *c = client_open(f, NULL, NULL);
+    client_send(f, c, "0/admin,{\"password\":\"no\"}");
+    assert_string_equal(c->sent[c->count - 1], "44/admin,{\"message\":\"invalid credentials\"}");
+    client_send(f, c, "0/admin,");
+    assert_string_equal(c->sent[c->count - 1], "44/admin,{\"message\":\"invalid credentials\"}");
+    assert_int_equal(rc_sio_socket_count(f->srv), 0);
+    assert_null(c->closed);
+    rc_sio_socket *s = client_connect(f, c, "/admin", "{\"password\":\"ok\",\"username\":\"a\"}");
+    assert_null(rc_sio_socket_auth(s));
+    assert_null(rc_sio_socket_user(s));
+    assert_int_equal(rc_sio_socket_ns_index(s), 3);
+    /* without the hook, such a namespace admits nobody */
+    f->hooks.admit = NULL;
+    rc_eio_session *c2 = client_open(f, NULL, NULL);
+    client_send(f, c2, "0/admin,{\"password\":\"ok\"}");
+    assert_string_equal(c2->sent[c2->count - 1], "44/admin,{\"message\":\"unauthorized\"}");
 }
 
 /* ---- rooms, on_room_open and holds ---------------------------------------------------------- */
@@ -645,6 +681,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_connect_keeps_auth_without_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_hook_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_open_passes_opener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_delays_connect_reply_for_user_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broadcast_shared_frames_and_except, setup, teardown),

@@ -195,7 +195,10 @@ async function startNode(opts = {}) {
   };
   // Settings from the outer environment must not leak into a test's node.
   for (const k of ['ROOMCAST_CONFIG', 'ROOMCAST_PORT', 'ROOMCAST_REDIS_URL', 'ROOMCAST_NODE_ID',
-    'ROOMCAST_CORS_ORIGINS', 'ROOMCAST_JWT_ALGS', 'ROOMCAST_JWT_PUBLIC_KEY_FILE', 'ROOMCAST_PREFIX']) {
+    'ROOMCAST_CORS_ORIGINS', 'ROOMCAST_JWT_ALGS', 'ROOMCAST_JWT_PUBLIC_KEY_FILE', 'ROOMCAST_PREFIX',
+    'ROOMCAST_REDIS_CA_FILE', 'ROOMCAST_REDIS_CERT_FILE', 'ROOMCAST_REDIS_KEY_FILE', 'ROOMCAST_REDIS_SERVER_NAME',
+    'ROOMCAST_REDIS_SENTINELS', 'ROOMCAST_REDIS_MASTER_NAME', 'ROOMCAST_REDIS_SENTINEL_PASSWORD',
+    'ROOMCAST_REDIS_SENTINEL_USER', 'ROOMCAST_REDIS_CLUSTER']) {
     if (!(opts.env && k in opts.env)) delete env[k];
   }
   for (const [k, v] of Object.entries(env)) if (v === undefined || v === null) delete env[k];
