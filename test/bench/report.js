@@ -396,7 +396,7 @@ function shardsSection() {
     ['wall time of the phase (s)', fmt(one && one.wall_s), fmt(three && three.wall_s), ''],
   ];
   const out = [];
-  out.push(`One Redis against a Redis Cluster of three masters (\`BENCH_TARGETS=shards\`): ${n0(s.sh_msgs)} messages round robin over ` +
+  out.push(`One Redis against a Redis Cluster of three masters (\`BENCH_FAMILIES=burst BENCH_TARGETS=shards\`): ${n0(s.sh_msgs)} messages round robin over ` +
     `${n0(p.rooms)} rooms of ${p.members} members on 2 roomcast nodes (members alternating between the nodes), published as fast ` +
     'as the publisher goes: `PUBLISH` on one Redis, `SPUBLISH` to the master of each channel\'s slot on the cluster. Every process ' +
     'shares this machine\'s cores, so the cluster\'s capacity on separate machines is not what this measures; the spread of the ' +

@@ -55,6 +55,13 @@
 #              deliveries/s, each socket one message a second). roomcast:<path> starts roomcast
 #              with ROOMCAST_SEND_PATH=<path>; limit:io_uring starts the limit with --uring.
 #              test/bench/paced-report.js writes the table ("Latest paced run").
+#   recovery   connection state recovery's cost (docs/recovery.md): roomcast on Redis, one node,
+#              P_CONNS connections in P_ROOMS rooms and "all", the two paced phases ("one room":
+#              P_ONE_RATE msg/s to "all"; "1,000 rooms": P_ROOMS_RATE msg/s round robin), once
+#              with recovery off and once on (a config with "recovery" on "/"), every message
+#              published with POST /api/publish both times (the path that keeps events). Records
+#              the server's and Redis's CPU per delivery; test/bench/recovery-report.js writes
+#              the table ("Latest recovery run").
 #
 # Publishing: the Node reference gets @socket.io/redis-emitter messages (msgpack on
 # socket.io#/#<room>#); roomcast gets its JSON envelope on roomcast:room:/:<room>. If a roomcast
@@ -105,7 +112,7 @@ XL_FRACTIONS=${XL_FRACTIONS:-0.05 0.1 0.2 0.35 0.5}
 FMT_ROUNDS=${FMT_ROUNDS:-3}
 SH_CONNS=${SH_CONNS:-$IDLE1} SH_ROOMS=${SH_ROOMS:-$XL_ROOMS} SH_MSGS=${SH_MSGS:-$ROOMS_MSGS}
 PROCS=${BENCH_PROCS:-2}
-FAMILIES=${BENCH_FAMILIES:-burst paced}
+FAMILIES=${BENCH_FAMILIES:-burst paced recovery}
 [ "${BENCH_ONLY:-}" = formats ] && FAMILIES=burst
 PACED=${BENCH_PACED:-roomcast:writev roomcast:io_uring node limit:epoll limit:io_uring}
 P_CONNS=${P_CONNS:-$IDLE1} P_ROOMS=${P_ROOMS:-$ROOMS} P_SECS=${P_SECS:-$R10K_SECS}
@@ -224,9 +231,10 @@ start_one() {   # start_one TARGET INDEX: starts a server and appends it to SRV_
       ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_CLUSTER="$CSEEDS" \
         ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
         >"$W/roomcast-$i.log" 2>&1 &
-    elif [ "$MODE" = redis ]; then
-      ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" \
-        ROOMCAST_SOCKETIO_PREFIX=${RC_SIO_PREFIX:-} ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
+    elif [ "$MODE" = redis ] || [ "$MODE" = redisapi ]; then
+      ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" ROOMCAST_API_KEY=$API_KEY \
+        ROOMCAST_SOCKETIO_PREFIX=${RC_SIO_PREFIX:-} \
+        ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
         >"$W/roomcast-$i.log" 2>&1 &
     else
       ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_API_KEY=$API_KEY ROOMCAST_LOG_LEVEL=warn \
@@ -286,6 +294,8 @@ publish() {     # publish TARGET publisher-args...: prints the publisher's JSON 
   elif [ "$MODE" = redis ]; then
     # PUBFMT=emitter: the @socket.io/redis-emitter format (scen_formats), else the JSON envelope
     "$PUB" --redis "127.0.0.1:$RPORT" --format "$([ "${PUBFMT:-}" = emitter ] && echo emitter || echo roomcast)" "$@"
+  elif [ "$MODE" = redisapi ]; then
+    "$PUB" --format api --api "127.0.0.1:${SRV_PORTS[0]}" --api-key "$API_KEY" "$@"
   else
     "$PUB" --format api --api "127.0.0.1:${SRV_PORTS[0]}" --api-key "$API_KEY" "$@"
   fi
@@ -727,8 +737,47 @@ scen_paced() {
   LIM_ARGS=()
 }
 
+# recovery: the paced phases with recovery off, then on (MODE redisapi: Redis backplane, every
+# message through POST /api/publish), recorded as scenarios recovery_one@off|on and
+# recovery_rooms@off|on.
+scen_recovery() {
+  local per_room=$(( P_CONNS / P_ROOMS )) state one_msgs rooms_msgs
+  one_msgs=$(awk -v r="$P_ONE_RATE" -v s="$P_SECS" 'BEGIN{printf "%d", r * s}')
+  rooms_msgs=$(awk -v r="$P_ROOMS_RATE" -v s="$P_SECS" 'BEGIN{printf "%d", r * s}')
+  for state in off on; do
+    local enabled=false
+    [ "$state" = on ] && enabled=true
+    cat >"$W/recovery-$state.json" <<JSON
+{"namespaces": {"/": {"auth": "required", "recovery": {"enabled": $enabled, "maxDisconnectionDuration": 120000},
+  "events": {"join": {"do": [{"join": "{data.room|data}"}, {"ack": {"ok": true, "room": "{room}"}}],
+                      "onError": [{"ack": {"ok": false, "error": "{error}"}}]}}}}}
+JSON
+    log "== recovery $state"
+    MODE=redisapi
+    BENCH_ROOMCAST_CONFIG="$W/recovery-$state.json" start_servers roomcast 1 ||
+      { record roomcast "recovery_unavailable@$state" "\"unavailable\":true"; continue; }
+    lg_start R --port "${SRV_PORTS[0]}" --conns "$P_CONNS" --rooms "$P_ROOMS" --join-also all --concurrency 64 ||
+      { stop_servers; continue; }
+    sleep 2
+    measure_phase roomcast R "recovery_one@$state" $((one_msgs * P_CONNS)) 5000 $((P_SECS * 1000 + 120000)) \
+      --room all --rate "$P_ONE_RATE" --count "$one_msgs"
+    sleep 1
+    measure_phase roomcast R "recovery_rooms@$state" $((rooms_msgs * per_room)) 5000 $((P_SECS * 1000 + 120000)) \
+      --rooms "$P_ROOMS" --rate "$P_ROOMS_RATE" --count "$rooms_msgs"
+    record roomcast "recovery_params@$state" "\"conns\":$P_CONNS" "\"rooms\":$P_ROOMS" "\"one_rate\":$P_ONE_RATE" \
+      "\"rooms_rate\":$P_ROOMS_RATE" "\"secs\":$P_SECS" \
+      "\"history_entries\":$(redis-cli -p "$RPORT" XLEN 'roomcast:history:/')" \
+      "\"history_bytes\":$(redis-cli -p "$RPORT" MEMORY USAGE 'roomcast:history:/' SAMPLES 0 | sed 's/^$/0/')"
+    lg_stop R
+    stop_servers
+    redis-cli -p "$RPORT" DEL 'roomcast:history:/' >/dev/null
+  done
+  MODE=redis
+}
+
 machine >>"$RES"
 T0=$(date +%s)
+if [[ " $FAMILIES " == *" recovery "* ]] && [ -x "$RC" ]; then scen_recovery; fi
 if [[ " $FAMILIES " == *" paced "* ]]; then
   MODE=redis
   if [[ " $PACED " == *" roomcast:"* ]]; then
@@ -783,3 +832,4 @@ echo "{\"end\":{\"secs\":$(( $(date +%s) - T0 )),\"load_end\":\"$(cut -d' ' -f1-
 [ "${BENCH_KEEP:-0}" = 1 ] && cp "$RES" "$W/results.keep.jsonl"
 [ -n "$TARGETS" ] && node "$HERE/report.js" "$RES" "$DOC"
 if [[ " $FAMILIES " == *" paced "* ]]; then node "$HERE/paced-report.js" "$RES" "$DOC"; fi
+if [[ " $FAMILIES " == *" recovery "* ]]; then node "$HERE/recovery-report.js" "$RES" "$DOC"; fi
