@@ -195,6 +195,10 @@ int rc_node__recovery_notify(rc_node *n, rc_bp_message *msg, const char *payload
 void rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg);
 /* The socket's session changed (connect, join, leave): rewritten at the end of the loop turn. */
 void rc_node__recovery_touch(rc_node *n, rc_sio_socket *s);
+/* presenceGrace: 1 when the socket's presence is kept for its window (the caller then does not
+ * disconnect it from presence); a socket back on this node within it takes it back. */
+int rc_node__recovery_presence_leave(rc_node *n, rc_sio_socket *s);
+void rc_node__recovery_presence_back(rc_node *n, const rc_sio_socket *s);
 /* rc_sio_hooks.recover (arg is the node). */
 void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const char *pid, const char *offset,
                            const char *user);

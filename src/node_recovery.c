@@ -25,6 +25,12 @@
  * a gap, a replay over limits.maxOutboundBytes, Redis down) ends in rc_sio_recover_refuse: a
  * fresh session, never a partial replay.
  *
+ * Presence (presenceGrace): a socket of a recoverable namespace that leaves for a reason after
+ * which the client reconnects by itself keeps its presence entry for its window (a timer per
+ * node, one list); a recovery on this node takes it back (same sid), one on another node adds
+ * its own entry first, so no offline/online pair is announced for a shorter gap; the user goes
+ * offline one window late when the client does not come back.
+ *
  * Without Redis (the embedded backplane), recovery is off, logged once at start
  * (recovery_unavailable): the CONNECT reply carries no pid, so clients never try.
  *
@@ -40,6 +46,7 @@
 #include "roomcast/keys.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
+#include "roomcast/presence.h"
 #include "roomcast/recovery_config.h"
 #include "roomcast/redis_cmd.h"
 #include "roomcast/rules.h"
@@ -66,6 +73,13 @@ typedef struct dirty {
     char sid[24];
 } dirty;
 
+/* A recoverable socket's presence, kept after it left until its window passes (presenceGrace). */
+typedef struct grace {
+    struct grace *next;
+    uint64_t due_ms;              /* monotonic */
+    char sid[24];
+} grace;
+
 struct rc_node_recovery {
     size_t ns_count;
     unsigned char *enabled;         /* by namespace index */
@@ -75,7 +89,9 @@ struct rc_node_recovery {
     dirty *dirty;
     size_t ndirty, dirty_cap;
     uint64_t results[R__COUNT];
-    uint64_t replayed, kept, gaps, session_writes;
+    uint64_t replayed, kept, gaps, session_writes, graced;
+    grace *graces;                  /* in due order per window; scanned by the refresh timer */
+    struct event *grace_ev;
 };
 
 /* ---- setup -------------------------------------------------------------------------------- */
@@ -119,6 +135,12 @@ void rc_node__recovery_free(rc_node *n)
     if (!r) return;
     if (r->flush_ev) event_free(r->flush_ev);
     if (r->refresh_ev) event_free(r->refresh_ev);
+    if (r->grace_ev) event_free(r->grace_ev);
+    while (r->graces) {
+        grace *g = r->graces;
+        r->graces = g->next;
+        rc_free(g);
+    }
     for (size_t i = 0; i < r->ns_count; i++) rc_free(r->history_key[i]);
     rc_free(r->history_key);
     rc_free(r->enabled);
@@ -143,7 +165,8 @@ static int ns_index_of(const rc_node *n, const char *ns)
 /* The namespace's index when recovery keeps this emit, else -1. */
 static int kept_index(const rc_node *n, const rc_bp_message *msg)
 {
-    if (msg->kind != RC_BP_EMIT || !msg->ns) return -1;
+    if (!n->recovery || !n->recovery->refresh_ev || msg->kind != RC_BP_EMIT || !msg->ns)
+        return -1; /* no namespace has recovery: nothing more is looked at */
     int i = ns_index_of(n, msg->ns);
     if (i < 0 || !rc_node__recovery_enabled(n, (size_t)i)) return -1;
     return rc_ns_rules_recovery_keeps(rc_rules_ns_at(n->cfg->rules, (size_t)i), msg->room, msg->event) ? i : -1;
@@ -287,6 +310,79 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
         if (n->recovery->enabled[i]) rc_sio_foreach_socket(n->sio, i, refresh_one, n);
 }
 
+/* ---- presence grace ----------------------------------------------------------------------- */
+
+/* Why a socket left, in Socket.IO's words: those after which a client reconnects by itself. */
+static int recoverable_reason(const char *why)
+{
+    static const char *const ok[] = {"transport close", "transport error", "ping timeout", "forced close",
+                                     "server shutting down", "forced server close", "slow consumer"};
+    for (size_t i = 0; i < RC_ARRAY_LEN(ok); i++)
+        if (why && strcmp(why, ok[i]) == 0) return 1;
+    return 0;
+}
+
+static void grace_arm(rc_node_recovery *r)
+{
+    if (!r->graces) return;
+    uint64_t now = rc_now_mono_ms(), due = r->graces->due_ms;
+    for (grace *g = r->graces; g; g = g->next)
+        if (g->due_ms < due) due = g->due_ms;
+    uint64_t wait = due > now ? due - now : 0;
+    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+    event_add(r->grace_ev, &tv);
+}
+
+static void on_grace(evutil_socket_t fd, short what, void *arg)
+{
+    rc_node *n = arg;
+    rc_node_recovery *r = n->recovery;
+    uint64_t now = rc_now_mono_ms();
+    for (grace **pp = &r->graces; *pp;) {
+        grace *g = *pp;
+        if (g->due_ms > now) {
+            pp = &g->next;
+            continue;
+        }
+        *pp = g->next;
+        if (n->presence) rc_presence_disconnect(n->presence, g->sid);
+        rc_free(g);
+    }
+    grace_arm(r);
+}
+
+int rc_node__recovery_presence_leave(rc_node *n, rc_sio_socket *s)
+{
+    const char *why = rc_sio_socket_gone_reason(s);
+    rc_node_recovery *r = n->recovery;
+    int i = rc_sio_socket_ns_index(s);
+    if (!r || !n->presence || !rc_sio_socket_pid(s)[0] || !rc_node__recovery_enabled(n, (size_t)i) ||
+        !config_of(n, i)->presence_grace || !recoverable_reason(why))
+        return 0;
+    if (!r->grace_ev) r->grace_ev = evtimer_new(n->base, on_grace, n);
+    grace *g = rc_calloc(1, sizeof(*g));
+    g->due_ms = rc_now_mono_ms() + config_of(n, i)->max_disconnection_ms;
+    snprintf(g->sid, sizeof(g->sid), "%s", rc_sio_socket_id(s));
+    g->next = r->graces;
+    r->graces = g;
+    r->graced++;
+    grace_arm(r);
+    return 1;
+}
+
+void rc_node__recovery_presence_back(rc_node *n, const rc_sio_socket *s)
+{
+    rc_node_recovery *r = n->recovery;
+    if (!r) return;
+    for (grace **pp = &r->graces; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->sid, rc_sio_socket_id(s)) != 0) continue;
+        grace *g = *pp; /* back on this node: its presence entry is still the one it had */
+        *pp = g->next;
+        rc_free(g);
+        return;
+    }
+}
+
 /* ---- recovering a session ----------------------------------------------------------------- */
 
 /* KEYS: the session, the history. ARGV: the offset. {0} unknown pid, {1} offset trimmed,
@@ -309,6 +405,7 @@ typedef struct recovering {
     size_t nrooms;
     size_t limit;                   /* replay bytes at most */
     size_t replayed;
+    uint64_t started_ns;
 } recovering;
 
 static void recovering_end(recovering *rc, int result)
@@ -317,7 +414,8 @@ static void recovering_end(recovering *rc, int result)
     if (r) r->results[result]++;
     if (result == R_RECOVERED) {
         if (r) r->replayed += rc->replayed;
-        rc_log_debug("recovered", "sid=%s replayed=%zu", rc->sid, rc->replayed);
+        rc_log_info("recovered", "sid=%s replayed=%zu ms=%.1f", rc->sid, rc->replayed,
+                    (double)(rc_now_mono_ns() - rc->started_ns) / 1e6);
         rc_sio_recover_done(rc->p, rc->last);
     } else {
         rc_log_info("recovery_refused", "reason=%s", result_names[result]);
@@ -478,6 +576,7 @@ void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const cha
     rc->ns_index = ns_index;
     rc->user = user ? rc_strdup(user) : NULL;
     rc->limit = n->cfg->max_outbound_bytes ? n->cfg->max_outbound_bytes : ((size_t)64 << 20);
+    rc->started_ns = rc_now_mono_ns();
     if (!rc_node__recovery_enabled(n, (size_t)ns_index) || !offset_valid(offset)) {
         recovering_end(rc, R_UNKNOWN);
         return;
@@ -507,4 +606,7 @@ void rc_node__recovery_write_metrics(const rc_node *n, struct evbuffer *out)
                           "Gap marks written: emits of a kept room delivered without an offset.", r->gaps);
     rc_metrics_put_scalar(out, "roomcast_recovery_session_writes_total", "counter",
                           "Recoverable sessions written to Redis (changes and refreshes).", r->session_writes);
+    rc_metrics_put_scalar(out, "roomcast_recovery_presence_graced_total", "counter",
+                          "Sockets whose presence was kept for their window after they left (presenceGrace).",
+                          r->graced);
 }
