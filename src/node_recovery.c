@@ -351,6 +351,19 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
     grace_arm(r);
 }
 
+void rc_node__recovery_left(rc_node *n, rc_sio_socket *s)
+{
+    if (!n->recovery || !n->recovery->refresh_ev || !rc_sio_socket_pid(s)[0] ||
+        recoverable_reason(rc_sio_socket_gone_reason(s)))
+        return;
+    /* left on purpose (a namespace DISCONNECT either way, a parse error, an expired token): as
+     * Socket.IO, no session is kept for it */
+    char *key = rc_key_new(n->cfg->prefix, RC_KEY_SESSION, rc_sio_socket_pid(s), NULL);
+    const char *argv[] = {"DEL", key};
+    rc_redis_command(n->bp, session_on_reply, NULL, 2, argv, NULL);
+    rc_free(key);
+}
+
 int rc_node__recovery_presence_leave(rc_node *n, rc_sio_socket *s)
 {
     const char *why = rc_sio_socket_gone_reason(s);
