@@ -25,6 +25,11 @@
 #              maximum rate") is recorded as "xlatency", the others as "xcurve_<fraction>". With
 #              both servers in BENCH_TARGETS, "xlatency_noderate" runs roomcast once more at
 #              half of Node's rate.
+#   formats    (roomcast, Redis mode) one node started with ROOMCAST_SOCKETIO_PREFIX=socket.io and
+#              IDLE1 connections joined as for "idle"; FMT_ROUNDS rounds of the fanout and rooms
+#              phases, each published once in roomcast's JSON envelope and once in the
+#              @socket.io/redis-emitter format, alternately, on the same node and connections:
+#              server CPU per delivery of each format (docs/redis.md, "Socket.IO's Redis formats").
 #   shards     (target "shards": roomcast only) one Redis against a Redis Cluster of three masters:
 #              SH_CONNS connections over 2 nodes in SH_ROOMS rooms (members alternating between the
 #              nodes), SH_MSGS messages round robin over the rooms as fast as the publisher goes
@@ -68,7 +73,9 @@
 # Environment: BENCH_TARGETS ("roomcast node limit shards"), BENCH_KEEP=1 keeps the work directory,
 # BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes,
 # BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config),
-# BENCH_FAMILIES, BENCH_PACED and BENCH_PROFILE (the paced family: see below).
+# BENCH_FAMILIES, BENCH_PACED and BENCH_PROFILE (the paced family: see below), BENCH_ONLY=formats
+# (roomcast's formats scenario alone, e.g. BENCH_TARGETS=roomcast BENCH_DOC= for a quick check),
+# FMT_ROUNDS (3).
 set -euo pipefail
 
 [ $# -ge 1 ] || { echo "usage: $0 <builddir>" >&2; exit 2; }
@@ -102,9 +109,11 @@ XL_ROOMS=${XL_ROOMS:-$(( ROOMS % 2 ? ROOMS : ROOMS - 1 ))}
 # the latency curve across 2 nodes: fractions of each server's own "rooms" rate (0.5: the
 # criterion's "half the maximum rate", recorded as "xlatency")
 XL_FRACTIONS=${XL_FRACTIONS:-0.05 0.1 0.2 0.35 0.5}
+FMT_ROUNDS=${FMT_ROUNDS:-3}
 SH_CONNS=${SH_CONNS:-$IDLE1} SH_ROOMS=${SH_ROOMS:-$XL_ROOMS} SH_MSGS=${SH_MSGS:-$ROOMS_MSGS}
 PROCS=${BENCH_PROCS:-2}
 FAMILIES=${BENCH_FAMILIES:-burst paced recovery}
+[ "${BENCH_ONLY:-}" = formats ] && FAMILIES=burst
 PACED=${BENCH_PACED:-roomcast:writev roomcast:io_uring node limit:epoll limit:io_uring}
 P_CONNS=${P_CONNS:-$IDLE1} P_ROOMS=${P_ROOMS:-$ROOMS} P_SECS=${P_SECS:-$R10K_SECS}
 P_ONE_RATE=${P_ONE_RATE:-$R10K_RATE} P_ROOMS_RATE=${P_ROOMS_RATE:-$LAT_RATE}
@@ -224,6 +233,7 @@ start_one() {   # start_one TARGET INDEX: starts a server and appends it to SRV_
         >"$W/roomcast-$i.log" 2>&1 &
     elif [ "$MODE" = redis ] || [ "$MODE" = redisapi ]; then
       ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" ROOMCAST_API_KEY=$API_KEY \
+        ROOMCAST_SOCKETIO_PREFIX=${RC_SIO_PREFIX:-} \
         ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
         >"$W/roomcast-$i.log" 2>&1 &
     else
@@ -282,7 +292,8 @@ publish() {     # publish TARGET publisher-args...: prints the publisher's JSON 
   elif [ "$MODE" = cluster ]; then
     "$PUB" --redis "${CSEEDS%%,*}" --cluster --format roomcast "$@"
   elif [ "$MODE" = redis ]; then
-    "$PUB" --redis "127.0.0.1:$RPORT" --format roomcast "$@"
+    # PUBFMT=emitter: the @socket.io/redis-emitter format (scen_formats), else the JSON envelope
+    "$PUB" --redis "127.0.0.1:$RPORT" --format "$([ "${PUBFMT:-}" = emitter ] && echo emitter || echo roomcast)" "$@"
   elif [ "$MODE" = redisapi ]; then
     "$PUB" --format api --api "127.0.0.1:${SRV_PORTS[0]}" --api-key "$API_KEY" "$@"
   else
@@ -553,6 +564,25 @@ scen_cluster() {
   stop_servers
 }
 
+# formats: JSON envelope and emitter format, alternately, on one node with socketio.prefix set.
+scen_formats() {
+  local per_room=$(( IDLE1 / ROOMS )) i f
+  RC_SIO_PREFIX=socket.io start_servers roomcast 1 || return 0
+  lg_start F --port "${SRV_PORTS[0]}" --conns "$IDLE1" --rooms "$ROOMS" --join-also all --concurrency 64 || { stop_servers; return 0; }
+  record roomcast formats_connect "\"rounds\":$FMT_ROUNDS" "\"connect\":$LG_LINE"
+  sleep 2
+  for i in $(seq 1 "$FMT_ROUNDS"); do
+    for f in json emitter; do
+      PUBFMT=$f measure_phase roomcast F "fmt_fanout_${f}_$i" $((IDLE1 * FAN_MSGS)) 15000 240000 \
+        --room all --count "$FAN_MSGS"
+      PUBFMT=$f measure_phase roomcast F "fmt_rooms_${f}_$i" $((ROOMS_MSGS * per_room)) 10000 240000 \
+        --rooms "$ROOMS" --count "$ROOMS_MSGS"
+    done
+  done
+  lg_stop F
+  stop_servers
+}
+
 # rooms_max TARGET: messages/s of TARGET's "rooms" phase in this run (its deliveries/s over the
 # members per room; "" when that phase did not run). xrate TARGET FRACTION: FRACTION of it.
 rooms_max() {
@@ -777,6 +807,10 @@ for target in $TARGETS; do
     echo "{\"target\":\"roomcast\",\"scenario\":\"mode\",\"mode\":\"$MODE\",\"config\":$rcfg}" >>"$RES"
   fi
   log "== $target"
+  if [ "${BENCH_ONLY:-}" = formats ]; then
+    if [ "$target" = roomcast ] && [ "$MODE" = redis ]; then scen_formats; fi
+    continue
+  fi
   scen_handshake "$target"
   scen_single "$target"
   if [ "$target" = node ] || [ "$MODE" = redis ]; then
@@ -785,9 +819,10 @@ for target in $TARGETS; do
     # shellcheck disable=SC2046 # word splitting of "NAME RATE ..." is meant
     scen_xlatency "$target" xlatency "$target" $(xcurve_args "$target")
   fi
+  if [ "$target" = roomcast ] && [ "$MODE" = redis ]; then scen_formats; fi
 done
 # like for like: roomcast (Redis backplane) at the rate Node's xlatency ran at
-if [[ " $TARGETS " == *" roomcast "* && " $TARGETS " == *" node "* ]] &&
+if [ "${BENCH_ONLY:-}" != formats ] && [[ " $TARGETS " == *" roomcast "* && " $TARGETS " == *" node "* ]] &&
   grep -qF '"scenario":"mode","mode":"redis"' "$RES"; then
   MODE=redis
   log "== roomcast at node's rate"
