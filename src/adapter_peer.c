@@ -12,7 +12,11 @@
  * Pending acks (BROADCAST): one slot per broadcast in a fixed ring; the slot's address is the ctx
  * handed to the node's emit_ack, so rc_adapter_peer_owns_ack is a range check. A slot lives until
  * the broadcast's timeout (flags.timeout, as the requester also forgets it then); acks after it
- * are counted as late and dropped. A slot is reused only after it expired, in ring order.
+ * are counted as late and dropped. A slot is reused only after it expired, in ring order (1,024
+ * slots): a client that answers after its broadcast's timeout, once its slot serves a later
+ * broadcast, has its ack counted for that later one. Socket.IO clients answer at once or not at
+ * all, and sio drops a socket's pending acks beyond 64, so this needs 1,024 broadcasts with acks
+ * between a client's receipt and its late answer.
  *
  * What it does not do: subscribe, publish broadcasts, or act on the requests that need no answer.
  */
@@ -28,7 +32,6 @@
 #include <event2/buffer.h>
 #include <msgpack.h>
 #include <string.h>
-#include <time.h>
 
 #define ACK_SLOTS 1024
 #define ACK_TIMEOUT_DEFAULT_MS 5000u

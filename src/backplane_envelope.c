@@ -101,6 +101,17 @@ static void buf_put_base64(bp_buf *b, const uint8_t *d, size_t n)
     b->len += rc_base64_encode(d, n, b->p + b->len);
 }
 
+/* "<ms>-<seq>", two decimal numbers of at most 20 digits: a Redis stream id. */
+int bp_offset_valid(const char *s)
+{
+    size_t a = 0, b = 0;
+    while (s[a] >= '0' && s[a] <= '9') a++;
+    if (a == 0 || a > 20 || s[a] != '-') return 0;
+    const char *t = s + a + 1;
+    while (t[b] >= '0' && t[b] <= '9') b++;
+    return b > 0 && b <= 20 && t[b] == '\0';
+}
+
 /* ---- encoding --------------------------------------------------------------------------------- */
 
 int bp_envelope_encode(bp_buf *b, const rc_bp_message *m, const char *origin)
@@ -143,6 +154,10 @@ int bp_envelope_encode(bp_buf *b, const rc_bp_message *m, const char *origin)
     if (m->id) {
         bp_buf_puts(b, ",\"id\":");
         buf_put_jstr(b, m->id);
+    }
+    if (m->kind == RC_BP_EMIT && m->offset) {
+        bp_buf_puts(b, ",\"offset\":");
+        buf_put_jstr(b, m->offset);
     }
     if (m->kind == RC_BP_EMIT && m->attachment_count) {
         bp_buf_puts(b, ",\"attachments\":[");
@@ -190,6 +205,7 @@ static const env_rule RULE_OP_ROOM = {"room", ACCEPT_STRING | REQUIRED | NONEMPT
 static const env_rule RULE_EVENT = {"event", ACCEPT_STRING | REQUIRED | NONEMPTY,
                                     "event must be a non-empty string", NULL};
 static const env_rule RULE_ARGS = {"args", ACCEPT_ARRAY, "args is not an array", NULL};
+static const env_rule RULE_OFFSET = {"offset", ACCEPT_STRING | NULL_IS_ABSENT, "offset is not a string", NULL};
 static const env_rule RULE_ATTACHMENTS = {"attachments", ACCEPT_STRINGS | NULL_IS_ABSENT,
                                           "attachments is not an array",
                                           "attachment is not a string"};
@@ -201,14 +217,14 @@ static int refuse(bp_envelope *env, const char *why)
 }
 
 /* The envelope's keys, a bit each (env_keys). */
-enum { K_EVENT, K_DATA, K_ARGS, K_ATTACHMENTS, K_OP, K_ROOM, K_EXCEPT, K_ID, K_ORIGIN, K__COUNT };
+enum { K_EVENT, K_DATA, K_ARGS, K_ATTACHMENTS, K_OP, K_ROOM, K_EXCEPT, K_ID, K_ORIGIN, K_OFFSET, K__COUNT };
 static const char *const key_names[K__COUNT] = {
-    "event", "data", "args", "attachments", "op", "room", "except", "id", "origin",
+    "event", "data", "args", "attachments", "op", "room", "except", "id", "origin", "offset",
 };
 #define KEY(k) (1u << (k))
 /* What each kind may carry besides except, id and origin. */
 #define KEYS_COMMON (KEY(K_EXCEPT) | KEY(K_ID) | KEY(K_ORIGIN))
-#define KEYS_EMIT (KEYS_COMMON | KEY(K_EVENT) | KEY(K_DATA) | KEY(K_ARGS) | KEY(K_ATTACHMENTS))
+#define KEYS_EMIT (KEYS_COMMON | KEY(K_EVENT) | KEY(K_DATA) | KEY(K_ARGS) | KEY(K_ATTACHMENTS) | KEY(K_OFFSET))
 #define KEYS_JOIN (KEYS_COMMON | KEY(K_OP) | KEY(K_ROOM))
 #define KEYS_DISCONNECT (KEYS_COMMON | KEY(K_OP))
 
@@ -353,6 +369,12 @@ static int decode_emit(bp_envelope *env)
     if (env_field(env, &RULE_ARGS, &args) != 0) return BP_ENVELOPE_INVALID;
     if (args && (env->keys & KEY(K_DATA))) return refuse(env, "data and args both given");
     if (env_field(env, &RULE_ATTACHMENTS, &atts) != 0) return BP_ENVELOPE_INVALID;
+    const cJSON *offset;
+    if (env_field(env, &RULE_OFFSET, &offset) != 0) return BP_ENVELOPE_INVALID;
+    if (offset) {
+        if (!bp_offset_valid(offset->valuestring)) return refuse(env, "offset is not a stream id");
+        m->offset = offset->valuestring;
+    }
     if (!args) {
         cJSON *data = cJSON_DetachItemFromObjectCaseSensitive(env->root, "data");
         env->args_array = cJSON_CreateArray();
@@ -386,7 +408,11 @@ int bp_envelope_decode(bp_envelope *env, const char *payload, size_t len, const 
 
     if (env_field(env, &RULE_ORIGIN, &origin) != 0) return BP_ENVELOPE_INVALID;
     if (origin) {
-        if (strcmp(origin->valuestring, own_origin) == 0) return BP_ENVELOPE_OWN;
+        /* A kept emit comes back to its own node too: the history script published it, and every
+         * node delivers kept emits in the order Redis ran them (docs/recovery.md). */
+        if (strcmp(origin->valuestring, own_origin) == 0 &&
+            !cJSON_GetObjectItemCaseSensitive(env->root, "offset"))
+            return BP_ENVELOPE_OWN;
         env->msg.origin = origin->valuestring;
     }
 

@@ -34,6 +34,9 @@ void bp_buf_dispose(bp_buf *b);
  * JOIN/LEAVE without a target room, an unknown kind); out then holds garbage. */
 int bp_envelope_encode(bp_buf *out, const rc_bp_message *m, const char *origin);
 
+/* 1 if s is a Redis stream id "<ms>-<seq>" (an "offset"). */
+int bp_offset_valid(const char *s);
+
 enum bp_envelope_verdict {
     BP_ENVELOPE_OK = 0,    /* env->msg holds the message */
     BP_ENVELOPE_OWN,       /* a well-formed "origin" equal to own_origin: our own echo */

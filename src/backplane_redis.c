@@ -273,6 +273,7 @@ static void redis_free(rc_backplane *b)
 static const rc_backplane_ops redis_ops = {
     .when_subscribed = redis_when_subscribed,
     .publish = redis_publish,
+    .publish_kept = redis_bp__publish_kept,
     .room_open = redis_room_open,
     .room_close = redis_room_close,
     .ns_open = redis_ns_open,

@@ -306,6 +306,8 @@ void redis_bp__message(redis_bp *bp, const char *chan, size_t chanlen, const cha
 
 /* Namespaces start with '/' and never contain ':'. */
 int redis_bp__ns_valid(const char *ns);
+/* src/backplane_redis_keep.c: rc_backplane_ops.publish_kept. */
+int redis_bp__publish_kept(rc_backplane *b, const rc_bp_message *msg, const rc_bp_keep *keep);
 /* Writes the channel of (ns, room) into b: P:room:<ns>:<room>, or P:ns:<ns> when room is NULL. */
 void redis_bp__channel_build(const redis_bp *bp, bp_buf *b, const char *ns, const char *room);
 /* The node's wish for a room (room set) or namespace channel; takes effect at the next flush. */

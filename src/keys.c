@@ -27,6 +27,9 @@ static const struct {
     [RC_KEY_NODE_CONNS] = {"node:", 1, ":conns"},
     [RC_KEY_NODE_MEMBERS] = {"node:", 1, ":members"},
     [RC_KEY_EVENTS] = {"events", 0, ""},
+    [RC_KEY_HISTORY] = {"history:", 1, ""},
+    [RC_KEY_SESSION] = {"session:", 1, ""},
+    [RC_KEY_ONCE] = {"once:", 2, ""},
     [RC_KEY_QUEUE] = {"", 1, ":"},
     [RC_KEY_ADMIN] = {"admin", 0, ""},
 };

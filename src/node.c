@@ -41,6 +41,7 @@
 static void bp_on_message(void *arg, const rc_bp_message *msg)
 {
     rc_node *n = arg;
+    if (msg->kind == RC_BP_EMIT) rc_node__recovery_heard(n, msg);
     if (msg->kind == RC_BP_EMIT) rc_sio_broadcast(n->sio, msg, rc_now_mono_ns());
     else rc_sio_control(n->sio, msg);
 }
@@ -226,6 +227,7 @@ static const char *hook_admit(void *arg, size_t ns_index, const cJSON *auth)
 static void hook_on_membership(void *arg, rc_sio_socket *s, const char *room, int joined)
 {
     rc_node *n = arg;
+    rc_node__recovery_touch(n, s);
     if (n->admin) rc_admin_on_membership(n->admin, s, room, joined);
     if (is_admin(n, s)) return;
     if (!n->presence || !rc_sio_socket_user(s) || !rc_ns_rules_tracked(rc_node__socket_rules(n, s), room)) return;
@@ -239,7 +241,9 @@ static void hook_on_disconnect(void *arg, rc_sio_socket *s)
     if (n->admin) rc_admin_on_disconnect(n->admin, s);
     if (is_admin(n, s)) return;
     rc_node__socketio_socket(n, s, 0);
-    if (n->presence && rc_sio_socket_user(s)) rc_presence_disconnect(n->presence, rc_sio_socket_id(s));
+    if (n->presence && rc_sio_socket_user(s) &&
+        !rc_node__recovery_presence_leave(n, s))
+        rc_presence_disconnect(n->presence, rc_sio_socket_id(s));
 }
 
 static char *hook_user_room(void *arg, const rc_sio_socket *s)
@@ -270,6 +274,7 @@ static rc_sio_server *sio_new(rc_node *n)
         ns[i].token_in_query = rc_ns_rules_token_in_query(r);
         rc_ns_rules_rate_limit(r, &ns[i].rate_events, &ns[i].rate_interval_ms);
         ns[i].event_limit_count = rc_ns_rules_event_limit_count(r);
+        ns[i].recovery = rc_node__recovery_enabled(n, i);
     }
     n->admin_ns = SIZE_MAX;
     if (cfg->admin.enabled) { /* the Admin UI's namespace comes last: rules index the others */
@@ -353,9 +358,11 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->hooks.user_room = hook_user_room;
     n->hooks.event_limit = hook_event_limit;
     n->hooks.auth_error = rc_node__hook_auth_error;
+    n->hooks.recover = rc_node__hook_recover;
     n->hooks.admit = hook_admit;
     n->hooks.on_upgrade = hook_on_upgrade;
     n->hooks.arg = n;
+    rc_node__recovery_new(n);
     n->sio = sio_new(n);
     for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)
         n->bp->ops->ns_open(n->bp, rc_ns_rules_name(rc_rules_ns_at(cfg->rules, i)));
@@ -391,6 +398,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         rc_free(n->status_pattern);
         rc_node__socketio_free(n->socketio);
         n->bp->ops->free(n->bp);
+        rc_node__recovery_free(n);
         rc_free(n);
         return NULL;
     }
@@ -476,5 +484,6 @@ void rc_node_free(rc_node *n)
     rc_free(n->status_pattern);
     rc_node__socketio_free(n->socketio);
     n->bp->ops->free(n->bp);
+    rc_node__recovery_free(n);
     rc_free(n);
 }

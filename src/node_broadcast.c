@@ -28,6 +28,8 @@ int rc_node__broadcast(rc_node *n, rc_bp_message *msg)
         return -1;
     }
     msg->origin = n->cfg->node_id;
+    int kept = rc_node__recovery_publish(n, msg); /* kept: delivered here when Redis publishes it */
+    if (kept) return kept > 0 ? 0 : -1;
     /* One path per broadcast: with socketio.prefix an emit goes out in the adapter format only
      * (node_socketio.c), which other roomcast nodes and Node servers hear alike. */
     if (n->socketio && msg->kind == RC_BP_EMIT) {

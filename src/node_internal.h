@@ -10,6 +10,8 @@
  *   node_rules.c      rc_rule_ops for the rules, the sio hooks that run rules, and the rules
  *                     waiting for a presence answer.
  *   node_api.c        the HTTP routes: /healthz, /readyz, /metrics, POST /api/publish.
+ *   node_recovery.c   connection state recovery: kept emits, gap marks, sessions in Redis, the
+ *                     recover hook (docs/recovery.md).
  *   node_socketio.c   Socket.IO's Redis formats (socketio.prefix): emitter and adapter
  *                     broadcasts and requests in, the node's broadcasts out in the adapter format.
  *   node_adapter.c    what the adapter peer (adapter_peer.h) is told of the local sockets.
@@ -40,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct rc_node_recovery rc_node_recovery;
 typedef struct rc_node_socketio rc_node_socketio;
 
 struct rc_node {
@@ -56,6 +59,7 @@ struct rc_node {
     rc_jobs *jobs;
     rc_presence *presence;
     rc_presence_callbacks presence_cb;
+    rc_node_recovery *recovery;     /* connection state recovery (node_recovery.c) */
     rc_adapter_peer *adapter;       /* answers Node adapters' requests; NULL unless
                                      * ROOMCAST_SOCKETIO_PREFIX is set */
     struct rc_admin *admin;         /* the Admin UI (admin.enabled), else NULL */
@@ -172,6 +176,33 @@ void rc_node__answer_pending(rc_node *n, uint64_t tag, int err, cJSON *data);
 pending_answer *rc_node__pending_take(rc_node *n, uint64_t tag);
 void rc_node__pending_free(pending_answer *p);
 
+/* ---- node_recovery.c -------------------------------------------------------------------- */
+
+/* Created after the backplane, before sio (which asks rc_node__recovery_enabled per namespace);
+ * freed after the backplane. */
+void rc_node__recovery_new(rc_node *n);
+void rc_node__recovery_free(rc_node *n);
+/* 1 if namespace ns_index has recovery on (its config asks, and Redis is there). */
+int rc_node__recovery_enabled(const rc_node *n, size_t ns_index);
+/* An emit about to be published: 0 when it is not kept (publish it as usual; a binary emit of a
+ * kept room leaves a gap mark first), 1 when it was handed to publish_kept (every node, this
+ * one included, delivers it when Redis publishes it), -1 when that was refused. */
+int rc_node__recovery_publish(rc_node *n, rc_bp_message *msg);
+/* The same for a notification every node hears: kept and published once cluster-wide (the once
+ * key is its id, or the digest of payload). 0 not kept, 1 handed over, -1 refused. */
+int rc_node__recovery_notify(rc_node *n, rc_bp_message *msg, const char *payload, size_t len);
+/* An emit heard from the backplane: one without an offset to a kept room leaves a gap mark. */
+void rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg);
+/* The socket's session changed (connect, join, leave): rewritten at the end of the loop turn. */
+void rc_node__recovery_touch(rc_node *n, rc_sio_socket *s);
+/* presenceGrace: 1 when the socket's presence is kept for its window (the caller then does not
+ * disconnect it from presence); a socket back on this node within it takes it back. */
+int rc_node__recovery_presence_leave(rc_node *n, rc_sio_socket *s);
+void rc_node__recovery_presence_back(rc_node *n, const rc_sio_socket *s);
+/* rc_sio_hooks.recover (arg is the node). */
+void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const char *pid, const char *offset,
+                           const char *user);
+void rc_node__recovery_write_metrics(const rc_node *n, struct evbuffer *out);
 /* ---- node_socketio.c -------------------------------------------------------------------- */
 
 /* NULL (and nothing done) without socketio.prefix or without Redis; else subscribes each

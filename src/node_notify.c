@@ -100,7 +100,11 @@ const char *rc_node__notify(rc_node *n, const char *payload, size_t len)
         msg.id = p.id;
         msg.except = p.except;
         msg.except_count = p.except_count;
-        delivered = rc_sio_broadcast(n->sio, &msg, rc_now_mono_ns());
+        /* kept for recovery: published once to the user room, delivered as every node hears it
+         * (refused: nobody here gets it, and the jobs script decides as for an absent user) */
+        int kept = rc_node__recovery_notify(n, &msg, payload, len);
+        if (kept > 0) delivered = rc_sio_room_size(n->sio, p.ns, room);
+        else if (kept == 0) delivered = rc_sio_broadcast(n->sio, &msg, rc_now_mono_ns());
         cJSON_free(json);
         rc_free(room);
     }

@@ -302,8 +302,10 @@ void rc_node__hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
 {
     rc_node *n = arg;
     rc_node__socketio_socket(n, s, 1);
+    rc_node__recovery_presence_back(n, s);
     if (n->presence && rc_sio_socket_user(s))
         rc_presence_connect(n->presence, rc_sio_socket_user(s), rc_sio_socket_id(s));
+    rc_node__recovery_touch(n, s);
     rule_target t = {arg, s, -1, NULL, 0, NULL};
     rc_rule_input in;
     fill_input(&in, s, 0);

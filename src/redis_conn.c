@@ -72,6 +72,11 @@ static const size_t MAX_OUTPUT_BYTES = 32u * 1024 * 1024; /* formatted, not yet 
 #define MAX_READS_PER_TURN 64                             /* 4 MiB ... */
 #define MAX_READ_NS_PER_TURN (100 * 1000000ull)           /* ... or 100 ms of work per turn */
 #define FEED_SLICE 2048                                   /* bytes given to the reader at once */
+/* Over TLS, what the OpenSSL bufferevent may read in one callback. Redis up to 7.0 (and Valkey
+ * before 8.1) drops a TLS client whose socket filled up while it wrote ("SSL routines::bad
+ * length" in its verbose log: it retries SSL_write with a shorter buffer), so a subscriber
+ * that reads 16 KiB a turn loses its connection, and messages, under a burst. */
+#define TLS_READ_PER_TURN (4 << 20)
 
 /* The handshake's steps, kept in its ring entries' arg (their fn is NULL). */
 enum { HANDSHAKE_AUTH = 1, HANDSHAKE_SELECT, HANDSHAKE_SETNAME };
@@ -244,7 +249,9 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         if (evbuffer_get_length(c->out) == 0) return;
     }
     /* the kernel is full, or TLS: libevent writes the rest when it can */
-    if (bufferevent_write_buffer(c->bev, c->out) != 0) conn_lost(c, REDIS_FAIL_IO, "connection lost: write");
+    uint64_t gen = c->opens;
+    if (bufferevent_write_buffer(c->bev, c->out) != 0 && c->opens == gen && c->bev)
+        conn_lost(c, REDIS_FAIL_IO, "connection lost: write");
 }
 
 /* Formats one command into out; a regular one (fn set, or the handshake's) enters the ring. */
@@ -503,6 +510,9 @@ int redis_conn_open(redis_conn *c, const redis_conn_target *t, const rc_redis_ur
             return -1;
         }
         bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+        /* read what waits, as on a plain socket (libevent's default is 16 KiB a callback): a
+         * subscriber that reads slowly makes Redis 7.0 drop it (see TLS_READ_PER_TURN) */
+        bufferevent_set_max_single_read(c->bev, TLS_READ_PER_TURN);
         bufferevent_setcb(c->bev, on_tls_read, NULL, on_event, c);
         bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     } else {

@@ -100,6 +100,7 @@ void rc_rules_free(rc_rules *rules)
         }
         for (size_t k = 0; k < ns->ntrack; k++) rc_free(ns->track_globs[k]);
         rc_free(ns->track_globs);
+        rc_recovery_config_dispose(&ns->recovery);
         for (size_t k = 0; k < ns->nrules; k++) rule_dispose(&ns->rules[k]);
         rc_free(ns->rules);
     }
@@ -718,7 +719,7 @@ static void compile_events(const cJSON *events, const char *path, rc_ns_rules *n
 static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_config_errors *e)
 {
     static const char *const ns_keys[] = {"auth", "tokenInQuery", "userRoom", "joinAllow", "onConnect",
-                                          "events", "rateLimit", "status", "track", "authError", NULL};
+                                          "events", "rateLimit", "status", "track", "authError", "recovery", NULL};
     static const cJSON default_user_room = {.type = cJSON_String, .valuestring = (char *)"user:{user}"};
     static const cJSON default_allow_item = {.type = cJSON_String, .valuestring = (char *)"{claims.rooms}"};
     static const cJSON default_allow = {.type = cJSON_Array, .child = (cJSON *)&default_allow_item};
@@ -775,6 +776,9 @@ static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_con
     if (st && !cJSON_IsNull(st)) compile_status(st, path, ns, e);
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(j, "track");
     if (tr && !cJSON_IsNull(tr)) compile_track(tr, path, ns, e);
+    p = pathf("%s.recovery", path);
+    rc_recovery_config_parse(&ns->recovery, cJSON_GetObjectItemCaseSensitive(j, "recovery"), p, e);
+    rc_free(p);
 
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(j, "events");
     compile_events(events, path, ns, e);

@@ -16,6 +16,7 @@
 #ifndef ROOMCAST_RULES_COMPILED_H
 #define ROOMCAST_RULES_COMPILED_H
 
+#include "roomcast/recovery_config.h"
 #include "roomcast/rules.h"
 #include "roomcast/template.h"
 
@@ -109,6 +110,7 @@ struct rc_ns_rules {
     int has_verify;        /* some action of the namespace is a `verify` (it needs key material) */
     int has_on_limit;
     unsigned n_event_limits; /* event rules with their own rateLimit */
+    rc_recovery_config recovery; /* "recovery" (src/recovery_config.c) */
 };
 
 struct rc_rules {

@@ -615,3 +615,24 @@ void rc_rules_run_ack(const rc_ns_rules *ns, const void *on_ack, const rc_rule_i
     run_rule(&r, on_ack);
     run_dispose(&r);
 }
+
+const rc_recovery_config *rc_ns_rules_recovery(const rc_ns_rules *ns)
+{
+    return ns ? &ns->recovery : NULL;
+}
+
+int rc_ns_rules_recovery_keeps(const rc_ns_rules *ns, const char *room, const char *event)
+{
+    const rc_recovery_config *c = ns ? &ns->recovery : NULL;
+    if (!c || !c->enabled || !event) return 0;
+    for (size_t i = 0; i < c->nvolatile; i++)
+        if (rc_glob_match(c->volatile_events[i], event)) return 0;
+    for (size_t i = 0; i < c->nrooms; i++) {
+        if (!room) {
+            if (strcmp(c->rooms[i], "*") == 0) return 1;
+        } else if (rc_glob_match(c->rooms[i], room)) {
+            return 1;
+        }
+    }
+    return 0;
+}

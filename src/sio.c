@@ -148,11 +148,12 @@ static void socket_free(rc_sio_socket *s)
     rc_free(s->user);
     rc_free(s->claims_json);
     cJSON_Delete(s->auth);
+    rc_sio__recover_socket_free(s);
     rc_free(s);
 }
 
 /* Unlinks the socket from everything; frees it now or when the client's hook returns. */
-static void socket_remove(rc_sio_socket *s)
+void rc_sio__socket_remove(rc_sio_socket *s)
 {
     rc_sio_client *c = s->client;
     rc_sio_ns *ns = s->ns;
@@ -311,7 +312,7 @@ static void socket_disconnect(rc_sio_socket *s)
     size_t n = rc_sio_encode_header(buf, RC_SIO_DISCONNECT, s->ns->set.name, -1, 0);
     send_text(s->client, buf, n);
     s->ns->srv->gone = "server namespace disconnect";
-    socket_remove(s);
+    rc_sio__socket_remove(s);
 }
 
 void rc_sio_disconnect(rc_sio_socket *s)
@@ -465,7 +466,7 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
         connect_error(c, nsp, "Invalid namespace", NULL);
         return;
     }
-    if (client_socket(c, ns)) { /* a second CONNECT for the same namespace */
+    if (client_socket(c, ns) || rc_sio__recover_pending(c, ns)) { /* a second CONNECT for the same namespace */
         rc_eio_close(c->eio, "parse error");
         return;
     }
@@ -501,28 +502,48 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
             return;
         }
     }
+    /* The rest of the auth payload is kept for rules ({auth.x}), parsed once here, not per event;
+     * the token itself was verified and its claims are kept, so it is not stored twice. */
+    cJSON *auth = NULL;
+    if (cJSON_IsObject(p->payload) && mode != RC_SIO_AUTH_HOOK) { /* a password is not kept */
+        auth = cJSON_Duplicate(p->payload, 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(auth, "token");
+    }
+    if (rc_sio__recover_begin(c, ns, p->payload, &ar, &auth)) return; /* sio_recover.c */
+    rc_sio_socket *s = rc_sio__socket_create(c, ns, &ar, auth, NULL, NULL);
+    rc_sio__connect_reply(s);
+    if (srv->hooks->on_connect) srv->hooks->on_connect(srv->hooks->arg, s, p->payload);
+}
+
+rc_sio_socket *rc_sio__socket_create(rc_sio_client *c, rc_sio_ns *ns, rc_auth_result *ar, cJSON *auth,
+                                     const char *sid, const char *pid)
+{
+    rc_sio_server *srv = c->srv;
     rc_sio_socket *s = rc_calloc(1, sizeof(*s));
     s->client = c;
     s->ns = ns;
-    s->user = ar.user_id;
-    s->claims_json = ar.claims_json;
+    s->user = ar->user_id;
+    s->claims_json = ar->claims_json;
+    ar->user_id = ar->claims_json = NULL;
     s->issued_s = (uint32_t)time(NULL);
-    if (cJSON_IsObject(p->payload) && mode != RC_SIO_AUTH_HOOK) { /* a password is not kept */
-        /* Keep the rest of the auth payload for rules ({auth.x}), parsed once here, not per event;
-         * the token itself was verified and its claims are kept, so it is not stored twice. */
-        cJSON *copy = cJSON_Duplicate(p->payload, 1);
-        cJSON_DeleteItemFromObjectCaseSensitive(copy, "token");
-        if (copy->child) s->auth = copy;
-        else cJSON_Delete(copy);
+    if (auth && !auth->child) cJSON_Delete(auth);
+    else s->auth = auth;
+    if (sid) {
+        memcpy(s->sid, sid, RC_SIO_SOCKET_ID_LEN + 1);
+    } else {
+        do {
+            rc_random_id(s->sid, RC_SIO_SOCKET_ID_LEN);
+        } while (rc_hmap_find(&ns->sockets, s->sid, RC_SIO_SOCKET_ID_LEN));
     }
-    do {
-        rc_random_id(s->sid, RC_SIO_SOCKET_ID_LEN);
-    } while (rc_hmap_find(&ns->sockets, s->sid, RC_SIO_SOCKET_ID_LEN));
+    if (ns->set.recovery) {
+        if (pid) memcpy(s->pid, pid, RC_SIO_PID_LEN + 1);
+        else rc_random_id(s->pid, RC_SIO_PID_LEN);
+    }
     rc_hmap_insert(&ns->sockets, &s->node, s->sid, RC_SIO_SOCKET_ID_LEN);
     s->next = c->sockets;
     c->sockets = s;
     srv->socket_count++;
-    expiry_schedule(s, rc_auth_expires_at(srv->set.jwt, ar.exp));
+    expiry_schedule(s, rc_auth_expires_at(srv->set.jwt, ar->exp));
     srv->handshakes++;
     rc_eio_mark_connected(c->eio);
     if (s->user && srv->hooks->user_room) {
@@ -533,12 +554,19 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
             rc_free(room);
         }
     }
-    char buf[RC_SIO_HEADER_MAX + 256 + 64];
-    size_t n = rc_sio_encode_header(buf, RC_SIO_CONNECT, nsp, -1, 0);
-    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"sid\":\"%s\"}", s->sid);
-    send_text(c, buf, n);
-    rc_log_debug("socket_connected", "ns=%s sid=%s user=%s", nsp, s->sid, s->user ? s->user : "-");
-    if (srv->hooks->on_connect) srv->hooks->on_connect(srv->hooks->arg, s, p->payload);
+    return s;
+}
+
+void rc_sio__connect_reply(rc_sio_socket *s)
+{
+    char buf[RC_SIO_HEADER_MAX + 256 + 64 + RC_SIO_PID_LEN];
+    size_t n = rc_sio_encode_header(buf, RC_SIO_CONNECT, s->ns->set.name, -1, 0);
+    if (s->pid[0])
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"sid\":\"%s\",\"pid\":\"%s\"}", s->sid, s->pid);
+    else
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"sid\":\"%s\"}", s->sid);
+    send_text(s->client, buf, n);
+    rc_log_debug("socket_connected", "ns=%s sid=%s user=%s", s->ns->set.name, s->sid, s->user ? s->user : "-");
 }
 
 /* ---- inbound packets ---------------------------------------------------------------------- */
@@ -560,7 +588,7 @@ static void dispatch(rc_sio_client *c, const rc_sio_packet *p, const rc_bp_bytes
     case RC_SIO_DISCONNECT:
         rc_eio_count_disconnect(RC_EIO_DISC_CLIENT);
         srv->gone = "client namespace disconnect";
-        socket_remove(s);
+        rc_sio__socket_remove(s);
         return;
     case RC_SIO_EVENT:
     case RC_SIO_BINARY_EVENT: {
@@ -721,7 +749,8 @@ static void client_on_close(void *owner, const char *reason)
     rc_sio_client *c = owner;
     c->busy++;
     c->srv->gone = reason;
-    while (c->sockets) socket_remove(c->sockets);
+    while (c->sockets) rc_sio__socket_remove(c->sockets);
+    rc_sio__recover_client_closed(c);
     bin_reset(c);
     client_unbusy(c);
     rc_sio__rate_dispose(c);
@@ -849,7 +878,7 @@ size_t rc_sio_disconnect_some(rc_sio_server *srv, size_t max)
             rc_sio_socket *s = RC_CONTAINER_OF(n, rc_sio_socket, node);
             /* Closing the whole Engine.IO session makes the client reconnect (elsewhere). */
             rc_eio_close(s->client->eio, "server shutting down");
-            socket_remove(s);
+            rc_sio__socket_remove(s);
             done++;
         }
     }

@@ -42,6 +42,11 @@ static int excepted(const rc_bp_message *msg, const rc_sio_socket *s)
 static void fanout_one(fanout *f, rc_sio_socket *s)
 {
     if (s->dead || excepted(f->msg, s)) return;
+    if (s->rec) { /* being recovered: in order, after its replay (sio_recover.c) */
+        rc_sio__recover_hold(s, f->head, f->att, f->att_count, f->msg->offset);
+        f->delivered++;
+        return;
+    }
     rc_eio_send_frame(s->client->eio, f->head);
     for (size_t i = 0; i < f->att_count; i++) rc_eio_send_frame(s->client->eio, f->att[i]);
     f->delivered++;
@@ -68,8 +73,15 @@ size_t rc_sio_broadcast(rc_sio_server *srv, const rc_bp_message *msg, uint64_t b
     f.born_ns = born_ns;
     f.ns_index = ns->index;
     int type = msg->attachment_count ? RC_SIO_BINARY_EVENT : RC_SIO_EVENT;
-    f.head = rc_sio__encode_packet(type, ns->set.name, -1, (int)msg->attachment_count, msg->event,
-                           msg->args_json, msg->args_len);
+    if (msg->offset) { /* a kept emit: its offset is its last argument, the same for everyone */
+        size_t len;
+        char *args = rc_sio__args_with_offset(msg->args_json, msg->args_len, msg->offset, &len);
+        f.head = rc_sio__encode_packet(type, ns->set.name, -1, (int)msg->attachment_count, msg->event, args, len);
+        rc_free(args);
+    } else {
+        f.head = rc_sio__encode_packet(type, ns->set.name, -1, (int)msg->attachment_count, msg->event,
+                                       msg->args_json, msg->args_len);
+    }
     f.head->born_ns = born_ns;
     rc_frame *att_local[RC_SIO_MAX_ATTACHMENTS];
     f.att = att_local;

@@ -32,9 +32,11 @@
 #include <stdint.h>
 
 #define RC_SIO_SOCKET_ID_LEN 20
+#define RC_SIO_PID_LEN 32         /* a recoverable session's private id: 192 random bits */
 
 struct event;
 typedef struct rc_sio_client rc_sio_client;
+typedef struct rc_sio_pending rc_sio_pending;
 
 typedef struct rc_sio_ns {
     rc_sio_ns_settings set;       /* copied from rc_sio_settings; set.name is the name */
@@ -85,6 +87,8 @@ struct rc_sio_socket {
     uint32_t mark;                /* srv->mark_seq of the last selection that took or left it out
                                    * (rc_sio_broadcast_to, rc_sio_select: each socket once) */
     rc_deadline_link expiry;      /* in srv->expiries while its token's exp is enforced */
+    char pid[RC_SIO_PID_LEN + 1]; /* "" unless its namespace has recovery */
+    rc_sio_pending *rec;          /* being recovered: broadcasts wait in it (src/sio_recover.c) */
     uint32_t issued_s;            /* when it connected (Unix seconds; fits malloc's 144-byte chunk) */
 };
 
@@ -99,6 +103,7 @@ struct rc_sio_client {
     rc_sio_socket *sockets;
     rc_sio_socket *dead;
     rc_sio_hold *holds;           /* holds taken on this session and not yet released */
+    rc_sio_pending *pendings;     /* CONNECTs waiting for their recovery (src/sio_recover.c) */
     char *bearer;                 /* Authorization: Bearer of the handshake, if any */
     char *query_token;            /* ?token= of the handshake, if any */
     int busy;                     /* inside a hook */
@@ -141,6 +146,29 @@ int rc_sio__rate_connect(rc_sio_client *c, const rc_sio_ns *ns);
 int rc_sio__rate_event(rc_sio_client *c, const rc_sio_socket *s, const char *event);
 /* Frees the session's budgets (its close). */
 void rc_sio__rate_dispose(rc_sio_client *c);
+
+/* src/sio.c: a socket for a CONNECT whose token verified (ar's strings and auth are taken; auth
+ * may be NULL), with sid (NULL: a fresh one) and pid (NULL: a fresh one if the namespace has
+ * recovery); linked, its user room joined. Then rc_sio__connect_reply sends the CONNECT reply.
+ * rc_sio__socket_remove unlinks a socket (on_disconnect fires) and frees it now or later. */
+rc_sio_socket *rc_sio__socket_create(rc_sio_client *c, rc_sio_ns *ns, rc_auth_result *ar, struct cJSON *auth,
+                                     const char *sid, const char *pid);
+void rc_sio__connect_reply(rc_sio_socket *s);
+void rc_sio__socket_remove(rc_sio_socket *s);
+
+/* src/sio_recover.c (include/roomcast/sio.h, "Connection state recovery"): 1 when the CONNECT
+ * is taken over (a recovery was asked of the node; ar's strings and *auth are taken); a CONNECT
+ * pending for ns on c; the session closed (pendings detached); a socket freed; a broadcast to a
+ * socket being recovered (frames kept with the emit's offset, NULL for none). */
+int rc_sio__recover_begin(rc_sio_client *c, rc_sio_ns *ns, const struct cJSON *payload, rc_auth_result *ar,
+                          struct cJSON **auth);
+int rc_sio__recover_pending(const rc_sio_client *c, const rc_sio_ns *ns);
+void rc_sio__recover_client_closed(rc_sio_client *c);
+void rc_sio__recover_socket_free(rc_sio_socket *s);
+void rc_sio__recover_hold(rc_sio_socket *s, rc_frame *head, rc_frame **att, size_t att_count, const char *offset);
+
+/* '[a,b]' with offset appended as a last string argument: '[a,b,"<offset>"]' (heap, *out_len). */
+char *rc_sio__args_with_offset(const char *args, size_t len, const char *offset, size_t *out_len);
 
 /* src/sio_admin.c: eio's on_upgrade: tells hooks.on_upgrade of each socket of the client. */
 void rc_sio__client_on_upgrade(void *owner);

@@ -223,11 +223,11 @@ static const msgpack_object *mp_get(const msgpack_object *o, const char *name)
     return found;
 }
 
-/* notepack's undefined: fixext 1 of type 0 (ext8 with type 0 is an ArrayBuffer). */
+/* notepack's undefined: fixext 1 of type 0 (an ext8 of type 0 is an ArrayBuffer). */
 static int mp_is_undefined(const msgpack_object *o)
 {
     if (!o || o->type != MSGPACK_OBJECT_EXT || o->via.ext.type != 0 || o->via.ext.size != 1) return 0;
-    return (uint8_t)o->via.ext.ptr[-2] == 0xd4;
+    return (uint8_t)o->via.ext.ptr[-2] == 0xd4; /* ext_form's test, for the one size */
 }
 
 /* A C string (in the zone) for a msgpack str: UTF-8 without NUL. NULL if it is not one. */
@@ -357,40 +357,63 @@ static void js_date(text_buf *b, double x)
     tb_put(b, buf, (size_t)n);
 }
 
-/* The Date notepack.io makes of an ext value, as a double of milliseconds (before TimeClip); 0 when
- * the ext is not a Date. -1 in *bad for a malformed timestamp. */
-static int ext_date(const msgpack_object *o, double *ms, int *bad)
+/* The header an ext value came with: its fixext prefix (0xd4..0xd8), 0xc7 for ext8, or 0xc8 for
+ * ext16 and ext32 alike. msgpack-c keeps the input's bytes (ptr[-1] is the type), and the bytes
+ * before tell the forms apart: a fixext's prefix is never equal to the length byte an ext of that
+ * size would have. notepack.io decodes each form differently. */
+static uint8_t ext_form(const msgpack_object *o)
 {
     const uint8_t *p = (const uint8_t *)o->via.ext.ptr;
     uint32_t size = o->via.ext.size;
-    uint8_t prefix = p[-2];
-    *bad = 0;
-    if (o->via.ext.type == -1) {
-        if (size == 4 && prefix == 0xd6) {
-            *ms = (double)(uint32_t)be_read(p, 4) * 1e3;
-        } else if (size == 8 && prefix == 0xd7) {
+    static const struct { uint32_t size; uint8_t prefix; } fix[] = {
+        {1, 0xd4}, {2, 0xd5}, {4, 0xd6}, {8, 0xd7}, {16, 0xd8}};
+    for (size_t i = 0; i < sizeof(fix) / sizeof(fix[0]); i++)
+        if (size == fix[i].size && p[-2] == fix[i].prefix) return fix[i].prefix;
+    return size <= 0xff && p[-2] == size && p[-3] == 0xc7 ? 0xc7 : 0xc8;
+}
+
+enum ext_kind { EXT_BYTES = 0, EXT_DATE, EXT_UNDEFINED, EXT_ARRAYBUFFER, EXT_BAD };
+
+/* What notepack.io makes of an ext value: a Date (*ms before TimeClip), undefined, an ArrayBuffer,
+ * [type, Buffer] (EXT_BYTES), or a timestamp it would misread (EXT_BAD: an ext8 of type -1 is read
+ * as 12 bytes whatever its length). */
+static int ext_kind(const msgpack_object *o, double *ms)
+{
+    const uint8_t *p = (const uint8_t *)o->via.ext.ptr;
+    int8_t type = o->via.ext.type;
+    switch (ext_form(o)) {
+    case 0xd4:
+        return type == 0 ? EXT_UNDEFINED : EXT_BYTES;
+    case 0xd6:
+        if (type != -1) return EXT_BYTES;
+        *ms = (double)(uint32_t)be_read(p, 4) * 1e3;
+        return EXT_DATE;
+    case 0xd7:
+        if (type == 0) { /* notepack's old Date encoding: int64 milliseconds */
+            *ms = (double)(int32_t)(uint32_t)be_read(p, 4) * 4294967296.0 + (double)(uint32_t)be_read(p + 4, 4);
+            return EXT_DATE;
+        }
+        if (type == -1) {
             uint32_t hi = (uint32_t)be_read(p, 4), lo = (uint32_t)be_read(p + 4, 4);
-            double s = (double)(hi & 0x3) * 4294967296.0 + (double)lo;
-            *ms = s * 1e3 + (double)(hi >> 2) / 1e6;
-        } else if (size == 12) {
+            *ms = ((double)(hi & 0x3) * 4294967296.0 + (double)lo) * 1e3 + (double)(hi >> 2) / 1e6;
+            return EXT_DATE;
+        }
+        return EXT_BYTES;
+    case 0xc7:
+        if (type == 0) return EXT_ARRAYBUFFER;
+        if (type != -1) return EXT_BYTES;
+        if (o->via.ext.size != 12) return EXT_BAD;
+        {
             uint32_t ns = (uint32_t)be_read(p, 4), lo = (uint32_t)be_read(p + 8, 4);
             int32_t hi = (int32_t)(uint32_t)be_read(p + 4, 4);
             *ms = ((double)hi * 4294967296.0 + (double)lo) * 1e3 + (double)ns / 1e6;
-        } else if (size == 16 && prefix == 0xd8) {
-            return 0; /* fixext 16: [type, bytes] */
-        } else {
-            *bad = 1;
-            return 0;
         }
-        return 1;
+        return EXT_DATE;
+    case 0xc8:
+        return type == 0 ? EXT_ARRAYBUFFER : EXT_BYTES;
+    default: /* 0xd5, 0xd8 */
+        return EXT_BYTES;
     }
-    if (o->via.ext.type == 0 && size == 8 && prefix == 0xd7) { /* notepack's old Date encoding */
-        int32_t hi = (int32_t)(uint32_t)be_read(p, 4);
-        uint32_t lo = (uint32_t)be_read(p + 4, 4);
-        *ms = (double)hi * 4294967296.0 + (double)lo;
-        return 1;
-    }
-    return 0;
 }
 
 /* ---- msgpack -> JSON text -------------------------------------------------------------------- */
@@ -483,26 +506,26 @@ static const char *json_value(rc_socketio_codec *c, const msgpack_object *o)
         json_placeholder(c, o->via.bin.ptr, o->via.bin.size);
         return NULL;
     case MSGPACK_OBJECT_EXT: {
-        double ms;
-        int bad;
-        if (ext_date(o, &ms, &bad)) {
+        double ms = 0;
+        switch (ext_kind(o, &ms)) {
+        case EXT_DATE:
             js_date(b, ms);
             return NULL;
-        }
-        if (bad) return "bad_ext";
-        if (o->via.ext.type == 0 && !mp_is_undefined(o)) { /* notepack's ArrayBuffer */
-            json_placeholder(c, o->via.ext.ptr, o->via.ext.size);
-            return NULL;
-        }
-        if (mp_is_undefined(o)) { /* only reached for a top-level value: as in an array */
+        case EXT_UNDEFINED: /* only reached for a top-level value: as in an array */
             tb_put(b, "null", 4);
             return NULL;
+        case EXT_ARRAYBUFFER:
+            json_placeholder(c, o->via.ext.ptr, o->via.ext.size);
+            return NULL;
+        case EXT_BAD:
+            return "bad_ext";
+        default: /* notepack: [type, Buffer] */
+            n = snprintf(buf, sizeof(buf), "[%d,", (int)o->via.ext.type);
+            tb_put(b, buf, (size_t)n);
+            json_placeholder(c, o->via.ext.ptr, o->via.ext.size);
+            tb_putc(b, ']');
+            return NULL;
         }
-        n = snprintf(buf, sizeof(buf), "[%d,", (int)o->via.ext.type); /* notepack: [type, Buffer] */
-        tb_put(b, buf, (size_t)n);
-        json_placeholder(c, o->via.ext.ptr, o->via.ext.size);
-        tb_putc(b, ']');
-        return NULL;
     }
     case MSGPACK_OBJECT_ARRAY:
         tb_putc(b, '[');

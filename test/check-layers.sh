@@ -20,7 +20,7 @@ LAYERS='
 3  ws         ws
 4  eio        eio_codec eio_cors eio
 5  sio        sio_codec auth rooms sio sio_*
-6  rules      template rules rules_*
+6  rules      template rules rules_* recovery_config
 7  backplane  keys backplane backplane_* redis_* socketio socketio_* adapter_peer
 8  services   presence presence_* jobs jobs_* admin admin_*
 9  config     config config_*

@@ -59,12 +59,28 @@ typedef struct rc_backplane_callbacks {
 
 typedef struct rc_backplane rc_backplane;
 
+/* Where and how long a kept emit is recorded (connection state recovery, docs/recovery.md). */
+typedef struct rc_bp_keep {
+    const char *history_key;     /* the namespace's stream, P:history:<ns> (keys.h) */
+    unsigned window_ms;          /* entries older than this are trimmed (XTRIM MINID ~) */
+    unsigned long max_length;    /* approximate cap of the stream (XADD MAXLEN ~) */
+    const char *once_key;        /* NULL, or a key that makes the emit kept and published once
+                                    cluster-wide (SET NX PX window_ms): every node may ask */
+} rc_bp_keep;
+
 typedef struct rc_backplane_ops {
     /* 0 when accepted for delivery to the other nodes, -1 when refused: the backplane is down,
      * its backlog is full, or it cannot carry the message (a namespace with ':'). The caller then
      * delivers it to nobody and refuses the client's relay (or the backend's publish) with an
      * error instead of queueing without bound. */
     int (*publish)(rc_backplane *bp, const rc_bp_message *msg);
+    /* Optional (NULL: the backplane keeps no history; the embedded one). An RC_BP_EMIT without
+     * attachments is appended to keep->history_key and published with its offset (the stream
+     * id) in one script, so its offset exists before anyone receives it and every node hears
+     * kept emits in the order of the stream. The publishing node is told too: on_message gets
+     * its own kept emits (msg->offset set), and it delivers them then, not at once. Accepted
+     * and refused as publish is. */
+    int (*publish_kept)(rc_backplane *bp, const rc_bp_message *msg, const rc_bp_keep *keep);
     void (*room_open)(rc_backplane *bp, const char *ns, const char *room);
     void (*room_close)(rc_backplane *bp, const char *ns, const char *room);
     void (*ns_open)(rc_backplane *bp, const char *ns);

@@ -39,6 +39,9 @@ enum rc_key_kind {
     RC_KEY_NODE_CONNS,      /* P:node:<node>:conns     a = node id: its connections */
     RC_KEY_NODE_MEMBERS,    /* P:node:<node>:members   a = node id: its tracked memberships */
     RC_KEY_EVENTS,          /* P:events                stream of forwarded client events */
+    RC_KEY_HISTORY,         /* P:history:<ns>          a = ns: stream of kept emits (recovery) */
+    RC_KEY_SESSION,         /* P:session:<pid>         a = pid: a recoverable socket's session */
+    RC_KEY_ONCE,            /* P:once:<ns>:<id>        a = ns, b = id: a notification kept once */
     RC_KEY_QUEUE,           /* <bull>:<queue>:         a = queue: prefix of a BullMQ queue's keys
                                                        (the prefix argument is BullMQ's) */
     RC_KEY_ADMIN,           /* P:admin                 the Admin UI's statistics, socket and room

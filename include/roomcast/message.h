@@ -51,6 +51,9 @@ typedef struct rc_bp_message {
     const char *target_room;        /* RC_BP_JOIN / RC_BP_LEAVE */
     const char *origin;             /* publishing node id; NULL for backends */
     const char *id;                 /* optional message id */
+    const char *offset;             /* RC_BP_EMIT: its place in the namespace's history (a Redis
+                                       stream id, docs/recovery.md), appended to the packet as its
+                                       last argument; NULL for an emit that is not kept */
 } rc_bp_message;
 
 #endif

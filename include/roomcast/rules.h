@@ -141,6 +141,13 @@ enum { RC_ANNOUNCE_OFFLINE = 0, RC_ANNOUNCE_ONLINE = 1, RC_ANNOUNCE_LEFT = 2, RC
 int rc_ns_rules_announce(const rc_ns_rules *ns, int kind, const char *user, const char *room,
                          uint64_t ts_ms, char event[201], struct cJSON **args);
 
+/* The namespace's "recovery" settings (never NULL for a namespace; NULL ns gives NULL). */
+const struct rc_recovery_config *rc_ns_rules_recovery(const rc_ns_rules *ns);
+/* 1 if an emit of `event` to `room` (NULL: the whole namespace) is kept for connection state
+ * recovery: recovery is on, the event matches no "volatile" glob, and the room matches a glob
+ * of "rooms" (a namespace-wide emit is kept when "rooms" holds "*"). */
+int rc_ns_rules_recovery_keeps(const rc_ns_rules *ns, const char *room, const char *event);
+
 /* Glob match used for room authorization: '*' any run, '?' one char, no escapes. */
 int rc_glob_match(const char *pattern, const char *s);
 

@@ -59,6 +59,7 @@ typedef struct rc_eio_callbacks rc_eio_callbacks;
 typedef struct rc_sio_server rc_sio_server;
 typedef struct rc_sio_socket rc_sio_socket;
 typedef struct rc_sio_hold rc_sio_hold;
+typedef struct rc_sio_pending rc_sio_pending;
 
 /* Who may CONNECT to a namespace. */
 enum rc_sio_auth {
@@ -86,6 +87,8 @@ typedef struct rc_sio_ns_settings {
     unsigned rate_interval_ms;
     unsigned event_limit_count;    /* events with their own rateLimit (hooks.event_limit indexes
                                       them); 0: event_limit is never asked */
+    int recovery;                  /* 1: connection state recovery (the CONNECT reply carries a
+                                      pid; a CONNECT with pid and offset asks hooks.recover) */
 } rc_sio_ns_settings;
 
 typedef struct rc_sio_settings {
@@ -146,6 +149,11 @@ typedef struct rc_sio_hooks {
      * namespace's DISCONNECT, the way of a gateway that checks tokens in its connection handler.
      * No socket exists meanwhile (no user room, on_connect or rules). NULL hook: CONNECT_ERROR. */
     char *(*auth_error)(void *arg, size_t ns_index, const char *reason, char event[201]);
+    /* A CONNECT to a namespace with recovery carried a string pid and offset, and its token
+     * verified (user: its user, NULL when anonymous). Nothing is answered until the node ends p
+     * (see "Connection state recovery" below). NULL hook: every CONNECT is a fresh one. */
+    void (*recover)(void *arg, rc_sio_pending *p, int ns_index, const char *pid, const char *offset,
+                    const char *user);
     /* A CONNECT to a namespace whose auth is RC_SIO_AUTH_HOOK, with its payload (NULL when
      * absent): NULL admits it, else the CONNECT_ERROR message to refuse it with (a static string
      * of at most 200 plain characters). NULL hook: every such CONNECT is refused. */
@@ -201,6 +209,33 @@ rc_sio_hold *rc_sio_hold_new(rc_sio_socket *s);
 /* Ends the hold and frees it; exactly once per hold. Safe after the socket or its session is
  * gone, and after rc_sio_server_free (then it only frees the hold). */
 void rc_sio_hold_release(rc_sio_hold *h);
+
+/* Connection state recovery (docs/recovery.md). A CONNECT that asks for it waits in p (no socket,
+ * no reply; a second CONNECT for that namespace closes the session) while the node looks its
+ * session up, then the node ends p with exactly one of rc_sio_recover_done or
+ * rc_sio_recover_refuse, which free it; in between:
+ *   rc_sio_recover_adopt: the session is known: a socket with its old sid and the same pid is
+ *     created and joins `rooms` (hooks fire as for any join), but is told nothing yet: what is
+ *     broadcast to it meanwhile waits in p, in order. -1 when the client is gone or the sid is
+ *     in use on this node (then refuse).
+ *   rc_sio_recover_add: a missed event for the replay (encoded now, with offset as its last
+ *     argument); returns the bytes of the replay so far (the node bounds it).
+ * rc_sio_recover_done sends the replay, then the CONNECT reply with the same sid and pid (the
+ * client's socket.recovered), then what was broadcast meanwhile (a kept emit only when its
+ * offset is after last_offset, the last one replayed; NULL: none was), then on_connect.
+ * rc_sio_recover_refuse sends nothing of the replay: an adopted socket is removed without a word
+ * and the CONNECT is answered as a fresh one (new sid, new pid). Both only free p when the client
+ * closed meanwhile. rc_sio_recover_alive: 0 once the client is gone. */
+int rc_sio_recover_adopt(rc_sio_pending *p, const char *sid, const char *const *rooms, size_t count);
+size_t rc_sio_recover_add(rc_sio_pending *p, const char *event, const char *args_json, size_t args_len,
+                          const char *offset);
+void rc_sio_recover_done(rc_sio_pending *p, const char *last_offset);
+void rc_sio_recover_refuse(rc_sio_pending *p);
+int rc_sio_recover_alive(const rc_sio_pending *p);
+/* The socket's private session id (pid), "" when its namespace has no recovery. */
+const char *rc_sio_socket_pid(const rc_sio_socket *s);
+/* Local members of a room (0 when the room or namespace is unknown). */
+size_t rc_sio_room_size(const rc_sio_server *srv, const char *ns, const char *room);
 
 /* Local fan-out of an RC_BP_EMIT to the room (or namespace) members; returns recipients. */
 size_t rc_sio_broadcast(rc_sio_server *srv, const rc_bp_message *msg, uint64_t born_ns);

@@ -164,7 +164,8 @@ const mainRows = figures.map(([label, better, f, key]) => {
 const fractions = String(S.xl_fractions || '0.5').split(/\s+/).filter(Boolean);
 const xname = (f) => (Number(f) === 0.5 ? 'xlatency' : `xcurve_${f}`);
 const phases = ['handshake', 'fanout', 'rooms', 'latency', 'room10k_rate', 'void', 'cluster2', 'cluster3',
-  ...fractions.map(xname), 'xlatency_noderate', 'shards1', 'shards3'];
+  ...fractions.map(xname), 'xlatency_noderate', 'shards1', 'shards3',
+  ...Object.keys(R.roomcast).filter((k) => /^fmt_/.test(k))];
 const cpuRows = [];
 const checkRows = [];
 for (const target of ['roomcast', 'node', 'limit']) {
@@ -233,7 +234,40 @@ md.push(`Sizes: handshake ${s.hs}; idle ${s.idle1} then ${s.idle2}; fan-out ${s.
   `across 2 nodes ${s.xl_rooms} rooms of ${perRoom} (members alternating between the nodes) for ${s.xl_secs} s at ` +
   `roomcast ${fmt(xlRate('roomcast', 'xlatency'))}, node ${fmt(xlRate('node', 'xlatency'))} and roomcast at node's ` +
   `${fmt(xlRate('roomcast', 'xlatency_noderate'))} msg/s.`);
+md.push('');
+md.push(formatsSection());
 const section = md.join('\n') + '\n';
+
+// roomcast's two publishing formats on one node (run.sh scen_formats): server CPU per delivery.
+function formatsSection() {
+  const rounds = Object.keys(rc).filter((k) => /^fmt_/.test(k));
+  if (!rounds.length) return 'Publishing formats (JSON envelope vs @socket.io/redis-emitter): not measured in this run.';
+  const rows = [];
+  for (const [shape, label] of [['fanout', `one room of ${n0(s.idle1)}, ${s.fan_msgs} messages`],
+    ['rooms', `${n0(s.rooms_msgs)} messages over ${n0(s.rooms)} rooms of ${perRoom}`]]) {
+    const per = {};
+    for (const f of ['json', 'emitter']) {
+      let cpu = 0, del = 0, pubs = 0, bad = 0;
+      const each = [];
+      for (const k of rounds.filter((x) => x.startsWith(`fmt_${shape}_${f}_`))) {
+        const r = rc[k];
+        if (!r.loadgen || !r.loadgen.deliveries) continue;
+        if (incomplete(rc, k)) bad++;
+        cpu += cpuDelta(r);
+        del += r.loadgen.deliveries;
+        pubs += r.publisher ? r.publisher.published : 0;
+        each.push((cpuDelta(r) / r.loadgen.deliveries) * 1e6);
+      }
+      per[f] = { us: del ? (cpu / del) * 1e6 : undefined, msgUs: pubs ? (cpu / pubs) * 1e6 : undefined, each, bad };
+    }
+    const cell = (p) => `${fmt(p.us)} (${p.each.map(fmt).join(', ')})${p.bad ? ` ⚠ ${p.bad} incomplete` : ''}`;
+    rows.push([label, cell(per.json), cell(per.emitter), ratio(per.emitter.us, per.json.us)]);
+  }
+  return ['Publishing formats on one roomcast node with `socketio.prefix` set (run.sh `formats`): the same ' +
+    `connections, ${rc.formats_connect ? rc.formats_connect.rounds : '?'} rounds, each format published in turn. Server CPU ` +
+    'per delivery in µs, all rounds together (each round in brackets; /proc counts in ticks of 10 ms).', '',
+  table(['phase', 'JSON envelope', '@socket.io/redis-emitter', 'emitter / JSON'], rows)].join('\n');
+}
 
 // The machine limit: the fan-out shape against test/bench/limit (no broker logic), next to both.
 function limitSection() {
@@ -362,7 +396,7 @@ function shardsSection() {
     ['wall time of the phase (s)', fmt(one && one.wall_s), fmt(three && three.wall_s), ''],
   ];
   const out = [];
-  out.push(`One Redis against a Redis Cluster of three masters (\`BENCH_TARGETS=shards\`): ${n0(s.sh_msgs)} messages round robin over ` +
+  out.push(`One Redis against a Redis Cluster of three masters (\`BENCH_FAMILIES=burst BENCH_TARGETS=shards\`): ${n0(s.sh_msgs)} messages round robin over ` +
     `${n0(p.rooms)} rooms of ${p.members} members on 2 roomcast nodes (members alternating between the nodes), published as fast ` +
     'as the publisher goes: `PUBLISH` on one Redis, `SPUBLISH` to the master of each channel\'s slot on the cluster. Every process ' +
     'shares this machine\'s cores, so the cluster\'s capacity on separate machines is not what this measures; the spread of the ' +

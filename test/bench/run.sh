@@ -25,6 +25,11 @@
 #              maximum rate") is recorded as "xlatency", the others as "xcurve_<fraction>". With
 #              both servers in BENCH_TARGETS, "xlatency_noderate" runs roomcast once more at
 #              half of Node's rate.
+#   formats    (roomcast, Redis mode) one node started with ROOMCAST_SOCKETIO_PREFIX=socket.io and
+#              IDLE1 connections joined as for "idle"; FMT_ROUNDS rounds of the fanout and rooms
+#              phases, each published once in roomcast's JSON envelope and once in the
+#              @socket.io/redis-emitter format, alternately, on the same node and connections:
+#              server CPU per delivery of each format (docs/redis.md, "Socket.IO's Redis formats").
 #   shards     (target "shards": roomcast only) one Redis against a Redis Cluster of three masters:
 #              SH_CONNS connections over 2 nodes in SH_ROOMS rooms (members alternating between the
 #              nodes), SH_MSGS messages round robin over the rooms as fast as the publisher goes
@@ -50,6 +55,13 @@
 #              deliveries/s, each socket one message a second). roomcast:<path> starts roomcast
 #              with ROOMCAST_SEND_PATH=<path>; limit:io_uring starts the limit with --uring.
 #              test/bench/paced-report.js writes the table ("Latest paced run").
+#   recovery   connection state recovery's cost (docs/recovery.md): roomcast on Redis, one node,
+#              P_CONNS connections in P_ROOMS rooms and "all", the two paced phases ("one room":
+#              P_ONE_RATE msg/s to "all"; "1,000 rooms": P_ROOMS_RATE msg/s round robin), once
+#              with recovery off and once on (a config with "recovery" on "/"), every message
+#              published with POST /api/publish both times (the path that keeps events). Records
+#              the server's and Redis's CPU per delivery; test/bench/recovery-report.js writes
+#              the table ("Latest recovery run").
 #
 # Publishing: the Node reference gets @socket.io/redis-emitter messages (msgpack on
 # socket.io#/#<room>#); roomcast gets its JSON envelope on roomcast:room:/:<room>. If a roomcast
@@ -61,7 +73,9 @@
 # Environment: BENCH_TARGETS ("roomcast node limit shards"), BENCH_KEEP=1 keeps the work directory,
 # BENCH_DOC (docs/performance.md; "" = do not write), BENCH_PROCS (2) load generator processes,
 # BENCH_ROOMCAST_CONFIG (a config file passed to every roomcast node with --config),
-# BENCH_FAMILIES, BENCH_PACED and BENCH_PROFILE (the paced family: see below).
+# BENCH_FAMILIES, BENCH_PACED and BENCH_PROFILE (the paced family: see below), BENCH_ONLY=formats
+# (roomcast's formats scenario alone, e.g. BENCH_TARGETS=roomcast BENCH_DOC= for a quick check),
+# FMT_ROUNDS (3).
 set -euo pipefail
 
 [ $# -ge 1 ] || { echo "usage: $0 <builddir>" >&2; exit 2; }
@@ -95,9 +109,11 @@ XL_ROOMS=${XL_ROOMS:-$(( ROOMS % 2 ? ROOMS : ROOMS - 1 ))}
 # the latency curve across 2 nodes: fractions of each server's own "rooms" rate (0.5: the
 # criterion's "half the maximum rate", recorded as "xlatency")
 XL_FRACTIONS=${XL_FRACTIONS:-0.05 0.1 0.2 0.35 0.5}
+FMT_ROUNDS=${FMT_ROUNDS:-3}
 SH_CONNS=${SH_CONNS:-$IDLE1} SH_ROOMS=${SH_ROOMS:-$XL_ROOMS} SH_MSGS=${SH_MSGS:-$ROOMS_MSGS}
 PROCS=${BENCH_PROCS:-2}
-FAMILIES=${BENCH_FAMILIES:-burst paced}
+FAMILIES=${BENCH_FAMILIES:-burst paced recovery}
+[ "${BENCH_ONLY:-}" = formats ] && FAMILIES=burst
 PACED=${BENCH_PACED:-roomcast:writev roomcast:io_uring node limit:epoll limit:io_uring}
 P_CONNS=${P_CONNS:-$IDLE1} P_ROOMS=${P_ROOMS:-$ROOMS} P_SECS=${P_SECS:-$R10K_SECS}
 P_ONE_RATE=${P_ONE_RATE:-$R10K_RATE} P_ROOMS_RATE=${P_ROOMS_RATE:-$LAT_RATE}
@@ -215,8 +231,9 @@ start_one() {   # start_one TARGET INDEX: starts a server and appends it to SRV_
       ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_CLUSTER="$CSEEDS" \
         ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
         >"$W/roomcast-$i.log" 2>&1 &
-    elif [ "$MODE" = redis ]; then
-      ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" \
+    elif [ "$MODE" = redis ] || [ "$MODE" = redisapi ]; then
+      ROOMCAST_JWT_SECRET=$SECRET ROOMCAST_REDIS_URL="redis://127.0.0.1:$RPORT" ROOMCAST_API_KEY=$API_KEY \
+        ROOMCAST_SOCKETIO_PREFIX=${RC_SIO_PREFIX:-} \
         ROOMCAST_LOG_LEVEL=warn exec "$RC" "${cfg[@]}" --port "$port" --node-id "bench-$i" \
         >"$W/roomcast-$i.log" 2>&1 &
     else
@@ -275,7 +292,10 @@ publish() {     # publish TARGET publisher-args...: prints the publisher's JSON 
   elif [ "$MODE" = cluster ]; then
     "$PUB" --redis "${CSEEDS%%,*}" --cluster --format roomcast "$@"
   elif [ "$MODE" = redis ]; then
-    "$PUB" --redis "127.0.0.1:$RPORT" --format roomcast "$@"
+    # PUBFMT=emitter: the @socket.io/redis-emitter format (scen_formats), else the JSON envelope
+    "$PUB" --redis "127.0.0.1:$RPORT" --format "$([ "${PUBFMT:-}" = emitter ] && echo emitter || echo roomcast)" "$@"
+  elif [ "$MODE" = redisapi ]; then
+    "$PUB" --format api --api "127.0.0.1:${SRV_PORTS[0]}" --api-key "$API_KEY" "$@"
   else
     "$PUB" --format api --api "127.0.0.1:${SRV_PORTS[0]}" --api-key "$API_KEY" "$@"
   fi
@@ -544,6 +564,25 @@ scen_cluster() {
   stop_servers
 }
 
+# formats: JSON envelope and emitter format, alternately, on one node with socketio.prefix set.
+scen_formats() {
+  local per_room=$(( IDLE1 / ROOMS )) i f
+  RC_SIO_PREFIX=socket.io start_servers roomcast 1 || return 0
+  lg_start F --port "${SRV_PORTS[0]}" --conns "$IDLE1" --rooms "$ROOMS" --join-also all --concurrency 64 || { stop_servers; return 0; }
+  record roomcast formats_connect "\"rounds\":$FMT_ROUNDS" "\"connect\":$LG_LINE"
+  sleep 2
+  for i in $(seq 1 "$FMT_ROUNDS"); do
+    for f in json emitter; do
+      PUBFMT=$f measure_phase roomcast F "fmt_fanout_${f}_$i" $((IDLE1 * FAN_MSGS)) 15000 240000 \
+        --room all --count "$FAN_MSGS"
+      PUBFMT=$f measure_phase roomcast F "fmt_rooms_${f}_$i" $((ROOMS_MSGS * per_room)) 10000 240000 \
+        --rooms "$ROOMS" --count "$ROOMS_MSGS"
+    done
+  done
+  lg_stop F
+  stop_servers
+}
+
 # rooms_max TARGET: messages/s of TARGET's "rooms" phase in this run (its deliveries/s over the
 # members per room; "" when that phase did not run). xrate TARGET FRACTION: FRACTION of it.
 rooms_max() {
@@ -698,8 +737,47 @@ scen_paced() {
   LIM_ARGS=()
 }
 
+# recovery: the paced phases with recovery off, then on (MODE redisapi: Redis backplane, every
+# message through POST /api/publish), recorded as scenarios recovery_one@off|on and
+# recovery_rooms@off|on.
+scen_recovery() {
+  local per_room=$(( P_CONNS / P_ROOMS )) state one_msgs rooms_msgs
+  one_msgs=$(awk -v r="$P_ONE_RATE" -v s="$P_SECS" 'BEGIN{printf "%d", r * s}')
+  rooms_msgs=$(awk -v r="$P_ROOMS_RATE" -v s="$P_SECS" 'BEGIN{printf "%d", r * s}')
+  for state in off on; do
+    local enabled=false
+    [ "$state" = on ] && enabled=true
+    cat >"$W/recovery-$state.json" <<JSON
+{"namespaces": {"/": {"auth": "required", "recovery": {"enabled": $enabled, "maxDisconnectionDuration": 120000},
+  "events": {"join": {"do": [{"join": "{data.room|data}"}, {"ack": {"ok": true, "room": "{room}"}}],
+                      "onError": [{"ack": {"ok": false, "error": "{error}"}}]}}}}}
+JSON
+    log "== recovery $state"
+    MODE=redisapi
+    BENCH_ROOMCAST_CONFIG="$W/recovery-$state.json" start_servers roomcast 1 ||
+      { record roomcast "recovery_unavailable@$state" "\"unavailable\":true"; continue; }
+    lg_start R --port "${SRV_PORTS[0]}" --conns "$P_CONNS" --rooms "$P_ROOMS" --join-also all --concurrency 64 ||
+      { stop_servers; continue; }
+    sleep 2
+    measure_phase roomcast R "recovery_one@$state" $((one_msgs * P_CONNS)) 5000 $((P_SECS * 1000 + 120000)) \
+      --room all --rate "$P_ONE_RATE" --count "$one_msgs"
+    sleep 1
+    measure_phase roomcast R "recovery_rooms@$state" $((rooms_msgs * per_room)) 5000 $((P_SECS * 1000 + 120000)) \
+      --rooms "$P_ROOMS" --rate "$P_ROOMS_RATE" --count "$rooms_msgs"
+    record roomcast "recovery_params@$state" "\"conns\":$P_CONNS" "\"rooms\":$P_ROOMS" "\"one_rate\":$P_ONE_RATE" \
+      "\"rooms_rate\":$P_ROOMS_RATE" "\"secs\":$P_SECS" \
+      "\"history_entries\":$(redis-cli -p "$RPORT" XLEN 'roomcast:history:/')" \
+      "\"history_bytes\":$(redis-cli -p "$RPORT" MEMORY USAGE 'roomcast:history:/' SAMPLES 0 | sed 's/^$/0/')"
+    lg_stop R
+    stop_servers
+    redis-cli -p "$RPORT" DEL 'roomcast:history:/' >/dev/null
+  done
+  MODE=redis
+}
+
 machine >>"$RES"
 T0=$(date +%s)
+if [[ " $FAMILIES " == *" recovery "* ]] && [ -x "$RC" ]; then scen_recovery; fi
 if [[ " $FAMILIES " == *" paced "* ]]; then
   MODE=redis
   if [[ " $PACED " == *" roomcast:"* ]]; then
@@ -729,6 +807,10 @@ for target in $TARGETS; do
     echo "{\"target\":\"roomcast\",\"scenario\":\"mode\",\"mode\":\"$MODE\",\"config\":$rcfg}" >>"$RES"
   fi
   log "== $target"
+  if [ "${BENCH_ONLY:-}" = formats ]; then
+    if [ "$target" = roomcast ] && [ "$MODE" = redis ]; then scen_formats; fi
+    continue
+  fi
   scen_handshake "$target"
   scen_single "$target"
   if [ "$target" = node ] || [ "$MODE" = redis ]; then
@@ -737,9 +819,10 @@ for target in $TARGETS; do
     # shellcheck disable=SC2046 # word splitting of "NAME RATE ..." is meant
     scen_xlatency "$target" xlatency "$target" $(xcurve_args "$target")
   fi
+  if [ "$target" = roomcast ] && [ "$MODE" = redis ]; then scen_formats; fi
 done
 # like for like: roomcast (Redis backplane) at the rate Node's xlatency ran at
-if [[ " $TARGETS " == *" roomcast "* && " $TARGETS " == *" node "* ]] &&
+if [ "${BENCH_ONLY:-}" != formats ] && [[ " $TARGETS " == *" roomcast "* && " $TARGETS " == *" node "* ]] &&
   grep -qF '"scenario":"mode","mode":"redis"' "$RES"; then
   MODE=redis
   log "== roomcast at node's rate"
@@ -749,3 +832,4 @@ echo "{\"end\":{\"secs\":$(( $(date +%s) - T0 )),\"load_end\":\"$(cut -d' ' -f1-
 [ "${BENCH_KEEP:-0}" = 1 ] && cp "$RES" "$W/results.keep.jsonl"
 [ -n "$TARGETS" ] && node "$HERE/report.js" "$RES" "$DOC"
 if [[ " $FAMILIES " == *" paced "* ]]; then node "$HERE/paced-report.js" "$RES" "$DOC"; fi
+if [[ " $FAMILIES " == *" recovery "* ]]; then node "$HERE/recovery-report.js" "$RES" "$DOC"; fi

@@ -18,7 +18,7 @@ const crypto = require('node:crypto');
 const {
   client, connectError, closeClients, emitAck, waitFor, collect, sleep, expectNoEvent,
 } = require('./lib/node');
-const { startSeed, tokenFor, connectSeed, waitUntil, waitForMatch } = require('./lib/seeds');
+const { appArgs, startSeed, tokenFor, connectSeed, waitUntil, waitForMatch } = require('./lib/seeds');
 
 const T = { timeout: 20000 };
 const TODO_PRESENCE = { timeout: 10000 };
@@ -97,11 +97,11 @@ describe('seed 004: notifications (namespace /notifications) on roomcast', () =>
       custom[0].length === 1 && custom[1].length === 1, { what: 'every notification on both devices' });
     await sleep(QUIET_MS);
     const want = notifications.map((n) => [n]);
-    assert.deepEqual(got[0], want, 'laptop: each once, in order');
-    assert.deepEqual(got[1], want, 'phone: each once, in order');
+    assert.deepEqual(got[0].map(appArgs), want, 'laptop: each once, in order');
+    assert.deepEqual(got[1].map(appArgs), want, 'phone: each once, in order');
     assert.deepEqual(got[2], [], 'another user gets none');
-    assert.deepEqual(custom[0], [[{ message: 'Hello!' }]]);
-    assert.deepEqual(custom[1], [[{ message: 'Hello!' }]]);
+    assert.deepEqual(custom[0].map(appArgs), [[{ message: 'Hello!' }]]);
+    assert.deepEqual(custom[1].map(appArgs), [[{ message: 'Hello!' }]]);
     assert.deepEqual(custom[2], []);
     for (const [n] of got[0]) {
       assert.ok(['info', 'success', 'warning', 'error'].includes(n.type));

@@ -7,6 +7,7 @@
 // - A broadcast from each side (Node server code, a backend with @socket.io/redis-emitter, a client
 //   event relayed by a roomcast rule, POST /api/publish) reaches every member once and nobody else:
 //   each client's events are collected until a quiet period after the last expected one.
+// - A RemoteSocket of roomcast's (from fetchSockets) can be emitted to and joined to a room.
 // - The Node server's requests that wait for every server (fetchSockets, allRooms, serverSideEmit
 //   with ack, emitWithAck) complete: the adapter runs with requestsTimeout 1000 ms, so a roomcast
 //   node that did not answer would make them fail (no timing is asserted).
@@ -22,7 +23,7 @@ const { createAdapter } = require('@socket.io/redis-adapter');
 const { Emitter } = require('@socket.io/redis-emitter');
 const Redis = require('ioredis');
 const {
-  startNode, client, connected, closeClients, token, emitAck, publishOk, waitUntil, metrics, sleep, freePort,
+  startNode, client, connected, closeClients, token, emitAck, publishOk, waitUntil, metrics, sleep, freePort, collect,
 } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
 
@@ -146,6 +147,17 @@ describe('mixed fleet: a Node Socket.IO server and two roomcast nodes', () => {
     assert.equal(a.data.user.sub, 'ua');
     assert.equal(a.handshake.auth.token, undefined, 'the token never leaves the node');
     assert.equal(typeof a.handshake.issued, 'number');
+
+    // A RemoteSocket of roomcast's acts on it: emit (its id's room), join
+    const direct = [clients.node, clients.rcA, clients.rcB, outsider].map((s) => collect(s, 'direct'));
+    a.emit('direct', 1);
+    await waitUntil(() => direct[1].length === 1, { timeout: 5000, what: 'rcA got RemoteSocket.emit' });
+    await sleep(QUIET_MS);
+    direct.forEach((d) => d.off());
+    assert.deepEqual(direct.map((d) => d.map((args) => args[0])), [[], [1], [], []]);
+    a.join('picked');
+    await waitUntil(async () => (await redis.numsub('socket.io#/#picked#')) === 1,
+      { timeout: 5000, what: 'roomcast A subscribed to the room a RemoteSocket joined' });
 
     const rooms = await io.of('/').adapter.allRooms();
     for (const r of [ROOM, SOLO, clients.rcB.id, outsider.id]) assert.ok(rooms.has(r), `allRooms has ${r}`);

@@ -12,7 +12,7 @@ mkdir -p "$out/obj" "$out/artifacts"
 cflags=(-std=c11 -D_GNU_SOURCE -I"$root/include" -O1 -g -fno-omit-frame-pointer
         -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
         -Wall -Wextra -Werror -Wno-unused-parameter)
-libs=(-levent_openssl -levent -lcjson -ljwt -lhiredis -lwslay -lhttp_parser -lmsgpackc -luring -lssl -lcrypto -lm)
+libs=(-levent_openssl -levent -lcjson -ljwt -lhiredis -lwslay -lhttp_parser -lmsgpackc -luring -lssl -lcrypto -lcrypt -lm)
 
 objs=()
 for src in "$root"/src/*.c; do

@@ -18,6 +18,7 @@
 #include "roomcast/backplane.h"
 #include "roomcast/common.h"
 #include "roomcast/log.h"
+#include "roomcast/redis_cmd.h"
 #include "roomcast/redis_config.h"
 
 static ch_cluster cl;
@@ -191,6 +192,8 @@ static int has_msgs(void *arg)
     return q->n->msgs >= q->want;
 }
 
+static void move_slot(uint16_t slot);
+
 static void on_live(void *arg, int live)
 {
     node *n = arg;
@@ -280,18 +283,8 @@ static void test_publish_across_masters_and_slot_move(void **state)
     /* move the first room's slot to another master: its master drops the channel
      * (sunsubscribe), node b subscribes it on the new owner */
     uint16_t slot = redis_cluster_slot(rooms[0], strlen(rooms[0]));
-    int from = owner_of(slot), to = (from + 1) % CH_N;
-    redisReply *id = ch_command(&cl.s[to], "CLUSTER MYID");
-    assert_non_null(id);
-    for (int i = 0; i < CH_N; i++) {
-        int k = i == 0 ? to : i == 1 ? from : 3 - from - to; /* the new owner first */
-        redisReply *r = ch_command(&cl.s[k], "CLUSTER SETSLOT %d NODE %s", slot, id->str);
-        assert_non_null(r);
-        freeReplyObject(r);
-    }
-    freeReplyObject(id);
+    move_slot(slot);
     wait_numsub(rooms[0], 1);
-    assert_int_equal(owner_of(slot), to);
     assert_true(metric(&b, "roomcast_redis_cluster_slot_drops_total") >= 1);
     /* and a publish from a, whose map is stale, still arrives (MOVED, sent again) */
     int before = b.msgs;
@@ -306,11 +299,74 @@ static void test_publish_across_masters_and_slot_move(void **state)
     b.bp->ops->free(b.bp);
 }
 
+/* Moves slot to the master after its owner: SETSLOT NODE on the new owner first, then the others. */
+static void move_slot(uint16_t slot)
+{
+    int from = owner_of(slot), to = (from + 1) % CH_N;
+    redisReply *id = ch_command(&cl.s[to], "CLUSTER MYID");
+    assert_non_null(id);
+    for (int i = 0; i < CH_N; i++) {
+        int k = i == 0 ? to : i == 1 ? from : 3 - from - to;
+        redisReply *r = ch_command(&cl.s[k], "CLUSTER SETSLOT %d NODE %s", slot, id->str);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
+    freeReplyObject(id);
+    assert_int_equal(owner_of(slot), to);
+}
+
+typedef struct cmd_q {
+    int answered;
+    char reply[128];
+} cmd_q;
+
+static void on_cmd(void *arg, const redisReply *r)
+{
+    cmd_q *q = arg;
+    q->answered = 1;
+    if (r && r->type == REDIS_REPLY_INTEGER) snprintf(q->reply, sizeof(q->reply), "%lld", r->integer);
+    else snprintf(q->reply, sizeof(q->reply), "%s", !r ? "(lost)" : r->str ? r->str : "?");
+}
+
+static int answered(void *arg)
+{
+    return ((cmd_q *)arg)->answered;
+}
+
+static void test_module_command_after_a_move(void **state)
+{
+    node a;
+    node_start(&a, "node-a");
+    assert_true(run_until(is_up, &a, 5000));
+    const char *key = "tc:modkey"; /* never written: an empty slot moves without MIGRATE */
+    const char *argv[2] = {"EXISTS", key};
+    cmd_q q = {0};
+    assert_int_equal(rc_redis_command(a.bp, on_cmd, &q, 2, argv, NULL), 0);
+    assert_true(run_until(answered, &q, 3000));
+    assert_string_equal(q.reply, "0");
+    /* the slot moves behind the node's back: the next command is answered MOVED (no retry), the
+     * map is corrected, and the one after it goes to the new owner */
+    move_slot(redis_cluster_slot(key, strlen(key)));
+    memset(&q, 0, sizeof(q));
+    assert_int_equal(rc_redis_command(a.bp, on_cmd, &q, 2, argv, NULL), 0);
+    assert_true(run_until(answered, &q, 3000));
+    assert_memory_equal(q.reply, "MOVED", 5);
+    memset(&q, 0, sizeof(q));
+    assert_int_equal(rc_redis_command(a.bp, on_cmd, &q, 2, argv, NULL), 0);
+    assert_true(run_until(answered, &q, 3000));
+    assert_string_equal(q.reply, "0");
+    assert_true(metric(&a, "roomcast_redis_cluster_moved_total") >= 1);
+    assert_true(a.up);
+    a.bp->ops->free(a.bp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rooms_batched_per_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_across_masters_and_slot_move, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_module_command_after_a_move, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -388,6 +388,36 @@ static void test_decode_every_prefix_guarded(void **state)
     munmap(mem, 2 * page);
 }
 
+/* "offset" (connection state recovery, docs/recovery.md): encoded after "id"; a kept emit comes
+ * back to its own node (not dropped as an echo); anything but a stream id is refused. */
+static void test_offset(void **state)
+{
+    (void)state;
+    rc_bp_message m = {.kind = RC_BP_EMIT, .ns = "/", .room = "r", .event = "ev", .args_json = "[1]",
+                       .id = "m1", .offset = "1700000000000-3"};
+    assert_encodes(&m, "n1", "{\"event\":\"ev\",\"args\":[1],\"origin\":\"n1\",\"id\":\"m1\","
+                             "\"offset\":\"1700000000000-3\"}");
+    bp_envelope env;
+    const char *own = "{\"event\":\"ev\",\"args\":[1],\"origin\":\"n1\",\"offset\":\"17-0\"}";
+    assert_int_equal(bp_envelope_decode(&env, own, strlen(own), "n1"), BP_ENVELOPE_OK);
+    assert_string_equal(env.msg.offset, "17-0");
+    bp_envelope_dispose(&env);
+    const char *echo = "{\"event\":\"ev\",\"args\":[1],\"origin\":\"n1\"}";
+    assert_int_equal(bp_envelope_decode(&env, echo, strlen(echo), "n1"), BP_ENVELOPE_OWN);
+    bp_envelope_dispose(&env);
+    static const char *const bad[] = {
+        "{\"event\":\"ev\",\"offset\":\"x\"}", "{\"event\":\"ev\",\"offset\":\"17\"}",
+        "{\"event\":\"ev\",\"offset\":\"17-\"}", "{\"event\":\"ev\",\"offset\":7}",
+        "{\"op\":\"disconnect\",\"offset\":\"1-1\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(bp_envelope_decode(&env, bad[i], strlen(bad[i]), "n1"), BP_ENVELOPE_INVALID);
+        bp_envelope_dispose(&env);
+    }
+    assert_int_equal(bp_offset_valid("1-1"), 1);
+    assert_int_equal(bp_offset_valid("123456789012345678901-1"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_decode_ops),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_decode_every_prefix_guarded),
+        cmocka_unit_test(test_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

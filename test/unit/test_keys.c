@@ -33,6 +33,9 @@ static void test_every_name(void **state)
     expect_key("rc", RC_KEY_NODE_MEMBERS, "n1", NULL, "rc:node:n1:members");
     expect_key("rc", RC_KEY_EVENTS, NULL, NULL, "rc:events");
     expect_key("{bull}", RC_KEY_QUEUE, "email", NULL, "{bull}:email:");
+    expect_key("rc", RC_KEY_HISTORY, "/chat", NULL, "rc:history:/chat");
+    expect_key("rc", RC_KEY_SESSION, "pid1", NULL, "rc:session:pid1");
+    expect_key("rc", RC_KEY_ONCE, "/", "n-1", "rc:once:/:n-1");
     /* parts left out at the end: the start every such name shares */
     expect_key("rc", RC_KEY_ROOM, "", NULL, "rc:room:");
     expect_key("rc", RC_KEY_NS, "", NULL, "rc:ns:");

@@ -251,6 +251,20 @@ static void test_undefined_and_binary(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* notepack's other ext forms: a fixext 4 of type 0 and an ext16 of type -1 are [type, Buffer]; an
+ * ext8 of type 0 is an ArrayBuffer (binary). */
+static void test_other_ext_forms(void **state)
+{
+    static const uint8_t fix4[] = {0xd6, 0x00, 1, 2, 3, 4};
+    assert_raw(fix4, sizeof(fix4), "[[0,{\"_placeholder\":true,\"num\":0}]]");
+    static const uint8_t e16[] = {0xc8, 0x00, 0x0c, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    assert_raw(e16, sizeof(e16), "[[-1,{\"_placeholder\":true,\"num\":0}]]");
+    static const uint8_t ab[] = {0xc7, 0x02, 0x00, 9, 9};
+    assert_raw(ab, sizeof(ab), "[{\"_placeholder\":true,\"num\":0}]");
+    static const uint8_t fix16[] = {0xd8, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    assert_raw(fix16, sizeof(fix16), "[[-1,{\"_placeholder\":true,\"num\":0}]]");
+}
+
 static void a_str(msgpack_packer *pk) { pstr(pk, "\"\\\b\f\n\r\t\x01\x7f\xc3\xa9\xe2\x80\xa8/"); }
 
 static void test_strings_as_json_stringify(void **state)
@@ -426,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_integers),
         cmocka_unit_test(test_dates),
         cmocka_unit_test(test_undefined_and_binary),
+        cmocka_unit_test(test_other_ext_forms),
         cmocka_unit_test(test_strings_as_json_stringify),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_encode_reads_back),

@@ -262,6 +262,13 @@ function waitForMatch(socket, event, pred, timeoutMs = 3000) {
   });
 }
 
+// The arguments an application reads: with connection state recovery on (chat, notifications and
+// meetings seeds, docs/recovery.md) a kept event carries its offset as one more, last argument.
+function appArgs(args) {
+  const last = args[args.length - 1];
+  return typeof last === 'string' && /^\d+-\d+$/.test(last) ? args.slice(0, -1) : args;
+}
+
 module.exports = {
-  P, DEPLOY_DIR, startSeed, loadSeedConfig, checkConfig, tokenFor, connectSeed, waitUntil, waitForMatch, Backend,
+  appArgs, P, DEPLOY_DIR, startSeed, loadSeedConfig, checkConfig, tokenFor, connectSeed, waitUntil, waitForMatch, Backend,
 };
