@@ -5,8 +5,10 @@
  * Login: rc_admin_admit compares the CONNECT payload's username (constant time) and checks its
  * password against the bcrypt hash with libcrypt's crypt_rn, then compares the result in
  * constant time. bcrypt runs on the event loop (a few tens of ms at cost 10), so logins are
- * budgeted node-wide: LOGIN_BURST at once, one more per LOGIN_REFILL_MS; past it a CONNECT is
- * refused ("too many attempts") without running bcrypt. A password login is given a session id
+ * budgeted node-wide by the time they take: at most 1/LOGIN_LOOP_SHARE of the loop on average
+ * (one login per LOGIN_REFILL_MS at least) and LOGIN_BURST_MS at once (LOGIN_BURST at most, one
+ * at least), from the last check's duration (before any, from the hash's cost); past it a CONNECT
+ * is refused ("too many attempts") without running bcrypt. A password login is given a session id
  * ("session" event, as instrument()), which opens the namespace on this node for SESSION_MS.
  *
  * The cluster: one Redis channel, P:admin, carries JSON objects with the sending node's id:
@@ -42,6 +44,7 @@
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -49,8 +52,10 @@
 
 #define STATS_MS 2000          /* server_stats period, as instrument() */
 #define ADMIN_SEEN_MS 10000    /* events are published this long after an admin was last seen */
-#define LOGIN_BURST 5          /* bcrypt checks at once */
-#define LOGIN_REFILL_MS 1000   /* one more each second */
+#define LOGIN_BURST 5          /* bcrypt checks at once, at most */
+#define LOGIN_BURST_MS 250     /* ... and no more than this much bcrypt at once */
+#define LOGIN_REFILL_MS 1000   /* one more each second at most */
+#define LOGIN_LOOP_SHARE 20    /* ... and bcrypt on at most 1/20 of the loop's time */
 #define MAX_FETCH_SOCKETS 5000 /* sockets a node sends a new admin socket, per namespace */
 #define MAX_AGG 64             /* aggregated event entries kept between two statistics */
 #define FETCH_WAIT_MS 700      /* how long a new admin socket's all_sockets waits for the others */
@@ -97,6 +102,7 @@ struct rc_admin {
     char hostname[256];
     double tokens;             /* the login budget */
     uint64_t tokens_ms;
+    uint64_t bcrypt_ms;        /* what one check takes (measured; at first from the cost) */
     uint64_t seen_ms;          /* an admin socket was last known somewhere (mono ms) */
     agg_entry agg[MAX_AGG];
     size_t agg_count;
@@ -305,9 +311,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 static int login_budget(rc_admin *a)
 {
     uint64_t now = rc_now_mono_ms();
-    a->tokens += (double)(now - a->tokens_ms) / LOGIN_REFILL_MS;
+    double refill = (double)a->bcrypt_ms * LOGIN_LOOP_SHARE, burst = (double)LOGIN_BURST_MS / (double)a->bcrypt_ms;
+    if (refill < LOGIN_REFILL_MS) refill = LOGIN_REFILL_MS;
+    if (burst > LOGIN_BURST) burst = LOGIN_BURST;
+    if (burst < 1.0) burst = 1.0;
+    a->tokens += (double)(now - a->tokens_ms) / refill;
     a->tokens_ms = now;
-    if (a->tokens > LOGIN_BURST) a->tokens = LOGIN_BURST;
+    if (a->tokens > burst) a->tokens = burst;
     if (a->tokens < 1.0) return 0;
     a->tokens -= 1.0;
     return 1;
@@ -351,7 +361,9 @@ const char *rc_admin_admit(rc_admin *a, const cJSON *auth)
         return "too many attempts";
     }
     struct crypt_data *cd = rc_calloc(1, sizeof(*cd));
+    uint64_t t0 = rc_now_mono_ms();
     const char *out = crypt_rn(p->valuestring, a->cfg->password_hash, cd, (int)sizeof(*cd));
+    a->bcrypt_ms = rc_now_mono_ms() - t0 + 1;
     int ok = out != NULL && same_text(out, a->cfg->password_hash);
     ok &= same_text(u->valuestring, a->cfg->username);
     OPENSSL_cleanse(cd, sizeof(*cd));
@@ -829,7 +841,11 @@ rc_admin *rc_admin_new(struct event_base *base, const rc_admin_config *cfg, rc_b
     a->node_id = rc_strdup(node_id);
     a->ns_index = ns_index;
     a->started_ms = rc_now_mono_ms();
-    a->tokens = LOGIN_BURST;
+    int cost = atoi(cfg->password_hash + 4); /* "$2b$NN$": checked by the config */
+    a->bcrypt_ms = cost >= 4 && cost <= 31 ? ((uint64_t)1 << cost) / 16 + 1 : 64; /* ~60 ms at 10 */
+    a->tokens = LOGIN_BURST_MS / (double)a->bcrypt_ms;   /* a full budget, as login_budget caps it */
+    if (a->tokens > LOGIN_BURST) a->tokens = LOGIN_BURST;
+    if (a->tokens < 1.0) a->tokens = 1.0;
     a->tokens_ms = a->started_ms;
     a->last_opened = rc_eio_opened_total();
     if (gethostname(a->hostname, sizeof(a->hostname) - 1) < 0) strcpy(a->hostname, "roomcast");

@@ -498,3 +498,30 @@ describe('recovery and a token whose claims shrank', () => {
     assert.deepEqual(r.secrets, [], 'the old room came back');
   });
 });
+
+describe('admin login brute force against an expensive hash (bcrypt cost 12, on the event loop)', () => {
+  let N;
+  before(async () => {
+    N = await startNode({
+      config: 'cluster.json', nodeId: `hx${process.pid}-cost`,
+      env: { ROOMCAST_ADMIN_USERNAME: USER, ROOMCAST_ADMIN_PASSWORD_HASH: bcrypt.hashSync(PASSWORD, 12) },
+    });
+  });
+  after(async () => { if (N) await N.stop(); });
+
+  it('a burst of wrong logins runs bcrypt once, and a bystander (ping timeout 400 ms) stays connected', T, async () => {
+    const by = await bystander(N, 'frank', 'cost-room');
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => {
+      const s = adminSocket(N, { username: USER, password: `guess ${i}` });
+      return outcome(s).finally(() => s.close());
+    }));
+    // One check fits in the node's budget (about 250 ms of bcrypt at cost 12); before, five ran
+    // back to back (1.2 s of event loop) and the bystander's connection timed out.
+    assert.equal(answers.filter((a) => a === 'invalid credentials').length, 1, answers.join(','));
+    assert.equal(answers.filter((a) => a === 'too many attempts').length, 11);
+    await sleep(1500);
+    assert.ok(by.connected, `the bystander was dropped: ${by.drops}`);
+    await deliveredToAll(N, 'cost-room', 'cost-1', [by]);
+    by.close();
+  });
+});
