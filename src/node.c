@@ -241,6 +241,7 @@ static void hook_on_disconnect(void *arg, rc_sio_socket *s)
     if (n->admin) rc_admin_on_disconnect(n->admin, s);
     if (is_admin(n, s)) return;
     rc_node__socketio_socket(n, s, 0);
+    rc_node__recovery_left(n, s);
     if (n->presence && rc_sio_socket_user(s) &&
         !rc_node__recovery_presence_leave(n, s))
         rc_presence_disconnect(n->presence, rc_sio_socket_id(s));

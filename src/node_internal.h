@@ -195,6 +195,9 @@ int rc_node__recovery_notify(rc_node *n, rc_bp_message *msg, const char *payload
 void rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg);
 /* The socket's session changed (connect, join, leave): rewritten at the end of the loop turn. */
 void rc_node__recovery_touch(rc_node *n, rc_sio_socket *s);
+/* A socket left: for a reason after which the client does not reconnect by itself (a namespace
+ * DISCONNECT, a parse error), its session is deleted, as Socket.IO keeps none then. */
+void rc_node__recovery_left(rc_node *n, rc_sio_socket *s);
 /* presenceGrace: 1 when the socket's presence is kept for its window (the caller then does not
  * disconnect it from presence); a socket back on this node within it takes it back. */
 int rc_node__recovery_presence_leave(rc_node *n, rc_sio_socket *s);

@@ -312,11 +312,14 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
 
 /* ---- presence grace ----------------------------------------------------------------------- */
 
-/* Why a socket left, in Socket.IO's words: those after which a client reconnects by itself. */
+/* Why a socket left, in Socket.IO's words: those after which a client reconnects by itself ("token
+ * expired": jwt.onExpiry "reconnect" closes the session, and the client comes back with a fresh
+ * token, verified again, for the same user). */
 static int recoverable_reason(const char *why)
 {
     static const char *const ok[] = {"transport close", "transport error", "ping timeout", "forced close",
-                                     "server shutting down", "forced server close", "slow consumer"};
+                                     "server shutting down", "forced server close", "slow consumer",
+                                     "token expired"};
     for (size_t i = 0; i < RC_ARRAY_LEN(ok); i++)
         if (why && strcmp(why, ok[i]) == 0) return 1;
     return 0;
@@ -349,6 +352,19 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
         rc_free(g);
     }
     grace_arm(r);
+}
+
+void rc_node__recovery_left(rc_node *n, rc_sio_socket *s)
+{
+    if (!n->recovery || !n->recovery->refresh_ev || !rc_sio_socket_pid(s)[0] ||
+        recoverable_reason(rc_sio_socket_gone_reason(s)))
+        return;
+    /* left on purpose (a namespace DISCONNECT either way, a parse error): as Socket.IO, no
+     * session is kept for it */
+    char *key = rc_key_new(n->cfg->prefix, RC_KEY_SESSION, rc_sio_socket_pid(s), NULL);
+    const char *argv[] = {"DEL", key};
+    rc_redis_command(n->bp, session_on_reply, NULL, 2, argv, NULL);
+    rc_free(key);
 }
 
 int rc_node__recovery_presence_leave(rc_node *n, rc_sio_socket *s)

@@ -211,7 +211,7 @@ describe('connection state recovery', () => {
     x.close();
   });
 
-  it("another user's pid gets a fresh session, not that session", T, async () => {
+  it("another user's pid gets a fresh session; a client that left on purpose too", T, async () => {
     const a = connectVia(B.url, 'owner');
     await onceConnected(a);
     await join(a, 'secret');
@@ -222,6 +222,15 @@ describe('connection state recovery', () => {
     await onceConnected(b);
     assert.equal(b.recovered, false);
     assert.notEqual(b.id, a.id);
+    // the owner leaving on purpose (socket.disconnect(): a namespace DISCONNECT) keeps no session
+    const sid = a.id;
+    a.disconnect();
+    await waitUntil(async () => (await redis.command('EXISTS', `${P}:session:${a._pid}`)) === 0,
+      { what: 'the session deleted' });
+    a.connect();
+    await onceConnected(a);
+    assert.equal(a.recovered, false);
+    assert.notEqual(a.id, sid);
     a.close(); b.close();
   });
 
@@ -274,8 +283,13 @@ describe('connection state recovery', () => {
     assert.equal(x._pid, undefined, 'no pid');
     assert.equal(got[0].args.length, 1, 'no offset argument');
     assert.equal(await redis.command('EXISTS', `${P}:history:/off`), 0);
+    // a socket of a recoverable namespace, for contrast, has its session in Redis
+    const r = connectVia(B.url, 'uon');
+    await onceConnected(r);
+    await waitUntil(async () => (await redis.command('EXISTS', `${P}:session:${r._pid}`)) === 1,
+      { what: 'the session of a recoverable socket' });
     const sessions = await redis.command('KEYS', `${P}:session:*`);
-    assert.ok(sessions.length >= 1, 'recoverable namespaces do write sessions');
-    x.close();
+    assert.deepEqual(sessions, [`${P}:session:${r._pid}`], 'only the recoverable socket has a session');
+    x.close(); r.close();
   });
 });
