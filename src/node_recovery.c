@@ -12,13 +12,14 @@
  * g): a socket of that room that recovers across it is refused (a fresh session) rather than
  * given a replay without it.
  *
- * Sessions: P:session:<pid> = {"sid","user","rooms"} for every socket of a recoverable namespace,
+ * Sessions: P:session:<pid> = {"sid","user","claims","rooms"} for every socket of a recoverable namespace,
  * written when it changes (connect, join, leave; batched once per loop turn) and rewritten every
  * refresh period while connected, with a TTL of the window plus that period: a node that dies
  * writes nothing, and its sessions still expire one window after their last refresh.
  *
  * Recovery (hooks.recover): one script reads the session and checks that the client's offset is
- * still in the stream; the pid's user must be the token's user. The socket is adopted (old sid,
+ * still in the stream; the pid's user must be the token's user, with the same claims but their
+ * times (claims_digest). The socket is adopted (old sid,
  * rooms rejoined: subscriptions asked), and once the backplane confirms every subscription the
  * stream is read after the offset, 500 entries a page, keeping the entries of the socket's rooms;
  * then rc_sio_recover_done. Anything else (unknown or expired pid, trimmed offset, another user,
@@ -64,9 +65,10 @@
 #define PAGE 500
 #define REFRESH_MAX_MS 15000
 
-enum { R_RECOVERED, R_UNKNOWN, R_TRIMMED, R_USER, R_GAP, R_TOO_LARGE, R_ERROR, R__COUNT };
+enum { R_RECOVERED, R_UNKNOWN, R_TRIMMED, R_USER, R_CLAIMS, R_GAP, R_TOO_LARGE, R_ERROR, R__COUNT };
 static const char *const result_names[R__COUNT] = {"recovered", "unknown_session", "offset_trimmed",
-                                                   "user_mismatch", "gap", "too_large", "error"};
+                                                   "user_mismatch", "claims_changed", "gap", "too_large",
+                                                   "error"};
 
 typedef struct dirty {
     int ns_index;
@@ -251,6 +253,25 @@ static void session_on_reply(void *arg, const redisReply *reply)
         rc_log_debug("recovery_session_failed", "error=\"%s\"", reply ? reply->str : "connection lost");
 }
 
+/* What a session's rooms were granted on: the token's claims but their times and id (exp, iat,
+ * nbf, jti: a refreshed token keeps its session), as 128 bits of SHA-256 in hex; "" without
+ * claims. A recovery whose token says something else (a room taken away) gets a fresh session. */
+static void claims_digest(const char *claims_json, char out[33])
+{
+    static const char *const times[] = {"exp", "iat", "nbf", "jti", NULL};
+    out[0] = '\0';
+    cJSON *c = claims_json ? cJSON_Parse(claims_json) : NULL;
+    if (!c) return;
+    for (int i = 0; times[i]; i++)
+        while (cJSON_GetObjectItemCaseSensitive(c, times[i])) cJSON_DeleteItemFromObjectCaseSensitive(c, times[i]);
+    char *text = cJSON_PrintUnformatted(c);
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)text, strlen(text), md);
+    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    cJSON_free(text);
+    cJSON_Delete(c);
+}
+
 static void session_write(rc_node *n, rc_sio_socket *s)
 {
     int i = rc_sio_socket_ns_index(s);
@@ -258,6 +279,9 @@ static void session_write(rc_node *n, rc_sio_socket *s)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "sid", rc_sio_socket_id(s));
     if (rc_sio_socket_user(s)) cJSON_AddStringToObject(j, "user", rc_sio_socket_user(s));
+    char digest[33];
+    claims_digest(rc_sio_socket_claims(s), digest);
+    if (digest[0]) cJSON_AddStringToObject(j, "claims", digest);
     cJSON *rooms = cJSON_AddArrayToObject(j, "rooms");
     rc_sio_socket_rooms(s, add_room, rooms);
     char *json = cJSON_PrintUnformatted(j);
@@ -415,6 +439,7 @@ typedef struct recovering {
     rc_sio_pending *p;
     int ns_index;
     char *user;
+    char claims[33];                /* claims_digest of the CONNECT's token */
     char sid[24];
     char last[48];                  /* the last stream id read (the client's offset at first) */
     char **rooms;
@@ -560,6 +585,13 @@ static void session_on_lookup(void *arg, const redisReply *reply)
         recovering_end(rc, R_USER);
         return;
     }
+    /* ... and for the claims its rooms were granted on (a token that lost a room's claim). */
+    const cJSON *claims = cJSON_GetObjectItemCaseSensitive(j, "claims");
+    if (strcmp(cJSON_IsString(claims) ? claims->valuestring : "", rc->claims) != 0) {
+        cJSON_Delete(j);
+        recovering_end(rc, R_CLAIMS);
+        return;
+    }
     snprintf(rc->sid, sizeof(rc->sid), "%s", sid->valuestring);
     size_t count = (size_t)cJSON_GetArraySize(rooms);
     rc->rooms = rc_calloc(count ? count : 1, sizeof(char *));
@@ -591,6 +623,7 @@ void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const cha
     rc->p = p;
     rc->ns_index = ns_index;
     rc->user = user ? rc_strdup(user) : NULL;
+    claims_digest(rc_sio_recover_claims(p), rc->claims);
     rc->limit = n->cfg->max_outbound_bytes ? n->cfg->max_outbound_bytes : ((size_t)64 << 20);
     rc->started_ns = rc_now_mono_ns();
     if (!rc_node__recovery_enabled(n, (size_t)ns_index) || !offset_valid(offset)) {

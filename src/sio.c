@@ -507,7 +507,8 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     cJSON *auth = NULL;
     if (cJSON_IsObject(p->payload) && mode != RC_SIO_AUTH_HOOK) { /* a password is not kept */
         auth = cJSON_Duplicate(p->payload, 1);
-        cJSON_DeleteItemFromObjectCaseSensitive(auth, "token");
+        while (cJSON_GetObjectItemCaseSensitive(auth, "token")) /* every copy: JSON allows the key twice */
+            cJSON_DeleteItemFromObjectCaseSensitive(auth, "token");
     }
     if (rc_sio__recover_begin(c, ns, p->payload, &ar, &auth)) return; /* sio_recover.c */
     rc_sio_socket *s = rc_sio__socket_create(c, ns, &ar, auth, NULL, NULL);
@@ -878,6 +879,7 @@ size_t rc_sio_disconnect_some(rc_sio_server *srv, size_t max)
             rc_sio_socket *s = RC_CONTAINER_OF(n, rc_sio_socket, node);
             /* Closing the whole Engine.IO session makes the client reconnect (elsewhere). */
             rc_eio_close(s->client->eio, "server shutting down");
+            srv->gone = "server shutting down"; /* eio's on_close comes later: the hooks read it now */
             rc_sio__socket_remove(s);
             done++;
         }

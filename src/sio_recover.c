@@ -64,9 +64,9 @@ int rc_sio__recover_begin(rc_sio_client *c, rc_sio_ns *ns, const cJSON *payload,
 {
     rc_sio_server *srv = c->srv;
     if (!ns->set.recovery) return 0;
-    if (*auth) { /* the pid is a capability: rules never see it */
-        cJSON_DeleteItemFromObjectCaseSensitive(*auth, "pid");
-        cJSON_DeleteItemFromObjectCaseSensitive(*auth, "offset");
+    if (*auth) { /* the pid is a capability: rules never see it (nor a second copy of the key) */
+        while (cJSON_GetObjectItemCaseSensitive(*auth, "pid")) cJSON_DeleteItemFromObjectCaseSensitive(*auth, "pid");
+        while (cJSON_GetObjectItemCaseSensitive(*auth, "offset")) cJSON_DeleteItemFromObjectCaseSensitive(*auth, "offset");
     }
     const cJSON *pid = cJSON_GetObjectItemCaseSensitive(payload, "pid");
     const cJSON *offset = cJSON_GetObjectItemCaseSensitive(payload, "offset");
@@ -124,6 +124,7 @@ void rc_sio__recover_hold(rc_sio_socket *s, rc_frame *head, rc_frame **att, size
 }
 
 int rc_sio_recover_alive(const rc_sio_pending *p) { return p->client != NULL; }
+const char *rc_sio_recover_claims(const rc_sio_pending *p) { return p->ar.claims_json; }
 
 static char *dup_or_null(const char *s) { return s ? rc_strdup(s) : NULL; }
 
@@ -137,6 +138,7 @@ int rc_sio_recover_adopt(rc_sio_pending *p, const char *sid, const char *const *
          * the pid's holder is the client, so the old socket goes. */
         rc_sio_socket *old = RC_CONTAINER_OF(h, rc_sio_socket, node);
         if (old->dead || old->rec || old->client->busy) return -1;
+        p->ns->srv->gone = "transport close"; /* its connection was given up: the session lives on */
         rc_sio__socket_remove(old);
     }
     rc_auth_result ar = {dup_or_null(p->ar.user_id), dup_or_null(p->ar.claims_json), p->ar.exp};

@@ -232,6 +232,8 @@ size_t rc_sio_recover_add(rc_sio_pending *p, const char *event, const char *args
 void rc_sio_recover_done(rc_sio_pending *p, const char *last_offset);
 void rc_sio_recover_refuse(rc_sio_pending *p);
 int rc_sio_recover_alive(const rc_sio_pending *p);
+/* The claims (JSON text) of the token the recovering CONNECT presented; NULL without a token. */
+const char *rc_sio_recover_claims(const rc_sio_pending *p);
 /* The socket's private session id (pid), "" when its namespace has no recovery. */
 const char *rc_sio_socket_pid(const rc_sio_socket *s);
 /* Local members of a room (0 when the room or namespace is unknown). */

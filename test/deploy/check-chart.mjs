@@ -123,6 +123,8 @@ const refusals = [
   ['embedded Redis with 3 pods', ['-f', minimal, '--set', 'redis.embedded=true', '--set', 'autoscaling.enabled=false'], /redis\.embedded=true serves rooms from one pod only/],
   ['grace period below the drain', ['-f', minimal, '--set', 'terminationGracePeriodSeconds=20'], /must be above preStopSleepSeconds \+ drain\.grace/],
   ['a secret in the ConfigMap', ['-f', minimal, '--set', 'config.jwt.secret=oops'], /config\.jwt\.secret would land in a ConfigMap/],
+  ['the development page in config', ['-f', minimal, '--set', 'config.dev.page=true'], /config\.dev is the development page/],
+  ['the development page in extraEnv', ['-f', minimal, '--set', 'extraEnv[0].name=ROOMCAST_DEV_PAGE', '--set-string', 'extraEnv[0].value=1'], /extraEnv ROOMCAST_DEV_PAGE is the development page/],
   ['a typo in values', ['-f', minimal, '--set', 'replicaCuont=3'], /Additional property replicaCuont is not allowed/],
   ['an unknown sticky mode', ['-f', minimal, '--set', 'ingress.sticky=sometimes'], /ingress\.sticky|sticky: .*must be one of/],
 ];

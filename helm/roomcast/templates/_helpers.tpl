@@ -152,6 +152,14 @@ true
 {{- if and (hasKey .Values.config "jwt") (hasKey .Values.config.jwt "secret") -}}
 {{- fail "config.jwt.secret would land in a ConfigMap: use auth.jwtSecret (a Secret) instead" -}}
 {{- end -}}
+{{- if hasKey .Values.config "dev" -}}
+{{- fail "config.dev is the development page (docs/config.md): never in a chart deployment; use deploy/dev-run.sh on a workstation" -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.extraEnv -}}
+{{- if hasPrefix "ROOMCAST_DEV_" (toString .name) -}}
+{{- fail (printf "extraEnv %s is the development page (docs/config.md): never in a chart deployment" .name) -}}
+{{- end -}}
 {{- end -}}
 {{- if not (has .Values.ingress.sticky (list "cookie" "ip" "none")) -}}
 {{- fail "ingress.sticky must be cookie, ip or none" -}}
