@@ -529,7 +529,8 @@ static void page_on_reply(void *arg, const redisReply *reply)
             return;
         }
     }
-    if (reply->elements == PAGE) read_page(rc);
+    if (!rc_sio_recover_alive(rc->p)) recovering_end(rc, R_TOO_LARGE); /* too much waited meanwhile */
+    else if (reply->elements == PAGE) read_page(rc);
     else recovering_end(rc, R_RECOVERED);
 }
 

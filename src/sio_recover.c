@@ -11,7 +11,8 @@
  * exists (old sid, rooms joined, subscriptions asked) but its output is diverted into the
  * pending's held list by the fan-out (sio_broadcast.c), each entry with its offset: on done, a
  * kept emit already in the replay (offset <= the last replayed) is dropped, so every event
- * reaches the client exactly once, in the order of the history.
+ * reaches the client exactly once, in the order of the history. What waits is bounded
+ * (HELD_MAX bytes): past it the recovery ends as a fresh session, never with a hole.
  *
  * What it does not do: Redis, rules or presence (the node), or decide whether a session may be
  * recovered (the node checks the pid's user, the window and the history).
@@ -45,8 +46,12 @@ struct rc_sio_pending {
     rc_frame **replay;
     size_t nreplay, replay_cap, replay_bytes;
     held *held;
-    size_t nheld, held_cap;
+    size_t nheld, held_cap, held_bytes;
+    int overflow;                 /* more than HELD_MAX waited: the recovery is refused */
 };
+
+/* What may wait for a socket being recovered (its replay is bounded by the node). */
+#define HELD_MAX ((size_t)16 << 20)
 
 /* "<ms>-<seq>" into two numbers; 0 when it is not one. */
 static int offset_parse(const char *s, uint64_t *ms, uint64_t *seq)
@@ -112,6 +117,14 @@ void rc_sio__recover_socket_free(rc_sio_socket *s)
 void rc_sio__recover_hold(rc_sio_socket *s, rc_frame *head, rc_frame **att, size_t att_count, const char *offset)
 {
     rc_sio_pending *p = s->rec;
+    if (p->overflow) return;
+    size_t bytes = rc_frame_wire_len(head);
+    for (size_t i = 0; i < att_count; i++) bytes += rc_frame_wire_len(att[i]);
+    if (p->held_bytes + bytes > HELD_MAX) { /* the replay takes too long for this much traffic */
+        p->overflow = 1;
+        return;
+    }
+    p->held_bytes += bytes;
     if (p->nheld == p->held_cap) {
         p->held_cap = p->held_cap ? p->held_cap * 2 : 16;
         p->held = rc_realloc(p->held, p->held_cap * sizeof(*p->held));
@@ -123,7 +136,7 @@ void rc_sio__recover_hold(rc_sio_socket *s, rc_frame *head, rc_frame **att, size
     h->kept = offset_parse(offset, &h->ms, &h->seq);
 }
 
-int rc_sio_recover_alive(const rc_sio_pending *p) { return p->client != NULL; }
+int rc_sio_recover_alive(const rc_sio_pending *p) { return p->client != NULL && !p->overflow; }
 const char *rc_sio_recover_claims(const rc_sio_pending *p) { return p->ar.claims_json; }
 
 static char *dup_or_null(const char *s) { return s ? rc_strdup(s) : NULL; }
@@ -239,6 +252,11 @@ void rc_sio_recover_done(rc_sio_pending *p, const char *last_offset)
 {
     rc_sio_client *c = p->client;
     rc_sio_socket *s = p->socket;
+    if (p->overflow) { /* what waited was dropped: not the same session any more */
+        rc_log_info("recovery_refused", "reason=held_overflow");
+        rc_sio_recover_refuse(p);
+        return;
+    }
     if (!c || !s) {
         if (c) connect_fresh(p); /* the adopted socket was removed meanwhile */
         pending_free(p);

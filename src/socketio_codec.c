@@ -15,6 +15,9 @@
  * Encoding: the node's emit (event, JSON arguments with placeholders, attachments) becomes the
  * adapter's [uid, packet, opts] with msgpack_pack_* into one reused buffer, once per broadcast.
  *
+ * Requests are read in socketio_request.c with the helpers this file shares through
+ * src/socketio_internal.h (unpacking, reading maps by key, string copies, room lists).
+ *
  * What it does not do: decide who receives what (the node and src/sio_broadcast.c), talk to
  * Redis, or keep anything between calls except its buffers.
  *
@@ -23,7 +26,7 @@
  * points into them, or into the caller's payload (binary attachments, strings of an unpacked
  * object: msgpack-c references the input), until the next call.
  */
-#include "roomcast/socketio_codec.h"
+#include "socketio_internal.h"
 
 #include "roomcast/common.h"
 #include "roomcast/sio_codec.h"
@@ -36,27 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct text_buf {
-    char *p;
-    size_t len, cap;
-} text_buf;
-
-typedef struct ptr_list {
-    const char **items;
-    size_t count, cap;
-} ptr_list;
-
-struct rc_socketio_codec {
-    msgpack_unpacked unpacked;
-    text_buf json;
-    ptr_list rooms, except, req_rooms;
-    rc_bp_bytes att[RC_SIO_MAX_ATTACHMENTS];
-    size_t att_count;
-    int too_many;                  /* more binary values than RC_SIO_MAX_ATTACHMENTS */
-    msgpack_sbuffer out;
-    cJSON *req_json;               /* the last JSON request, freed at the next call */
-};
 
 rc_socketio_codec *rc_socketio_codec_new(void)
 {
@@ -106,7 +88,7 @@ static void tb_putc(text_buf *b, char ch)
     b->p[b->len] = '\0';
 }
 
-static void pl_push(ptr_list *l, const char *s)
+void rc_socketio__pl_push(ptr_list *l, const char *s)
 {
     if (l->count == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 8;
@@ -196,7 +178,7 @@ static const char *mp_skim(const uint8_t *p, size_t len)
 }
 
 /* Skims, then unpacks into c->unpacked. */
-static const char *mp_unpack(rc_socketio_codec *c, const char *payload, size_t len)
+const char *rc_socketio__unpack(rc_socketio_codec *c, const char *payload, size_t len)
 {
     const char *why = mp_skim((const uint8_t *)payload, len);
     if (why) return why;
@@ -209,7 +191,7 @@ static const char *mp_unpack(rc_socketio_codec *c, const char *payload, size_t l
 /* ---- reading the object --------------------------------------------------------------------- */
 
 /* The value of key name in map o, or NULL. */
-static const msgpack_object *mp_get(const msgpack_object *o, const char *name)
+const msgpack_object *rc_socketio__get(const msgpack_object *o, const char *name)
 {
     if (!o || o->type != MSGPACK_OBJECT_MAP) return NULL;
     size_t n = strlen(name);
@@ -224,14 +206,14 @@ static const msgpack_object *mp_get(const msgpack_object *o, const char *name)
 }
 
 /* notepack's undefined: fixext 1 of type 0 (an ext8 of type 0 is an ArrayBuffer). */
-static int mp_is_undefined(const msgpack_object *o)
+int rc_socketio__is_undefined(const msgpack_object *o)
 {
     if (!o || o->type != MSGPACK_OBJECT_EXT || o->via.ext.type != 0 || o->via.ext.size != 1) return 0;
     return (uint8_t)o->via.ext.ptr[-2] == 0xd4; /* ext_form's test, for the one size */
 }
 
 /* A C string (in the zone) for a msgpack str: UTF-8 without NUL. NULL if it is not one. */
-static const char *mp_cstr(rc_socketio_codec *c, const msgpack_object *o)
+const char *rc_socketio__cstr(rc_socketio_codec *c, const msgpack_object *o)
 {
     if (!o || o->type != MSGPACK_OBJECT_STR) return NULL;
     size_t n = o->via.str.size; /* an empty str may have a NULL ptr */
@@ -244,15 +226,15 @@ static const char *mp_cstr(rc_socketio_codec *c, const msgpack_object *o)
 }
 
 /* An array of room names (absent, nil or undefined: none) into l. -1 on a wrong type. */
-static int mp_rooms(rc_socketio_codec *c, const msgpack_object *o, ptr_list *l)
+int rc_socketio__rooms(rc_socketio_codec *c, const msgpack_object *o, ptr_list *l)
 {
     l->count = 0;
-    if (!o || o->type == MSGPACK_OBJECT_NIL || mp_is_undefined(o)) return 0;
+    if (!o || o->type == MSGPACK_OBJECT_NIL || rc_socketio__is_undefined(o)) return 0;
     if (o->type != MSGPACK_OBJECT_ARRAY) return -1;
     for (uint32_t i = 0; i < o->via.array.size; i++) {
-        const char *s = mp_cstr(c, &o->via.array.ptr[i]);
+        const char *s = rc_socketio__cstr(c, &o->via.array.ptr[i]);
         if (!s) return -1;
-        pl_push(l, s);
+        rc_socketio__pl_push(l, s);
     }
     return 0;
 }
@@ -532,7 +514,7 @@ static const char *json_value(rc_socketio_codec *c, const msgpack_object *o)
         for (uint32_t i = 0; i < o->via.array.size; i++) {
             if (i) tb_putc(b, ',');
             const msgpack_object *e = &o->via.array.ptr[i];
-            if (mp_is_undefined(e)) {
+            if (rc_socketio__is_undefined(e)) {
                 tb_put(b, "null", 4);
                 continue;
             }
@@ -546,7 +528,7 @@ static const char *json_value(rc_socketio_codec *c, const msgpack_object *o)
         int first = 1;
         for (uint32_t i = 0; i < o->via.map.size; i++) {
             const msgpack_object_kv *kv = &o->via.map.ptr[i];
-            if (mp_is_undefined(&kv->val)) continue; /* JSON.stringify leaves the key out */
+            if (rc_socketio__is_undefined(&kv->val)) continue; /* JSON.stringify leaves the key out */
             if (!first) tb_putc(b, ',');
             first = 0;
             if (kv->key.type == MSGPACK_OBJECT_STR) {
@@ -578,21 +560,21 @@ const char *rc_socketio_packet_from_mp(rc_socketio_codec *c, const msgpack_objec
                                        rc_socketio_broadcast *out)
 {
     if (!packet || packet->type != MSGPACK_OBJECT_MAP) return "bad_packet";
-    const msgpack_object *type = mp_get(packet, "type");
+    const msgpack_object *type = rc_socketio__get(packet, "type");
     if (!type || type->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return "bad_type";
     if (type->via.u64 != RC_SIO_EVENT) return "bad_type";
-    const msgpack_object *id = mp_get(packet, "id");
-    if (id && !mp_is_undefined(id) && id->type != MSGPACK_OBJECT_NIL) return "ack_id";
-    const msgpack_object *nsp = mp_get(packet, "nsp");
-    if (!nsp || mp_is_undefined(nsp)) {
+    const msgpack_object *id = rc_socketio__get(packet, "id");
+    if (id && !rc_socketio__is_undefined(id) && id->type != MSGPACK_OBJECT_NIL) return "ack_id";
+    const msgpack_object *nsp = rc_socketio__get(packet, "nsp");
+    if (!nsp || rc_socketio__is_undefined(nsp)) {
         out->msg.ns = "/";
     } else {
-        out->msg.ns = mp_cstr(c, nsp);
+        out->msg.ns = rc_socketio__cstr(c, nsp);
         if (!out->msg.ns || out->msg.ns[0] != '/') return "bad_nsp";
     }
-    const msgpack_object *data = mp_get(packet, "data");
+    const msgpack_object *data = rc_socketio__get(packet, "data");
     if (!data || data->type != MSGPACK_OBJECT_ARRAY || data->via.array.size == 0) return "bad_data";
-    out->msg.event = mp_cstr(c, &data->via.array.ptr[0]);
+    out->msg.event = rc_socketio__cstr(c, &data->via.array.ptr[0]);
     if (!out->msg.event || !out->msg.event[0]) return "bad_event";
     if (rc_sio_event_reserved(out->msg.event)) return "reserved_event";
     c->json.len = 0;
@@ -602,7 +584,7 @@ const char *rc_socketio_packet_from_mp(rc_socketio_codec *c, const msgpack_objec
     for (uint32_t i = 1; i < data->via.array.size; i++) {
         if (i > 1) tb_putc(&c->json, ',');
         const msgpack_object *e = &data->via.array.ptr[i];
-        if (mp_is_undefined(e)) {
+        if (rc_socketio__is_undefined(e)) {
             tb_put(&c->json, "null", 4);
             continue;
         }
@@ -623,22 +605,22 @@ const char *rc_socketio_decode_broadcast(rc_socketio_codec *c, const char *paylo
                                          rc_socketio_broadcast *out)
 {
     memset(out, 0, sizeof(*out));
-    const char *why = mp_unpack(c, payload, len);
+    const char *why = rc_socketio__unpack(c, payload, len);
     if (why) return why;
     const msgpack_object *root = &c->unpacked.data;
     if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != 3) return "bad_layout";
     const msgpack_object *a = root->via.array.ptr;
-    out->uid = mp_cstr(c, &a[0]);
+    out->uid = rc_socketio__cstr(c, &a[0]);
     if (!out->uid) return "bad_uid";
     if ((why = rc_socketio_packet_from_mp(c, &a[1], out))) return why;
     const msgpack_object *opts = &a[2];
     if (opts->type != MSGPACK_OBJECT_MAP) return "bad_opts";
-    if (mp_rooms(c, mp_get(opts, "rooms"), &c->rooms) != 0) return "bad_rooms";
-    if (mp_rooms(c, mp_get(opts, "except"), &c->except) != 0) return "bad_except";
-    const msgpack_object *flags = mp_get(opts, "flags");
-    if (flags && flags->type != MSGPACK_OBJECT_NIL && !mp_is_undefined(flags)) {
+    if (rc_socketio__rooms(c, rc_socketio__get(opts, "rooms"), &c->rooms) != 0) return "bad_rooms";
+    if (rc_socketio__rooms(c, rc_socketio__get(opts, "except"), &c->except) != 0) return "bad_except";
+    const msgpack_object *flags = rc_socketio__get(opts, "flags");
+    if (flags && flags->type != MSGPACK_OBJECT_NIL && !rc_socketio__is_undefined(flags)) {
         if (flags->type != MSGPACK_OBJECT_MAP) return "bad_flags";
-        const msgpack_object *v = mp_get(flags, "volatile");
+        const msgpack_object *v = rc_socketio__get(flags, "volatile");
         /* JavaScript truthiness of what the emitter sets (true) or leaves out */
         out->is_volatile = v && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean;
     }
@@ -746,108 +728,4 @@ int rc_socketio_encode_broadcast(rc_socketio_codec *c, const char *uid, const rc
     *out = c->out.data;
     *out_len = c->out.size;
     return 0;
-}
-
-/* ---- requests ------------------------------------------------------------------------------------- */
-
-/* A JSON array of strings (absent or null: none) into l. */
-static int json_rooms(const cJSON *a, ptr_list *l)
-{
-    l->count = 0;
-    if (!a || cJSON_IsNull(a)) return 0;
-    if (!cJSON_IsArray(a)) return -1;
-    for (const cJSON *e = a->child; e; e = e->next) {
-        if (!cJSON_IsString(e)) return -1;
-        pl_push(l, e->valuestring);
-    }
-    return 0;
-}
-
-static const char *request_json(rc_socketio_codec *c, const char *payload, size_t len,
-                                rc_socketio_request *out)
-{
-    c->req_json = cJSON_ParseWithLength(payload, len);
-    const cJSON *r = c->req_json;
-    if (!cJSON_IsObject(r)) return "bad_json";
-    out->json = r;
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "type");
-    if (!cJSON_IsNumber(t) || t->valuedouble < 0 || t->valuedouble >= RC_SOCKETIO_REQ__COUNT ||
-        t->valuedouble != trunc(t->valuedouble))
-        return "bad_type";
-    out->type = (int)t->valuedouble;
-    const cJSON *uid = cJSON_GetObjectItemCaseSensitive(r, "uid");
-    if (uid && !cJSON_IsNull(uid)) {
-        if (!cJSON_IsString(uid)) return "bad_uid";
-        out->uid = uid->valuestring;
-    }
-    const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r, "requestId");
-    if (rid && !cJSON_IsNull(rid)) {
-        if (!cJSON_IsString(rid)) return "bad_request_id";
-        out->request_id = rid->valuestring;
-    }
-    const cJSON *opts = cJSON_GetObjectItemCaseSensitive(r, "opts");
-    if (opts && !cJSON_IsNull(opts)) {
-        if (!cJSON_IsObject(opts)) return "bad_opts";
-        out->has_opts = 1;
-        if (json_rooms(cJSON_GetObjectItemCaseSensitive(opts, "rooms"), &c->rooms)) return "bad_rooms";
-        if (json_rooms(cJSON_GetObjectItemCaseSensitive(opts, "except"), &c->except)) return "bad_except";
-    }
-    if (json_rooms(cJSON_GetObjectItemCaseSensitive(r, "rooms"), &c->req_rooms)) return "bad_rooms";
-    const cJSON *close = cJSON_GetObjectItemCaseSensitive(r, "close");
-    if (close && !cJSON_IsNull(close)) {
-        if (!cJSON_IsBool(close)) return "bad_close";
-        out->close = cJSON_IsTrue(close);
-    }
-    return NULL;
-}
-
-static const char *request_mp(rc_socketio_codec *c, const char *payload, size_t len,
-                              rc_socketio_request *out)
-{
-    const char *why = mp_unpack(c, payload, len);
-    if (why) return why;
-    const msgpack_object *r = &c->unpacked.data;
-    if (r->type != MSGPACK_OBJECT_MAP) return "bad_layout";
-    out->mp = r;
-    const msgpack_object *t = mp_get(r, "type");
-    if (!t || t->type != MSGPACK_OBJECT_POSITIVE_INTEGER || t->via.u64 >= RC_SOCKETIO_REQ__COUNT) return "bad_type";
-    out->type = (int)t->via.u64;
-    const msgpack_object *v = mp_get(r, "uid");
-    if (v && v->type != MSGPACK_OBJECT_NIL && !mp_is_undefined(v) && !(out->uid = mp_cstr(c, v))) return "bad_uid";
-    v = mp_get(r, "requestId");
-    if (v && v->type != MSGPACK_OBJECT_NIL && !mp_is_undefined(v) && !(out->request_id = mp_cstr(c, v)))
-        return "bad_request_id";
-    const msgpack_object *opts = mp_get(r, "opts");
-    if (opts && opts->type != MSGPACK_OBJECT_NIL && !mp_is_undefined(opts)) {
-        if (opts->type != MSGPACK_OBJECT_MAP) return "bad_opts";
-        out->has_opts = 1;
-        if (mp_rooms(c, mp_get(opts, "rooms"), &c->rooms)) return "bad_rooms";
-        if (mp_rooms(c, mp_get(opts, "except"), &c->except)) return "bad_except";
-    }
-    if (mp_rooms(c, mp_get(r, "rooms"), &c->req_rooms)) return "bad_rooms";
-    v = mp_get(r, "close");
-    if (v && v->type != MSGPACK_OBJECT_NIL && !mp_is_undefined(v)) {
-        if (v->type != MSGPACK_OBJECT_BOOLEAN) return "bad_close";
-        out->close = v->via.boolean;
-    }
-    return NULL;
-}
-
-const char *rc_socketio_decode_request(rc_socketio_codec *c, const char *payload, size_t len,
-                                       rc_socketio_request *out)
-{
-    memset(out, 0, sizeof(*out));
-    cJSON_Delete(c->req_json);
-    c->req_json = NULL;
-    c->rooms.count = c->except.count = c->req_rooms.count = 0;
-    const char *why = len && payload[0] == '{' ? request_json(c, payload, len, out)
-                                               : request_mp(c, payload, len, out);
-    if (why) return why;
-    out->opts_rooms = c->rooms.items;
-    out->opts_room_count = c->rooms.count;
-    out->opts_except = c->except.items;
-    out->opts_except_count = c->except.count;
-    out->rooms = c->req_rooms.items;
-    out->room_count = c->req_rooms.count;
-    return NULL;
 }

@@ -225,7 +225,8 @@ void rc_sio_hold_release(rc_sio_hold *h);
  * offset is after last_offset, the last one replayed; NULL: none was), then on_connect.
  * rc_sio_recover_refuse sends nothing of the replay: an adopted socket is removed without a word
  * and the CONNECT is answered as a fresh one (new sid, new pid). Both only free p when the client
- * closed meanwhile. rc_sio_recover_alive: 0 once the client is gone. */
+ * closed meanwhile. rc_sio_recover_alive: 0 once the client is gone, or once more was broadcast
+ * to the adopted socket than may wait (16 MiB): then the node refuses. */
 int rc_sio_recover_adopt(rc_sio_pending *p, const char *sid, const char *const *rooms, size_t count);
 size_t rc_sio_recover_add(rc_sio_pending *p, const char *event, const char *args_json, size_t args_len,
                           const char *offset);

@@ -1,7 +1,8 @@
 /*
  * socketio_codec.h: the messages of @socket.io/redis-emitter 5.x and @socket.io/redis-adapter 8.x
  * (classic pub/sub adapter) on Redis, turned into roomcast's room message and back (docs/redis.md,
- * "Socket.IO's Redis formats"). Implemented in src/socketio_codec.c with Debian's libmsgpack-c.
+ * "Socket.IO's Redis formats"). Implemented in src/socketio_codec.c and src/socketio_request.c
+ * (private header src/socketio_internal.h) with Debian's libmsgpack-c.
  * No I/O, no Redis, no state beyond the reusable buffers of one rc_socketio_codec, so the fuzz
  * target test/fuzz/fuzz_socketio.c and test/unit/test_socketio_codec.c call it directly; the node
  * (src/node_socketio.c) owns one codec and does the subscriptions and the delivery.

@@ -29,7 +29,7 @@ static const char *const env_names[] = {
     "ROOMCAST_CONFIG", "ROOMCAST_PORT", "ROOMCAST_BIND", "ROOMCAST_REDIS_URL", "ROOMCAST_PREFIX", "ROOMCAST_SOCKETIO_PREFIX",
     "ROOMCAST_NODE_ID", "ROOMCAST_API_KEY", "ROOMCAST_JWT_SECRET", "ROOMCAST_JWT_PUBLIC_KEY_FILE",
     "ROOMCAST_JWT_ALGS", "ROOMCAST_CORS_ORIGINS", "ROOMCAST_LOG_LEVEL", "ROOMCAST_LOG_FORMAT",
-    "ROOMCAST_DEV_PAGE", "ROOMCAST_DEV_CLIENT_BUNDLE",
+    "ROOMCAST_DEV_PAGE", "ROOMCAST_DEV_CLIENT_BUNDLE", "ROOMCAST_SEND_PATH",
 };
 
 static void clear_env(void)
@@ -592,11 +592,36 @@ static void test_socketio(void **state)
            "@socket.io/redis-emitter and @socket.io/redis-adapter, usually \"socket.io\")");
 }
 
+/* transport.sendPath / ROOMCAST_SEND_PATH: auto by default, the env over the file, anything else
+ * refused with its path. */
+static void test_send_path(void **state)
+{
+    setenv("ROOMCAST_JWT_SECRET", "s", 1);
+    rc_config cfg;
+    load_ok(&cfg, NULL, NULL);
+    assert_int_equal(cfg.transport.send_path, RC_SEND_PATH_AUTO);
+    rc_config_dispose(&cfg);
+    load_ok(&cfg, "{\"transport\":{\"sendPath\":\"writev\"}}", NULL);
+    assert_int_equal(cfg.transport.send_path, RC_SEND_PATH_WRITEV);
+    rc_config_dispose(&cfg);
+    setenv("ROOMCAST_SEND_PATH", "io_uring", 1);
+    load_ok(&cfg, "{\"transport\":{\"sendPath\":\"writev\"}}", NULL);
+    assert_int_equal(cfg.transport.send_path, RC_SEND_PATH_IO_URING);
+    rc_config_dispose(&cfg);
+    setenv("ROOMCAST_SEND_PATH", "epoll", 1);
+    EXPECT(NULL, NULL, "ROOMCAST_SEND_PATH: must be auto, io_uring or writev");
+    unsetenv("ROOMCAST_SEND_PATH");
+    EXPECT("{\"transport\":{\"sendPath\":1,\"delay\":2}}", NULL, "transport.delay: unknown key",
+           "transport.sendPath: must be \"auto\", \"io_uring\" or \"writev\"");
+    EXPECT("{\"transport\":[]}", NULL, "transport: must be an object like {\"sendPath\":\"auto\"}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_defaults, each_setup),
         cmocka_unit_test_setup(test_socketio, each_setup),
+        cmocka_unit_test_setup(test_send_path, each_setup),
         cmocka_unit_test_setup(test_defaults_need_a_secret, each_setup),
         cmocka_unit_test_setup(test_file, each_setup),
         cmocka_unit_test_setup(test_precedence, each_setup),
