@@ -22,8 +22,10 @@
  * times (claims_digest). The socket is adopted (old sid,
  * rooms rejoined: subscriptions asked), and once the backplane confirms every subscription the
  * stream is read after the offset, 500 entries a page, keeping the entries of the socket's rooms;
- * then rc_sio_recover_done. Anything else (unknown or expired pid, trimmed offset, another user,
- * a gap, a replay over limits.maxOutboundBytes, Redis down) ends in rc_sio_recover_refuse: a
+ * then rc_sio_recover_done. At most recovery.maxReplayScan entries are read (a CPU bound: the
+ * entries of other rooms cost as much to read). Anything else (unknown or expired pid, trimmed
+ * offset, another user, a gap, a replay over limits.maxOutboundBytes, more entries after the
+ * offset than maxReplayScan, Redis down) ends in rc_sio_recover_refuse: a
  * fresh session, never a partial replay.
  *
  * Presence (presenceGrace): a socket of a recoverable namespace that leaves for a reason after
@@ -65,10 +67,11 @@
 #define PAGE 500
 #define REFRESH_MAX_MS 15000
 
-enum { R_RECOVERED, R_UNKNOWN, R_TRIMMED, R_USER, R_CLAIMS, R_GAP, R_TOO_LARGE, R_ERROR, R__COUNT };
+enum { R_RECOVERED, R_UNKNOWN, R_TRIMMED, R_USER, R_CLAIMS, R_GAP, R_TOO_LARGE, R_SCAN_LIMIT, R_ERROR,
+       R__COUNT };
 static const char *const result_names[R__COUNT] = {"recovered", "unknown_session", "offset_trimmed",
                                                    "user_mismatch", "claims_changed", "gap", "too_large",
-                                                   "error"};
+                                                   "scan_limit", "error"};
 
 typedef struct dirty {
     int ns_index;
@@ -445,6 +448,9 @@ typedef struct recovering {
     char **rooms;
     size_t nrooms;
     size_t limit;                   /* replay bytes at most */
+    unsigned long scan_max;         /* history entries read at most (recovery.maxReplayScan) */
+    unsigned long scanned;          /* history entries read so far */
+    unsigned long asked;            /* COUNT of the page in flight */
     size_t replayed;
     uint64_t started_ns;
 } recovering;
@@ -512,6 +518,10 @@ static void page_on_reply(void *arg, const redisReply *reply)
             recovering_end(rc, R_ERROR);
             return;
         }
+        if (++rc->scanned > rc->scan_max) { /* more to read than one recovery may: docs/security.md */
+            recovering_end(rc, R_SCAN_LIMIT);
+            return;
+        }
         snprintf(rc->last, sizeof(rc->last), "%s", ent->element[0]->str);
         const redisReply *f = ent->element[1];
         const redisReply *room = field(f, "r");
@@ -530,7 +540,7 @@ static void page_on_reply(void *arg, const redisReply *reply)
         }
     }
     if (!rc_sio_recover_alive(rc->p)) recovering_end(rc, R_TOO_LARGE); /* too much waited meanwhile */
-    else if (reply->elements == PAGE) read_page(rc);
+    else if (reply->elements == rc->asked) read_page(rc);
     else recovering_end(rc, R_RECOVERED);
 }
 
@@ -538,7 +548,10 @@ static void read_page(recovering *rc)
 {
     char start[52], count[16];
     snprintf(start, sizeof(start), "(%s", rc->last);
-    snprintf(count, sizeof(count), "%d", PAGE);
+    /* one entry past the bound at most: a history of exactly scan_max entries still recovers */
+    unsigned long left = rc->scan_max + 1 - rc->scanned;
+    rc->asked = left < PAGE ? left : PAGE;
+    snprintf(count, sizeof(count), "%lu", rc->asked);
     const char *argv[] = {"XRANGE", rc->n->recovery->history_key[rc->ns_index], start, "+", "COUNT", count};
     if (rc_redis_command(rc->n->bp, page_on_reply, rc, 6, argv, NULL) != 0) recovering_end(rc, R_ERROR);
 }
@@ -626,6 +639,7 @@ void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const cha
     rc->user = user ? rc_strdup(user) : NULL;
     claims_digest(rc_sio_recover_claims(p), rc->claims);
     rc->limit = n->cfg->max_outbound_bytes ? n->cfg->max_outbound_bytes : ((size_t)64 << 20);
+    rc->scan_max = config_of(n, ns_index)->max_replay_scan;
     rc->started_ns = rc_now_mono_ns();
     if (!rc_node__recovery_enabled(n, (size_t)ns_index) || !offset_valid(offset)) {
         recovering_end(rc, R_UNKNOWN);

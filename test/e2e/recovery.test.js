@@ -5,8 +5,10 @@
 // (a backend publish, a relay from another client, a notification to its user). The client
 // reconnects, through the proxy now pointed at the other node, and must receive every missed
 // event exactly once, in the order of the namespace's history, with socket.recovered and its
-// rooms intact. Then the node holding a client is SIGKILLed during publishes; a gap longer than
-// the window gives a fresh session; presence announces no offline/online pair for the cut; another user's pid gives nothing; a 10,000-event replay is
+// rooms intact. A backend's plain PUBLISH with an "id", heard by two nodes, is kept once and
+// recovered the same way; one without "id" still gives a fresh session. Then the node holding a
+// client is SIGKILLed during publishes; a gap longer than the window gives a fresh session; a
+// recovery with more history to read than maxReplayScan gives a fresh session; presence announces no offline/online pair for the cut; another user's pid gives nothing; a 10,000-event replay is
 // measured (node RSS, replay time: printed, never asserted); a namespace without recovery writes
 // no history.
 
@@ -15,7 +17,7 @@ const assert = require('node:assert/strict');
 const net = require('node:net');
 const fs = require('node:fs');
 const { io } = require('socket.io-client');
-const { startNode, token, emitAck, publishOk, sleep, waitUntil } = require('./lib/node');
+const { startNode, token, emitAck, publishOk, sleep, waitUntil, metric } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
 
 const T = { timeout: 120000 };
@@ -234,6 +236,35 @@ describe('connection state recovery', () => {
     a.close(); b.close();
   });
 
+  it('more history after the offset than maxReplayScan: a fresh session, counted as scan_limit', T, async () => {
+    proxy.target = A.port;
+    const x = connectVia(proxyUrl, 'uscan', '/scan');
+    await onceConnected(x);
+    await join(x, 'sc1');
+    const got = record(x);
+    await publishOk(B, { ns: '/scan', room: 'sc1', event: 'e', data: { seq: 0 } });
+    await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the first event' });
+    const sid = x.id;
+    proxy.hold();
+    proxy.target = B.port;
+    proxy.cut();
+    await waitUntil(() => !x.connected, { what: 'cut' });
+    const reconnected = nextConnect(x);
+    // 1,100 entries of another room (read, not replayed), then one of the client's
+    await redis.command('EVAL', "for i = 1, 1100 do redis.call('XADD', KEYS[1], '*', 'r', 'other', 'x', '', 'v', 'e', 'a', '[]') end return 1",
+      '1', `${P}:history:/scan`);
+    await publishOk(B, { ns: '/scan', room: 'sc1', event: 'e', data: { seq: 1 } });
+    const before = (await metric(B, 'roomcast_recovery_attempts_total{result="scan_limit"}')) || 0;
+    proxy.release();
+    await reconnected;
+    assert.equal(x.recovered, false);
+    assert.notEqual(x.id, sid);
+    await sleep(300);
+    assert.equal(got.length, 1, 'nothing replayed');
+    assert.equal(await metric(B, 'roomcast_recovery_attempts_total{result="scan_limit"}'), before + 1);
+    x.close();
+  });
+
   it('a replay crossing 10,000 missed events (figures printed, not asserted)', T, async (t) => {
     proxy.target = A.port;
     const x = connectVia(proxyUrl, 'ubig');
@@ -274,6 +305,8 @@ describe('connection state recovery', () => {
   });
 
   it('a namespace without recovery writes no history and gives no pid', T, async () => {
+    // sessions of sockets cut earlier (whose recovery was refused) live on for their window
+    const earlier = new Set(await redis.command('KEYS', `${P}:session:*`));
     const x = connectVia(B.url, 'uoff', '/off');
     await onceConnected(x);
     await join(x, 'o1');
@@ -288,7 +321,7 @@ describe('connection state recovery', () => {
     await onceConnected(r);
     await waitUntil(async () => (await redis.command('EXISTS', `${P}:session:${r._pid}`)) === 1,
       { what: 'the session of a recoverable socket' });
-    const sessions = await redis.command('KEYS', `${P}:session:*`);
+    const sessions = (await redis.command('KEYS', `${P}:session:*`)).filter((k) => !earlier.has(k));
     assert.deepEqual(sessions, [`${P}:session:${r._pid}`], 'only the recoverable socket has a session');
     x.close(); r.close();
   });
