@@ -7,10 +7,13 @@
  * offset in one script; every node, this one included, delivers it when it hears it, so every
  * node delivers kept emits in the order of the stream. A notification (P:notify) is heard by
  * every node: each asks publish_kept with a once key (P:once:<ns>:<id>), so it is kept and
- * published to the user room once. An emit that reaches sockets without an offset although its
- * room is kept (a backend's plain PUBLISH, a binary emit) leaves a gap mark in the stream (field
- * g): a socket of that room that recovers across it is refused (a fresh session) rather than
- * given a replay without it.
+ * published to the user room once. A backend's plain PUBLISH (no offset) to a kept room that
+ * carries an "id" is handled the same way by every node that hears it (once key
+ * P:once:<ns>:r<len>:<room>:<id>): not delivered as heard, but kept once and delivered by every
+ * node when the script's PUBLISH, with its offset, is heard. An emit that reaches sockets without
+ * an offset although its room is kept (a plain PUBLISH without id, a binary emit) leaves a gap
+ * mark in the stream (field g): a socket of that room that recovers across it is refused (a
+ * fresh session) rather than given a replay without it.
  *
  * Sessions: P:session:<pid> = {"sid","user","claims","rooms"} for every socket of a recoverable namespace,
  * written when it changes (connect, join, leave; batched once per loop turn) and rewritten every
@@ -94,7 +97,7 @@ struct rc_node_recovery {
     dirty *dirty;
     size_t ndirty, dirty_cap;
     uint64_t results[R__COUNT];
-    uint64_t replayed, kept, gaps, session_writes, graced;
+    uint64_t replayed, kept, kept_heard, gaps, session_writes, graced;
     grace *graces;                  /* in due order per window; scanned by the refresh timer */
     struct event *grace_ev;
 };
@@ -236,11 +239,36 @@ int rc_node__recovery_notify(rc_node *n, rc_bp_message *msg, const char *payload
     return rc == 0 ? 1 : -1;
 }
 
-void rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg)
+/* A backend's plain PUBLISH with an id to a kept room: every node that hears it asks the keep
+ * script with the same once key, P:once:<ns>:r<room length>:<room>:<id> (the room is part of it:
+ * the same id published to two rooms is two events, as it is live; the length keeps "a:b" + "c"
+ * apart from "a" + "b:c", and the leading r from a notification's id). The first appends it and
+ * publishes it with its offset; the others' scripts do nothing. 0 when asked, -1 when not. */
+static int keep_heard(rc_node *n, int i, const rc_bp_message *msg)
 {
-    if (msg->offset) return;
+    const char *room = msg->room ? msg->room : "";
+    size_t len = strlen(room) + strlen(msg->id) + 32;
+    char *b = rc_malloc(len);
+    snprintf(b, len, "r%zu:%s:%s", strlen(room), room, msg->id);
+    char *once = rc_key_new(n->cfg->prefix, RC_KEY_ONCE, msg->ns, b);
+    rc_free(b);
+    const rc_recovery_config *c = config_of(n, i);
+    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, once};
+    int rc = n->bp->ops->publish_kept(n->bp, msg, &keep);
+    rc_free(once);
+    if (rc == 0) n->recovery->kept_heard++;
+    return rc;
+}
+
+int rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg)
+{
+    if (msg->offset) return 0;
     int i = kept_index(n, msg);
-    if (i >= 0) gap_mark(n, i, msg->room);
+    if (i < 0) return 0;
+    if (msg->id && !msg->attachment_count && keep_heard(n, i, msg) == 0)
+        return 1; /* delivered when the script's PUBLISH (with its offset) is heard */
+    gap_mark(n, i, msg->room);
+    return 0;
 }
 
 /* ---- sessions ----------------------------------------------------------------------------- */
@@ -666,6 +694,9 @@ void rc_node__recovery_write_metrics(const rc_node *n, struct evbuffer *out)
                           "Missed events sent to recovered sockets.", r->replayed);
     rc_metrics_put_scalar(out, "roomcast_recovery_kept_total", "counter",
                           "Emits this node appended to a namespace's history (kept for recovery).", r->kept);
+    rc_metrics_put_scalar(out, "roomcast_recovery_kept_heard_total", "counter",
+                          "Backends' plain PUBLISHes with an id to a kept room that this node asked the history "
+                          "script to keep (once cluster-wide: every node that hears one asks).", r->kept_heard);
     rc_metrics_put_scalar(out, "roomcast_recovery_gaps_total", "counter",
                           "Gap marks written: emits of a kept room delivered without an offset.", r->gaps);
     rc_metrics_put_scalar(out, "roomcast_recovery_session_writes_total", "counter",

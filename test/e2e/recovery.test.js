@@ -79,6 +79,21 @@ async function streamIds(redis, ns = '/') {
   const r = await redis.command('XRANGE', `${P}:history:${ns}`, '-', '+');
   return r.map((e) => e[0]);
 }
+// The entries of the history stream: {id, r, v, g, ...fields}.
+async function streamEntries(redis, ns = '/') {
+  const r = await redis.command('XRANGE', `${P}:history:${ns}`, '-', '+');
+  return r.map(([id, f]) => {
+    const e = { id };
+    for (let i = 0; i + 1 < f.length; i += 2) e[f[i]] = f[i + 1];
+    return e;
+  });
+}
+const wsClient = (url, user) => {
+  const s = io(url, { forceNew: true, auth: { token: token({ sub: user }) }, transports: ['websocket'] });
+  sockets.add(s);
+  return s;
+};
+const offsetOf = (e) => e.args[e.args.length - 1];
 
 describe('connection state recovery', () => {
   let redis; let A; let B; let proxy; let proxyUrl;
@@ -152,6 +167,93 @@ describe('connection state recovery', () => {
       { timeout: 10000, what: 'later publishes to r1 and r2' });
     assert.deepEqual(statusOfX, [], 'no offline/online pair for a gap shorter than the window (presenceGrace)');
     x.close(); y.close();
+  });
+
+  it("a backend's plain PUBLISH with an id, heard by both nodes, is kept once and recovered in order", T, async () => {
+    proxy.target = A.port;
+    const x = connectVia(proxyUrl, 'uplain');
+    await onceConnected(x);
+    await join(x, 'p1');
+    // a member of p1 on each node: both nodes subscribe its channel and hear every plain PUBLISH
+    const ya = wsClient(A.url, 'upa');
+    const yb = wsClient(B.url, 'upb');
+    await onceConnected(ya);
+    await onceConnected(yb);
+    await join(ya, 'p1');
+    await join(yb, 'p1');
+    const got = record(x);
+    const gotA = record(ya);
+    const gotB = record(yb);
+    await publishOk(B, { room: 'p1', event: 'news', data: { seq: 'warm' } });
+    await waitUntil(() => got.length === 1 && gotA.length === 1 && gotB.length === 1, { timeout: 10000, what: 'warm-up' });
+    const warm = offsetOf(got[0]);
+    const sid = x.id;
+    proxy.hold();
+    proxy.target = B.port;
+    proxy.cut();
+    await waitUntil(() => !x.connected, { what: 'the client sees the cut' });
+    const reconnected = nextConnect(x);
+    const sent = [];
+    for (let i = 0; i < 5; i++) {
+      await publishOk(i % 2 ? A : B, { room: 'p1', event: 'news', data: { seq: i } });
+      sent.push(`news:${JSON.stringify({ seq: i })}`);
+      const heard = await redis.command('PUBLISH', `${P}:room:/:p1`,
+        JSON.stringify({ event: 'plain', data: { seq: i }, id: `pm-${i}` }));
+      assert.equal(heard, 2, 'both nodes hear the plain PUBLISH');
+      sent.push(`plain:${JSON.stringify({ seq: i })}`);
+    }
+    await waitUntil(() => gotA.length === 11 && gotB.length === 11, { timeout: 10000, what: 'the bystanders get all 10' });
+    await sleep(500); // a second delivery would come now
+    const all = await streamEntries(redis);
+    const after = all.slice(all.findIndex((e) => e.id === warm) + 1);
+    const tail = after.map((e) => e.id);
+    assert.equal(after.filter((e) => e.v === 'plain').length, 5, 'each plain PUBLISH appended once');
+    assert.equal(after.filter((e) => e.g).length, 0, 'no gap mark');
+    for (const g of [gotA, gotB]) {
+      const live = g.slice(1);
+      assert.deepEqual(live.map(keyOf).sort(), [...sent].sort(), 'every node delivers each event once');
+      assert.deepEqual(live.map(offsetOf), tail, 'with its offset, in the order of the history');
+    }
+    proxy.release();
+    await reconnected;
+    assert.equal(x.recovered, true, 'socket.recovered');
+    assert.equal(x.id, sid, 'the old sid');
+    await sleep(300);
+    const missed = got.slice(1);
+    assert.deepEqual(missed.map(keyOf).sort(), [...sent].sort(), 'every missed event, exactly once');
+    assert.deepEqual(missed.map(offsetOf), tail, 'in the order of the history');
+    x.close(); ya.close(); yb.close();
+  });
+
+  it('a plain PUBLISH without id to a kept room still gives a fresh session', T, async () => {
+    proxy.target = A.port;
+    const x = connectVia(proxyUrl, 'unoid');
+    await onceConnected(x);
+    await join(x, 'p2');
+    const yb = wsClient(B.url, 'unoid-b'); // B hears it (A's last member of p2 is x, cut below)
+    await onceConnected(yb);
+    await join(yb, 'p2');
+    const got = record(x);
+    const gotB = record(yb);
+    await publishOk(B, { room: 'p2', event: 'news', data: { seq: 'warm' } });
+    await waitUntil(() => got.length === 1 && gotB.length === 1, { timeout: 10000, what: 'warm-up' });
+    const sid = x.id;
+    proxy.hold();
+    proxy.target = B.port;
+    proxy.cut();
+    await waitUntil(() => !x.connected, { what: 'the client sees the cut' });
+    const reconnected = nextConnect(x);
+    assert.ok(await redis.command('PUBLISH', `${P}:room:/:p2`, JSON.stringify({ event: 'plain', data: { seq: 0 } })) >= 1);
+    await waitUntil(() => gotB.length === 2, { timeout: 10000, what: 'delivered live' });
+    assert.equal(gotB[1].args.length, 1, 'live, without an offset');
+    await waitUntil(async () => (await streamEntries(redis)).some((e) => e.r === 'p2' && e.g), { what: 'a gap mark' });
+    proxy.release();
+    await reconnected;
+    assert.equal(x.recovered, false);
+    assert.notEqual(x.id, sid);
+    await sleep(300);
+    assert.equal(got.length, 1, 'nothing replayed');
+    x.close(); yb.close();
   });
 
   it('the node holding the client is SIGKILLed during publishes: it recovers on a survivor', T, async () => {
