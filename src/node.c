@@ -116,7 +116,7 @@ static void on_room_open(void *arg, const char *ns, const char *room, rc_sio_soc
 static void on_room_close(void *arg, const char *ns, const char *room)
 {
     rc_node *n = arg;
-    n->bp->ops->room_close(n->bp, ns, room);
+    if (!rc_node__hold_keeps_channel(n, ns, room)) n->bp->ops->room_close(n->bp, ns, room);
     rc_node__socketio_room(n, ns, room, 0);
     status_room_watch(n, ns, room, 0);
 }
@@ -242,6 +242,7 @@ static void hook_on_disconnect(void *arg, rc_sio_socket *s)
     if (is_admin(n, s)) return;
     rc_node__socketio_socket(n, s, 0);
     rc_node__recovery_left(n, s);
+    rc_node__hold_take(n, s);
     if (n->presence && rc_sio_socket_user(s) &&
         !rc_node__recovery_presence_leave(n, s))
         rc_presence_disconnect(n->presence, rc_sio_socket_id(s));
@@ -365,6 +366,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->hooks.on_upgrade = hook_on_upgrade;
     n->hooks.arg = n;
     rc_node__recovery_new(n);
+    rc_node__holds_new(n);
     n->sio = sio_new(n);
     for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)
         n->bp->ops->ns_open(n->bp, rc_ns_rules_name(rc_rules_ns_at(cfg->rules, i)));
@@ -400,6 +402,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         rc_free(n->status_pattern);
         rc_node__socketio_free(n->socketio);
         n->bp->ops->free(n->bp);
+        rc_node__holds_free(n);
         rc_node__recovery_free(n);
         rc_free(n);
         return NULL;
@@ -452,6 +455,7 @@ void rc_node_drain(rc_node *n)
 {
     if (n->draining) return;
     n->draining = 1;
+    rc_node__holds_stop(n); /* the node is going: its sockets' clients come back elsewhere */
     rc_server_pause_accept(n->server);
     rc_eio_server_refuse_new(n->eio);
     uint64_t total = rc_sio_socket_count(n->sio);
@@ -472,6 +476,7 @@ void rc_node_drain(rc_node *n)
 
 void rc_node_free(rc_node *n)
 {
+    rc_node__holds_stop(n); /* before sio closes its sockets: no hold is taken for them */
     if (n->drain_ev) event_free(n->drain_ev);
     rc_admin *admin = n->admin;
     n->admin = NULL;                  /* sockets closing now are told to nobody */
@@ -486,6 +491,7 @@ void rc_node_free(rc_node *n)
     rc_free(n->status_pattern);
     rc_node__socketio_free(n->socketio);
     n->bp->ops->free(n->bp);
+    rc_node__holds_free(n);
     rc_node__recovery_free(n);
     rc_free(n);
 }

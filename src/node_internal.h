@@ -12,6 +12,8 @@
  *   node_api.c        the HTTP routes: /healthz, /readyz, /metrics, POST /api/publish.
  *   node_recovery.c   connection state recovery: kept emits, gap marks, sessions in Redis, the
  *                     recover hook (docs/recovery.md).
+ *   node_recovery_hold.c  the rooms of a session whose client is away, kept subscribed until it
+ *                     is recovered or gone (docs/recovery.md).
  *   node_socketio.c   Socket.IO's Redis formats (socketio.prefix): emitter and adapter
  *                     broadcasts and requests in, the node's broadcasts out in the adapter format.
  *   node_adapter.c    what the adapter peer (adapter_peer.h) is told of the local sockets.
@@ -44,6 +46,7 @@
 
 typedef struct rc_node_recovery rc_node_recovery;
 typedef struct rc_node_socketio rc_node_socketio;
+typedef struct rc_node_holds rc_node_holds;
 
 struct rc_node {
     struct event_base *base;
@@ -60,6 +63,7 @@ struct rc_node {
     rc_presence *presence;
     rc_presence_callbacks presence_cb;
     rc_node_recovery *recovery;     /* connection state recovery (node_recovery.c) */
+    rc_node_holds *holds;           /* rooms of away sessions kept heard (node_recovery_hold.c) */
     rc_adapter_peer *adapter;       /* answers Node adapters' requests; NULL unless
                                      * ROOMCAST_SOCKETIO_PREFIX is set */
     struct rc_admin *admin;         /* the Admin UI (admin.enabled), else NULL */
@@ -208,6 +212,25 @@ void rc_node__recovery_presence_back(rc_node *n, const rc_sio_socket *s);
 void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const char *pid, const char *offset,
                            const char *user);
 void rc_node__recovery_write_metrics(const rc_node *n, struct evbuffer *out);
+/* 1 when the socket left for a reason after which the client reconnects by itself (transport
+ * close or error, ping timeout, server shutting down, token expired...). */
+int rc_node__recovery_comes_back(const rc_sio_socket *s);
+
+/* ---- node_recovery_hold.c --------------------------------------------------------------- */
+
+/* After rc_node__recovery_new (NULL, and every call a no-op, when no namespace has recovery). */
+void rc_node__holds_new(rc_node *n);
+/* A socket is leaving (before sio leaves its rooms): for a reason it comes back from, its kept
+ * rooms stay subscribed (a reference each) until its session is recovered or gone. */
+void rc_node__hold_take(rc_node *n, rc_sio_socket *s);
+/* A socket connected (recovered here: the same sid): its hold ends. */
+void rc_node__hold_back(rc_node *n, const rc_sio_socket *s);
+/* 1 while a hold needs the room's channel (on_room_close then keeps it subscribed). */
+int rc_node__hold_keeps_channel(const rc_node *n, const char *ns, const char *room);
+/* Drain and shutdown: every hold ends and none is taken any more (the backplane must be alive). */
+void rc_node__holds_stop(rc_node *n);
+void rc_node__holds_write_metrics(const rc_node *n, struct evbuffer *out);
+void rc_node__holds_free(rc_node *n);
 /* ---- node_socketio.c -------------------------------------------------------------------- */
 
 /* NULL (and nothing done) without socketio.prefix or without Redis; else subscribes each

@@ -15,7 +15,7 @@
  * mark in the stream (field g): a socket of that room that recovers across it is refused (a
  * fresh session) rather than given a replay without it.
  *
- * Sessions: P:session:<pid> = {"sid","user","claims","rooms"} for every socket of a recoverable namespace,
+ * Sessions: P:session:<pid> = {"sid","node","user","claims","rooms"} for every socket of a recoverable namespace,
  * written when it changes (connect, join, leave; batched once per loop turn) and rewritten every
  * refresh period while connected, with a TTL of the window plus that period: a node that dies
  * writes nothing, and its sessions still expire one window after their last refresh.
@@ -36,6 +36,9 @@
  * node, one list); a recovery on this node takes it back (same sid), one on another node adds
  * its own entry first, so no offline/online pair is announced for a shorter gap; the user goes
  * offline one window late when the client does not come back.
+ *
+ * Rooms of a socket whose client is away stay subscribed until its session is recovered or gone
+ * (src/node_recovery_hold.c): a plain PUBLISH to them is then heard, kept or gap-marked.
  *
  * Without Redis (the embedded backplane), recovery is off, logged once at start
  * (recovery_unavailable): the CONNECT reply carries no pid, so clients never try.
@@ -309,6 +312,7 @@ static void session_write(rc_node *n, rc_sio_socket *s)
     const rc_recovery_config *c = config_of(n, i);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "sid", rc_sio_socket_id(s));
+    cJSON_AddStringToObject(j, "node", n->cfg->node_id); /* whose it is: node_recovery_hold.c */
     if (rc_sio_socket_user(s)) cJSON_AddStringToObject(j, "user", rc_sio_socket_user(s));
     char digest[33];
     claims_digest(rc_sio_socket_claims(s), digest);
@@ -378,6 +382,11 @@ static int recoverable_reason(const char *why)
     for (size_t i = 0; i < RC_ARRAY_LEN(ok); i++)
         if (why && strcmp(why, ok[i]) == 0) return 1;
     return 0;
+}
+
+int rc_node__recovery_comes_back(const rc_sio_socket *s)
+{
+    return recoverable_reason(rc_sio_socket_gone_reason(s));
 }
 
 static void grace_arm(rc_node_recovery *r)

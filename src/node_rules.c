@@ -303,6 +303,7 @@ void rc_node__hook_on_connect(void *arg, rc_sio_socket *s, const cJSON *auth)
     rc_node *n = arg;
     rc_node__socketio_socket(n, s, 1);
     rc_node__recovery_presence_back(n, s);
+    rc_node__hold_back(n, s);
     if (n->presence && rc_sio_socket_user(s))
         rc_presence_connect(n->presence, rc_sio_socket_user(s), rc_sio_socket_id(s));
     rc_node__recovery_touch(n, s);
