@@ -6,7 +6,9 @@
 // reconnects, through the proxy now pointed at the other node, and must receive every missed
 // event exactly once, in the order of the namespace's history, with socket.recovered and its
 // rooms intact. A backend's plain PUBLISH with an "id", heard by two nodes, is kept once and
-// recovered the same way; one without "id" still gives a fresh session. Then the node holding a
+// recovered the same way; one without "id" still gives a fresh session. A client alone in its
+// rooms (its user room too) is cut: its node keeps hearing them, so a plain PUBLISH with an "id"
+// is replayed once (back on the same node or the other one) and one without gives a fresh session. Then the node holding a
 // client is SIGKILLed during publishes; a gap longer than the window gives a fresh session; a
 // recovery with more history to read than maxReplayScan gives a fresh session; presence announces no offline/online pair for the cut; another user's pid gives nothing; a 10,000-event replay is
 // measured (node RSS, replay time: printed, never asserted); a namespace without recovery writes
@@ -254,6 +256,78 @@ describe('connection state recovery', () => {
     await sleep(300);
     assert.equal(got.length, 1, 'nothing replayed');
     x.close(); yb.close();
+  });
+
+  // The client is the only member of its rooms (a room of its own and its user room): when its
+  // socket goes, its node would unsubscribe their channels and nobody would hear a backend's plain
+  // PUBLISH during the gap. The node holds them (docs/recovery.md, "Rooms held while the client is
+  // away"): with an id, kept once and replayed, back on the same node and on the other one.
+  async function cutAlone(user, room, back) {
+    proxy.target = A.port;
+    const x = connectVia(proxyUrl, user);
+    await onceConnected(x);
+    await join(x, room);
+    const got = record(x);
+    await publishOk(B, { room, event: 'news', data: { seq: 'warm' } });
+    await waitUntil(() => got.length === 1, { timeout: 10000, what: 'warm-up' });
+    const live = async () => (await metric(A, 'roomcast_sockets{namespace="/"}')) || 0;
+    const before = await live();
+    const sid = x.id;
+    proxy.hold();
+    proxy.target = back.port;
+    proxy.cut();
+    await waitUntil(() => !x.connected, { what: 'the client sees the cut' });
+    await waitUntil(async () => (await live()) < before, { timeout: 10000, what: 'node A sees the socket go' });
+    return { x, got, sid, reconnected: nextConnect(x) };
+  }
+
+  for (const [where, back] of [['the same node', () => A], ['the other node', () => B]]) {
+    it(`alone in its rooms, cut: a plain PUBLISH with an id meanwhile is replayed once on ${where}`, T, async () => {
+      const user = `ualone${where.length}`;
+      const room = `solo-${where.length}`;
+      const { x, got, sid, reconnected } = await cutAlone(user, room, back());
+      const warm = offsetOf(got[0]);
+      await redis.command('PUBLISH', `${P}:room:/:${room}`, JSON.stringify({ event: 'plain', data: { seq: 1 }, id: 'solo-1' }));
+      await redis.command('PUBLISH', `${P}:room:/:user:${user}`, JSON.stringify({ event: 'plain', data: { seq: 2 }, id: 'solo-2' }));
+      // kept by the holding node; without the hold nobody hears them (a short wait, then on)
+      const kept = async () => (await streamEntries(redis)).filter((e) => e.v === 'plain' &&
+        (e.r === room || e.r === `user:${user}`)).length === 2;
+      await waitUntil(kept, { timeout: 5000, what: 'the two plain PUBLISHes kept' }).catch(() => {});
+      const all = await streamEntries(redis);
+      const tail = all.slice(all.findIndex((e) => e.id === warm) + 1)
+        .filter((e) => e.r === room || e.r === `user:${user}`).map((e) => e.id);
+      proxy.release();
+      await reconnected;
+      assert.equal(x.recovered, true, 'socket.recovered');
+      assert.equal(x.id, sid, 'the old sid');
+      await sleep(300);
+      const missed = got.slice(1);
+      assert.deepEqual(missed.map(keyOf), ['plain:{"seq":1}', 'plain:{"seq":2}'], 'both missed events, exactly once, in order');
+      assert.deepEqual(missed.map(offsetOf), tail, 'with their offsets in the history');
+      // the hold ends: at once on the same node, at A's next session check when recovered on B
+      await waitUntil(async () => (await metric(A, 'roomcast_recovery_holds')) === 0,
+        { timeout: 30000, what: "node A's hold released" });
+      // its rooms are live again where it is now
+      await redis.command('PUBLISH', `${P}:room:/:${room}`, JSON.stringify({ event: 'plain', data: { seq: 3 }, id: 'solo-3' }));
+      await waitUntil(() => got.length === 4, { timeout: 10000, what: 'a later plain PUBLISH' });
+      await sleep(300);
+      assert.equal(got.length, 4, 'delivered once');
+      x.close();
+    });
+  }
+
+  it('alone in its rooms, cut: a plain PUBLISH without id meanwhile gives a fresh session', T, async () => {
+    const { x, got, sid, reconnected } = await cutAlone('ualone-noid', 'solo-noid', B);
+    await redis.command('PUBLISH', `${P}:room:/:user:ualone-noid`, JSON.stringify({ event: 'plain', data: { seq: 1 } }));
+    await waitUntil(async () => (await streamEntries(redis)).some((e) => e.r === 'user:ualone-noid' && e.g),
+      { timeout: 5000, what: 'a gap mark' }).catch(() => {});
+    proxy.release();
+    await reconnected;
+    assert.equal(x.recovered, false, 'not a silent partial replay');
+    assert.notEqual(x.id, sid);
+    await sleep(300);
+    assert.equal(got.length, 1, 'nothing replayed');
+    x.close();
   });
 
   it('the node holding the client is SIGKILLed during publishes: it recovers on a survivor', T, async () => {
