@@ -21,7 +21,9 @@
  *                            barrier (when_subscribed)
  *
  * Under them, each with its own header: redis_script.c (module commands and scripts on one
- * connection), redis_conn.c (one connection), backplane_envelope.c (the JSON envelope).
+ * connection), redis_conn.c (one connection's I/O), redis_link.c (the lifecycle every connection
+ * shares: timings, backoff, name lookup, canary round trip; used by backplane_redis_phase.c and
+ * backplane_redis_shard.c alike), backplane_envelope.c (the JSON envelope).
  *
  * Two connections (redis_conn): sub (handshake, then only SUBSCRIBE-family commands; receives
  * messages) and cmd (handshake, then PUBLISH pipelined, the canary PUBLISH and the modules'

@@ -12,8 +12,8 @@
  *
  *   - RESOLVING: the address is found afresh at every attempt. The resolver hook (bp->resolver,
  *     backplane_redis.h; Sentinel's master lookup) names a host and port, by default the URL's;
- *     a name is then looked up with glibc getaddrinfo_a so a slow or dead DNS server never
- *     blocks the event loop (skipped for a numeric host and a unix socket).
+ *     a name is then looked up (redis_link.h: glibc getaddrinfo_a) so a slow or dead DNS
+ *     server never blocks the event loop (skipped for a numeric host and a unix socket).
  *   - SYNCING: the sub connection resubscribes every wanted channel (batched), then SUBSCRIBEs
  *     the canary channel last (backplane_redis_subs.c); its confirmation proves every earlier
  *     SUBSCRIBE was processed. Then one canary PUBLISH on cmd must come back on sub. Only then
@@ -51,7 +51,7 @@
  * docs/redis.md).
  *
  * Ownership: the two redis_conn and the resolver request are the backplane's; free closes and
- * disposes of the connections (backplane_redis.c) and calls redis_bp__resolve_dispose.
+ * disposes of the connections (backplane_redis.c) and of the lookup (redis_link_resolve_dispose).
  */
 #include "backplane_redis.h"
 
