@@ -34,6 +34,7 @@ rc_frame *rc_frame_new(int opcode, size_t len)
     f->refs = 1;
     f->opcode = (uint8_t)opcode;
     f->hdr_len = (uint8_t)hl;
+    f->delay_ms = 0;
     f->len = (uint32_t)len;
     f->born_ns = 0;
     memcpy(f->bytes, hdr, hl);
@@ -54,6 +55,7 @@ rc_frame *rc_frame_raw(const void *data, size_t len)
     f->refs = 1;
     f->opcode = 0;
     f->hdr_len = 0;
+    f->delay_ms = 0;
     f->len = (uint32_t)len;
     f->born_ns = 0;
     if (len) memcpy(f->bytes, data, len);

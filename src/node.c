@@ -276,6 +276,7 @@ static rc_sio_server *sio_new(rc_node *n)
         rc_ns_rules_rate_limit(r, &ns[i].rate_events, &ns[i].rate_interval_ms);
         ns[i].event_limit_count = rc_ns_rules_event_limit_count(r);
         ns[i].recovery = rc_node__recovery_enabled(n, i);
+        ns[i].write_delay_ms = rc_ns_rules_write_delay(r);
     }
     n->admin_ns = SIZE_MAX;
     if (cfg->admin.enabled) { /* the Admin UI's namespace comes last: rules index the others */

@@ -719,7 +719,8 @@ static void compile_events(const cJSON *events, const char *path, rc_ns_rules *n
 static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_config_errors *e)
 {
     static const char *const ns_keys[] = {"auth", "tokenInQuery", "userRoom", "joinAllow", "onConnect",
-                                          "events", "rateLimit", "status", "track", "authError", "recovery", NULL};
+                                          "events", "rateLimit", "status", "track", "authError", "recovery",
+                                          "writeDelay", NULL};
     static const cJSON default_user_room = {.type = cJSON_String, .valuestring = (char *)"user:{user}"};
     static const cJSON default_allow_item = {.type = cJSON_String, .valuestring = (char *)"{claims.rooms}"};
     static const cJSON default_allow = {.type = cJSON_Array, .child = (cJSON *)&default_allow_item};
@@ -779,6 +780,7 @@ static void compile_ns(const cJSON *j, const char *path, rc_ns_rules *ns, rc_con
     p = pathf("%s.recovery", path);
     rc_recovery_config_parse(&ns->recovery, cJSON_GetObjectItemCaseSensitive(j, "recovery"), p, e);
     rc_free(p);
+    rc__rules_write_delay_parse(j, path, ns, e);
 
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(j, "events");
     compile_events(events, path, ns, e);

@@ -111,11 +111,18 @@ struct rc_ns_rules {
     int has_on_limit;
     unsigned n_event_limits; /* event rules with their own rateLimit */
     rc_recovery_config recovery; /* "recovery" (src/recovery_config.c) */
+    unsigned write_delay_ms; /* "writeDelay" (src/rules_write_delay.c); 0: off */
 };
 
 struct rc_rules {
     size_t n;
     rc_ns_rules *ns;
 };
+
+struct cJSON;
+/* src/rules_write_delay.c: reads ns_json's "writeDelay" into ns (0 when absent); a bad value is
+ * refused into e with the path "<path>.writeDelay". */
+void rc__rules_write_delay_parse(const struct cJSON *ns_json, const char *path, rc_ns_rules *ns,
+                                 rc_config_errors *e);
 
 #endif

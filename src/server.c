@@ -229,6 +229,7 @@ static void conn_fq_spill(rc_conn *c)
 
 static void conn_fq_release(rc_conn *c)
 {
+    rc_server__delay_cancel(c);
     for (uint16_t i = 0; i < c->fq_len; i++) rc_frame_unref(c->fq[i]);
     c->fq_len = 0;
     c->fq_off = 0;
@@ -238,7 +239,7 @@ static void conn_fq_release(rc_conn *c)
     c->fq_cap = 0;
 }
 
-static void conn_schedule_flush(rc_conn *c)
+void rc_server__schedule_flush(rc_conn *c)
 {
     if (c->pending || c->closed) return;
     c->pending = 1;
@@ -348,7 +349,10 @@ void rc_conn_send_frame(rc_conn *c, rc_frame *f)
     }
     c->fq[c->fq_len++] = rc_frame_ref(f);
     c->fq_bytes += rc_frame_wire_len(f);
-    conn_schedule_flush(c);
+    /* write coalescing: wait, unless the turn flushes it anyway or the limit would be passed */
+    if (f->delay_ms && !c->pending && !(c->out_limit && c->fq_bytes > c->out_limit))
+        rc_server__delay_hold(c, f->delay_ms);
+    else rc_server__schedule_flush(c);
 }
 
 size_t rc_conn_pending_bytes(rc_conn *c)
@@ -382,7 +386,7 @@ void rc_conn_notify_drain(rc_conn *c)
 {
     if (c->closed) return;
     c->want_drain = 1;
-    conn_schedule_flush(c);
+    rc_server__schedule_flush(c);
 }
 
 /* The end-of-turn write of a plain connection: -1 when it closed (an error, or the end of a
@@ -440,6 +444,7 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
         list = c->next_pending;
         c->next_pending = NULL;
         c->pending = 0;
+        rc_server__delay_cancel(c); /* written now, with what it held */
         if (c->closed) continue;
         if (!c->write_armed && !c->tls) {
             int r = server_flush_conn(c);
@@ -571,6 +576,7 @@ void rc_server_write_metrics(const rc_server *s, struct evbuffer *out)
                           "Lingering closes ended by their time or byte bound rather than the peer's close.",
                           rc_server_counters.linger_cut);
     rc_server__uring_write_metrics(s, out);
+    rc_server__delay_write_metrics(s, out);
 }
 int rc_server_port(const rc_server *s) { return s->port; }
 
@@ -602,6 +608,7 @@ void rc_server_free(rc_server *s)
     if (s->tls) SSL_CTX_free(s->tls);
     event_free(s->resume_accept_ev);
     rc_server__uring_free(s->uring);
+    rc_server__delay_free(s->delay);
     rc_free(s);
 }
 

@@ -22,6 +22,7 @@
 struct evbuffer;
 
 struct rc_uring;
+typedef struct rc_server_delay rc_server_delay;
 
 struct rc_conn {
     struct bufferevent *bev;
@@ -31,6 +32,9 @@ struct rc_conn {
     void *data;
     rc_conn *prev, *next;      /* live list, or the dead list (next only) once closed */
     rc_conn *next_pending;     /* in server->pending while output waits for the end of the turn */
+    rc_conn *dl_prev, *dl_next; /* on a write delay's waiting list (server_delay.c) */
+    uint64_t dl_due_ns;        /* when that wait ends (monotonic) */
+    uint8_t dl_ms;             /* the list's delay; 0: not waiting */
     uint8_t closed;
     uint8_t flush_close;
     uint8_t pending;           /* on the pending-write list */
@@ -80,6 +84,7 @@ struct rc_server {
     int port;
     int paused;
     struct rc_uring *uring;         /* the io_uring send path (server_uring.c); NULL: writev */
+    rc_server_delay *delay;         /* write coalescing (server_delay.c); NULL until first used */
 };
 
 /* Frames the queue offers to one send: at most this many iovecs. */
@@ -98,5 +103,17 @@ int rc_server__fq_advance(rc_conn *c, size_t w, size_t total);
 void rc_server__uring_send(struct rc_uring *u, rc_conn *list);
 void rc_server__uring_write_metrics(const rc_server *s, struct evbuffer *out);
 void rc_server__uring_free(struct rc_uring *u);
+
+/* server.c, called by server_delay.c: puts c on this turn's flush list (no-op if it is on it
+ * already or closed). */
+void rc_server__schedule_flush(rc_conn *c);
+
+/* server_delay.c, called by server.c: c just queued a frame of delay ms (1..RC_WRITE_DELAY_MAX)
+ * and is not on the flush list: it waits on that delay's list (or moves to this earlier
+ * deadline); cancel takes it off (a flush or a close); the metrics; the lists' end. */
+void rc_server__delay_hold(rc_conn *c, unsigned ms);
+void rc_server__delay_cancel(rc_conn *c);
+void rc_server__delay_write_metrics(const rc_server *s, struct evbuffer *out);
+void rc_server__delay_free(rc_server_delay *d);
 
 #endif

@@ -21,6 +21,7 @@
  */
 #include "sio_internal.h"
 #include "roomcast/common.h"
+#include "roomcast/server.h"
 
 typedef struct fanout {
     const rc_bp_message *msg;
@@ -50,6 +51,17 @@ static void fanout_one(fanout *f, rc_sio_socket *s)
     rc_eio_send_frame(s->client->eio, f->head);
     for (size_t i = 0; i < f->att_count; i++) rc_eio_send_frame(s->client->eio, f->att[i]);
     f->delivered++;
+}
+
+/* The namespace's writeDelay on the broadcast's frames: the transport may hold them that long
+ * to write them with what follows (src/server_delay.c). */
+static void frames_delay(fanout *f, const rc_sio_ns *ns)
+{
+    unsigned ms = ns->set.write_delay_ms;
+    if (!ms) return;
+    if (ms > RC_WRITE_DELAY_MAX) ms = RC_WRITE_DELAY_MAX;
+    f->head->delay_ms = (uint8_t)ms;
+    for (size_t i = 0; i < f->att_count; i++) f->att[i]->delay_ms = (uint8_t)ms;
 }
 
 static void fanout_visit(void *arg, rc_room_member *m)
@@ -88,6 +100,7 @@ size_t rc_sio_broadcast(rc_sio_server *srv, const rc_bp_message *msg, uint64_t b
     f.att_count = msg->attachment_count <= RC_SIO_MAX_ATTACHMENTS ? msg->attachment_count : 0;
     for (size_t i = 0; i < f.att_count; i++)
         f.att[i] = rc_frame_from(RC_WS_OP_BINARY, msg->attachments[i].data, msg->attachments[i].len);
+    frames_delay(&f, ns);
     if (room) {
         rc_room_foreach(room, fanout_visit, &f);
     } else {
@@ -256,6 +269,7 @@ size_t rc_sio_broadcast_to(rc_sio_server *srv, const rc_bp_message *msg, const r
     f->att_count = msg->attachment_count <= RC_SIO_MAX_ATTACHMENTS ? msg->attachment_count : 0;
     for (size_t i = 0; i < f->att_count; i++)
         f->att[i] = rc_frame_from(RC_WS_OP_BINARY, msg->attachments[i].data, msg->attachments[i].len);
+    frames_delay(f, ns);
     select_walk(srv, ns, t, fanout_to_one, &ft);
     rc_frame_unref(f->head);
     for (size_t i = 0; i < f->att_count; i++) rc_frame_unref(f->att[i]);

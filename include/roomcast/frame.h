@@ -25,6 +25,10 @@ typedef struct rc_frame {
     uint32_t refs;
     uint8_t opcode;     /* RC_WS_OP_TEXT (Engine.IO text packet) or RC_WS_OP_BINARY (raw bytes) */
     uint8_t hdr_len;    /* WebSocket header length, 2..10 */
+    uint8_t delay_ms;   /* write coalescing (src/server_delay.c): the transport may hold this
+                         * frame up to this long so that later ones leave in the same write;
+                         * 0 (every constructor's value): written at the end of the loop turn.
+                         * Set by the sender after construction (a namespace's writeDelay). */
     uint32_t len;       /* Engine.IO packet length (payload of the WebSocket frame) */
     uint64_t born_ns;   /* monotonic time the publish was accepted, for the latency histogram */
     uint8_t bytes[];    /* hdr_len + len bytes */

@@ -42,6 +42,9 @@ const rc_ns_rules *rc_rules_find_ns(const rc_rules *rules, const char *name, siz
 const char *rc_ns_rules_name(const rc_ns_rules *ns);
 int rc_ns_rules_auth(const rc_ns_rules *ns);           /* enum rc_ns_auth */
 int rc_ns_rules_token_in_query(const rc_ns_rules *ns); /* 1 if ?token= is accepted */
+/* "writeDelay" in ms (0: off, at most 20): how long a socket's broadcast frames of this namespace
+ * may wait to leave in one write with those queued meanwhile (src/rules_write_delay.c). */
+unsigned rc_ns_rules_write_delay(const rc_ns_rules *ns);
 /* 1 if the namespace verifies tokens: at connect (auth other than none) or by a `verify` action.
  * The config requires key material only then. */
 int rc_ns_rules_verifies_tokens(const rc_ns_rules *ns);

@@ -92,6 +92,15 @@ typedef struct rc_server_uring_stats {
     uint64_t sends, submits, short_sends;
 } rc_server_uring_stats;
 rc_server_uring_stats rc_server_uring_counters(const rc_server *s);
+/* Write coalescing (src/server_delay.c): a frame whose delay_ms is set (1..RC_WRITE_DELAY_MAX)
+ * may wait that long on its connection so that frames queued meanwhile leave in the same write;
+ * any other output, the output limit or a close ends the wait early. Counters: deferred flushes
+ * (holds) and the frames queued while held (frames / holds = frames per such write). */
+#define RC_WRITE_DELAY_MAX 20
+typedef struct rc_server_delay_stats {
+    uint64_t holds, frames;
+} rc_server_delay_stats;
+rc_server_delay_stats rc_server_delay_counters(const rc_server *s);
 void rc_server_pause_accept(rc_server *s); /* draining: no new connections */
 uint64_t rc_server_conn_count(const rc_server *s);
 
@@ -127,7 +136,8 @@ struct event_base *rc_conn_base(rc_conn *c);
 /* The output buffer, for writes of bytes this connection owns (queued frames go first). */
 struct evbuffer *rc_conn_output(rc_conn *c);
 /* Queues a shared frame (takes a reference); it is written at the end of the loop turn with the
- * connection's other frames in one writev, from the frame's own bytes. */
+ * connection's other frames in one writev, from the frame's own bytes; or, when f->delay_ms is
+ * set, up to that many ms later with the frames queued meanwhile (server_delay.c). */
 struct rc_frame;
 void rc_conn_send_frame(rc_conn *c, struct rc_frame *f);
 /* Bytes not yet handed to the kernel. */

@@ -89,6 +89,8 @@ typedef struct rc_sio_ns_settings {
                                       them); 0: event_limit is never asked */
     int recovery;                  /* 1: connection state recovery (the CONNECT reply carries a
                                       pid; a CONNECT with pid and offset asks hooks.recover) */
+    unsigned write_delay_ms;       /* writeDelay: broadcast frames of this namespace carry it
+                                      (rc_frame.delay_ms, at most RC_WRITE_DELAY_MAX); 0: off */
 } rc_sio_ns_settings;
 
 typedef struct rc_sio_settings {

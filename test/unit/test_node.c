@@ -249,6 +249,8 @@ static void test_metric_families(void **state)
         {"roomcast_uring_sends_total", "counter"},
         {"roomcast_uring_submits_total", "counter"},
         {"roomcast_uring_short_sends_total", "counter"},
+        {"roomcast_write_delay_holds_total", "counter"},
+        {"roomcast_write_delay_frames_total", "counter"},
         {"roomcast_http_requests_total", "counter"},
         {"roomcast_payload_too_large_total", "counter"},
         {"roomcast_eio_sessions", "gauge"},

@@ -1337,6 +1337,22 @@ static void test_auth_default(void **state)
     rc_rules_free(r);
 }
 
+/* "writeDelay": 0 (absent) to 20 ms, handed to the transport by the node; anything else refused. */
+static void test_write_delay(void **state)
+{
+    rc_rules *r = compile("{\"/\": {\"writeDelay\": 5}, \"/b\": {}, \"/c\": {\"writeDelay\": 20}, \"/d\": {\"writeDelay\": null}}");
+    assert_int_equal(rc_ns_rules_write_delay(rc_rules_ns_at(r, 0)), 5);
+    assert_int_equal(rc_ns_rules_write_delay(rc_rules_ns_at(r, 1)), 0);
+    assert_int_equal(rc_ns_rules_write_delay(rc_rules_ns_at(r, 2)), 20);
+    assert_int_equal(rc_ns_rules_write_delay(rc_rules_ns_at(r, 3)), 0);
+    rc_rules_free(r);
+    EXPECT("{\"/\": {\"writeDelay\": 21}, \"/b\": {\"writeDelay\": -1}, \"/c\": {\"writeDelay\": 1.5}, \"/d\": {\"writeDelay\": \"5\"}}",
+           "namespaces./.writeDelay: must be an integer number of milliseconds, 0 (off) to 20",
+           "namespaces./b.writeDelay: must be an integer number of milliseconds, 0 (off) to 20",
+           "namespaces./c.writeDelay: must be an integer number of milliseconds, 0 (off) to 20",
+           "namespaces./d.writeDelay: must be an integer number of milliseconds, 0 (off) to 20");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1361,6 +1377,7 @@ int main(void)
         cmocka_unit_test(test_auth_error),
         cmocka_unit_test(test_track_silent),
         cmocka_unit_test(test_auth_default),
+        cmocka_unit_test(test_write_delay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

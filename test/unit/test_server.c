@@ -14,6 +14,11 @@
  * (src/server_uring.c), which must behave the same in every case above. test_send_path checks
  * that the second run really sends through io_uring, short sends included; where io_uring is
  * unavailable (a seccomp filter) the second run is skipped with a message.
+ *
+ * Write coalescing (frames with delay_ms): frames queued over several turns within the delay
+ * leave in one write (one io_uring send), exactly once and in order, without anything but the
+ * timer to end the wait; other output and the output limit end it at the end of the turn; a
+ * close drops what is held, a close after flush writes it first.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -508,6 +513,134 @@ static void test_send_path(void **state)
     nl_close(&a);
 }
 
+/* ---- write coalescing (src/server_delay.c) --------------------------------------------------- */
+
+static rc_frame *delayed_frame(const char *text, unsigned ms)
+{
+    rc_frame *f = rc_frame_from(RC_WS_OP_TEXT, text, strlen(text));
+    f->delay_ms = (uint8_t)ms;
+    return f;
+}
+
+/* Frames of a 20 ms delay queued over several loop turns leave in one write, all of them, in
+ * order, once the delay has passed with nothing else happening (the timer ends the wait). A
+ * round the machine interrupted for longer than the delay is tried again (holds then count 2). */
+static void test_write_delay_gathers(void **state)
+{
+    nl_client c = nl_connect();
+    int uring = nl_send_path == RC_SEND_PATH_IO_URING;
+    int gathered = 0;
+    size_t want = 0;
+    for (int round = 0; round < 3 && !gathered; round++) {
+        rc_server_delay_stats d0 = rc_server_delay_counters(nl_server);
+        rc_server_uring_stats u0 = rc_server_uring_counters(nl_server);
+        for (int i = 0; i < 6; i++) {
+            char p[32];
+            snprintf(p, sizeof(p), "r%d.m%d;", round, i);
+            rc_frame *f = delayed_frame(p, 20);
+            rc_conn_send_frame(S.conn[0], f);
+            want += rc_frame_wire_len(f);
+            rc_frame_unref(f);
+            event_base_loop(nl_base, EVLOOP_NONBLOCK); /* a loop turn: without a delay, a write */
+        }
+        assert_true(nl_wait_bytes(&c, want, 2000)); /* the delay is bounded: no more sends needed */
+        rc_server_delay_stats d1 = rc_server_delay_counters(nl_server);
+        rc_server_uring_stats u1 = rc_server_uring_counters(nl_server);
+        assert_int_equal(d1.frames - d0.frames, 6);
+        assert_true(d1.holds - d0.holds >= 1);
+        gathered = d1.holds - d0.holds == 1;
+        if (gathered && uring) assert_int_equal(u1.sends - u0.sends, 1); /* one send for six frames */
+        char p[32];
+        for (int i = 0; i < 6; i++) { /* exactly once, in order */
+            snprintf(p, sizeof(p), "r%d.m%d;", round, i);
+            const char *at = strstr(c.buf, p);
+            assert_non_null(at);
+            assert_null(strstr(at + 1, p));
+            if (i) {
+                char q[32];
+                snprintf(q, sizeof(q), "r%d.m%d;", round, i - 1);
+                assert_true(strstr(c.buf, q) < at);
+            }
+        }
+    }
+    assert_true(gathered);
+    assert_int_equal(c.len, want);
+    assert_int_equal(rc_frame_live(), 0);
+    nl_close(&c);
+}
+
+/* Output that is not a held frame (a frame without a delay, a raw write) ends the wait at the
+ * end of the turn, the held frames first; so does a frame that would pass the output limit. */
+static void test_write_delay_ends_early(void **state)
+{
+    nl_client c = nl_connect();
+    rc_frame *f = delayed_frame("held1;", 20);
+    rc_conn_send_frame(S.conn[0], f);
+    rc_frame_unref(f);
+    assert_true(rc_conn_pending_bytes(S.conn[0]) > 0);
+    f = rc_frame_from(RC_WS_OP_TEXT, "now1;", 5);
+    rc_conn_send_frame(S.conn[0], f);
+    rc_frame_unref(f);
+    event_base_loop(nl_base, EVLOOP_NONBLOCK);
+    assert_int_equal(rc_conn_pending_bytes(S.conn[0]), 0); /* written in this turn */
+    f = delayed_frame("held2;", 20);
+    rc_conn_send_frame(S.conn[0], f);
+    rc_frame_unref(f);
+    rc_conn_write(S.conn[0], "raw2;", 5);
+    event_base_loop(nl_base, EVLOOP_NONBLOCK);
+    assert_int_equal(rc_conn_pending_bytes(S.conn[0]), 0);
+    /* the limit: 2 frames of 33 bytes against 50 */
+    rc_conn_set_output_limit(S.conn[0], 50);
+    static const char pad[] = "lim-0123456789abcdefghijklmnop;"; /* 31 bytes */
+    f = delayed_frame(pad, 20);
+    rc_conn_send_frame(S.conn[0], f);
+    assert_true(rc_conn_pending_bytes(S.conn[0]) > 0);
+    rc_conn_send_frame(S.conn[0], f);
+    rc_frame_unref(f);
+    event_base_loop(nl_base, EVLOOP_NONBLOCK);
+    assert_int_equal(rc_conn_pending_bytes(S.conn[0]), 0);
+    assert_int_equal(S.backlogs[0], 0);
+    assert_true(nl_wait_str(&c, "raw2;", 2000));
+    const char *h1 = strstr(c.buf, "held1;"), *n1 = strstr(c.buf, "now1;");
+    const char *h2 = strstr(c.buf, "held2;"), *r2 = strstr(c.buf, "raw2;");
+    assert_true(h1 && n1 && h2 && r2);
+    assert_true(h1 < n1 && n1 < h2 && h2 < r2);
+    size_t want = (size_t)(r2 - c.buf) + 5 + 2 * (2 + strlen(pad));
+    assert_true(nl_wait_bytes(&c, want, 2000));
+    assert_int_equal(c.len, want);
+    assert_int_equal(rc_frame_live(), 0);
+    nl_close(&c);
+}
+
+/* A close drops what is held, as it drops a turn's frames without a delay, and the timer finds
+ * nothing of it later; a close after flush writes what is held first, then the FIN. */
+static void test_write_delay_and_close(void **state)
+{
+    nl_client a = nl_connect(), b = nl_connect();
+    rc_frame *f = delayed_frame("gone;", 5);
+    rc_conn_send_frame(S.conn[0], f);
+    rc_conn_send_frame(S.conn[0], f);
+    rc_frame_unref(f);
+    rc_conn_close(S.conn[0]);
+    assert_int_equal(S.closes[0], 1);
+    assert_int_equal(rc_frame_live(), 0);
+    f = delayed_frame("kept;", 20);
+    rc_conn_send_frame(S.conn[1], f);
+    rc_conn_send_frame(S.conn[1], f);
+    rc_frame_unref(f);
+    rc_conn_close_after_flush(S.conn[1]);
+    assert_true(nl_wait_eof(&b, 2000));
+    assert_int_equal(b.len, 2 * 7);
+    assert_memory_equal(b.buf, "\x81\x05kept;\x81\x05kept;", 14);
+    assert_int_equal(S.closes[1], 1);
+    assert_true(nl_wait_eof(&a, 2000));
+    assert_int_equal(a.len, 0);
+    nl_pump(NULL, 30); /* past both delays: the timers find no connection */
+    assert_int_equal(rc_frame_live(), 0);
+    nl_close(&a);
+    nl_close(&b);
+}
+
 /* io_uring_setup may be forbidden here (seccomp): 1 if a server can use it. */
 static int uring_available(void)
 {
@@ -542,6 +675,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_addresses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_delay_gathers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_delay_ends_early, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_delay_and_close, setup, teardown),
     };
     rc_log_setup(RC_LOG_ERROR + 1, 0);
     nl_send_path = RC_SEND_PATH_WRITEV;
