@@ -4,11 +4,14 @@
  */
 #include "roomcast/common.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void rc_oom(size_t n)
 {
@@ -115,4 +118,41 @@ void rc_random_id(char *out, size_t len)
     rc_random_bytes(raw, len);
     for (size_t i = 0; i < len; i++) out[i] = alphabet[raw[i] & 63];
     out[len] = '\0';
+}
+
+#define RC_READ_FILE_MAX (16u << 20) /* config files, PEM keys, a bundle: far below */
+
+char *rc_read_file(const char *path, size_t *len_out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = rc_malloc(cap);
+    for (;;) {
+        if (len + 1 == cap) {
+            if (cap >= RC_READ_FILE_MAX) {
+                errno = EFBIG;
+                goto err;
+            }
+            cap *= 2;
+            buf = rc_realloc(buf, cap);
+        }
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            goto err;
+        }
+        if (n == 0) break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    if (len_out) *len_out = len;
+    return buf;
+err:;
+    int saved = errno;
+    close(fd);
+    rc_free(buf);
+    errno = saved;
+    return NULL;
 }

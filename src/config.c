@@ -29,7 +29,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -39,7 +38,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define MAX_FILE_BYTES (16u << 20)
 #define MAX_MS 86400000           /* timings: at most a day */
 #define MAX_PAYLOAD 100000000     /* 100 MB */
 #define MAX_HEADER_BYTES 1048576
@@ -47,41 +45,6 @@
 #define MAX_CONNECTIONS 10000000
 #define MAX_LEEWAY_S 86400
 #define MAX_ROOM_BUDGET 100000000 /* limits.maxRooms, limits.maxMemberships */
-
-char *rc_read_file(const char *path, size_t *len_out)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = rc_malloc(cap);
-    for (;;) {
-        if (len + 1 == cap) {
-            if (cap >= MAX_FILE_BYTES) {
-                errno = EFBIG;
-                goto err;
-            }
-            cap *= 2;
-            buf = rc_realloc(buf, cap);
-        }
-        ssize_t n = read(fd, buf + len, cap - len - 1);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            goto err;
-        }
-        if (n == 0) break;
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
-    if (len_out) *len_out = len;
-    return buf;
-err:;
-    int saved = errno;
-    close(fd);
-    rc_free(buf);
-    errno = saved;
-    return NULL;
-}
 
 /* ---- loading state ------------------------------------------------------------------------ */
 

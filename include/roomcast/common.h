@@ -49,4 +49,8 @@ void rc_random_bytes(void *buf, size_t n);
 /* Writes a random base64url id of exactly len characters plus NUL into out (len < 64). */
 void rc_random_id(char *out, size_t len);
 
+/* Reads a whole file (at most 16 MiB) into a heap buffer, NUL-terminated; NULL with errno set on
+ * failure (EFBIG when larger). */
+char *rc_read_file(const char *path, size_t *len_out);
+
 #endif

@@ -121,7 +121,4 @@ typedef struct rc_config {
 int rc_config_load(rc_config *cfg, const rc_config_flags *flags, rc_config_errors *errs);
 void rc_config_dispose(rc_config *cfg);
 
-/* Reads a whole file into a heap buffer (NUL-terminated); NULL with errno set on failure. */
-char *rc_read_file(const char *path, size_t *len_out);
-
 #endif

@@ -6,7 +6,7 @@
  *   roomcast  PUBLISH <prefix>:room:<ns>:<room> {"event":"bench","data":{"t":...,"pad":"..."}}
  *             (docs/redis.md)
  *   emitter   PUBLISH socket.io#<ns>#<room># with the msgpack message @socket.io/redis-emitter 5.x
- *             writes for io.to(room).emit("bench", {...}) (protocols.md 4.2):
+ *             writes for io.to(room).emit("bench", {...}) (the adapter's msgpack layout, docs/redis.md):
  *             ["emitter", {type:2, data:["bench",{t,pad}], nsp}, {rooms:[room], flags:{}, except:[]}]
  *             Byte for byte what the emitter writes for an integral t (uint64 once t >= 2^32;
  *             notepack.io decodes it to a JS number, exact below 2^53 ns = 104 days of uptime).

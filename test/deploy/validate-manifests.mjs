@@ -11,7 +11,7 @@
 //    field validation, Strict by default since 1.27) refuses them. So every key is also looked up in
 //    the declared fields of its type (the same package's .d.ts declarations), recursively: a typo
 //    such as `readinesProbe` fails here as it would on a cluster.
-// 3. With --require-roomcast, what the roomcast deployment must have (issue 7, DESIGN.md section 6):
+// 3. With --require-roomcast, what the roomcast deployment must have (issue 7; docs/operations.md):
 //    probes on /healthz and /readyz, terminationGracePeriodSeconds above the preStop sleep plus
 //    config.json's drain.grace, pod anti-affinity, a PodDisruptionBudget, an HPA aimed at the
 //    Deployment, a Service selecting the pods, the config mounted from the ConfigMap, non-root.

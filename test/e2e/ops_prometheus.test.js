@@ -122,7 +122,7 @@ describe('operations: Prometheus scraping two nodes', { timeout: 90000 }, () => 
     if (redis) await redis.stop();
   });
 
-  test('promtool check metrics passes on live nodes (Redis and embedded backplanes) after real traffic, with every DESIGN.md family', async () => {
+  test('promtool check metrics passes on live nodes (Redis and embedded backplanes) after real traffic, with every required metric family', async () => {
     // Traffic that touches most families: a handshake over polling with upgrade, a refused token,
     // a join (room + Redis subscription), a relay to the room and an API publish (delivery latency,
     // messages in and out, backplane publishes), then a receive from the other node.

@@ -170,7 +170,7 @@ static void test_base64_rfc4648_vectors(void **state)
 
 static void test_base64_protocol_examples(void **state)
 {
-    /* protocols.md 1.2: 01 02 03 04 -> AQIDBA==, 01 02 03 -> AQID, 04 -> BA== */
+    /* Engine.IO v4 base64 binary: 01 02 03 04 -> AQIDBA==, 01 02 03 -> AQID, 04 -> BA== */
     static const uint8_t b4[] = {1, 2, 3, 4};
     char out[16];
     uint8_t dec[16];
@@ -268,7 +268,7 @@ static void test_payload_malformed(void **state)
         {"\x1e" "4a", 3, 0},
         {"4a\x1e", 3, 1},
         {"4a\x1e\x1e" "4b", 6, 1},
-        {"abc", 3, 0},               /* protocols.md 1.2: unknown type char */
+        {"abc", 3, 0},               /* Engine.IO v4: unknown type char */
         {"4a\x1e" "9", 4, 1},
         {"4a\x1e" "b!!!!", 7, 1},    /* bad base64 */
         {"bAQI", 4, 0},              /* missing padding */

@@ -255,7 +255,7 @@ static void test_connect_error(void **state)
 
 static void test_binary_event_and_ack(void **state)
 {
-    /* protocols.md 2.2 */
+    /* Socket.IO v5 binary events: placeholders and attachments */
     static const char ev[] =
         "52-[\"b\",{\"_placeholder\":true,\"num\":0},{\"x\":{\"_placeholder\":true,\"num\":1}}]";
     decoded d = expect_ok(ev, RC_SIO_BINARY_EVENT, "/", -1, 2);
@@ -336,7 +336,7 @@ static void test_bad_json(void **state)
     static const char *const bad[] = {
         "2[\"a\"]x", "2[\"a\"] ]", "2[\"a\"][]", "2[\"a\"],",  /* trailing garbage */
         "2[\"a\"", "2[", "2{", "2[\"a", "2[\"a\",", "2[\"a\\", "2[\"a\\u00",  /* truncated */
-        "2abc[\"a\"]",                    /* protocols.md 2.1: non-integer ack id */
+        "2abc[\"a\"]",                    /* Socket.IO v5: a non-integer ack id */
         "2[+1]", "2[01]", "2[.5]", "2[1.]", "2[1e]", "2[-]", "2[0x10]", "2[1,]",
         "2[\"a\",]", "2[,\"a\"]", "2[\"a\" \"b\"]", "2[NaN]", "2[Infinity]", "2[tru]", "2[nul]",
         "2['a']", "2[\"a\\x41\"]", "2[\"a\\uZZZZ\"]", "2[\"a\\u12\"]", "2[\"a\tb\"]",
