@@ -41,7 +41,7 @@
 static void bp_on_message(void *arg, const rc_bp_message *msg)
 {
     rc_node *n = arg;
-    if (msg->kind == RC_BP_EMIT) rc_node__recovery_heard(n, msg);
+    if (msg->kind == RC_BP_EMIT && rc_node__recovery_heard(n, msg)) return; /* kept: heard again */
     if (msg->kind == RC_BP_EMIT) rc_sio_broadcast(n->sio, msg, rc_now_mono_ns());
     else rc_sio_control(n->sio, msg);
 }

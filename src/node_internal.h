@@ -191,8 +191,10 @@ int rc_node__recovery_publish(rc_node *n, rc_bp_message *msg);
 /* The same for a notification every node hears: kept and published once cluster-wide (the once
  * key is its id, or the digest of payload). 0 not kept, 1 handed over, -1 refused. */
 int rc_node__recovery_notify(rc_node *n, rc_bp_message *msg, const char *payload, size_t len);
-/* An emit heard from the backplane: one without an offset to a kept room leaves a gap mark. */
-void rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg);
+/* An emit heard from the backplane, before it is delivered. One without an offset to a kept room
+ * is kept once cluster-wide when it has an id (returns 1: deliver nothing now, the kept copy
+ * comes back with its offset), else leaves a gap mark (returns 0: deliver it). */
+int rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg);
 /* The socket's session changed (connect, join, leave): rewritten at the end of the loop turn. */
 void rc_node__recovery_touch(rc_node *n, rc_sio_socket *s);
 /* A socket left: for a reason after which the client does not reconnect by itself (a namespace

@@ -7,10 +7,13 @@
  * offset in one script; every node, this one included, delivers it when it hears it, so every
  * node delivers kept emits in the order of the stream. A notification (P:notify) is heard by
  * every node: each asks publish_kept with a once key (P:once:<ns>:<id>), so it is kept and
- * published to the user room once. An emit that reaches sockets without an offset although its
- * room is kept (a backend's plain PUBLISH, a binary emit) leaves a gap mark in the stream (field
- * g): a socket of that room that recovers across it is refused (a fresh session) rather than
- * given a replay without it.
+ * published to the user room once. A backend's plain PUBLISH (no offset) to a kept room that
+ * carries an "id" is handled the same way by every node that hears it (once key
+ * P:once:<ns>:r<len>:<room>:<id>): not delivered as heard, but kept once and delivered by every
+ * node when the script's PUBLISH, with its offset, is heard. An emit that reaches sockets without
+ * an offset although its room is kept (a plain PUBLISH without id, a binary emit) leaves a gap
+ * mark in the stream (field g): a socket of that room that recovers across it is refused (a
+ * fresh session) rather than given a replay without it.
  *
  * Sessions: P:session:<pid> = {"sid","user","claims","rooms"} for every socket of a recoverable namespace,
  * written when it changes (connect, join, leave; batched once per loop turn) and rewritten every
@@ -22,8 +25,10 @@
  * times (claims_digest). The socket is adopted (old sid,
  * rooms rejoined: subscriptions asked), and once the backplane confirms every subscription the
  * stream is read after the offset, 500 entries a page, keeping the entries of the socket's rooms;
- * then rc_sio_recover_done. Anything else (unknown or expired pid, trimmed offset, another user,
- * a gap, a replay over limits.maxOutboundBytes, Redis down) ends in rc_sio_recover_refuse: a
+ * then rc_sio_recover_done. At most recovery.maxReplayScan entries are read (a CPU bound: the
+ * entries of other rooms cost as much to read). Anything else (unknown or expired pid, trimmed
+ * offset, another user, a gap, a replay over limits.maxOutboundBytes, more entries after the
+ * offset than maxReplayScan, Redis down) ends in rc_sio_recover_refuse: a
  * fresh session, never a partial replay.
  *
  * Presence (presenceGrace): a socket of a recoverable namespace that leaves for a reason after
@@ -65,10 +70,11 @@
 #define PAGE 500
 #define REFRESH_MAX_MS 15000
 
-enum { R_RECOVERED, R_UNKNOWN, R_TRIMMED, R_USER, R_CLAIMS, R_GAP, R_TOO_LARGE, R_ERROR, R__COUNT };
+enum { R_RECOVERED, R_UNKNOWN, R_TRIMMED, R_USER, R_CLAIMS, R_GAP, R_TOO_LARGE, R_SCAN_LIMIT, R_ERROR,
+       R__COUNT };
 static const char *const result_names[R__COUNT] = {"recovered", "unknown_session", "offset_trimmed",
                                                    "user_mismatch", "claims_changed", "gap", "too_large",
-                                                   "error"};
+                                                   "scan_limit", "error"};
 
 typedef struct dirty {
     int ns_index;
@@ -91,7 +97,7 @@ struct rc_node_recovery {
     dirty *dirty;
     size_t ndirty, dirty_cap;
     uint64_t results[R__COUNT];
-    uint64_t replayed, kept, gaps, session_writes, graced;
+    uint64_t replayed, kept, kept_heard, gaps, session_writes, graced;
     grace *graces;                  /* in due order per window; scanned by the refresh timer */
     struct event *grace_ev;
 };
@@ -233,11 +239,36 @@ int rc_node__recovery_notify(rc_node *n, rc_bp_message *msg, const char *payload
     return rc == 0 ? 1 : -1;
 }
 
-void rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg)
+/* A backend's plain PUBLISH with an id to a kept room: every node that hears it asks the keep
+ * script with the same once key, P:once:<ns>:r<room length>:<room>:<id> (the room is part of it:
+ * the same id published to two rooms is two events, as it is live; the length keeps "a:b" + "c"
+ * apart from "a" + "b:c", and the leading r from a notification's id). The first appends it and
+ * publishes it with its offset; the others' scripts do nothing. 0 when asked, -1 when not. */
+static int keep_heard(rc_node *n, int i, const rc_bp_message *msg)
 {
-    if (msg->offset) return;
+    const char *room = msg->room ? msg->room : "";
+    size_t len = strlen(room) + strlen(msg->id) + 32;
+    char *b = rc_malloc(len);
+    snprintf(b, len, "r%zu:%s:%s", strlen(room), room, msg->id);
+    char *once = rc_key_new(n->cfg->prefix, RC_KEY_ONCE, msg->ns, b);
+    rc_free(b);
+    const rc_recovery_config *c = config_of(n, i);
+    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, once};
+    int rc = n->bp->ops->publish_kept(n->bp, msg, &keep);
+    rc_free(once);
+    if (rc == 0) n->recovery->kept_heard++;
+    return rc;
+}
+
+int rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg)
+{
+    if (msg->offset) return 0;
     int i = kept_index(n, msg);
-    if (i >= 0) gap_mark(n, i, msg->room);
+    if (i < 0) return 0;
+    if (msg->id && !msg->attachment_count && keep_heard(n, i, msg) == 0)
+        return 1; /* delivered when the script's PUBLISH (with its offset) is heard */
+    gap_mark(n, i, msg->room);
+    return 0;
 }
 
 /* ---- sessions ----------------------------------------------------------------------------- */
@@ -445,6 +476,9 @@ typedef struct recovering {
     char **rooms;
     size_t nrooms;
     size_t limit;                   /* replay bytes at most */
+    unsigned long scan_max;         /* history entries read at most (recovery.maxReplayScan) */
+    unsigned long scanned;          /* history entries read so far */
+    unsigned long asked;            /* COUNT of the page in flight */
     size_t replayed;
     uint64_t started_ns;
 } recovering;
@@ -512,6 +546,10 @@ static void page_on_reply(void *arg, const redisReply *reply)
             recovering_end(rc, R_ERROR);
             return;
         }
+        if (++rc->scanned > rc->scan_max) { /* more to read than one recovery may: docs/security.md */
+            recovering_end(rc, R_SCAN_LIMIT);
+            return;
+        }
         snprintf(rc->last, sizeof(rc->last), "%s", ent->element[0]->str);
         const redisReply *f = ent->element[1];
         const redisReply *room = field(f, "r");
@@ -530,7 +568,7 @@ static void page_on_reply(void *arg, const redisReply *reply)
         }
     }
     if (!rc_sio_recover_alive(rc->p)) recovering_end(rc, R_TOO_LARGE); /* too much waited meanwhile */
-    else if (reply->elements == PAGE) read_page(rc);
+    else if (reply->elements == rc->asked) read_page(rc);
     else recovering_end(rc, R_RECOVERED);
 }
 
@@ -538,7 +576,10 @@ static void read_page(recovering *rc)
 {
     char start[52], count[16];
     snprintf(start, sizeof(start), "(%s", rc->last);
-    snprintf(count, sizeof(count), "%d", PAGE);
+    /* one entry past the bound at most: a history of exactly scan_max entries still recovers */
+    unsigned long left = rc->scan_max + 1 - rc->scanned;
+    rc->asked = left < PAGE ? left : PAGE;
+    snprintf(count, sizeof(count), "%lu", rc->asked);
     const char *argv[] = {"XRANGE", rc->n->recovery->history_key[rc->ns_index], start, "+", "COUNT", count};
     if (rc_redis_command(rc->n->bp, page_on_reply, rc, 6, argv, NULL) != 0) recovering_end(rc, R_ERROR);
 }
@@ -626,6 +667,7 @@ void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const cha
     rc->user = user ? rc_strdup(user) : NULL;
     claims_digest(rc_sio_recover_claims(p), rc->claims);
     rc->limit = n->cfg->max_outbound_bytes ? n->cfg->max_outbound_bytes : ((size_t)64 << 20);
+    rc->scan_max = config_of(n, ns_index)->max_replay_scan;
     rc->started_ns = rc_now_mono_ns();
     if (!rc_node__recovery_enabled(n, (size_t)ns_index) || !offset_valid(offset)) {
         recovering_end(rc, R_UNKNOWN);
@@ -652,6 +694,9 @@ void rc_node__recovery_write_metrics(const rc_node *n, struct evbuffer *out)
                           "Missed events sent to recovered sockets.", r->replayed);
     rc_metrics_put_scalar(out, "roomcast_recovery_kept_total", "counter",
                           "Emits this node appended to a namespace's history (kept for recovery).", r->kept);
+    rc_metrics_put_scalar(out, "roomcast_recovery_kept_heard_total", "counter",
+                          "Backends' plain PUBLISHes with an id to a kept room that this node asked the history "
+                          "script to keep (once cluster-wide: every node that hears one asks).", r->kept_heard);
     rc_metrics_put_scalar(out, "roomcast_recovery_gaps_total", "counter",
                           "Gap marks written: emits of a kept room delivered without an offset.", r->gaps);
     rc_metrics_put_scalar(out, "roomcast_recovery_session_writes_total", "counter",

@@ -20,6 +20,7 @@ static void set_defaults(rc_recovery_config *c)
     memset(c, 0, sizeof(*c));
     c->max_disconnection_ms = 120000;
     c->max_length = 100000;
+    c->max_replay_scan = 50000;
     c->presence_grace = 1;
 }
 
@@ -87,8 +88,8 @@ static int parse_globs(const cJSON *obj, const char *path, const char *key, char
 int rc_recovery_config_parse(rc_recovery_config *out, const cJSON *json, const char *path,
                              rc_config_errors *errs)
 {
-    static const char *const keys[] = {"enabled", "maxDisconnectionDuration", "maxLength", "rooms",
-                                       "volatile", "presenceGrace", NULL};
+    static const char *const keys[] = {"enabled", "maxDisconnectionDuration", "maxLength", "maxReplayScan",
+                                       "rooms", "volatile", "presenceGrace", NULL};
     size_t before = errs ? errs->count : 0;
     if (!path) path = "";
     set_defaults(out);
@@ -106,6 +107,9 @@ int rc_recovery_config_parse(rc_recovery_config *out, const cJSON *json, const c
         d = (double)out->max_length;
         if (parse_uint(json, path, "maxLength", 1000, 100000000, &d, errs) == 0)
             out->max_length = (unsigned long)d;
+        d = (double)out->max_replay_scan;
+        if (parse_uint(json, path, "maxReplayScan", 1000, 100000000, &d, errs) == 0)
+            out->max_replay_scan = (unsigned long)d;
         parse_bool(json, path, "presenceGrace", &out->presence_grace, errs);
         parse_globs(json, path, "rooms", &out->rooms, &out->nrooms, errs);
         parse_globs(json, path, "volatile", &out->volatile_events, &out->nvolatile, errs);

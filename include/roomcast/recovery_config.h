@@ -25,6 +25,9 @@ typedef struct rc_recovery_config {
     unsigned max_disconnection_ms;  /* "maxDisconnectionDuration": 120000 (1 s .. 24 h) */
     unsigned long max_length;       /* "maxLength": 100000 entries kept at most per namespace
                                        (approximately, a memory bound; 1000 .. 100000000) */
+    unsigned long max_replay_scan;  /* "maxReplayScan": 50000 history entries read at most by one
+                                       recovery (1000 .. 100000000); a recovery that would read
+                                       more is a fresh session (a CPU bound, docs/security.md) */
     int presence_grace;             /* "presenceGrace": true: a user's offline is announced only
                                        once the window has passed without a reconnect */
     char **rooms;                   /* "rooms": globs of the rooms whose events are kept

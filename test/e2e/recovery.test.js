@@ -5,8 +5,10 @@
 // (a backend publish, a relay from another client, a notification to its user). The client
 // reconnects, through the proxy now pointed at the other node, and must receive every missed
 // event exactly once, in the order of the namespace's history, with socket.recovered and its
-// rooms intact. Then the node holding a client is SIGKILLed during publishes; a gap longer than
-// the window gives a fresh session; presence announces no offline/online pair for the cut; another user's pid gives nothing; a 10,000-event replay is
+// rooms intact. A backend's plain PUBLISH with an "id", heard by two nodes, is kept once and
+// recovered the same way; one without "id" still gives a fresh session. Then the node holding a
+// client is SIGKILLed during publishes; a gap longer than the window gives a fresh session; a
+// recovery with more history to read than maxReplayScan gives a fresh session; presence announces no offline/online pair for the cut; another user's pid gives nothing; a 10,000-event replay is
 // measured (node RSS, replay time: printed, never asserted); a namespace without recovery writes
 // no history.
 
@@ -15,7 +17,7 @@ const assert = require('node:assert/strict');
 const net = require('node:net');
 const fs = require('node:fs');
 const { io } = require('socket.io-client');
-const { startNode, token, emitAck, publishOk, sleep, waitUntil } = require('./lib/node');
+const { startNode, token, emitAck, publishOk, sleep, waitUntil, metric } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
 
 const T = { timeout: 120000 };
@@ -77,6 +79,21 @@ async function streamIds(redis, ns = '/') {
   const r = await redis.command('XRANGE', `${P}:history:${ns}`, '-', '+');
   return r.map((e) => e[0]);
 }
+// The entries of the history stream: {id, r, v, g, ...fields}.
+async function streamEntries(redis, ns = '/') {
+  const r = await redis.command('XRANGE', `${P}:history:${ns}`, '-', '+');
+  return r.map(([id, f]) => {
+    const e = { id };
+    for (let i = 0; i + 1 < f.length; i += 2) e[f[i]] = f[i + 1];
+    return e;
+  });
+}
+const wsClient = (url, user) => {
+  const s = io(url, { forceNew: true, auth: { token: token({ sub: user }) }, transports: ['websocket'] });
+  sockets.add(s);
+  return s;
+};
+const offsetOf = (e) => e.args[e.args.length - 1];
 
 describe('connection state recovery', () => {
   let redis; let A; let B; let proxy; let proxyUrl;
@@ -150,6 +167,93 @@ describe('connection state recovery', () => {
       { timeout: 10000, what: 'later publishes to r1 and r2' });
     assert.deepEqual(statusOfX, [], 'no offline/online pair for a gap shorter than the window (presenceGrace)');
     x.close(); y.close();
+  });
+
+  it("a backend's plain PUBLISH with an id, heard by both nodes, is kept once and recovered in order", T, async () => {
+    proxy.target = A.port;
+    const x = connectVia(proxyUrl, 'uplain');
+    await onceConnected(x);
+    await join(x, 'p1');
+    // a member of p1 on each node: both nodes subscribe its channel and hear every plain PUBLISH
+    const ya = wsClient(A.url, 'upa');
+    const yb = wsClient(B.url, 'upb');
+    await onceConnected(ya);
+    await onceConnected(yb);
+    await join(ya, 'p1');
+    await join(yb, 'p1');
+    const got = record(x);
+    const gotA = record(ya);
+    const gotB = record(yb);
+    await publishOk(B, { room: 'p1', event: 'news', data: { seq: 'warm' } });
+    await waitUntil(() => got.length === 1 && gotA.length === 1 && gotB.length === 1, { timeout: 10000, what: 'warm-up' });
+    const warm = offsetOf(got[0]);
+    const sid = x.id;
+    proxy.hold();
+    proxy.target = B.port;
+    proxy.cut();
+    await waitUntil(() => !x.connected, { what: 'the client sees the cut' });
+    const reconnected = nextConnect(x);
+    const sent = [];
+    for (let i = 0; i < 5; i++) {
+      await publishOk(i % 2 ? A : B, { room: 'p1', event: 'news', data: { seq: i } });
+      sent.push(`news:${JSON.stringify({ seq: i })}`);
+      const heard = await redis.command('PUBLISH', `${P}:room:/:p1`,
+        JSON.stringify({ event: 'plain', data: { seq: i }, id: `pm-${i}` }));
+      assert.equal(heard, 2, 'both nodes hear the plain PUBLISH');
+      sent.push(`plain:${JSON.stringify({ seq: i })}`);
+    }
+    await waitUntil(() => gotA.length === 11 && gotB.length === 11, { timeout: 10000, what: 'the bystanders get all 10' });
+    await sleep(500); // a second delivery would come now
+    const all = await streamEntries(redis);
+    const after = all.slice(all.findIndex((e) => e.id === warm) + 1);
+    const tail = after.map((e) => e.id);
+    assert.equal(after.filter((e) => e.v === 'plain').length, 5, 'each plain PUBLISH appended once');
+    assert.equal(after.filter((e) => e.g).length, 0, 'no gap mark');
+    for (const g of [gotA, gotB]) {
+      const live = g.slice(1);
+      assert.deepEqual(live.map(keyOf).sort(), [...sent].sort(), 'every node delivers each event once');
+      assert.deepEqual(live.map(offsetOf), tail, 'with its offset, in the order of the history');
+    }
+    proxy.release();
+    await reconnected;
+    assert.equal(x.recovered, true, 'socket.recovered');
+    assert.equal(x.id, sid, 'the old sid');
+    await sleep(300);
+    const missed = got.slice(1);
+    assert.deepEqual(missed.map(keyOf).sort(), [...sent].sort(), 'every missed event, exactly once');
+    assert.deepEqual(missed.map(offsetOf), tail, 'in the order of the history');
+    x.close(); ya.close(); yb.close();
+  });
+
+  it('a plain PUBLISH without id to a kept room still gives a fresh session', T, async () => {
+    proxy.target = A.port;
+    const x = connectVia(proxyUrl, 'unoid');
+    await onceConnected(x);
+    await join(x, 'p2');
+    const yb = wsClient(B.url, 'unoid-b'); // B hears it (A's last member of p2 is x, cut below)
+    await onceConnected(yb);
+    await join(yb, 'p2');
+    const got = record(x);
+    const gotB = record(yb);
+    await publishOk(B, { room: 'p2', event: 'news', data: { seq: 'warm' } });
+    await waitUntil(() => got.length === 1 && gotB.length === 1, { timeout: 10000, what: 'warm-up' });
+    const sid = x.id;
+    proxy.hold();
+    proxy.target = B.port;
+    proxy.cut();
+    await waitUntil(() => !x.connected, { what: 'the client sees the cut' });
+    const reconnected = nextConnect(x);
+    assert.ok(await redis.command('PUBLISH', `${P}:room:/:p2`, JSON.stringify({ event: 'plain', data: { seq: 0 } })) >= 1);
+    await waitUntil(() => gotB.length === 2, { timeout: 10000, what: 'delivered live' });
+    assert.equal(gotB[1].args.length, 1, 'live, without an offset');
+    await waitUntil(async () => (await streamEntries(redis)).some((e) => e.r === 'p2' && e.g), { what: 'a gap mark' });
+    proxy.release();
+    await reconnected;
+    assert.equal(x.recovered, false);
+    assert.notEqual(x.id, sid);
+    await sleep(300);
+    assert.equal(got.length, 1, 'nothing replayed');
+    x.close(); yb.close();
   });
 
   it('the node holding the client is SIGKILLed during publishes: it recovers on a survivor', T, async () => {
@@ -234,6 +338,35 @@ describe('connection state recovery', () => {
     a.close(); b.close();
   });
 
+  it('more history after the offset than maxReplayScan: a fresh session, counted as scan_limit', T, async () => {
+    proxy.target = A.port;
+    const x = connectVia(proxyUrl, 'uscan', '/scan');
+    await onceConnected(x);
+    await join(x, 'sc1');
+    const got = record(x);
+    await publishOk(B, { ns: '/scan', room: 'sc1', event: 'e', data: { seq: 0 } });
+    await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the first event' });
+    const sid = x.id;
+    proxy.hold();
+    proxy.target = B.port;
+    proxy.cut();
+    await waitUntil(() => !x.connected, { what: 'cut' });
+    const reconnected = nextConnect(x);
+    // 1,100 entries of another room (read, not replayed), then one of the client's
+    await redis.command('EVAL', "for i = 1, 1100 do redis.call('XADD', KEYS[1], '*', 'r', 'other', 'x', '', 'v', 'e', 'a', '[]') end return 1",
+      '1', `${P}:history:/scan`);
+    await publishOk(B, { ns: '/scan', room: 'sc1', event: 'e', data: { seq: 1 } });
+    const before = (await metric(B, 'roomcast_recovery_attempts_total{result="scan_limit"}')) || 0;
+    proxy.release();
+    await reconnected;
+    assert.equal(x.recovered, false);
+    assert.notEqual(x.id, sid);
+    await sleep(300);
+    assert.equal(got.length, 1, 'nothing replayed');
+    assert.equal(await metric(B, 'roomcast_recovery_attempts_total{result="scan_limit"}'), before + 1);
+    x.close();
+  });
+
   it('a replay crossing 10,000 missed events (figures printed, not asserted)', T, async (t) => {
     proxy.target = A.port;
     const x = connectVia(proxyUrl, 'ubig');
@@ -274,6 +407,8 @@ describe('connection state recovery', () => {
   });
 
   it('a namespace without recovery writes no history and gives no pid', T, async () => {
+    // sessions of sockets cut earlier (whose recovery was refused) live on for their window
+    const earlier = new Set(await redis.command('KEYS', `${P}:session:*`));
     const x = connectVia(B.url, 'uoff', '/off');
     await onceConnected(x);
     await join(x, 'o1');
@@ -288,7 +423,7 @@ describe('connection state recovery', () => {
     await onceConnected(r);
     await waitUntil(async () => (await redis.command('EXISTS', `${P}:session:${r._pid}`)) === 1,
       { what: 'the session of a recoverable socket' });
-    const sessions = await redis.command('KEYS', `${P}:session:*`);
+    const sessions = (await redis.command('KEYS', `${P}:session:*`)).filter((k) => !earlier.has(k));
     assert.deepEqual(sessions, [`${P}:session:${r._pid}`], 'only the recoverable socket has a session');
     x.close(); r.close();
   });
