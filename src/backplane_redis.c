@@ -227,7 +227,7 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
     rc_metrics_put_gauge_double(out, "roomcast_redis_canary_lag_seconds",
                                 "Last canary round trip (PUBLISH on the command connection to receipt "
                                 "on the subscriber).",
-                                bp->canary_lag_s);
+                                bp->canary.lag_s);
     rc_metrics_put_histogram(out, "roomcast_redis_publish_latency_seconds",
                              "PUBLISH round trip on the command connection.", h);
     shards_metrics(bp, out);
@@ -253,7 +253,7 @@ static void redis_free(rc_backplane *b)
     event_free(bp->flush_ev);
     event_free(bp->tick_ev);
     event_free(bp->retry_ev);
-    redis_bp__resolve_dispose(bp);
+    redis_link_resolve_dispose(&bp->resolve);
     redis_bp__subs_dispose(bp);
     bp_buf_dispose(&bp->chan_buf);
     bp_buf_dispose(&bp->payload_buf);

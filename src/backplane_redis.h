@@ -21,7 +21,9 @@
  *                            barrier (when_subscribed)
  *
  * Under them, each with its own header: redis_script.c (module commands and scripts on one
- * connection), redis_conn.c (one connection), backplane_envelope.c (the JSON envelope).
+ * connection), redis_conn.c (one connection's I/O), redis_link.c (the lifecycle every connection
+ * shares: timings, backoff, name lookup, canary round trip; used by backplane_redis_phase.c and
+ * backplane_redis_shard.c alike), backplane_envelope.c (the JSON envelope).
  *
  * Two connections (redis_conn): sub (handshake, then only SUBSCRIBE-family commands; receives
  * messages) and cmd (handshake, then PUBLISH pipelined, the canary PUBLISH and the modules'
@@ -40,6 +42,7 @@
 #include "backplane_envelope.h"
 #include "redis_cluster.h"
 #include "redis_conn.h"
+#include "redis_link.h"
 #include "redis_script.h"
 #include "roomcast/hmap.h"
 #include "roomcast/metrics.h"
@@ -54,7 +57,6 @@ struct event;
 struct event_base;
 struct evbuffer;
 struct rc_sentinel;
-struct bp_resolve;
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct redis_bp redis_bp;
 
@@ -123,9 +125,7 @@ typedef struct bp_shard {
     size_t canary_len;
     uint16_t canary_slot;
     int synced;                  /* its canary SSUBSCRIBE confirmed on the current sub */
-    int canary_ok;               /* a canary came back since the attempt started */
-    int canary_pending;
-    uint64_t canary_seq, canary_sent_ms, canary_next_ms, canary_sent_ns;
+    redis_link_canary canary;    /* ok: came back since the attempt started */
     uint64_t last_push_ms;
     uint64_t subs_sent, subs_confirmed; /* channels, for the barrier (canary excluded) */
     size_t nsubscribed;          /* entries sent to this shard */
@@ -156,15 +156,13 @@ struct redis_bp {
     /* phases (backplane_redis_phase.c) */
     int phase;                   /* enum bp_phase */
     uint64_t deadline_ms;        /* RESOLVING/CONNECTING/SYNCING must end by then */
-    uint64_t backoff_ms;         /* last backoff step; 0 after UP */
+    uint64_t backoff_ms;         /* last backoff step (redis_link_backoff); 0 after UP */
     int attempts;                /* connection attempts started */
-    struct bp_resolve *resolve;  /* in-flight getaddrinfo_a, possibly from an earlier attempt */
+    redis_link_resolve resolve;  /* getaddrinfo_a, possibly still running from an earlier attempt */
     redis_conn sub, cmd;
     int sub_synced;              /* canary SUBSCRIBE confirmed on the current sub connection */
     char canary_nonce[12];       /* random per instance: a node id used twice cannot fool us */
-    uint64_t canary_seq;         /* last canary token sent: "<nonce>:<seq>" */
-    int canary_pending;
-    uint64_t canary_sent_ms, canary_next_ms, canary_sent_ns;
+    redis_link_canary canary;    /* the home canary (ok: came back in this attempt) */
     uint64_t sub_last_push_ms;   /* the sub connection's last message or confirmation */
     uint64_t last_tick_ms;       /* when the tick last ran (a late tick = a busy loop) */
     struct event *tick_ev, *retry_ev;
@@ -192,7 +190,6 @@ struct redis_bp {
     size_t nshards;
     int topo;                    /* 0 unknown, 1 asked, 2 known (this attempt) */
     int refreshing;              /* a refresh of the map in flight while UP */
-    int canary_ok;               /* the home canary came back in this attempt */
     void *scratch;               /* the shards' flush's array */
     size_t scratch_cap;
     uint64_t moved, asks, slot_drops, refreshes;
@@ -204,7 +201,6 @@ struct redis_bp {
     uint64_t reconnects, invalid, own, canary_failures,
         command_timeouts, raw_received, role_mismatches;
     uint64_t invalid_logged_ms, invalid_suppressed; /* the rate limit of redis_bad_message */
-    double canary_lag_s;
     rc_histogram publish_latency;
 };
 
@@ -251,8 +247,6 @@ void redis_bp__retry_now(redis_bp *bp);
 void redis_bp__maybe_probe(redis_bp *bp);
 /* A message on the canary channel. */
 void redis_bp__on_canary(redis_bp *bp, const char *payload, size_t len);
-/* free: lets go of a getaddrinfo_a request still running (waits for it if it cannot cancel). */
-void redis_bp__resolve_dispose(redis_bp *bp);
 /* The resolver found where the current attempt connects: a host name (looked up with DNS, not
  * blocking the loop) or a numeric address, and a port. Only while RESOLVING; from the loop. */
 void redis_bp__resolved(redis_bp *bp, const char *host, int port);

@@ -12,14 +12,15 @@
  *
  *   - RESOLVING: the address is found afresh at every attempt. The resolver hook (bp->resolver,
  *     backplane_redis.h; Sentinel's master lookup) names a host and port, by default the URL's;
- *     a name is then looked up with glibc getaddrinfo_a so a slow or dead DNS server never
- *     blocks the event loop (skipped for a numeric host and a unix socket).
+ *     a name is then looked up (redis_link.h: glibc getaddrinfo_a) so a slow or dead DNS
+ *     server never blocks the event loop (skipped for a numeric host and a unix socket).
  *   - SYNCING: the sub connection resubscribes every wanted channel (batched), then SUBSCRIBEs
  *     the canary channel last (backplane_redis_subs.c); its confirmation proves every earlier
  *     SUBSCRIBE was processed. Then one canary PUBLISH on cmd must come back on sub. Only then
  *     UP and on_state(1).
  *   - UP: a canary every CANARY_INTERVAL_MS; a canary not back within CANARY_TIMEOUT_MS, a
- *     command unanswered for COMMAND_TIMEOUT_MS, an error reply to AUTH/SELECT/SUBSCRIBE, or
+ *     command unanswered for COMMAND_TIMEOUT_MS (timings: src/redis_link.h, shared with the
+ *     cluster shards and the sentinel connections), an error reply to AUTH/SELECT/SUBSCRIBE, or
  *     either connection closing => redis_bp__fail: on_state(0) (if it was UP), both connections
  *     torn down, retry after a jittered exponential backoff (BACKOFF_MIN_MS doubling to
  *     BACKOFF_MAX_MS, reset once UP). Phases other than UP have a deadline too (connect, sync).
@@ -27,7 +28,10 @@
  *     half-working pair (publishing but deaf) would report ready while rooms hear nothing.
  *
  * Here too: the event callbacks that can fail the backplane (the tick, the retry timer, and the
- * subscription flush, whose sending lives in backplane_redis_subs.c).
+ * subscription flush, whose sending lives in backplane_redis_subs.c). The one tick judges every
+ * connection of the backplane (this pair, and the shards' through redis_bp__shards_tick); the
+ * pieces it judges with (backoff, name lookup, canary round trip) are redis_link.c's, the same
+ * for every pair.
  *
  * TLS: a connection whose handshake fails on trust (the server's certificate cannot be verified,
  * or the server refused ours) before the backplane was ever UP is fatal: on_fatal tells the node,
@@ -47,7 +51,7 @@
  * docs/redis.md).
  *
  * Ownership: the two redis_conn and the resolver request are the backplane's; free closes and
- * disposes of the connections (backplane_redis.c) and calls redis_bp__resolve_dispose.
+ * disposes of the connections (backplane_redis.c) and of the lookup (redis_link_resolve_dispose).
  */
 #include "backplane_redis.h"
 
@@ -58,49 +62,16 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 
-/* Timing. Detection of a silent subscription is bounded by CANARY_INTERVAL_MS + CANARY_TIMEOUT_MS
- * (+ one TICK_MS); a dead connection (EOF, RST) is detected at once. The backlog bounds
- * (commands in flight, unsent bytes) are redis_conn.c's. */
-static const uint64_t CONNECT_TIMEOUT_MS = 2000; /* DNS + TCP connect + handshake replies */
-static const uint64_t COMMAND_TIMEOUT_MS = 3000; /* oldest unanswered command; resync */
-static const uint64_t CANARY_INTERVAL_MS = 1000; /* a canary PUBLISH this often while UP */
-static const uint64_t CANARY_TIMEOUT_MS = 2000;  /* ... must come back on sub within this */
-/* ... unless the sub connection is visibly delivering (messages arrived since the canary was
- * sent): then the canary is only queued behind a backlog, and gets up to this long. */
-static const uint64_t CANARY_BUSY_MAX_MS = 30000;
-static const uint64_t TICK_MS = 100;             /* timeout checks run this often */
-static const uint64_t BACKOFF_MIN_MS = 100;      /* first retry after a failure, doubling ... */
-static const uint64_t BACKOFF_MAX_MS = 5000;     /* ... up to this; each delay jittered to [d/2, d] */
-static const uint64_t RESOLVE_POLL_MS = 5;       /* getaddrinfo_a completion polling */
+/* The timings are redis_link.h's (one set for every connection); the tick is the backplane's. */
+static const uint64_t TICK_MS = 100; /* timeout checks run this often */
 
 static const char *const phase_names[] = {"waiting", "resolving", "connecting", "syncing", "up",
                                           "closed"};
 
-typedef struct bp_resolve {
-    struct gaicb req;
-    struct addrinfo hints;
-    char *name;           /* req.ar_name: owned here, the resolver thread may still read it */
-} bp_resolve;
-
 /* ---- small helpers ------------------------------------------------------------------------ */
-
-static uint64_t rand_below(uint64_t n)
-{
-    uint64_t r;
-    rc_random_bytes(&r, sizeof(r));
-    return n ? r % n : 0;
-}
-
-static struct timeval ms_tv(uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    return tv;
-}
 
 static void set_state(redis_bp *bp, int up)
 {
@@ -127,25 +98,15 @@ static void canary_on_reply(void *arg, redis_conn *c, const redis_conn_cmd *cmd,
 
 static void send_canary(redis_bp *bp)
 {
-    char token[40];
-    const char *argv[3] = {"PUBLISH", bp->canary_channel, token};
-    size_t lens[3];
-    uint64_t now = rc_now_mono_ms();
-
-    snprintf(token, sizeof(token), "%s:%" PRIu64, bp->canary_nonce, ++bp->canary_seq);
-    for (int i = 0; i < 3; i++) lens[i] = strlen(argv[i]);
-    bp->canary_next_ms = now + CANARY_INTERVAL_MS;
-    if (redis_conn_command(&bp->cmd, canary_on_reply, bp, 3, argv, lens) != 0)
-        return; /* the command timeout will tell */
-    bp->canary_pending = 1;
-    bp->canary_sent_ms = now;
-    bp->canary_sent_ns = rc_now_mono_ns();
+    /* not sent: the command timeout will tell */
+    redis_link_canary_send(&bp->canary, &bp->cmd, "PUBLISH", bp->canary_channel,
+                           strlen(bp->canary_channel), bp->canary_nonce, canary_on_reply, bp);
 }
 
 /* SYNCING ends when the home canary and (cluster) every shard's came back. */
 static void maybe_up(redis_bp *bp)
 {
-    if (bp->phase != BP_SYNCING || !bp->canary_ok || (bp->cluster && !redis_bp__shards_ok(bp)))
+    if (bp->phase != BP_SYNCING || !bp->canary.ok || (bp->cluster && !redis_bp__shards_ok(bp)))
         return;
     char url[300];
     bp->phase = BP_UP;
@@ -153,7 +114,7 @@ static void maybe_up(redis_bp *bp)
     bp->backoff_ms = 0;
     rc_log_info("redis_up", "url=%s address=%s:%d channels=%zu canary_ms=%.1f",
                 rc_redis_url_redacted(&bp->url, url, sizeof(url)), bp->target_host ? bp->target_host : "-",
-                bp->target_port, bp->nsubscribed, bp->canary_lag_s * 1000.0);
+                bp->target_port, bp->nsubscribed, bp->canary.lag_s * 1000.0);
     set_state(bp, 1);
 }
 
@@ -163,23 +124,20 @@ void redis_bp__maybe_probe(redis_bp *bp)
         bp->cmd.state == REDIS_CONN_CONNECTED && (!bp->cluster || redis_bp__shards_connected(bp))) {
         if (redis_bp__sentinel_role_pending(bp)) return; /* behind Sentinel: ROLE says master first */
         bp->phase = BP_SYNCING;
-        bp->deadline_ms = rc_now_mono_ms() + COMMAND_TIMEOUT_MS + CANARY_TIMEOUT_MS;
+        bp->deadline_ms = rc_now_mono_ms() + REDIS_LINK_COMMAND_TIMEOUT_MS + REDIS_LINK_CANARY_TIMEOUT_MS;
     }
     if (bp->phase != BP_SYNCING) return;
-    if (bp->sub_synced && !bp->canary_pending && !bp->canary_ok) send_canary(bp);
+    if (bp->sub_synced && !bp->canary.pending && !bp->canary.ok) send_canary(bp);
     if (bp->cluster) redis_bp__shards_probe(bp);
     maybe_up(bp);
 }
 
 void redis_bp__on_canary(redis_bp *bp, const char *payload, size_t len)
 {
-    char token[40];
-    snprintf(token, sizeof(token), "%s:%" PRIu64, bp->canary_nonce, bp->canary_seq);
-    if (!bp->canary_pending || len != strlen(token) || memcmp(payload, token, len) != 0) return;
-    bp->canary_pending = 0;
-    bp->canary_lag_s = (double)(rc_now_mono_ns() - bp->canary_sent_ns) / 1e9;
-    if (bp->phase != BP_SYNCING) return;
-    bp->canary_ok = 1;
+    if (!redis_link_canary_received(&bp->canary, bp->canary_nonce, payload, len) ||
+        bp->phase != BP_SYNCING)
+        return;
+    bp->canary.ok = 1;
     maybe_up(bp);
 }
 
@@ -250,61 +208,19 @@ static void connect_both(redis_bp *bp, const char *ip)
 
 /* ---- resolving ----------------------------------------------------------------------------- */
 
-static void resolve_free(bp_resolve *res)
-{
-    if (res->req.ar_result) freeaddrinfo(res->req.ar_result);
-    rc_free(res->name);
-    rc_free(res);
-}
-
-/* RESOLVING: polls getaddrinfo_a; prefers an IPv4 address, as hiredis itself does. */
+/* RESOLVING: polls the lookup of target_host, then connects. */
 static void poll_resolve(redis_bp *bp)
 {
-    bp_resolve *res = bp->resolve;
-    int err = gai_error(&res->req);
-    if (err == EAI_INPROGRESS) {
-        struct timeval tv = ms_tv(RESOLVE_POLL_MS);
+    char ip[INET6_ADDRSTRLEN], why[300];
+    int done = redis_link_resolve_poll(&bp->resolve, ip, sizeof(ip), why, sizeof(why));
+    if (done == 0) {
+        struct timeval tv = redis_link_tv(REDIS_LINK_RESOLVE_POLL_MS);
         event_add(bp->retry_ev, &tv);
         return;
     }
-    bp->resolve = NULL;
-    char ip[INET6_ADDRSTRLEN] = "";
-    if (err == 0) {
-        const struct addrinfo *pick = NULL;
-        for (const struct addrinfo *ai = res->req.ar_result; ai; ai = ai->ai_next) {
-            if (ai->ai_family == AF_INET) {
-                pick = ai;
-                break;
-            }
-            if (!pick && ai->ai_family == AF_INET6) pick = ai;
-        }
-        if (pick && pick->ai_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)pick->ai_addr)->sin_addr, ip, sizeof(ip));
-        else if (pick)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)pick->ai_addr)->sin6_addr, ip,
-                      sizeof(ip));
-    }
-    resolve_free(res);
-    if (!ip[0]) {
-        char reason[160];
-        snprintf(reason, sizeof(reason), "cannot resolve %s: %s", bp->target_host,
-                 err ? gai_strerror(err) : "no address");
-        redis_bp__fail(bp, reason);
-        return;
-    }
-    connect_both(bp, ip);
-}
-
-void redis_bp__resolve_dispose(redis_bp *bp)
-{
-    if (!bp->resolve) return;
-    /* a resolver thread may still be writing into the request: cancel, or wait for it */
-    if (gai_cancel(&bp->resolve->req) == EAI_NOTCANCELED) {
-        const struct gaicb *list[1] = {&bp->resolve->req};
-        while (gai_error(&bp->resolve->req) == EAI_INPROGRESS) gai_suspend(list, 1, NULL);
-    }
-    resolve_free(bp->resolve);
-    bp->resolve = NULL;
+    redis_link_resolve_dispose(&bp->resolve);
+    if (done < 0) redis_bp__fail(bp, why);
+    else connect_both(bp, ip);
 }
 
 /* ---- attempts and failures ----------------------------------------------------------------- */
@@ -312,7 +228,7 @@ void redis_bp__resolve_dispose(redis_bp *bp)
 static void attempt_start(redis_bp *bp)
 {
     if (bp->attempts++ > 0) bp->reconnects++;
-    bp->deadline_ms = rc_now_mono_ms() + CONNECT_TIMEOUT_MS;
+    bp->deadline_ms = rc_now_mono_ms() + REDIS_LINK_CONNECT_TIMEOUT_MS;
     if (bp->cluster) redis_bp__cluster_next_seed(bp); /* the home connections' seed */
     bp->phase = BP_RESOLVING;
     if (bp->url.path) {
@@ -328,35 +244,22 @@ static void attempt_start(redis_bp *bp)
 
 void redis_bp__resolved(redis_bp *bp, const char *host, int port)
 {
-    unsigned char addr[sizeof(struct in6_addr)];
     if (bp->phase != BP_RESOLVING) return;
     if (host != bp->target_host) {
         rc_free(bp->target_host);
         bp->target_host = rc_strdup(host);
     }
     bp->target_port = port;
-    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) {
+    if (redis_link_numeric(host)) {
         connect_both(bp, host);
         return;
     }
-    if (bp->resolve && (gai_error(&bp->resolve->req) != EAI_INPROGRESS ||
-                        strcmp(bp->resolve->name, host) != 0))
-        redis_bp__resolve_dispose(bp); /* a stale answer, or a lookup of another name */
-    if (!bp->resolve) {
-        bp_resolve *res = rc_calloc(1, sizeof(*res));
-        struct gaicb *list[1] = {&res->req};
-        res->hints.ai_family = AF_UNSPEC;
-        res->hints.ai_socktype = SOCK_STREAM;
-        res->name = rc_strdup(host);
-        res->req.ar_name = res->name;
-        res->req.ar_request = &res->hints;
-        int err = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
-        if (err != 0) {
-            resolve_free(res);
-            redis_bp__fail(bp, "getaddrinfo_a failed");
-            return;
-        }
-        bp->resolve = res;
+    /* a lookup of this name still running (an earlier attempt's) is waited for; anything else
+     * (a stale answer, another name) starts afresh */
+    if (!redis_link_resolve_running(&bp->resolve, host) &&
+        redis_link_resolve_start(&bp->resolve, host) != 0) {
+        redis_bp__fail(bp, "getaddrinfo_a failed");
+        return;
     }
     poll_resolve(bp);
 }
@@ -365,7 +268,7 @@ void redis_bp__on_retry(evutil_socket_t fd, short what, void *arg)
 {
     redis_bp *bp = arg;
     if (bp->phase == BP_WAITING) attempt_start(bp);
-    else if (bp->phase == BP_RESOLVING && bp->resolve) poll_resolve(bp);
+    else if (bp->phase == BP_RESOLVING && bp->resolve.busy) poll_resolve(bp);
 }
 
 void redis_bp__retry_now(redis_bp *bp)
@@ -388,15 +291,11 @@ void redis_bp__fail(redis_bp *bp, const char *reason)
     redis_conn_close(&bp->cmd);
     if (bp->cluster) redis_bp__shards_close(bp);
     redis_bp__subs_reset(bp);
-    bp->canary_pending = 0;
-    bp->canary_ok = 0;
+    redis_link_canary_reset(&bp->canary);
     bp->phase = BP_WAITING;
 
-    uint64_t step = bp->backoff_ms ? bp->backoff_ms * 2 : BACKOFF_MIN_MS;
-    if (step > BACKOFF_MAX_MS) step = BACKOFF_MAX_MS;
-    bp->backoff_ms = step;
-    uint64_t delay = step / 2 + rand_below(step / 2 + 1);
-    struct timeval tv = ms_tv(delay);
+    uint64_t delay = redis_link_backoff(&bp->backoff_ms);
+    struct timeval tv = redis_link_tv(delay);
     event_add(bp->retry_ev, &tv);
 
     rc_log_warn("redis_down", "reason=\"%s\" phase=%s retry_ms=%" PRIu64, reason, phase, delay);
@@ -407,7 +306,7 @@ void redis_bp__fail(redis_bp *bp, const char *reason)
 
 static void check_ring(redis_bp *bp, redis_conn *c, uint64_t now_ns)
 {
-    if (bp->phase == BP_WAITING || !redis_conn_overdue(c, now_ns, COMMAND_TIMEOUT_MS * 1000000ull))
+    if (bp->phase == BP_WAITING || !redis_conn_overdue(c, now_ns, REDIS_LINK_COMMAND_TIMEOUT_MS * 1000000ull))
         return;
     bp->command_timeouts++;
     redis_bp__fail(bp, c == &bp->sub ? "sub command timed out" : "command timed out");
@@ -428,23 +327,19 @@ void redis_bp__on_tick(evutil_socket_t fd, short what, void *arg)
     case BP_CONNECTING:
     case BP_SYNCING:
         if (now >= bp->deadline_ms) {
-            if (bp->phase == BP_SYNCING && bp->canary_pending) bp->canary_failures++;
+            if (bp->phase == BP_SYNCING && bp->canary.pending) bp->canary_failures++;
             redis_bp__fail(bp, bp->phase == BP_SYNCING ? "resubscribe/canary timed out"
                                                        : "connect timed out");
             return;
         }
         break;
     case BP_UP:
-        if (bp->canary_pending && now - bp->canary_sent_ms >= CANARY_TIMEOUT_MS) {
-            int delivering = bp->sub_last_push_ms >= bp->canary_sent_ms &&
-                             now - bp->canary_sent_ms < CANARY_BUSY_MAX_MS;
-            if (!delivering) {
-                bp->canary_failures++;
-                redis_bp__fail(bp, "canary not received");
-                return;
-            }
+        if (redis_link_canary_lost(&bp->canary, now, bp->sub_last_push_ms)) {
+            bp->canary_failures++;
+            redis_bp__fail(bp, "canary not received");
+            return;
         }
-        if (!bp->canary_pending && now >= bp->canary_next_ms) send_canary(bp);
+        if (redis_link_canary_due(&bp->canary, now)) send_canary(bp);
         if (bp->cluster && redis_bp__shards_tick(bp, now) != 0) return;
         break;
     default:
@@ -464,7 +359,7 @@ void redis_bp__on_flush(evutil_socket_t fd, short what, void *arg)
 
 void redis_bp__phase_start(redis_bp *bp)
 {
-    struct timeval tick = ms_tv(TICK_MS), now = {0, 0};
+    struct timeval tick = redis_link_tv(TICK_MS), now = {0, 0};
     event_add(bp->tick_ev, &tick);
     event_add(bp->retry_ev, &now); /* the first attempt runs from the loop, not from here */
 }

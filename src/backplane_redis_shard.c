@@ -28,8 +28,9 @@
  * backplane: everything reconnects and learns the topology anew (a few hundred ms at 503).
  *
  * Liveness: each shard has its own canary, "P:canary:<node>:{<tag>}" with a tag chosen so that
- * its slot is one the shard serves, SPUBLISHed on its cmd and received on its sub, with the same
- * timings as the home canary (backplane_redis_phase.c). The backplane is UP only when the home
+ * its slot is one the shard serves, SPUBLISHed on its cmd and received on its sub: the same
+ * round trip, timings and command timeout as the home pair's (redis_link.h), judged from the
+ * backplane's one tick (redis_bp__shards_tick). The backplane is UP only when the home
  * canary and every shard's came back; any shard connection failing fails the whole backplane,
  * so readiness never claims a shard that is deaf.
  *
@@ -50,16 +51,10 @@
 
 #include <arpa/inet.h>
 #include <hiredis/hiredis.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The home canary's timings (backplane_redis_phase.c), for each shard's. */
-static const uint64_t CANARY_INTERVAL_MS = 1000;
-static const uint64_t CANARY_TIMEOUT_MS = 2000;
-static const uint64_t CANARY_BUSY_MAX_MS = 30000;
-static const uint64_t COMMAND_TIMEOUT_MS = 3000;
 enum { CANARY_TAGS = 4096 }; /* tags tried for a shard's canary slot */
 
 /* ---- seeds and setup ----------------------------------------------------------------------- */
@@ -445,23 +440,15 @@ static void canary_on_reply(void *arg, redis_conn *c, const redis_conn_cmd *cmd,
 
 static void shard_send_canary(redis_bp *bp, bp_shard *sh)
 {
-    char token[40];
-    uint64_t now = rc_now_mono_ms();
-    snprintf(token, sizeof(token), "%s:%" PRIu64, bp->canary_nonce, ++sh->canary_seq);
-    const char *argv[3] = {"SPUBLISH", sh->canary_channel, token};
-    size_t lens[3] = {8, sh->canary_len, strlen(token)};
-    sh->canary_next_ms = now + CANARY_INTERVAL_MS;
-    if (redis_conn_command(&sh->cmd, canary_on_reply, sh, 3, argv, lens) != 0) return;
-    sh->canary_pending = 1;
-    sh->canary_sent_ms = now;
-    sh->canary_sent_ns = rc_now_mono_ns();
+    redis_link_canary_send(&sh->canary, &sh->cmd, "SPUBLISH", sh->canary_channel, sh->canary_len,
+                           bp->canary_nonce, canary_on_reply, sh);
 }
 
 void redis_bp__shards_probe(redis_bp *bp)
 {
     for (size_t i = 0; i < bp->nshards; i++) {
         bp_shard *sh = bp->shards[i];
-        if (sh->synced && !sh->canary_ok && !sh->canary_pending) shard_send_canary(bp, sh);
+        if (sh->synced && !sh->canary.ok && !sh->canary.pending) shard_send_canary(bp, sh);
     }
 }
 
@@ -469,7 +456,7 @@ int redis_bp__shards_ok(const redis_bp *bp)
 {
     if (bp->topo != 2 || !bp->nshards) return 0;
     for (size_t i = 0; i < bp->nshards; i++)
-        if (!bp->shards[i]->canary_ok) return 0;
+        if (!bp->shards[i]->canary.ok) return 0;
     return 1;
 }
 
@@ -478,21 +465,17 @@ int redis_bp__shards_tick(redis_bp *bp, uint64_t now_ms)
     uint64_t now_ns = rc_now_mono_ns();
     for (size_t i = 0; i < bp->nshards; i++) {
         bp_shard *sh = bp->shards[i];
-        if (sh->canary_pending && now_ms - sh->canary_sent_ms >= CANARY_TIMEOUT_MS) {
-            int delivering = sh->last_push_ms >= sh->canary_sent_ms &&
-                             now_ms - sh->canary_sent_ms < CANARY_BUSY_MAX_MS;
-            if (!delivering) {
-                bp->canary_failures++;
-                redis_bp__fail(bp, "a shard's canary not received");
-                return -1;
-            }
+        if (redis_link_canary_lost(&sh->canary, now_ms, sh->last_push_ms)) {
+            bp->canary_failures++;
+            redis_bp__fail(bp, "a shard's canary not received");
+            return -1;
         }
-        if (redis_conn_overdue(&sh->cmd, now_ns, COMMAND_TIMEOUT_MS * 1000000ull)) {
+        if (redis_conn_overdue(&sh->cmd, now_ns, REDIS_LINK_COMMAND_TIMEOUT_MS * 1000000ull)) {
             bp->command_timeouts++;
             redis_bp__fail(bp, "a shard's command timed out");
             return -1;
         }
-        if (!sh->canary_pending && now_ms >= sh->canary_next_ms) shard_send_canary(bp, sh);
+        if (redis_link_canary_due(&sh->canary, now_ms)) shard_send_canary(bp, sh);
     }
     return 0;
 }
@@ -503,7 +486,8 @@ void redis_bp__shards_close(redis_bp *bp)
         bp_shard *sh = bp->shards[i];
         redis_conn_close(&sh->sub);
         redis_conn_close(&sh->cmd);
-        sh->synced = sh->canary_ok = sh->canary_pending = 0;
+        sh->synced = 0;
+        redis_link_canary_reset(&sh->canary);
         sh->subs_sent = sh->subs_confirmed = 0;
         sh->nsubscribed = 0;
         ext(sh)->head = ext(sh)->len = 0;
@@ -545,12 +529,10 @@ static void shard_on_fail(void *arg, redis_conn *c, const char *reason)
 
 static void shard_on_canary(redis_bp *bp, bp_shard *sh, const char *payload, size_t len)
 {
-    char token[40];
-    snprintf(token, sizeof(token), "%s:%" PRIu64, bp->canary_nonce, sh->canary_seq);
-    if (!sh->canary_pending || len != strlen(token) || memcmp(payload, token, len) != 0) return;
-    sh->canary_pending = 0;
-    if (bp->phase != BP_SYNCING || sh->canary_ok) return;
-    sh->canary_ok = 1;
+    if (!redis_link_canary_received(&sh->canary, bp->canary_nonce, payload, len) ||
+        bp->phase != BP_SYNCING || sh->canary.ok)
+        return;
+    sh->canary.ok = 1;
     redis_bp__maybe_probe(bp);
 }
 

@@ -35,7 +35,7 @@
  * inside their own callbacks (libevent holds a reference while it runs them).
  *
  * What it does not do: no reconnect, backoff, timeout or canary (the owner decides when to close
- * and reopen); no retry of any command; no DNS (the owner passes an address).
+ * and reopen, with src/redis_link.c); no retry of any command; no DNS (the owner passes an address).
  *
  * Ownership: the bufferevent (and through it the socket and the SSL), the reader, `out` and the
  * events belong to the connection. A command's arg stays the sender's; the connection only hands

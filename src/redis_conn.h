@@ -33,7 +33,8 @@
  * sending returns -1.
  *
  * What it does not do: no reconnect, backoff, timeout or canary (its owner decides when to close
- * and reopen; redis_conn_overdue tells it how old the oldest command is); no retry of any
+ * and reopen, with the lifecycle every owner shares: src/redis_link.h; redis_conn_overdue tells
+ * it how old the oldest command is); no retry of any
  * command; no DNS (the owner passes a numeric address, obtained afresh for each open); no TLS
  * context (the owner's, redis_tls.h).
  *

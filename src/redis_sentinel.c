@@ -16,12 +16,15 @@
  *
  * Every step that follows a callback of redis_conn (a failure, a reply) runs from the loop
  * through a zero timer, so a connection is never reopened from inside its own callback.
- * Names are resolved with glibc's getaddrinfo_a (GAI_NOWAIT) and polled, never blocking the
- * loop; an IPv4 answer is preferred.
+ * Names are resolved with the lookup every Redis connection uses (redis_link.h: glibc's
+ * getaddrinfo_a, polled, never blocking the loop; an IPv4 answer is preferred). The timers stay
+ * this file's: their rule is not the backplane's backoff but "move on to the next sentinel"
+ * (after ASK_TIMEOUT_MS without an answer, WATCH_RETRY_MS after a lost watch).
  */
 #include "redis_sentinel.h"
 
 #include "redis_conn.h"
+#include "redis_link.h"
 #include "roomcast/common.h"
 #include "roomcast/log.h"
 
@@ -36,15 +39,7 @@
 
 static const uint64_t ASK_TIMEOUT_MS = 1000; /* one sentinel: connect + answer */
 static const uint64_t WATCH_RETRY_MS = 500;  /* a lost watch moves to the next sentinel after */
-static const uint64_t RESOLVE_POLL_MS = 5;
-
-/* One getaddrinfo_a request and its polling. */
-typedef struct sentinel_resolve {
-    struct gaicb req;
-    struct addrinfo hints;
-    char *name;
-    int busy;
-} sentinel_resolve;
+static const uint64_t RESOLVE_POLL_MS = REDIS_LINK_RESOLVE_POLL_MS;
 
 enum find_step { FIND_IDLE = 0, FIND_RESOLVING, FIND_ASKING };
 
@@ -63,7 +58,7 @@ struct rc_sentinel {
     size_t fidx, ftried, last_good;
     rc_sentinel_found_fn ffn;
     void *farg;
-    sentinel_resolve fres;
+    redis_link_resolve fres;
     char why[200];                  /* the last sentinel's failure, for the answer */
     struct event *fnext_ev;         /* zero timer: the next step, from the loop */
     struct event *ftimeout_ev;      /* ASK_TIMEOUT_MS per sentinel; also polls the resolver */
@@ -72,76 +67,11 @@ struct rc_sentinel {
     redis_conn wconn;
     int watching;
     size_t widx;
-    sentinel_resolve wres;
+    redis_link_resolve wres;
     struct event *wretry_ev;        /* retry after a failure; also polls the resolver */
 
     rc_sentinel_stats stats;
 };
-
-static struct timeval ms_tv(uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    return tv;
-}
-
-static int is_numeric(const char *host)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
-/* ---- names ------------------------------------------------------------------------------- */
-
-static void resolve_dispose(sentinel_resolve *r)
-{
-    if (r->busy && gai_cancel(&r->req) == EAI_NOTCANCELED) {
-        const struct gaicb *list[1] = {&r->req};
-        while (gai_error(&r->req) == EAI_INPROGRESS) gai_suspend(list, 1, NULL);
-    }
-    if (r->req.ar_result) freeaddrinfo(r->req.ar_result);
-    rc_free(r->name);
-    memset(r, 0, sizeof(*r));
-}
-
-static int resolve_start(sentinel_resolve *r, const char *host)
-{
-    resolve_dispose(r);
-    r->name = rc_strdup(host);
-    r->hints.ai_family = AF_UNSPEC;
-    r->hints.ai_socktype = SOCK_STREAM;
-    r->req.ar_name = r->name;
-    r->req.ar_request = &r->hints;
-    struct gaicb *list[1] = {&r->req};
-    if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0) return -1;
-    r->busy = 1;
-    return 0;
-}
-
-/* 1: done, ip filled; 0: still running; -1: failed (why filled). */
-static int resolve_poll(sentinel_resolve *r, char *ip, size_t iplen, char *why, size_t whylen)
-{
-    int err = gai_error(&r->req);
-    if (err == EAI_INPROGRESS) return 0;
-    r->busy = 0;
-    const struct addrinfo *pick = NULL;
-    for (const struct addrinfo *ai = err ? NULL : r->req.ar_result; ai; ai = ai->ai_next) {
-        if (ai->ai_family == AF_INET) {
-            pick = ai;
-            break;
-        }
-        if (!pick && ai->ai_family == AF_INET6) pick = ai;
-    }
-    ip[0] = '\0';
-    if (pick && pick->ai_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)pick->ai_addr)->sin_addr, ip, (socklen_t)iplen);
-    else if (pick)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)pick->ai_addr)->sin6_addr, ip, (socklen_t)iplen);
-    if (!ip[0]) {
-        snprintf(why, whylen, "cannot resolve %s: %s", r->name, err ? gai_strerror(err) : "no address");
-        return -1;
-    }
-    return 1;
-}
 
 static int open_to(rc_sentinel *s, redis_conn *c, const rc_redis_addr *a, const char *ip, const char *name)
 {
@@ -258,18 +188,18 @@ static void find_step(rc_sentinel *s)
         return;
     }
     const rc_redis_addr *a = &s->cfg->sentinels[s->fidx];
-    struct timeval tv = ms_tv(ASK_TIMEOUT_MS);
-    if (is_numeric(a->host)) {
+    struct timeval tv = redis_link_tv(ASK_TIMEOUT_MS);
+    if (redis_link_numeric(a->host)) {
         event_add(s->ftimeout_ev, &tv);
         find_connect(s, a->host);
         return;
     }
-    if (resolve_start(&s->fres, a->host) != 0) {
+    if (redis_link_resolve_start(&s->fres, a->host) != 0) {
         find_skip(s, "getaddrinfo_a failed%s", NULL);
         return;
     }
     s->fstep = FIND_RESOLVING;
-    tv = ms_tv(RESOLVE_POLL_MS);
+    tv = redis_link_tv(RESOLVE_POLL_MS);
     event_add(s->ftimeout_ev, &tv);
 }
 
@@ -285,14 +215,14 @@ static void find_on_timeout(evutil_socket_t fd, short what, void *arg)
     if (s->fstep == FIND_RESOLVING) {
         char ip[INET6_ADDRSTRLEN];
         char why[200];
-        int done = resolve_poll(&s->fres, ip, sizeof(ip), why, sizeof(why));
+        int done = redis_link_resolve_poll(&s->fres, ip, sizeof(ip), why, sizeof(why));
         if (done == 0) {
-            struct timeval tv = ms_tv(RESOLVE_POLL_MS);
+            struct timeval tv = redis_link_tv(RESOLVE_POLL_MS);
             event_add(s->ftimeout_ev, &tv);
         } else if (done < 0) {
             find_skip(s, "%s", why);
         } else {
-            struct timeval tv = ms_tv(ASK_TIMEOUT_MS);
+            struct timeval tv = redis_link_tv(ASK_TIMEOUT_MS);
             event_add(s->ftimeout_ev, &tv);
             find_connect(s, ip);
         }
@@ -319,7 +249,7 @@ void rc_sentinel_cancel(rc_sentinel *s)
     event_del(s->fnext_ev);
     event_del(s->ftimeout_ev);
     redis_conn_close(&s->fconn);
-    resolve_dispose(&s->fres);
+    redis_link_resolve_dispose(&s->fres);
 }
 
 /* ---- watch ----------------------------------------------------------------------------------- */
@@ -349,7 +279,7 @@ int rc_sentinel_parse_switch(const char *msg, size_t len, const char *name, char
 
 static void watch_retry(rc_sentinel *s, uint64_t ms)
 {
-    struct timeval tv = ms_tv(ms);
+    struct timeval tv = redis_link_tv(ms);
     event_add(s->wretry_ev, &tv);
 }
 
@@ -405,12 +335,12 @@ static void watch_on_retry(evutil_socket_t fd, short what, void *arg)
     rc_sentinel *s = arg;
     if (!s->watching || s->wconn.state != REDIS_CONN_CLOSED) return;
     const rc_redis_addr *a = &s->cfg->sentinels[s->widx];
-    if (is_numeric(a->host)) {
+    if (redis_link_numeric(a->host)) {
         watch_connect(s, a->host);
         return;
     }
     if (!s->wres.busy && !s->wres.name) {
-        if (resolve_start(&s->wres, a->host) != 0) {
+        if (redis_link_resolve_start(&s->wres, a->host) != 0) {
             s->widx = (s->widx + 1) % s->cfg->sentinel_count;
             watch_retry(s, WATCH_RETRY_MS);
             return;
@@ -418,12 +348,12 @@ static void watch_on_retry(evutil_socket_t fd, short what, void *arg)
     }
     char ip[INET6_ADDRSTRLEN];
     char why[200];
-    int done = resolve_poll(&s->wres, ip, sizeof(ip), why, sizeof(why));
+    int done = redis_link_resolve_poll(&s->wres, ip, sizeof(ip), why, sizeof(why));
     if (done == 0) {
         watch_retry(s, RESOLVE_POLL_MS);
         return;
     }
-    resolve_dispose(&s->wres);
+    redis_link_resolve_dispose(&s->wres);
     if (done < 0) {
         rc_log_info("sentinel_watch_lost", "sentinel=%s:%d reason=\"%s\"", a->host, a->port, why);
         s->widx = (s->widx + 1) % s->cfg->sentinel_count;
@@ -482,7 +412,7 @@ void rc_sentinel_free(rc_sentinel *s)
     rc_sentinel_cancel(s);
     s->watching = 0;
     redis_conn_close(&s->wconn);
-    resolve_dispose(&s->wres);
+    redis_link_resolve_dispose(&s->wres);
     event_free(s->fnext_ev);
     event_free(s->ftimeout_ev);
     event_free(s->wretry_ev);
