@@ -155,8 +155,11 @@ describe('Redis Sentinel: nodes follow the master', { timeout: 120000 }, () => {
     assert.deepEqual(after.lost, [0, 0], 'every publish accepted after the failover is delivered to both members');
 
     // The number the issue asks for: accepted publishes lost between the kill and readiness.
-    const during = summarize(pub.log, members, killedAt, readyAt);
-    const before = summarize(pub.log, members, 0, killedAt);
+    // A publish sent in the last moments before the kill may be accepted by Redis and die with
+    // it before its delivery (at most once): those count as "during".
+    const MARGIN_MS = 300;
+    const during = summarize(pub.log, members, killedAt - MARGIN_MS, readyAt);
+    const before = summarize(pub.log, members, 0, killedAt - MARGIN_MS - 1);
     const back = ready.seen.map((seen) => {
       const up = seen.filter((x) => x.status === 200 && x.at > killedAt).pop();
       return up ? up.at - promotedAt : null;
