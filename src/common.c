@@ -156,3 +156,17 @@ err:;
     errno = saved;
     return NULL;
 }
+
+const char *rc_list_next(const char *s, const char **item, size_t *len)
+{
+    if (!*s) return NULL;
+    const char *comma = strchr(s, ',');
+    const char *e = comma ? comma : s + strlen(s);
+    const char *b = s;
+    while (b < e && (*b == ' ' || *b == '\t')) b++;
+    const char *t = e;
+    while (t > b && (t[-1] == ' ' || t[-1] == '\t')) t--;
+    *item = b;
+    *len = (size_t)(t - b);
+    return comma ? comma + 1 : e;
+}

@@ -569,19 +569,12 @@ static int parse_long(const char *s, long *out)
 static char **split_list(const char *s, size_t *count)
 {
     char **list = NULL;
-    size_t n = 0;
-    while (*s) {
-        const char *comma = strchr(s, ',');
-        const char *e = comma ? comma : s + strlen(s);
-        const char *b = s;
-        while (b < e && (*b == ' ' || *b == '\t')) b++;
-        const char *t = e;
-        while (t > b && (t[-1] == ' ' || t[-1] == '\t')) t--;
-        if (t > b) {
-            list = rc_realloc(list, (n + 1) * sizeof(char *));
-            list[n++] = rc_strndup(b, (size_t)(t - b));
-        }
-        s = comma ? comma + 1 : e;
+    size_t n = 0, len;
+    const char *item;
+    for (const char *r = s; (r = rc_list_next(r, &item, &len));) {
+        if (!len) continue;
+        list = rc_realloc(list, (n + 1) * sizeof(char *));
+        list[n++] = rc_strndup(item, len);
     }
     *count = n;
     return list;

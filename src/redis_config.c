@@ -125,14 +125,10 @@ int rc_redis_addr_list_parse(const char *s, int default_port, rc_redis_addr **ou
     size_t n = 0;
     *out = NULL;
     *count = 0;
-    while (*s) {
-        const char *comma = strchr(s, ',');
-        const char *e = comma ? comma : s + strlen(s);
-        const char *b = s;
-        while (b < e && (*b == ' ' || *b == '\t')) b++;
-        const char *t = e;
-        while (t > b && (t[-1] == ' ' || t[-1] == '\t')) t--;
-        if (t == b) {
+    const char *b;
+    size_t len;
+    for (const char *r = s; (r = rc_list_next(r, &b, &len));) {
+        if (!len) {
             *err = E_ADDR;
             goto fail;
         }
@@ -140,13 +136,12 @@ int rc_redis_addr_list_parse(const char *s, int default_port, rc_redis_addr **ou
             *err = E_MANY;
             goto fail;
         }
-        char *item = rc_strndup(b, (size_t)(t - b));
+        char *item = rc_strndup(b, len);
         list = rc_realloc(list, (n + 1) * sizeof(*list));
         int rc = rc_redis_addr_parse(item, default_port, &list[n], err);
         rc_free(item);
         if (rc != 0) goto fail;
         n++;
-        s = comma ? comma + 1 : e;
     }
     if (n == 0) {
         *err = E_EMPTY;

@@ -49,6 +49,11 @@ void rc_random_bytes(void *buf, size_t n);
 /* Writes a random base64url id of exactly len characters plus NUL into out (len < 64). */
 void rc_random_id(char *out, size_t len);
 
+/* Comma lists (env values such as "a, b,c"): the next item of s, trimmed of spaces and tabs, in
+ * *item and *len (len 0 for an empty item). Returns where the rest starts, or NULL when s is at its
+ * end: `for (const char *r = s; (r = rc_list_next(r, &item, &len));)`. */
+const char *rc_list_next(const char *s, const char **item, size_t *len);
+
 /* Reads a whole file (at most 16 MiB) into a heap buffer, NUL-terminated; NULL with errno set on
  * failure (EFBIG when larger). */
 char *rc_read_file(const char *path, size_t *len_out);
