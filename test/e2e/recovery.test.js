@@ -60,6 +60,15 @@ const onceConnected = (s, ms = 20000) => new Promise((resolve, reject) => {
   const t = setTimeout(() => reject(new Error('no connect')), ms);
   s.once('connect', () => { clearTimeout(t); resolve(); });
 });
+// Cuts the client's connection at the proxy, which sends its reconnect to `port`; resolves once the
+// client has seen the cut (its reconnect is for the caller to await, with nextConnect).
+async function cutOver(proxy, s, port) {
+  proxy.hold();
+  proxy.target = port;
+  proxy.cut();
+  await waitUntil(() => !s.connected, { what: 'the client sees the cut' });
+}
+
 const nextConnect = (s, ms = 30000) => new Promise((resolve, reject) => {
   const t = setTimeout(() => reject(new Error('no reconnect')), ms);
   s.once('connect', () => { clearTimeout(t); resolve(); });
@@ -136,10 +145,7 @@ describe('connection state recovery', () => {
     await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the warm-up event' });
     const sid = x.id;
 
-    proxy.hold();
-    proxy.target = B.port;
-    proxy.cut();
-    await waitUntil(() => !x.connected, { what: 'the client sees the cut' });
+    await cutOver(proxy, x, B.port);
     const reconnected = nextConnect(x);
     const sent = [];
     for (let i = 0; i < 10; i++) {
@@ -190,10 +196,7 @@ describe('connection state recovery', () => {
     await waitUntil(() => got.length === 1 && gotA.length === 1 && gotB.length === 1, { timeout: 10000, what: 'warm-up' });
     const warm = offsetOf(got[0]);
     const sid = x.id;
-    proxy.hold();
-    proxy.target = B.port;
-    proxy.cut();
-    await waitUntil(() => !x.connected, { what: 'the client sees the cut' });
+    await cutOver(proxy, x, B.port);
     const reconnected = nextConnect(x);
     const sent = [];
     for (let i = 0; i < 5; i++) {
@@ -240,10 +243,7 @@ describe('connection state recovery', () => {
     await publishOk(B, { room: 'p2', event: 'news', data: { seq: 'warm' } });
     await waitUntil(() => got.length === 1 && gotB.length === 1, { timeout: 10000, what: 'warm-up' });
     const sid = x.id;
-    proxy.hold();
-    proxy.target = B.port;
-    proxy.cut();
-    await waitUntil(() => !x.connected, { what: 'the client sees the cut' });
+    await cutOver(proxy, x, B.port);
     const reconnected = nextConnect(x);
     assert.ok(await redis.command('PUBLISH', `${P}:room:/:p2`, JSON.stringify({ event: 'plain', data: { seq: 0 } })) >= 1);
     await waitUntil(() => gotB.length === 2, { timeout: 10000, what: 'delivered live' });
@@ -273,10 +273,7 @@ describe('connection state recovery', () => {
     const live = async () => (await metric(A, 'roomcast_sockets{namespace="/"}')) || 0;
     const before = await live();
     const sid = x.id;
-    proxy.hold();
-    proxy.target = back.port;
-    proxy.cut();
-    await waitUntil(() => !x.connected, { what: 'the client sees the cut' });
+    await cutOver(proxy, x, back.port);
     await waitUntil(async () => (await live()) < before, { timeout: 10000, what: 'node A sees the socket go' });
     return { x, got, sid, reconnected: nextConnect(x) };
   }
@@ -421,10 +418,7 @@ describe('connection state recovery', () => {
     await publishOk(B, { ns: '/scan', room: 'sc1', event: 'e', data: { seq: 0 } });
     await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the first event' });
     const sid = x.id;
-    proxy.hold();
-    proxy.target = B.port;
-    proxy.cut();
-    await waitUntil(() => !x.connected, { what: 'cut' });
+    await cutOver(proxy, x, B.port);
     const reconnected = nextConnect(x);
     // 1,100 entries of another room (read, not replayed), then one of the client's
     await redis.command('EVAL', "for i = 1, 1100 do redis.call('XADD', KEYS[1], '*', 'r', 'other', 'x', '', 'v', 'e', 'a', '[]') end return 1",
@@ -449,10 +443,7 @@ describe('connection state recovery', () => {
     const got = record(x);
     await publishOk(B, { room: 'big', event: 'b', data: { seq: -1 } });
     await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the first event' });
-    proxy.hold();
-    proxy.target = B.port;
-    proxy.cut();
-    await waitUntil(() => !x.connected, { what: 'cut' });
+    await cutOver(proxy, x, B.port);
     const N = 10000;
     // a backend with Redis: the API is the sequenced path; 8 requests in flight
     let next = 0;
