@@ -224,6 +224,9 @@ static void redis_write_metrics(const rc_backplane *b, struct evbuffer *out)
                "Script calls answered NOSCRIPT and sent again as EVAL.", bp->scripts.noscript);
     rc_metrics_put_scalar(out, "roomcast_redis_raw_messages_total", "counter",
                "Messages received on module (raw) channels.", bp->raw_received);
+    rc_metrics_put_scalar(out, "roomcast_redis_overheard_messages_total", "counter",
+               "Room and namespace messages heard through a recovery listener's patterns "
+               "(docs/recovery.md, \"Listeners\"); 0 on nodes that never listened.", bp->overheard);
     rc_metrics_put_gauge_double(out, "roomcast_redis_canary_lag_seconds",
                                 "Last canary round trip (PUBLISH on the command connection to receipt "
                                 "on the subscriber).",

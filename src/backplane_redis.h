@@ -98,6 +98,9 @@ typedef struct bp_chan {
     unsigned pattern : 1;     /* rc_redis_pattern_open: PSUBSCRIBE, delivered as pmessage; its
                                * key in bp->chans is name with its NUL (len + 1 bytes), so it
                                * never meets the literal channel spelled the same */
+    unsigned listen_rooms : 1; /* a listen entry (rc_redis_listen_open) for every room of
+                               * listen_ns; 0 for the namespace channel's */
+    const char *listen_ns;    /* a listen entry: its namespace, into name[]; else NULL */
     char name[];              /* "<channel>\0<ns>\0<room>\0", or "<pattern>\0<prefix>\0" */
 } bp_chan;
 
@@ -199,7 +202,7 @@ struct redis_bp {
 
     /* metrics */
     uint64_t reconnects, invalid, own, canary_failures,
-        command_timeouts, raw_received, role_mismatches;
+        command_timeouts, raw_received, role_mismatches, overheard;
     uint64_t invalid_logged_ms, invalid_suppressed; /* the rate limit of redis_bad_message */
     rc_histogram publish_latency;
 };
@@ -313,6 +316,9 @@ void redis_bp__raw_close(redis_bp *bp, const char *channel);
 /* Patterns (redis_cmd.h): refcounted; the prefix is escaped, then '*' appended. */
 void redis_bp__pattern_open(redis_bp *bp, const char *prefix);
 void redis_bp__pattern_close(redis_bp *bp, const char *prefix);
+/* Listening (redis_cmd.h, rc_redis_listen_open): both pattern entries of ns, refcounted; -1 on a
+ * cluster or for a namespace the backplane cannot carry. */
+int redis_bp__listen(redis_bp *bp, const char *ns, int open);
 /* The channel entry named name[0..len) (room, namespace or raw), or NULL. */
 bp_chan *redis_bp__chan_find(redis_bp *bp, const char *name, size_t len);
 /* The pattern entry whose PSUBSCRIBE pattern is pat[0..len) (pat[len] must be NUL, as in a

@@ -16,6 +16,8 @@
  *     channels, by their literal name; their messages reach on_raw without parsing.
  *   - rc_redis_pattern_open / close: the node's prefix subscriptions (PSUBSCRIBE), entries of
  *     their own in the same set; their messages reach on_pattern.
+ *   - rc_redis_listen_open / close: a namespace's room and namespace channels through patterns
+ *     (the recovery listener); their messages reach on_overheard, decoded.
  *   - rc_redis_prefix: the prefix of the modules' keys and channels (P, or {P} in a cluster).
  *
  * What it does not do: open connections, queue while Redis is down, or retry (redis_script.c
@@ -93,4 +95,16 @@ void rc_redis_pattern_close(rc_backplane *b, const char *prefix)
 {
     redis_bp *bp = redis_bp__from(b);
     if (bp && prefix) redis_bp__pattern_close(bp, prefix);
+}
+
+int rc_redis_listen_open(rc_backplane *b, const char *ns)
+{
+    redis_bp *bp = redis_bp__from(b);
+    return bp ? redis_bp__listen(bp, ns, 1) : -1;
+}
+
+void rc_redis_listen_close(rc_backplane *b, const char *ns)
+{
+    redis_bp *bp = redis_bp__from(b);
+    if (bp) redis_bp__listen(bp, ns, 0);
 }

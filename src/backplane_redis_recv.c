@@ -13,7 +13,8 @@
  *   - a message on a raw channel: handed to on_raw unparsed; on a room or namespace channel:
  *     decoded (backplane_envelope.c), counted, and handed to on_message unless refused or our
  *     own echo; a pmessage of a pattern (rc_redis_pattern_open): on_pattern with the prefix it
- *     was opened with and the channel it came on.
+ *     was opened with and the channel it came on; a pmessage of a listen entry
+ *     (rc_redis_listen_open): decoded like a room's message and handed to on_overheard.
  * A refused envelope reaches nobody: it is counted (roomcast_redis_messages_invalid_total) and
  * logged as redis_bad_message at warn level, at most once a second (the lines in between are
  * counted in the next one's `suppressed`), so a misbehaving backend is seen without flooding
@@ -100,6 +101,30 @@ static void raw_deliver(redis_bp *bp, const char *name, const char *payload, siz
     bp->in_callback--;
 }
 
+/* A message heard through a listen entry (rc_redis_listen_open): decoded as a room's, handed to
+ * on_overheard, never delivered. Our own echo and envelopes refused by the decoder are dropped
+ * silently: the node publishes its own messages itself, and a refused envelope is counted and
+ * logged by whichever node is subscribed to its channel. */
+static void overheard(redis_bp *bp, const bp_chan *e, const char *channel, const char *payload, size_t len)
+{
+    size_t skip = 0;
+    if (e->listen_rooms) { /* "P:room:<ns>:<room>": the room after the pattern's literal part */
+        skip = strlen(bp->prefix) + strlen(":room:") + strlen(e->listen_ns) + 1;
+        if (strlen(channel) < skip) return;
+    }
+    bp->overheard++;
+    if (!bp->cb.on_overheard) return;
+    bp_envelope env;
+    if (bp_envelope_decode(&env, payload, len, bp->node_id) == BP_ENVELOPE_OK) {
+        env.msg.ns = e->listen_ns;
+        env.msg.room = e->listen_rooms ? channel + skip : NULL;
+        bp->in_callback++;
+        bp->cb.on_overheard(bp->cb.arg, &env.msg);
+        bp->in_callback--;
+    }
+    bp_envelope_dispose(&env);
+}
+
 void redis_bp__message(redis_bp *bp, const char *chan, size_t chanlen, const char *payload,
                        size_t len)
 {
@@ -148,6 +173,10 @@ void redis_bp__on_push(void *arg, redis_conn *c, redisReply *reply)
         /* [pmessage, pattern, channel, payload]: to on_pattern with the prefix and the channel */
         bp_chan *e = redis_bp__pattern_find(bp, chan->str, chan->len);
         if (!e || !e->raw_refs) return;
+        if (e->listen_ns) {
+            overheard(bp, e, reply->element[2]->str, reply->element[3]->str, reply->element[3]->len);
+            return;
+        }
         bp->raw_received++;
         if (!bp->cb.on_pattern) return;
         bp->in_callback++;

@@ -13,7 +13,8 @@
  * resubscribed and freed exactly like room channels, always by their literal name. Patterns
  * (rc_redis_pattern_open) are entries of their own, made only by that call: "<escaped prefix>*",
  * keyed with their NUL so that a literal channel of the same spelling stays another entry, sent
- * with PSUBSCRIBE/PUNSUBSCRIBE in batches of their own.
+ * with PSUBSCRIBE/PUNSUBSCRIBE in batches of their own. Listen entries (rc_redis_listen_open)
+ * are pattern entries too, on the backplane's own room and namespace channels of one namespace.
  *
  * The barrier (when_subscribed): Redis confirms a connection's (P)SUBSCRIBE channels in order,
  * so counting channels sent (subs_sent) and confirmed (subs_confirmed) is enough. A waiter's
@@ -244,6 +245,53 @@ void redis_bp__pattern_close(redis_bp *bp, const char *prefix)
 {
     pattern_build(bp, prefix);
     raw_release(bp, redis_bp__pattern_find(bp, bp->chan_buf.p, bp->chan_buf.len));
+}
+
+/* ---- listening: a namespace's own channels through patterns -------------------------------- */
+
+/* Listen entries are pattern entries on the backplane's own channels, made only here: "<escaped
+ * P:room:<ns>:>*" (room set: every room) and "<escaped P:ns:<ns>>" (no '*': that one channel),
+ * named "<pattern>\0<ns>\0"; their pmessages are decoded like room messages and go to
+ * on_overheard (backplane_redis_recv.c). */
+static void listen_build(redis_bp *bp, const char *ns, int rooms)
+{
+    char *name = rc_key_new(bp->prefix, rooms ? RC_KEY_ROOM : RC_KEY_NS, ns, rooms ? "" : NULL);
+    pattern_build(bp, name);
+    rc_free(name);
+    if (!rooms) bp->chan_buf.p[--bp->chan_buf.len] = '\0'; /* the channel itself: no '*' */
+}
+
+static void listen_entry(redis_bp *bp, const char *ns, int rooms, int open)
+{
+    listen_build(bp, ns, rooms);
+    bp_chan *e = redis_bp__pattern_find(bp, bp->chan_buf.p, bp->chan_buf.len);
+    if (!open) {
+        raw_release(bp, e);
+        return;
+    }
+    if (!e) {
+        size_t len = bp->chan_buf.len, nslen = strlen(ns);
+        e = rc_calloc(1, sizeof(*e) + len + 1 + nslen + 1);
+        e->shard = -1;
+        memcpy(e->name, bp->chan_buf.p, len);
+        memcpy(e->name + len + 1, ns, nslen);
+        e->listen_ns = e->name + len + 1;
+        e->len = len;
+        e->pattern = 1;
+        e->listen_rooms = rooms ? 1 : 0;
+        rc_hmap_insert(&bp->chans, &e->node, e->name, e->len + 1);
+    }
+    if (e->raw_refs++ > 0) return;
+    redis_bp__chan_mark_dirty(bp, e);
+    redis_bp__schedule_flush(bp);
+}
+
+int redis_bp__listen(redis_bp *bp, const char *ns, int open)
+{
+    if (bp->cluster || !redis_bp__ns_valid(ns)) return -1; /* sharded channels have no patterns */
+    listen_entry(bp, ns, 1, open);
+    listen_entry(bp, ns, 0, open);
+    return 0;
 }
 
 /* ---- the barrier --------------------------------------------------------------------------- */

@@ -32,6 +32,9 @@ static const struct {
     [RC_KEY_ONCE] = {"once:", 2, ""},
     [RC_KEY_QUEUE] = {"", 1, ":"},
     [RC_KEY_ADMIN] = {"admin", 0, ""},
+    [RC_KEY_LISTENERS] = {"listeners:", 1, ""},
+    [RC_KEY_LISTENER_LEASE] = {"listener-lease:", 1, ""},
+    [RC_KEY_LISTENER] = {"listener:", 2, ""},
 };
 
 /* Appends n bytes at *len, as far as they fit before cap - 1; *len counts every byte. */

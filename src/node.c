@@ -52,6 +52,12 @@ static void bp_on_state(void *arg, int up)
     if (n->bp_up != up) rc_log_info(up ? "backplane_up" : "backplane_down", "node=%s", n->cfg->node_id);
     n->bp_up = up;
     if (n->presence) rc_presence_on_state(n->presence, up);
+    rc_node__listen_state(n, up);
+}
+
+static void bp_on_overheard(void *arg, const rc_bp_message *msg)
+{
+    rc_node__listen_overheard(arg, msg);
 }
 
 /* A configuration that can never work (a Redis certificate that cannot be verified): stop. */
@@ -318,6 +324,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->bp_cb.on_state = bp_on_state;
     n->bp_cb.on_raw = bp_on_raw;
     n->bp_cb.on_pattern = bp_on_pattern;
+    n->bp_cb.on_overheard = bp_on_overheard;
     n->bp_cb.on_fatal = bp_on_fatal;
     n->bp_cb.arg = n;
     if (rc_redis_config_wanted(&cfg->redis, cfg->redis_url)) {
@@ -367,6 +374,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
     n->hooks.arg = n;
     rc_node__recovery_new(n);
     rc_node__holds_new(n);
+    rc_node__listen_new(n);
     n->sio = sio_new(n);
     for (size_t i = 0; i < rc_rules_ns_count(cfg->rules); i++)
         n->bp->ops->ns_open(n->bp, rc_ns_rules_name(rc_rules_ns_at(cfg->rules, i)));
@@ -402,6 +410,7 @@ rc_node *rc_node_new(struct event_base *base, rc_config *cfg, const char **err)
         rc_free(n->status_pattern);
         rc_node__socketio_free(n->socketio);
         n->bp->ops->free(n->bp);
+        rc_node__listen_free(n);
         rc_node__holds_free(n);
         rc_node__recovery_free(n);
         rc_free(n);
@@ -456,6 +465,7 @@ void rc_node_drain(rc_node *n)
     if (n->draining) return;
     n->draining = 1;
     rc_node__holds_stop(n); /* the node is going: its sockets' clients come back elsewhere */
+    rc_node__listen_stop(n); /* another node takes its listener lease now */
     rc_server_pause_accept(n->server);
     rc_eio_server_refuse_new(n->eio);
     uint64_t total = rc_sio_socket_count(n->sio);
@@ -491,6 +501,7 @@ void rc_node_free(rc_node *n)
     rc_free(n->status_pattern);
     rc_node__socketio_free(n->socketio);
     n->bp->ops->free(n->bp);
+    rc_node__listen_free(n);
     rc_node__holds_free(n);
     rc_node__recovery_free(n);
     rc_free(n);

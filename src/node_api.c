@@ -49,6 +49,7 @@ static void route_metrics(rc_node *n, rc_http_request *req)
     rc_backplane_write_metrics(n->bp, out);
     rc_node__recovery_write_metrics(n, out);
     rc_node__holds_write_metrics(n, out);
+    rc_node__listen_write_metrics(n, out);
     rc_node__socketio_write_metrics(n, out);
     if (n->adapter) rc_adapter_peer_write_metrics(n->adapter, out);
     rc_metrics_put_scalar(out, "roomcast_api_publishes_total", "counter",

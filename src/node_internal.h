@@ -14,6 +14,8 @@
  *                     recover hook (docs/recovery.md).
  *   node_recovery_hold.c  the rooms of a session whose client is away, kept subscribed until it
  *                     is recovered or gone (docs/recovery.md).
+ *   node_recovery_listen.c  recovery listeners: two nodes hear every kept room through patterns,
+ *                     and a recovery checks that one heard everything since its offset.
  *   node_socketio.c   Socket.IO's Redis formats (socketio.prefix): emitter and adapter
  *                     broadcasts and requests in, the node's broadcasts out in the adapter format.
  *   node_adapter.c    what the adapter peer (adapter_peer.h) is told of the local sockets.
@@ -47,6 +49,7 @@
 typedef struct rc_node_recovery rc_node_recovery;
 typedef struct rc_node_socketio rc_node_socketio;
 typedef struct rc_node_holds rc_node_holds;
+typedef struct rc_node_listen rc_node_listen;
 
 struct rc_node {
     struct event_base *base;
@@ -64,6 +67,7 @@ struct rc_node {
     rc_presence_callbacks presence_cb;
     rc_node_recovery *recovery;     /* connection state recovery (node_recovery.c) */
     rc_node_holds *holds;           /* rooms of away sessions kept heard (node_recovery_hold.c) */
+    rc_node_listen *listen;         /* recovery listener (node_recovery_listen.c), or NULL */
     rc_adapter_peer *adapter;       /* answers Node adapters' requests; NULL unless
                                      * ROOMCAST_SOCKETIO_PREFIX is set */
     struct rc_admin *admin;         /* the Admin UI (admin.enabled), else NULL */
@@ -231,6 +235,27 @@ int rc_node__hold_keeps_channel(const rc_node *n, const char *ns, const char *ro
 void rc_node__holds_stop(rc_node *n);
 void rc_node__holds_write_metrics(const rc_node *n, struct evbuffer *out);
 void rc_node__holds_free(rc_node *n);
+/* ---- node_recovery_listen.c ------------------------------------------------------------- */
+
+/* After rc_node__recovery_new (NULL, and every call a no-op, when no namespace has recovery, or
+ * on a Redis Cluster). Tries for a listener lease every second. */
+void rc_node__listen_new(rc_node *n);
+/* The backplane went down (the marker is closed) or up (a listener opens a new one). */
+void rc_node__listen_state(rc_node *n, int up);
+/* A message heard through the listener's patterns (on_overheard): kept or gap-marked through
+ * rc_node__recovery_heard, never delivered. */
+void rc_node__listen_overheard(rc_node *n, const rc_bp_message *msg);
+/* Asks Redis whether a listener still subscribed has heard every room of namespace ns_index
+ * since offset (a stream id): done(arg, 1) yes, 0 no, -1 error, from the loop. Returns 0 when
+ * asked, 1 when no listener applies (no check: done is not called), -1 when it could not ask. */
+int rc_node__listen_check(rc_node *n, int ns_index, const char *offset, void (*done)(void *arg, int verdict),
+                          void *arg);
+/* Drain: the lease is given back at once; the node listens until it exits. */
+void rc_node__listen_stop(rc_node *n);
+void rc_node__listen_write_metrics(const rc_node *n, struct evbuffer *out);
+/* After the backplane is freed. */
+void rc_node__listen_free(rc_node *n);
+
 /* ---- node_socketio.c -------------------------------------------------------------------- */
 
 /* NULL (and nothing done) without socketio.prefix or without Redis; else subscribes each

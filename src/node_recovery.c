@@ -74,10 +74,10 @@
 #define REFRESH_MAX_MS 15000
 
 enum { R_RECOVERED, R_UNKNOWN, R_TRIMMED, R_USER, R_CLAIMS, R_GAP, R_TOO_LARGE, R_SCAN_LIMIT, R_ERROR,
-       R__COUNT };
+       R_UNHEARD, R__COUNT };
 static const char *const result_names[R__COUNT] = {"recovered", "unknown_session", "offset_trimmed",
                                                    "user_mismatch", "claims_changed", "gap", "too_large",
-                                                   "scan_limit", "error"};
+                                                   "scan_limit", "error", "unheard"};
 
 typedef struct dirty {
     int ns_index;
@@ -593,8 +593,18 @@ static void read_page(recovering *rc)
     if (rc_redis_command(rc->n->bp, page_on_reply, rc, 6, argv, NULL) != 0) recovering_end(rc, R_ERROR);
 }
 
-/* Every room of the adopted socket is subscribed (or cannot be): the history is read now, so
- * what it does not hold yet reaches the socket live (held in order by sio until done). */
+/* A listener heard every kept room since the offset (1), or not (0: a plain PUBLISH may have
+ * reached nobody; node_recovery_listen.c), or Redis could not say (-1). */
+static void on_covered(void *arg, int verdict)
+{
+    recovering *rc = arg;
+    if (verdict != 1 || !rc_sio_recover_alive(rc->p)) recovering_end(rc, verdict == 0 ? R_UNHEARD : R_ERROR);
+    else read_page(rc);
+}
+
+/* Every room of the adopted socket is subscribed (or cannot be): the listeners' coverage is
+ * checked and the history read now, so what it does not hold yet reaches the socket live (held
+ * in order by sio until done). */
 static void on_subscribed(void *arg, int live)
 {
     recovering *rc = arg;
@@ -602,7 +612,9 @@ static void on_subscribed(void *arg, int live)
         recovering_end(rc, R_ERROR);
         return;
     }
-    read_page(rc);
+    int asked = rc_node__listen_check(rc->n, rc->ns_index, rc->last, on_covered, rc);
+    if (asked < 0) recovering_end(rc, R_ERROR);
+    else if (asked > 0) read_page(rc); /* no listeners here (a cluster): docs/recovery.md */
 }
 
 static void session_on_lookup(void *arg, const redisReply *reply)

@@ -50,6 +50,12 @@ typedef struct rc_backplane_callbacks {
      * confused with on_raw: a raw channel whose name looks like a pattern ("P:status:*" for a
      * user "*") is a channel of its own. */
     void (*on_pattern)(void *arg, const char *prefix, const char *channel, const char *payload, size_t len);
+    /* A message on a room or namespace channel of a namespace opened with rc_redis_listen_open
+     * (redis_cmd.h), heard through a pattern whatever this node's members: decoded as for
+     * on_message (ns and room from the channel), for the recovery listener to keep or mark,
+     * never to deliver (a room this node is subscribed to comes through on_message as well).
+     * May be NULL. */
+    void (*on_overheard)(void *arg, const rc_bp_message *msg);
     /* The backplane can never work with this configuration (a Redis TLS certificate that cannot
      * be verified before the first successful connection): reason says why, naming the file.
      * The backplane stays down; the node stops. May be NULL. */

@@ -46,6 +46,11 @@ enum rc_key_kind {
                                                        (the prefix argument is BullMQ's) */
     RC_KEY_ADMIN,           /* P:admin                 the Admin UI's statistics, socket and room
                                                        events and operations (src/admin.c) */
+    RC_KEY_LISTENERS,       /* P:listeners:<ns>        a = ns: hash marker channel -> the start of
+                                                       its listener's unbroken coverage (ms) */
+    RC_KEY_LISTENER_LEASE,  /* P:listener-lease:<n>    a = slot: who listens (node id, with a TTL) */
+    RC_KEY_LISTENER,        /* P:listener:<node>:<n>   a = node id, b = incarnation: the marker
+                                                       channel a listener stays subscribed to */
     RC_KEY__COUNT
 };
 

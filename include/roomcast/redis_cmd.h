@@ -23,6 +23,11 @@
  * (PSUBSCRIBE <prefix>*, with the glob characters * ? [ ] \ of the prefix escaped, so the prefix
  * itself is literal too). It is a separate call, for the node's own fixed prefixes (P:status:);
  * never pass it anything built from user input. Messages arrive through on_pattern.
+ *
+ * Listening: listen_open/close subscribe every room channel and the namespace channel of a
+ * namespace through patterns (PSUBSCRIBE "P:room:<ns>:*" and "P:ns:<ns>"), for connection state
+ * recovery's listeners (src/node_recovery_listen.c); messages arrive decoded through
+ * on_overheard. Refcounted, restored after a reconnect like every subscription.
  */
 #ifndef ROOMCAST_REDIS_CMD_H
 #define ROOMCAST_REDIS_CMD_H
@@ -51,6 +56,10 @@ void rc_redis_channel_close(rc_backplane *bp, const char *channel);
  * canary channels is refused (logged as redis_bad_channel). */
 void rc_redis_pattern_open(rc_backplane *bp, const char *prefix);
 void rc_redis_pattern_close(rc_backplane *bp, const char *prefix);
+/* 0, or -1 (nothing subscribed) on a Redis Cluster, whose sharded channels have no patterns, on
+ * the embedded backplane, or for a namespace the backplane cannot carry. */
+int rc_redis_listen_open(rc_backplane *bp, const char *ns);
+void rc_redis_listen_close(rc_backplane *bp, const char *ns);
 /* The prefix of the modules' keys and of the channels their scripts publish (P:status:<user>,
  * P:visibility:<node>): P ("roomcast"), or "{P}" with a Redis Cluster, a hash tag that puts every
  * such key in one slot, since a presence script touches many users' keys at once (docs/redis.md,

@@ -116,6 +116,8 @@ describe('connection state recovery', () => {
     A = await startNode({ config: 'recovery.json', nodeId: `${tag}-a`, args: ['--redis', redis.url] });
     B = await startNode({ config: 'recovery.json', nodeId: `${tag}-b`, args: ['--redis', redis.url] });
     nodes.push(A, B);
+    // both are recovery listeners before any client gets an offset (recovery_listen.test.js)
+    for (const n of [A, B]) await waitUntil(async () => (await metric(n, 'roomcast_recovery_listening')) === 1, { timeout: 15000, what: 'listening' });
     proxy = new Proxy(A.port);
     proxyUrl = `http://127.0.0.1:${await proxy.listen()}`;
   });
@@ -204,7 +206,7 @@ describe('connection state recovery', () => {
       sent.push(`news:${JSON.stringify({ seq: i })}`);
       const heard = await redis.command('PUBLISH', `${P}:room:/:p1`,
         JSON.stringify({ event: 'plain', data: { seq: i }, id: `pm-${i}` }));
-      assert.equal(heard, 2, 'both nodes hear the plain PUBLISH');
+      assert.equal(heard, 4, 'both nodes hear the plain PUBLISH, on the room channel and as listeners (patterns)');
       sent.push(`plain:${JSON.stringify({ seq: i })}`);
     }
     await waitUntil(() => gotA.length === 11 && gotB.length === 11, { timeout: 10000, what: 'the bystanders get all 10' });
