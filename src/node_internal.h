@@ -199,6 +199,14 @@ int rc_node__recovery_notify(rc_node *n, rc_bp_message *msg, const char *payload
  * is kept once cluster-wide when it has an id (returns 1: deliver nothing now, the kept copy
  * comes back with its offset), else leaves a gap mark (returns 0: deliver it). */
 int rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg);
+/* An emit of namespace ns to room (NULL or "": the whole namespace) that reaches this node's
+ * sockets without an offset by another way than the node's own channels (Socket.IO's adapter and
+ * emitter formats, src/node_socketio.c): when recovery keeps it (the namespace has recovery and
+ * rc_ns_rules_recovery_keeps says so for room and event), a gap mark for room is appended to the
+ * history, so a socket of that room that recovers across it gets a fresh session rather than a
+ * replay without it. Nothing otherwise. Call it before delivering; the mark is written by a
+ * command sent now (its failure is logged as recovery_gap_failed). */
+void rc_node__recovery_gap(rc_node *n, const char *ns, const char *room, const char *event);
 /* The socket's session changed (connect, join, leave): rewritten at the end of the loop turn. */
 void rc_node__recovery_touch(rc_node *n, rc_sio_socket *s);
 /* A socket left: for a reason after which the client does not reconnect by itself (a namespace

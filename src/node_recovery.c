@@ -29,7 +29,9 @@
  * entries of other rooms cost as much to read). Anything else (unknown or expired pid, trimmed
  * offset, another user, a gap, a replay over limits.maxOutboundBytes, more entries after the
  * offset than maxReplayScan, Redis down) ends in rc_sio_recover_refuse: a
- * fresh session, never a partial replay.
+ * fresh session, never a partial replay. Repeated recoveries are bounded too: the same script
+ * counts them per user (per pid without a user) and namespace in P:recoveries:<ns>:<who>, and one
+ * over recovery.maxRecoveriesPerMinute is a fresh session (rate_limited).
  *
  * Presence (presenceGrace): a socket of a recoverable namespace that leaves for a reason after
  * which the client reconnects by itself keeps its presence entry for its window (a timer per
@@ -47,7 +49,7 @@
  * backplane) or packets (sio).
  *
  * API: rc_node__recovery_new/free, rc_node__recovery_enabled, rc_node__recovery_publish,
- * rc_node__recovery_notify, rc_node__recovery_heard, rc_node__recovery_touch,
+ * rc_node__recovery_notify, rc_node__recovery_heard, rc_node__recovery_gap, rc_node__recovery_touch,
  * rc_node__hook_recover, rc_node__recovery_write_metrics.
  */
 #include "node_internal.h"
@@ -74,10 +76,10 @@
 #define REFRESH_MAX_MS 15000
 
 enum { R_RECOVERED, R_UNKNOWN, R_TRIMMED, R_USER, R_CLAIMS, R_GAP, R_TOO_LARGE, R_SCAN_LIMIT, R_ERROR,
-       R__COUNT };
+       R_RATE_LIMITED, R__COUNT };
 static const char *const result_names[R__COUNT] = {"recovered", "unknown_session", "offset_trimmed",
                                                    "user_mismatch", "claims_changed", "gap", "too_large",
-                                                   "scan_limit", "error"};
+                                                   "scan_limit", "error", "rate_limited"};
 
 typedef struct dirty {
     int ns_index;
@@ -261,6 +263,17 @@ static int keep_heard(rc_node *n, int i, const rc_bp_message *msg)
     rc_free(once);
     if (rc == 0) n->recovery->kept_heard++;
     return rc;
+}
+
+void rc_node__recovery_gap(rc_node *n, const char *ns, const char *room, const char *event)
+{
+    if (!n->recovery || !n->recovery->refresh_ev || !ns) return;
+    int i = ns_index_of(n, ns);
+    if (room && !room[0]) room = NULL; /* the whole namespace */
+    if (i < 0 || !rc_node__recovery_enabled(n, (size_t)i) ||
+        !rc_ns_rules_recovery_keeps(rc_rules_ns_at(n->cfg->rules, (size_t)i), room, event))
+        return;
+    gap_mark(n, i, room);
 }
 
 int rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg)
@@ -465,12 +478,20 @@ void rc_node__recovery_presence_back(rc_node *n, const rc_sio_socket *s)
 
 /* ---- recovering a session ----------------------------------------------------------------- */
 
-/* KEYS: the session, the history. ARGV: the offset. {0} unknown pid, {1} offset trimmed,
- * {2, session} both there. */
+/* KEYS: the session, the history, the budget's counter (P:recoveries:<ns>:<who>). ARGV: the
+ * offset, the budget (recovery.maxRecoveriesPerMinute, 0: none). {0} unknown pid, {1} offset
+ * trimmed, {3} over the budget, {2, session} both there and within it. Only a recovery that would
+ * read the history is counted (the others cost one GET): the counter lives one minute from its
+ * first count, a fixed window, so a user recovers at most twice the budget in any 60 s. */
 static rc_redis_script recover_script = {
     "local s = redis.call('GET', KEYS[1])\n"
     "if not s then return {0} end\n"
     "if #redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1]) == 0 then return {1} end\n"
+    "if tonumber(ARGV[2]) > 0 then\n"
+    "  local c = redis.call('INCR', KEYS[3])\n"
+    "  if c == 1 or redis.call('PTTL', KEYS[3]) < 0 then redis.call('PEXPIRE', KEYS[3], 60000) end\n"
+    "  if c > tonumber(ARGV[2]) then return {3} end\n"
+    "end\n"
     "return {2, s}\n",
     {0}};
 
@@ -615,6 +636,12 @@ static void session_on_lookup(void *arg, const redisReply *reply)
         return;
     }
     long long verdict = reply->element[0]->integer;
+    if (verdict == 3) {
+        rc_log_warn("recovery_rate_limited", "ns=%s user=%s",
+                    rc_ns_rules_name(rc_rules_ns_at(n->cfg->rules, (size_t)rc->ns_index)), rc->user ? rc->user : "");
+        recovering_end(rc, R_RATE_LIMITED);
+        return;
+    }
     if (verdict != 2 || reply->elements != 2 || reply->element[1]->type != REDIS_REPLY_STRING) {
         recovering_end(rc, verdict == 1 ? R_TRIMMED : R_UNKNOWN);
         return;
@@ -684,8 +711,18 @@ void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const cha
     }
     snprintf(rc->last, sizeof(rc->last), "%s", offset);
     char *key = rc_key_new(n->cfg->prefix, RC_KEY_SESSION, pid, NULL);
-    const char *argv[] = {key, n->recovery->history_key[ns_index], offset};
-    int sent = rc_redis_eval(n->bp, &recover_script, session_on_lookup, rc, 2, 3, argv, NULL);
+    /* whose budget: the user's, or the pid's for an anonymous socket ("u:"/"p:" keep them apart) */
+    size_t wl = strlen(user ? user : pid) + 3;
+    char *who = rc_malloc(wl);
+    snprintf(who, wl, "%s:%s", user ? "u" : "p", user ? user : pid);
+    const char *ns = rc_ns_rules_name(rc_rules_ns_at(n->cfg->rules, (size_t)ns_index));
+    char *count_key = rc_key_new(n->cfg->prefix, RC_KEY_RECOVERIES, ns, who);
+    char budget[16];
+    snprintf(budget, sizeof(budget), "%u", config_of(n, ns_index)->max_recoveries_per_minute);
+    const char *argv[] = {key, n->recovery->history_key[ns_index], count_key, offset, budget};
+    int sent = rc_redis_eval(n->bp, &recover_script, session_on_lookup, rc, 3, 5, argv, NULL);
+    rc_free(count_key);
+    rc_free(who);
     rc_free(key);
     if (sent != 0) recovering_end(rc, R_ERROR);
 }

@@ -1,0 +1,161 @@
+'use strict';
+// Connection state recovery, its limits and holes (docs/recovery.md), with the official
+// socket.io-client behind a TCP proxy the tests cut (lib/proxy.js), on two roomcast nodes that
+// also speak Socket.IO's Redis formats (socketio.prefix):
+// - recovery.maxRecoveriesPerMinute: a user whose budget is 2 recovers twice, the third cut gives a
+//   fresh session counted as rate_limited, while another user recovering at the same time is
+//   unaffected;
+// - a broadcast of the real @socket.io/redis-emitter to a kept room reaches sockets without an
+//   offset: it leaves a gap mark, so a client cut meanwhile gets a fresh session, never a replay
+//   silently without it.
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { io } = require('socket.io-client');
+const { Emitter } = require('@socket.io/redis-emitter');
+const Redis = require('ioredis');
+const { startNode, token, emitAck, publishOk, waitUntil, metric, readyz } = require('./lib/node');
+const { startRedis } = require('./lib/redis');
+const { Proxy, cutOver } = require('./lib/proxy');
+
+const T = { timeout: 90000 };
+const P = 'roomcast';
+const RC = 'rc.io'; // the nodes' socketio.prefix
+
+const sockets = new Set();
+function connectVia(url, user) {
+  const s = io(url, { forceNew: true, auth: { token: token({ sub: user }) } });
+  sockets.add(s);
+  return s;
+}
+const onceConnected = (s, ms = 20000) => new Promise((resolve, reject) => {
+  if (s.connected) { resolve(); return; }
+  const t = setTimeout(() => reject(new Error('no connect')), ms);
+  s.once('connect', () => { clearTimeout(t); resolve(); });
+});
+const nextConnect = (s, ms = 30000) => new Promise((resolve, reject) => {
+  const t = setTimeout(() => reject(new Error('no reconnect')), ms);
+  s.once('connect', () => { clearTimeout(t); resolve(); });
+});
+function record(s) {
+  const got = [];
+  s.onAny((event, ...args) => got.push({ event, args }));
+  return got;
+}
+async function join(s, room) { assert.deepEqual(await emitAck(s, 'join', { room }), [{ ok: true, room }]); }
+async function gapMarks(redis, room) {
+  const r = await redis.command('XRANGE', `${P}:history:/`, '-', '+');
+  return r.filter(([, f]) => f.includes('g') && f[f.indexOf('r') + 1] === room).length;
+}
+const rateLimited = async (node) => (await metric(node, 'roomcast_recovery_attempts_total{result="rate_limited"}')) || 0;
+
+describe('recovery limits', () => {
+  let redis; let A; let B;
+  const nodes = [];
+  const proxies = [];
+  async function proxyTo(port) {
+    const p = new Proxy(port);
+    proxies.push(p);
+    return { proxy: p, url: `http://127.0.0.1:${await p.listen()}` };
+  }
+
+  before(async () => {
+    redis = await startRedis();
+    const tag = `rl${process.pid}`;
+    for (const x of ['a', 'b']) {
+      nodes.push(await startNode({
+        config: 'recovery_limits.json', nodeId: `${tag}-${x}`, args: ['--redis', redis.url],
+        env: { ROOMCAST_SOCKETIO_PREFIX: RC },
+      }));
+    }
+    [A, B] = nodes;
+    await waitUntil(async () => (await Promise.all(nodes.map(readyz))).every((s) => s === 200),
+      { timeout: 10000, what: 'both nodes ready' });
+  });
+
+  after(async () => {
+    for (const s of sockets) s.close();
+    for (const p of proxies) await p.close();
+    for (const n of nodes) await n.stop();
+    if (redis) await redis.stop();
+  });
+
+  it('maxRecoveriesPerMinute 2: two recoveries, the third is a fresh session (rate_limited); a bystander recovers', T, async () => {
+    const px = await proxyTo(A.port);
+    const py = await proxyTo(A.port);
+    const x = connectVia(px.url, 'ulimited');
+    const y = connectVia(py.url, 'ubystander');
+    await Promise.all([onceConnected(x), onceConnected(y)]);
+    await join(x, 'lim-x');
+    await join(y, 'lim-y');
+    const gx = record(x);
+    const gy = record(y);
+    let seq = 0;
+    await publishOk(A, { room: 'lim-x', event: 'e', data: { seq: ++seq } });
+    await publishOk(A, { room: 'lim-y', event: 'e', data: { seq: seq } });
+    await waitUntil(() => gx.length === 1 && gy.length === 1, { timeout: 10000, what: 'the first events' });
+    const sid = x.id;
+    // two recoveries within the budget, one on each node
+    for (const to of [B, A]) {
+      await cutOver(px.proxy, x, to.port);
+      const back = nextConnect(x);
+      await publishOk(to, { room: 'lim-x', event: 'e', data: { seq: ++seq } });
+      px.proxy.release();
+      await back;
+      assert.equal(x.recovered, true, `recovery ${seq - 1} of 2`);
+      assert.equal(x.id, sid);
+      await waitUntil(() => gx.length === seq, { timeout: 10000, what: `event ${seq} replayed` });
+    }
+    // the third, while the bystander (another user, its first recovery) is cut too
+    const before = await rateLimited(B);
+    await Promise.all([cutOver(px.proxy, x, B.port), cutOver(py.proxy, y, B.port)]);
+    const backX = nextConnect(x);
+    const backY = nextConnect(y);
+    await publishOk(A, { room: 'lim-x', event: 'e', data: { seq: ++seq } });
+    await publishOk(A, { room: 'lim-y', event: 'e', data: { seq: 2 } });
+    px.proxy.release();
+    py.proxy.release();
+    await Promise.all([backX, backY]);
+    assert.equal(x.recovered, false, 'over the budget: a fresh session');
+    assert.notEqual(x.id, sid);
+    assert.equal(y.recovered, true, 'the bystander recovers');
+    await waitUntil(() => gy.length === 2, { timeout: 10000, what: "the bystander's missed event" });
+    assert.deepEqual(gy.map((e) => e.args[0].seq), [1, 2]);
+    assert.equal(await rateLimited(B), before + 1);
+    const ttl = await redis.command('PTTL', `${P}:recoveries:/:u:ulimited`);
+    assert.ok(ttl > 0 && ttl <= 60000, `the budget's counter expires within a minute (${ttl})`);
+    x.close(); y.close();
+  });
+
+  it("an emitter's broadcast to a kept room leaves a gap mark: a client cut meanwhile gets a fresh session", T, async () => {
+    const px = await proxyTo(A.port);
+    const x = connectVia(px.url, 'uemitted');
+    await onceConnected(x);
+    await join(x, 'em-1'); // its only member: A keeps hearing the room while x is away
+    const got = record(x);
+    await publishOk(B, { room: 'em-1', event: 'e', data: { seq: 1 } });
+    await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the first event' });
+    const sid = x.id;
+    const holds = (await metric(A, 'roomcast_recovery_holds_total')) || 0;
+    await cutOver(px.proxy, x, B.port);
+    await waitUntil(async () => (await metric(A, 'roomcast_recovery_holds_total')) === holds + 1,
+      { timeout: 10000, what: "A holds the away client's rooms" });
+    const back = nextConnect(x);
+    const pub = new Redis(redis.url);
+    try {
+      new Emitter(pub, { key: RC }).to('em-1').emit('news', { n: 1 });
+      // a volatile broadcast is not kept anyway: no mark
+      new Emitter(pub, { key: RC }).to('em-1').volatile.emit('typing', { n: 2 });
+      // the mark is written a moment after A hears the broadcast (without it, none ever comes)
+      await waitUntil(async () => (await gapMarks(redis, 'em-1')) >= 1, { timeout: 5000 }).catch(() => {});
+    } finally {
+      pub.disconnect();
+    }
+    px.proxy.release();
+    await back;
+    assert.equal(x.recovered, false, 'not a replay without the emitted event');
+    assert.notEqual(x.id, sid);
+    assert.equal(await gapMarks(redis, 'em-1'), 1, 'one mark: only A heard the room, the volatile broadcast left none');
+    x.close();
+  });
+});
