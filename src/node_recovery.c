@@ -10,7 +10,9 @@
  * published to the user room once. A backend's plain PUBLISH (no offset) to a kept room that
  * carries an "id" is handled the same way by every node that hears it (once key
  * P:once:<ns>:r<len>:<room>:<id>): not delivered as heard, but kept once and delivered by every
- * node when the script's PUBLISH, with its offset, is heard. An emit that reaches sockets without
+ * node when the script's PUBLISH, with its offset, is heard (when Redis refuses the script, each
+ * node that heard it delivers it to its own sockets without offset, with a gap mark:
+ * src/node_recovery_gap.c). An emit that reaches sockets without
  * an offset although its room is kept (a plain PUBLISH without id, a binary emit) leaves a gap
  * mark in the stream (field g): a socket of that room that recovers across it is refused (a
  * fresh session) rather than given a replay without it.
@@ -28,7 +30,8 @@
  * then rc_sio_recover_done. At most recovery.maxReplayScan entries are read (a CPU bound: the
  * entries of other rooms cost as much to read). Anything else (unknown or expired pid, trimmed
  * offset, another user, a gap, a replay over limits.maxOutboundBytes, more entries after the
- * offset than maxReplayScan, Redis down) ends in rc_sio_recover_refuse: a
+ * offset than maxReplayScan, Redis down, a gap mark this node still has to write) ends in
+ * rc_sio_recover_refuse: a
  * fresh session, never a partial replay. Repeated recoveries are bounded too: the same script
  * counts them per user (per pid without a user) and namespace in P:recoveries:<ns>:<who>, and one
  * over recovery.maxRecoveriesPerMinute is a fresh session (rate_limited).
@@ -102,7 +105,7 @@ struct rc_node_recovery {
     dirty *dirty;
     size_t ndirty, dirty_cap;
     uint64_t results[R__COUNT];
-    uint64_t replayed, kept, kept_heard, gaps, session_writes, graced;
+    uint64_t replayed, kept, kept_heard, session_writes, graced;
     grace *graces;                  /* in due order per window; scanned by the refresh timer */
     struct event *grace_ev;
 };
@@ -135,6 +138,7 @@ void rc_node__recovery_new(rc_node *n)
     }
     n->recovery = r;
     if (!min_window) return;
+    rc_node__gaps_new(n);
     r->refresh_ms = min_window / 2 < REFRESH_MAX_MS ? min_window / 2 : REFRESH_MAX_MS;
     r->flush_ev = event_new(n->base, -1, 0, on_flush, n);
     r->refresh_ev = event_new(n->base, -1, EV_PERSIST, on_refresh, n);
@@ -146,6 +150,7 @@ void rc_node__recovery_free(rc_node *n)
 {
     rc_node_recovery *r = n->recovery;
     if (!r) return;
+    rc_node__gaps_free(n);
     if (r->flush_ev) event_free(r->flush_ev);
     if (r->refresh_ev) event_free(r->refresh_ev);
     if (r->grace_ev) event_free(r->grace_ev);
@@ -192,20 +197,18 @@ static const rc_recovery_config *config_of(const rc_node *n, int i)
 
 /* ---- kept emits and gaps ------------------------------------------------------------------ */
 
-static void gap_on_reply(void *arg, const redisReply *reply)
+const char *rc_node__recovery_history(const rc_node *n, size_t ns_index, unsigned long *max_length)
 {
-    if (!reply || reply->type == REDIS_REPLY_ERROR)
-        rc_log_warn("recovery_gap_failed", "error=\"%s\"", reply ? reply->str : "connection lost");
+    if (!rc_node__recovery_enabled(n, ns_index)) return NULL;
+    *max_length = config_of(n, (int)ns_index)->max_length;
+    return n->recovery->history_key[ns_index];
 }
 
-/* A mark in the stream: an emit to `room` reached sockets without an offset. */
+/* A mark in the stream: an emit to `room` reached sockets without an offset (retried until
+ * written: src/node_recovery_gap.c). */
 static void gap_mark(rc_node *n, int i, const char *room)
 {
-    char maxlen[24];
-    snprintf(maxlen, sizeof(maxlen), "%lu", config_of(n, i)->max_length);
-    const char *argv[] = {"XADD", n->recovery->history_key[i], "MAXLEN", "~", maxlen, "*", "r",
-                          room ? room : "", "g", "1"};
-    if (rc_redis_command(n->bp, gap_on_reply, NULL, 10, argv, NULL) == 0) n->recovery->gaps++;
+    rc_node__gap_mark(n, i, room);
 }
 
 int rc_node__recovery_publish(rc_node *n, rc_bp_message *msg)
@@ -217,7 +220,7 @@ int rc_node__recovery_publish(rc_node *n, rc_bp_message *msg)
         return 0;
     }
     const rc_recovery_config *c = config_of(n, i);
-    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, NULL};
+    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, NULL, NULL, NULL};
     if (n->bp->ops->publish_kept(n->bp, msg, &keep) != 0) return -1;
     n->recovery->kept++;
     return 1;
@@ -237,7 +240,7 @@ int rc_node__recovery_notify(rc_node *n, rc_bp_message *msg, const char *payload
     }
     char *once = rc_key_new(n->cfg->prefix, RC_KEY_ONCE, msg->ns, key_id);
     const rc_recovery_config *c = config_of(n, i);
-    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, once};
+    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, once, NULL, NULL};
     msg->origin = n->cfg->node_id;
     int rc = n->bp->ops->publish_kept(n->bp, msg, &keep);
     rc_free(once);
@@ -258,10 +261,14 @@ static int keep_heard(rc_node *n, int i, const rc_bp_message *msg)
     char *once = rc_key_new(n->cfg->prefix, RC_KEY_ONCE, msg->ns, b);
     rc_free(b);
     const rc_recovery_config *c = config_of(n, i);
-    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, once};
+    /* a copy, delivered here if Redis refuses to keep it (src/node_recovery_gap.c) */
+    void *copy = rc_node__heard_copy(n, i, msg);
+    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, once,
+                       rc_node__heard_done, copy};
     int rc = n->bp->ops->publish_kept(n->bp, msg, &keep);
     rc_free(once);
     if (rc == 0) n->recovery->kept_heard++;
+    else rc_node__heard_done(copy, 0); /* not asked: the caller delivers it with a gap mark */
     return rc;
 }
 
@@ -709,6 +716,10 @@ void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const cha
         recovering_end(rc, R_UNKNOWN);
         return;
     }
+    if (rc_node__gaps_pending(n, ns_index)) { /* a mark this node could not write yet */
+        recovering_end(rc, R_GAP);
+        return;
+    }
     snprintf(rc->last, sizeof(rc->last), "%s", offset);
     char *key = rc_key_new(n->cfg->prefix, RC_KEY_SESSION, pid, NULL);
     /* whose budget: the user's, or the pid's for an anonymous socket ("u:"/"p:" keep them apart) */
@@ -743,8 +754,7 @@ void rc_node__recovery_write_metrics(const rc_node *n, struct evbuffer *out)
     rc_metrics_put_scalar(out, "roomcast_recovery_kept_heard_total", "counter",
                           "Backends' plain PUBLISHes with an id to a kept room that this node asked the history "
                           "script to keep (once cluster-wide: every node that hears one asks).", r->kept_heard);
-    rc_metrics_put_scalar(out, "roomcast_recovery_gaps_total", "counter",
-                          "Gap marks written: emits of a kept room delivered without an offset.", r->gaps);
+    rc_node__gaps_write_metrics(n, out);
     rc_metrics_put_scalar(out, "roomcast_recovery_session_writes_total", "counter",
                           "Recoverable sessions written to Redis (changes and refreshes).", r->session_writes);
     rc_metrics_put_scalar(out, "roomcast_recovery_presence_graced_total", "counter",

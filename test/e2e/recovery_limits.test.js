@@ -7,14 +7,18 @@
 //   unaffected;
 // - a broadcast of the real @socket.io/redis-emitter to a kept room reaches sockets without an
 //   offset: it leaves a gap mark, so a client cut meanwhile gets a fresh session, never a replay
-//   silently without it.
+//   silently without it;
+// - Redis refusing writes (-NOREPLICAS: min-replicas-to-write without replicas): a backend's plain
+//   PUBLISH with an id, which the nodes ask the keep script to keep, is delivered live by each node
+//   that heard it, and its gap mark is written once Redis accepts writes again, so the client cut
+//   meanwhile gets a fresh session; then keeping works again.
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { io } = require('socket.io-client');
 const { Emitter } = require('@socket.io/redis-emitter');
 const Redis = require('ioredis');
-const { startNode, token, emitAck, publishOk, waitUntil, metric, readyz } = require('./lib/node');
+const { startNode, token, emitAck, publishOk, sleep, waitUntil, metric, readyz } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
 const { Proxy, cutOver } = require('./lib/proxy');
 
@@ -157,5 +161,64 @@ describe('recovery limits', () => {
     assert.notEqual(x.id, sid);
     assert.equal(await gapMarks(redis, 'em-1'), 1, 'one mark: only A heard the room, the volatile broadcast left none');
     x.close();
+  });
+
+  it('Redis refusing writes: a plain PUBLISH with an id reaches members live, the cut client gets a fresh session; then keeping works again', T, async () => {
+    const px = await proxyTo(A.port);
+    const x = connectVia(px.url, 'ukeepfail');
+    await onceConnected(x);
+    await join(x, 'kf-1'); // its only member on A: A holds the room while x is away
+    const y = connectVia(B.url, 'ukeepfail-y');
+    await onceConnected(y);
+    await join(y, 'kf-1');
+    const gx = record(x);
+    const gy = record(y);
+    await publishOk(A, { room: 'kf-1', event: 'e', data: { seq: 1 } });
+    await waitUntil(() => gx.length === 1 && gy.length === 1, { timeout: 10000, what: 'the first event' });
+    const sid = x.id;
+    const holds = (await metric(A, 'roomcast_recovery_holds_total')) || 0;
+    await cutOver(px.proxy, x, B.port);
+    await waitUntil(async () => (await metric(A, 'roomcast_recovery_holds_total')) === holds + 1,
+      { timeout: 10000, what: "A holds the away client's rooms" });
+    const back = nextConnect(x);
+    const failed = async () => {
+      let sum = 0;
+      for (const n of [A, B]) sum += (await metric(n, 'roomcast_recovery_kept_heard_failed_total')) || 0;
+      return sum;
+    };
+    const failedBefore = await failed();
+    // a master without replicas refuses every write now (-NOREPLICAS): the keep script and gap marks
+    await redis.command('CONFIG', 'SET', 'min-replicas-to-write', '1');
+    try {
+      const heard = await redis.command('PUBLISH', `${P}:room:/:kf-1`,
+        JSON.stringify({ event: 'plain', data: { seq: 2 }, id: 'kf-2' }));
+      assert.equal(heard, 2, 'A (holding the room) and B (y) hear it');
+      await waitUntil(() => gy.length === 2, { timeout: 10000, what: 'the plain PUBLISH delivered live to y' });
+      assert.deepEqual(gy[1], { event: 'plain', args: [{ seq: 2 }] }, 'as heard: no offset');
+      await waitUntil(async () => (await failed()) === failedBefore + 2,
+        { timeout: 10000, what: 'both nodes saw the keep script refused' });
+      assert.ok((await metric(A, 'roomcast_recovery_gaps_pending')) >= 1, "A's mark waits for Redis");
+      assert.equal(await gapMarks(redis, 'kf-1'), 0, 'no mark could be written yet');
+    } finally {
+      await redis.command('CONFIG', 'SET', 'min-replicas-to-write', '0');
+    }
+    await waitUntil(async () => (await gapMarks(redis, 'kf-1')) >= 1,
+      { timeout: 15000, what: 'the gap mark written once Redis accepts writes again' });
+    await waitUntil(async () => (await metric(A, 'roomcast_recovery_gaps_pending')) === 0
+      && (await metric(B, 'roomcast_recovery_gaps_pending')) === 0, { timeout: 15000, what: 'no mark pending' });
+    px.proxy.release();
+    await back;
+    assert.equal(x.recovered, false, 'a fresh session, not a replay without seq 2');
+    assert.notEqual(x.id, sid);
+    assert.equal(gy.length, 2, 'y got seq 2 once');
+    // writes accepted again: a plain PUBLISH with an id is kept once and delivered with its offset
+    await redis.command('PUBLISH', `${P}:room:/:kf-1`, JSON.stringify({ event: 'plain', data: { seq: 3 }, id: 'kf-3' }));
+    await waitUntil(() => gy.length === 3, { timeout: 10000, what: 'the kept plain PUBLISH' });
+    assert.equal(gy[2].args.length, 2, 'with its offset');
+    const entries = await redis.command('XRANGE', `${P}:history:/`, gy[2].args[1], gy[2].args[1]);
+    assert.equal(entries.length, 1, 'kept in the history');
+    await sleep(300);
+    assert.equal(gy.length, 3, 'once');
+    x.close(); y.close();
   });
 });
