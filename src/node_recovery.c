@@ -644,7 +644,7 @@ static void session_on_lookup(void *arg, const redisReply *reply)
     }
     long long verdict = reply->element[0]->integer;
     if (verdict == 3) {
-        rc_log_warn("recovery_rate_limited", "ns=%s user=%s",
+        rc_log_info("recovery_rate_limited", "ns=%s user=%s",
                     rc_ns_rules_name(rc_rules_ns_at(n->cfg->rules, (size_t)rc->ns_index)), rc->user ? rc->user : "");
         recovering_end(rc, R_RATE_LIMITED);
         return;

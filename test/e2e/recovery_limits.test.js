@@ -131,6 +131,34 @@ describe('recovery limits', () => {
     x.close(); y.close();
   });
 
+  it('an anonymous socket (no user) is budgeted by its pid: maxRecoveriesPerMinute 1 on /anon', T, async () => {
+    const px = await proxyTo(A.port);
+    const x = io(`${px.url}/anon`, { forceNew: true });
+    sockets.add(x);
+    await onceConnected(x);
+    await join(x, 'an-1');
+    const got = record(x);
+    await publishOk(A, { ns: '/anon', room: 'an-1', event: 'e', data: { seq: 1 } });
+    await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the first event' });
+    const pid = x._pid;
+    const sid = x.id;
+    await cutOver(px.proxy, x, B.port);
+    let back = nextConnect(x);
+    px.proxy.release();
+    await back;
+    assert.equal(x.recovered, true, 'the first recovery');
+    assert.equal(x.id, sid);
+    const before = await rateLimited(A);
+    await cutOver(px.proxy, x, A.port);
+    back = nextConnect(x);
+    px.proxy.release();
+    await back;
+    assert.equal(x.recovered, false, 'the second in the minute: a fresh session');
+    assert.equal(await rateLimited(A), before + 1);
+    assert.equal(await redis.command('GET', `${P}:recoveries:/anon:p:${pid}`), '2');
+    x.close();
+  });
+
   it("an emitter's broadcast to a kept room leaves a gap mark: a client cut meanwhile gets a fresh session", T, async () => {
     const px = await proxyTo(A.port);
     const x = connectVia(px.url, 'uemitted');
