@@ -73,6 +73,7 @@ static void bp_on_pattern(void *arg, const char *prefix, const char *channel, co
 {
     rc_node *n = arg;
     if (n->status_pattern && strcmp(prefix, n->status_pattern) == 0) rc_node__status_broadcast(n, payload, len);
+    else rc_node__socketio_overheard(n, channel, payload, len); /* a recovery listener's */
 }
 
 static void bp_on_raw(void *arg, const char *channel, const char *payload, size_t len)

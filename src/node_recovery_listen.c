@@ -11,8 +11,10 @@
  * every TICK_MS, LEASE_MS long; a dead node's lease is free LEASE_MS later and taken by another
  * node at its next tick) and, while they hold it, hear every room and the namespace channel of
  * each recoverable namespace through patterns (rc_redis_listen_open). What they overhear takes
- * the path of a heard message with no delivery (rc_node__recovery_heard): kept once with an id,
- * a gap mark without; messages that carry an offset (already kept) are ignored.
+ * the path of a heard message with no delivery (rc_node__recovery_overheard): kept once with an
+ * id, a gap mark without; messages that carry an offset (already kept) are ignored. With
+ * socketio.prefix they also hear K#<ns>#<room># (a pattern on K#<ns>#): an emitter's or Node
+ * server's broadcast to a kept room leaves a gap mark (rc_node__socketio_overheard).
  *
  * Proof of coverage, checked at every recovery: each listener incarnation (a lease taken, or the
  * backplane up again after a loss: a new sub connection) subscribes a marker channel of its own,
@@ -253,6 +255,10 @@ static void listening_set(rc_node *n, int on)
         const char *ns = rc_ns_rules_name(rc_rules_ns_at(n->cfg->rules, i));
         if (on) rc_redis_listen_open(n->bp, ns);
         else rc_redis_listen_close(n->bp, ns);
+        char *k = rc_node__socketio_listen_prefix(n, ns); /* Socket.IO's formats: K#<ns># */
+        if (k && on) rc_redis_pattern_open(n->bp, k);
+        else if (k) rc_redis_pattern_close(n->bp, k);
+        rc_free(k);
     }
     l->listening = on;
     if (on) marker_open(n);
@@ -330,7 +336,7 @@ void rc_node__listen_overheard(rc_node *n, const rc_bp_message *msg)
     rc_node_listen *l = n->listen;
     if (!l || !l->listening || msg->kind != RC_BP_EMIT) return;
     l->overheard++;
-    rc_node__recovery_heard(n, msg); /* kept once (an id) or a gap mark; nothing delivered */
+    rc_node__recovery_overheard(n, msg); /* kept once (an id) or a gap mark; nothing delivered */
 }
 
 typedef struct checking {
