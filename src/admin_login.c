@@ -13,16 +13,20 @@
  *     1/ADDR_SHARE of the node's budget. An address whose bucket is empty is refused without
  *     touching the node's bucket: its failures cannot empty the budget others log in with.
  * The node's last RESERVE check (less when the node's burst is under 2) is kept for a "fresh"
- * address (its own bucket full: new, or idle for ADDR_BURST x its interval), so even a few busy
- * addresses together leave a newcomer a check within one node interval. A right password gives
- * the address its check back (the node's is spent all the same).
+ * address: one with no wrong password for FRESH_CHECKS of the node's intervals (new, or quiet
+ * for about 25 s at bcrypt cost 10). Busy addresses together cannot take it, so the real admin at
+ * a fresh address finds a check at once or within one node interval; to take every check, the
+ * reserved ones too, an attacker needs about FRESH_CHECKS addresses, each coming back fresh. A
+ * right password gives the address its check back (the node's is spent all the same) and does
+ * not make it less fresh.
  *
  * Addresses are keyed by family and the first 4 (IPv4) or 8 (IPv6: the /64, one host has them
  * all) bytes, as src/eio.c keys handshakes. The table is fixed (RC_ADMIN_LOGIN_ADDRS slots, one
  * allocation); a new address past it takes the slot of the least recently used one, whose
  * bucket has most likely refilled anyway. It never grows with the number of attackers; an
  * attacker with more addresses than the node's budget has shares (or than the table has slots)
- * is limited by the node's bucket only: docs/security.md, "Admin login lockout".
+ * is limited by the node's bucket only: docs/security.md, "Admin login lockout from many
+ * addresses".
  *
  * Ownership: src/admin.c holds one (rc_admin_new, rc_admin_login_free in rc_admin_free): one
  * allocation with the table in it, no timer; everything happens inside rc_admin_login_take/_ran.
@@ -45,12 +49,15 @@
 #define ADDR_BURST 5        /* an address's checks at once (the node's last is kept: 4 at most) */
 #define ADDR_SHARE 4        /* an address refills 4 times slower than the node: 1/4 of it */
 #define RESERVE 1.0         /* the node's last check, kept for fresh addresses */
+#define FRESH_CHECKS 20     /* fresh: no wrong password for this many node intervals */
 #define KEY_LEN 9           /* family + 8 address bytes */
 
 typedef struct slot {
     uint8_t key[KEY_LEN];
+    uint8_t failed;         /* a wrong password was checked for it, at failed_ms */
     double tokens;
     uint64_t ms;            /* when tokens was last brought up to date: the last take */
+    uint64_t failed_ms;
 } slot;
 
 struct rc_admin_login {
@@ -112,6 +119,7 @@ static slot *insert(rc_admin_login *l, const uint8_t key[KEY_LEN], uint64_t now)
         l->evicted++;
     }
     memcpy(s->key, key, KEY_LEN);
+    s->failed = 0;
     s->tokens = ADDR_BURST;
     s->ms = now;
     return s;
@@ -160,9 +168,10 @@ int rc_admin_login_take(rc_admin_login *l, const rc_addr *from, uint64_t now_ms)
     if (s->tokens > ADDR_BURST) s->tokens = ADDR_BURST;
 
     int verdict = RC_ADMIN_LOGIN_RUN;
+    int fresh = !s->failed || (double)(now_ms - s->failed_ms) >= interval * FRESH_CHECKS;
     double reserve = burst - 1.0 < RESERVE ? burst - 1.0 : RESERVE;
     if (s->tokens < 1.0) verdict = RC_ADMIN_LOGIN_ADDRESS;
-    else if (l->tokens < 1.0 + (s->tokens >= ADDR_BURST ? 0.0 : reserve)) verdict = RC_ADMIN_LOGIN_NODE;
+    else if (l->tokens < 1.0 + (fresh ? 0.0 : reserve)) verdict = RC_ADMIN_LOGIN_NODE;
     if (verdict != RC_ADMIN_LOGIN_RUN) {
         l->throttled[verdict]++;
         log_refusal(l, from, verdict, now_ms);
@@ -176,11 +185,16 @@ int rc_admin_login_take(rc_admin_login *l, const rc_addr *from, uint64_t now_ms)
 void rc_admin_login_ran(rc_admin_login *l, const rc_addr *from, uint64_t took_ms, int ok)
 {
     l->bcrypt_ms = took_ms + 1;
-    if (!ok) return;
     uint8_t key[KEY_LEN];
     make_key(from, key);
     slot *s = find(l, key);
-    if (s && (s->tokens += 1.0) > ADDR_BURST) s->tokens = ADDR_BURST;
+    if (!s) return;
+    if (!ok) {
+        s->failed = 1;
+        s->failed_ms = s->ms; /* the take's time */
+    } else if ((s->tokens += 1.0) > ADDR_BURST) {
+        s->tokens = ADDR_BURST;
+    }
 }
 
 size_t rc_admin_login_addresses(const rc_admin_login *l) { return l->used; }

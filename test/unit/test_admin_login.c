@@ -5,9 +5,9 @@
  * Covered: an address's own budget (5 at once, one more per 4 node intervals) and that its
  * refusals leave the node's budget alone; the node's loop-time budget (5 at once at a cheap hash,
  * 1 when a check takes more than 250 ms, refill from the measured time); the node's last check
- * kept for a fresh address; a right password giving the check back; IPv6 keyed by /64 and an
- * unknown address as one key; the table's bound (never more than RC_ADMIN_LOGIN_ADDRS) and its
- * least-recently-used eviction.
+ * kept for a fresh address (no wrong password for 20 node intervals); a right password giving the
+ * check back; IPv6 keyed by /64 and an unknown address as one key; the table's bound (never more
+ * than RC_ADMIN_LOGIN_ADDRS) and its least-recently-used eviction.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -114,6 +114,26 @@ static void test_node_reserve_for_fresh_address(void **state)
     rc_admin_login_free(l);
 }
 
+/* Fresh is no wrong password for 20 node intervals (20 s here), whatever the address's own
+ * budget: an address that refilled is not fresh yet, a new one is. */
+static void test_fresh_after_quiet_time(void **state)
+{
+    rc_admin_login *l = rc_admin_login_new(4, 0);
+    rc_addr a = ip("10.2.0.1"), others[4] = {ip("10.2.0.2"), ip("10.2.0.3"), ip("10.2.0.4"), ip("10.2.0.5")};
+    rc_addr newcomer = ip("10.2.0.9");
+    assert_int_equal(try_login(l, &a, 0, 1), RUN);
+    /* 4 s later the node is full; four new addresses take it down to its last check */
+    for (int i = 0; i < 4; i++) assert_int_equal(try_login(l, &others[i], 4000, 1), RUN);
+    /* 4.5 s: the node has 1.5; a's own budget is full again, but a failed 4.5 s ago */
+    assert_int_equal(try_login(l, &a, 4500, 1), NODE);
+    assert_int_equal(try_login(l, &newcomer, 4500, 1), RUN);
+    /* 21 s: the node is full; the others (failed at 4 s) take it down to its last check */
+    for (int i = 0; i < 4; i++) assert_int_equal(try_login(l, &others[i], 21000, 1), RUN);
+    assert_int_equal(try_login(l, &others[0], 21000, 1), NODE);
+    assert_int_equal(try_login(l, &a, 21000, 1), RUN); /* quiet for 21 s: fresh */
+    rc_admin_login_free(l);
+}
+
 /* A right password gives the address its check back; the node's is spent all the same. */
 static void test_right_password_refunds_address(void **state)
 {
@@ -211,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_address_budget_spares_others),
         cmocka_unit_test(test_one_address_cannot_starve_another),
         cmocka_unit_test(test_node_reserve_for_fresh_address),
+        cmocka_unit_test(test_fresh_after_quiet_time),
         cmocka_unit_test(test_right_password_refunds_address),
         cmocka_unit_test(test_expensive_check_node_budget),
         cmocka_unit_test(test_keys),
