@@ -11,6 +11,10 @@
  * arguments (JSON array text). The published envelope is the ordinary one (backplane_envelope.c)
  * with "offset" added by the script.
  *
+ * A caller may ask to be told when Redis answers an error (rc_bp_keep.done): the node then
+ * delivers a backend's plain PUBLISH itself instead of waiting for a kept copy that will never
+ * come (src/node_recovery_gap.c).
+ *
  * What it does not do: binary emits (the node never asks: docs/recovery.md), read the history
  * (src/node_recovery.c does), or decide what is kept (the node asks the rules).
  */
@@ -44,6 +48,21 @@ static void keep_on_reply(void *arg, const redisReply *reply)
         bp->super.stats.publish_failures++;
         rc_log_warn("redis_keep_failed", "error=\"%s\"", reply ? reply->str : "connection lost");
     }
+}
+
+/* A kept emit whose caller asked to be told how it ended (rc_bp_keep.done). */
+typedef struct keep_call {
+    redis_bp *bp;
+    void (*done)(void *arg, int failed);
+    void *arg;
+} keep_call;
+
+static void keep_on_reply_done(void *arg, const redisReply *reply)
+{
+    keep_call *c = arg;
+    keep_on_reply(c->bp, reply);
+    c->done(c->arg, reply && reply->type == REDIS_REPLY_ERROR);
+    rc_free(c);
 }
 
 int redis_bp__publish_kept(rc_backplane *b, const rc_bp_message *msg, const rc_bp_keep *keep)
@@ -86,10 +105,17 @@ int redis_bp__publish_kept(rc_backplane *b, const rc_bp_message *msg, const rc_b
     argv[k] = except.p ? except.p : ""; lens[k++] = except.len;
     argv[k] = msg->event; lens[k++] = strlen(msg->event);
     argv[k] = args; lens[k++] = args_len;
-    int rc = rc_redis_eval(b, &keep_script, keep_on_reply, bp, nkeys, k, argv, lens);
+    keep_call *call = NULL;
+    if (keep->done) {
+        call = rc_malloc(sizeof(*call));
+        *call = (keep_call){bp, keep->done, keep->done_arg};
+    }
+    int rc = call ? rc_redis_eval(b, &keep_script, keep_on_reply_done, call, nkeys, k, argv, lens)
+                  : rc_redis_eval(b, &keep_script, keep_on_reply, bp, nkeys, k, argv, lens);
     bp_buf_dispose(&except);
     bp_buf_trim(&bp->payload_buf);
     if (rc != 0) {
+        rc_free(call);
         bp->super.stats.publish_failures++;
         return -1;
     }

@@ -30,6 +30,7 @@ static const struct {
     [RC_KEY_HISTORY] = {"history:", 1, ""},
     [RC_KEY_SESSION] = {"session:", 1, ""},
     [RC_KEY_ONCE] = {"once:", 2, ""},
+    [RC_KEY_RECOVERIES] = {"recoveries:", 2, ""},
     [RC_KEY_QUEUE] = {"", 1, ":"},
     [RC_KEY_ADMIN] = {"admin", 0, ""},
 };

@@ -47,6 +47,7 @@
 typedef struct rc_node_recovery rc_node_recovery;
 typedef struct rc_node_socketio rc_node_socketio;
 typedef struct rc_node_holds rc_node_holds;
+typedef struct rc_node_gaps rc_node_gaps;
 
 struct rc_node {
     struct event_base *base;
@@ -64,6 +65,7 @@ struct rc_node {
     rc_presence_callbacks presence_cb;
     rc_node_recovery *recovery;     /* connection state recovery (node_recovery.c) */
     rc_node_holds *holds;           /* rooms of away sessions kept heard (node_recovery_hold.c) */
+    rc_node_gaps *gaps;             /* gap marks and their retries (node_recovery_gap.c) */
     rc_adapter_peer *adapter;       /* answers Node adapters' requests; NULL unless
                                      * ROOMCAST_SOCKETIO_PREFIX is set */
     struct rc_admin *admin;         /* the Admin UI (admin.enabled), else NULL */
@@ -199,6 +201,14 @@ int rc_node__recovery_notify(rc_node *n, rc_bp_message *msg, const char *payload
  * is kept once cluster-wide when it has an id (returns 1: deliver nothing now, the kept copy
  * comes back with its offset), else leaves a gap mark (returns 0: deliver it). */
 int rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg);
+/* An emit of namespace ns to room (NULL or "": the whole namespace) that reaches this node's
+ * sockets without an offset by another way than the node's own channels (Socket.IO's adapter and
+ * emitter formats, src/node_socketio.c): when recovery keeps it (the namespace has recovery and
+ * rc_ns_rules_recovery_keeps says so for room and event), a gap mark for room is appended to the
+ * history, so a socket of that room that recovers across it gets a fresh session rather than a
+ * replay without it. Nothing otherwise. Call it before delivering; the mark is written by a
+ * command sent now (its failure is logged as recovery_gap_failed). */
+void rc_node__recovery_gap(rc_node *n, const char *ns, const char *room, const char *event);
 /* The socket's session changed (connect, join, leave): rewritten at the end of the loop turn. */
 void rc_node__recovery_touch(rc_node *n, rc_sio_socket *s);
 /* A socket left: for a reason after which the client does not reconnect by itself (a namespace
@@ -215,6 +225,28 @@ void rc_node__recovery_write_metrics(const rc_node *n, struct evbuffer *out);
 /* 1 when the socket left for a reason after which the client reconnects by itself (transport
  * close or error, ping timeout, server shutting down, token expired...). */
 int rc_node__recovery_comes_back(const rc_sio_socket *s);
+
+/* The namespace's history key (P:history:<ns>) and its recovery.maxLength, or NULL when the
+ * namespace has no recovery. */
+const char *rc_node__recovery_history(const rc_node *n, size_t ns_index, unsigned long *max_length);
+
+/* ---- node_recovery_gap.c ---------------------------------------------------------------- */
+
+/* Created by rc_node__recovery_new when some namespace has recovery (else n->gaps stays NULL and
+ * every call is a no-op); freed by rc_node__recovery_free, after the backplane. */
+void rc_node__gaps_new(rc_node *n);
+void rc_node__gaps_free(rc_node *n);
+/* Appends a gap mark for room (NULL: the whole namespace) to namespace ns_index's history; one
+ * that Redis refuses or does not answer is sent again every second until written. */
+void rc_node__gap_mark(rc_node *n, int ns_index, const char *room);
+/* 1 while this node has a mark of namespace ns_index still to write (recoveries are refused). */
+int rc_node__gaps_pending(const rc_node *n, int ns_index);
+/* A heard plain PUBLISH with an id, copied for rc_bp_keep.done (arg) before publish_kept:
+ * rc_node__heard_done(arg, failed) delivers it to this node's sockets with a gap mark when
+ * failed, and frees the copy either way (call it with 0 when publish_kept refused). */
+void *rc_node__heard_copy(rc_node *n, int ns_index, const rc_bp_message *msg);
+void rc_node__heard_done(void *arg, int failed);
+void rc_node__gaps_write_metrics(const rc_node *n, struct evbuffer *out);
 
 /* ---- node_recovery_hold.c --------------------------------------------------------------- */
 

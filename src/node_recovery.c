@@ -10,7 +10,9 @@
  * published to the user room once. A backend's plain PUBLISH (no offset) to a kept room that
  * carries an "id" is handled the same way by every node that hears it (once key
  * P:once:<ns>:r<len>:<room>:<id>): not delivered as heard, but kept once and delivered by every
- * node when the script's PUBLISH, with its offset, is heard. An emit that reaches sockets without
+ * node when the script's PUBLISH, with its offset, is heard (when Redis refuses the script, each
+ * node that heard it delivers it to its own sockets without offset, with a gap mark:
+ * src/node_recovery_gap.c). An emit that reaches sockets without
  * an offset although its room is kept (a plain PUBLISH without id, a binary emit) leaves a gap
  * mark in the stream (field g): a socket of that room that recovers across it is refused (a
  * fresh session) rather than given a replay without it.
@@ -28,8 +30,11 @@
  * then rc_sio_recover_done. At most recovery.maxReplayScan entries are read (a CPU bound: the
  * entries of other rooms cost as much to read). Anything else (unknown or expired pid, trimmed
  * offset, another user, a gap, a replay over limits.maxOutboundBytes, more entries after the
- * offset than maxReplayScan, Redis down) ends in rc_sio_recover_refuse: a
- * fresh session, never a partial replay.
+ * offset than maxReplayScan, Redis down, a gap mark this node still has to write) ends in
+ * rc_sio_recover_refuse: a
+ * fresh session, never a partial replay. Repeated recoveries are bounded too: the same script
+ * counts them per user (per pid without a user) and namespace in P:recoveries:<ns>:<who>, and one
+ * over recovery.maxRecoveriesPerMinute is a fresh session (rate_limited).
  *
  * Presence (presenceGrace): a socket of a recoverable namespace that leaves for a reason after
  * which the client reconnects by itself keeps its presence entry for its window (a timer per
@@ -47,7 +52,7 @@
  * backplane) or packets (sio).
  *
  * API: rc_node__recovery_new/free, rc_node__recovery_enabled, rc_node__recovery_publish,
- * rc_node__recovery_notify, rc_node__recovery_heard, rc_node__recovery_touch,
+ * rc_node__recovery_notify, rc_node__recovery_heard, rc_node__recovery_gap, rc_node__recovery_touch,
  * rc_node__hook_recover, rc_node__recovery_write_metrics.
  */
 #include "node_internal.h"
@@ -74,10 +79,10 @@
 #define REFRESH_MAX_MS 15000
 
 enum { R_RECOVERED, R_UNKNOWN, R_TRIMMED, R_USER, R_CLAIMS, R_GAP, R_TOO_LARGE, R_SCAN_LIMIT, R_ERROR,
-       R__COUNT };
+       R_RATE_LIMITED, R__COUNT };
 static const char *const result_names[R__COUNT] = {"recovered", "unknown_session", "offset_trimmed",
                                                    "user_mismatch", "claims_changed", "gap", "too_large",
-                                                   "scan_limit", "error"};
+                                                   "scan_limit", "error", "rate_limited"};
 
 typedef struct dirty {
     int ns_index;
@@ -100,7 +105,7 @@ struct rc_node_recovery {
     dirty *dirty;
     size_t ndirty, dirty_cap;
     uint64_t results[R__COUNT];
-    uint64_t replayed, kept, kept_heard, gaps, session_writes, graced;
+    uint64_t replayed, kept, kept_heard, session_writes, graced;
     grace *graces;                  /* in due order per window; scanned by the refresh timer */
     struct event *grace_ev;
 };
@@ -133,6 +138,7 @@ void rc_node__recovery_new(rc_node *n)
     }
     n->recovery = r;
     if (!min_window) return;
+    rc_node__gaps_new(n);
     r->refresh_ms = min_window / 2 < REFRESH_MAX_MS ? min_window / 2 : REFRESH_MAX_MS;
     r->flush_ev = event_new(n->base, -1, 0, on_flush, n);
     r->refresh_ev = event_new(n->base, -1, EV_PERSIST, on_refresh, n);
@@ -144,6 +150,7 @@ void rc_node__recovery_free(rc_node *n)
 {
     rc_node_recovery *r = n->recovery;
     if (!r) return;
+    rc_node__gaps_free(n);
     if (r->flush_ev) event_free(r->flush_ev);
     if (r->refresh_ev) event_free(r->refresh_ev);
     if (r->grace_ev) event_free(r->grace_ev);
@@ -190,20 +197,18 @@ static const rc_recovery_config *config_of(const rc_node *n, int i)
 
 /* ---- kept emits and gaps ------------------------------------------------------------------ */
 
-static void gap_on_reply(void *arg, const redisReply *reply)
+const char *rc_node__recovery_history(const rc_node *n, size_t ns_index, unsigned long *max_length)
 {
-    if (!reply || reply->type == REDIS_REPLY_ERROR)
-        rc_log_warn("recovery_gap_failed", "error=\"%s\"", reply ? reply->str : "connection lost");
+    if (!rc_node__recovery_enabled(n, ns_index)) return NULL;
+    *max_length = config_of(n, (int)ns_index)->max_length;
+    return n->recovery->history_key[ns_index];
 }
 
-/* A mark in the stream: an emit to `room` reached sockets without an offset. */
+/* A mark in the stream: an emit to `room` reached sockets without an offset (retried until
+ * written: src/node_recovery_gap.c). */
 static void gap_mark(rc_node *n, int i, const char *room)
 {
-    char maxlen[24];
-    snprintf(maxlen, sizeof(maxlen), "%lu", config_of(n, i)->max_length);
-    const char *argv[] = {"XADD", n->recovery->history_key[i], "MAXLEN", "~", maxlen, "*", "r",
-                          room ? room : "", "g", "1"};
-    if (rc_redis_command(n->bp, gap_on_reply, NULL, 10, argv, NULL) == 0) n->recovery->gaps++;
+    rc_node__gap_mark(n, i, room);
 }
 
 int rc_node__recovery_publish(rc_node *n, rc_bp_message *msg)
@@ -215,7 +220,7 @@ int rc_node__recovery_publish(rc_node *n, rc_bp_message *msg)
         return 0;
     }
     const rc_recovery_config *c = config_of(n, i);
-    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, NULL};
+    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, NULL, NULL, NULL};
     if (n->bp->ops->publish_kept(n->bp, msg, &keep) != 0) return -1;
     n->recovery->kept++;
     return 1;
@@ -235,7 +240,7 @@ int rc_node__recovery_notify(rc_node *n, rc_bp_message *msg, const char *payload
     }
     char *once = rc_key_new(n->cfg->prefix, RC_KEY_ONCE, msg->ns, key_id);
     const rc_recovery_config *c = config_of(n, i);
-    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, once};
+    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, once, NULL, NULL};
     msg->origin = n->cfg->node_id;
     int rc = n->bp->ops->publish_kept(n->bp, msg, &keep);
     rc_free(once);
@@ -256,11 +261,26 @@ static int keep_heard(rc_node *n, int i, const rc_bp_message *msg)
     char *once = rc_key_new(n->cfg->prefix, RC_KEY_ONCE, msg->ns, b);
     rc_free(b);
     const rc_recovery_config *c = config_of(n, i);
-    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, once};
+    /* a copy, delivered here if Redis refuses to keep it (src/node_recovery_gap.c) */
+    void *copy = rc_node__heard_copy(n, i, msg);
+    rc_bp_keep keep = {n->recovery->history_key[i], c->max_disconnection_ms, c->max_length, once,
+                       rc_node__heard_done, copy};
     int rc = n->bp->ops->publish_kept(n->bp, msg, &keep);
     rc_free(once);
     if (rc == 0) n->recovery->kept_heard++;
+    else rc_node__heard_done(copy, 0); /* not asked: the caller delivers it with a gap mark */
     return rc;
+}
+
+void rc_node__recovery_gap(rc_node *n, const char *ns, const char *room, const char *event)
+{
+    if (!n->recovery || !n->recovery->refresh_ev || !ns) return;
+    int i = ns_index_of(n, ns);
+    if (room && !room[0]) room = NULL; /* the whole namespace */
+    if (i < 0 || !rc_node__recovery_enabled(n, (size_t)i) ||
+        !rc_ns_rules_recovery_keeps(rc_rules_ns_at(n->cfg->rules, (size_t)i), room, event))
+        return;
+    gap_mark(n, i, room);
 }
 
 int rc_node__recovery_heard(rc_node *n, const rc_bp_message *msg)
@@ -465,12 +485,20 @@ void rc_node__recovery_presence_back(rc_node *n, const rc_sio_socket *s)
 
 /* ---- recovering a session ----------------------------------------------------------------- */
 
-/* KEYS: the session, the history. ARGV: the offset. {0} unknown pid, {1} offset trimmed,
- * {2, session} both there. */
+/* KEYS: the session, the history, the budget's counter (P:recoveries:<ns>:<who>). ARGV: the
+ * offset, the budget (recovery.maxRecoveriesPerMinute, 0: none). {0} unknown pid, {1} offset
+ * trimmed, {3} over the budget, {2, session} both there and within it. Only a recovery that would
+ * read the history is counted (the others cost one GET): the counter lives one minute from its
+ * first count, a fixed window, so a user recovers at most twice the budget in any 60 s. */
 static rc_redis_script recover_script = {
     "local s = redis.call('GET', KEYS[1])\n"
     "if not s then return {0} end\n"
     "if #redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1]) == 0 then return {1} end\n"
+    "if tonumber(ARGV[2]) > 0 then\n"
+    "  local c = redis.call('INCR', KEYS[3])\n"
+    "  if c == 1 or redis.call('PTTL', KEYS[3]) < 0 then redis.call('PEXPIRE', KEYS[3], 60000) end\n"
+    "  if c > tonumber(ARGV[2]) then return {3} end\n"
+    "end\n"
     "return {2, s}\n",
     {0}};
 
@@ -615,6 +643,12 @@ static void session_on_lookup(void *arg, const redisReply *reply)
         return;
     }
     long long verdict = reply->element[0]->integer;
+    if (verdict == 3) {
+        rc_log_info("recovery_rate_limited", "ns=%s user=%s",
+                    rc_ns_rules_name(rc_rules_ns_at(n->cfg->rules, (size_t)rc->ns_index)), rc->user ? rc->user : "");
+        recovering_end(rc, R_RATE_LIMITED);
+        return;
+    }
     if (verdict != 2 || reply->elements != 2 || reply->element[1]->type != REDIS_REPLY_STRING) {
         recovering_end(rc, verdict == 1 ? R_TRIMMED : R_UNKNOWN);
         return;
@@ -682,10 +716,24 @@ void rc_node__hook_recover(void *arg, rc_sio_pending *p, int ns_index, const cha
         recovering_end(rc, R_UNKNOWN);
         return;
     }
+    if (rc_node__gaps_pending(n, ns_index)) { /* a mark this node could not write yet */
+        recovering_end(rc, R_GAP);
+        return;
+    }
     snprintf(rc->last, sizeof(rc->last), "%s", offset);
     char *key = rc_key_new(n->cfg->prefix, RC_KEY_SESSION, pid, NULL);
-    const char *argv[] = {key, n->recovery->history_key[ns_index], offset};
-    int sent = rc_redis_eval(n->bp, &recover_script, session_on_lookup, rc, 2, 3, argv, NULL);
+    /* whose budget: the user's, or the pid's for an anonymous socket ("u:"/"p:" keep them apart) */
+    size_t wl = strlen(user ? user : pid) + 3;
+    char *who = rc_malloc(wl);
+    snprintf(who, wl, "%s:%s", user ? "u" : "p", user ? user : pid);
+    const char *ns = rc_ns_rules_name(rc_rules_ns_at(n->cfg->rules, (size_t)ns_index));
+    char *count_key = rc_key_new(n->cfg->prefix, RC_KEY_RECOVERIES, ns, who);
+    char budget[16];
+    snprintf(budget, sizeof(budget), "%u", config_of(n, ns_index)->max_recoveries_per_minute);
+    const char *argv[] = {key, n->recovery->history_key[ns_index], count_key, offset, budget};
+    int sent = rc_redis_eval(n->bp, &recover_script, session_on_lookup, rc, 3, 5, argv, NULL);
+    rc_free(count_key);
+    rc_free(who);
     rc_free(key);
     if (sent != 0) recovering_end(rc, R_ERROR);
 }
@@ -706,8 +754,7 @@ void rc_node__recovery_write_metrics(const rc_node *n, struct evbuffer *out)
     rc_metrics_put_scalar(out, "roomcast_recovery_kept_heard_total", "counter",
                           "Backends' plain PUBLISHes with an id to a kept room that this node asked the history "
                           "script to keep (once cluster-wide: every node that hears one asks).", r->kept_heard);
-    rc_metrics_put_scalar(out, "roomcast_recovery_gaps_total", "counter",
-                          "Gap marks written: emits of a kept room delivered without an offset.", r->gaps);
+    rc_node__gaps_write_metrics(n, out);
     rc_metrics_put_scalar(out, "roomcast_recovery_session_writes_total", "counter",
                           "Recoverable sessions written to Redis (changes and refreshes).", r->session_writes);
     rc_metrics_put_scalar(out, "roomcast_recovery_presence_graced_total", "counter",

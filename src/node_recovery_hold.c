@@ -9,7 +9,9 @@
  * namespace leaves for a reason after which the client comes back by itself (the reasons
  * presenceGrace uses), the node holds a reference on each of its kept rooms (recovery.rooms) and
  * keeps their channels subscribed, delivering to nobody; a heard plain envelope goes through
- * rc_node__recovery_heard as with a live member (kept once with an id, gap mark without).
+ * rc_node__recovery_heard as with a live member (kept once with an id, gap mark without). With
+ * socketio.prefix the room's Socket.IO channel (K#<ns>#<room>#) is held too, a reference of its
+ * own: an emitter's broadcast to it leaves a gap mark (src/node_socketio.c).
  *
  * A hold ends (the channel is closed when no local member and no other hold needs it):
  *   - when the session is recovered on this node (rc_node__hold_back, from the on_connect hook);
@@ -106,6 +108,7 @@ static void room_release(rc_node *n, held_room *r)
     rc_hmap_remove(&h->rooms, &r->node);
     const char *ns = r->key, *room = r->key + r->ns_len + 1;
     if (rc_sio_room_size(n->sio, ns, room) == 0) n->bp->ops->room_close(n->bp, ns, room);
+    rc_node__socketio_room(n, ns, room, 0); /* its reference (a raw channel is refcounted) */
     rc_free(r);
 }
 
@@ -240,6 +243,7 @@ void rc_node__hold_take(rc_node *n, rc_sio_socket *s)
                 hr->ns_len = ns_len;
                 rc_hmap_insert(&h->rooms, &hr->node, hr->key, kl);
                 n->bp->ops->room_open(n->bp, ns, k.rooms[r]); /* wanted already: its member is leaving */
+                rc_node__socketio_room(n, ns, k.rooms[r], 1); /* Socket.IO's room channel too */
             }
             hr->refs++;
             d->rooms[d->nrooms++] = hr;

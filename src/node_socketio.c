@@ -14,7 +14,10 @@
  *
  * Broadcasts in: decoded (src/socketio_codec.c), refused unless the packet's namespace is the
  * channel's, dropped when the uid is this node's own (its echo), then handed to
- * rc_sio_broadcast_to with the message's rooms, except and volatile (src/sio_broadcast.c).
+ * rc_sio_broadcast_to with the message's rooms, except and volatile (src/sio_broadcast.c). They
+ * carry no offset: a non-volatile one to a room that recovery keeps first leaves a gap mark for
+ * each room it names (the whole namespace when it names none: rc_node__recovery_gap), so a
+ * socket cut meanwhile gets a fresh session, never a replay silently without it.
  *
  * Broadcasts out (rc_node__socketio_publish, from rc_node__broadcast): every emit that starts on
  * this node goes out in the adapter format, on K#<ns>#<room># for a room and K#<ns># for the
@@ -210,6 +213,10 @@ static void on_broadcast(rc_node_socketio *x, const char *channel, const char *n
         return;
     }
     x->stats.received[strcmp(b.uid, RC_SOCKETIO_EMITTER_UID) != 0]++;
+    if (!b.is_volatile) { /* reaches sockets without an offset: a gap for a kept room */
+        if (!b.room_count) rc_node__recovery_gap(x->n, ns, NULL, b.msg.event);
+        for (size_t i = 0; i < b.room_count; i++) rc_node__recovery_gap(x->n, ns, b.rooms[i], b.msg.event);
+    }
     rc_sio_target t = {b.rooms, b.room_count, b.except, b.except_count, b.is_volatile};
     rc_sio_broadcast_to(x->n->sio, &b.msg, &t, rc_now_mono_ns());
 }

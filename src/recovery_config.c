@@ -21,6 +21,7 @@ static void set_defaults(rc_recovery_config *c)
     c->max_disconnection_ms = 120000;
     c->max_length = 100000;
     c->max_replay_scan = 50000;
+    c->max_recoveries_per_minute = 30;
     c->presence_grace = 1;
 }
 
@@ -89,7 +90,7 @@ int rc_recovery_config_parse(rc_recovery_config *out, const cJSON *json, const c
                              rc_config_errors *errs)
 {
     static const char *const keys[] = {"enabled", "maxDisconnectionDuration", "maxLength", "maxReplayScan",
-                                       "rooms", "volatile", "presenceGrace", NULL};
+                                       "rooms", "volatile", "presenceGrace", "maxRecoveriesPerMinute", NULL};
     size_t before = errs ? errs->count : 0;
     if (!path) path = "";
     set_defaults(out);
@@ -110,6 +111,9 @@ int rc_recovery_config_parse(rc_recovery_config *out, const cJSON *json, const c
         d = (double)out->max_replay_scan;
         if (parse_uint(json, path, "maxReplayScan", 1000, 100000000, &d, errs) == 0)
             out->max_replay_scan = (unsigned long)d;
+        d = out->max_recoveries_per_minute;
+        if (parse_uint(json, path, "maxRecoveriesPerMinute", 0, 1000000, &d, errs) == 0)
+            out->max_recoveries_per_minute = (unsigned)d;
         parse_bool(json, path, "presenceGrace", &out->presence_grace, errs);
         parse_globs(json, path, "rooms", &out->rooms, &out->nrooms, errs);
         parse_globs(json, path, "volatile", &out->volatile_events, &out->nvolatile, errs);

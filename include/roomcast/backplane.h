@@ -66,6 +66,13 @@ typedef struct rc_bp_keep {
     unsigned long max_length;    /* approximate cap of the stream (XADD MAXLEN ~) */
     const char *once_key;        /* NULL, or a key that makes the emit kept and published once
                                     cluster-wide (SET NX PX window_ms): every node may ask */
+    /* Optional (NULL: nobody is told). When publish_kept returned 0, called exactly once, from
+     * the loop, with failed = 1 when Redis answered an error (nothing was kept nor published:
+     * Redis refuses writes, -OOM or -NOREPLICAS for example), 0 otherwise (kept; found kept
+     * already under once_key; or no answer at all, the connection lost or the backplane freed:
+     * unknown). Never called when publish_kept returns -1. */
+    void (*done)(void *arg, int failed);
+    void *done_arg;
 } rc_bp_keep;
 
 typedef struct rc_backplane_ops {

@@ -42,6 +42,8 @@ enum rc_key_kind {
     RC_KEY_HISTORY,         /* P:history:<ns>          a = ns: stream of kept emits (recovery) */
     RC_KEY_SESSION,         /* P:session:<pid>         a = pid: a recoverable socket's session */
     RC_KEY_ONCE,            /* P:once:<ns>:<id>        a = ns, b = id: a notification kept once */
+    RC_KEY_RECOVERIES,      /* P:recoveries:<ns>:<who> a = ns, b = "u:<user>" or "p:<pid>":
+                                                       recoveries counted this minute (recovery) */
     RC_KEY_QUEUE,           /* <bull>:<queue>:         a = queue: prefix of a BullMQ queue's keys
                                                        (the prefix argument is BullMQ's) */
     RC_KEY_ADMIN,           /* P:admin                 the Admin UI's statistics, socket and room

@@ -28,6 +28,10 @@ typedef struct rc_recovery_config {
     unsigned long max_replay_scan;  /* "maxReplayScan": 50000 history entries read at most by one
                                        recovery (1000 .. 100000000); a recovery that would read
                                        more is a fresh session (a CPU bound, docs/security.md) */
+    unsigned max_recoveries_per_minute; /* "maxRecoveriesPerMinute": 30 recoveries at most per
+                                       user (per pid without a user) and namespace in a minute,
+                                       cluster-wide; more are fresh sessions (0 = unlimited;
+                                       0 .. 1000000; a CPU bound, docs/security.md) */
     int presence_grace;             /* "presenceGrace": true: a user's offline is announced only
                                        once the window has passed without a reconnect */
     char **rooms;                   /* "rooms": globs of the rooms whose events are kept

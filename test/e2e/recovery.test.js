@@ -16,38 +16,14 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
 const fs = require('node:fs');
 const { io } = require('socket.io-client');
 const { startNode, token, emitAck, publishOk, sleep, waitUntil, metric } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
+const { Proxy, cutOver } = require('./lib/proxy');
 
 const T = { timeout: 120000 };
 const P = 'roomcast';
-
-// A TCP proxy: every client connection is piped to the current target port. cut() drops every
-// connection (both sides, at once); hold() makes new connections close at once until release().
-class Proxy {
-  constructor(target) {
-    this.target = target;
-    this.conns = new Set();
-    this.held = false;
-    this.server = net.createServer((c) => {
-      if (this.held) { c.destroy(); return; }
-      const up = net.connect(this.target, '127.0.0.1');
-      const pair = { c, up };
-      this.conns.add(pair);
-      const drop = () => { c.destroy(); up.destroy(); this.conns.delete(pair); };
-      c.on('error', drop); up.on('error', drop); c.on('close', drop); up.on('close', drop);
-      c.pipe(up); up.pipe(c);
-    });
-  }
-  listen() { return new Promise((r) => this.server.listen(0, '127.0.0.1', () => r(this.server.address().port))); }
-  cut() { for (const { c, up } of this.conns) { c.destroy(); up.destroy(); } this.conns.clear(); }
-  hold() { this.held = true; }
-  release() { this.held = false; }
-  close() { this.cut(); return new Promise((r) => this.server.close(() => r())); }
-}
 
 const sockets = new Set();
 function connectVia(url, user, ns = '/', extra = {}) {
@@ -60,15 +36,6 @@ const onceConnected = (s, ms = 20000) => new Promise((resolve, reject) => {
   const t = setTimeout(() => reject(new Error('no connect')), ms);
   s.once('connect', () => { clearTimeout(t); resolve(); });
 });
-// Cuts the client's connection at the proxy, which sends its reconnect to `port`; resolves once the
-// client has seen the cut (its reconnect is for the caller to await, with nextConnect).
-async function cutOver(proxy, s, port) {
-  proxy.hold();
-  proxy.target = port;
-  proxy.cut();
-  await waitUntil(() => !s.connected, { what: 'the client sees the cut' });
-}
-
 const nextConnect = (s, ms = 30000) => new Promise((resolve, reject) => {
   const t = setTimeout(() => reject(new Error('no reconnect')), ms);
   s.once('connect', () => { clearTimeout(t); resolve(); });

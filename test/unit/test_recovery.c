@@ -33,6 +33,7 @@ static void test_defaults_are_off(void **state)
     assert_int_equal(c.enabled, 0);
     assert_int_equal(c.max_disconnection_ms, 120000);
     assert_int_equal(c.max_replay_scan, 50000);
+    assert_int_equal(c.max_recoveries_per_minute, 30);
     assert_int_equal(c.nrooms, 1);
     assert_string_equal(c.rooms[0], "*");
     rc_recovery_config_dispose(&c);
@@ -46,8 +47,9 @@ static void test_parse_and_refusals(void **state)
     rc_config_errors e = {0};
     assert_int_equal(parse("{\"enabled\":true,\"maxDisconnectionDuration\":5000,\"rooms\":[\"chat:*\"],"
                            "\"volatile\":[\"typing*\"],\"maxLength\":2000,\"presenceGrace\":false,"
-                           "\"maxReplayScan\":3000}", &c, &e), 0);
+                           "\"maxReplayScan\":3000,\"maxRecoveriesPerMinute\":0}", &c, &e), 0);
     assert_int_equal(c.enabled, 1);
+    assert_int_equal(c.max_recoveries_per_minute, 0); /* unlimited */
     assert_int_equal(c.max_replay_scan, 3000);
     assert_int_equal(c.max_disconnection_ms, 5000);
     assert_int_equal(c.max_length, 2000);
@@ -62,7 +64,10 @@ static void test_parse_and_refusals(void **state)
     assert_int_equal(parse("{\"nope\":1}", &c, &e), -1);
     assert_int_equal(parse("[]", &c, &e), -1);
     assert_int_equal(parse("{\"maxReplayScan\":999}", &c, &e), -1);
-    assert_int_equal(e.count, 6);
+    assert_int_equal(parse("{\"maxRecoveriesPerMinute\":-1}", &c, &e), -1);
+    assert_int_equal(parse("{\"maxRecoveriesPerMinute\":2.5}", &c, &e), -1);
+    assert_int_equal(e.count, 8);
+    assert_non_null(strstr(e.items[7], "namespaces./.recovery.maxRecoveriesPerMinute"));
     assert_non_null(strstr(e.items[0], "namespaces./.recovery.enabled"));
     assert_int_equal(c.enabled, 0); /* a refused object leaves the defaults */
     rc_recovery_config_dispose(&c);
