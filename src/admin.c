@@ -4,11 +4,10 @@
  *
  * Login: rc_admin_admit compares the CONNECT payload's username (constant time) and checks its
  * password against the bcrypt hash with libcrypt's crypt_rn, then compares the result in
- * constant time. bcrypt runs on the event loop (a few tens of ms at cost 10), so logins are
- * budgeted node-wide by the time they take: at most 1/LOGIN_LOOP_SHARE of the loop on average
- * (one login per LOGIN_REFILL_MS at least) and LOGIN_BURST_MS at once (LOGIN_BURST at most, one
- * at least), from the last check's duration (before any, from the hash's cost); past it a CONNECT
- * is refused ("too many attempts") without running bcrypt. A password login is given a session id
+ * constant time. bcrypt runs on the event loop (a few tens of ms at cost 10), so a password login
+ * first takes a check from the login budget (src/admin_login.c: the client address's, and the
+ * node's loop-time budget); without one the CONNECT is refused ("too many attempts") without
+ * running bcrypt. A password login is given a session id
  * ("session" event, as instrument()), which opens the namespace on this node for SESSION_MS.
  *
  * The cluster: one Redis channel, P:admin, carries JSON objects with the sending node's id:
@@ -30,11 +29,13 @@
  * UI keeps its own picture from the events), or the things admin.h lists as not done.
  */
 #include "roomcast/admin.h"
+#include "admin_login.h"
 #include "roomcast/common.h"
 #include "roomcast/keys.h"
 #include "roomcast/log.h"
 #include "roomcast/metrics.h"
 #include "roomcast/redis_cmd.h"
+#include "roomcast/server.h"
 #include "roomcast/sio_admin.h"
 #include "roomcast/template.h"
 
@@ -52,10 +53,6 @@
 
 #define STATS_MS 2000          /* server_stats period, as instrument() */
 #define ADMIN_SEEN_MS 10000    /* events are published this long after an admin was last seen */
-#define LOGIN_BURST 5          /* bcrypt checks at once, at most */
-#define LOGIN_BURST_MS 250     /* ... and no more than this much bcrypt at once */
-#define LOGIN_REFILL_MS 1000   /* one more each second at most */
-#define LOGIN_LOOP_SHARE 20    /* ... and bcrypt on at most 1/20 of the loop's time */
 #define MAX_FETCH_SOCKETS 5000 /* sockets a node sends a new admin socket, per namespace */
 #define MAX_AGG 64             /* aggregated event entries kept between two statistics */
 #define FETCH_WAIT_MS 700      /* how long a new admin socket's all_sockets waits for the others */
@@ -100,9 +97,7 @@ struct rc_admin {
     struct event *timer;
     uint64_t started_ms;
     char hostname[256];
-    double tokens;             /* the login budget */
-    uint64_t tokens_ms;
-    uint64_t bcrypt_ms;        /* what one check takes (measured; at first from the cost) */
+    rc_admin_login *login;     /* the password-login budget */
     uint64_t seen_ms;          /* an admin socket was last known somewhere (mono ms) */
     agg_entry agg[MAX_AGG];
     size_t agg_count;
@@ -308,21 +303,6 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- login ---------------------------------------------------------------------------------- */
 
-static int login_budget(rc_admin *a)
-{
-    uint64_t now = rc_now_mono_ms();
-    double refill = (double)a->bcrypt_ms * LOGIN_LOOP_SHARE, burst = (double)LOGIN_BURST_MS / (double)a->bcrypt_ms;
-    if (refill < LOGIN_REFILL_MS) refill = LOGIN_REFILL_MS;
-    if (burst > LOGIN_BURST) burst = LOGIN_BURST;
-    if (burst < 1.0) burst = 1.0;
-    a->tokens += (double)(now - a->tokens_ms) / refill;
-    a->tokens_ms = now;
-    if (a->tokens > burst) a->tokens = burst;
-    if (a->tokens < 1.0) return 0;
-    a->tokens -= 1.0;
-    return 1;
-}
-
 static int same_text(const char *x, const char *y)
 {
     size_t n = strlen(y);
@@ -340,7 +320,7 @@ static int session_ok(rc_admin *a, const char *id)
     return ok;
 }
 
-const char *rc_admin_admit(rc_admin *a, const cJSON *auth)
+const char *rc_admin_admit(rc_admin *a, const cJSON *auth, const rc_addr *from)
 {
     const cJSON *sid = cJSON_GetObjectItemCaseSensitive(auth, "sessionId");
     a->grant_session = 0;
@@ -355,22 +335,23 @@ const char *rc_admin_admit(rc_admin *a, const cJSON *auth)
         a->logins[LOGIN_INVALID]++;
         return "invalid credentials";
     }
-    if (!login_budget(a)) {
+    uint64_t t0 = rc_now_mono_ms();
+    if (rc_admin_login_take(a->login, from, t0) != RC_ADMIN_LOGIN_RUN) { /* logged there */
         a->logins[LOGIN_THROTTLED]++;
-        rc_log_warn("admin_login_throttled", "node=%s", a->node_id);
         return "too many attempts";
     }
     struct crypt_data *cd = rc_calloc(1, sizeof(*cd));
-    uint64_t t0 = rc_now_mono_ms();
     const char *out = crypt_rn(p->valuestring, a->cfg->password_hash, cd, (int)sizeof(*cd));
-    a->bcrypt_ms = rc_now_mono_ms() - t0 + 1;
     int ok = out != NULL && same_text(out, a->cfg->password_hash);
     ok &= same_text(u->valuestring, a->cfg->username);
+    rc_admin_login_ran(a->login, from, rc_now_mono_ms() - t0, ok);
     OPENSSL_cleanse(cd, sizeof(*cd));
     rc_free(cd);
     a->logins[ok ? LOGIN_OK : LOGIN_INVALID]++;
     a->grant_session = ok;
-    rc_log_info(ok ? "admin_login" : "admin_login_refused", "node=%s", a->node_id);
+    char ip[64] = "unknown";
+    if (from) rc_addr_format(from, ip, sizeof(ip));
+    rc_log_info(ok ? "admin_login" : "admin_login_refused", "node=%s addr=%s", a->node_id, ip);
     return ok ? NULL : "invalid credentials";
 }
 
@@ -841,12 +822,7 @@ rc_admin *rc_admin_new(struct event_base *base, const rc_admin_config *cfg, rc_b
     a->node_id = rc_strdup(node_id);
     a->ns_index = ns_index;
     a->started_ms = rc_now_mono_ms();
-    int cost = atoi(cfg->password_hash + 4); /* "$2b$NN$": checked by the config */
-    a->bcrypt_ms = cost >= 4 && cost <= 31 ? ((uint64_t)1 << cost) / 16 + 1 : 64; /* ~60 ms at 10 */
-    a->tokens = LOGIN_BURST_MS / (double)a->bcrypt_ms;   /* a full budget, as login_budget caps it */
-    if (a->tokens > LOGIN_BURST) a->tokens = LOGIN_BURST;
-    if (a->tokens < 1.0) a->tokens = 1.0;
-    a->tokens_ms = a->started_ms;
+    a->login = rc_admin_login_new(atoi(cfg->password_hash + 4), a->started_ms); /* "$2b$NN$": checked by the config */
     a->last_opened = rc_eio_opened_total();
     if (gethostname(a->hostname, sizeof(a->hostname) - 1) < 0) strcpy(a->hostname, "roomcast");
     if (rc_redis_available(bp)) {
@@ -867,6 +843,7 @@ void rc_admin_free(rc_admin *a)
     event_free(a->timer);
     while (a->fetches) fetch_free(a, a->fetches);
     OPENSSL_cleanse(a->sessions, sizeof(a->sessions));
+    rc_admin_login_free(a->login);
     if (a->channel) rc_redis_channel_close(a->bp, a->channel);
     rc_free(a->channel);
     rc_free(a->node_id);
@@ -891,4 +868,5 @@ void rc_admin_write_metrics(const rc_admin *a, struct evbuffer *out)
                             REFUSED__COUNT);
     rc_metrics_put_scalar(out, "roomcast_admin_messages_invalid_total", "counter",
                           "P:admin messages from other nodes that could not be read.", a->invalid);
+    rc_admin_login_write_metrics(a->login, out);
 }

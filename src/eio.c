@@ -79,6 +79,7 @@ struct rc_eio_session {
     uint8_t probed;             /* the upgrade probe was answered: polling is being paused */
     uint8_t pending;            /* not connected yet: counted in the pending budget */
     pkey *by_conn, *by_addr;    /* its counts (NULL where that cap does not apply) */
+    rc_addr client;             /* the client's address, from the handshake */
     rc_eio_session *pend_prev, *pend_next; /* srv->pend_head .. pend_tail, oldest first */
     rc_eio_server *srv;
     rc_ws *ws;                  /* T_WEBSOCKET transport */
@@ -211,6 +212,7 @@ static void pkey_drop(rc_eio_server *srv, pkey *k)
 typedef struct pending_keys {
     char conn[PKEY_LEN], addr[PKEY_LEN];
     uint8_t per_conn, per_addr;
+    rc_addr client;             /* kept by the session (rc_eio_client_addr) */
 } pending_keys;
 
 /* 0: the handshake may open a session (keys filled for pending_add); -1: refused and answered
@@ -223,6 +225,7 @@ static int pending_admit(rc_eio_server *srv, rc_http_request *req, pending_keys 
     rc_addr a;
     int proxied = rc_http_client_addr(req, set->trusted_proxies, set->trusted_proxy_count, &a);
     memset(pk, 0, sizeof(*pk));
+    pk->client = a;
     pk->per_conn = set->max_pending_per_conn > 0 && !proxied;
     pk->per_addr = set->max_pending_per_addr > 0;
     uint64_t id = rc_conn_id(req->conn);
@@ -497,6 +500,7 @@ void rc_eio_mark_connected(rc_eio_session *s)
 }
 
 const char *rc_eio_sid(const rc_eio_session *s) { return s->sid; }
+const rc_addr *rc_eio_client_addr(const rc_eio_session *s) { return &s->client; }
 int rc_eio_writable(const rc_eio_session *s)
 {
     if (s->closed || s->hold) return 0;
@@ -636,6 +640,7 @@ static rc_eio_session *session_new(rc_eio_server *srv, int transport, const pend
     s->next_ping_ms = now + (uint64_t)srv->set.ping_interval_ms;
     s->connect_deadline_ms = now + (uint64_t)srv->set.connect_timeout_ms;
     pending_add(s, pk);
+    s->client = pk->client;
     session_arm_timer(s);
     eio_stats.opened[transport]++;
     return s;

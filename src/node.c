@@ -224,10 +224,10 @@ static void hook_on_upgrade(void *arg, rc_sio_socket *s)
     if (n->admin) rc_admin_on_upgrade(n->admin, s);
 }
 
-static const char *hook_admit(void *arg, size_t ns_index, const cJSON *auth)
+static const char *hook_admit(void *arg, size_t ns_index, const cJSON *auth, const rc_addr *from)
 {
     rc_node *n = arg;
-    return n->admin && ns_index == n->admin_ns ? rc_admin_admit(n->admin, auth) : "unauthorized";
+    return n->admin && ns_index == n->admin_ns ? rc_admin_admit(n->admin, auth, from) : "unauthorized";
 }
 
 /* Tracked rooms ("track"): every join and leave, by rule or by backend control op. */

@@ -486,7 +486,8 @@ static void handle_connect(rc_sio_client *c, const rc_sio_packet *p)
     rc_auth_result ar;
     memset(&ar, 0, sizeof(ar));
     if (mode == RC_SIO_AUTH_HOOK) {
-        const char *why = srv->hooks->admit ? srv->hooks->admit(srv->hooks->arg, (size_t)ns->index, p->payload)
+        const char *why = srv->hooks->admit ? srv->hooks->admit(srv->hooks->arg, (size_t)ns->index, p->payload,
+                                                                rc_eio_client_addr(c->eio))
                                             : "unauthorized";
         if (why) {
             connect_error(c, nsp, why, NULL);

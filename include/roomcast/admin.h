@@ -44,6 +44,7 @@
 #include "roomcast/sio.h"
 
 struct cJSON;
+struct rc_addr;
 struct event_base;
 struct evbuffer;
 typedef struct rc_admin rc_admin;
@@ -56,8 +57,9 @@ void rc_admin_free(rc_admin *a);
 /* 1 if s is a socket of the admin namespace (the node runs no rules for it). */
 int rc_admin_owns(const rc_admin *a, const rc_sio_socket *s);
 /* rc_sio_hooks.admit for the admin namespace: NULL admits; else "invalid credentials" (what
- * the UI expects) or "too many attempts" (over the node's login budget). */
-const char *rc_admin_admit(rc_admin *a, const struct cJSON *auth);
+ * the UI expects) or "too many attempts" (over the login budget of `from`, the client's address
+ * as the Engine.IO session saw it, or the node's; src/admin_login.c). */
+const char *rc_admin_admit(rc_admin *a, const struct cJSON *auth, const struct rc_addr *from);
 /* Hooks for sockets of every namespace, the admin one included. */
 void rc_admin_on_connect(rc_admin *a, rc_sio_socket *s);
 void rc_admin_on_event(rc_admin *a, rc_sio_socket *s, const rc_sio_event *ev);

@@ -35,6 +35,7 @@ struct rc_frame;
 typedef struct rc_http_request rc_http_request;
 typedef struct rc_eio_server rc_eio_server;
 typedef struct rc_eio_session rc_eio_session;
+struct rc_addr;
 struct rc_cidr;
 
 typedef struct rc_eio_callbacks {
@@ -124,6 +125,9 @@ rc_eio_session *rc_eio_find(rc_eio_server *srv, const char *sid);
 /* The session connected a namespace: it leaves the pending budget and its connect deadline. */
 void rc_eio_mark_connected(rc_eio_session *s);
 const char *rc_eio_sid(const rc_eio_session *s);
+/* The client's address as the handshake gave it: the peer, or behind a trusted proxy the address
+ * its X-Forwarded-For names (as the pending budget counts it). Valid while the session is. */
+const struct rc_addr *rc_eio_client_addr(const rc_eio_session *s);
 /* 1 when a packet sent now would go out at once: not closed or held, and a WebSocket with nothing
  * unsent or a polling session with a GET waiting (Socket.IO's volatile packets need it). */
 int rc_eio_writable(const rc_eio_session *s);

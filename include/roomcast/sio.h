@@ -157,9 +157,10 @@ typedef struct rc_sio_hooks {
     void (*recover)(void *arg, rc_sio_pending *p, int ns_index, const char *pid, const char *offset,
                     const char *user);
     /* A CONNECT to a namespace whose auth is RC_SIO_AUTH_HOOK, with its payload (NULL when
-     * absent): NULL admits it, else the CONNECT_ERROR message to refuse it with (a static string
-     * of at most 200 plain characters). NULL hook: every such CONNECT is refused. */
-    const char *(*admit)(void *arg, size_t ns_index, const struct cJSON *auth);
+     * absent) and the client's address (rc_eio_client_addr of its session): NULL admits it, else
+     * the CONNECT_ERROR message to refuse it with (a static string of at most 200 plain
+     * characters). NULL hook: every such CONNECT is refused. */
+    const char *(*admit)(void *arg, size_t ns_index, const struct cJSON *auth, const struct rc_addr *from);
     /* The socket's Engine.IO session upgraded from polling to websocket; may be NULL. The hook
      * must not disconnect sockets (it is called for each socket of the session in turn). */
     void (*on_upgrade)(void *arg, rc_sio_socket *s);

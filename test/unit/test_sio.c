@@ -35,6 +35,7 @@
 #include "roomcast/eio.h"
 #include "roomcast/frame.h"
 #include "roomcast/http.h"
+#include "roomcast/server.h"
 #include "roomcast/sio.h"
 
 /* ---- fake Engine.IO sessions ---------------------------------------------------------------- */
@@ -51,6 +52,7 @@ struct rc_eio_session {
     const char *closed;           /* rc_eio_close's reason, NULL while open */
     void *owner;                  /* the sio client (on_open's result) */
     int owner_closed;             /* on_close was delivered */
+    rc_addr addr;                 /* the client's address (rc_eio_client_addr) */
 };
 
 static void record(rc_eio_session *s, char *text, rc_frame *f)
@@ -94,6 +96,7 @@ void rc_eio_count_disconnect(int reason) { fake_disconnects[reason]++; }
 /* for src/sio_admin.c (linked in through rc_sio__client_on_upgrade) */
 const char *rc_eio_sid(const rc_eio_session *s) { return "fake-session-id-0000"; }
 int rc_eio_is_polling(const rc_eio_session *s) { return 0; }
+const rc_addr *rc_eio_client_addr(const rc_eio_session *s) { return &s->addr; }
 
 /* ---- fake handshake requests ---------------------------------------------------------------- */
 
@@ -208,11 +211,13 @@ static const rc_sio_ns_settings ns_settings[] = {
     {.name = "/admin", .auth = RC_SIO_AUTH_HOOK},
 };
 
-/* The hook of "/admin": admits {"password":"ok"} only. */
-static const char *admit(void *arg, size_t ns_index, const cJSON *auth)
+/* The hook of "/admin": admits {"password":"ok"} only; remembers the address it was given. */
+static const rc_addr *admit_from;
+static const char *admit(void *arg, size_t ns_index, const cJSON *auth, const rc_addr *from)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(auth, "password");
     assert_int_equal(ns_index, 3);
+    admit_from = from;
     return cJSON_IsString(p) && strcmp(p->valuestring, "ok") == 0 ? NULL : "invalid credentials";
 }
 
@@ -375,6 +380,7 @@ static void test_connect_hook_auth(void **state)
     rc_eio_session *c = client_open(f, NULL, NULL);
     client_send(f, c, "0/admin,{\"password\":\"no\"}");
     assert_string_equal(c->sent[c->count - 1], "44/admin,{\"message\":\"invalid credentials\"}");
+    assert_ptr_equal(admit_from, &c->addr); /* the hook hears the session's client address */
     client_send(f, c, "0/admin,");
     assert_string_equal(c->sent[c->count - 1], "44/admin,{\"message\":\"invalid credentials\"}");
     assert_int_equal(rc_sio_socket_count(f->srv), 0);
