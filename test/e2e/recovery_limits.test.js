@@ -75,6 +75,10 @@ describe('recovery limits', () => {
     [A, B] = nodes;
     await waitUntil(async () => (await Promise.all(nodes.map(readyz))).every((s) => s === 200),
       { timeout: 10000, what: 'both nodes ready' });
+    // both are recovery listeners (docs/recovery.md, "Listeners") before any client gets an offset
+    for (const n of nodes) {
+      await waitUntil(async () => (await metric(n, 'roomcast_recovery_listening')) === 1, { timeout: 15000, what: 'listening' });
+    }
   });
 
   after(async () => {
@@ -179,7 +183,7 @@ describe('recovery limits', () => {
       // a volatile broadcast is not kept anyway: no mark
       new Emitter(pub, { key: RC }).to('em-1').volatile.emit('typing', { n: 2 });
       // the mark is written a moment after A hears the broadcast (without it, none ever comes)
-      await waitUntil(async () => (await gapMarks(redis, 'em-1')) >= 1, { timeout: 5000 }).catch(() => {});
+      await waitUntil(async () => (await gapMarks(redis, 'em-1')) >= 3, { timeout: 5000 }).catch(() => {});
     } finally {
       pub.disconnect();
     }
@@ -187,7 +191,8 @@ describe('recovery limits', () => {
     await back;
     assert.equal(x.recovered, false, 'not a replay without the emitted event');
     assert.notEqual(x.id, sid);
-    assert.equal(await gapMarks(redis, 'em-1'), 1, 'one mark: only A heard the room, the volatile broadcast left none');
+    assert.equal(await gapMarks(redis, 'em-1'), 3,
+      'three marks: A holding the room and the two listeners (A and B) overhearing it; the volatile broadcast left none');
     x.close();
   });
 
@@ -220,10 +225,11 @@ describe('recovery limits', () => {
     try {
       const heard = await redis.command('PUBLISH', `${P}:room:/:kf-1`,
         JSON.stringify({ event: 'plain', data: { seq: 2 }, id: 'kf-2' }));
-      assert.equal(heard, 2, 'A (holding the room) and B (y) hear it');
+      assert.equal(heard, 4, 'A (holding the room) and B (y) hear it, and both overhear it as listeners');
       await waitUntil(() => gy.length === 2, { timeout: 10000, what: 'the plain PUBLISH delivered live to y' });
       assert.deepEqual(gy[1], { event: 'plain', args: [{ seq: 2 }] }, 'as heard: no offset');
-      await waitUntil(async () => (await failed()) === failedBefore + 2,
+      // four asks refused: each node's for its room channel and its listener's (which delivers nothing)
+      await waitUntil(async () => (await failed()) === failedBefore + 4,
         { timeout: 10000, what: 'both nodes saw the keep script refused' });
       assert.ok((await metric(A, 'roomcast_recovery_gaps_pending')) >= 1, "A's mark waits for Redis");
       assert.equal(await gapMarks(redis, 'kf-1'), 0, 'no mark could be written yet');
