@@ -26,7 +26,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const assert = require('node:assert/strict');
 const {
-  BIN, JWT_SECRET, startNode, writeTemp, httpRequest, sleep, token, client, connected, waitUntil, readyz,
+  BIN, JWT_SECRET, startNode, writeTemp, httpRequest, sleep, token, client, connected, waitUntil, readyz, metric,
 } = require('./node');
 const { startRedis } = require('./redis');
 
@@ -128,16 +128,26 @@ function loadSeedConfig(name) {
 class Backend {
   constructor(redis) {
     this.redis = redis;
+    this.listeners = 0; // nodes hearing every room of a recoverable namespace (startSeed sets it)
+    this.recoverable = new Set(); // namespaces with recovery on
   }
 
-  // PUBLISH P:room:<ns>:<room> {"event","data"}: resolves with the number of nodes that got it.
+  // PUBLISH's answer less the recovery listeners' copies (docs/recovery.md, "Listeners": two nodes
+  // hear every room of a recoverable namespace through patterns): the nodes subscribed to the room.
+  async roomPublish(ns, room, msg) {
+    const n = await this.redis.publish(`${P}:room:${ns}:${room}`, msg);
+    return this.recoverable.has(ns) ? n - this.listeners : n;
+  }
+
+  // PUBLISH P:room:<ns>:<room> {"event","data"}: resolves with the number of nodes subscribed to
+  // the room that got it.
   publish(ns, room, event, data) {
     const msg = data === undefined ? { event } : { event, data };
-    return this.redis.publish(`${P}:room:${ns}:${room}`, msg);
+    return this.roomPublish(ns, room, msg);
   }
 
   publishArgs(ns, room, event, args) {
-    return this.redis.publish(`${P}:room:${ns}:${room}`, { event, args });
+    return this.roomPublish(ns, room, { event, args });
   }
 
   // The whole namespace: P:ns:<ns>.
@@ -147,7 +157,7 @@ class Backend {
 
   // A control op ({op: 'join'|'leave'|'disconnect', room}) for every socket in ns/room.
   op(ns, room, op) {
-    return this.redis.publish(`${P}:room:${ns}:${room}`, op);
+    return this.roomPublish(ns, room, op);
   }
 
   // A notification with offline fallback (docs/redis.md, "P:notify").
@@ -216,6 +226,16 @@ async function startSeed(name, { nodes: count = 2, overrides = {}, tag } = {}) {
   }
   await waitUntil(async () => (await Promise.all(seed.nodes.map(readyz))).every((s) => s === 200),
     { timeout: 10000, what: 'every node ready (/readyz 200)' });
+  // With recovery on, two nodes become listeners (docs/recovery.md): wait for them, so that the
+  // first clients' offsets are covered and PUBLISH's answer is stable.
+  for (const [ns, c] of Object.entries(merged.namespaces || {})) if (c.recovery && c.recovery.enabled) seed.backend.recoverable.add(ns);
+  if (seed.backend.recoverable.size) {
+    const want = Math.min(2, seed.nodes.length);
+    const listening = async () => (await Promise.all(seed.nodes.map((n) => metric(n, 'roomcast_recovery_listening'))))
+      .filter((v) => v === 1).length;
+    await waitUntil(async () => (await listening()) === want, { timeout: 15000, what: `${want} recovery listeners` });
+    seed.backend.listeners = want;
+  }
 
   // A join is acknowledged before the node's SUBSCRIBE reaches Redis (cluster.test.js, todo), so
   // a backend waits for the channel's subscriber count before publishing to a fresh room.
