@@ -103,6 +103,17 @@ static void on_pattern(void *arg, const char *prefix, const char *channel, const
     n->raw[n->nraw++] = rc_strdup(buf);
 }
 
+/* A message heard through a listen entry (rc_redis_listen_open): recorded in raw[] as
+ * "over <ns> <room or -> <event>". */
+static void on_overheard(void *arg, const rc_bp_message *m)
+{
+    node *n = arg;
+    char buf[512];
+    assert_true(n->nraw < MAX_MSGS);
+    snprintf(buf, sizeof(buf), "over %s %s %s", m->ns, m->room ? m->room : "-", m->event ? m->event : "-");
+    n->raw[n->nraw++] = rc_strdup(buf);
+}
+
 static void on_state(void *arg, int up)
 {
     node *n = arg;
@@ -140,7 +151,7 @@ static void clear_msgs(node *n)
 static void node_start(node *n, const char *url, const char *prefix, const char *node_id)
 {
     rc_backplane_callbacks cb = {.on_message = on_message, .on_state = on_state, .on_raw = on_raw,
-                                 .on_pattern = on_pattern, .arg = n};
+                                 .on_pattern = on_pattern, .on_overheard = on_overheard, .arg = n};
     memset(n, 0, sizeof(*n));
     n->cfg.url = url;
     n->cfg.prefix = prefix;
@@ -1154,6 +1165,59 @@ static void test_patterns_are_explicit(void **state)
     rh_kill(&s);
 }
 
+/* Listening (the recovery listener): every room and the namespace channel of one namespace,
+ * decoded, through on_overheard only; a namespace that is a prefix of another ("/ch", "/chat")
+ * hears its own channels only; the node's own echo and refused envelopes are not handed up. */
+static void test_listening(void **state)
+{
+    rh_server s;
+    char url[64];
+    node a, b;
+    assert_int_equal(rh_start(&s, rh_free_port(), NULL), 0);
+    node_start(&a, url_for(&s, url, sizeof(url)), "t13", "node-a");
+    node_start(&b, url, "t13", "node-b");
+    wait_up(&a, 3000);
+    wait_up(&b, 3000);
+    a.bp->ops->room_open(a.bp, "/chat", "r1");
+    assert_int_equal(rc_redis_listen_open(b.bp, "/chat"), 0);
+    assert_int_equal(rc_redis_listen_open(b.bp, "/ch"), 0);
+    assert_int_equal(rc_redis_listen_open(b.bp, "bad:ns"), -1);
+    wait_numsub(&s, "t13:room:/chat:r1", 1);
+    run_for(50);
+
+    assert_int_equal(rh_publish(&s, "t13:room:/chat:r1", "{\"event\":\"one\"}"), 2); /* a, and b's pattern */
+    assert_int_equal(rh_publish(&s, "t13:room:/chat:a:b*", "{\"event\":\"two\"}"), 1);
+    assert_int_equal(rh_publish(&s, "t13:ns:/chat", "{\"event\":\"three\"}"), 1);
+    assert_int_equal(rh_publish(&s, "t13:room:/ch:x", "{\"event\":\"four\"}"), 1);
+    assert_int_equal(rh_publish(&s, "t13:room:/chat:r2", "not json"), 1);   /* refused: not handed up */
+    assert_int_equal(rh_publish(&s, "t13:ns:/chatter", "{\"event\":\"no\"}"), 0); /* another namespace */
+    rc_bp_message m = {.kind = RC_BP_EMIT, .ns = "/chat", .room = "r9", .event = "own", .args_json = "[]",
+                       .args_len = 2};
+    assert_int_equal(b.bp->ops->publish(b.bp, &m), 0); /* b's own echo: not overheard */
+    for (int i = 0; i < 100 && (b.nraw < 4 || a.nmsgs < 1); i++) run_for(10);
+    run_for(50);
+    assert_int_equal(b.nraw, 4);
+    assert_string_equal(b.raw[0], "over /chat r1 one");
+    assert_string_equal(b.raw[1], "over /chat a:b* two");
+    assert_string_equal(b.raw[2], "over /chat - three");
+    assert_string_equal(b.raw[3], "over /ch x four");
+    assert_int_equal(b.nmsgs, 0); /* nothing reaches on_message */
+    assert_int_equal(a.nmsgs, 1);
+    assert_int_equal(a.nraw, 0);
+    assert_int_equal((int)metric(&b, "roomcast_redis_overheard_messages_total"), 6); /* echo and refused included */
+
+    rc_redis_listen_close(b.bp, "/chat");
+    run_for(50);
+    assert_int_equal(rh_publish(&s, "t13:room:/chat:r1", "{\"event\":\"late\"}"), 1); /* a only */
+    assert_int_equal(rh_publish(&s, "t13:room:/ch:y", "{\"event\":\"five\"}"), 1);
+    for (int i = 0; i < 100 && b.nraw < 5; i++) run_for(10);
+    assert_int_equal(b.nraw, 5);
+    assert_string_equal(b.raw[4], "over /ch y five");
+    node_stop(&a);
+    node_stop(&b);
+    rh_kill(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1172,6 +1236,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_module_commands_on_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_channels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patterns_are_explicit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listening, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
