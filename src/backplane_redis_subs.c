@@ -217,21 +217,21 @@ static int pattern_prefix_valid(const redis_bp *bp, const char *prefix)
     return 1;
 }
 
-void redis_bp__pattern_open(redis_bp *bp, const char *prefix)
+/* One more reference on the pattern entry whose pattern is in bp->chan_buf, made on first use as
+ * "<pattern>\0<tail>\0": tail is the prefix it was opened with (listen -1), or the namespace of a
+ * listen entry (listen 1: every room, 0: the namespace channel). */
+static void pattern_ref(redis_bp *bp, const char *tail, int listen)
 {
-    if (!pattern_prefix_valid(bp, prefix)) {
-        rc_log_warn("redis_bad_channel", "pattern=\"%s\"", prefix ? prefix : "");
-        return;
-    }
-    pattern_build(bp, prefix);
     bp_chan *e = redis_bp__pattern_find(bp, bp->chan_buf.p, bp->chan_buf.len);
     if (!e) {
-        size_t len = bp->chan_buf.len, plen = strlen(prefix);
-        e = rc_calloc(1, sizeof(*e) + len + 1 + plen + 1);
+        size_t len = bp->chan_buf.len, tlen = strlen(tail);
+        e = rc_calloc(1, sizeof(*e) + len + 1 + tlen + 1);
         e->shard = -1;
         memcpy(e->name, bp->chan_buf.p, len);
-        memcpy(e->name + len + 1, prefix, plen);
-        e->prefix = e->name + len + 1;
+        memcpy(e->name + len + 1, tail, tlen);
+        if (listen < 0) e->prefix = e->name + len + 1;
+        else e->listen_ns = e->name + len + 1;
+        e->listen_rooms = listen == 1;
         e->len = len;
         e->pattern = 1;
         rc_hmap_insert(&bp->chans, &e->node, e->name, e->len + 1);
@@ -239,6 +239,16 @@ void redis_bp__pattern_open(redis_bp *bp, const char *prefix)
     if (e->raw_refs++ > 0) return;
     redis_bp__chan_mark_dirty(bp, e);
     redis_bp__schedule_flush(bp);
+}
+
+void redis_bp__pattern_open(redis_bp *bp, const char *prefix)
+{
+    if (!pattern_prefix_valid(bp, prefix)) {
+        rc_log_warn("redis_bad_channel", "pattern=\"%s\"", prefix ? prefix : "");
+        return;
+    }
+    pattern_build(bp, prefix);
+    pattern_ref(bp, prefix, -1);
 }
 
 void redis_bp__pattern_close(redis_bp *bp, const char *prefix)
@@ -264,26 +274,8 @@ static void listen_build(redis_bp *bp, const char *ns, int rooms)
 static void listen_entry(redis_bp *bp, const char *ns, int rooms, int open)
 {
     listen_build(bp, ns, rooms);
-    bp_chan *e = redis_bp__pattern_find(bp, bp->chan_buf.p, bp->chan_buf.len);
-    if (!open) {
-        raw_release(bp, e);
-        return;
-    }
-    if (!e) {
-        size_t len = bp->chan_buf.len, nslen = strlen(ns);
-        e = rc_calloc(1, sizeof(*e) + len + 1 + nslen + 1);
-        e->shard = -1;
-        memcpy(e->name, bp->chan_buf.p, len);
-        memcpy(e->name + len + 1, ns, nslen);
-        e->listen_ns = e->name + len + 1;
-        e->len = len;
-        e->pattern = 1;
-        e->listen_rooms = rooms ? 1 : 0;
-        rc_hmap_insert(&bp->chans, &e->node, e->name, e->len + 1);
-    }
-    if (e->raw_refs++ > 0) return;
-    redis_bp__chan_mark_dirty(bp, e);
-    redis_bp__schedule_flush(bp);
+    if (open) pattern_ref(bp, ns, rooms ? 1 : 0);
+    else raw_release(bp, redis_bp__pattern_find(bp, bp->chan_buf.p, bp->chan_buf.len));
 }
 
 int redis_bp__listen(redis_bp *bp, const char *ns, int open)

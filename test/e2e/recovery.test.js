@@ -20,34 +20,13 @@ const fs = require('node:fs');
 const { io } = require('socket.io-client');
 const { startNode, token, emitAck, publishOk, sleep, waitUntil, metric } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
-const { Proxy, cutOver } = require('./lib/proxy');
+const { Proxy, cutOver, connectVia, closeClients, onceConnected, nextConnect, record, join } = require('./lib/recovery');
 
 const T = { timeout: 120000 };
 const P = 'roomcast';
 
 const sockets = new Set();
-function connectVia(url, user, ns = '/', extra = {}) {
-  const s = io(`${url}${ns === '/' ? '' : ns}`, { forceNew: true, auth: { token: token({ sub: user }), ...extra } });
-  sockets.add(s);
-  return s;
-}
-const onceConnected = (s, ms = 20000) => new Promise((resolve, reject) => {
-  if (s.connected) { resolve(); return; }
-  const t = setTimeout(() => reject(new Error('no connect')), ms);
-  s.once('connect', () => { clearTimeout(t); resolve(); });
-});
-const nextConnect = (s, ms = 30000) => new Promise((resolve, reject) => {
-  const t = setTimeout(() => reject(new Error('no reconnect')), ms);
-  s.once('connect', () => { clearTimeout(t); resolve(); });
-});
-// Records every event with its arguments (the offset is the last one).
-function record(s) {
-  const got = [];
-  s.onAny((event, ...args) => { if (!event.startsWith('status:')) got.push({ event, args }); });
-  return got;
-}
 const keyOf = (e) => `${e.event}:${JSON.stringify(e.args[0])}`;
-async function join(s, room) { assert.deepEqual(await emitAck(s, 'join', { room }), [{ ok: true, room }]); }
 function rssKiB(node) {
   const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${node.child.pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
@@ -90,6 +69,7 @@ describe('connection state recovery', () => {
   });
 
   after(async () => {
+    closeClients();
     for (const s of sockets) s.close();
     if (proxy) await proxy.close();
     for (const n of nodes) await n.stop();

@@ -1,6 +1,6 @@
 'use strict';
 // Connection state recovery, its limits and holes (docs/recovery.md), with the official
-// socket.io-client behind a TCP proxy the tests cut (lib/proxy.js), on two roomcast nodes that
+// socket.io-client behind a TCP proxy the tests cut (lib/recovery.js), on two roomcast nodes that
 // also speak Socket.IO's Redis formats (socketio.prefix):
 // - recovery.maxRecoveriesPerMinute: a user whose budget is 2 recovers twice, the third cut gives a
 //   fresh session counted as rate_limited, while another user recovering at the same time is
@@ -15,38 +15,16 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { io } = require('socket.io-client');
 const { Emitter } = require('@socket.io/redis-emitter');
 const Redis = require('ioredis');
-const { startNode, token, emitAck, publishOk, sleep, waitUntil, metric, readyz } = require('./lib/node');
+const { startNode, publishOk, sleep, waitUntil, metric, readyz } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
-const { Proxy, cutOver } = require('./lib/proxy');
+const { Proxy, cutOver, connectVia, closeClients, onceConnected, nextConnect, record, join } = require('./lib/recovery');
 
 const T = { timeout: 90000 };
 const P = 'roomcast';
 const RC = 'rc.io'; // the nodes' socketio.prefix
 
-const sockets = new Set();
-function connectVia(url, user) {
-  const s = io(url, { forceNew: true, auth: { token: token({ sub: user }) } });
-  sockets.add(s);
-  return s;
-}
-const onceConnected = (s, ms = 20000) => new Promise((resolve, reject) => {
-  if (s.connected) { resolve(); return; }
-  const t = setTimeout(() => reject(new Error('no connect')), ms);
-  s.once('connect', () => { clearTimeout(t); resolve(); });
-});
-const nextConnect = (s, ms = 30000) => new Promise((resolve, reject) => {
-  const t = setTimeout(() => reject(new Error('no reconnect')), ms);
-  s.once('connect', () => { clearTimeout(t); resolve(); });
-});
-function record(s) {
-  const got = [];
-  s.onAny((event, ...args) => got.push({ event, args }));
-  return got;
-}
-async function join(s, room) { assert.deepEqual(await emitAck(s, 'join', { room }), [{ ok: true, room }]); }
 async function gapMarks(redis, room) {
   const r = await redis.command('XRANGE', `${P}:history:/`, '-', '+');
   return r.filter(([, f]) => f.includes('g') && f[f.indexOf('r') + 1] === room).length;
@@ -82,7 +60,7 @@ describe('recovery limits', () => {
   });
 
   after(async () => {
-    for (const s of sockets) s.close();
+    closeClients();
     for (const p of proxies) await p.close();
     for (const n of nodes) await n.stop();
     if (redis) await redis.stop();
@@ -137,8 +115,7 @@ describe('recovery limits', () => {
 
   it('an anonymous socket (no user) is budgeted by its pid: maxRecoveriesPerMinute 1 on /anon', T, async () => {
     const px = await proxyTo(A.port);
-    const x = io(`${px.url}/anon`, { forceNew: true });
-    sockets.add(x);
+    const x = connectVia(px.url, null, '/anon');
     await onceConnected(x);
     await join(x, 'an-1');
     const got = record(x);

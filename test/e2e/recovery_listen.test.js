@@ -1,6 +1,6 @@
 'use strict';
 // Recovery listeners (docs/recovery.md, "Listeners"; src/node_recovery_listen.c), with the official
-// socket.io-client behind a TCP proxy (lib/proxy.js). A client alone in its room sits on a node
+// socket.io-client behind a TCP proxy (lib/recovery.js). A client alone in its room sits on a node
 // that is SIGKILLed: no node is subscribed to its room any more, so only the two listeners (nodes
 // holding a lease, hearing every kept room through patterns) hear a backend's plain PUBLISH.
 // - with an id, a listener keeps it: the client recovers on a survivor and gets it exactly once;
@@ -14,37 +14,15 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { io } = require('socket.io-client');
 const { Emitter } = require('@socket.io/redis-emitter');
 const Redis = require('ioredis');
-const { startNode, token, emitAck, publishOk, waitUntil, metric, sleep } = require('./lib/node');
+const { startNode, publishOk, waitUntil, metric, sleep } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
-const { Proxy, cutOver } = require('./lib/proxy');
+const { Proxy, connectVia, closeClients, onceConnected, nextConnect, record, join } = require('./lib/recovery');
 
 const T = { timeout: 120000 };
 const P = 'roomcast';
 
-const sockets = new Set();
-function connectVia(url, user) {
-  const s = io(url, { forceNew: true, auth: { token: token({ sub: user }) } });
-  sockets.add(s);
-  return s;
-}
-const onceConnected = (s, ms = 20000) => new Promise((resolve, reject) => {
-  if (s.connected) { resolve(); return; }
-  const t = setTimeout(() => reject(new Error('no connect')), ms);
-  s.once('connect', () => { clearTimeout(t); resolve(); });
-});
-const nextConnect = (s, ms = 30000) => new Promise((resolve, reject) => {
-  const t = setTimeout(() => reject(new Error('no reconnect')), ms);
-  s.once('connect', () => { clearTimeout(t); resolve(); });
-});
-function record(s) {
-  const got = [];
-  s.onAny((event, ...args) => { if (!event.startsWith('status:')) got.push({ event, args }); });
-  return got;
-}
-async function join(s, room) { assert.deepEqual(await emitAck(s, 'join', { room }), [{ ok: true, room }]); }
 const listening = async (n) => (await metric(n, 'roomcast_recovery_listening')) === 1;
 const attempts = async (n, result) => (await metric(n, `roomcast_recovery_attempts_total{result="${result}"}`)) || 0;
 async function waitListening(n) { await waitUntil(() => listening(n), { timeout: 20000, what: `${n.nodeId} listening` }); }
@@ -84,7 +62,7 @@ describe('recovery listeners', () => {
   });
 
   after(async () => {
-    for (const s of sockets) s.close();
+    closeClients();
     if (proxy) await proxy.close();
     for (const n of nodes) await n.stop();
     if (redis) await redis.stop();
