@@ -20,7 +20,7 @@ const fs = require('node:fs');
 const { io } = require('socket.io-client');
 const { startNode, token, emitAck, publishOk, sleep, waitUntil, metric } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
-const { Proxy, cutOver, connectVia, closeClients, onceConnected, nextConnect, record, join } = require('./lib/recovery');
+const { Proxy, cutOver, connectVia, closeClients, onceConnected, nextConnect, record, join, joinedWithOffset } = require('./lib/recovery');
 
 const T = { timeout: 120000 };
 const P = 'roomcast';
@@ -212,13 +212,7 @@ describe('connection state recovery', () => {
   // PUBLISH during the gap. The node holds them (docs/recovery.md, "Rooms held while the client is
   // away"): with an id, kept once and replayed, back on the same node and on the other one.
   async function cutAlone(user, room, back) {
-    proxy.target = A.port;
-    const x = connectVia(proxyUrl, user);
-    await onceConnected(x);
-    await join(x, room);
-    const got = record(x);
-    await publishOk(B, { room, event: 'news', data: { seq: 'warm' } });
-    await waitUntil(() => got.length === 1, { timeout: 10000, what: 'warm-up' });
+    const { x, got } = await joinedWithOffset(proxy, proxyUrl, A, user, room, B, { event: 'news', data: { seq: 'warm' } });
     const live = async () => (await metric(A, 'roomcast_sockets{namespace="/"}')) || 0;
     const before = await live();
     const sid = x.id;
@@ -279,14 +273,7 @@ describe('connection state recovery', () => {
   it('the node holding the client is SIGKILLed during publishes: it recovers on a survivor', T, async () => {
     const C = await startNode({ config: 'recovery.json', nodeId: `r${process.pid}-c`, args: ['--redis', redis.url] });
     nodes.push(C);
-    proxy.target = C.port;
-    const x = connectVia(proxyUrl, 'uk');
-    await onceConnected(x);
-    await join(x, 'k1');
-    const got = record(x);
-    await publishOk(B, { room: 'k1', event: 'tick', data: { seq: -1 } });
-    await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the first tick' });
-    const sid = x.id;
+    const { x, got, sid } = await joinedWithOffset(proxy, proxyUrl, C, 'uk', 'k1', B, { event: 'tick', data: { seq: -1 } });
     proxy.target = B.port;
     const reconnected = nextConnect(x);
     let seq = 0;
@@ -313,14 +300,7 @@ describe('connection state recovery', () => {
   });
 
   it('a gap longer than the window: a fresh session and no replay', T, async () => {
-    proxy.target = A.port;
-    const x = connectVia(proxyUrl, 'us', '/short');
-    await onceConnected(x);
-    await join(x, 's1');
-    const got = record(x);
-    await publishOk(B, { ns: '/short', room: 's1', event: 'e', data: { seq: 0 } });
-    await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the first event' });
-    const sid = x.id;
+    const { x, got, sid } = await joinedWithOffset(proxy, proxyUrl, A, 'us', 's1', B, { ns: '/short' });
     proxy.hold();
     proxy.cut();
     await publishOk(B, { ns: '/short', room: 's1', event: 'e', data: { seq: 1 } });
@@ -359,14 +339,7 @@ describe('connection state recovery', () => {
   });
 
   it('more history after the offset than maxReplayScan: a fresh session, counted as scan_limit', T, async () => {
-    proxy.target = A.port;
-    const x = connectVia(proxyUrl, 'uscan', '/scan');
-    await onceConnected(x);
-    await join(x, 'sc1');
-    const got = record(x);
-    await publishOk(B, { ns: '/scan', room: 'sc1', event: 'e', data: { seq: 0 } });
-    await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the first event' });
-    const sid = x.id;
+    const { x, got, sid } = await joinedWithOffset(proxy, proxyUrl, A, 'uscan', 'sc1', B, { ns: '/scan' });
     await cutOver(proxy, x, B.port);
     const reconnected = nextConnect(x);
     // 1,100 entries of another room (read, not replayed), then one of the client's
@@ -385,13 +358,7 @@ describe('connection state recovery', () => {
   });
 
   it('a replay crossing 10,000 missed events (figures printed, not asserted)', T, async (t) => {
-    proxy.target = A.port;
-    const x = connectVia(proxyUrl, 'ubig');
-    await onceConnected(x);
-    await join(x, 'big');
-    const got = record(x);
-    await publishOk(B, { room: 'big', event: 'b', data: { seq: -1 } });
-    await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the first event' });
+    const { x, got } = await joinedWithOffset(proxy, proxyUrl, A, 'ubig', 'big', B, { event: 'b', data: { seq: -1 } });
     await cutOver(proxy, x, B.port);
     const N = 10000;
     // a backend with Redis: the API is the sequenced path; 8 requests in flight

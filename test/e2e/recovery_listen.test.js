@@ -16,9 +16,9 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Emitter } = require('@socket.io/redis-emitter');
 const Redis = require('ioredis');
-const { startNode, publishOk, waitUntil, metric, sleep } = require('./lib/node');
+const { startNode, waitUntil, metric, sleep } = require('./lib/node');
 const { startRedis } = require('./lib/redis');
-const { Proxy, connectVia, closeClients, onceConnected, nextConnect, record, join } = require('./lib/recovery');
+const { Proxy, closeClients, nextConnect, joinedWithOffset } = require('./lib/recovery');
 
 const T = { timeout: 120000 };
 const P = 'roomcast';
@@ -43,17 +43,7 @@ describe('recovery listeners', () => {
     return n;
   };
   // A client alone in `room` (and its user room) on node `n`, with an offset (one kept event).
-  async function aloneOn(n, user, room) {
-    proxy.release();
-    proxy.target = n.port;
-    const x = connectVia(proxyUrl, user);
-    await onceConnected(x);
-    await join(x, room);
-    const got = record(x);
-    await publishOk(n, { room, event: 'warm', data: {} });
-    await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the warm-up event' });
-    return { x, got, sid: x.id };
-  }
+  const aloneOn = (n, user, room) => joinedWithOffset(proxy, proxyUrl, n, user, room, n, { event: 'warm', data: {} });
 
   before(async () => {
     redis = await startRedis();

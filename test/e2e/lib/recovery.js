@@ -6,12 +6,13 @@
 // the client has seen the cut (its reconnect is for the caller to await, with nextConnect).
 // Clients: connectVia (the official client with default reconnection; closeClients closes every
 // one made), onceConnected, nextConnect, record (every event but status announcements, with its
-// arguments: the offset is the last), join (the configs' "join" event, acked).
+// arguments: the offset is the last), join (the configs' "join" event, acked), joinedWithOffset (a
+// client in a room through the proxy, with one event received).
 
 const net = require('node:net');
 const assert = require('node:assert/strict');
 const { io } = require('socket.io-client');
-const { waitUntil, token, emitAck } = require('./node');
+const { waitUntil, token, emitAck, publishOk } = require('./node');
 
 class Proxy {
   constructor(target) {
@@ -69,5 +70,19 @@ function record(s) {
   return got;
 }
 async function join(s, room) { assert.deepEqual(await emitAck(s, 'join', { room }), [{ ok: true, room }]); }
+// A client of `ns` that joined `room` through `proxy` (pointed at node `at`; `url` is the
+// proxy's) and received one event published through node `via`, so it holds an offset:
+// {x, got, sid}.
+async function joinedWithOffset(proxy, url, at, user, room, via, { ns = '/', event = 'e', data = { seq: 0 } } = {}) {
+  proxy.release();
+  proxy.target = at.port;
+  const x = connectVia(url, user, ns);
+  await onceConnected(x);
+  await join(x, room);
+  const got = record(x);
+  await publishOk(via, { ...(ns === '/' ? {} : { ns }), room, event, data });
+  await waitUntil(() => got.length === 1, { timeout: 10000, what: 'the first event' });
+  return { x, got, sid: x.id };
+}
 
-module.exports = { Proxy, cutOver, connectVia, closeClients, onceConnected, nextConnect, record, join };
+module.exports = { Proxy, cutOver, connectVia, closeClients, onceConnected, nextConnect, record, join, joinedWithOffset };
